@@ -1,0 +1,165 @@
+"""The MQTT edge: one aiomqtt client (MQTT v5) that reconnects on its own.
+
+``MqttLink`` is an async context manager owning one named task. Inside, it connects, subscribes,
+runs ``on_connect`` (a worker republishes its retained status there), and hands every incoming
+message to ``on_message``. A handler that raises is logged and the loop goes on: one bad payload
+never stops the link. When the connection drops it reconnects with jittered exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from types import TracebackType
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from . import logs
+from .errors import BrokerError
+from .settings import MqttUrl
+
+OnMessage = Callable[[str, bytes], Awaitable[None]]
+OnConnect = Callable[["MqttLink"], Awaitable[None]]
+
+log = logs.get("sesame.mqtt")
+
+
+class Will:
+    def __init__(self, topic: str, payload: bytes, qos: int = 1, retain: bool = True) -> None:
+        self.topic, self.payload, self.qos, self.retain = topic, payload, qos, retain
+
+
+class MqttLink:
+    def __init__(
+        self,
+        url: MqttUrl,
+        client_id: str,
+        *,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        on_message: OnMessage | None = None,
+        on_connect: OnConnect | None = None,
+        will: Will | None = None,
+        keepalive: int = 5,
+        backoff_initial: float = 0.05,
+        backoff_max: float = 2.0,
+    ) -> None:
+        self.url = url
+        self.client_id = client_id
+        self.subscriptions = list(subscriptions)
+        self.on_message = on_message
+        self.on_connect = on_connect
+        self.will = will
+        self.keepalive = keepalive
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.connected = asyncio.Event()
+        self.connects = 0
+        self._client: aiomqtt.Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def __aenter__(self) -> MqttLink:
+        self._task = asyncio.create_task(self._run(), name=f"mqtt-link:{self.client_id}")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.connected.wait()
+        except TimeoutError as exc:
+            raise BrokerError(f"no MQTT connection to {self.url} within {timeout}s") from exc
+
+    async def close(self) -> None:
+        """Disconnect cleanly (a clean disconnect does not fire the last will)."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.connected.clear()
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> None:
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise BrokerError("not connected to the MQTT broker")
+        props = None
+        if expiry_s is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.MessageExpiryInterval = max(1, int(expiry_s))
+        try:
+            await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+
+    async def _run(self) -> None:
+        delay = self.backoff_initial
+        while not self._closing:
+            try:
+                await self._session()
+                delay = self.backoff_initial
+            except aiomqtt.MqttError as exc:
+                log.warning("mqtt_disconnected", client_id=self.client_id, error=str(exc), retry_in_s=round(delay, 3))
+            finally:
+                self.connected.clear()
+                self._client = None
+            if self._closing:
+                return
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jittered exponential backoff
+            delay = min(self.backoff_max, delay * 2)
+
+    async def _session(self) -> None:
+        will = None
+        if self.will is not None:
+            will = aiomqtt.Will(self.will.topic, self.will.payload, qos=self.will.qos, retain=self.will.retain)
+        client = aiomqtt.Client(
+            self.url.host,
+            self.url.port,
+            username=self.url.username,
+            password=self.url.password,
+            identifier=self.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            will=will,
+            keepalive=self.keepalive,
+            timeout=5,
+            max_queued_incoming_messages=100_000,
+        )
+        # Bursts of audio publishes are expected; aiomqtt's warning about them would flood logs.
+        client.pending_calls_threshold = 1_000_000
+        async with client:
+            self._client = client
+            for topic, qos in self.subscriptions:
+                await client.subscribe(topic, qos=qos)
+            self.connects += 1
+            self.connected.set()
+            log.info("mqtt_connected", client_id=self.client_id, broker=str(self.url), connects=self.connects)
+            if self.on_connect is not None:
+                await self.on_connect(self)
+            async for message in client.messages:
+                if self.on_message is None:
+                    continue
+                payload = message.payload
+                data = payload if isinstance(payload, bytes) else str(payload).encode()
+                try:
+                    await self.on_message(message.topic.value, data)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one bad message never stops the link
+                    log.exception("mqtt_handler_failed", topic=message.topic.value)

@@ -1,0 +1,50 @@
+"""structlog set-up: JSON lines in production, pretty in a terminal; context bound via contextvars."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+SECRET_KEYS = ("password", "api_key", "token", "secret", "authorization", "xi-api-key")
+
+
+def _redact(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    for key in list(event):
+        if any(s in key.lower() for s in SECRET_KEYS):
+            event[key] = "***"
+    return event
+
+
+def configure(level: str = "INFO", json: bool | None = None) -> None:
+    if json is None:
+        json = not sys.stderr.isatty()
+    lvl = logging.getLevelName(level.upper())
+    if not isinstance(lvl, int):
+        lvl = logging.INFO
+    logging.basicConfig(level=lvl, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
+    # aiomqtt warns about "pending publish calls" under load; that is expected back-pressure, not news.
+    logging.getLogger("mqtt").setLevel(logging.ERROR)
+    logging.getLogger("aiomqtt").setLevel(logging.ERROR)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get(name: str) -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)  # type: ignore[no-any-return]

@@ -1,0 +1,154 @@
+"""Messages between gateway and workers over MQTT (JSON; audio travels separately, see audio.py).
+
+Topics and direction (see docs/asyncapi.yaml):
+    Job        gateway -> workers/{id}/jobs
+    Cancel     gateway -> cancel (broadcast; every worker drops the named jobs)
+    JobAck, JobDone, JobError    worker -> replies/{gateway}/{job}/events
+    Heartbeat  worker -> workers/{id}/heartbeat (every 500 ms by default)
+    WorkerStatus worker -> workers/{id}/status (retained; last will says offline)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import ProtocolError
+from .topics import check_id
+from .wire import Message, Registry
+
+PROTOCOL_VERSION = 1
+MAX_JOB_TEXT = 4000
+
+WorkerState = Literal["loading", "warming", "ready", "draining", "unavailable", "offline"]
+
+worker_messages = Registry("worker")
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class Job(Message):
+    """One sentence to speak. ``reply_to`` is the topic prefix for this job's events and audio."""
+
+    type = "job"
+    job_id: str
+    session_id: str
+    seq: int
+    text: str
+    voice: str
+    reply_to: str
+    sample_rate: int = 24_000
+    # Seconds since the epoch after which the result is useless (the gateway has failed over).
+    expires_at: float | None = None
+
+    def validate(self) -> None:
+        check_id(self.job_id, "job_id")
+        check_id(self.session_id, "session_id")
+        if not self.text.strip():
+            raise ProtocolError("job text is empty", code="empty_text")
+        if len(self.text) > MAX_JOB_TEXT:
+            raise ProtocolError(f"job text longer than {MAX_JOB_TEXT} characters", code="text_too_long")
+        if not 8000 <= self.sample_rate <= 48_000:
+            raise ProtocolError("sample_rate must be 8000..48000", code="bad_sample_rate")
+        if not self.reply_to.startswith("sesame/") or any(c in self.reply_to for c in "+#"):
+            raise ProtocolError("reply_to must be a sesame/ topic without wildcards", code="bad_topic")
+        if self.seq < 0:
+            raise ProtocolError("seq must be >= 0", code="bad_field")
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class Cancel(Message):
+    """Drop these jobs (queued or running). An empty list with a session_id drops the session's jobs."""
+
+    type = "cancel"
+    job_ids: tuple[str, ...] = ()
+    session_id: str | None = None
+
+    def validate(self) -> None:
+        for job_id in self.job_ids:
+            check_id(job_id, "job_id")
+        if self.session_id is not None:
+            check_id(self.session_id, "session_id")
+        if not self.job_ids and self.session_id is None:
+            raise ProtocolError("cancel names no job and no session", code="bad_field")
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class JobAck(Message):
+    type = "ack"
+    job_id: str
+    worker_id: str
+    queue_position: int = 0
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class JobDone(Message):
+    """Last event of a job: ``chunks`` audio frames totalling ``samples`` were sent."""
+
+    type = "done"
+    job_id: str
+    worker_id: str
+    chunks: int
+    samples: int
+    sample_rate: int
+    engine: str
+    synth_ms: float = 0.0
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class JobError(Message):
+    type = "job_error"
+    job_id: str
+    worker_id: str
+    code: str
+    message: str
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class Heartbeat(Message):
+    type = "heartbeat"
+    worker_id: str
+    pid: int
+    state: WorkerState
+    engine: str
+    model: str
+    seq: int
+    sent_at: float
+    interval_s: float
+    jobs_in_flight: int = 0
+    queue_depth: int = 0
+    # Seconds of compute per second of audio, measured on recent jobs (0 until measured).
+    rtf: float = 0.0
+    reason: str | None = None
+    version: str = "0"
+
+    def validate(self) -> None:
+        check_id(self.worker_id, "worker_id")
+        if self.interval_s <= 0:
+            raise ProtocolError("interval_s must be > 0", code="bad_field")
+
+
+@worker_messages.register
+@dataclass(frozen=True, slots=True)
+class WorkerStatus(Message):
+    """Retained. ``online`` while connected; the last will publishes ``offline``."""
+
+    type = "status"
+    worker_id: str
+    state: Literal["online", "offline"]
+    pid: int | None = None
+
+    def validate(self) -> None:
+        check_id(self.worker_id, "worker_id")
+
+
+JobEvent = JobAck | JobDone | JobError
+
+
+def decode_worker_message(raw: bytes | str) -> Message:
+    return worker_messages.decode(raw)

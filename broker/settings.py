@@ -1,0 +1,101 @@
+"""Reading settings from the environment: typed, validated, with the variable named in every error.
+
+Each process builds its frozen config dataclass once at its entry point from these helpers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+_N = TypeVar("_N", int, float)
+
+TRUE = {"1", "true", "yes", "on"}
+FALSE = {"0", "false", "no", "off", ""}
+
+
+class Env:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._env = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        value = self._env.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def str(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def int(self, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+        return _bounded(name, value, lo, hi)
+
+    def float(self, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not a number") from exc
+        if value != value:  # NaN
+            raise ConfigError(f"{name} is NaN")
+        return _bounded(name, value, lo, hi)
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in TRUE:
+            return True
+        if raw.lower() in FALSE:
+            return False
+        raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
+
+    def ms(self, name: str, default_s: float) -> float:
+        """The plan gives durations in milliseconds (SESAME_TIMEOUT=10000); we keep seconds inside."""
+        return self.float(name, default_s * 1000.0, lo=0.0) / 1000.0
+
+
+def _bounded(name: str, value: _N, lo: _N | None, hi: _N | None) -> _N:
+    if lo is not None and value < lo:
+        raise ConfigError(f"{name}={value} is below {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{name}={value} is above {hi}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class MqttUrl:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> MqttUrl:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise ConfigError(f"SESAME_MQTT_URL must look like mqtt://host:port, got scheme {parts.scheme!r}")
+        if not parts.hostname:
+            raise ConfigError("SESAME_MQTT_URL has no host")
+        try:
+            port = parts.port or 1883
+        except ValueError as exc:
+            raise ConfigError("SESAME_MQTT_URL has an invalid port") from exc
+        return cls(parts.hostname, port, parts.username, parts.password)
+
+    def __str__(self) -> str:
+        # Never print the password.
+        user = f"{self.username}@" if self.username else ""
+        return f"mqtt://{user}{self.host}:{self.port}"

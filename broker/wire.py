@@ -1,0 +1,144 @@
+"""Strict JSON <-> frozen dataclass decoding shared by every message registry.
+
+A message class is a frozen, slotted dataclass with a class-level ``type`` tag. Decoding checks
+every field's type exactly (no coercion: ``"3"`` is not an int, ``true`` is not an int), rejects
+unknown and missing fields, and raises ``ProtocolError`` for anything else. Limits on sizes live
+in the message classes' ``validate`` methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
+
+from .errors import ProtocolError
+
+MAX_JSON_BYTES = 256 * 1024
+
+M = TypeVar("M", bound="Message")
+
+
+class Message:
+    """Base of every JSON message. Subclasses are ``@dataclass(frozen=True, slots=True)``."""
+
+    type: ClassVar[str]
+
+    def validate(self) -> None:
+        """Extra checks beyond types; raise ProtocolError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def to_bytes(self) -> bytes:
+        return self.to_json().encode()
+
+
+def _check(value: Any, hint: Any, name: str) -> Any:
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        errors = []
+        for arm in get_args(hint):
+            try:
+                return _check(value, arm, name)
+            except ProtocolError as exc:
+                errors.append(str(exc))
+        raise ProtocolError(f"field {name!r} has the wrong type", code="bad_field")
+    if hint is type(None):
+        if value is None:
+            return None
+        raise ProtocolError(f"field {name!r} must be null", code="bad_field")
+    if hint is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ProtocolError(f"field {name!r} must be a list", code="bad_field")
+        (item,) = [a for a in get_args(hint) if a is not Ellipsis]
+        return tuple(_check(v, item, name) for v in value)
+    if origin is typing.Literal:
+        if value in get_args(hint) and type(value) is type(get_args(hint)[0]):
+            return value
+        raise ProtocolError(f"field {name!r} must be one of {list(get_args(hint))}", code="bad_field")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ProtocolError(f"field {name!r} must be a number", code="bad_field")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ProtocolError(f"field {name!r} must be an integer", code="bad_field")
+    if hint in (str, bool):
+        if type(value) is hint:
+            return value
+        raise ProtocolError(f"field {name!r} must be a {hint.__name__}", code="bad_field")
+    raise TypeError(f"unsupported field type {hint!r}")  # a programming error, not bad input
+
+
+class Registry:
+    """One table from ``type`` tag to message class."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._classes: dict[str, type[Message]] = {}
+        self._hints: dict[type[Message], dict[str, Any]] = {}
+
+    def register(self, cls: type[M]) -> type[M]:
+        if cls.type in self._classes:
+            raise ValueError(f"duplicate message type {cls.type!r}")
+        self._classes[cls.type] = cls
+        self._hints[cls] = typing.get_type_hints(cls)
+        return cls
+
+    @property
+    def types(self) -> list[str]:
+        return sorted(self._classes)
+
+    def decode(self, raw: str | bytes | bytearray) -> Message:
+        if isinstance(raw, (bytes, bytearray)):
+            if len(raw) > MAX_JSON_BYTES:
+                raise ProtocolError(f"message larger than {MAX_JSON_BYTES} bytes", code="too_large")
+            try:
+                raw = bytes(raw).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ProtocolError("message is not valid UTF-8", code="bad_encoding") from exc
+        if len(raw) > MAX_JSON_BYTES:
+            raise ProtocolError(f"message larger than {MAX_JSON_BYTES} bytes", code="too_large")
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise ProtocolError("message is not valid JSON", code="bad_json") from exc
+        return self.from_dict(data)
+
+    def from_dict(self, data: Any) -> Message:
+        if not isinstance(data, Mapping):
+            raise ProtocolError("message must be a JSON object", code="bad_message")
+        tag = data.get("type")
+        if not isinstance(tag, str):
+            raise ProtocolError("message has no string 'type'", code="bad_message")
+        cls = self._classes.get(tag)
+        if cls is None:
+            raise ProtocolError(f"unknown {self.name} message type {tag!r}", code="unknown_type")
+        hints = self._hints[cls]
+        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - set(fields) - {"type"}
+        if unknown:
+            raise ProtocolError(f"unknown field(s) {sorted(unknown)} in {tag!r}", code="bad_field")
+        kwargs: dict[str, Any] = {}
+        for name, f in fields.items():
+            if name in data:
+                kwargs[name] = _check(data[name], hints[name], name)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ProtocolError(f"missing field {name!r} in {tag!r}", code="bad_field")
+        msg = cls(**kwargs)
+        msg.validate()
+        return msg

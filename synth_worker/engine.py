@@ -1,0 +1,52 @@
+"""The one Engine protocol every voice implements.
+
+An engine takes text + voice and yields audio chunks (float32 mono in [-1, 1], at the sample rate
+asked for). It either speaks or raises an ``EngineError`` subclass; it never yields silence as a
+stand-in. Cancellation: the caller sets ``cancel``; the engine stops at the next point it can
+and raises ``EngineCancelled``. Blocking work (Bark inference, file decoding) runs off the event loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from broker.audio import Samples
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesisRequest:
+    text: str
+    voice: str  # a voice name from the voice map ("maya")
+    sample_rate: int = 24_000
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    samples: Samples
+    sample_rate: int
+
+
+@dataclass(slots=True)
+class CancelToken:
+    """Set from the event loop, read from inference threads."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self.event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.event.is_set()
+
+
+@runtime_checkable
+class Engine(Protocol):
+    name: str  # "bark", "elevenlabs", "edge-tts", "espeak-ng"
+
+    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+        """Yield audio chunks in order; raise EngineError on failure, EngineCancelled when cancelled."""
+        ...

@@ -1,0 +1,56 @@
+"""One voice map: a voice name -> what each engine calls it.
+
+Loaded from SESAME_VOICES (a JSON file) when set, else the built-in map below.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.errors import ConfigError, ProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    name: str
+    bark_speaker: int | None  # index into the checkpoint's speaker prompts; None = unconditional
+    elevenlabs_voice_id: str
+    edge_voice: str
+    espeak_voice: str
+
+
+DEFAULT_VOICES: dict[str, Voice] = {
+    "maya": Voice("maya", 9, "21m00Tcm4TlvDq8ikWAM", "en-US-AriaNeural", "en-us+f3"),
+    "miles": Voice("miles", 6, "29vD33N1CtxCmqQRPOHJ", "en-US-GuyNeural", "en-us+m3"),
+}
+
+
+class VoiceMap:
+    def __init__(self, voices: dict[str, Voice] | None = None, default: str = "maya") -> None:
+        self.voices = dict(voices or DEFAULT_VOICES)
+        if default not in self.voices:
+            raise ConfigError(f"default voice {default!r} is not in the voice map")
+        self.default = default
+
+    def get(self, name: str | None) -> Voice:
+        if name is None or name == "":
+            return self.voices[self.default]
+        voice = self.voices.get(name)
+        if voice is None:
+            raise ProtocolError(
+                f"unknown voice {name!r}; known: {', '.join(sorted(self.voices))}", code="unknown_voice"
+            )
+        return voice
+
+    @classmethod
+    def load(cls, path: str | None, default: str = "maya") -> VoiceMap:
+        if not path:
+            return cls(default=default)
+        try:
+            data = json.loads(Path(path).read_text())
+            voices = {name: Voice(name=name, **spec) for name, spec in data.items()}
+        except (OSError, ValueError, TypeError) as exc:
+            raise ConfigError(f"SESAME_VOICES={path}: {exc}") from exc
+        return cls(voices, default=default)
