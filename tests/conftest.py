@@ -1,0 +1,42 @@
+"""Shared fixtures: a real mosquitto on a free loopback port, the dev Bark checkpoint, timeouts.
+
+Every wait in the tests is a multiple of ``T`` (SESAME_TEST_TIMEOUT_SCALE scales it for slow CI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker import logs
+from broker.launcher import Mosquitto
+
+T = 5.0 * float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
+
+logs.configure("INFO", json=True)
+
+
+@pytest.fixture
+def mosquitto() -> Iterator[Mosquitto]:
+    """A fresh broker per test (function scope: tests restart and stop it)."""
+    with Mosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def shared_mosquitto() -> Iterator[Mosquitto]:
+    with Mosquitto() as broker:
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def dev_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random-weight Bark checkpoint built by the project's own builder."""
+    from synth_worker.devmodel import build_dev_model
+
+    out = tmp_path_factory.mktemp("bark-dev")
+    build_dev_model(out)
+    return out
