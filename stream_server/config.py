@@ -1,0 +1,92 @@
+"""Gateway settings, built once from the environment (the plan's SESAME_* names keep its meaning)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from broker.errors import ConfigError
+from broker.settings import Env, MqttUrl
+from broker.topics import check_id
+
+from .scheduler import WORKERS, FailoverConfig
+
+LOCAL_TIERS = ("elevenlabs", "edge-tts", "espeak-ng")
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    mqtt_url: MqttUrl
+    gateway_id: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    failover: FailoverConfig = field(default_factory=FailoverConfig)
+    max_length: int = 200  # SESAME_MAX_LENGTH: characters per sentence job
+    first_chunk_min_chars: int = 0
+    lookahead: int = 3
+    default_voice: str = "maya"
+    voices_path: str | None = None
+    elevenlabs_api_key: str | None = None
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    edge_tts_endpoint: str | None = None
+    cloud_connect_timeout_s: float = 1.5
+    cache_enabled: bool = True  # SESAME_CACHE_ENABLED
+    cache_ttl_s: float = 3600.0  # SESAME_CACHE_TTL
+    cache_max_mb: float = 100.0
+    metrics_enabled: bool = True  # SESAME_METRICS_ENABLED
+    health_check_interval_s: float = 10.0  # SESAME_HEALTH_CHECK_INTERVAL (ms in env)
+    publish_session_events: bool = True
+    auth_token: str | None = None
+    record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
+    max_sessions: int = 1000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+        env = Env(environ)
+        tiers = tuple(t.strip() for t in env.str("SESAME_TIERS", ",".join((WORKERS, *LOCAL_TIERS))).split(","))
+        for tier in tiers:
+            if tier not in (WORKERS, *LOCAL_TIERS):
+                raise ConfigError(f"SESAME_TIERS: unknown tier {tier!r} (known: workers, {', '.join(LOCAL_TIERS)})")
+        key = env.raw("ELEVENLABS_API_KEY")
+        if key is None:
+            tiers = tuple(t for t in tiers if t != "elevenlabs")  # not configured: not a tier at all
+        failover = FailoverConfig(
+            tiers=tiers,
+            ack_timeout_s=env.ms("SESAME_ACK_TIMEOUT", 1.0),
+            timeout_s=env.ms("SESAME_TIMEOUT", 10.0),
+            stall_timeout_s=env.ms("SESAME_STALL_TIMEOUT", 2.0),
+            max_retries=env.int("SESAME_MAX_RETRIES", 3, lo=0, hi=100),
+            retry_delay_s=env.ms("SESAME_RETRY_DELAY", 1.0),
+            missed_heartbeats=env.int("SESAME_MISSED_HEARTBEATS", 3, lo=1, hi=100),
+            probe_interval_s=env.ms("SESAME_PROBE_INTERVAL", 5.0),
+        )
+        gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
+        check_id(gateway_id, "SESAME_GATEWAY_ID")
+        return cls(
+            mqtt_url=MqttUrl.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            gateway_id=gateway_id,
+            host=env.str("SESAME_HOST", "127.0.0.1"),
+            port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
+            failover=failover,
+            max_length=env.int("SESAME_MAX_LENGTH", 200, lo=20, hi=4000),
+            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 0, lo=0, hi=1000),
+            lookahead=env.int("SESAME_LOOKAHEAD", 3, lo=1, hi=32),
+            default_voice=env.str("SESAME_VOICE", "maya"),
+            voices_path=env.raw("SESAME_VOICES"),
+            elevenlabs_api_key=key,
+            elevenlabs_base_url=env.str("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io"),
+            edge_tts_endpoint=env.raw("SESAME_EDGE_TTS_ENDPOINT"),
+            cloud_connect_timeout_s=env.ms("SESAME_CLOUD_CONNECT_TIMEOUT", 1.5),
+            cache_enabled=env.bool("SESAME_CACHE_ENABLED", True),
+            cache_ttl_s=env.float("SESAME_CACHE_TTL", 3600.0, lo=0.0),
+            cache_max_mb=env.float("SESAME_CACHE_MAX_MB", 100.0, lo=0.0),
+            metrics_enabled=env.bool("SESAME_METRICS_ENABLED", True),
+            health_check_interval_s=env.ms("SESAME_HEALTH_CHECK_INTERVAL", 10.0),
+            publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", True),
+            auth_token=env.raw("SESAME_AUTH_TOKEN"),
+            record_dir=env.raw("SESAME_RECORD_DIR"),
+            max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
+            log_level=env.str("LOG_LEVEL", "INFO"),
+        )

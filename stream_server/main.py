@@ -1,0 +1,67 @@
+"""``sesame-voice gateway``: the websocket + HTTP gateway process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+
+import uvicorn
+
+from broker import logs
+from broker.errors import SesameError
+from synth_worker.voices import VoiceMap
+
+from .app import create_app
+from .config import GatewayConfig
+from .hub import Hub
+from .tiers import build_local_engines
+
+log = logs.get("sesame.gateway")
+
+
+async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> None:
+    """Run the gateway until cancelled or a signal arrives."""
+    voices = VoiceMap.load(config.voices_path, config.default_voice)
+    engines = build_local_engines(config)
+    async with Hub(config, voices, engines) as hub:
+        app = create_app(hub)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=config.host, port=config.port, ws="websockets", ws_max_size=1 << 20,
+            ws_ping_interval=20, log_level="warning", lifespan="off", access_log=False,
+        ))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        task = asyncio.create_task(server.serve(), name="uvicorn")
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if server.started:
+            log.info("gateway_listening", url=f"http://{config.host}:{config.port}", broker=str(config.mqtt_url),
+                     tiers=list(config.failover.tiers), gateway_id=config.gateway_id)
+            if started is not None:
+                started.set()
+        await task
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sesame-voice gateway", description=__doc__)
+    parser.add_argument("--port", type=int, help="HTTP/websocket port (SESAME_PORT, default 8000)")
+    parser.add_argument("--host", help="bind address (SESAME_HOST, default 127.0.0.1)")
+    parser.add_argument("--mqtt-url", help="broker (SESAME_MQTT_URL)")
+    args = parser.parse_args(argv)
+    overrides = {k: str(v) for k, v in {"SESAME_PORT": args.port, "SESAME_HOST": args.host,
+                                        "SESAME_MQTT_URL": args.mqtt_url}.items() if v is not None}
+    import os
+
+    try:
+        config = GatewayConfig.from_env({**os.environ, **overrides})
+    except SesameError as exc:
+        print(f"sesame-voice gateway: {exc}")  # noqa: T201 - a config error before logging exists
+        return 2
+    logs.configure(config.log_level)
+    asyncio.run(serve(config))
+    return 0

@@ -1,0 +1,33 @@
+"""Builds the in-process fallback engines the configuration names (lazy imports: only what is used)."""
+
+from __future__ import annotations
+
+from synth_worker.engine import Engine
+
+from .config import GatewayConfig
+from .scheduler import WORKERS
+
+
+def build_local_engines(config: GatewayConfig) -> dict[str, Engine]:
+    engines: dict[str, Engine] = {}
+    for tier in config.failover.tiers:
+        if tier == WORKERS:
+            continue
+        if tier == "espeak-ng":
+            from synth_worker.espeak import EspeakEngine
+
+            engines[tier] = EspeakEngine()
+        elif tier == "elevenlabs" and config.elevenlabs_api_key:
+            from synth_worker.elevenlabs import ElevenLabsEngine
+
+            engines[tier] = ElevenLabsEngine(
+                api_key=config.elevenlabs_api_key,
+                base_url=config.elevenlabs_base_url,
+                connect_timeout=config.cloud_connect_timeout_s,
+            )
+        elif tier == "edge-tts":
+            from synth_worker.edge import EdgeTTSEngine
+
+            engines[tier] = EdgeTTSEngine(endpoint=config.edge_tts_endpoint,
+                                          connect_timeout=config.cloud_connect_timeout_s)
+    return engines

@@ -1,0 +1,111 @@
+"""The worker registry: who is alive and ready, from heartbeats and retained status. Pure.
+
+A worker is dead when its last will says offline, or it misses ``missed_heartbeats`` in a row
+(measured against the interval the worker itself reports). A worker that is draining, loading,
+warming or unavailable is alive but gets no new jobs. A worker that failed a job is cooled down
+for ``retry_delay_s`` (the plan's SESAME_RETRY_DELAY) before it gets jobs again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from broker.messages import Heartbeat, WorkerStatus
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    worker_id: str
+    state: str = "loading"
+    engine: str = "bark"
+    model: str = ""
+    reason: str | None = None
+    last_seen: float = 0.0
+    interval_s: float = 0.5
+    queue_depth: int = 0
+    jobs_in_flight: int = 0
+    rtf: float = 0.0
+    pid: int | None = None
+    alive: bool = True
+    cooldown_until: float = 0.0
+    assigned: set[str] = field(default_factory=set)  # job ids we sent and not yet finished
+
+    def ready(self, now: float) -> bool:
+        return self.alive and self.state == "ready" and now >= self.cooldown_until
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerChange:
+    """A worker came up (ready) or went down (dead), with why."""
+
+    worker_id: str
+    up: bool
+    reason: str
+
+
+class WorkerRegistry:
+    def __init__(self, missed_heartbeats: int = 3, retry_delay_s: float = 1.0) -> None:
+        self.missed_heartbeats = missed_heartbeats
+        self.retry_delay_s = retry_delay_s
+        self.workers: dict[str, WorkerInfo] = {}
+
+    def heartbeat(self, hb: Heartbeat, now: float) -> list[WorkerChange]:
+        w = self.workers.get(hb.worker_id)
+        changes: list[WorkerChange] = []
+        if w is None:
+            w = self.workers[hb.worker_id] = WorkerInfo(hb.worker_id)
+        was_ready = w.ready(now)
+        w.alive = True
+        w.state, w.engine, w.model, w.reason = hb.state, hb.engine, hb.model, hb.reason
+        w.last_seen, w.interval_s = now, hb.interval_s
+        w.queue_depth, w.jobs_in_flight, w.rtf, w.pid = hb.queue_depth, hb.jobs_in_flight, hb.rtf, hb.pid
+        if w.ready(now) and not was_ready:
+            changes.append(WorkerChange(w.worker_id, True, "ready"))
+        elif was_ready and not w.ready(now):
+            changes.append(WorkerChange(w.worker_id, False, hb.state))
+        return changes
+
+    def status(self, st: WorkerStatus, now: float) -> list[WorkerChange]:
+        w = self.workers.get(st.worker_id)
+        if st.state == "offline":
+            if w is None or not w.alive:
+                return []
+            return [self._kill(w, "last_will")]
+        if w is None:
+            self.workers[st.worker_id] = WorkerInfo(st.worker_id, last_seen=now, pid=st.pid)
+        return []
+
+    def tick(self, now: float) -> list[WorkerChange]:
+        changes = []
+        for w in self.workers.values():
+            if w.alive and now - w.last_seen > self.missed_heartbeats * w.interval_s:
+                changes.append(self._kill(w, "missed_heartbeats"))
+        return changes
+
+    def _kill(self, w: WorkerInfo, reason: str) -> WorkerChange:
+        w.alive = False
+        w.state = "offline"
+        return WorkerChange(w.worker_id, False, reason)
+
+    def cool_down(self, worker_id: str, now: float) -> None:
+        w = self.workers.get(worker_id)
+        if w is not None:
+            w.cooldown_until = now + self.retry_delay_s
+
+    def pick(self, now: float, exclude: set[str] | frozenset[str] = frozenset()) -> WorkerInfo | None:
+        """The ready worker with the least work: its reported queue plus what we sent since."""
+        best: WorkerInfo | None = None
+        best_key: tuple[float, float, str] | None = None
+        for w in self.workers.values():
+            if w.worker_id in exclude or not w.ready(now):
+                continue
+            key = (float(max(len(w.assigned), w.queue_depth + w.jobs_in_flight)), w.rtf, w.worker_id)
+            if best_key is None or key < best_key:
+                best, best_key = w, key
+        return best
+
+    def ready_count(self, now: float) -> int:
+        return sum(1 for w in self.workers.values() if w.ready(now))
+
+    def alive_count(self) -> int:
+        return sum(1 for w in self.workers.values() if w.alive)
