@@ -44,7 +44,7 @@ from .protocol import (
     TurnEnd,
 )
 from .scheduler import Sentence
-from .segmenter import Segmenter
+from .segmenter import SentenceSegmenter
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +135,8 @@ class SessionCore:
         self.closed = False
         self.dropped_frames = 0
 
-    def _new_segmenter(self) -> Segmenter:
-        return Segmenter(max_length=self.max_length, first_chunk_min_chars=self.first_chunk_min_chars)
+    def _new_segmenter(self) -> SentenceSegmenter:
+        return SentenceSegmenter(max_length=self.max_length, first_chunk_min_chars=self.first_chunk_min_chars)
 
     # ---- client input ---------------------------------------------------------------------
 
@@ -173,7 +173,7 @@ class SessionCore:
 
     def pending_chars(self) -> int:
         queued = sum(len(st.sentence.text) for st in self.sentences.values() if not st.dispatched)
-        return queued + self._segmenter.pending_chars()
+        return queued + len(self._segmenter.pending)
 
     def _text(self, text: str) -> list[Out]:
         if self.pending_chars() + len(text) > MAX_PENDING_CHARS:
