@@ -148,7 +148,7 @@ class SessionCore:
         self._admit(now)
         match msg:
             case Start(voice=voice, format=fmt, sample_rate=rate):
-                if self.sentences:
+                if self.next_seq > 0 or self._segmenter.pending:
                     raise ProtocolError("start is only allowed before the first text", code="bad_state")
                 self.voice = voice or self.voice
                 self.format, self.sample_rate = fmt, rate

@@ -90,7 +90,8 @@ def test_dead_by_last_will_fails_over_to_next_tier() -> None:
 
 def test_dead_by_missed_heartbeats() -> None:
     s = sched("w1")
-    s.submit(sentence(), 0.0)
+    job = of(s.submit(sentence(), 0.0), SendJob)[0]
+    s.ack(job.job_id, 0.1)
     assert not of(s.tick(1.4), WorkerChanged)  # 3 x 0.5 s not yet missed
     actions = s.tick(1.6)
     assert of(actions, WorkerChanged)[0].change.reason == "missed_heartbeats"
