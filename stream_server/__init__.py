@@ -1,0 +1,1 @@
+"""The websocket + HTTP gateway: sessions, segmentation, scheduling and failover, cache, metrics."""
