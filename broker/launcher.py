@@ -1,7 +1,8 @@
 """Start and stop a local mosquitto on a free loopback port from a generated config.
 
 Used by ``sesame-voice up`` (when no SESAME_MQTT_URL is given) and by the tests: nothing depends on
-a broker already running. Readiness is read from mosquitto's own log line, not guessed with sleeps.
+a broker already running. Readiness is read from mosquitto's own log line, not guessed with sleeps (the log goes to stderr,
+which C leaves unbuffered, so the line arrives when it is written).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ persistence false
 max_queued_messages 100000
 max_inflight_messages 0
 message_size_limit 1048576
-log_dest stdout
+log_dest stderr
 log_type error
 log_type warning
 log_type notice
@@ -80,10 +81,8 @@ class Mosquitto:
         for line in proc.stdout:
             self.log_lines.append(line.rstrip())
             del self.log_lines[:-200]
-            if " running" in line or "Opening ipv4 listen socket" in line:
-                # "running" is printed after every listener is open.
-                if " running" in line:
-                    ready.set()
+            if " running" in line:  # printed once every listener is open
+                ready.set()
         ready.set()  # exited: start() sees poll() and reports the log
 
     def stop(self, timeout: float = 5.0) -> None:
