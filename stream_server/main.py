@@ -28,7 +28,7 @@ async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> 
     async with Hub(config, voices, engines) as hub:
         app = create_app(hub)
         server = uvicorn.Server(uvicorn.Config(
-            app, host=config.host, port=config.port, ws="websockets", ws_max_size=1 << 20,
+            app, host=config.host, port=config.port, ws="websockets-sansio", ws_max_size=1 << 20,
             ws_ping_interval=20, log_level="warning", lifespan="off", access_log=False,
         ))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
