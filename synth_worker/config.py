@@ -1,0 +1,123 @@
+"""The worker's settings, read once at the entry point from the environment (flags override).
+
+| variable                       | default                 | meaning                                         |
+| ------------------------------ | ----------------------- | ----------------------------------------------- |
+| SESAME_WORKER_ID               | worker-<host>-<random>  | topic level naming this worker                  |
+| SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker                                      |
+| SESAME_ENGINE                  | bark                    | bark or espeak-ng                               |
+| SESAME_MODEL                   | suno/bark-small         | Bark checkpoint directory or cached hub id      |
+| SESAME_MODEL_CACHE             | (HF default cache)      | where cached hub ids are looked up              |
+| SESAME_SPEAKER_ID              | (voice map)             | default voice's Bark speaker: N or preset name  |
+| SESAME_TEMPERATURE             | 0.7                     | Bark sampling temperature                       |
+| SESAME_MAX_LENGTH              | 200                     | characters per job; longer -> text_too_long     |
+| SESAME_PRELOAD_MODELS          | true                    | load the model at start (else on first job)     |
+| SESAME_WARMUP_ON_START         | true                    | one warm-up inference before ``ready``          |
+| SESAME_HEARTBEAT_INTERVAL_MS   | 500                     | heartbeat period                                |
+| SESAME_MAX_QUEUE               | 16                      | queued jobs; beyond -> overloaded               |
+| SESAME_MAX_BATCH               | 1                       | Bark jobs generated together (same speaker)     |
+| SESAME_SEMANTIC_MAX_TOKENS     | 767                     | upper bound of Bark's semantic tokens per job   |
+| SESAME_DEVICE                  | auto                    | auto, cpu, cuda, cuda:N                         |
+| SESAME_TORCH_THREADS           | 0 (cores - 1)           | torch CPU threads for inference                 |
+| SESAME_DRAIN_TIMEOUT_MS        | 30000                   | how long SIGTERM waits for running jobs         |
+| SESAME_VOICES                  | (built-in map)          | JSON voice map file                             |
+| LOG_LEVEL                      | info                    | log level                                       |
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from broker.errors import ConfigError, ProtocolError
+from broker.settings import Env, MqttUrl
+from broker.topics import check_id
+
+from .bark import DEFAULT_MODEL, MAX_SEMANTIC_TOKENS
+
+EngineName = Literal["bark", "espeak-ng"]
+ENGINES: tuple[EngineName, ...] = ("bark", "espeak-ng")
+
+
+def default_worker_id() -> str:
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())[:40] or "host"
+    return f"worker-{host}-{secrets.token_hex(3)}"
+
+
+def parse_speaker(raw: str | None) -> int | str | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    worker_id: str
+    mqtt_url: MqttUrl
+    engine: EngineName = "bark"
+    model: str = DEFAULT_MODEL
+    model_cache: str | None = None
+    speaker_id: int | str | None = None
+    temperature: float = 0.7
+    max_length: int = 200
+    preload_models: bool = True
+    warmup_on_start: bool = True
+    heartbeat_interval_s: float = 0.5
+    max_queue: int = 16
+    max_batch: int = 1
+    semantic_max_tokens: int = MAX_SEMANTIC_TOKENS
+    device: str = "auto"
+    torch_threads: int = 0
+    drain_timeout_s: float = 30.0
+    voices_path: str | None = None
+    log_level: str = "info"
+    chunk_ms: int = 40
+
+    def __post_init__(self) -> None:
+        try:
+            check_id(self.worker_id, "worker_id")
+        except ProtocolError as exc:
+            raise ConfigError(f"SESAME_WORKER_ID={self.worker_id!r}: {exc}") from exc
+        if self.engine not in ENGINES:
+            raise ConfigError(f"SESAME_ENGINE={self.engine!r} is not one of {', '.join(ENGINES)}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
+        """Build from the environment; ``overrides`` (from flags) win where not None."""
+        e = Env(os.environ if env is None else env)
+        engine = e.str("SESAME_ENGINE", "bark").lower()
+        if engine not in ENGINES:
+            raise ConfigError(f"SESAME_ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
+        config = cls(
+            worker_id=e.str("SESAME_WORKER_ID", "") or default_worker_id(),
+            mqtt_url=MqttUrl.parse(e.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            engine=engine,
+            model=e.str("SESAME_MODEL", DEFAULT_MODEL),
+            model_cache=e.raw("SESAME_MODEL_CACHE"),
+            speaker_id=parse_speaker(e.raw("SESAME_SPEAKER_ID")),
+            temperature=e.float("SESAME_TEMPERATURE", 0.7, lo=0.0, hi=5.0),
+            max_length=e.int("SESAME_MAX_LENGTH", 200, lo=1, hi=4000),
+            preload_models=e.bool("SESAME_PRELOAD_MODELS", True),
+            warmup_on_start=e.bool("SESAME_WARMUP_ON_START", True),
+            heartbeat_interval_s=e.ms("SESAME_HEARTBEAT_INTERVAL_MS", 0.5),
+            max_queue=e.int("SESAME_MAX_QUEUE", 16, lo=0, hi=100_000),
+            max_batch=e.int("SESAME_MAX_BATCH", 1, lo=1, hi=64),
+            semantic_max_tokens=e.int(
+                "SESAME_SEMANTIC_MAX_TOKENS", MAX_SEMANTIC_TOKENS, lo=8, hi=MAX_SEMANTIC_TOKENS
+            ),
+            device=e.str("SESAME_DEVICE", "auto").lower(),
+            torch_threads=e.int("SESAME_TORCH_THREADS", 0, lo=0, hi=1024),
+            drain_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
+            voices_path=e.raw("SESAME_VOICES"),
+            log_level=e.str("LOG_LEVEL", "info").lower(),
+        )
+        config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
+        if config.heartbeat_interval_s < 0.05:
+            raise ConfigError("SESAME_HEARTBEAT_INTERVAL_MS must be at least 50")
+        return config

@@ -1,0 +1,365 @@
+"""The worker's job logic, without I/O: a plain class fed events, handing back actions.
+
+``WorkerCore`` holds the state (loading -> warming -> ready; draining; unavailable), the bounded
+job queue and the jobs running now. The asyncio adapter (``runtime.Worker``) feeds it MQTT
+payloads, engine outcomes and the clock (``now`` is passed in; the core never reads a clock), and
+carries out what it returns:
+
+    Send(topic, message, qos)  publish a JSON message (acks, done, job errors)
+    Start(jobs)                synthesize these jobs now (one batch: same voice, run together)
+    Stop(job_id)               a running job was cancelled: set its cancel token
+
+Rules, in the order a job meets them (each refusal is a JobError with the code in brackets):
+- a payload that does not decode is counted and logged; if it still names a usable job_id and
+  reply_to, that job gets the decoder's code (``bad_message``, ``bad_field``, ``text_too_long``...);
+- a job id already queued or running is a redelivery: ignored;
+- ``unavailable`` (no model): [worker_unavailable]; ``draining``: [draining];
+- past its ``expires_at``: [expired] (checked again when it would start);
+- longer than SESAME_MAX_LENGTH characters: [text_too_long];
+- when SESAME_MAX_QUEUE jobs already wait: [overloaded] (counted, logged; never queued);
+- else it is acknowledged with the number of jobs ahead of it and queued.
+One batch runs at a time; when it ends the next one starts. A cancel drops queued jobs at once
+([cancelled]) and stops running ones (the engine raises EngineCancelled -> [cancelled]). Draining
+refuses queued jobs ([draining]) so the gateway can place them elsewhere at once, and lets the
+running batch finish.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from broker import logs, topics
+from broker.errors import EngineUnavailable, ProtocolError, error_code
+from broker.messages import (
+    Cancel,
+    Heartbeat,
+    Job,
+    JobAck,
+    JobDone,
+    JobError,
+    WorkerState,
+    decode_worker_message,
+)
+from broker.wire import Message
+
+log = logs.get("sesame.worker")
+
+RTF_WINDOW = 20  # jobs the reported real-time factor is measured over
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    topic: str
+    message: Message
+    qos: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    jobs: tuple[Job, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Stop:
+    job_id: str
+
+
+Action = Send | Start | Stop
+
+
+@dataclass(slots=True)
+class Counters:
+    accepted: int = 0
+    done: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    expired: int = 0
+    rejected: int = 0  # overloaded, draining, unavailable, too long
+    duplicates: int = 0
+    bad_messages: int = 0
+
+
+@dataclass(slots=True)
+class _Rtf:
+    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RTF_WINDOW))
+
+    def add(self, compute_s: float, audio_s: float) -> None:
+        if audio_s > 0 and compute_s >= 0:
+            self.samples.append((compute_s, audio_s))
+
+    @property
+    def value(self) -> float:
+        audio = sum(a for _, a in self.samples)
+        return sum(c for c, _ in self.samples) / audio if audio > 0 else 0.0
+
+
+class WorkerCore:
+    def __init__(
+        self,
+        worker_id: str,
+        *,
+        engine: str,
+        model: str,
+        pid: int,
+        interval_s: float,
+        max_queue: int = 16,
+        max_length: int = 200,
+        max_batch: int = 1,
+        version: str = "0",
+    ) -> None:
+        self.worker_id = topics.check_id(worker_id, "worker_id")
+        self.engine = engine
+        self.model = model
+        self.pid = pid
+        self.interval_s = interval_s
+        self.max_queue = max_queue
+        self.max_length = max_length
+        self.max_batch = max(1, max_batch)
+        self.version = version
+        self.state: WorkerState = "loading"
+        self.reason: str | None = None
+        self.queue: deque[Job] = deque()
+        self.running: dict[str, Job] = {}
+        self.counters = Counters()
+        self._rtf = _Rtf()
+        self._seq = 0
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def warming(self) -> None:
+        if self.state == "loading":
+            self.state = "warming"
+
+    def ready(self, now: float) -> list[Action]:
+        if self.state not in ("loading", "warming"):
+            return []
+        self.state = "ready"
+        return self._maybe_start(now)
+
+    def unavailable(self, reason: str) -> list[Action]:
+        """The engine cannot run. Queued jobs are refused; the worker keeps heartbeating the reason."""
+        if self.state == "draining":
+            self.reason = reason
+            return []
+        self.state, self.reason = "unavailable", reason
+        return [self._error(job, "worker_unavailable", reason) for job in self._take_queue()]
+
+    def drain(self) -> list[Action]:
+        """SIGTERM: refuse what waits, let the running batch finish."""
+        self.state = "draining"
+        return [self._error(job, "draining", "worker is shutting down") for job in self._take_queue()]
+
+    @property
+    def idle(self) -> bool:
+        return not self.running and not self.queue
+
+    # --- inputs ----------------------------------------------------------------------------------
+
+    def receive_job(self, payload: bytes, now: float) -> list[Action]:
+        try:
+            job = _decode(payload, Job)
+        except ProtocolError as exc:
+            return self._bad_job(payload, exc)
+        if job.job_id in self.running or any(q.job_id == job.job_id for q in self.queue):
+            self.counters.duplicates += 1
+            log.info("job_duplicate_ignored", job_id=job.job_id)
+            return []
+        if self.state == "unavailable":
+            self.counters.rejected += 1
+            return [self._error(job, "worker_unavailable", self.reason or "engine unavailable")]
+        if self.state == "draining":
+            self.counters.rejected += 1
+            return [self._error(job, "draining", "worker is shutting down")]
+        if job.expires_at is not None and job.expires_at <= now:
+            self.counters.expired += 1
+            return [self._error(job, "expired", "job expired before it was queued")]
+        if len(job.text) > self.max_length:
+            self.counters.rejected += 1
+            return [
+                self._error(
+                    job, "text_too_long", f"text has {len(job.text)} characters; limit {self.max_length}"
+                )
+            ]
+        startable = self.state == "ready" and not self.running and not self.queue
+        if len(self.queue) >= self.max_queue and not startable:
+            self.counters.rejected += 1
+            log.warning(
+                "job_overloaded", job_id=job.job_id, queue_depth=len(self.queue), max_queue=self.max_queue
+            )
+            return [self._error(job, "overloaded", f"queue full ({self.max_queue} jobs waiting)")]
+        ahead = len(self.running) + len(self.queue)
+        self.queue.append(job)
+        self.counters.accepted += 1
+        log.info(
+            "job_accepted", job_id=job.job_id, session_id=job.session_id, ahead=ahead, chars=len(job.text)
+        )
+        ack = JobAck(job_id=job.job_id, worker_id=self.worker_id, queue_position=ahead)
+        return [Send(topics.job_events(job.reply_to, job.job_id), ack), *self._maybe_start(now)]
+
+    def receive_cancel(self, payload: bytes) -> list[Action]:
+        try:
+            message = _decode(payload, Cancel)
+        except ProtocolError as exc:
+            self.counters.bad_messages += 1
+            log.warning("bad_cancel_message", code=exc.code, error=str(exc), size=len(payload))
+            return []
+
+        def named(job: Job) -> bool:
+            return job.job_id in message.job_ids or (
+                message.session_id is not None and job.session_id == message.session_id
+            )
+
+        actions: list[Action] = []
+        for job in [j for j in self.queue if named(j)]:
+            self.queue.remove(job)
+            self.counters.cancelled += 1
+            actions.append(self._error(job, "cancelled", "cancelled while queued"))
+        actions.extend(Stop(job.job_id) for job in self.running.values() if named(job))
+        if actions:
+            log.info(
+                "jobs_cancelled",
+                job_ids=list(message.job_ids),
+                session_id=message.session_id,
+                actions=len(actions),
+            )
+        return actions
+
+    def job_done(
+        self, job_id: str, *, chunks: int, samples: int, sample_rate: int, synth_s: float, now: float
+    ) -> list[Action]:
+        job = self.running.pop(job_id, None)
+        if job is None:
+            return []
+        self.counters.done += 1
+        audio_s = samples / sample_rate if sample_rate else 0.0
+        self._rtf.add(synth_s, audio_s)
+        done = JobDone(
+            job_id=job_id,
+            worker_id=self.worker_id,
+            chunks=chunks,
+            samples=samples,
+            sample_rate=sample_rate,
+            engine=self.engine,
+            synth_ms=round(synth_s * 1000.0, 3),
+        )
+        log.info(
+            "job_done", job_id=job_id, chunks=chunks, audio_s=round(audio_s, 3), synth_s=round(synth_s, 3)
+        )
+        return [Send(topics.job_events(job.reply_to, job_id), done), *self._maybe_start(now)]
+
+    def job_failed(self, job_id: str, exc: BaseException, now: float) -> list[Action]:
+        job = self.running.pop(job_id, None)
+        if job is None:
+            return []
+        actions: list[Action] = []
+        if isinstance(exc, EngineUnavailable):
+            code = "worker_unavailable"
+            actions += self.unavailable(str(exc))
+        else:
+            code = error_code(exc)
+        if code == "cancelled":
+            self.counters.cancelled += 1
+            log.info("job_cancelled", job_id=job_id)
+        else:
+            self.counters.failed += 1
+            log.warning("job_failed", job_id=job_id, code=code, error=str(exc) or type(exc).__name__)
+        message = str(exc) or type(exc).__name__
+        if code == "internal_error":
+            message = "internal error in the worker"  # details stay in the log
+        return [self._error(job, code, message), *actions, *self._maybe_start(now)]
+
+    def heartbeat(self, now: float) -> Heartbeat:
+        self._seq += 1
+        return Heartbeat(
+            worker_id=self.worker_id,
+            pid=self.pid,
+            state=self.state,
+            engine=self.engine,
+            model=self.model,
+            seq=self._seq,
+            sent_at=now,
+            interval_s=self.interval_s,
+            jobs_in_flight=len(self.running),
+            queue_depth=len(self.queue),
+            rtf=round(self._rtf.value, 4),
+            reason=self.reason if self.state in ("unavailable", "draining") else None,
+            version=self.version,
+        )
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _maybe_start(self, now: float) -> list[Action]:
+        if self.running or self.state not in ("ready",):
+            return []
+        actions: list[Action] = []
+        batch: list[Job] = []
+        for job in list(self.queue):
+            if len(batch) >= self.max_batch:
+                break
+            if job.expires_at is not None and job.expires_at <= now:
+                self.queue.remove(job)
+                self.counters.expired += 1
+                actions.append(self._error(job, "expired", "job expired while queued"))
+                continue
+            if batch and job.voice != batch[0].voice:
+                continue
+            self.queue.remove(job)
+            batch.append(job)
+        for job in batch:
+            self.running[job.job_id] = job
+        if batch:
+            actions.append(Start(tuple(batch)))
+        return actions
+
+    def _take_queue(self) -> list[Job]:
+        jobs = list(self.queue)
+        self.queue.clear()
+        return jobs
+
+    def _error(self, job: Job, code: str, message: str) -> Send:
+        return Send(
+            topics.job_events(job.reply_to, job.job_id),
+            JobError(job_id=job.job_id, worker_id=self.worker_id, code=code, message=message),
+        )
+
+    def _bad_job(self, payload: bytes, exc: ProtocolError) -> list[Action]:
+        self.counters.bad_messages += 1
+        job_id, reply_to = _salvage_ids(payload)
+        log.warning("bad_job_message", code=exc.code, error=str(exc), size=len(payload), job_id=job_id)
+        if job_id is None or reply_to is None:
+            return []
+        error = JobError(job_id=job_id, worker_id=self.worker_id, code=exc.code, message=str(exc))
+        return [Send(topics.job_events(reply_to, job_id), error)]
+
+
+M = TypeVar("M", bound=Message)
+
+
+def _decode(payload: bytes, cls: type[M]) -> M:
+    message = decode_worker_message(payload)
+    if not isinstance(message, cls):
+        raise ProtocolError(f"expected a {cls.type!r} message, got {message.type!r}", code="unexpected_type")
+    return message
+
+
+def _salvage_ids(payload: bytes) -> tuple[str | None, str | None]:
+    """From a payload that failed to decode, a job_id and reply_to good enough to answer to."""
+    try:
+        data: Any = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    job_id, reply_to = data.get("job_id"), data.get("reply_to")
+    if not isinstance(job_id, str) or not isinstance(reply_to, str):
+        return None, None
+    try:
+        topics.check_id(job_id, "job_id")
+    except ProtocolError:
+        return None, None
+    if not reply_to.startswith("sesame/") or any(c in reply_to for c in "+#") or len(reply_to) > 256:
+        return job_id, None
+    return job_id, reply_to

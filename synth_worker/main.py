@@ -1,0 +1,93 @@
+"""``sesame-voice worker``: run one synthesis worker.
+
+Settings come from the environment (see ``synth_worker.config``); flags override them. Exit
+status: 0 after a clean drain (SIGTERM/SIGINT), 2 for unusable settings.
+"""
+
+# ruff: noqa: PLC0415  (torch, transformers and engines are imported when first needed, not at import time)
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from typing import Any
+
+import structlog
+
+from broker import logs
+from broker.errors import ConfigError
+from broker.settings import MqttUrl
+
+from .config import ENGINES, WorkerConfig, parse_speaker
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sesame-voice worker",
+        description="Run a synthesis worker: takes jobs over MQTT, streams audio back, heartbeats.",
+    )
+    p.add_argument("--worker-id", help="SESAME_WORKER_ID")
+    p.add_argument("--mqtt-url", help="SESAME_MQTT_URL (mqtt://host:port)")
+    p.add_argument("--engine", choices=ENGINES, help="SESAME_ENGINE")
+    p.add_argument("--model", help="SESAME_MODEL: checkpoint directory or cached hub id")
+    p.add_argument("--model-cache", help="SESAME_MODEL_CACHE")
+    p.add_argument("--speaker-id", help="SESAME_SPEAKER_ID: Bark speaker N or a preset name")
+    p.add_argument("--temperature", type=float, help="SESAME_TEMPERATURE")
+    p.add_argument("--max-length", type=int, help="SESAME_MAX_LENGTH (characters per job)")
+    p.add_argument(
+        "--preload", action=argparse.BooleanOptionalAction, default=None, help="SESAME_PRELOAD_MODELS"
+    )
+    p.add_argument(
+        "--warmup", action=argparse.BooleanOptionalAction, default=None, help="SESAME_WARMUP_ON_START"
+    )
+    p.add_argument("--heartbeat-interval-ms", type=float, help="SESAME_HEARTBEAT_INTERVAL_MS")
+    p.add_argument("--max-queue", type=int, help="SESAME_MAX_QUEUE")
+    p.add_argument("--max-batch", type=int, help="SESAME_MAX_BATCH")
+    p.add_argument("--semantic-max-tokens", type=int, help="SESAME_SEMANTIC_MAX_TOKENS")
+    p.add_argument("--device", help="SESAME_DEVICE: auto, cpu, cuda")
+    p.add_argument("--log-level", help="LOG_LEVEL")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "worker_id": args.worker_id,
+        "mqtt_url": MqttUrl.parse(args.mqtt_url) if args.mqtt_url else None,
+        "engine": args.engine,
+        "model": args.model,
+        "model_cache": args.model_cache,
+        "speaker_id": parse_speaker(args.speaker_id),
+        "temperature": args.temperature,
+        "max_length": args.max_length,
+        "preload_models": args.preload,
+        "warmup_on_start": args.warmup,
+        "heartbeat_interval_s": None
+        if args.heartbeat_interval_ms is None
+        else args.heartbeat_interval_ms / 1000.0,
+        "max_queue": args.max_queue,
+        "max_batch": args.max_batch,
+        "semantic_max_tokens": args.semantic_max_tokens,
+        "device": args.device,
+        "log_level": args.log_level,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = WorkerConfig.from_env(os.environ, **_overrides(args))
+    except ConfigError as exc:
+        logs.configure(os.environ.get("LOG_LEVEL", "info"))
+        logs.get("sesame.worker").error("bad_config", error=str(exc))
+        return 2
+    logs.configure(config.log_level)
+    structlog.contextvars.bind_contextvars(worker_id=config.worker_id)
+
+    from .runtime import build_engine, run_worker
+
+    try:
+        engine = build_engine(config)
+    except ConfigError as exc:
+        logs.get("sesame.worker").error("bad_config", error=str(exc))
+        return 2
+    return asyncio.run(run_worker(config, engine))
