@@ -1,0 +1,134 @@
+"""Failover with real processes: kill, freeze and restart things in the middle of a turn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from websockets.asyncio.client import connect
+
+from broker.launcher import Mosquitto
+from tests.conftest import T, Service
+from tests.wsclient import Turn, collect, send
+
+PARAGRAPH = " ".join(
+    f"Sentence number {word} of the story goes here." for word in ("one", "two", "three", "four", "five", "six")
+)
+
+
+@pytest.fixture
+def stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
+    svc = Service(mosquitto, dev_model_dir, {"SESAME_TIERS": "workers,espeak-ng", "SESAME_CACHE_ENABLED": "false"})
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+def assert_whole_turn(turn: Turn, n: int) -> None:
+    """Every sentence arrived, in order, exactly once, each ended with the audio it announced."""
+    ends = turn.of("sentence_end")
+    assert [e["seq"] for e in ends] == list(range(n))
+    assert [m["type"] for m in turn.messages].count("turn_end") == 1
+    for end in ends:
+        assert len(turn.audio(int(end["seq"]))) >= int(end["samples"]) > 0  # type: ignore[call-overload]
+
+
+async def speak_and_interrupt(svc: Service, action: object) -> tuple[Turn, float]:
+    async with connect(svc.ws_url) as ws:
+        await ws.recv()
+        await send(ws, type="speak", text=PARAGRAPH)
+        first = await collect(ws, 12 * T, until="sentence_start")
+        assert first.of("sentence_start")[0]["engine"] == "bark"
+        t0 = time.monotonic()
+        action()  # type: ignore[operator]
+        rest = await collect(ws, 20 * T)
+    turn = Turn(first.messages + rest.messages, first.frames + rest.frames)
+    return turn, t0
+
+
+async def test_sigkill_mid_turn_every_sentence_still_arrives(stack: Service) -> None:
+    worker = stack.start_worker("bark-1")
+    turn, _ = await speak_and_interrupt(stack, lambda: worker.signal(signal.SIGKILL))
+    assert_whole_turn(turn, 6)
+    fallbacks = turn.of("fallback")
+    assert fallbacks and all(f["reason"] == "worker_dead" for f in fallbacks)
+    assert {f["to"] for f in fallbacks} == {"espeak-ng"}
+    change = stack.gateway.wait_for(
+        lambda e: e.get("event") == "worker_change" and e.get("up") is False, T, "worker down")
+    assert change["reason"] == "last_will"  # the broker told us at once
+    # The turn stayed on the fallback voice after the switch (no flip-flop back to bark).
+    engines = [s["engine"] for s in turn.of("sentence_start")]
+    switch = engines.index("espeak-ng")
+    assert set(engines[switch:]) == {"espeak-ng"}
+
+
+async def test_frozen_worker_is_dead_by_missed_heartbeats(stack: Service) -> None:
+    worker = stack.start_worker("bark-1")
+    try:
+        turn, _ = await speak_and_interrupt(stack, lambda: worker.signal(signal.SIGSTOP))
+        assert_whole_turn(turn, 6)
+        assert turn.of("fallback")
+        change = stack.gateway.wait_for(
+            lambda e: e.get("event") == "worker_change" and e.get("up") is False, T, "worker down")
+        assert change["reason"] == "missed_heartbeats"
+    finally:
+        worker.signal(signal.SIGCONT)
+
+
+async def test_with_two_workers_a_killed_ones_jobs_go_to_the_other(stack: Service) -> None:
+    first = stack.start_worker("bark-1")
+    stack.start_worker("bark-2")
+    turn, _ = await speak_and_interrupt(stack, lambda: first.signal(signal.SIGKILL))
+    assert_whole_turn(turn, 6)
+    assert {s["engine"] for s in turn.of("sentence_start")} == {"bark"}
+    assert all(f["to"] == "bark" for f in turn.of("fallback"))
+
+
+async def test_broker_restart_mid_session(stack: Service) -> None:
+    stack.start_worker("bark-1")
+    async with connect(stack.ws_url) as ws:
+        await ws.recv()
+        await send(ws, type="speak", text=PARAGRAPH)
+        first = await collect(ws, 12 * T, until="sentence_start")
+        stack.broker.restart()
+        rest = await collect(ws, 20 * T)
+        assert_whole_turn(Turn(first.messages + rest.messages, first.frames + rest.frames), 6)
+        # Both sides reconnect on their own, and the worker is taken back once it heartbeats again.
+        stack.gateway.wait_for(lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2,
+                               6 * T, "gateway reconnect")
+        stack.gateway.wait_for(
+            lambda e: e.get("event") == "worker_change" and e.get("up") is True
+            and e.get("worker_id") == "bark-1" and e.get("timestamp", "") > "", 6 * T, "worker back")
+        for _ in range(3):  # the same websocket session goes on; Bark speaks again in a new turn
+            await send(ws, type="speak", text="We are back.")
+            turn = await collect(ws, 12 * T)
+            if turn.of("sentence_start")[0]["engine"] == "bark":
+                break
+        assert turn.of("sentence_start")[0]["engine"] == "bark"
+
+
+async def test_mqtt_text_topic_speaks_into_a_live_session(stack: Service) -> None:
+    import aiomqtt
+
+    stack.start_worker("bark-1")
+    async with connect(stack.ws_url) as ws:
+        session_id = json.loads(await ws.recv())["session_id"]
+        url = stack.broker.url
+        async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
+            await mqtt.subscribe(f"sesame/v1/sessions/{session_id}/events")
+            await mqtt.publish(f"sesame/v1/sessions/{session_id}/text",
+                               json.dumps({"type": "text", "text": "Hello from the bus.", "flush": True}), qos=1)
+            await mqtt.publish(f"sesame/v1/sessions/{session_id}/text", b"\xff\xfe garbage", qos=1)
+            turn = await collect(ws, 12 * T)
+            assert [s["text"] for s in turn.of("sentence_start")] == ["Hello from the bus."]
+            async with asyncio.timeout(T):
+                async for message in mqtt.messages:
+                    event = json.loads(message.payload)  # type: ignore[arg-type]
+                    if event["type"] == "turn_end":
+                        break
