@@ -1,0 +1,14 @@
+# One image for gateway and workers; the command picks the role.
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends espeak-ng curl && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY broker broker
+COPY synth_worker synth_worker
+COPY stream_server stream_server
+COPY clients clients
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+ && pip install --no-cache-dir .
+ENV LOG_LEVEL=INFO
+EXPOSE 8000
+CMD ["sesame-voice", "gateway", "--host", "0.0.0.0"]
