@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import os
+import json
 import resource
 import time
 from pathlib import Path
@@ -231,11 +230,5 @@ async def _speak_response(hub: Hub, text: str, voice: str | None, fmt: str, samp
 
 
 def client_messages_json(item: str) -> dict[str, object]:
-    import json
-
     data = json.loads(item)
     return data if isinstance(data, dict) else {}
-
-
-def _unused() -> None:  # keep linters quiet about optional imports used only by type checkers
-    del io, os
