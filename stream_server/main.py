@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -21,17 +22,25 @@ from .tiers import build_local_engines
 log = logs.get("sesame.gateway")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its shutdown, which would skip our own clean-up (the hub's
+    MQTT goodbye, `up` stopping its workers). We install the handlers ourselves instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> None:
     """Run the gateway until cancelled or a signal arrives."""
     voices = VoiceMap.load(config.voices_path, config.default_voice)
     engines = build_local_engines(config)
     async with Hub(config, voices, engines) as hub:
         app = create_app(hub)
-        server = uvicorn.Server(uvicorn.Config(
+        server = _Server(uvicorn.Config(
             app, host=config.host, port=config.port, ws="websockets-sansio", ws_max_size=1 << 20,
             ws_ping_interval=20, log_level="warning", lifespan="off", access_log=False,
         ))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
