@@ -12,12 +12,13 @@ import uvicorn
 
 from broker import logs
 from broker.errors import SesameError
+from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
 from .app import create_app
 from .config import GatewayConfig
 from .hub import Hub
-from .tiers import build_local_engines
+from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
 
@@ -34,7 +35,14 @@ class _Server(uvicorn.Server):
 async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> None:
     """Run the gateway until cancelled or a signal arrives."""
     voices = VoiceMap.load(config.voices_path, config.default_voice)
-    engines = build_local_engines(config)
+    engines = build_local_engines(config, voices)
+    try:
+        await _serve(config, voices, engines, started)
+    finally:
+        await close_engines(engines)
+
+
+async def _serve(config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None) -> None:
     async with Hub(config, voices, engines) as hub:
         app = create_app(hub)
         server = _Server(uvicorn.Config(
