@@ -20,6 +20,7 @@
 | SESAME_TORCH_THREADS           | 0 (cores - 1)           | torch CPU threads for inference                 |
 | SESAME_DRAIN_TIMEOUT_MS        | 30000                   | how long SIGTERM waits for running jobs         |
 | SESAME_VOICES                  | (built-in map)          | JSON voice map file                             |
+| SESAME_SEED                    | (unset: random)         | fixed Bark sampling seed (reproducible audio)   |
 | LOG_LEVEL                      | info                    | log level                                       |
 """
 
@@ -78,6 +79,7 @@ class WorkerConfig:
     voices_path: str | None = None
     log_level: str = "info"
     chunk_ms: int = 40
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -116,6 +118,7 @@ class WorkerConfig:
             drain_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
             voices_path=e.raw("SESAME_VOICES"),
             log_level=e.str("LOG_LEVEL", "info").lower(),
+            seed=None if e.raw("SESAME_SEED") is None else e.int("SESAME_SEED", 0, lo=0, hi=2**63 - 1),
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if config.heartbeat_interval_s < 0.05:

@@ -76,6 +76,7 @@ def build_engine(config: WorkerConfig) -> WorkerEngine:
         torch_threads=config.torch_threads,
         chunk_ms=config.chunk_ms,
         max_batch=config.max_batch,
+        seed=config.seed,
     )
     return BarkEngine(settings, voices, default_speaker=config.speaker_id)
 

@@ -1,0 +1,169 @@
+"""The JSON message contract: round trips, and strict rejection of bad payloads with codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from broker.errors import ProtocolError
+from broker.messages import (
+    MAX_JOB_TEXT,
+    Cancel,
+    Heartbeat,
+    Job,
+    JobAck,
+    JobDone,
+    JobError,
+    WorkerStatus,
+    decode_worker_message,
+    worker_messages,
+)
+from broker.wire import MAX_JSON_BYTES
+
+ids = st.from_regex(r"\A[A-Za-z0-9_.-]{1,64}\Z", fullmatch=True)
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+texts = st.text(min_size=1, max_size=200).filter(lambda s: s.strip() != "")
+reply_to = ids.map(lambda g: f"sesame/v1/replies/{g}")
+
+jobs = st.builds(
+    Job,
+    job_id=ids,
+    session_id=ids,
+    seq=st.integers(0, 2**31),
+    text=texts,
+    voice=st.text(max_size=20),
+    reply_to=reply_to,
+    sample_rate=st.integers(8000, 48_000),
+    expires_at=st.none() | finite,
+)
+cancels = st.builds(
+    Cancel, job_ids=st.lists(ids, min_size=1, max_size=5).map(tuple), session_id=st.none() | ids
+)
+acks = st.builds(JobAck, job_id=ids, worker_id=ids, queue_position=st.integers(0, 10_000))
+dones = st.builds(
+    JobDone,
+    job_id=ids,
+    worker_id=ids,
+    chunks=st.integers(0, 10_000),
+    samples=st.integers(0, 10**7),
+    sample_rate=st.integers(8000, 48_000),
+    engine=st.sampled_from(["bark", "espeak-ng"]),
+    synth_ms=finite,
+)
+errors = st.builds(
+    JobError, job_id=ids, worker_id=ids, code=st.text(max_size=30), message=st.text(max_size=200)
+)
+heartbeats = st.builds(
+    Heartbeat,
+    worker_id=ids,
+    pid=st.integers(1, 2**22),
+    state=st.sampled_from(["loading", "warming", "ready", "draining", "unavailable", "offline"]),
+    engine=st.text(max_size=20),
+    model=st.text(max_size=40),
+    seq=st.integers(0, 2**40),
+    sent_at=finite,
+    interval_s=st.floats(min_value=0.001, max_value=60),
+    jobs_in_flight=st.integers(0, 64),
+    queue_depth=st.integers(0, 1000),
+    rtf=st.floats(min_value=0, max_value=100),
+    reason=st.none() | st.text(max_size=100),
+    version=st.text(max_size=10),
+)
+statuses = st.builds(
+    WorkerStatus,
+    worker_id=ids,
+    state=st.sampled_from(["online", "offline"]),
+    pid=st.none() | st.integers(1, 10**6),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(jobs | cancels | acks | dones | errors | heartbeats | statuses)
+def test_every_message_round_trips_through_json_and_bytes(message: Any) -> None:
+    assert decode_worker_message(message.to_json()) == message
+    assert decode_worker_message(message.to_bytes()) == message
+
+
+def test_registry_knows_every_type() -> None:
+    assert worker_messages.types == sorted(
+        ["job", "cancel", "ack", "done", "job_error", "heartbeat", "status"]
+    )
+
+
+GOOD_JOB: dict[str, Any] = Job(
+    job_id="j1", session_id="s1", seq=0, text="Hi.", voice="maya", reply_to="sesame/v1/replies/gw"
+).to_dict()
+
+
+def variant(**changes: Any) -> bytes:
+    data = {**GOOD_JOB, **changes}
+    return json.dumps({k: v for k, v in data.items() if v is not ...}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"{not json", "bad_json"),
+        (b"", "bad_json"),
+        (b"\xff\xfe\xfa", "bad_encoding"),
+        (b"[1, 2]", "bad_message"),
+        (b'"job"', "bad_message"),
+        (b'{"job_id": "x"}', "bad_message"),
+        (b'{"type": 7}', "bad_message"),
+        (b'{"type": "speak"}', "unknown_type"),
+        (variant(seq="1"), "bad_field"),
+        (variant(seq=True), "bad_field"),
+        (variant(seq=1.5), "bad_field"),
+        (variant(text=5), "bad_field"),
+        (variant(expires_at="soon"), "bad_field"),
+        (variant(sample_rate=None), "bad_field"),
+        (variant(extra="field"), "bad_field"),
+        (variant(voice=...), "bad_field"),  # missing
+        (variant(text="   "), "empty_text"),
+        (variant(text="x" * (MAX_JOB_TEXT + 1)), "text_too_long"),
+        (variant(sample_rate=4000), "bad_sample_rate"),
+        (variant(reply_to="other/topic"), "bad_topic"),
+        (variant(reply_to="sesame/v1/replies/#"), "bad_topic"),
+        (variant(job_id="a/b"), "bad_id"),
+        (variant(session_id="+"), "bad_id"),
+        (variant(seq=-1), "bad_field"),
+        (b'{"type":"cancel"}', "bad_field"),
+        (b'{"type":"cancel","job_ids":"j1"}', "bad_field"),
+        (b'{"type":"status","worker_id":"w","state":"sleeping"}', "bad_field"),
+        (
+            b'{"type":"heartbeat","worker_id":"w","pid":1,"state":"ready","engine":"b","model":"m",'
+            b'"seq":1,"sent_at":1.0,"interval_s":0}',
+            "bad_field",
+        ),
+        (b"{" + b" " * (MAX_JSON_BYTES + 1) + b"}", "too_large"),
+    ],
+)
+def test_malformed_payloads_raise_protocol_error_with_code(payload: bytes, code: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_worker_message(payload)
+    assert info.value.code == code
+
+
+def test_oversized_text_string_is_rejected_before_parsing() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_worker_message("x" * (MAX_JSON_BYTES + 1))
+    assert info.value.code == "too_large"
+
+
+def test_deeply_nested_json_is_bad_json_not_a_crash() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_worker_message("[" * 100_000 + "]" * 100_000)
+    assert info.value.code in ("bad_json", "bad_message")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300) | st.text(max_size=300))
+def test_arbitrary_input_decodes_or_raises_protocol_error(payload: bytes | str) -> None:
+    try:
+        decode_worker_message(payload)
+    except ProtocolError as exc:
+        assert exc.code
