@@ -185,6 +185,7 @@ class Worker:
         topic = topics.worker_heartbeat(self.config.worker_id)
         next_at = loop.time()
         while True:
+            self._beat_now.clear()
             if self.link.connected.is_set():
                 beat = self.core.heartbeat(self.clock())
                 try:
@@ -194,7 +195,6 @@ class Worker:
             next_at += interval
             if next_at < loop.time():  # we fell behind (suspended); do not burst to catch up
                 next_at = loop.time() + interval
-            self._beat_now.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(next_at):
                     await self._beat_now.wait()
