@@ -434,7 +434,10 @@ class Hub:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            self._run(self.scheduler.tick(self.clock()))
+            try:
+                self._run(self.scheduler.tick(self.clock()))
+            except Exception:  # a bug in one decision must not stop the clock for everyone
+                log.exception("tick_failed")
 
     async def _publisher(self) -> None:
         while True:
