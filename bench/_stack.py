@@ -36,7 +36,11 @@ class Proc:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO", **env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "clients.cli", *args],
-            cwd=REPO, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=REPO,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         threading.Thread(target=self._pump, daemon=True, name=f"log:{name}").start()
 
@@ -124,8 +128,13 @@ class Stack:
     ) -> Proc:
         """Start a worker and wait until the gateway has seen it ready."""
         assert self.gateway is not None
-        wenv = {**self.env, "SESAME_WORKER_ID": worker_id, "SESAME_ENGINE": engine,
-                "SESAME_HEARTBEAT_INTERVAL_MS": "200", **env}
+        wenv = {
+            **self.env,
+            "SESAME_WORKER_ID": worker_id,
+            "SESAME_ENGINE": engine,
+            "SESAME_HEARTBEAT_INTERVAL_MS": "200",
+            **env,
+        }
         proc = Proc(["worker"], wenv, worker_id)
         self.workers[worker_id] = proc
 

@@ -280,9 +280,11 @@ class ProgressBar:
         frac = min(1.0, max(0.0, elapsed_s / self.total_s)) if self.total_s > 0 else 1.0
         filled = int(frac * self.width)
         bar = "#" * filled + "." * (self.width - filled)
-        line = (f"[{bar}] {elapsed_s:5.1f}/{self.total_s:.0f}s  started {counts['started']}  "
-                f"ok {counts['ok']}  errors {counts['error']}  in flight {counts['in_flight']}  "
-                f"dropped {counts['dropped']}")
+        line = (
+            f"[{bar}] {elapsed_s:5.1f}/{self.total_s:.0f}s  started {counts['started']}  "
+            f"ok {counts['ok']}  errors {counts['error']}  in flight {counts['in_flight']}  "
+            f"dropped {counts['dropped']}"
+        )
         if self.tty:
             self.stream.write("\r" + line)
             self.stream.flush()
@@ -416,7 +418,9 @@ def report(result: RunResult) -> dict[str, object]:
             "events": sum(o.underruns for o in outs),
             "silence_ms": round(sum(o.gap_s for o in outs) * 1000, 1),
             "prebuffer_ms": round(cfg.prebuffer_s * 1000, 1),
-        } if cfg.mode == "ws" else None,
+        }
+        if cfg.mode == "ws"
+        else None,
     }
 
 
@@ -434,9 +438,13 @@ def render(rep: dict[str, object]) -> str:
         f"achieved {rep['achieved_rate']}/s",
         "",
     ]
-    names = {"ttfa": "ttfa (send->audio)" if cfg["mode"] == "ws" else "ttfb (schedule->byte)",
-             "ttfa_from_schedule": "ttfa (schedule->audio)", "connect": "connect (schedule->ready)",
-             "total": "total (schedule->end)", "start_lag": "client start lag"}
+    names = {
+        "ttfa": "ttfa (send->audio)" if cfg["mode"] == "ws" else "ttfb (schedule->byte)",
+        "ttfa_from_schedule": "ttfa (schedule->audio)",
+        "connect": "connect (schedule->ready)",
+        "total": "total (schedule->end)",
+        "start_lag": "client start lag",
+    }
     rows = []
     for key in ("connect", "ttfa", "ttfa_from_schedule", "total", "start_lag"):
         s = lat.get(key)
@@ -453,8 +461,10 @@ def render(rep: dict[str, object]) -> str:
         lines.append("fallbacks:      " + _counts(rep["fallbacks"]) + f"  (restarts {rep['restarts']})")
         u = rep["underruns"]
         assert isinstance(u, dict)
-        lines.append(f"underruns:      {u['sessions']} of {u['of_sessions']} sessions  ({u['events']} gaps, "
-                     f"{u['silence_ms']} ms silence, prebuffer {u['prebuffer_ms']} ms)")
+        lines.append(
+            f"underruns:      {u['sessions']} of {u['of_sessions']} sessions  ({u['events']} gaps, "
+            f"{u['silence_ms']} ms silence, prebuffer {u['prebuffer_ms']} ms)"
+        )
     lines.append(f"audio received: {rep['audio_s']} s")
     return "\n".join(lines)
 
@@ -481,8 +491,11 @@ def read_texts(path: Path) -> tuple[str, ...]:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, Path | None]:
-    p = argparse.ArgumentParser(prog="sesame-voice loadtest", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="sesame-voice loadtest",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default %(default)s)")
     p.add_argument("--mode", choices=("tts", "ws"), default="tts")
     p.add_argument("--rate", type=float, default=5.0, help="requests (tts) or sessions (ws) per second")
@@ -505,10 +518,21 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, Path | None]:
         ws_url(a.url)
     except (OSError, ValueError) as exc:
         p.error(str(exc))
-    cfg = LoadConfig(url=a.url, mode=a.mode, rate=a.rate, duration_s=a.duration, concurrency=a.concurrency,
-                     texts=texts, voice=a.voice, timeout_s=a.timeout, arrivals=a.arrivals, seed=a.seed,
-                     fragment_chars=a.fragment_chars, prebuffer_s=a.prebuffer_ms / 1000.0,
-                     progress=not a.no_progress)
+    cfg = LoadConfig(
+        url=a.url,
+        mode=a.mode,
+        rate=a.rate,
+        duration_s=a.duration,
+        concurrency=a.concurrency,
+        texts=texts,
+        voice=a.voice,
+        timeout_s=a.timeout,
+        arrivals=a.arrivals,
+        seed=a.seed,
+        fragment_chars=a.fragment_chars,
+        prebuffer_s=a.prebuffer_ms / 1000.0,
+        progress=not a.no_progress,
+    )
     return cfg, a.json_out
 
 
@@ -526,4 +550,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         json_out.write_text(json.dumps(rep, indent=1) + "\n", encoding="utf-8")
         sys.stdout.write(f"report written to {json_out}\n")
     return 0 if rep["errors"] == 0 and rep["ok"] else 1
-

@@ -64,8 +64,14 @@ class Summary:
         def num(v: float) -> float | None:
             return None if math.isnan(v) else round(v * scale, digits)
 
-        return {"count": self.count, "mean": num(self.mean), "p50": num(self.p50), "p95": num(self.p95),
-                "p99": num(self.p99), "max": num(self.max)}
+        return {
+            "count": self.count,
+            "mean": num(self.mean),
+            "p50": num(self.p50),
+            "p95": num(self.p95),
+            "p99": num(self.p99),
+            "max": num(self.max),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object], scale: float = 1.0) -> Summary:
@@ -74,8 +80,14 @@ class Summary:
             return math.nan if v is None else float(v) / scale  # type: ignore[arg-type]
 
         count = data.get("count", 0)
-        return cls(int(count) if isinstance(count, int | float) else 0, num("mean"), num("p50"), num("p95"),
-                   num("p99"), num("max"))
+        return cls(
+            int(count) if isinstance(count, int | float) else 0,
+            num("mean"),
+            num("p50"),
+            num("p95"),
+            num("p99"),
+            num("max"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

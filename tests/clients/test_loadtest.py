@@ -53,8 +53,10 @@ def test_percentile_of_nothing_is_nan_and_q_is_checked() -> None:
         percentile([1.0], 101)
 
 
-@given(st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=200),
-       st.sampled_from([0, 1, 25, 50, 90, 95, 99, 99.9, 100]))
+@given(
+    st.lists(st.floats(min_value=-1e6, max_value=1e6, allow_nan=False), min_size=1, max_size=200),
+    st.sampled_from([0, 1, 25, 50, 90, 95, 99, 99.9, 100]),
+)
 def test_percentile_matches_numpy(values: list[float], q: float) -> None:
     assert percentile(sorted(values), q) == pytest.approx(float(np.percentile(values, q)), rel=1e-9, abs=1e-6)
 
@@ -192,8 +194,14 @@ def test_ws_url_rejects_other_schemes() -> None:
 
 
 def _outcome(i: int, **kw: object) -> Outcome:
-    base: dict[str, object] = {"ttfa_s": 0.1 + i / 100, "ttfa_sched_s": 0.12 + i / 100, "total_s": 1.0,
-                               "audio_s": 2.0, "engines": ["espeak-ng", "espeak-ng"], "sentences": 2}
+    base: dict[str, object] = {
+        "ttfa_s": 0.1 + i / 100,
+        "ttfa_sched_s": 0.12 + i / 100,
+        "total_s": 1.0,
+        "audio_s": 2.0,
+        "engines": ["espeak-ng", "espeak-ng"],
+        "sentences": 2,
+    }
     base.update(kw)
     return Outcome(i, i * 0.1, **base)  # type: ignore[arg-type]
 
@@ -212,8 +220,13 @@ def test_report_counts_errors_engines_fallbacks_and_underruns() -> None:
     assert rep["errors_by_kind"] == {"timeout": 1, "speech_unavailable": 1}
     assert rep["engines"] == {"espeak-ng": 7, "bark": 1}
     assert rep["fallbacks"] == {"bark->espeak-ng": 1}
-    assert rep["underruns"] == {"sessions": 1, "of_sessions": 4, "events": 2, "silence_ms": 50.0,
-                                "prebuffer_ms": 0.0}
+    assert rep["underruns"] == {
+        "sessions": 1,
+        "of_sessions": 4,
+        "events": 2,
+        "silence_ms": 50.0,
+        "prebuffer_ms": 0.0,
+    }
     assert rep["achieved_rate"] == 1.5 and rep["offered_rate"] == 6.0
     ttfa = rep["latency_ms"]["ttfa"]  # type: ignore[index]
     assert ttfa["count"] == 3 and ttfa["max"] == pytest.approx(120.0)  # only successful requests
