@@ -46,6 +46,7 @@ class MqttLink:
         keepalive: int = 5,
         backoff_initial: float = 0.05,
         backoff_max: float = 2.0,
+        publish_timeout_s: float = 2.0,
     ) -> None:
         self.url = url
         self.client_id = client_id
@@ -56,6 +57,7 @@ class MqttLink:
         self.keepalive = keepalive
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.publish_timeout_s = publish_timeout_s
         self.connected = asyncio.Event()
         self.connects = 0
         self._client: aiomqtt.Client | None = None
@@ -105,7 +107,12 @@ class MqttLink:
             props = Properties(PacketTypes.PUBLISH)
             props.MessageExpiryInterval = max(1, int(expiry_s))
         try:
-            await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+            # A QoS 1 publish caught by a dropped connection would wait for its PUBACK forever
+            # (and hold up every publish queued behind it): bound it.
+            async with asyncio.timeout(self.publish_timeout_s):
+                await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+        except TimeoutError as exc:
+            raise BrokerError(f"publish to {topic} not acknowledged within {self.publish_timeout_s}s") from exc
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
 
@@ -115,8 +122,10 @@ class MqttLink:
             try:
                 await self._session()
                 delay = self.backoff_initial
-            except aiomqtt.MqttError as exc:
+            except (aiomqtt.MqttError, BrokerError) as exc:
                 log.warning("mqtt_disconnected", client_id=self.client_id, error=str(exc), retry_in_s=round(delay, 3))
+            except Exception:  # whatever broke this connection, the link must come back
+                log.exception("mqtt_session_failed", client_id=self.client_id, retry_in_s=round(delay, 3))
             finally:
                 self.connected.clear()
                 self._client = None

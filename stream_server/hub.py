@@ -117,7 +117,11 @@ class Hub:
                 (topics.ALL_SESSION_TEXT, 1),
             ],
             on_message=self._on_mqtt,
+            on_connect=self._on_connect,
         )
+        # Cancels that could not be published (broker down) are sent again on reconnect, so a
+        # worker does not spend its time on sentences nobody is waiting for.
+        self._unsent_cancels: set[str] = set()
         for tier in config.failover.tiers:
             if tier != WORKERS:
                 self.metrics.tier_available.labels(tier).set(1)
@@ -445,9 +449,19 @@ class Hub:
             try:
                 await self.link.publish(topic, payload, qos=qos)
             except BrokerError as exc:
+                if topic == topics.CANCEL:
+                    cancel = worker_messages.decode(payload)
+                    if isinstance(cancel, Cancel):
+                        self._unsent_cancels.update(cancel.job_ids)
                 if job_id is not None:
                     log.warning("job_publish_failed", job_id=job_id, error=str(exc))
                     self._run(self.scheduler.failed(job_id, "broker_unavailable", self.clock()))
+
+    async def _on_connect(self, link: MqttLink) -> None:
+        if self._unsent_cancels:
+            job_ids, self._unsent_cancels = tuple(sorted(self._unsent_cancels)), set()
+            log.info("resending_cancels", jobs=len(job_ids))
+            self._mqtt(topics.CANCEL, Cancel(job_ids=job_ids).to_bytes(), 1)
 
     async def _health_loop(self) -> None:
         while True:

@@ -67,7 +67,9 @@ class Service:
 
     def start_worker(self, worker_id: str, engine: str = "bark", **env: str) -> Proc:
         wenv = {**self.env, "SESAME_WORKER_ID": worker_id, "SESAME_ENGINE": engine,
-                "SESAME_HEARTBEAT_INTERVAL_MS": "200", **env}
+                "SESAME_HEARTBEAT_INTERVAL_MS": "200",
+                # Random weights can sample Bark's end token early; seed 1 gives full-length audio.
+                "SESAME_SEED": "1", **env}
         if engine == "bark" and self.model_dir is not None:
             wenv.setdefault("SESAME_MODEL", str(self.model_dir))
         proc = Proc(["worker"], wenv, worker_id)

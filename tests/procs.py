@@ -50,9 +50,12 @@ class Proc:
                     continue
         return out
 
-    def wait_for(self, predicate: Callable[[dict[str, object]], bool], timeout: float, what: str = "") -> dict[str, object]:
-        """Block until a JSON log line matches, the process exits, or the timeout passes."""
-        seen = 0
+    def wait_for(
+        self, predicate: Callable[[dict[str, object]], bool], timeout: float, what: str = "", since: int = 0
+    ) -> dict[str, object]:
+        """Block until a JSON log line (from line ``since`` on) matches, the process exits, or the
+        timeout passes."""
+        seen = since
         with self._cond:
             while True:
                 for line in self.lines[seen:]:

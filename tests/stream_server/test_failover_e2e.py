@@ -96,21 +96,24 @@ async def test_broker_restart_mid_session(stack: Service) -> None:
         await ws.recv()
         await send(ws, type="speak", text=PARAGRAPH)
         first = await collect(ws, 12 * T, until="sentence_start")
+        mark = len(stack.gateway.lines)
         stack.broker.restart()
         rest = await collect(ws, 20 * T)
         assert_whole_turn(Turn(first.messages + rest.messages, first.frames + rest.frames), 6)
         # Both sides reconnect on their own, and the worker is taken back once it heartbeats again.
         stack.gateway.wait_for(lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2,
-                               6 * T, "gateway reconnect")
+                               6 * T, "gateway reconnect", since=mark)
+        stack.workers["bark-1"].wait_for(lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2,
+                                         6 * T, "worker reconnect")
         stack.gateway.wait_for(
-            lambda e: e.get("event") == "worker_change" and e.get("up") is True
-            and e.get("worker_id") == "bark-1" and e.get("timestamp", "") > "", 6 * T, "worker back")
+            lambda e: e.get("event") == "worker_change" and e.get("up") is True and e.get("worker_id") == "bark-1",
+            6 * T, "worker back", since=mark)
         for _ in range(3):  # the same websocket session goes on; Bark speaks again in a new turn
             await send(ws, type="speak", text="We are back.")
             turn = await collect(ws, 12 * T)
             if turn.of("sentence_start")[0]["engine"] == "bark":
                 break
-        assert turn.of("sentence_start")[0]["engine"] == "bark"
+        assert turn.of("sentence_start")[0]["engine"] == "bark", stack.gateway.tail(40)
 
 
 async def test_mqtt_text_topic_speaks_into_a_live_session(stack: Service) -> None:
