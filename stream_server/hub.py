@@ -35,6 +35,7 @@ from .cache import SentenceCache, cache_key
 from .config import GatewayConfig
 from .metrics import Metrics
 from .protocol import Flush, SessionText, Text, session_text_messages
+from .recorder import Recorder
 from .scheduler import (
     WORKERS,
     Action,
@@ -106,6 +107,7 @@ class Hub:
         self._pending_done: dict[str, JobDone] = {}
         self._mqtt_out: asyncio.Queue[tuple[str, bytes, int, str | None]] = asyncio.Queue(MQTT_OUT_QUEUE)
         self._tg: asyncio.TaskGroup | None = None
+        self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
         self.started_at = time.time()
         self.link = MqttLink(
             config.mqtt_url,
@@ -144,6 +146,8 @@ class Hub:
             job.token.cancel()
             job.task.cancel()
         await self.link.close()
+        if self.recorder is not None:
+            self.recorder.close()
         assert self._tg is not None
         for task in list(getattr(self._tg, "_tasks", ())):
             task.cancel()
@@ -186,7 +190,11 @@ class Hub:
         """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
         if msg.type == "start":
             self.voices.get(getattr(msg, "voice", None))  # unknown voice -> ProtocolError
-        self._handle(link, link.core.receive(msg, self.clock()))
+        now = self.clock()
+        outs = link.core.receive(msg, now)
+        if self.recorder is not None:
+            self.recorder.record_message(link.session_id, now, msg)
+        self._handle(link, outs)
 
     # ---- carrying out the cores' decisions ------------------------------------------------------
 
