@@ -156,13 +156,15 @@ def format_ms(value: float | None) -> str:
     return f"{value * 1000:.1f}"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "") -> str:
-    """A plain text table: first column left-aligned, the others right-aligned."""
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "", align: str = "") -> str:
+    """A plain text table. ``align`` has one letter per column, ``l`` or ``r``; by default the first
+    column is left-aligned and the others right-aligned."""
     cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    sides = align or "l" + "r" * (len(headers) - 1)
 
     def line(row: Sequence[str]) -> str:
-        parts = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, sides, strict=True)]
         return indent + "  ".join(parts).rstrip()
 
     sep = indent + "  ".join("-" * w for w in widths)
