@@ -9,7 +9,8 @@
 //   {type: "drop", seq}                          drop the not-yet-played audio of sentence seq (restart)
 //   {type: "clear"}                              cancel: drop everything queued, now
 // Messages to the main thread: {type: "stats", ...} on every change of state and about every 100 ms
-// while playing, and {type: "drained"} when the buffer ran out with nothing more expected.
+// while playing, {type: "underrun", seq, played} when it runs dry while audio is owed, and
+// {type: "drained"} when the buffer ran out with nothing more expected.
 //
 // States: idle (nothing to play) -> prebuffering (collect prebufferSamples at the start of a turn,
 // or rebufferSamples after an underrun) -> playing -> idle. The prebuffer is skipped once the
@@ -31,6 +32,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
     this.underruns = 0;
     this.underrunFrames = 0; // render quanta spent dry while audio was expected
     this.played = 0;
+    this.lastSeq = null; // the sentence last played from
     this.dropped = 0;
     this.quanta = 0;
     this.port.onmessage = (event) => this.onMessage(event.data);
@@ -131,6 +133,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
       const chunk = this.queue[0];
       const take = Math.min(n - written, chunk.data.length - chunk.offset);
       out.set(chunk.data.subarray(chunk.offset, chunk.offset + take), written);
+      this.lastSeq = chunk.seq;
       chunk.offset += take;
       written += take;
       if (chunk.offset >= chunk.data.length) this.queue.shift();
@@ -142,6 +145,7 @@ class PlayerProcessor extends AudioWorkletProcessor {
       if (this.expected) {
         // Ran dry while the turn still owes audio: an audible gap. Rebuffer a little before resuming.
         this.underruns += 1;
+        this.port.postMessage({ type: "underrun", seq: this.lastSeq, played: this.played });
         this.underrunFrames += n - written;
         this.state = "prebuffering";
         this.target = this.rebufferSamples;

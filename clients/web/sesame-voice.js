@@ -85,7 +85,10 @@ export class SesameVoice {
     this.session = null; // the last `ready` message
     this.context = null;
     this.node = null;
-    this.sentences = []; // [{seq, turn, text, engine, cached, restarts, fallback, samples, done, error}]
+    // [{seq, turn, text, engine, cached, restarts, fallback, samples, done, error,
+    //   startedAt, firstAudioAt, endedAt}] (times: performance.now() when each message arrived)
+    this.sentences = [];
+    this.underrunLog = []; // the last 100 underruns: {at, seq (the sentence that ran dry), playedMs}
     this.stats = {
       framesReceived: 0,
       framesScheduled: 0,
@@ -274,6 +277,7 @@ export class SesameVoice {
         if (rec) {
           rec.samples = msg.samples;
           rec.done = true;
+          rec.endedAt = performance.now();
         }
         if (!this._discarding) this._queue((node) => node.port.postMessage({ type: "sentence_end" }));
         this._emit("sentence_end", msg);
@@ -329,6 +333,7 @@ export class SesameVoice {
       rec = {
         seq: msg.seq, turn: msg.turn, text: msg.text, engine: msg.engine, cached: Boolean(msg.cached),
         restarts: 0, fallback: null, samples: 0, done: false, error: null,
+        startedAt: performance.now(), firstAudioAt: null, endedAt: null,
       };
       this._bySeq.set(msg.seq, rec);
       this.sentences.push(rec);
@@ -352,6 +357,8 @@ export class SesameVoice {
       this._clientError("bad_audio_frame", err.message);
       return;
     }
+    const rec = this._bySeq.get(header.seq);
+    if (rec && rec.firstAudioAt === null) rec.firstAudioAt = performance.now();
     const generation = this._generation;
     this._queue(async (node) => {
       let samples;
@@ -425,6 +432,10 @@ export class SesameVoice {
       this.stats.underruns = msg.underruns;
       this.stats.underrunMs = Math.round((msg.underrunSamples * 1000) / rate);
       this._emit("stats", this.stats);
+    } else if (msg.type === "underrun") {
+      const rate = this.context ? this.context.sampleRate : this._audioRate || 24000;
+      this.underrunLog.push({ at: performance.now(), seq: msg.seq, playedMs: Math.round((msg.played * 1000) / rate) });
+      if (this.underrunLog.length > 100) this.underrunLog.shift();
     } else if (msg.type === "drained") {
       this._emit("drained", this.stats);
     }

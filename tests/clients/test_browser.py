@@ -83,6 +83,21 @@ def shown_sentences(page: Page) -> list[dict[str, Any]]:
     return shown
 
 
+def timeline(page: Page) -> str:
+    """When each sentence started, got its first audio and ended, and when the player ran dry (ms)."""
+    info: dict[str, Any] = page.evaluate(
+        """() => ({
+          sentences: window.sesame.sentences.map((r) => [r.seq, r.engine, r.samples,
+            Math.round(r.startedAt), Math.round(r.firstAudioAt), Math.round(r.endedAt)]),
+          underruns: window.sesame.underrunLog.map((u) => [Math.round(u.at), u.seq, u.playedMs]),
+        })"""
+    )
+    return (
+        f"sentences [seq, engine, samples, start, first audio, end]: {info['sentences']}; "
+        f"underruns [at, seq, played ms]: {info['underruns']}"
+    )
+
+
 def wait(page: Page, condition: str, timeout: float, arg: object = None) -> None:
     """Wait on a page condition; on timeout, fail with what the page shows."""
     try:
@@ -108,7 +123,7 @@ def test_speak_a_paragraph(page: Page) -> None:
     assert s["framesDropped"] == 0
     assert s["samplesPlayed"] == s["samplesScheduled"]
     assert s["sentences"] == 3
-    assert s["underruns"] == 0
+    assert s["underruns"] == 0, timeline(page)
     shown = shown_sentences(page)
     assert [x["text"] for x in shown] == SENTENCES
     assert all(x["engine"] in ENGINES for x in shown), shown
