@@ -1,0 +1,68 @@
+"""Every benchmark runs once in its tiny ``--smoke`` form and prints its table.
+
+No timings are asserted (benchmarks measure speed; tests check behaviour): a script must exit 0,
+print its header and a table, and not report a failed exactness check where one is run.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCALE = float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
+
+# script -> (header it prints, a line of its table's column headings)
+BENCHES = {
+    "gateway_overhead.py": ("gateway overhead: time to first audio", "time to first audio (ms)"),
+    "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
+    "ready_time.py": ("worker ready time", "configuration"),
+    "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
+}
+
+
+@functools.cache
+def run(script: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "bench" / script), "--smoke"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240 * SCALE,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("script", sorted(BENCHES))
+def test_bench_smoke_prints_its_table(script: str) -> None:
+    header, columns = BENCHES[script]
+    done = run(script)
+    assert done.returncode == 0, (
+        f"{script} exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
+    assert header in done.stdout, done.stdout[-2000:]
+    lines = done.stdout.splitlines()
+    heading = next((i for i, line in enumerate(lines) if columns in line), None)
+    assert heading is not None, f"no table in:\n{done.stdout[-2000:]}"
+    assert set(lines[heading + 1].replace(" ", "")) == {"-"}, "the heading is followed by a rule"
+    assert len(lines) > heading + 2 and lines[heading + 2].strip(), "the table has rows"
+
+
+def test_bark_smoke_checks_that_must_hold() -> None:
+    """The exactness checks that hold by construction pass: staged == generate(), bark_fast batching
+    == one by one, fp32 teacher forcing reproduces fp32 (the run is shared with the test above)."""
+    done = run("bark_worker.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    staged = next(line for line in done.stdout.splitlines() if "staged: total" in line)
+    assert staged.rstrip().endswith("PASS")
+    fast = next(line for line in done.stdout.splitlines() if "bark_fast.fine_generate_rows" in line)
+    assert "2/2 PASS" in fast
+    noise = next(line for line in done.stdout.splitlines() if "against itself" in line)
+    assert noise.rstrip().endswith("100.0%/100.0%/100.0%")
