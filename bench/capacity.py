@@ -14,8 +14,8 @@ gateway's streaming capacity, not synthesis.
 2. **POST /tts.** Open-loop rates (``clients.loadtest``), each for a few seconds: the highest rate
    whose p99 stays under 1 s with no errors.
 
-    .venv/bin/python bench/capacity.py [--steps 25,50,100,200,300] [--step-seconds 12]
-                                       [--tts-rates 10,20,40,80,160] [--json OUT] [--smoke]
+    .venv/bin/python bench/capacity.py [--steps 25,50,100,150,200,250,300] [--step-seconds 12]
+                                       [--tts-rates 20,40,80,160,240,320] [--json OUT] [--smoke]
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def tts_step(url: str, rate: float, seconds: float) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=HEADER)
-    ap.add_argument("--steps", default="25,50,100,150,200,300", help="concurrent sessions per step")
+    ap.add_argument("--steps", default="25,50,100,150,200,250,300", help="concurrent sessions per step")
     ap.add_argument(
         "--ttfa-p99-ms",
         type=float,
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--step-seconds", type=float, default=12.0)
     ap.add_argument(
-        "--tts-rates", default="10,20,40,60,80,120", help="POST /tts requests per second per step"
+        "--tts-rates", default="20,40,80,160,240,320", help="POST /tts requests per second per step"
     )
     ap.add_argument("--tts-seconds", type=float, default=6.0)
     ap.add_argument("--json", type=Path, dest="json_out")

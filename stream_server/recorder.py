@@ -1,6 +1,6 @@
 """Record live sessions' text as a replay trace (``SESAME_RECORD_DIR``; off when unset).
 
-One JSONL file per gateway run, ``trace-<UTC time>-<gateway id>.jsonl`` in the directory, in the
+One new JSONL file per gateway run, ``trace-<UTC time>-<gateway id>.jsonl`` in the directory, in the
 format ``sesame-voice replay`` reads (clients/trace.py):
 
     {"meta": {"recorded_by": "sesame-voice gateway", "gateway_id": "gw-1", "started_at": "..."}}
@@ -41,8 +41,7 @@ class Recorder:
         self.max_bytes = max_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        self.path = self.directory / f"trace-{stamp}-{gateway_id}.jsonl"
-        self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+        self.path, self._file = self._create(f"trace-{stamp}-{gateway_id}")
         self.bytes = 0
         self.events = 0
         self.dropped = 0
@@ -58,6 +57,17 @@ class Recorder:
             }
         )
         log.info("recording_sessions", path=str(self.path), max_bytes=max_bytes)
+
+    def _create(self, stem: str) -> tuple[Path, IO[str] | None]:
+        """A new file, never one another recorder is writing (a second run in the same second with
+        the same SESAME_GATEWAY_ID gets ``-2``, ``-3``...)."""
+        for n in range(1, 1000):
+            path = self.directory / (f"{stem}.jsonl" if n == 1 else f"{stem}-{n}.jsonl")
+            try:
+                return path, path.open("x", encoding="utf-8")
+            except FileExistsError:
+                continue
+        raise FileExistsError(f"no free trace file name for {stem} in {self.directory}")
 
     @classmethod
     def from_config(cls, record_dir: str | None, gateway_id: str) -> Recorder | None:

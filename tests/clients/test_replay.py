@@ -331,6 +331,16 @@ def test_recorder_stops_at_its_size_bound(tmp_path: Path) -> None:
     assert isinstance(load_trace(rec.path), Trace)  # what was written is still a valid trace
 
 
+def test_two_recorders_never_share_a_file(tmp_path: Path) -> None:
+    first, second = Recorder(tmp_path, "gw"), Recorder(tmp_path, "gw")
+    assert first.path != second.path
+    first.record("a", 0.0, text="one", flush=True)
+    second.record("b", 0.0, text="two", flush=True)
+    first.close()
+    second.close()
+    assert list(load_trace(first.path).sessions) == ["a"] and list(load_trace(second.path).sessions) == ["b"]
+
+
 def test_recorder_from_config_is_off_without_a_directory(tmp_path: Path) -> None:
     assert Recorder.from_config(None, "gw") is None
     rec = Recorder.from_config(str(tmp_path / "on"), "gw")
