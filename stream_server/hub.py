@@ -105,7 +105,10 @@ class Hub:
         self._job_pcm: dict[str, list[bytes]] = {}  # primary-tier audio kept for the cache
         self._job_chunks: dict[str, int] = {}
         self._pending_done: dict[str, JobDone] = {}
-        self._mqtt_out: asyncio.Queue[tuple[str, bytes, int, str | None]] = asyncio.Queue(MQTT_OUT_QUEUE)
+        # Jobs and cancels have their own queue and publisher, so they never wait behind the bulk
+        # copies of session audio for MQTT listeners.
+        self._control_out: asyncio.Queue[tuple[str, bytes, int, str | None]] = asyncio.Queue(MQTT_OUT_QUEUE)
+        self._bulk_out: asyncio.Queue[tuple[str, bytes, int, str | None]] = asyncio.Queue(MQTT_OUT_QUEUE)
         self._tg: asyncio.TaskGroup | None = None
         self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
         self.started_at = time.time()
@@ -135,7 +138,8 @@ class Hub:
         await self._tg.__aenter__()
         await self.link.__aenter__()
         self._tg.create_task(self._ticker(), name="gateway-ticker")
-        self._tg.create_task(self._publisher(), name="gateway-mqtt-publisher")
+        self._tg.create_task(self._publisher(self._control_out), name="gateway-mqtt-control")
+        self._tg.create_task(self._publisher(self._bulk_out), name="gateway-mqtt-session-copies")
         self._tg.create_task(self._health_loop(), name="gateway-health")
         return self
 
@@ -206,11 +210,11 @@ class Hub:
                     if link.on_message is not None:
                         link.on_message(message)
                     if self.config.publish_session_events:
-                        self._mqtt(topics.session_events(link.session_id), message.to_bytes(), 0)
+                        self._mqtt(topics.session_events(link.session_id), message.to_bytes(), 0, control=False)
                 case EmitAudio(frame=frame):
                     self._emit(link, frame)
                     if self.config.publish_session_events:
-                        self._mqtt(topics.session_audio(link.session_id), frame, 0)
+                        self._mqtt(topics.session_audio(link.session_id), frame, 0, control=False)
                 case Dispatch(sentence=sentence):
                     if not self._from_cache(link, sentence):
                         self._run(self.scheduler.submit(sentence, self.clock()))
@@ -233,9 +237,10 @@ class Hub:
                 link.out.get_nowait()  # make room for the closing marker
             link.out.put_nowait(None)
 
-    def _mqtt(self, topic: str, payload: bytes, qos: int, job_id: str | None = None) -> None:
+    def _mqtt(self, topic: str, payload: bytes, qos: int, job_id: str | None = None, control: bool = True) -> None:
+        queue = self._control_out if control else self._bulk_out
         try:
-            self._mqtt_out.put_nowait((topic, payload, qos, job_id))
+            queue.put_nowait((topic, payload, qos, job_id))
         except asyncio.QueueFull:
             self.metrics.dropped.labels("mqtt_publish").inc()
             if job_id is not None:
@@ -451,9 +456,9 @@ class Hub:
             except Exception:  # a bug in one decision must not stop the clock for everyone
                 log.exception("tick_failed")
 
-    async def _publisher(self) -> None:
+    async def _publisher(self, queue: asyncio.Queue[tuple[str, bytes, int, str | None]]) -> None:
         while True:
-            topic, payload, qos, job_id = await self._mqtt_out.get()
+            topic, payload, qos, job_id = await queue.get()
             try:
                 await self.link.publish(topic, payload, qos=qos)
             except BrokerError as exc:

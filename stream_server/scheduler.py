@@ -313,9 +313,13 @@ class Scheduler:
         actions: list[Action] = [CancelJob(att.job_id, att.tier, att.worker_id, task.sentence.session_id)]
         if att.tier == WORKERS:
             task.worker_tries += 1
-            if att.worker_id is not None:
+            # A broker outage is not the worker's fault: it is neither excluded nor cooled down.
+            # A dead (or draining) worker is excluded for this sentence; liveness, not a cool-down,
+            # decides when it works again.
+            if att.worker_id is not None and not reason.startswith("broker_"):
                 task.failed_workers.add(att.worker_id)
-                self.registry.cool_down(att.worker_id, now)
+                if not reason.startswith("worker_"):
+                    self.registry.cool_down(att.worker_id, now)
         else:
             actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))
             task.tier_index += 1

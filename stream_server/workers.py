@@ -30,8 +30,14 @@ class WorkerInfo:
     cooldown_until: float = 0.0
     assigned: set[str] = field(default_factory=set)  # job ids we sent and not yet finished
 
+    @property
+    def up(self) -> bool:
+        """Alive and ready; what up/down changes report. A cool-down is not a change of state."""
+        return self.alive and self.state == "ready"
+
     def ready(self, now: float) -> bool:
-        return self.alive and self.state == "ready" and now >= self.cooldown_until
+        """Can take a job now: up and not cooling down after a failure."""
+        return self.up and now >= self.cooldown_until
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +60,14 @@ class WorkerRegistry:
         changes: list[WorkerChange] = []
         if w is None:
             w = self.workers[hb.worker_id] = WorkerInfo(hb.worker_id)
-        was_ready = w.ready(now)
+        was_up = w.up
         w.alive = True
         w.state, w.engine, w.model, w.reason = hb.state, hb.engine, hb.model, hb.reason
         w.last_seen, w.interval_s = now, hb.interval_s
         w.queue_depth, w.jobs_in_flight, w.rtf, w.pid = hb.queue_depth, hb.jobs_in_flight, hb.rtf, hb.pid
-        if w.ready(now) and not was_ready:
+        if w.up and not was_up:
             changes.append(WorkerChange(w.worker_id, True, "ready"))
-        elif was_ready and not w.ready(now):
+        elif was_up and not w.up:
             changes.append(WorkerChange(w.worker_id, False, hb.state))
         return changes
 

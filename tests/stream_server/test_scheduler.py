@@ -250,3 +250,30 @@ def test_cancel_session_cancels_its_jobs_only() -> None:
     assert [c.job_id for c in cancels] == [a.job_id]
     assert s.chunk(a.job_id, 0.1) is None
     assert s.chunk(b.job_id, 0.1) is not None
+
+
+def test_a_worker_back_from_the_dead_is_reported_up_even_while_cooling_down() -> None:
+    s = sched("w1")
+    job = of(s.submit(sentence(), 0.0), SendJob)[0]
+    s.failed(job.job_id, "engine_error", 0.05)  # cooled down
+    s.status(WorkerStatus(worker_id="w1", state="offline"), 0.1)
+    back = of(s.heartbeat(hb("w1", seq=2), 0.2), WorkerChanged)
+    assert [(c.change.worker_id, c.change.up) for c in back] == [("w1", True)]
+    assert not of(s.submit(sentence(1, turn=1), 0.3), SendJob), "still cooling down"
+    s.heartbeat(hb("w1", seq=3), 1.2)
+    assert of(s.submit(sentence(2, turn=2), 1.2), SendJob)
+
+
+def test_a_broker_outage_does_not_cool_down_the_worker() -> None:
+    s = sched("w1")
+    job = of(s.submit(sentence(), 0.0), SendJob)[0]
+    s.failed(job.job_id, "broker_unavailable", 0.1)
+    assert of(s.submit(sentence(1, turn=1), 0.2), SendJob)
+
+
+def test_a_worker_that_died_and_came_back_takes_jobs_at_once() -> None:
+    s = sched("w1")
+    s.submit(sentence(), 0.0)
+    s.status(WorkerStatus(worker_id="w1", state="offline"), 0.1)
+    s.heartbeat(hb("w1", seq=2), 0.3)
+    assert of(s.submit(sentence(1, turn=1), 0.3), SendJob)
