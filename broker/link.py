@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 
@@ -149,6 +150,9 @@ class MqttLink:
             keepalive=self.keepalive,
             timeout=5,
             max_queued_incoming_messages=100_000,
+            # Without TCP_NODELAY every small publish waits on Nagle + delayed ACK: ~40 ms a hop,
+            # measured in bench/gateway_overhead.py.
+            socket_options=((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),),
         )
         # Bursts of audio publishes are expected; aiomqtt's warning about them would flood logs.
         client.pending_calls_threshold = 1_000_000
