@@ -94,7 +94,8 @@ def resample(samples: Samples, src_rate: int, dst_rate: int) -> Samples:
     from scipy.signal import resample_poly  # local: scipy is heavy to import
 
     g = gcd(src_rate, dst_rate)
-    return resample_poly(samples, dst_rate // g, src_rate // g).astype(np.float32)
+    out: Samples = resample_poly(samples, dst_rate // g, src_rate // g).astype(np.float32)
+    return out
 
 
 def chunk_samples(samples: Samples, sample_rate: int, chunk_ms: int) -> list[Samples]:

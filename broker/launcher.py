@@ -50,7 +50,7 @@ class Mosquitto:
     def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
         self.port = port or free_port()
         self._tmp = tempfile.TemporaryDirectory(prefix="sesame-mosquitto-") if workdir is None else None
-        self.workdir = Path(self._tmp.name) if self._tmp else workdir  # type: ignore[assignment]
+        self.workdir: Path = Path(self._tmp.name) if self._tmp is not None else Path(workdir or ".")
         self.config_path = self.workdir / "mosquitto.conf"
         self.proc: subprocess.Popen[str] | None = None
         self.log_lines: list[str] = []

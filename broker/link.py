@@ -105,7 +105,7 @@ class MqttLink:
             raise BrokerError("not connected to the MQTT broker")
         props = None
         if expiry_s is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.MessageExpiryInterval = max(1, int(expiry_s))
         try:
             # A QoS 1 publish caught by a dropped connection would wait for its PUBACK forever

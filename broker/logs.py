@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 import sys
 
 import structlog
@@ -10,7 +12,7 @@ import structlog
 SECRET_KEYS = ("password", "api_key", "token", "secret", "authorization", "xi-api-key")
 
 
-def _redact(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+def _redact(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if any(s in key.lower() for s in SECRET_KEYS):
             event[key] = "***"

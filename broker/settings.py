@@ -5,6 +5,7 @@ Each process builds its frozen config dataclass once at its entry point from the
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,14 +24,14 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
 
-    def raw(self, name: str) -> str | None:
+    def raw(self, name: builtins.str) -> builtins.str | None:
         value = self._env.get(name)
         return None if value is None or value.strip() == "" else value.strip()
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         return self.raw(name) or default
 
-    def int(self, name: str, default: int, lo: int | None = None, hi: int | None = None) -> int:
+    def int(self, name: builtins.str, default: int, lo: int | None = None, hi: int | None = None) -> int:
         raw = self.raw(name)
         if raw is None:
             return default
@@ -40,7 +41,10 @@ class Env:
             raise ConfigError(f"{name}={raw!r} is not an integer") from exc
         return _bounded(name, value, lo, hi)
 
-    def float(self, name: str, default: float, lo: float | None = None, hi: float | None = None) -> float:
+    def float(
+        self, name: builtins.str, default: builtins.float, lo: builtins.float | None = None,
+        hi: builtins.float | None = None,
+    ) -> builtins.float:
         raw = self.raw(name)
         if raw is None:
             return default
@@ -52,7 +56,7 @@ class Env:
             raise ConfigError(f"{name} is NaN")
         return _bounded(name, value, lo, hi)
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.raw(name)
         if raw is None:
             return default
@@ -62,7 +66,7 @@ class Env:
             return False
         raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
 
-    def ms(self, name: str, default_s: float) -> float:
+    def ms(self, name: builtins.str, default_s: builtins.float) -> builtins.float:
         """The plan gives durations in milliseconds (SESAME_TIMEOUT=10000); we keep seconds inside."""
         return self.float(name, default_s * 1000.0, lo=0.0) / 1000.0
 

@@ -270,7 +270,8 @@ class Hub:
                     self.metrics.fell_back(f, t, reason)
                     log.warning("fallback", session_id=s.session_id, seq=s.seq, from_engine=f, to_engine=t,
                                 reason=reason)
-                    self._session_outs(s, lambda core, s=s, f=f, t=t, r=reason: core.fell_back(s.seq, f, t, r))
+                    if (link := self.sessions.get(s.session_id)) is not None:
+                        self._handle(link, link.core.fell_back(s.seq, f, t, reason))
                 case Completed(sentence=s, job_id=job_id, engine=engine, tier=tier, first_audio_s=first):
                     self.metrics.sentence(engine, True, first)
                     pcm = self._job_pcm.pop(job_id, None)
@@ -278,14 +279,14 @@ class Hub:
                         key = cache_key(s.voice, self._session_rate(s.session_id), s.text)
                         self.cache.put(key, b"".join(pcm), engine, self.clock())
                     self._forget_job(job_id)
-                    self._session_outs(s, lambda core, s=s: core.sentence_done(s.seq))
+                    if (link := self.sessions.get(s.session_id)) is not None:
+                        self._handle(link, link.core.sentence_done(s.seq))
                 case GiveUp(sentence=s, reason=reason):
                     self.metrics.sentence("text", False, None)
                     log.error("speech_failed", session_id=s.session_id, seq=s.seq, reason=reason)
-                    self._session_outs(
-                        s, lambda core, s=s, r=reason: core.sentence_failed(
-                            s.seq, "speech_unavailable", f"no voice could speak this sentence ({r})")
-                    )
+                    if (link := self.sessions.get(s.session_id)) is not None:
+                        message = f"no voice could speak this sentence ({reason})"
+                        self._handle(link, link.core.sentence_failed(s.seq, "speech_unavailable", message))
                 case TierChanged(tier=tier, available=available, reason=reason):
                     self.metrics.tier_available.labels(tier).set(1 if available else 0)
                     log.warning("tier_availability", tier=tier, available=available, reason=reason)
@@ -295,11 +296,6 @@ class Hub:
                     log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
                 case Probe(tier=tier):
                     self._spawn(self._probe(tier), f"probe:{tier}")
-
-    def _session_outs(self, s: Sentence, step: Callable[[SessionCore], list[Out]]) -> None:
-        link = self.sessions.get(s.session_id)
-        if link is not None:
-            self._handle(link, step(link.core))
 
     def _session_rate(self, session_id: str) -> int:
         link = self.sessions.get(session_id)
@@ -334,7 +330,8 @@ class Hub:
         if pcm_list is not None:
             pcm_list.append(pcm)
         s = task.sentence
-        self._session_outs(s, lambda core: core.audio(s.seq, task.attempt.engine if task.attempt else "", pcm))
+        if (link := self.sessions.get(s.session_id)) is not None:
+            self._handle(link, link.core.audio(s.seq, task.attempt.engine, pcm))
 
     def _start_local(self, job_id: str, tier: str, s: Sentence) -> None:
         engine = self.engines.get(tier)
