@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from broker import launcher
 from broker.launcher import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,36 +99,14 @@ class Proc:
                 self.proc.wait(timeout)
 
 
-NODELAY_SITE = Path(__file__).resolve().parent / "_nodelay"
-
-
-class NoDelayMosquitto(Mosquitto):
-    """mosquitto with ``set_tcp_nodelay true`` (a benchmark variant; the shipped config lacks it)."""
-
-    def start(self, timeout: float = 10.0) -> Mosquitto:
-        template = launcher.CONFIG_TEMPLATE
-        launcher.CONFIG_TEMPLATE = template + "set_tcp_nodelay true\n"
-        try:
-            return super().start(timeout)
-        finally:
-            launcher.CONFIG_TEMPLATE = template
-
-
 class Stack:
-    """mosquitto + gateway (+ workers via ``start_worker``) on free loopback ports.
+    """mosquitto + gateway (+ workers via ``start_worker``) on free loopback ports, configured as
+    shipped (``broker.launcher``'s config, the product's MQTT client settings)."""
 
-    ``tcp_nodelay=True`` measures a proposed change: TCP_NODELAY on the broker (``set_tcp_nodelay``)
-    and on every MQTT client socket of the gateway and workers (bench/_nodelay/sitecustomize.py).
-    """
-
-    def __init__(self, gateway_env: Mapping[str, str] | None = None, *, tcp_nodelay: bool = False) -> None:
-        self.broker = (NoDelayMosquitto() if tcp_nodelay else Mosquitto()).start()
+    def __init__(self, gateway_env: Mapping[str, str] | None = None) -> None:
+        self.broker = Mosquitto().start()
         self.port = free_port()
         self.env = {"SESAME_MQTT_URL": str(self.broker.url), "SESAME_PORT": str(self.port)}
-        if tcp_nodelay:
-            self.env["PYTHONPATH"] = os.pathsep.join(
-                p for p in (str(NODELAY_SITE), os.environ.get("PYTHONPATH", "")) if p
-            )
         self.workers: dict[str, Proc] = {}
         self.gateway: Proc | None = None
         try:

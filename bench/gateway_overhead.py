@@ -6,13 +6,17 @@ Side by side in one run, on the same sentences, alternating which goes first:
 * **through the service**: a websocket client -> gateway -> MQTT (mosquitto) -> an espeak-ng
   worker -> MQTT -> gateway -> websocket: ``speak`` sent -> first audio frame received. The gateway
   runs with ``SESAME_TIERS=workers`` (no in-process fallback) and ``SESAME_CACHE_ENABLED=false``
-  (every sentence is synthesized), session events published on MQTT as in production.
+  (every sentence is synthesized), broker and MQTT clients as shipped (TCP_NODELAY on).
+
+Variants: ``shipped`` (session events published on MQTT, as in production) and ``noevents``
+(``SESAME_PUBLISH_SESSION_EVENTS=false``: what publishing those copies costs).
 
 Both paths do the same synthesis (espeak-ng produces a sentence's audio in one piece, so "first
 chunk" is the synthesis time); the difference is the path's overhead. The plan's target: it adds
 < 5 ms at the median and < 20 ms at p99.
 
-    .venv/bin/python bench/gateway_overhead.py [--sentences 150] [--json OUT] [--smoke]
+    .venv/bin/python bench/gateway_overhead.py [--sentences 120] [--variants shipped,noevents]
+                                               [--json OUT] [--smoke]
 """
 
 from __future__ import annotations
@@ -108,13 +112,8 @@ async def measure(ws_url: str, texts: list[str], warmup: int) -> tuple[list[floa
 
 
 VARIANTS = {
-    "shipped": ("as shipped (session events on MQTT)", {}, False),
-    "nodelay": ("+ TCP_NODELAY on broker and MQTT clients", {}, True),
-    "nodelay-noevents": (
-        "+ TCP_NODELAY, SESAME_PUBLISH_SESSION_EVENTS=false",
-        {"SESAME_PUBLISH_SESSION_EVENTS": "false"},
-        True,
-    ),
+    "shipped": ("as shipped (session events on MQTT)", {}),
+    "noevents": ("SESAME_PUBLISH_SESSION_EVENTS=false", {"SESAME_PUBLISH_SESSION_EVENTS": "false"}),
 }
 
 
@@ -152,10 +151,8 @@ class VariantResult:
 
 
 def run_variant(name: str, texts: list[str], warmup: int) -> VariantResult:
-    label, env, nodelay = VARIANTS[name]
-    with Stack(
-        {"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false", **env}, tcp_nodelay=nodelay
-    ) as stack:
+    label, env = VARIANTS[name]
+    with Stack({"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false", **env}) as stack:
         stack.start_worker("espeak-1", "espeak-ng")
         d, p = asyncio.run(measure(stack.ws_url, texts, warmup))
     return VariantResult(
