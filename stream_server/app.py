@@ -164,8 +164,7 @@ async def _serve_websocket(hub: Hub, websocket: WebSocket) -> None:
                     raise ProtocolError("frame too large", code="too_large")
                 hub.receive(link, client_messages.decode(raw_text))
             except ProtocolError as exc:
-                hub.metrics.bad_input.labels("websocket", exc.code).inc()
-                hub._emit(link, Error(exc.code, str(exc)).to_json())  # the session keeps serving
+                hub.refuse(link, exc)
             del raw_bytes
     except WebSocketDisconnect:
         pass

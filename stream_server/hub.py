@@ -34,7 +34,7 @@ from synth_worker.voices import VoiceMap
 from .cache import SentenceCache, cache_key
 from .config import GatewayConfig
 from .metrics import Metrics
-from .protocol import Flush, SessionText, Text, session_text_messages
+from .protocol import Error, Flush, SessionText, Text, session_text_messages
 from .recorder import Recorder
 from .scheduler import (
     WORKERS,
@@ -70,7 +70,6 @@ class SessionLink:
     out: asyncio.Queue[Outgoing] = field(default_factory=lambda: asyncio.Queue(OUT_QUEUE_FRAMES))
     closed: bool = False
     close_reason: str | None = None
-    on_message: Callable[[Message], None] | None = None  # for in-process listeners (POST /tts)
 
     @property
     def session_id(self) -> str:
@@ -190,6 +189,11 @@ class Hub:
         self.metrics.sessions.set(len(self.sessions))
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason)
 
+    def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
+        """Answer bad client input with an error frame; the session keeps serving."""
+        self.metrics.bad_input.labels(path, exc.code).inc()
+        self._emit(link, Error(exc.code, str(exc)).to_json())
+
     def receive(self, link: SessionLink, msg: Message) -> None:
         """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
         if msg.type == "start":
@@ -207,8 +211,6 @@ class Hub:
             match out:
                 case Emit(message=message):
                     self._emit(link, message.to_json())
-                    if link.on_message is not None:
-                        link.on_message(message)
                     if self.config.publish_session_events:
                         self._mqtt(topics.session_events(link.session_id), message.to_bytes(), 0, control=False)
                 case EmitAudio(frame=frame):
