@@ -111,3 +111,18 @@ async def test_two_sessions_never_share_audio(service: Service) -> None:
     assert a[0] != b[0]
     assert a[1] == ["Apples are red.", "Limes are green."] and b[1] == ["Cats purr softly."]
     assert a[2] == a[3] and b[2] == b[3], "every frame a session got belongs to its own sentences"
+
+
+async def test_http_api_openapi_ready_and_openai_speech(service: Service) -> None:
+    async with httpx.AsyncClient(timeout=12 * T) as client:
+        spec = (await client.get(f"{service.http_url}/openapi.json")).json()
+        assert {"/tts", "/v1/audio/speech", "/health", "/ready", "/metrics"} <= set(spec["paths"])
+        ready = await client.get(f"{service.http_url}/ready")
+        assert ready.status_code == 200 and "workers" in ready.json()["tiers"]
+        r = await client.post(f"{service.http_url}/v1/audio/speech",
+                              json={"model": "sesame", "input": "Hello there.", "voice": "maya",
+                                    "response_format": "flac"})
+        assert r.status_code == 200 and r.headers["content-type"] == "audio/flac"
+        audio, rate = sf.read(io.BytesIO(r.content))
+        assert rate == 24000 and len(audio) > 0
+        assert (await client.get(f"{service.http_url}/")).text.lower().count("<script") >= 1
