@@ -22,8 +22,11 @@ system-deps:
 	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 
+# `make up UP_ARGS=--dev-model` uses the small random-weight Bark checkpoint (noise, every stage runs).
+UP_ARGS ?=
+
 up: system-deps venv
-	$(VENV)/bin/sesame-voice up
+	$(VENV)/bin/sesame-voice up $(UP_ARGS)
 
 test: system-deps venv
 	$(PY) -m pytest -q -p no:cacheprovider
