@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from broker.errors import ConfigError
 from broker.settings import Env, MqttUrl
@@ -13,6 +14,28 @@ from broker.topics import check_id
 from .scheduler import WORKERS, FailoverConfig
 
 LOCAL_TIERS = ("elevenlabs", "edge-tts", "espeak-ng")
+
+# PLAN.md 4.2, preloadCommonPhrases.
+COMMON_PHRASES = (
+    "Hello, I'm Maya.",
+    "How can I help you today?",
+    "Tell me more about that.",
+    "That's interesting.",
+    "I understand.",
+)
+
+
+def _phrases(env: Env) -> tuple[str, ...]:
+    if not env.bool("SESAME_CACHE_PRELOAD", True):
+        return ()
+    path = env.raw("SESAME_PRELOAD_PHRASES")
+    if path is None:
+        return COMMON_PHRASES
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"SESAME_PRELOAD_PHRASES={path}: {exc}") from exc
+    return tuple(line.strip() for line in lines if line.strip())
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +57,8 @@ class GatewayConfig:
     cache_enabled: bool = True  # SESAME_CACHE_ENABLED
     cache_ttl_s: float = 3600.0  # SESAME_CACHE_TTL
     cache_max_mb: float = 100.0
+    # The plan's common phrases, made by the primary voice into the cache once a worker is ready.
+    preload_phrases: tuple[str, ...] = ()
     metrics_enabled: bool = True  # SESAME_METRICS_ENABLED
     health_check_interval_s: float = 10.0  # SESAME_HEALTH_CHECK_INTERVAL (ms in env)
     publish_session_events: bool = True
@@ -82,6 +107,7 @@ class GatewayConfig:
             cache_enabled=env.bool("SESAME_CACHE_ENABLED", True),
             cache_ttl_s=env.float("SESAME_CACHE_TTL", 3600.0, lo=0.0),
             cache_max_mb=env.float("SESAME_CACHE_MAX_MB", 100.0, lo=0.0),
+            preload_phrases=_phrases(env),
             metrics_enabled=env.bool("SESAME_METRICS_ENABLED", True),
             health_check_interval_s=env.ms("SESAME_HEALTH_CHECK_INTERVAL", 10.0),
             publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", True),

@@ -60,6 +60,7 @@ MQTT_OUT_QUEUE = 20_000
 TICK_S = 0.05
 CHUNK_MS = 40
 PROBE_TEXT = "Probe."
+PRELOAD_SESSION = "preload"
 
 Outgoing = str | bytes | None  # None: the session is closing
 
@@ -110,6 +111,8 @@ class Hub:
         self._bulk_out: asyncio.Queue[tuple[str, bytes, int, str | None]] = asyncio.Queue(MQTT_OUT_QUEUE)
         self._tg: asyncio.TaskGroup | None = None
         self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
+        self._preloaded = False
+        self._preload_queue: deque[Sentence] = deque()
         self.started_at = time.time()
         self.link = MqttLink(
             config.mqtt_url,
@@ -268,6 +271,8 @@ class Hub:
                     if local is not None:
                         local.token.cancel()
                         local.task.cancel()
+                case FellBack(sentence=s) if s.background:
+                    pass  # preloading is best effort; it is not a listener's fallback
                 case FellBack(sentence=s, from_engine=f, to_engine=t, reason=reason):
                     self.metrics.fell_back(f, t, reason)
                     log.warning("fallback", session_id=s.session_id, seq=s.seq, from_engine=f, to_engine=t,
@@ -275,7 +280,10 @@ class Hub:
                     if (link := self.sessions.get(s.session_id)) is not None:
                         self._handle(link, link.core.fell_back(s.seq, f, t, reason))
                 case Completed(sentence=s, job_id=job_id, engine=engine, tier=tier, first_audio_s=first):
-                    self.metrics.sentence(engine, True, first)
+                    if s.background:
+                        log.info("phrase_preloaded", text=s.text, engine=engine)
+                    else:
+                        self.metrics.sentence(engine, True, first)
                     pcm = self._job_pcm.pop(job_id, None)
                     if tier == WORKERS and pcm and self.cache is not None:
                         key = cache_key(s.voice, self._session_rate(s.session_id), s.text)
@@ -283,6 +291,8 @@ class Hub:
                     self._forget_job(job_id)
                     if (link := self.sessions.get(s.session_id)) is not None:
                         self._handle(link, link.core.sentence_done(s.seq))
+                case GiveUp(sentence=s, reason=reason) if s.background:
+                    log.info("phrase_not_preloaded", text=s.text, reason=reason)
                 case GiveUp(sentence=s, reason=reason):
                     self.metrics.sentence("text", False, None)
                     log.error("speech_failed", session_id=s.session_id, seq=s.seq, reason=reason)
@@ -293,11 +303,34 @@ class Hub:
                     self.metrics.tier_available.labels(tier).set(1 if available else 0)
                     log.warning("tier_availability", tier=tier, available=available, reason=reason)
                 case WorkerChanged(change=change):
+                    if change.up:
+                        self._plan_preload()
                     self.metrics.workers_up.set(self.scheduler.registry.ready_count(self.clock()))
                     self.metrics.workers_alive.set(self.scheduler.registry.alive_count())
                     log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
                 case Probe(tier=tier):
                     self._spawn(self._probe(tier), f"probe:{tier}")
+
+    def _plan_preload(self) -> None:
+        """Once, when the first worker is ready: queue the common phrases for the cache."""
+        if self._preloaded or self.cache is None:
+            return
+        self._preloaded = True
+        voice = self.voices.default
+        self._preload_queue.extend(
+            Sentence(PRELOAD_SESSION, 0, seq, text, voice, background=True)
+            for seq, text in enumerate(self.config.preload_phrases)
+        )
+
+    def _preload_step(self, now: float) -> list[Action]:
+        """One phrase at a time, and only while nothing else is being synthesized: preloading
+        never makes a listener wait."""
+        if not self._preload_queue or self.scheduler.tasks or self.cache is None:
+            return []
+        sentence = self._preload_queue.popleft()
+        if self.cache.get(cache_key(sentence.voice, 24_000, sentence.text), now) is not None:
+            return []
+        return self.scheduler.submit(sentence, now)
 
     def _session_rate(self, session_id: str) -> int:
         link = self.sessions.get(session_id)
@@ -451,7 +484,8 @@ class Hub:
         while True:
             await asyncio.sleep(TICK_S)
             try:
-                self._run(self.scheduler.tick(self.clock()))
+                now = self.clock()
+                self._run(self.scheduler.tick(now) + self._preload_step(now))
             except Exception:  # a bug in one decision must not stop the clock for everyone
                 log.exception("tick_failed")
 

@@ -35,6 +35,9 @@ class Sentence:
     seq: int
     text: str
     voice: str
+    # Background work (phrase preloading for the cache): only the primary voice may speak it,
+    # never a fallback tier, and nobody is waiting for it.
+    background: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,7 +347,7 @@ class Scheduler:
                     return self._fell_back(task, from_engine, worker.engine, reason, now) + [
                         SendJob(job_id, worker.worker_id, s, self.config.timeout_s)
                     ]
-            elif self.breakers[tier].allow(now):
+            elif not s.background and self.breakers[tier].allow(now):
                 job_id = self._new_job_id()
                 task.attempt = Attempt(job_id, tier, tier, None, now, now + self.config.timeout_s)
                 self.tasks[job_id] = task

@@ -72,6 +72,18 @@ class Proc:
                 if not self._cond.wait(timeout):
                     raise AssertionError(f"{self.name}: no {what} within {timeout}s:\n" + self.tail())
 
+    def wait_events(self, event: str, n: int, timeout: float) -> list[dict[str, object]]:
+        """Block until ``n`` log lines carry ``event``."""
+        found: list[dict[str, object]] = []
+
+        def count(e: dict[str, object]) -> bool:
+            if e.get("event") == event:
+                found.append(e)
+            return len(found) >= n
+
+        self.wait_for(count, timeout, f"{n} x {event}")
+        return found
+
     def wait_event(self, event: str, timeout: float) -> dict[str, object]:
         return self.wait_for(lambda e: e.get("event") == event, timeout, event)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -12,6 +13,7 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 
 from broker.audio import rms_dbfs
+from broker.launcher import Mosquitto
 from tests.conftest import T, Service
 from tests.wsclient import collect, send
 
@@ -126,3 +128,22 @@ async def test_http_api_openapi_ready_and_openai_speech(service: Service) -> Non
         audio, rate = sf.read(io.BytesIO(r.content))
         assert rate == 24000 and len(audio) > 0
         assert (await client.get(f"{service.http_url}/")).text.lower().count("<script") >= 1
+
+
+async def test_common_phrases_are_preloaded_into_the_cache(mosquitto: Mosquitto, dev_model_dir: Path) -> None:
+    svc = Service(mosquitto, dev_model_dir, {"SESAME_TIERS": "workers,espeak-ng"})
+    try:
+        svc.start_worker("bark-1")
+        # The plan's five common phrases, made by Bark once the worker is ready.
+        preloaded = svc.gateway.wait_events("phrase_preloaded", 5, 12 * T)
+        assert "How can I help you today?" in {e["text"] for e in preloaded}
+        async with connect(svc.ws_url) as ws:
+            await ws.recv()
+            await send(ws, type="speak", text="How can I help you today? Something new.")
+            turn = await collect(ws, 12 * T)
+    finally:
+        svc.close()
+    starts = turn.of("sentence_start")
+    assert [(s["cached"], s["engine"]) for s in starts] == [(True, "bark"), (False, "bark")]
+    ends = turn.of("sentence_end")
+    assert len(turn.audio(0)) == ends[0]["samples"] > 0

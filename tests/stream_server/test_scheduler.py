@@ -277,3 +277,12 @@ def test_a_worker_that_died_and_came_back_takes_jobs_at_once() -> None:
     s.status(WorkerStatus(worker_id="w1", state="offline"), 0.1)
     s.heartbeat(hb("w1", seq=2), 0.3)
     assert of(s.submit(sentence(1, turn=1), 0.3), SendJob)
+
+
+def test_background_sentences_only_go_to_workers() -> None:
+    s = sched("w1")
+    bg = Sentence("preload", 0, 0, "How can I help you today?", "maya", background=True)
+    job = of(s.submit(bg, 0.0), SendJob)[0]
+    actions = s.failed(job.job_id, "engine_error", 0.1)
+    assert not of(actions, RunLocal) and of(actions, GiveUp)
+    assert of(sched().submit(bg, 0.0), GiveUp)  # no worker: dropped, never spoken by a fallback
