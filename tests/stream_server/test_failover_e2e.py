@@ -165,3 +165,35 @@ async def test_mqtt_text_topic_speaks_into_a_live_session(stack: Service) -> Non
                     event = json.loads(message.payload)  # type: ignore[arg-type]
                     if event["type"] == "turn_end":
                         break
+
+
+async def test_garbage_on_every_gateway_topic_changes_nothing(stack: Service) -> None:
+    import aiomqtt
+
+    stack.start_worker("bark-1")
+    gateway_id = next(e["gateway_id"] for e in stack.gateway.events() if e.get("event") == "gateway_listening")
+    url = stack.broker.url
+    garbage = [
+        ("sesame/v1/workers/bark-1/heartbeat", b"{not json"),
+        ("sesame/v1/workers/bark-1/heartbeat", json.dumps({"type": "heartbeat", "worker_id": "other"}).encode()),
+        ("sesame/v1/workers/bark-1/status", b"\xff\xfe\x00"),
+        ("sesame/v1/workers/bark-1/status", json.dumps({"type": "status", "worker_id": "bark-1",
+                                                         "state": "sideways"}).encode()),
+        (f"sesame/v1/replies/{gateway_id}/nojob/events", json.dumps({"type": "done"}).encode()),
+        (f"sesame/v1/replies/{gateway_id}/nojob/audio", b"SV\x01"),
+        (f"sesame/v1/replies/{gateway_id}/nojob/audio", b"x" * 64),
+        ("sesame/v1/sessions/nosuchsession/text", json.dumps({"type": "text", "text": "hi"}).encode()),
+    ]
+    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
+        for topic, payload in garbage:
+            await mqtt.publish(topic, payload, qos=1)
+    stack.gateway.wait_events("bad_mqtt_payload", len(garbage), 4 * T)
+    # The worker is still up (a forged heartbeat did not kill or replace it) and speech goes on.
+    async with connect(stack.ws_url) as ws:
+        await ws.recv()
+        await send(ws, type="speak", text="Nothing broke.")
+        turn = await collect(ws, 12 * T)
+    assert [s["engine"] for s in turn.of("sentence_start")] == ["bark"]
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(f"{stack.http_url}/metrics")).text
+    assert 'sesame_bad_input_total{code="bad_json",path="mqtt"} 1.0' in metrics
