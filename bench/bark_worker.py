@@ -12,8 +12,9 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
    weights never emit the end token) against the engine's cap; check: the capped semantic tokens are
    a prefix of the uncapped ones.
 3. **batching** jobs that arrive together (texts of different lengths): one by one, then one batch
-   through the engine's current stages, then with ``synth_worker.bark_fast.fine_generate_rows``;
-   check: every row's semantic, coarse and fine tokens equal the one-by-one run's.
+   with transformers' own fine stage (what the engine did before), then with
+   ``synth_worker.bark_fast.fine_generate_rows`` (what the engine does); check: every row's
+   semantic, coarse and fine tokens equal the one-by-one run's.
 4. **reduced precision** (bf16; on CUDA also fp16) of the three token models, codec in fp32; check:
    teacher-forced top-1 agreement of each stage with the fp32 run, tolerance >= 99% per stage
    (fp32 against itself gives 100%). Free-running token agreement is shown too.
@@ -37,7 +38,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,7 +49,6 @@ from bench._bark import (
     ensure_checkpoint,
     greedy_configs,
     plain_generate,
-    randomize_codec_codebooks,
     run_stages,
     sync,
     tf_coarse,
@@ -131,21 +130,15 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     synth = BarkSynthesizer.load(settings)
     load_s = time.perf_counter() - t0
     device, model, tok = synth.device, synth.model, synth.tokenizer
-    randomize_codec_codebooks(model)  # devmodel leaves them at zero: audio would not depend on tokens
     on_cuda = device.startswith("cuda")
     small_cpu = size == "bark-small" and not on_cuda
     prompt = synth.history_prompt(SPEAKER)
     rate = synth.sample_rate
     repeats = 1 if (small_cpu or args.smoke) else args.repeats
     rep.row(size, f"load (from_pretrained, to {device}; torch threads {torch.get_num_threads()})", load_s)
-    if small_cpu:
-        rep.row(
-            size,
-            "warm-up: one forward pass of each model (kernels, first touch of the weights)",
-            warm_kernels(model, device),
-        )
-    else:
-        rep.row(size, "warm-up (the worker's one short generation before ready)", synth.warm_up())
+    t0 = time.perf_counter()
+    synth.warm_up()
+    rep.row(size, "warm-up (the worker's: each stage once, a few positions)", time.perf_counter() - t0)
     cap = args.semantic_tokens or (24 if small_cpu else semantic_cap(MAIN_TEXT, settings))
 
     # 1. baseline generate() vs the staged pipeline ------------------------------------------------
@@ -228,8 +221,8 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
         audio_b = sum(len(s.audio[0]) for s in singles) / rate
         rep.row(size, f"batch of {b} jobs, one by one", one_by_one, audio_b, "1.00x")
         for label, fine_rows in (
-            ("one batch, engine's stages as they are", False),
-            ("one batch, + bark_fast.fine_generate_rows", True),
+            ("one batch, transformers' fine stage (engine before)", False),
+            ("one batch, engine: bark_fast.fine_generate_rows", True),
         ):
             run = run_stages(model, tok, texts, caps, device=device, prompt=prompt, fine_rows=fine_rows)
             same_rows = sum(_row_equal(run, i, one) for i, one in enumerate(singles))
@@ -310,18 +303,6 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
 
     # 5. fine window trimmed to the sentence (changes tokens) ---------------------------------------
     _fine_trim(size, model, ref, rep, prompt=prompt, device=device, fine_s=med["fine"])
-
-
-def warm_kernels(model: Any, device: str) -> float:
-    """One forward pass of each stage's model and the codec: kernel selection, first touch of the weights."""
-    start = time.perf_counter()
-    with torch.inference_mode():
-        model.semantic(torch.zeros((1, 300), dtype=torch.long, device=device), use_cache=False)
-        model.coarse_acoustics(torch.zeros((1, 900), dtype=torch.long, device=device), use_cache=False)
-        model.fine_acoustics(2, torch.zeros((1, 1024, 8), dtype=torch.long, device=device))
-        model.codec_decode(torch.zeros((1, 8, 75), dtype=torch.long, device=device))
-    sync(device)
-    return time.perf_counter() - start
 
 
 def _row_equal(run: StageRun, i: int, one: StageRun) -> bool:

@@ -1,8 +1,6 @@
-"""Opt-in Bark speed-ups that keep what is computed (measured by bench/bark_worker.py).
+"""Bark pieces measured by bench/bark_worker.py: one the engine uses, one opt-in.
 
-Nothing here is used unless a caller chooses it; ``synth_worker.bark`` is unchanged.
-
-``fine_generate_rows``
+``fine_generate_rows`` (used by ``synth_worker.bark`` for every batch)
     Bark's fine stage for a *batch* whose rows have different lengths. transformers'
     ``BarkFineModel.generate`` pads the batch to its longest row, so a shorter row's window holds the
     longer row's extra coarse frames where, generated alone, it would hold padding; the fine model
@@ -11,7 +9,7 @@ Nothing here is used unless a caller chooses it; ``synth_worker.bark`` is unchan
     tokens do not depend on the batch (up to floating-point differences between batch sizes).
     Rows that need more than one fine window are generated one by one (transformers' own loop).
 
-``reduced_precision``
+``reduced_precision`` (opt-in; nothing in the product uses it)
     Casts the three token models (semantic, coarse, fine) to bfloat16 or float16; the EnCodec
     decoder stays float32. Within a stated tolerance, not bit-exact: bench/bark_worker.py checks
     the top-1 agreement of each stage against float32 with teacher forcing.

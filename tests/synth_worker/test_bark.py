@@ -12,7 +12,7 @@ import pytest
 
 from broker.audio import rms_dbfs
 from broker.errors import EngineCancelled, EngineUnavailable, ProtocolError
-from synth_worker.bark import BarkEngine, BarkSettings, BarkSynthesizer, semantic_cap
+from synth_worker.bark import WARM_UP_FRAMES, BarkEngine, BarkSettings, BarkSynthesizer, semantic_cap
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 from tests.conftest import T
 
@@ -45,6 +45,54 @@ def test_batch_rows_keep_their_own_lengths(synth: BarkSynthesizer) -> None:
     audio, times = synth.generate(["A longer sentence here.", "Hi."], semantic_caps=[40, 10], speaker=3)
     assert times.batch_size == 2
     assert [len(a) for a in audio] == [int(40 * 75 / 49.9) * 320, int(10 * 75 / 49.9) * 320]
+
+
+@pytest.fixture(scope="module")
+def greedy(dev_model_dir: Path) -> BarkSynthesizer:
+    return BarkSynthesizer.load(BarkSettings(model=str(dev_model_dir), temperature=0.0))
+
+
+@pytest.mark.parametrize("speaker", [None, 3])
+def test_a_rows_audio_does_not_depend_on_its_batch_mates(
+    greedy: BarkSynthesizer, speaker: int | None
+) -> None:
+    """Greedy: each row of a batch is bit for bit the audio of its text generated alone. (With
+    transformers' fine stage the short row's window held the long row's extra frames.)"""
+    texts, caps = ["A much longer sentence, with a few clauses in it.", "Hi."], [60, 12]
+    batch, _ = greedy.generate(texts, semantic_caps=caps, speaker=speaker)
+    for text, cap, row in zip(texts, caps, batch, strict=True):
+        (alone,), _ = greedy.generate([text], semantic_caps=[cap], speaker=speaker)
+        assert len(row) == len(alone) and np.array_equal(row, alone), text
+
+
+def test_warm_up_runs_every_stage_on_a_few_positions(greedy: BarkSynthesizer) -> None:
+    model = greedy.model
+    seen: dict[str, list[int]] = {"semantic": [], "coarse": [], "fine": [], "codec": []}
+
+    def record(stage: str, dim: int) -> object:
+        def hook(module: object, args: tuple[object, ...]) -> None:
+            seen[stage].append(args[-1].shape[dim])  # type: ignore[attr-defined]
+
+        return hook
+
+    handles = [
+        model.semantic.register_forward_pre_hook(record("semantic", 1)),
+        model.coarse_acoustics.register_forward_pre_hook(record("coarse", 1)),
+        model.fine_acoustics.register_forward_pre_hook(record("fine", 1)),
+        model.codec_model.decoder.register_forward_pre_hook(record("codec", -1)),
+    ]
+    try:
+        times = greedy.warm_up()
+    finally:
+        for h in handles:
+            h.remove()
+    # semantic and coarse: a prompt pass, then one step on the KV cache
+    assert len(seen["semantic"]) == 2 and seen["semantic"][0] > 1 and seen["semantic"][1] == 1
+    assert len(seen["coarse"]) == 2 and seen["coarse"][0] > 1 and seen["coarse"][1] == 1
+    # fine: every codebook it generates (2..7), on a short window instead of Bark's 1024 frames
+    assert len(seen["fine"]) == 6 and max(seen["fine"]) <= 2 * WARM_UP_FRAMES
+    assert seen["codec"] == [WARM_UP_FRAMES]
+    assert min(times.semantic_s, times.coarse_s, times.fine_s, times.codec_s) > 0
 
 
 def test_semantic_cap_follows_text_length_within_the_bound() -> None:
