@@ -28,29 +28,14 @@ from transformers.models.bark import generation_configuration_bark as gcb
 
 from synth_worker.bark import TOKENIZER_MAX_LENGTH
 from synth_worker.bark_fast import fine_generate_rows
-from synth_worker.devmodel import SIZES, build_dev_model
-
-
-def randomize_codec_codebooks(model: Any, seed: int = 0) -> None:
-    """Fill EnCodec's codebook embeddings with seeded random values.
-
-    ``synth_worker.devmodel`` leaves them at their initial zeros, so a random-weight checkpoint's
-    audio does not depend on its tokens at all (every sentence of a given length decodes to the
-    same waveform). The benchmark fills them so that audio comparisons mean something; the codec's
-    cost is unchanged.
-    """
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.no_grad():
-        for layer in model.codec_model.quantizer.layers:
-            embed = layer.codebook.embed
-            values = torch.randn(embed.shape, generator=gen) * 0.5
-            embed.copy_(values.to(embed.device, embed.dtype))
+from synth_worker.devmodel import SIZES, build_dev_model, built_by_this_builder
 
 
 def ensure_checkpoint(path: Path, size: str) -> tuple[Path, float]:
     """A random-weight checkpoint of ``size`` (``synth_worker.devmodel.SIZES``) at ``path``, built
-    when missing; returns it and the seconds spent building (0 when it was there)."""
-    if (path / "config.json").is_file() and (path / "model.safetensors").is_file():
+    when missing or written by an older builder; returns it and the seconds spent building (0 when
+    it was there)."""
+    if (path / "model.safetensors").is_file() and built_by_this_builder(path):
         return path, 0.0
     spec = SIZES[size]
     start = time.perf_counter()

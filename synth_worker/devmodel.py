@@ -4,7 +4,8 @@ Pretrained Bark weights cannot be downloaded here, so development and tests buil
 checkpoint: the real architecture (semantic, coarse and fine transformers, EnCodec decoder) with
 the real vocabularies and token offsets, seeded random weights, a small character-level BERT
 tokenizer and random speaker prompts in the layout ``BarkProcessor`` uses. Every stage of the real
-pipeline runs on it; its audio is noise.
+pipeline runs on it; its audio is noise, but noise that follows the tokens: see
+``_token_driven_codec``.
 
 ``--size dev`` (default) is a few MB and generates in well under a second on a laptop CPU;
 ``--size bark-small`` has bark-small's sizes (12 layers, 12 heads, 768 hidden, 24 kHz EnCodec) for
@@ -35,6 +36,8 @@ SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SPEAKER_PRESETS = [f"v2/en_speaker_{i}" for i in range(10)]
 SEMANTIC_VOCAB = 10_000
 CODEBOOK_SIZE = 1024
+FORMAT = 2  # bumped when the builder's output changes (2: token-driven codec); see dev_model.json
+MARKER = "dev_model.json"
 
 
 def _vocab() -> list[str]:
@@ -132,6 +135,7 @@ def build_dev_model(
 
     torch.manual_seed(seed)
     model = BarkModel(config)
+    _token_driven_codec(model.codec_model.eval(), seed)
     model.generation_config = GenerationConfig()  # type: ignore[no-untyped-call]
     model.save_pretrained(str(out))
     generation = BarkGenerationConfig(
@@ -141,7 +145,60 @@ def build_dev_model(
 
     _write_tokenizer(out)
     _write_speaker_prompts(out, seed)
+    marker = {
+        "format": FORMAT,
+        "seed": seed,
+        "hidden": hidden,
+        "layers": layers,
+        "heads": heads,
+        "codec": codec,
+    }
+    (out / MARKER).write_text(json.dumps(marker, indent=1) + "\n", encoding="utf-8")
     return out
+
+
+def built_by_this_builder(path: Path) -> bool:
+    """Whether ``path`` holds a checkpoint written by this version of the builder."""
+    try:
+        marker = json.loads((Path(path) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == FORMAT
+
+
+CODEC_LEVEL_DBFS = -24.0  # the dev codec's output level for random tokens (speech-like, no clipping)
+
+
+def _token_driven_codec(codec: Any, seed: int) -> None:
+    """Make a random EnCodec's audio a function of its tokens, as a trained one's is.
+
+    A freshly initialised EnCodec has all-zero codebook embeddings (``quantizer.layers[*].codebook
+    .embed`` are buffers that ``_init_weights`` never touches), so every token decodes to the same
+    zero vector and any tokens of a given length give the same waveform; and its decoder's random
+    biases add a constant offset about 40 dB above whatever the tokens contribute. Here: seeded
+    standard-normal codebooks (their EMA statistics made consistent with them), zero decoder biases
+    (a trained codec's output has no such offset), and the last convolution's gain set so that
+    random tokens decode to about ``CODEC_LEVEL_DBFS``. Two unrelated token sequences then decode to
+    uncorrelated audio, and changing one frame changes the audio around it.
+    """
+    import torch
+
+    gen = torch.Generator(device="cpu").manual_seed(seed + 2)
+    with torch.no_grad():
+        for layer in codec.quantizer.layers:
+            book = layer.codebook
+            book.embed.copy_(torch.randn(book.embed.shape, generator=gen))
+            book.embed_avg.copy_(book.embed)
+            book.cluster_size.fill_(1.0)
+        for name, param in codec.decoder.named_parameters():
+            if name.rsplit(".", 1)[-1].startswith("bias"):
+                param.zero_()
+        codes = torch.randint(
+            0, codec.config.codebook_size, (len(codec.quantizer.layers), 1, 150), generator=gen
+        )
+        rms = float(codec.decoder(codec.quantizer.decode(codes)).pow(2).mean().sqrt())
+        gain = codec.decoder.layers[-1].conv.parametrizations.weight.original0
+        gain.mul_(10 ** (CODEC_LEVEL_DBFS / 20) / rms)
 
 
 SIZES: dict[str, dict[str, int | str]] = {
