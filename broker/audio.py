@@ -54,7 +54,9 @@ class AudioFrame:
         return len(self.payload) // 2 if self.encoding is Encoding.PCM16 else 0
 
     def to_bytes(self) -> bytes:
-        return HEADER.pack(MAGIC, VERSION, self.encoding, self.seq, self.index, self.sample_rate) + self.payload
+        return (
+            HEADER.pack(MAGIC, VERSION, self.encoding, self.seq, self.index, self.sample_rate) + self.payload
+        )
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> AudioFrame:
@@ -106,7 +108,9 @@ def chunk_samples(samples: Samples, sample_rate: int, chunk_ms: int) -> list[Sam
 TARGET_RMS_DBFS = -20.0
 
 
-def normalize_loudness(samples: Samples, target_dbfs: float = TARGET_RMS_DBFS, max_gain_db: float = 24.0) -> Samples:
+def normalize_loudness(
+    samples: Samples, target_dbfs: float = TARGET_RMS_DBFS, max_gain_db: float = 24.0
+) -> Samples:
     """Bring RMS to one level so a switch between engines is not jarring; never amplify silence."""
     x = np.asarray(samples, dtype=np.float32)
     rms = float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0

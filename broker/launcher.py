@@ -1,8 +1,8 @@
 """Start and stop a local mosquitto on a free loopback port from a generated config.
 
 Used by ``sesame-voice up`` (when no SESAME_MQTT_URL is given) and by the tests: nothing depends on
-a broker already running. Readiness is read from mosquitto's own log line, not guessed with sleeps (the log goes to stderr,
-which C leaves unbuffered, so the line arrives when it is written).
+a broker already running. Readiness is read from mosquitto's own log line, not guessed with
+sleeps (the log goes to stderr, which C leaves unbuffered, so the line arrives when it is written).
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class Mosquitto:
     def start(self, timeout: float = 10.0) -> Mosquitto:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
-            raise BrokerStartError("mosquitto is not installed (Debian package 'mosquitto'; `make up` installs it)")
+            raise BrokerStartError(
+                "mosquitto is not installed (Debian package 'mosquitto'; `make up` installs it)"
+            )
         self.config_path.write_text(CONFIG_TEMPLATE.format(port=self.port))
         self.proc = subprocess.Popen(
             [binary, "-c", str(self.config_path)],
@@ -72,10 +74,14 @@ class Mosquitto:
             start_new_session=True,  # Ctrl-C in a terminal goes to us; we stop it in order
         )
         ready = threading.Event()
-        threading.Thread(target=self._pump, args=(self.proc, ready), daemon=True, name="mosquitto-log").start()
+        threading.Thread(
+            target=self._pump, args=(self.proc, ready), daemon=True, name="mosquitto-log"
+        ).start()
         if not ready.wait(timeout) or self.proc.poll() is not None:
             self.stop()
-            raise BrokerStartError(f"mosquitto did not start on port {self.port}: {' | '.join(self.log_lines[-5:])}")
+            raise BrokerStartError(
+                f"mosquitto did not start on port {self.port}: {' | '.join(self.log_lines[-5:])}"
+            )
         return self
 
     def _pump(self, proc: subprocess.Popen[str], ready: threading.Event) -> None:

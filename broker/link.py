@@ -74,12 +74,12 @@ class MqttLink:
     ) -> None:
         await self.close()
 
-    async def wait_connected(self, timeout: float) -> None:
+    async def wait_connected(self, within_s: float) -> None:
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_s):
                 await self.connected.wait()
         except TimeoutError as exc:
-            raise BrokerError(f"no MQTT connection to {self.url} within {timeout}s") from exc
+            raise BrokerError(f"no MQTT connection to {self.url} within {within_s}s") from exc
 
     async def close(self) -> None:
         """Disconnect cleanly (a clean disconnect does not fire the last will)."""
@@ -113,7 +113,9 @@ class MqttLink:
             async with asyncio.timeout(self.publish_timeout_s):
                 await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         except TimeoutError as exc:
-            raise BrokerError(f"publish to {topic} not acknowledged within {self.publish_timeout_s}s") from exc
+            raise BrokerError(
+                f"publish to {topic} not acknowledged within {self.publish_timeout_s}s"
+            ) from exc
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
 
@@ -124,7 +126,9 @@ class MqttLink:
                 await self._session()
                 delay = self.backoff_initial
             except (aiomqtt.MqttError, BrokerError) as exc:
-                log.warning("mqtt_disconnected", client_id=self.client_id, error=str(exc), retry_in_s=round(delay, 3))
+                log.warning(
+                    "mqtt_disconnected", client_id=self.client_id, error=str(exc), retry_in_s=round(delay, 3)
+                )
             except Exception:  # whatever broke this connection, the link must come back
                 log.exception("mqtt_session_failed", client_id=self.client_id, retry_in_s=round(delay, 3))
             finally:
@@ -138,7 +142,9 @@ class MqttLink:
     async def _session(self) -> None:
         will = None
         if self.will is not None:
-            will = aiomqtt.Will(self.will.topic, self.will.payload, qos=self.will.qos, retain=self.will.retain)
+            will = aiomqtt.Will(
+                self.will.topic, self.will.payload, qos=self.will.qos, retain=self.will.retain
+            )
         client = aiomqtt.Client(
             self.url.host,
             self.url.port,

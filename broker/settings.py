@@ -6,6 +6,7 @@ Each process builds its frozen config dataclass once at its entry point from the
 from __future__ import annotations
 
 import builtins
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,7 +43,10 @@ class Env:
         return _bounded(name, value, lo, hi)
 
     def float(
-        self, name: builtins.str, default: builtins.float, lo: builtins.float | None = None,
+        self,
+        name: builtins.str,
+        default: builtins.float,
+        lo: builtins.float | None = None,
         hi: builtins.float | None = None,
     ) -> builtins.float:
         raw = self.raw(name)
@@ -52,7 +56,7 @@ class Env:
             value = float(raw)
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r} is not a number") from exc
-        if value != value:  # NaN
+        if math.isnan(value):
             raise ConfigError(f"{name} is NaN")
         return _bounded(name, value, lo, hi)
 

@@ -1,1 +1,1 @@
-"""Clients: the browser client (web/), a Python client library, the CLI, the load tester, the replay harness."""
+"""Clients: the browser client (web/), the CLI, the load tester and the replay harness."""

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from broker import logs
 from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
-from broker.wire import MAX_JSON_BYTES
+from broker.wire import MAX_JSON_BYTES, Message
 
 from .hub import Hub, SessionLink
 from .protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, client_messages
@@ -32,8 +32,13 @@ log = logs.get("sesame.http")
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "clients" / "web"
 VERSION = "0.1.0"
-MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg", "mp3": "audio/mpeg",
-               "pcm16": "audio/L16"}
+MEDIA_TYPES = {
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "pcm16": "audio/L16",
+}
 
 
 class TTSRequest(BaseModel):
@@ -60,8 +65,11 @@ class SpeechFailed(Exception):
 
 
 def create_app(hub: Hub) -> FastAPI:
-    app = FastAPI(title="sesame-voice", version=VERSION,
-                  description="Real-time speech for Maya: websocket streaming at /ws (docs/protocol.md), HTTP below.")
+    app = FastAPI(
+        title="sesame-voice",
+        version=VERSION,
+        description="Real-time speech for Maya: websocket streaming at /ws (docs/protocol.md), HTTP below.",
+    )
     started = time.monotonic()
     token = hub.config.auth_token
 
@@ -102,9 +110,13 @@ def create_app(hub: Hub) -> FastAPI:
         status = "healthy" if loaded else ("degraded" if state["ready"] else "down")
         model = next((str(w.get("model")) for w in primary if w.get("model")), "suno/bark-small")
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return hub.metrics.voice_metrics(status=status, model_loaded=loaded, model_name=model, memory_mb=rss_mb)
+        return hub.metrics.voice_metrics(
+            status=status, model_loaded=loaded, model_name=model, memory_mb=rss_mb
+        )
 
-    @app.post("/tts", responses={200: {"content": {"audio/wav": {}}}, 503: {"description": "no voice could speak"}})
+    @app.post(
+        "/tts", responses={200: {"content": {"audio/wav": {}}}, 503: {"description": "no voice could speak"}}
+    )
     async def tts(body: TTSRequest, request: Request) -> Response:
         """Speak `text` and return the whole audio (the plan's load test calls this)."""
         if not authorized(request.headers, None):
@@ -156,16 +168,10 @@ async def _serve_websocket(hub: Hub, websocket: WebSocket) -> None:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
-            raw_text, raw_bytes = message.get("text"), message.get("bytes")
             try:
-                if raw_text is None:
-                    raise ProtocolError("binary frames are not accepted; send JSON text frames", code="binary_not_allowed")
-                if len(raw_text) > MAX_JSON_BYTES:
-                    raise ProtocolError("frame too large", code="too_large")
-                hub.receive(link, client_messages.decode(raw_text))
+                hub.receive(link, _decode_frame(message.get("text")))
             except ProtocolError as exc:
                 hub.refuse(link, exc)
-            del raw_bytes
     except WebSocketDisconnect:
         pass
     finally:
@@ -176,13 +182,23 @@ async def _serve_websocket(hub: Hub, websocket: WebSocket) -> None:
             await writer
 
 
+def _decode_frame(raw_text: str | None) -> Message:
+    if raw_text is None:
+        raise ProtocolError("binary frames are not accepted: send JSON", code="binary_not_allowed")
+    if len(raw_text) > MAX_JSON_BYTES:
+        raise ProtocolError("frame too large", code="too_large")
+    return client_messages.decode(raw_text)
+
+
 async def _write(websocket: WebSocket, link: SessionLink) -> None:
     try:
         while True:
             item = await link.out.get()
             if item is None:
                 if link.close_reason == "client_too_slow":
-                    await websocket.send_text(Error("client_too_slow", "the client did not read its audio").to_json())
+                    await websocket.send_text(
+                        Error("client_too_slow", "the client did not read its audio").to_json()
+                    )
                     await websocket.close(code=1008, reason="client_too_slow")
                 return
             if isinstance(item, bytes):
@@ -195,7 +211,7 @@ async def _write(websocket: WebSocket, link: SessionLink) -> None:
 
 async def _speak_response(hub: Hub, text: str, voice: str | None, fmt: str, sample_rate: int) -> Response:
     link = hub.open_session(voice, sample_rate=sample_rate)
-    errors: list[Error] = []
+    errors: list[str] = []  # codes of sentences no voice could speak
     pcm: list[bytes] = []
     try:
         hub.receive(link, Speak(text))
@@ -208,17 +224,22 @@ async def _speak_response(hub: Hub, text: str, voice: str | None, fmt: str, samp
                     pcm.append(item[HEADER_SIZE:])
                     continue
                 msg = client_messages_json(item)
-                if msg.get("type") == "error":
-                    errors.append(Error(str(msg.get("code")), str(msg.get("message")), msg.get("seq"), msg.get("text")))  # type: ignore[arg-type]
+                if msg.get("type") == Error.type:
+                    errors.append(str(msg.get("code")))
                 elif msg.get("type") == TurnEnd.type:
                     break
     except TimeoutError:
-        errors.append(Error("timeout", "speech took too long", None, text))
+        errors.append("timeout")
     finally:
         hub.close_session(link, "http_done")
     if not pcm:
-        body = {"error": {"code": errors[0].code if errors else "speech_unavailable",
-                          "message": "no voice could speak this text", "text": text}}
+        body = {
+            "error": {
+                "code": errors[0] if errors else "speech_unavailable",
+                "message": "no voice could speak this text",
+                "text": text,
+            }
+        }
         return JSONResponse(body, status_code=503)
     samples = from_pcm16(b"".join(pcm))
     headers = {"X-Sesame-Undelivered-Sentences": str(len(errors))}

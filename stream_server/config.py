@@ -70,10 +70,14 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
         env = Env(environ)
-        tiers = tuple(t.strip() for t in env.str("SESAME_TIERS", ",".join((WORKERS, *LOCAL_TIERS))).split(","))
+        tiers = tuple(
+            t.strip() for t in env.str("SESAME_TIERS", ",".join((WORKERS, *LOCAL_TIERS))).split(",")
+        )
         for tier in tiers:
             if tier not in (WORKERS, *LOCAL_TIERS):
-                raise ConfigError(f"SESAME_TIERS: unknown tier {tier!r} (known: workers, {', '.join(LOCAL_TIERS)})")
+                raise ConfigError(
+                    f"SESAME_TIERS: unknown tier {tier!r} (known: workers, {', '.join(LOCAL_TIERS)})"
+                )
         key = env.raw("ELEVENLABS_API_KEY")
         if key is None:
             tiers = tuple(t for t in tiers if t != "elevenlabs")  # not configured: not a tier at all

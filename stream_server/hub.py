@@ -100,7 +100,11 @@ class Hub:
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
         self.reply_to = topics.reply_root(config.gateway_id)
         self.sessions: dict[str, SessionLink] = {}
-        self.cache = SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s) if config.cache_enabled else None
+        self.cache = (
+            SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s)
+            if config.cache_enabled
+            else None
+        )
         self._local: dict[str, LocalJob] = {}
         self._job_pcm: dict[str, list[bytes]] = {}  # primary-tier audio kept for the cache
         self._job_chunks: dict[str, int] = {}
@@ -162,7 +166,9 @@ class Hub:
 
     # ---- sessions -----------------------------------------------------------------------------
 
-    def open_session(self, voice: str | None = None, sample_rate: int = 24_000, fmt: str = "pcm16") -> SessionLink:
+    def open_session(
+        self, voice: str | None = None, sample_rate: int = 24_000, fmt: str = "pcm16"
+    ) -> SessionLink:
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError("the gateway is at its session limit", code="overloaded")
         resolved = self.voices.get(voice).name
@@ -215,7 +221,9 @@ class Hub:
                 case Emit(message=message):
                     self._emit(link, message.to_json())
                     if self.config.publish_session_events:
-                        self._mqtt(topics.session_events(link.session_id), message.to_bytes(), 0, control=False)
+                        self._mqtt(
+                            topics.session_events(link.session_id), message.to_bytes(), 0, control=False
+                        )
                 case EmitAudio(frame=frame):
                     self._emit(link, frame)
                     if self.config.publish_session_events:
@@ -242,7 +250,9 @@ class Hub:
                 link.out.get_nowait()  # make room for the closing marker
             link.out.put_nowait(None)
 
-    def _mqtt(self, topic: str, payload: bytes, qos: int, job_id: str | None = None, control: bool = True) -> None:
+    def _mqtt(
+        self, topic: str, payload: bytes, qos: int, job_id: str | None = None, control: bool = True
+    ) -> None:
         queue = self._control_out if control else self._bulk_out
         try:
             queue.put_nowait((topic, payload, qos, job_id))
@@ -258,8 +268,16 @@ class Hub:
             match action:
                 case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                     self._job_pcm[job_id] = []
-                    job = Job(job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to,
-                              self._session_rate(s.session_id), expires_at=time.time() + expires)
+                    job = Job(
+                        job_id,
+                        s.session_id,
+                        s.seq,
+                        s.text,
+                        s.voice,
+                        self.reply_to,
+                        self._session_rate(s.session_id),
+                        expires_at=time.time() + expires,
+                    )
                     self._mqtt(topics.worker_jobs(worker_id), job.to_bytes(), 1, job_id)
                 case RunLocal(job_id=job_id, tier=tier, sentence=s):
                     self._start_local(job_id, tier, s)
@@ -275,8 +293,14 @@ class Hub:
                     pass  # preloading is best effort; it is not a listener's fallback
                 case FellBack(sentence=s, from_engine=f, to_engine=t, reason=reason):
                     self.metrics.fell_back(f, t, reason)
-                    log.warning("fallback", session_id=s.session_id, seq=s.seq, from_engine=f, to_engine=t,
-                                reason=reason)
+                    log.warning(
+                        "fallback",
+                        session_id=s.session_id,
+                        seq=s.seq,
+                        from_engine=f,
+                        to_engine=t,
+                        reason=reason,
+                    )
                     if (link := self.sessions.get(s.session_id)) is not None:
                         self._handle(link, link.core.fell_back(s.seq, f, t, reason))
                 case Completed(sentence=s, job_id=job_id, engine=engine, tier=tier, first_audio_s=first):
@@ -307,7 +331,9 @@ class Hub:
                         self._plan_preload()
                     self.metrics.workers_up.set(self.scheduler.registry.ready_count(self.clock()))
                     self.metrics.workers_alive.set(self.scheduler.registry.alive_count())
-                    log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
+                    log.warning(
+                        "worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason
+                    )
                 case Probe(tier=tier):
                     self._spawn(self._probe(tier), f"probe:{tier}")
 
@@ -383,8 +409,12 @@ class Hub:
         try:
             async for chunk in engine.synthesize(request, token):
                 if token.cancelled:
-                    raise EngineCancelled("cancelled")
-                samples = chunk.samples if chunk.sample_rate == rate else resample(chunk.samples, chunk.sample_rate, rate)
+                    return
+                samples = (
+                    chunk.samples
+                    if chunk.sample_rate == rate
+                    else resample(chunk.samples, chunk.sample_rate, rate)
+                )
                 self._audio(job_id, to_pcm16(samples))
         except (EngineCancelled, asyncio.CancelledError):
             return
@@ -407,7 +437,9 @@ class Hub:
         if engine is not None:
             try:
                 async with asyncio.timeout(self.config.failover.timeout_s):
-                    async for _ in engine.synthesize(SynthesisRequest(PROBE_TEXT, self.voices.default), CancelToken()):
+                    async for _ in engine.synthesize(
+                        SynthesisRequest(PROBE_TEXT, self.voices.default), CancelToken()
+                    ):
                         pass
                 ok, reason = True, "probe_ok"
             except (EngineError, TimeoutError) as exc:
@@ -456,7 +488,9 @@ class Hub:
                 case JobError(code=code):
                     self._run(self.scheduler.failed(job_id, code, now))
                 case _:
-                    raise ProtocolError(f"unexpected {msg.type!r} on a reply topic", code="unexpected_message")
+                    raise ProtocolError(
+                        f"unexpected {msg.type!r} on a reply topic", code="unexpected_message"
+                    )
         elif topic.endswith("/heartbeat"):
             hb = worker_messages.decode(payload)
             if not isinstance(hb, Heartbeat) or topics.worker_id_of(topic) != hb.worker_id:
@@ -523,8 +557,16 @@ class Hub:
         now = self.clock()
         tiers = self.scheduler.available_tiers(now)
         workers = [
-            {"worker_id": w.worker_id, "state": w.state, "alive": w.alive, "engine": w.engine, "model": w.model,
-             "reason": w.reason, "queue_depth": w.queue_depth, "rtf": w.rtf}
+            {
+                "worker_id": w.worker_id,
+                "state": w.state,
+                "alive": w.alive,
+                "engine": w.engine,
+                "model": w.model,
+                "reason": w.reason,
+                "queue_depth": w.queue_depth,
+                "rtf": w.rtf,
+            }
             for w in self.scheduler.registry.workers.values()
         ]
         return {

@@ -42,23 +42,39 @@ async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> 
         await close_engines(engines)
 
 
-async def _serve(config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None) -> None:
+async def _serve(
+    config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None
+) -> None:
     async with Hub(config, voices, engines) as hub:
         app = create_app(hub)
-        server = _Server(uvicorn.Config(
-            app, host=config.host, port=config.port, ws="websockets-sansio", ws_max_size=1 << 20,
-            ws_ping_interval=20, log_level="warning", lifespan="off", access_log=False,
-        ))
+        server = _Server(
+            uvicorn.Config(
+                app,
+                host=config.host,
+                port=config.port,
+                ws="websockets-sansio",
+                ws_max_size=1 << 20,
+                ws_ping_interval=20,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
         task = asyncio.create_task(server.serve(), name="uvicorn")
-        while not server.started and not task.done():
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
             await asyncio.sleep(0.01)
         if server.started:
-            log.info("gateway_listening", url=f"http://{config.host}:{config.port}", broker=str(config.mqtt_url),
-                     tiers=list(config.failover.tiers), gateway_id=config.gateway_id)
+            log.info(
+                "gateway_listening",
+                url=f"http://{config.host}:{config.port}",
+                broker=str(config.mqtt_url),
+                tiers=list(config.failover.tiers),
+                gateway_id=config.gateway_id,
+            )
             if started is not None:
                 started.set()
         await task
@@ -70,14 +86,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", help="bind address (SESAME_HOST, default 127.0.0.1)")
     parser.add_argument("--mqtt-url", help="broker (SESAME_MQTT_URL)")
     args = parser.parse_args(argv)
-    overrides = {k: str(v) for k, v in {"SESAME_PORT": args.port, "SESAME_HOST": args.host,
-                                        "SESAME_MQTT_URL": args.mqtt_url}.items() if v is not None}
+    overrides = {
+        k: str(v)
+        for k, v in {
+            "SESAME_PORT": args.port,
+            "SESAME_HOST": args.host,
+            "SESAME_MQTT_URL": args.mqtt_url,
+        }.items()
+        if v is not None
+    }
     import os
 
     try:
         config = GatewayConfig.from_env({**os.environ, **overrides})
     except SesameError as exc:
-        print(f"sesame-voice gateway: {exc}")  # noqa: T201 - a config error before logging exists
+        print(f"sesame-voice gateway: {exc}")
         return 2
     logs.configure(config.log_level)
     asyncio.run(serve(config))

@@ -44,19 +44,34 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("sesame_sentences_total", "Sentences by engine and outcome",
-                                ["engine", "outcome"], registry=r)
-        self.ttfa = Histogram("sesame_time_to_first_audio_seconds", "Dispatch to first audio, by engine",
-                              ["engine"], buckets=TTFA_BUCKETS, registry=r)
-        self.fallbacks = Counter("sesame_fallbacks_total", "Sentences moved to another attempt",
-                                 ["from_engine", "to_engine", "reason"], registry=r)
+        self.requests = Counter(
+            "sesame_sentences_total", "Sentences by engine and outcome", ["engine", "outcome"], registry=r
+        )
+        self.ttfa = Histogram(
+            "sesame_time_to_first_audio_seconds",
+            "Dispatch to first audio, by engine",
+            ["engine"],
+            buckets=TTFA_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "sesame_fallbacks_total",
+            "Sentences moved to another attempt",
+            ["from_engine", "to_engine", "reason"],
+            registry=r,
+        )
         self.workers_up = Gauge("sesame_workers_ready", "Workers alive and ready", registry=r)
         self.workers_alive = Gauge("sesame_workers_alive", "Workers alive (any state)", registry=r)
-        self.tier_available = Gauge("sesame_tier_available", "1 when a tier can take work", ["tier"], registry=r)
+        self.tier_available = Gauge(
+            "sesame_tier_available", "1 when a tier can take work", ["tier"], registry=r
+        )
         self.sessions = Gauge("sesame_active_sessions", "Open sessions", registry=r)
-        self.bad_input = Counter("sesame_bad_input_total", "Refused input by path and code",
-                                 ["path", "code"], registry=r)
-        self.dropped = Counter("sesame_dropped_total", "Things dropped under back-pressure", ["what"], registry=r)
+        self.bad_input = Counter(
+            "sesame_bad_input_total", "Refused input by path and code", ["path", "code"], registry=r
+        )
+        self.dropped = Counter(
+            "sesame_dropped_total", "Things dropped under back-pressure", ["what"], registry=r
+        )
         self.cache = Counter("sesame_cache_total", "Sentence cache lookups", ["result"], registry=r)
         self.http = Counter("sesame_http_requests_total", "HTTP requests", ["path", "status"], registry=r)
         self.latencies: deque[float] = deque(maxlen=2000)
@@ -82,7 +97,9 @@ class Metrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def voice_metrics(self, *, status: str, model_loaded: bool, model_name: str, memory_mb: float) -> dict[str, object]:
+    def voice_metrics(
+        self, *, status: str, model_loaded: bool, model_name: str, memory_mb: float
+    ) -> dict[str, object]:
         """The plan's JSON shape (PLAN.md 3.2), camelCase as written there."""
         lat = list(self.latencies)
         return {

@@ -44,7 +44,9 @@ class Start(Message):
                 code="bad_sample_rate",
             )
         if self.format == "ogg" and self.sample_rate not in (8000, 12000, 16000, 24000, 48000):
-            raise ProtocolError("ogg/opus needs 8000, 12000, 16000, 24000 or 48000 Hz", code="bad_sample_rate")
+            raise ProtocolError(
+                "ogg/opus needs 8000, 12000, 16000, 24000 or 48000 Hz", code="bad_sample_rate"
+            )
 
 
 @client_messages.register
@@ -143,8 +145,13 @@ class Fallback(Message):
 
     def to_dict(self) -> dict[str, object]:
         # "from" is a Python keyword; the wire names are "from"/"to".
-        return {"type": self.type, "seq": self.seq, "from": self.from_engine, "to": self.to_engine,
-                "reason": self.reason}
+        return {
+            "type": self.type,
+            "seq": self.seq,
+            "from": self.from_engine,
+            "to": self.to_engine,
+            "reason": self.reason,
+        }
 
 
 @server_messages.register

@@ -292,8 +292,10 @@ class Scheduler:
                 continue
             for task in list(self.tasks.values()):
                 if task.attempt is not None and task.attempt.worker_id == change.worker_id:
-                    reason = "worker_dead" if change.reason in ("last_will", "missed_heartbeats") else (
-                        f"worker_{change.reason}"
+                    reason = (
+                        "worker_dead"
+                        if change.reason in ("last_will", "missed_heartbeats")
+                        else (f"worker_{change.reason}")
                     )
                     actions += self._fail(task, reason, now)
         return actions
@@ -344,17 +346,21 @@ class Scheduler:
                     task.attempt = Attempt(job_id, tier, worker.engine, worker.worker_id, now, deadline)
                     worker.assigned.add(job_id)
                     self.tasks[job_id] = task
-                    return self._fell_back(task, from_engine, worker.engine, reason, now) + [
-                        SendJob(job_id, worker.worker_id, s, self.config.timeout_s)
+                    return [
+                        *self._fell_back(task, from_engine, worker.engine, reason, now),
+                        SendJob(job_id, worker.worker_id, s, self.config.timeout_s),
                     ]
             elif not s.background and self.breakers[tier].allow(now):
                 job_id = self._new_job_id()
                 task.attempt = Attempt(job_id, tier, tier, None, now, now + self.config.timeout_s)
                 self.tasks[job_id] = task
-                return self._fell_back(task, from_engine, tier, reason, now) + [RunLocal(job_id, tier, s)]
+                return [*self._fell_back(task, from_engine, tier, reason, now), RunLocal(job_id, tier, s)]
             task.tier_index += 1
         task.attempt = None
-        return [*self._fell_back(task, from_engine, "text", reason, now), GiveUp(s, reason or "no_voice_available")]
+        return [
+            *self._fell_back(task, from_engine, "text", reason, now),
+            GiveUp(s, reason or "no_voice_available"),
+        ]
 
     def _fell_back(
         self, task: Task, from_engine: str | None, to_engine: str, reason: str, now: float
@@ -370,7 +376,9 @@ class Scheduler:
         """Keep the rest of this turn on the tier it fell to (one audible switch, not a flip-flop)."""
         s = task.sentence
         current = self.sticky.get(s.session_id)
-        level = task.tier_index if current is None or current[0] != s.turn else max(current[1], task.tier_index)
+        level = (
+            task.tier_index if current is None or current[0] != s.turn else max(current[1], task.tier_index)
+        )
         self.sticky[s.session_id] = (s.turn, level)
         actions: list[Action] = []
         for other in list(self.tasks.values()):

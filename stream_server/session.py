@@ -30,8 +30,8 @@ from broker.wire import Message
 
 from .protocol import (
     MAX_PENDING_CHARS,
-    CancelTurn,
     Cancelled,
+    CancelTurn,
     Error,
     Fallback,
     Flush,
@@ -76,8 +76,13 @@ class TurnOver:
 
 Out = Emit | EmitAudio | Dispatch | CancelJobs | TurnOver
 
-ENCODINGS = {"pcm16": Encoding.PCM16, "wav": Encoding.WAV, "flac": Encoding.FLAC, "ogg": Encoding.OPUS,
-             "mp3": Encoding.MP3}
+ENCODINGS = {
+    "pcm16": Encoding.PCM16,
+    "wav": Encoding.WAV,
+    "flac": Encoding.FLAC,
+    "ogg": Encoding.OPUS,
+    "mp3": Encoding.MP3,
+}
 
 
 @dataclass(slots=True)
@@ -270,8 +275,18 @@ class SessionCore:
                 outs.append(Emit(st.error))
             else:
                 if st.chunks and (not st.started or st.restart_pending):
-                    outs.append(Emit(SentenceStart(st.sentence.seq, st.sentence.turn, st.sentence.text,
-                                                   st.engine, st.cached, restart=st.restart_pending)))
+                    outs.append(
+                        Emit(
+                            SentenceStart(
+                                st.sentence.seq,
+                                st.sentence.turn,
+                                st.sentence.text,
+                                st.engine,
+                                st.cached,
+                                restart=st.restart_pending,
+                            )
+                        )
+                    )
                     if st.restart_pending:
                         st.sent_index, st.samples, st.restart_pending = 0, 0, False
                     st.started = True

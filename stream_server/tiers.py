@@ -31,7 +31,9 @@ def build_local_engines(config: GatewayConfig, voices: VoiceMap) -> dict[str, En
             from synth_worker.edge import EdgeTTSEngine
 
             engines[tier] = EdgeTTSEngine(
-                endpoint=config.edge_tts_endpoint, connect_timeout=config.cloud_connect_timeout_s, voices=voices
+                endpoint=config.edge_tts_endpoint,
+                connect_timeout=config.cloud_connect_timeout_s,
+                voices=voices,
             )
     return engines
 

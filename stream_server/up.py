@@ -29,11 +29,18 @@ DEV_MODEL_DIR = Path(".models/bark-dev")
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sesame-voice up", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="gateway port (SESAME_PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("SESAME_WORKERS", "1")),
-                        help="Bark workers to start (SESAME_WORKERS, default 1)")
-    parser.add_argument("--dev-model", action="store_true",
-                        help=f"build (once) and use the small random-weight Bark checkpoint in {DEV_MODEL_DIR}: "
-                        "noise, but every stage runs")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("SESAME_WORKERS", "1")),
+        help="Bark workers to start (SESAME_WORKERS, default 1)",
+    )
+    parser.add_argument(
+        "--dev-model",
+        action="store_true",
+        help=f"build (once) and use the small random-weight Bark checkpoint in {DEV_MODEL_DIR}: "
+        "noise, but every stage runs",
+    )
     args = parser.parse_args(argv)
     env = dict(os.environ)
     if args.port is not None:
@@ -57,7 +64,7 @@ def main(argv: list[str]) -> int:
         for i in range(args.workers):
             wenv = {**env, "SESAME_WORKER_ID": env.get("SESAME_WORKER_ID", "worker") + f"-{i + 1}"}
             workers.append(subprocess.Popen([sys.executable, "-m", "clients.cli", "worker"], env=wenv))
-        print(  # noqa: T201 - the one line a person starting the service needs
+        print(
             f"\n  sesame-voice is starting\n  open      http://{config.host}:{config.port}/\n"
             f"  broker    {MqttUrl.parse(env['SESAME_MQTT_URL'])}\n  workers   {len(workers)} "
             f"(pids {' '.join(str(w.pid) for w in workers)})\n  Ctrl-C stops everything.\n",
@@ -76,5 +83,3 @@ def main(argv: list[str]) -> int:
         if broker is not None:
             broker.close()
     return 0
-
-

@@ -82,11 +82,11 @@ class WorkerRegistry:
         return []
 
     def tick(self, now: float) -> list[WorkerChange]:
-        changes = []
-        for w in self.workers.values():
-            if w.alive and now - w.last_seen > self.missed_heartbeats * w.interval_s:
-                changes.append(self._kill(w, "missed_heartbeats"))
-        return changes
+        return [
+            self._kill(w, "missed_heartbeats")
+            for w in self.workers.values()
+            if w.alive and now - w.last_seen > self.missed_heartbeats * w.interval_s
+        ]
 
     def _kill(self, w: WorkerInfo, reason: str) -> WorkerChange:
         w.alive = False
