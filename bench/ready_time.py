@@ -5,8 +5,9 @@ A mosquitto is started; the worker process (``sesame-voice worker``, ``SESAME_EN
 started with a local checkpoint; this script listens on the worker's heartbeat topic and notes when
 the first heartbeat with ``state: ready`` arrives. The worker's own log lines give the split: Python
 and library imports until ``worker_starting``, ``model_loaded`` (load_s), ``model_warmed_up``
-(warm_up_s: one short generation, SESAME_WARMUP_ON_START). Each configuration runs ``--runs``
-times; the checkpoint's files are in the page cache after the first read (a warm disk).
+(warm_up_s: each of Bark's stages once on a few positions, SESAME_WARMUP_ON_START). Each
+configuration runs ``--runs`` times; the checkpoint's files are in the page cache after the first
+read (a warm disk).
 
     .venv/bin/python bench/ready_time.py [--model DIR] [--size bark-small] [--runs 2] [--smoke]
 
