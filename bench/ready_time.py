@@ -79,13 +79,7 @@ def one_run(
         finally:
             proc.stop()
         out: dict[str, float] = {"ready_s": ready - t0}
-        for when, line in proc.lines:
-            if not line.startswith("{"):
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
+        for when, event in proc.timed_events():
             match event.get("event"):
                 case "worker_starting":
                     out["start_s"] = when - t0

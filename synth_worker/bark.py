@@ -268,7 +268,7 @@ class BarkSynthesizer:
         if device == "cpu":
             torch.set_num_threads(_torch_threads(settings.torch_threads))
         try:
-            bark: Any = BarkModel  # transformers' stubs type from_pretrained oddly
+            bark: Any = BarkModel  # transformers' type hints for from_pretrained are too narrow here
             model = bark.from_pretrained(str(model_dir), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -13,7 +13,7 @@ import pytest
 
 from broker import logs
 from broker.launcher import Mosquitto
-from tests.procs import Proc
+from clients.localstack import Stack
 
 T = 5.0 * float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
 
@@ -43,47 +43,11 @@ def dev_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-class Service:
-    """A real stack on loopback: mosquitto, the gateway process, and worker processes."""
+class Service(Stack):
+    """The local stack (clients/localstack.py) on the test's broker, with the tests' timeouts."""
 
     def __init__(self, broker: Mosquitto, model_dir: Path | None, env: dict[str, str]) -> None:
-        from broker.launcher import free_port
-
-        self.broker = broker
-        self.model_dir = model_dir
-        self.port = free_port()
-        self.env = {"SESAME_MQTT_URL": str(broker.url), "SESAME_PORT": str(self.port), **env}
-        self.workers: dict[str, Proc] = {}
-        self.gateway = Proc(["gateway"], self.env, "gateway")
-        self.gateway.wait_event("gateway_listening", 6 * T)
-
-    @property
-    def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def start_worker(self, worker_id: str, engine: str = "bark", **env: str) -> Proc:
-        wenv = {**self.env, "SESAME_WORKER_ID": worker_id, "SESAME_ENGINE": engine,
-                "SESAME_HEARTBEAT_INTERVAL_MS": "200",
-                # Random weights can sample Bark's end token early; seed 1 gives full-length audio.
-                "SESAME_SEED": "1", **env}
-        if engine == "bark" and self.model_dir is not None:
-            wenv.setdefault("SESAME_MODEL", str(self.model_dir))
-        proc = Proc(["worker"], wenv, worker_id)
-        self.workers[worker_id] = proc
-        self.gateway.wait_for(
-            lambda e: e.get("event") == "worker_change" and e.get("worker_id") == worker_id and e.get("up") is True,
-            12 * T, f"{worker_id} ready",
-        )
-        return proc
-
-    def close(self) -> None:
-        for proc in self.workers.values():
-            proc.stop()
-        self.gateway.stop()
+        super().__init__(env, broker=broker, model_dir=model_dir, start_timeout=6 * T)
 
 
 @pytest.fixture(scope="module")

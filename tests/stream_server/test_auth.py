@@ -8,7 +8,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from broker.launcher import Mosquitto
-from tests.conftest import T, Service
+from tests.conftest import Service, T
 from tests.wsclient import collect, send
 
 TOKEN = "s3cret-token-value"

@@ -12,10 +12,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from broker.launcher import Mosquitto
-from tests.cloud.fixtures import edge_server, elevenlabs_server  # noqa: F401 - fixtures
 from tests.cloud.edge_server import EdgeStandIn
 from tests.cloud.elevenlabs_server import ElevenLabsStandIn
-from tests.conftest import T, Service
+from tests.cloud.fixtures import edge_server, elevenlabs_server  # noqa: F401 - fixtures
+from tests.conftest import Service, T
 from tests.wsclient import Turn, collect, send
 
 TEXT = "The cloud voice speaks first. Then it carries on."

@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from broker.launcher import Mosquitto
+from clients.localstack import StackError
 from tests.conftest import Service, T
 from tests.wsclient import Turn, collect, send
 
@@ -138,7 +139,7 @@ async def test_broker_restart_mid_session(stack: Service) -> None:
                 stack.gateway.wait_for(
                     lambda e: e.get("event") == "worker_change" and e.get("up") is True
                     and e.get("worker_id") == "bark-1", 6 * T, "worker back", since=downs[-1])
-            except AssertionError as exc:
+            except StackError as exc:
                 raise AssertionError(f"{exc}\n--- worker ---\n{stack.workers['bark-1'].tail(40)}") from None
         # The same websocket session goes on, and the next turn speaks with Bark again.
         await send(ws, type="speak", text="We are back.")

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
-from tests.conftest import T, Service
+from tests.conftest import Service, T
 from tests.wsclient import collect, send
 
 THREE = "The sun rose over the hills. Birds began to sing! Was it morning already?"

@@ -8,8 +8,8 @@ from broker.audio import AudioFrame
 from broker.errors import ProtocolError
 from stream_server.protocol import (
     MAX_PENDING_CHARS,
-    CancelTurn,
     Cancelled,
+    CancelTurn,
     Error,
     Fallback,
     Flush,
