@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.models.bark import generation_configuration_bark as gcb
 
-from synth_worker.bark import TOKENIZER_MAX_LENGTH
+from synth_worker.bark import encode_texts as encode
 from synth_worker.bark_fast import fine_generate_rows
 from synth_worker.devmodel import SIZES, build_dev_model, built_by_this_builder
 
@@ -100,20 +100,6 @@ class StageRun:
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
-
-def encode(tokenizer: Any, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-    enc: dict[str, torch.Tensor] = tokenizer(
-        list(texts),
-        return_tensors="pt",
-        padding="max_length",
-        max_length=TOKENIZER_MAX_LENGTH,
-        truncation=True,
-        add_special_tokens=False,
-        return_attention_mask=True,
-        return_token_type_ids=False,
-    )
-    return enc
 
 
 def run_stages(

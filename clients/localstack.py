@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from broker.launcher import Mosquitto, free_port
+from broker.launcher import Mosquitto, free_port, stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 Event = dict[str, object]
@@ -119,14 +119,8 @@ class Proc:
             os.kill(self.proc.pid, sig)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGCONT)  # a frozen (SIGSTOP) process cannot handle SIGTERM
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout)
+        self.signal(signal.SIGCONT)  # a frozen (SIGSTOP) process cannot handle SIGTERM
+        stop_process(self.proc, timeout)
 
 
 def _parse(line: str) -> Event | None:

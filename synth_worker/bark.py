@@ -431,16 +431,7 @@ class BarkSynthesizer:
 
         with torch.inference_mode():
             # 1. semantic tokens, each row up to its own cap
-            enc = self.tokenizer(
-                list(texts),
-                return_tensors="pt",
-                padding="max_length",
-                max_length=TOKENIZER_MAX_LENGTH,
-                truncation=True,
-                add_special_tokens=False,
-                return_attention_mask=True,
-                return_token_type_ids=False,
-            )
+            enc = encode_texts(self.tokenizer, texts)
             t0 = time.perf_counter()
             stop = _row_stopper(semantic_cfg.max_input_semantic_length + 1, caps, cancels)
             semantic = self.model.semantic.generate(
@@ -602,6 +593,21 @@ class BarkSynthesizer:
             codec_s=round(warmed.codec_s, 3),
         )
         return warmed
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Text -> Bark's semantic input, as BarkProcessor does it (padded to a fixed length)."""
+    enc: dict[str, torch.Tensor] = tokenizer(
+        list(texts),
+        return_tensors="pt",
+        padding="max_length",
+        max_length=TOKENIZER_MAX_LENGTH,
+        truncation=True,
+        add_special_tokens=False,
+        return_attention_mask=True,
+        return_token_type_ids=False,
+    )
+    return enc
 
 
 def finish_audio(samples: Samples, src_rate: int, dst_rate: int) -> Samples:

@@ -70,7 +70,7 @@ from broker.errors import (
 
 from .engine import AudioChunk, CancelToken, SynthesisRequest
 from .mp3stream import Mp3StreamDecoder
-from .netstream import relay
+from .netstream import check_timeouts, relay
 from .pcm_stream import PcmShaper
 from .voices import VoiceMap
 
@@ -111,13 +111,10 @@ class EdgeTTSEngine:
         parts = urlsplit(self.endpoint)
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ConfigError(f"edge-tts endpoint must be ws(s)://host/path, got {self.endpoint!r}")
-        for label, value in (
-            ("connect_timeout", connect_timeout),
-            ("first_audio_timeout", first_audio_timeout),
-            ("stall_timeout", stall_timeout),
-        ):
-            if not value > 0:
-                raise ConfigError(f"edge-tts {label} must be positive, got {value}")
+        check_timeouts(
+            "edge-tts", connect_timeout=connect_timeout, first_audio_timeout=first_audio_timeout,
+            stall_timeout=stall_timeout,
+        )
         try:  # the package validates prosody strings; check them once, here
             TTSConfig("en-US-AriaNeural", rate, volume, pitch, "SentenceBoundary")
         except (TypeError, ValueError) as exc:

@@ -55,7 +55,7 @@ from broker.errors import (
 )
 
 from .engine import AudioChunk, CancelToken, SynthesisRequest
-from .netstream import relay
+from .netstream import check_timeouts, relay
 from .pcm_stream import PcmShaper
 from .voices import VoiceMap
 
@@ -110,13 +110,10 @@ class ElevenLabsEngine:
         bad_rates = [r for r in output_rates if r not in PCM_RATES]
         if not output_rates or bad_rates:
             raise ConfigError(f"ElevenLabs output rates must be among {PCM_RATES}, got {list(output_rates)}")
-        for label, value in (
-            ("connect_timeout", connect_timeout),
-            ("first_byte_timeout", first_byte_timeout),
-            ("stall_timeout", stall_timeout),
-        ):
-            if not value > 0:
-                raise ConfigError(f"ElevenLabs {label} must be positive, got {value}")
+        check_timeouts(
+            "ElevenLabs", connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
+            stall_timeout=stall_timeout,
+        )
         self._api_key = api_key.strip()
         self.base_url = base_url.rstrip("/")
         self.model_id = model_id

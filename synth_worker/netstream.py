@@ -19,11 +19,18 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Final, TypeVar
 
-from broker.errors import EngineCancelled
+from broker.errors import ConfigError, EngineCancelled
 
 from .engine import CancelToken
 
 T = TypeVar("T")
+
+
+def check_timeouts(engine: str, **timeouts_s: float) -> None:
+    """A cloud engine's timeouts must be positive: raise ConfigError naming the first that is not."""
+    for label, value in timeouts_s.items():
+        if not value > 0:
+            raise ConfigError(f"{engine} {label} must be positive, got {value}")
 
 
 class _End:
