@@ -7,6 +7,7 @@ COPY broker broker
 COPY synth_worker synth_worker
 COPY stream_server stream_server
 COPY clients clients
+COPY sesame_voice sesame_voice
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir .
 ENV LOG_LEVEL=INFO

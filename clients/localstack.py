@@ -30,7 +30,7 @@ class StackError(RuntimeError):
 
 
 class Proc:
-    """``python -m clients.cli ARGS`` with env; its output kept line by line, with when each was read."""
+    """``python -m sesame_voice.cli ARGS`` with env; its output kept line by line, with when each was read."""
 
     def __init__(self, args: list[str], env: Mapping[str, str], name: str) -> None:
         self.name = name
@@ -40,7 +40,7 @@ class Proc:
         self._cond = threading.Condition()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO", **env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", *args],
+            [sys.executable, "-m", "sesame_voice.cli", *args],
             cwd=REPO,
             env=full_env,
             stdout=subprocess.PIPE,

@@ -10,14 +10,12 @@ import importlib
 import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "up": ("stream_server.up", "run the whole service: broker, worker(s), gateway"),
+    "up": ("sesame_voice.up", "run the whole service: broker, worker(s), gateway"),
     "gateway": ("stream_server.main", "run the websocket + HTTP gateway"),
     "worker": ("synth_worker.main", "run a synthesis worker"),
     "build-dev-model": ("synth_worker.devmodel", "write a small random-weight Bark checkpoint to DIR"),
-    "broker": ("broker.main", "run a local mosquitto on a free loopback port"),
     "loadtest": ("clients.loadtest", "open-loop load test against a running gateway"),
     "replay": ("clients.replay", "replay a JSONL trace of streamed text and measure latency"),
-    "say": ("clients.say", "speak text through a running gateway and write a WAV"),
 }
 
 

@@ -18,8 +18,8 @@ from broker import logs
 from broker.launcher import Mosquitto
 from broker.settings import MqttUrl
 
-from .config import GatewayConfig
-from .main import serve
+from stream_server.config import GatewayConfig
+from stream_server.main import serve
 
 log = logs.get("sesame.up")
 
@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
         config = GatewayConfig.from_env(env)
         for i in range(args.workers):
             wenv = {**env, "SESAME_WORKER_ID": env.get("SESAME_WORKER_ID", "worker") + f"-{i + 1}"}
-            workers.append(subprocess.Popen([sys.executable, "-m", "clients.cli", "worker"], env=wenv))
+            workers.append(subprocess.Popen([sys.executable, "-m", "sesame_voice.cli", "worker"], env=wenv))
         print(
             f"\n  sesame-voice is starting\n  open      http://{config.host}:{config.port}/\n"
             f"  broker    {MqttUrl.parse(env['SESAME_MQTT_URL'])}\n  workers   {len(workers)} "
