@@ -169,7 +169,9 @@ class Stack:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start_worker(self, worker_id: str, engine: str = "bark", timeout: float | None = None, **env: str) -> Proc:
+    def start_worker(
+        self, worker_id: str, engine: str = "bark", timeout: float | None = None, **env: str
+    ) -> Proc:
         """Start a worker and wait until the gateway has seen it ready."""
         wenv = {
             **self.env,
@@ -186,7 +188,9 @@ class Stack:
         self.workers[worker_id] = proc
 
         def up(e: Event) -> bool:
-            return e.get("event") == "worker_change" and e.get("worker_id") == worker_id and e.get("up") is True
+            return (
+                e.get("event") == "worker_change" and e.get("worker_id") == worker_id and e.get("up") is True
+            )
 
         self.gateway.wait_for(up, timeout or 2 * self.start_timeout, f"{worker_id} ready")
         return proc

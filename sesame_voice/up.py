@@ -17,7 +17,6 @@ from pathlib import Path
 from broker import logs
 from broker.launcher import Mosquitto
 from broker.settings import MqttUrl
-
 from stream_server.config import GatewayConfig
 from stream_server.main import serve
 

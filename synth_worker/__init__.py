@@ -1,1 +1,1 @@
-"""Synthesis workers and engines: Bark (primary), espeak-ng, ElevenLabs, edge-tts behind one Engine protocol."""
+"""Synthesis workers and engines behind one Engine protocol: Bark, espeak-ng, ElevenLabs, edge-tts."""

@@ -22,7 +22,6 @@ per second, plus half a second) and never exceeds ``semantic_max_tokens`` (Bark'
 767 after its 257-token prompt).
 """
 
-# ruff: noqa: PLC0415  (torch, transformers and engines are imported when first needed, not at import time)
 from __future__ import annotations
 
 import asyncio

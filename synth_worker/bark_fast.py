@@ -15,7 +15,6 @@
     the top-1 agreement of each stage against float32 with teacher forcing.
 """
 
-# ruff: noqa: PLC0415  (torch is imported when first needed, not at import time)
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -19,7 +19,6 @@ Quirks of transformers 5.24 handled here:
   text pad / infer tokens index inside it; ``block_size`` stays 1024 (Bark's positions).
 """
 
-# ruff: noqa: PLC0415  (torch, transformers and engines are imported when first needed, not at import time)
 from __future__ import annotations
 
 import argparse

@@ -112,7 +112,9 @@ class EdgeTTSEngine:
         if parts.scheme not in ("ws", "wss") or not parts.hostname:
             raise ConfigError(f"edge-tts endpoint must be ws(s)://host/path, got {self.endpoint!r}")
         check_timeouts(
-            "edge-tts", connect_timeout=connect_timeout, first_audio_timeout=first_audio_timeout,
+            "edge-tts",
+            connect_timeout=connect_timeout,
+            first_audio_timeout=first_audio_timeout,
             stall_timeout=stall_timeout,
         )
         try:  # the package validates prosody strings; check them once, here

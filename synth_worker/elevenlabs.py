@@ -111,7 +111,9 @@ class ElevenLabsEngine:
         if not output_rates or bad_rates:
             raise ConfigError(f"ElevenLabs output rates must be among {PCM_RATES}, got {list(output_rates)}")
         check_timeouts(
-            "ElevenLabs", connect_timeout=connect_timeout, first_byte_timeout=first_byte_timeout,
+            "ElevenLabs",
+            connect_timeout=connect_timeout,
+            first_byte_timeout=first_byte_timeout,
             stall_timeout=stall_timeout,
         )
         self._api_key = api_key.strip()

@@ -4,7 +4,6 @@ Settings come from the environment (see ``synth_worker.config``); flags override
 status: 0 after a clean drain (SIGTERM/SIGINT), 2 for unusable settings.
 """
 
-# ruff: noqa: PLC0415  (torch, transformers and engines are imported when first needed, not at import time)
 from __future__ import annotations
 
 import argparse

@@ -79,7 +79,7 @@ class StreamResampler:
         return out.astype(np.float32)
 
     def _run(self, segment: Samples, left: int, length: int) -> Samples:
-        from scipy.signal import resample_poly  # noqa: PLC0415 (scipy is heavy to import)
+        from scipy.signal import resample_poly
 
         if length <= 0:
             return _EMPTY

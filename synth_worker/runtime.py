@@ -15,7 +15,6 @@ Stopping (``stop()``, wired to SIGTERM/SIGINT): ``draining`` (new and queued job
 retained status becomes ``offline``, the link disconnects.
 """
 
-# ruff: noqa: PLC0415  (torch, transformers and engines are imported when first needed, not at import time)
 from __future__ import annotations
 
 import asyncio

@@ -55,7 +55,9 @@ def service(dev_model_dir: Path) -> Iterator[Service]:
     """Broker + gateway + one Bark worker (dev checkpoint); local tiers: espeak-ng. Shared by a
     module's tests (each opens its own sessions); tests that kill things build their own stack."""
     with Mosquitto() as broker:
-        svc = Service(broker, dev_model_dir, {"SESAME_TIERS": "workers,espeak-ng", "SESAME_CACHE_ENABLED": "false"})
+        svc = Service(
+            broker, dev_model_dir, {"SESAME_TIERS": "workers,espeak-ng", "SESAME_CACHE_ENABLED": "false"}
+        )
         try:
             svc.start_worker("bark-1")
             yield svc

@@ -25,7 +25,7 @@ class Turn:
         return from_pcm16(pcm)
 
 
-async def collect(ws: ClientConnection, timeout: float, until: str = "turn_end") -> Turn:
+async def collect(ws: ClientConnection, timeout: float, until: str = "turn_end") -> Turn:  # noqa: ASYNC109
     turn = Turn()
     async with asyncio.timeout(timeout):
         while True:

@@ -27,8 +27,9 @@ async def test_token_is_required_and_never_logged(mosquitto: Mosquitto) -> None:
         assert [s["text"] for s in turn.of("sentence_start")] == ["Authorized."]
         async with httpx.AsyncClient(timeout=6 * T) as client:
             denied = await client.post(f"{svc.http_url}/tts", json={"text": "No."})
-            allowed = await client.post(f"{svc.http_url}/tts", json={"text": "Yes."},
-                                        headers={"Authorization": f"Bearer {TOKEN}"})
+            allowed = await client.post(
+                f"{svc.http_url}/tts", json={"text": "Yes."}, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
         assert denied.status_code == 401 and allowed.status_code == 200
     finally:
         svc.close()

@@ -22,19 +22,26 @@ TEXT = "The cloud voice speaks first. Then it carries on."
 
 
 def gateway(broker: Mosquitto, el: ElevenLabsStandIn, edge: EdgeStandIn, tiers: str) -> Service:
-    return Service(broker, None, {
-        "SESAME_TIERS": tiers,
-        "ELEVENLABS_API_KEY": el.api_key,
-        "ELEVENLABS_BASE_URL": el.base_url,
-        "SESAME_EDGE_TTS_ENDPOINT": edge.endpoint,
-        "SESAME_CACHE_ENABLED": "false",
-        "SESAME_TIMEOUT": "4000",
-    })
+    return Service(
+        broker,
+        None,
+        {
+            "SESAME_TIERS": tiers,
+            "ELEVENLABS_API_KEY": el.api_key,
+            "ELEVENLABS_BASE_URL": el.base_url,
+            "SESAME_EDGE_TTS_ENDPOINT": edge.endpoint,
+            "SESAME_CACHE_ENABLED": "false",
+            "SESAME_TIMEOUT": "4000",
+        },
+    )
 
 
 @pytest.fixture
-def stack(mosquitto: Mosquitto, elevenlabs_server: ElevenLabsStandIn,  # noqa: F811
-          edge_server: EdgeStandIn) -> Iterator[tuple[Service, ElevenLabsStandIn, EdgeStandIn]]:  # noqa: F811
+def stack(
+    mosquitto: Mosquitto,
+    elevenlabs_server: ElevenLabsStandIn,  # noqa: F811 - the imported fixture  # noqa: F811
+    edge_server: EdgeStandIn,  # noqa: F811 - the imported fixture
+) -> Iterator[tuple[Service, ElevenLabsStandIn, EdgeStandIn]]:
     svc = gateway(mosquitto, elevenlabs_server, edge_server, "elevenlabs,edge-tts,espeak-ng")
     try:
         yield svc, elevenlabs_server, edge_server
@@ -91,7 +98,9 @@ async def test_both_clouds_failing_falls_to_espeak(
 
 
 async def test_no_voice_left_sends_the_text_with_an_error(
-    mosquitto: Mosquitto, elevenlabs_server: ElevenLabsStandIn, edge_server: EdgeStandIn  # noqa: F811
+    mosquitto: Mosquitto,
+    elevenlabs_server: ElevenLabsStandIn,  # noqa: F811 - the imported fixture
+    edge_server: EdgeStandIn,  # noqa: F811 - the imported fixture  # noqa: F811
 ) -> None:
     elevenlabs_server.mode, edge_server.mode = "401", "silence"
     svc = gateway(mosquitto, elevenlabs_server, edge_server, "elevenlabs,edge-tts")
@@ -114,7 +123,10 @@ async def test_metrics_count_fallbacks(stack: tuple[Service, ElevenLabsStandIn, 
     async with httpx.AsyncClient() as client:
         text = (await client.get(f"{svc.http_url}/metrics")).text
         plan = (await client.get(f"{svc.http_url}/api/monitoring/voice-metrics")).json()
-    assert 'sesame_fallbacks_total{from_engine="elevenlabs",reason="upstream_error",to_engine="edge-tts"} 1.0' in text
+    assert (
+        'sesame_fallbacks_total{from_engine="elevenlabs",reason="upstream_error",to_engine="edge-tts"} 1.0'
+        in text
+    )
     assert 'sesame_tier_available{tier="elevenlabs"} 0.0' in text
     assert plan["fallbacks"]["edgeTtsUsed"] == 1
     assert set(plan["performance"]) == {"p50Latency", "p95Latency", "p99Latency"}

@@ -20,7 +20,8 @@ from tests.conftest import Service, T
 from tests.wsclient import Turn, collect, send
 
 PARAGRAPH = " ".join(
-    f"Sentence number {word} of the story goes here." for word in ("one", "two", "three", "four", "five", "six")
+    f"Sentence number {word} of the story goes here."
+    for word in ("one", "two", "three", "four", "five", "six")
 )
 
 
@@ -28,8 +29,11 @@ PARAGRAPH = " ".join(
 def stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
     # No cool-down of a worker after a failed job: these tests are about liveness, and a cool-down
     # (SESAME_RETRY_DELAY, tested in test_scheduler.py) would make "the next turn" a matter of timing.
-    svc = Service(mosquitto, dev_model_dir, {"SESAME_TIERS": "workers,espeak-ng", "SESAME_CACHE_ENABLED": "false",
-                                             "SESAME_RETRY_DELAY": "0"})
+    svc = Service(
+        mosquitto,
+        dev_model_dir,
+        {"SESAME_TIERS": "workers,espeak-ng", "SESAME_CACHE_ENABLED": "false", "SESAME_RETRY_DELAY": "0"},
+    )
     try:
         yield svc
     finally:
@@ -71,7 +75,8 @@ async def test_sigkill_mid_turn_every_sentence_still_arrives(stack: Service) -> 
     assert fallbacks and all(f["reason"] == "worker_dead" for f in fallbacks)
     assert {f["to"] for f in fallbacks} == {"espeak-ng"}
     change = stack.gateway.wait_for(
-        lambda e: e.get("event") == "worker_change" and e.get("up") is False, T, "worker down")
+        lambda e: e.get("event") == "worker_change" and e.get("up") is False, T, "worker down"
+    )
     assert change["reason"] == "last_will"  # the broker told us at once
     assert detected_after(change, killed_at) < 1.0
     # The turn stayed on the fallback voice after the switch (no flip-flop back to bark).
@@ -97,7 +102,8 @@ async def test_frozen_worker_is_dead_by_missed_heartbeats(stack: Service) -> Non
         assert_whole_turn(turn, 6)
         assert turn.of("fallback")
         change = stack.gateway.wait_for(
-            lambda e: e.get("event") == "worker_change" and e.get("up") is False, T, "worker down")
+            lambda e: e.get("event") == "worker_change" and e.get("up") is False, T, "worker down"
+        )
         assert change["reason"] == "missed_heartbeats"
         # The configured window: 3 missed heartbeats of 200 ms, checked every 50 ms (+ slack for a
         # loaded CI machine).
@@ -126,19 +132,34 @@ async def test_broker_restart_mid_session(stack: Service) -> None:
         rest = await collect(ws, 20 * T)
         assert_whole_turn(Turn(first.messages + rest.messages, first.frames + rest.frames), 6)
         # Both sides reconnect on their own, and the worker is taken back once it heartbeats again.
-        stack.gateway.wait_for(lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2,
-                               6 * T, "gateway reconnect", since=mark)
-        stack.workers["bark-1"].wait_for(lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2,
-                                         6 * T, "worker reconnect")
+        stack.gateway.wait_for(
+            lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2,
+            6 * T,
+            "gateway reconnect",
+            since=mark,
+        )
+        stack.workers["bark-1"].wait_for(
+            lambda e: e.get("event") == "mqtt_connected" and e.get("connects") == 2, 6 * T, "worker reconnect"
+        )
         # If the gateway declared the worker dead during the outage (last will or missed
         # heartbeats; with a quick reconnect it may not have), it takes it back on its heartbeats.
-        downs = [i for i, line in enumerate(stack.gateway.lines[mark:], mark)
-                 if '"worker_change"' in line and '"up": false' in line]
+        downs = [
+            i
+            for i, line in enumerate(stack.gateway.lines[mark:], mark)
+            if '"worker_change"' in line and '"up": false' in line
+        ]
         if downs:
             try:
                 stack.gateway.wait_for(
-                    lambda e: e.get("event") == "worker_change" and e.get("up") is True
-                    and e.get("worker_id") == "bark-1", 6 * T, "worker back", since=downs[-1])
+                    lambda e: (
+                        e.get("event") == "worker_change"
+                        and e.get("up") is True
+                        and e.get("worker_id") == "bark-1"
+                    ),
+                    6 * T,
+                    "worker back",
+                    since=downs[-1],
+                )
             except StackError as exc:
                 raise AssertionError(f"{exc}\n--- worker ---\n{stack.workers['bark-1'].tail(40)}") from None
         # The same websocket session goes on, and the next turn speaks with Bark again.
@@ -156,8 +177,11 @@ async def test_mqtt_text_topic_speaks_into_a_live_session(stack: Service) -> Non
         url = stack.broker.url
         async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
             await mqtt.subscribe(f"sesame/v1/sessions/{session_id}/events")
-            await mqtt.publish(f"sesame/v1/sessions/{session_id}/text",
-                               json.dumps({"type": "text", "text": "Hello from the bus.", "flush": True}), qos=1)
+            await mqtt.publish(
+                f"sesame/v1/sessions/{session_id}/text",
+                json.dumps({"type": "text", "text": "Hello from the bus.", "flush": True}),
+                qos=1,
+            )
             await mqtt.publish(f"sesame/v1/sessions/{session_id}/text", b"\xff\xfe garbage", qos=1)
             turn = await collect(ws, 12 * T)
             assert [s["text"] for s in turn.of("sentence_start")] == ["Hello from the bus."]
@@ -172,14 +196,21 @@ async def test_garbage_on_every_gateway_topic_changes_nothing(stack: Service) ->
     import aiomqtt
 
     stack.start_worker("bark-1")
-    gateway_id = next(e["gateway_id"] for e in stack.gateway.events() if e.get("event") == "gateway_listening")
+    gateway_id = next(
+        e["gateway_id"] for e in stack.gateway.events() if e.get("event") == "gateway_listening"
+    )
     url = stack.broker.url
     garbage = [
         ("sesame/v1/workers/bark-1/heartbeat", b"{not json"),
-        ("sesame/v1/workers/bark-1/heartbeat", json.dumps({"type": "heartbeat", "worker_id": "other"}).encode()),
+        (
+            "sesame/v1/workers/bark-1/heartbeat",
+            json.dumps({"type": "heartbeat", "worker_id": "other"}).encode(),
+        ),
         ("sesame/v1/workers/bark-1/status", b"\xff\xfe\x00"),
-        ("sesame/v1/workers/bark-1/status", json.dumps({"type": "status", "worker_id": "bark-1",
-                                                         "state": "sideways"}).encode()),
+        (
+            "sesame/v1/workers/bark-1/status",
+            json.dumps({"type": "status", "worker_id": "bark-1", "state": "sideways"}).encode(),
+        ),
         (f"sesame/v1/replies/{gateway_id}/nojob/events", json.dumps({"type": "done"}).encode()),
         (f"sesame/v1/replies/{gateway_id}/nojob/audio", b"SV\x01"),
         (f"sesame/v1/replies/{gateway_id}/nojob/audio", b"x" * 64),

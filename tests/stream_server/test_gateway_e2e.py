@@ -30,8 +30,11 @@ async def test_three_sentences_token_by_token_arrive_in_order(service: Service) 
         turn = await collect(ws, 12 * T)
     starts, ends = turn.of("sentence_start"), turn.of("sentence_end")
     assert [s["seq"] for s in starts] == [0, 1, 2]
-    assert [s["text"] for s in starts] == ["The sun rose over the hills.", "Birds began to sing!",
-                                           "Was it morning already?"]
+    assert [s["text"] for s in starts] == [
+        "The sun rose over the hills.",
+        "Birds began to sing!",
+        "Was it morning already?",
+    ]
     assert all(s["engine"] == "bark" for s in starts)
     assert [e["seq"] for e in ends] == [0, 1, 2]
     order = [m["type"] for m in turn.messages if m["type"] in ("sentence_start", "sentence_end")]
@@ -95,7 +98,9 @@ async def test_bad_input_gets_errors_and_the_session_keeps_serving(service: Serv
         assert [s["text"] for s in turn.of("sentence_start")] == ["Still here."]
     async with httpx.AsyncClient(timeout=T) as client:
         assert (await client.post(f"{service.http_url}/tts", json={"text": ""})).status_code == 422
-        assert (await client.post(f"{service.http_url}/tts", json={"text": "hi", "voice": "x"})).status_code == 400
+        assert (
+            await client.post(f"{service.http_url}/tts", json={"text": "hi", "voice": "x"})
+        ).status_code == 400
         assert (await client.get(f"{service.http_url}/health")).status_code == 200
 
 
@@ -121,9 +126,10 @@ async def test_http_api_openapi_ready_and_openai_speech(service: Service) -> Non
         assert {"/tts", "/v1/audio/speech", "/health", "/ready", "/metrics"} <= set(spec["paths"])
         ready = await client.get(f"{service.http_url}/ready")
         assert ready.status_code == 200 and "workers" in ready.json()["tiers"]
-        r = await client.post(f"{service.http_url}/v1/audio/speech",
-                              json={"model": "sesame", "input": "Hello there.", "voice": "maya",
-                                    "response_format": "flac"})
+        r = await client.post(
+            f"{service.http_url}/v1/audio/speech",
+            json={"model": "sesame", "input": "Hello there.", "voice": "maya", "response_format": "flac"},
+        )
         assert r.status_code == 200 and r.headers["content-type"] == "audio/flac"
         audio, rate = sf.read(io.BytesIO(r.content))
         assert rate == 24000 and len(audio) > 0

@@ -35,9 +35,20 @@ CFG = FailoverConfig(
 )
 
 
-def hb(worker_id: str, state: str = "ready", seq: int = 1, rtf: float = 0.0, interval: float = 0.5) -> Heartbeat:
-    return Heartbeat(worker_id=worker_id, pid=100, state=state, engine="bark", model="m", seq=seq,  # type: ignore[arg-type]
-                     sent_at=0.0, interval_s=interval, rtf=rtf)
+def hb(
+    worker_id: str, state: str = "ready", seq: int = 1, rtf: float = 0.0, interval: float = 0.5
+) -> Heartbeat:
+    return Heartbeat(
+        worker_id=worker_id,
+        pid=100,
+        state=state,
+        engine="bark",
+        model="m",
+        seq=seq,  # type: ignore[arg-type]
+        sent_at=0.0,
+        interval_s=interval,
+        rtf=rtf,
+    )
 
 
 def sentence(seq: int = 0, turn: int = 0, session: str = "s1", text: str = "Hello there.") -> Sentence:

@@ -70,7 +70,7 @@ def test_sentence_end_counts_samples_and_frames_are_numbered() -> None:
     c.receive(Speak("Only one."), 0.0)
     outs = c.audio(0, "bark", PCM) + c.audio(0, "bark", PCM) + c.sentence_done(0)
     assert [f.index for f in frames(outs)] == [0, 1]
-    end = [m for m in messages(outs) if isinstance(m, SentenceEnd)][0]
+    end = next(m for m in messages(outs) if isinstance(m, SentenceEnd))
     assert end.samples == 2 * len(PCM) // 2
 
 
