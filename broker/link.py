@@ -25,6 +25,7 @@ from .settings import MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
 OnConnect = Callable[["MqttLink"], Awaitable[None]]
+OnDisconnect = Callable[[], None]
 
 log = logs.get("sesame.mqtt")
 
@@ -43,6 +44,7 @@ class MqttLink:
         subscriptions: Sequence[tuple[str, int]] = (),
         on_message: OnMessage | None = None,
         on_connect: OnConnect | None = None,
+        on_disconnect: OnDisconnect | None = None,
         will: Will | None = None,
         keepalive: int = 5,
         backoff_initial: float = 0.05,
@@ -54,6 +56,7 @@ class MqttLink:
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
         self.on_connect = on_connect
+        self.on_disconnect = on_disconnect  # called (synchronously) when a connection is lost
         self.will = will
         self.keepalive = keepalive
         self.backoff_initial = backoff_initial
@@ -132,8 +135,11 @@ class MqttLink:
             except Exception:  # whatever broke this connection, the link must come back
                 log.exception("mqtt_session_failed", client_id=self.client_id, retry_in_s=round(delay, 3))
             finally:
+                was_connected = self.connected.is_set()
                 self.connected.clear()
                 self._client = None
+                if was_connected and self.on_disconnect is not None:
+                    self.on_disconnect()
             if self._closing:
                 return
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jittered exponential backoff

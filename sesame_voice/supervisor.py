@@ -15,9 +15,10 @@ Children have a role: ``broker``, ``gateway`` or ``worker``. The rules:
   the count again. Once the delay has reached ``max_s`` the child is in a crash loop: it is still
   restarted at that interval, and each such restart says ``crash_loop=True``.
 - **A hung worker** (its process alive but no heartbeat for ``missed_heartbeats`` x the interval it
-  reports, or none at all within ``start_grace_s`` of its start) is killed and restarted, reason
-  ``hung``. Heartbeats travel over MQTT, so while the supervisor's own MQTT link is down nobody is
-  judged: when it comes back every worker gets a fresh ``reconnect_grace_s`` to be heard again.
+  reports, or none at all within ``start_grace_s`` of its start; ``loading_silence_s`` while it
+  says it is loading or warming up its model) is killed and restarted, reason ``hung``.
+  Heartbeats travel over MQTT, so while the supervisor's own MQTT link is down nobody is judged:
+  when it comes back every worker gets a fresh ``reconnect_grace_s`` to be heard again.
 - **A hung gateway** (``/health`` unanswered within the probe timeout ``unhealthy_after`` times in
   a row, after it has answered once or ``start_grace_s`` has passed) is killed and restarted,
   reason ``unhealthy``. It is probed every ``probe_interval_s``.
@@ -48,6 +49,8 @@ class Policy:
     stable_s: float = 60.0
     missed_heartbeats: int = 3
     start_grace_s: float = 120.0  # a Bark worker's first heartbeat, a gateway's first /health
+    # Loading a model holds the GIL in bursts: a worker that says loading/warming may be late.
+    loading_silence_s: float = 30.0
     reconnect_grace_s: float = 5.0  # after the supervisor's MQTT link comes back
     probe_interval_s: float = 2.0
     unhealthy_after: int = 3
@@ -246,7 +249,10 @@ class SupervisorCore:
     # --- internals -------------------------------------------------------------------------------
 
     def _silence_limit(self, child: Child) -> float:
-        return self.policy.missed_heartbeats * child.interval_s
+        limit = self.policy.missed_heartbeats * child.interval_s
+        if child.state in ("loading", "warming"):
+            return max(limit, self.policy.loading_silence_s)
+        return limit
 
     def _hang_deadline(self, child: Child) -> float:
         if child.last_heartbeat is None:

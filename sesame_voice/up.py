@@ -1,84 +1,226 @@
-"""``sesame-voice up``: the whole service in the foreground: broker, worker(s), gateway.
+"""``sesame-voice up``: the whole service in the foreground, under one supervisor process.
 
-Starts a local mosquitto unless SESAME_MQTT_URL is set, N workers as child processes, and the
-gateway in this process. Ctrl-C or SIGTERM stops everything it started, in reverse order.
+This process runs no server itself: it supervises children (``sesame_voice.children``), each in a
+process group of its own: a local mosquitto (unless SESAME_MQTT_URL is set), N workers and the
+gateway. A child that exits is restarted with backoff; a worker silent on its heartbeats and a
+gateway whose ``/health`` does not answer are killed and replaced (``sesame_voice.supervisor``).
+
+Signals: SIGTERM or Ctrl-C stop everything (gateway, workers, broker, in that order) and exit 0;
+SIGHUP (what ``sesame-voice reload`` sends) replaces the workers one at a time without dropping a
+job. The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
+role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import shutil
 import signal
-import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from broker import logs
-from broker.launcher import Mosquitto
-from broker.settings import MqttUrl
-from stream_server.config import GatewayConfig
-from stream_server.main import serve
+from broker.errors import ConfigError
+from broker.launcher import CONFIG_TEMPLATE, free_port
+from broker.settings import Env, MqttUrl
+
+from .children import ChildSpec, Supervisor
+from .supervisor import Policy, SupervisorCore
 
 log = logs.get("sesame.up")
 
 DEV_MODEL_DIR = Path(".models/bark-dev")
+CLI = (sys.executable, "-m", "sesame_voice.cli")
 
 
-def main(argv: list[str]) -> int:
+@dataclass(frozen=True, slots=True)
+class UpConfig:
+    port: int
+    host: str
+    workers: int
+    run_dir: Path
+    policy: Policy
+    probe_timeout_s: float
+    stop_timeout_s: float
+    reload_ready_timeout_s: float
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], port: int | None, workers: int | None) -> UpConfig:
+        e = Env(env)
+        run_dir = e.raw("SESAME_RUN_DIR") or str(Path(tempfile.gettempdir()) / f"sesame-voice-{os.getuid()}")
+        policy = Policy(
+            initial_s=e.ms("SESAME_RESTART_BACKOFF_MS", 0.5),
+            max_s=e.ms("SESAME_RESTART_BACKOFF_MAX_MS", 30.0),
+            stable_s=e.ms("SESAME_RESTART_STABLE_MS", 60.0),
+            missed_heartbeats=e.int("SESAME_MISSED_HEARTBEATS", 3, lo=1, hi=100),
+            start_grace_s=e.ms("SESAME_START_GRACE_MS", 120.0),
+            probe_interval_s=e.ms("SESAME_HEALTH_PROBE_INTERVAL_MS", 2.0),
+            unhealthy_after=e.int("SESAME_UNHEALTHY_AFTER", 3, lo=1, hi=100),
+        )
+        if policy.initial_s <= 0 or policy.max_s < policy.initial_s:
+            raise ConfigError("SESAME_RESTART_BACKOFF_MS must be > 0 and <= SESAME_RESTART_BACKOFF_MAX_MS")
+        return cls(
+            port=port if port is not None else e.int("SESAME_PORT", 8000, lo=1, hi=65535),
+            host=e.str("SESAME_HOST", "127.0.0.1"),
+            workers=workers if workers is not None else e.int("SESAME_WORKERS", 1, lo=0, hi=64),
+            run_dir=Path(run_dir),
+            policy=policy,
+            probe_timeout_s=e.ms("SESAME_HEALTH_PROBE_TIMEOUT_MS", 2.0),
+            stop_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0) + 10.0,
+            reload_ready_timeout_s=e.ms("SESAME_RELOAD_READY_TIMEOUT_MS", 120.0),
+        )
+
+    def pid_path(self) -> Path:
+        return self.run_dir / f"up-{self.port}.pid"
+
+    def state_path(self) -> Path:
+        return self.run_dir / f"supervisor-{self.port}.json"
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sesame-voice up", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="gateway port (SESAME_PORT, default 8000)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=int(os.environ.get("SESAME_WORKERS", "1")),
-        help="Bark workers to start (SESAME_WORKERS, default 1)",
-    )
+    parser.add_argument("--workers", type=int, default=None, help="Bark workers (SESAME_WORKERS, default 1)")
     parser.add_argument(
         "--dev-model",
         action="store_true",
         help=f"build (once) and use the small random-weight Bark checkpoint in {DEV_MODEL_DIR}: "
         "noise, but every stage runs",
     )
-    args = parser.parse_args(argv)
-    env = dict(os.environ)
-    if args.port is not None:
-        env["SESAME_PORT"] = str(args.port)
-    logs.configure(env.get("LOG_LEVEL", "INFO"))
+    return parser
 
-    broker: Mosquitto | None = None
-    if not env.get("SESAME_MQTT_URL"):
-        broker = Mosquitto().start()
-        env["SESAME_MQTT_URL"] = str(broker.url)
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    env = dict(os.environ)
+    logs.configure(env.get("LOG_LEVEL", "INFO"))
+    try:
+        config = UpConfig.from_env(env, args.port, args.workers)
+    except ConfigError as exc:
+        log.error("bad_config", error=str(exc))  # noqa: TRY400
+        return 2
+    env["SESAME_PORT"] = str(config.port)
     if args.dev_model:
         if not (DEV_MODEL_DIR / "config.json").exists():
             from synth_worker.devmodel import build_dev_model
 
             build_dev_model(DEV_MODEL_DIR)
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
+    return asyncio.run(_up(config, env))
 
-    workers: list[subprocess.Popen[bytes]] = []
-    try:
-        config = GatewayConfig.from_env(env)
-        for i in range(args.workers):
-            wenv = {**env, "SESAME_WORKER_ID": env.get("SESAME_WORKER_ID", "worker") + f"-{i + 1}"}
-            workers.append(subprocess.Popen([sys.executable, "-m", "sesame_voice.cli", "worker"], env=wenv))
-        print(
-            f"\n  sesame-voice is starting\n  open      http://{config.host}:{config.port}/\n"
-            f"  broker    {MqttUrl.parse(env['SESAME_MQTT_URL'])}\n  workers   {len(workers)} "
-            f"(pids {' '.join(str(w.pid) for w in workers)})\n  Ctrl-C stops everything.\n",
-            flush=True,
+
+class _Stack:
+    """The children of one ``up``: their specs, and the rolling reload of the workers."""
+
+    def __init__(self, config: UpConfig, env: dict[str, str], sup: Supervisor) -> None:
+        self.config, self.env, self.sup = config, env, sup
+        self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
+        self._reload_lock = asyncio.Lock()
+
+    def worker_spec(self, slot: int, generation: int) -> ChildSpec:
+        base = self.env.get("SESAME_WORKER_ID", "worker")
+        wid = f"{base}-{slot}" if generation == 0 else f"{base}-{slot}-r{generation}"
+        return ChildSpec(
+            wid, "worker", (*CLI, "worker"), {**self.env, "SESAME_WORKER_ID": wid}, worker_id=wid
         )
-        asyncio.run(serve(config))
-    finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
+
+    def start_workers(self) -> None:
+        for slot in range(1, self.config.workers + 1):
+            spec = self.worker_spec(slot, 0)
+            self.slots[slot] = (spec.name, 0)
+            self.sup.add(spec)
+
+    def start_gateway(self) -> None:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+        url = f"http://{host}:{self.config.port}/health"
+        self.sup.add(ChildSpec("gateway", "gateway", (*CLI, "gateway"), self.env, health_url=url))
+
+    async def reload(self) -> None:
+        if self._reload_lock.locked():
+            log.warning("reload_already_running")
+            return
+        async with self._reload_lock:
+            log.info("reload_started", workers=len(self.slots))
+            ok = True
+            for slot, (name, generation) in sorted(self.slots.items()):
+                new = self.worker_spec(slot, generation + 1)
+                if await self.sup.replace_worker(name, new, self.config.reload_ready_timeout_s):
+                    self.slots[slot] = (new.name, generation + 1)
+                else:
+                    ok = False
+                    break
+            log.info("reload_done", ok=ok)
+
+
+def _broker_spec(workdir: Path) -> tuple[ChildSpec, MqttUrl]:
+    port = free_port()
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).exists():
+        raise ConfigError("mosquitto is not installed (Debian package 'mosquitto'; `make up` installs it)")
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(CONFIG_TEMPLATE.format(port=port))
+    return ChildSpec("broker", "broker", (binary, "-c", str(conf))), MqttUrl("127.0.0.1", port)
+
+
+async def _up(config: UpConfig, env: dict[str, str]) -> int:
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    env["SESAME_SUPERVISOR_STATE"] = str(config.state_path())
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    with tempfile.TemporaryDirectory(prefix="sesame-up-") as tmp:
+        broker = None
+        if not env.get("SESAME_MQTT_URL"):
+            broker, url = _broker_spec(Path(tmp))
+            env["SESAME_MQTT_URL"] = str(url)
+        mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"])
+        core = SupervisorCore(config.policy)
+        async with Supervisor(
+            core,
+            mqtt_url=mqtt_url,
+            state_path=config.state_path(),
+            probe_timeout_s=config.probe_timeout_s,
+            stop_timeout_s=config.stop_timeout_s,
+        ) as sup:
+            stack = _Stack(config, env, sup)
+            if broker is not None:
+                sup.add(broker)
+                assert sup.link is not None
+                await sup.link.wait_connected(30.0)  # workers and gateway would only retry meanwhile
+            stack.start_workers()
+            stack.start_gateway()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stopping.set)
+            reloads: set[asyncio.Task[None]] = set()
+
+            def on_hup() -> None:
+                task = loop.create_task(stack.reload(), name="reload")
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            loop.add_signal_handler(signal.SIGHUP, on_hup)
+            config.pid_path().write_text(str(os.getpid()))
+            log.info(
+                "up_started",
+                url=f"http://{config.host}:{config.port}/",
+                broker=str(mqtt_url),
+                workers=config.workers,
+                pid=os.getpid(),
+                pid_file=str(config.pid_path()),
+            )
             try:
-                w.wait(10)
-            except subprocess.TimeoutExpired:
-                w.kill()
-        if broker is not None:
-            broker.close()
+                await sup.run(stopping)
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+                for task in reloads:
+                    task.cancel()
+                log.info("up_stopping")
+        with contextlib.suppress(OSError):
+            config.pid_path().unlink()
+    log.info("up_stopped")
     return 0

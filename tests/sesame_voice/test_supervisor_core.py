@@ -152,7 +152,7 @@ def test_the_worker_reported_interval_sets_the_silence_limit() -> None:
     c.add("w", "worker")
     c.started("w", 1, 0.0, worker_id="w1")
     c.mqtt_connected(0.0)
-    c.heartbeat("w1", "loading", 2.0, 1.0)
+    c.heartbeat("w1", "ready", 2.0, 1.0)
     assert c.next_deadline() == pytest.approx(9.0)
 
 
@@ -242,3 +242,17 @@ def test_many_random_schedules_never_restart_faster_than_initial_or_slower_than_
         assert delay is not None
         assert 0.5 <= delay <= 30.0
         now = run_until_spawn(c, "w")
+
+
+def test_a_loading_worker_may_be_late_but_not_forever() -> None:
+    c = core(loading_silence_s=30.0)
+    c.add("w", "worker")
+    c.started("w", 1, 0.0, worker_id="w1")
+    c.mqtt_connected(0.0)
+    c.heartbeat("w1", "loading", 0.5, 1.0)
+    assert c.tick(10.0) == []  # loading torch holds the GIL: beats come late
+    c.heartbeat("w1", "ready", 0.5, 12.0)
+    assert c.next_deadline() == pytest.approx(13.5)
+    c.heartbeat("w1", "warming", 0.5, 13.0)
+    assert c.tick(42.9) == []
+    assert c.tick(43.0) == [Kill("w", "hung")]
