@@ -21,6 +21,10 @@
 | SESAME_DRAIN_TIMEOUT_MS        | 30000                   | how long SIGTERM waits for running jobs         |
 | SESAME_VOICES                  | (built-in map)          | JSON voice map file                             |
 | SESAME_SEED                    | (unset: random)         | fixed Bark sampling seed (reproducible audio)   |
+| SESAME_MODEL_RETRY_MS          | 10000                   | retry an unavailable model this often (0: never)|
+| SESAME_STUCK_FACTOR            | 10                      | job stuck after factor x RTF x expected audio   |
+| SESAME_STUCK_FLOOR_MS          | 60000                   | ... never before this; stuck -> exit status 70  |
+| SESAME_HEALTH_FILE             | (unset)                 | liveness file for ``worker --check-health``     |
 | LOG_LEVEL                      | info                    | log level                                       |
 """
 
@@ -80,6 +84,10 @@ class WorkerConfig:
     log_level: str = "info"
     chunk_ms: int = 40
     seed: int | None = None
+    model_retry_s: float = 10.0
+    stuck_factor: float = 10.0
+    stuck_floor_s: float = 60.0
+    health_file: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -119,6 +127,10 @@ class WorkerConfig:
             voices_path=e.raw("SESAME_VOICES"),
             log_level=e.str("LOG_LEVEL", "info").lower(),
             seed=None if e.raw("SESAME_SEED") is None else e.int("SESAME_SEED", 0, lo=0, hi=2**63 - 1),
+            model_retry_s=e.ms("SESAME_MODEL_RETRY_MS", 10.0),
+            stuck_factor=e.float("SESAME_STUCK_FACTOR", 10.0, lo=1.0, hi=1000.0),
+            stuck_floor_s=e.ms("SESAME_STUCK_FLOOR_MS", 60.0),
+            health_file=e.raw("SESAME_HEALTH_FILE"),
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if config.heartbeat_interval_s < 0.05:

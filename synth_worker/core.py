@@ -22,6 +22,13 @@ One batch runs at a time; when it ends the next one starts. A cancel drops queue
 ([cancelled]) and stops running ones (the engine raises EngineCancelled -> [cancelled]). Draining
 refuses queued jobs ([draining]) so the gateway can place them elsewhere at once, and lets the
 running batch finish.
+
+Healing: an ``unavailable`` worker may become ``warming``/``ready`` again (the adapter retries the
+model on a schedule). A running job is **stuck** when it has run longer than
+``max(stuck_floor_s, stuck_factor x rtf x expected audio length)`` (the expected length from the
+text at ``CHARS_PER_SECOND``; the measured RTF, or 1 before any job has been measured);
+``next_deadline()`` says when the next running job would become stuck and ``stuck(now)`` lists
+those that are: the adapter reports them and exits so its supervisor replaces the process.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from broker.wire import Message
 log = logs.get("sesame.worker")
 
 RTF_WINDOW = 20  # jobs the reported real-time factor is measured over
+CHARS_PER_SECOND = 14.0  # speech rate for a job's expected audio length (as the gateway estimates)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,8 @@ class WorkerCore:
         max_length: int = 200,
         max_batch: int = 1,
         version: str = "0",
+        stuck_factor: float = 10.0,
+        stuck_floor_s: float = 60.0,
     ) -> None:
         self.worker_id = topics.check_id(worker_id, "worker_id")
         self.engine = engine
@@ -119,6 +129,9 @@ class WorkerCore:
         self.max_length = max_length
         self.max_batch = max(1, max_batch)
         self.version = version
+        self.stuck_factor = stuck_factor
+        self.stuck_floor_s = stuck_floor_s
+        self.started_at: dict[str, float] = {}  # running job id -> when it started
         self.state: WorkerState = "loading"
         self.reason: str | None = None
         self.queue: deque[Job] = deque()
@@ -130,13 +143,14 @@ class WorkerCore:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def warming(self) -> None:
-        if self.state == "loading":
-            self.state = "warming"
+        if self.state in ("loading", "unavailable"):
+            self.state, self.reason = "warming", None
 
     def ready(self, now: float) -> list[Action]:
-        if self.state not in ("loading", "warming"):
+        """The engine can speak (at start, or healed after ``unavailable``)."""
+        if self.state not in ("loading", "warming", "unavailable"):
             return []
-        self.state = "ready"
+        self.state, self.reason = "ready", None
         return self._maybe_start(now)
 
     def unavailable(self, reason: str) -> list[Action]:
@@ -147,10 +161,46 @@ class WorkerCore:
         self.state, self.reason = "unavailable", reason
         return [self._error(job, "worker_unavailable", reason) for job in self._take_queue()]
 
+    def give_up(self, reason: str) -> list[Action]:
+        """A job is stuck: every job here fails (``worker_stuck``) and the worker is unavailable."""
+        jobs = [*self.running.values(), *self._take_queue()]
+        self.running.clear()
+        self.started_at.clear()
+        self.state, self.reason = "unavailable", reason
+        self.counters.failed += len(jobs)
+        return [self._error(job, "worker_stuck", reason) for job in jobs]
+
     def drain(self) -> list[Action]:
         """SIGTERM: refuse what waits, let the running batch finish."""
         self.state = "draining"
         return [self._error(job, "draining", "worker is shutting down") for job in self._take_queue()]
+
+    # --- stuck jobs ------------------------------------------------------------------------------
+
+    @property
+    def rtf(self) -> float:
+        """Measured seconds of compute per second of audio (0 until measured)."""
+        return self._rtf.value
+
+    def stuck_limit_s(self, job: Job) -> float:
+        expected_audio_s = len(job.text) / CHARS_PER_SECOND
+        rtf = self._rtf.value or 1.0
+        return max(self.stuck_floor_s, self.stuck_factor * rtf * expected_audio_s)
+
+    def next_deadline(self) -> float | None:
+        """When the earliest running job becomes stuck (None when nothing runs)."""
+        return min(
+            (self.started_at[j] + self.stuck_limit_s(job) for j, job in self.running.items()),
+            default=None,
+        )
+
+    def stuck(self, now: float) -> list[tuple[Job, float]]:
+        """Running jobs past their limit, each with how long it has run."""
+        return [
+            (job, now - self.started_at[j])
+            for j, job in self.running.items()
+            if now >= self.started_at[j] + self.stuck_limit_s(job)
+        ]
 
     @property
     def idle(self) -> bool:
@@ -231,6 +281,7 @@ class WorkerCore:
         self, job_id: str, *, chunks: int, samples: int, sample_rate: int, synth_s: float, now: float
     ) -> list[Action]:
         job = self.running.pop(job_id, None)
+        self.started_at.pop(job_id, None)
         if job is None:
             return []
         self.counters.done += 1
@@ -252,6 +303,7 @@ class WorkerCore:
 
     def job_failed(self, job_id: str, exc: BaseException, now: float) -> list[Action]:
         job = self.running.pop(job_id, None)
+        self.started_at.pop(job_id, None)
         if job is None:
             return []
         actions: list[Action] = []
@@ -310,6 +362,7 @@ class WorkerCore:
             batch.append(job)
         for job in batch:
             self.running[job.job_id] = job
+            self.started_at[job.job_id] = now
         if batch:
             actions.append(Start(tuple(batch)))
         return actions

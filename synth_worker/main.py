@@ -1,7 +1,11 @@
 """``sesame-voice worker``: run one synthesis worker.
 
 Settings come from the environment (see ``synth_worker.config``); flags override them. Exit
-status: 0 after a clean drain (SIGTERM/SIGINT), 2 for unusable settings.
+status: 0 after a clean drain (SIGTERM/SIGINT), 2 for unusable settings, 70 when a job was stuck
+in the engine (the supervisor, systemd or compose starts a fresh process).
+
+``--check-health`` does not run a worker: it reads the running worker's SESAME_HEALTH_FILE and
+exits 0 (alive) or 1 (stale, missing, unavailable), for container health checks.
 """
 
 from __future__ import annotations
@@ -9,6 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -45,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--semantic-max-tokens", type=int, help="SESAME_SEMANTIC_MAX_TOKENS")
     p.add_argument("--device", help="SESAME_DEVICE: auto, cpu, cuda")
     p.add_argument("--log-level", help="LOG_LEVEL")
+    p.add_argument("--health-file", help="SESAME_HEALTH_FILE")
+    p.add_argument(
+        "--check-health", action="store_true", help="check the running worker's health file and exit"
+    )
     return p
 
 
@@ -68,11 +79,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "semantic_max_tokens": args.semantic_max_tokens,
         "device": args.device,
         "log_level": args.log_level,
+        "health_file": args.health_file,
     }
+
+
+def check_health(path: str | None) -> int:
+    from .health import check
+
+    if not path:
+        print("no health file: set SESAME_HEALTH_FILE or --health-file", file=sys.stderr)
+        return 1
+    result = check(Path(path), time.time())
+    print(result.reason, file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.check_health:
+        return check_health(args.health_file or os.environ.get("SESAME_HEALTH_FILE"))
     try:
         config = WorkerConfig.from_env(os.environ, **_overrides(args))
     except ConfigError as exc:
@@ -82,11 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level)
     structlog.contextvars.bind_contextvars(worker_id=config.worker_id)
 
-    from .runtime import build_engine, run_worker
+    from .runtime import EXIT_STUCK, build_engine, run_worker
 
     try:
         engine = build_engine(config)
     except ConfigError as exc:
         logs.get("sesame.worker").error("bad_config", error=str(exc))
         return 2
-    return asyncio.run(run_worker(config, engine))
+    code = asyncio.run(run_worker(config, engine))
+    if code == EXIT_STUCK:
+        # The stuck inference thread holds the engine; nothing more can be cleaned up from here.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -13,6 +13,15 @@ the gateway sees why, rather than a crash loop.
 Stopping (``stop()``, wired to SIGTERM/SIGINT): ``draining`` (new and queued jobs are refused with
 ``draining``), running jobs finish (at most SESAME_DRAIN_TIMEOUT_MS, then they are cancelled), the
 retained status becomes ``offline``, the link disconnects.
+
+Healing: an ``unavailable`` worker (the model is not there yet, or a job found the engine
+unusable) retries its model every SESAME_MODEL_RETRY_MS and becomes ``ready`` when it loads: no
+restart. A job that runs far past its expected time (``WorkerCore.stuck``) cannot be interrupted
+inside torch: the worker reports it (``job_stuck`` in the log, ``worker_stuck`` job errors so the
+gateway fails over at once, status ``offline``) and ``run()`` returns ``EXIT_STUCK`` so that
+whatever supervises it (``sesame-voice up``, systemd, compose) starts a fresh process. Under
+systemd (``Type=notify``) the heartbeat loop also pings the watchdog and the worker says
+``READY=1`` / ``STOPPING=1``; with SESAME_HEALTH_FILE each heartbeat is written there too.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import os
 import time
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 from typing import Protocol
 
 import structlog
@@ -33,12 +43,16 @@ from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
 from broker.messages import Job, WorkerStatus
 
+from . import health
 from .config import WorkerConfig
 from .core import Action, Send, Start, Stop, WorkerCore
 from .engine import CancelToken, Engine, SynthesisRequest
+from .sdnotify import Notifier
 from .voices import VoiceMap
 
 log = logs.get("sesame.worker")
+
+EXIT_STUCK = 70  # EX_SOFTWARE: a job was stuck; the process must be replaced
 
 
 class WorkerEngine(Engine, Protocol):
@@ -109,6 +123,8 @@ class Worker:
             max_length=config.max_length,
             max_batch=config.max_batch,
             version=package_version(),
+            stuck_factor=config.stuck_factor,
+            stuck_floor_s=config.stuck_floor_s,
         )
         self._status_topic = topics.worker_status(wid)
         self._jobs_topic = topics.worker_jobs(wid)
@@ -125,7 +141,12 @@ class Worker:
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, CancelToken] = {}
         self._stopping = asyncio.Event()
+        self._stuck = asyncio.Event()
+        self._unavailable = asyncio.Event()  # a job found the engine unusable: heal it
+        self._jobs_changed = asyncio.Event()
         self._beat_now = asyncio.Event()
+        self._notifier = Notifier()
+        self._health_path = None if config.health_file is None else Path(config.health_file)
 
     def stop(self) -> None:
         """Begin draining (safe to call more than once, from a signal handler)."""
@@ -138,20 +159,30 @@ class Worker:
             model=self.engine.model,
             broker=str(self.config.mqtt_url),
         )
+        code = 0
         try:
             async with self.link, asyncio.TaskGroup() as tg:
                 self._tg = tg
                 beats = tg.create_task(self._heartbeats(), name="heartbeat")
                 prepare = tg.create_task(self._prepare(), name="prepare-engine")
-                await self._stopping.wait()
+                watchdog = tg.create_task(self._watchdog(), name="stuck-watchdog")
+                await _first_of(self._stopping, self._stuck)
                 prepare.cancel()
-                await self._drain()
+                watchdog.cancel()
+                if self._stuck.is_set():
+                    code = EXIT_STUCK
+                    await self._give_up()
+                else:
+                    self._notifier.notify("STOPPING=1")
+                    await self._drain()
                 await self._publish_offline()
                 beats.cancel()
         finally:
-            self.engine.close()
-        log.info("worker_stopped", **_counters(self.core))
-        return 0
+            self._notifier.close()
+            if not self._stuck.is_set():
+                self.engine.close()  # a stuck engine's thread cannot be joined: the process ends
+        log.info("worker_stopped", code=code, **_counters(self.core))
+        return code
 
     # --- MQTT --------------------------------------------------------------------------------------
 
@@ -185,6 +216,7 @@ class Worker:
         next_at = loop.time()
         while True:
             self._beat_now.clear()
+            self._alive()
             if self.link.connected.is_set():
                 beat = self.core.heartbeat(self.clock())
                 try:
@@ -199,7 +231,38 @@ class Worker:
                     await self._beat_now.wait()
                     next_at = loop.time()  # a state change: beat now, then resume the rhythm
 
+    def _alive(self) -> None:
+        """The heartbeat loop runs: tell systemd's watchdog and the health file."""
+        state = self.core.state
+        self._notifier.notify("WATCHDOG=1", f"STATUS={state}")
+        if self._health_path is not None:
+            try:
+                health.write(
+                    self._health_path,
+                    state=state,
+                    at=time.time(),
+                    interval_s=self.config.heartbeat_interval_s,
+                    pid=os.getpid(),
+                )
+            except OSError as exc:
+                log.debug("health_file_not_written", error=str(exc))
+
     async def _prepare(self) -> None:
+        """Load (and warm up) the model; while it cannot be, retry every SESAME_MODEL_RETRY_MS."""
+        attempt = 0
+        while True:
+            attempt += 1
+            if await self._try_prepare(attempt):
+                self._unavailable.clear()
+                await self._unavailable.wait()  # a job found the engine unusable: heal again
+                attempt = 0
+                continue
+            if self.config.model_retry_s <= 0:
+                return
+            log.info("model_retry_scheduled", attempt=attempt, retry_in_s=self.config.model_retry_s)
+            await asyncio.sleep(self.config.model_retry_s)
+
+    async def _try_prepare(self, attempt: int) -> bool:
         config = self.config
         try:
             if config.preload_models or config.warmup_on_start:
@@ -214,7 +277,6 @@ class Worker:
             else:
                 log.info("model_load_deferred", reason="SESAME_PRELOAD_MODELS=false; loads on the first job")
             await self._apply(self.core.ready(self.clock()))
-            log.info("worker_ready", worker_id=config.worker_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the worker stays up and says why (no crash loop)
@@ -223,10 +285,50 @@ class Worker:
                 "engine_unavailable",
                 engine=self.engine.name,
                 reason=reason,
+                attempt=attempt,
                 exc_info=not isinstance(exc, EngineError),
             )
             await self._apply(self.core.unavailable(reason))
+            self._beat_now.set()
+            return False
+        log.info("worker_ready", worker_id=config.worker_id, attempt=attempt)
+        self._notifier.notify("READY=1", "STATUS=ready")
         self._beat_now.set()
+        return True
+
+    async def _watchdog(self) -> None:
+        """Sleep until the earliest running job would be stuck; if it is, stop the worker."""
+        while True:
+            self._jobs_changed.clear()
+            stuck = self.core.stuck(self.clock())
+            if stuck:
+                for job, ran_s in stuck:
+                    log.error(
+                        "job_stuck",
+                        job_id=job.job_id,
+                        session_id=job.session_id,
+                        running_s=round(ran_s, 3),
+                        limit_s=round(self.core.stuck_limit_s(job), 3),
+                        rtf=round(self.core.rtf, 4),
+                    )
+                self._stuck.set()
+                return
+            deadline = self.core.next_deadline()
+            wait_s = None if deadline is None else max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._jobs_changed.wait()
+
+    async def _give_up(self) -> None:
+        """A job is stuck: fail every job here (the gateway places them elsewhere), stop the rest."""
+        await self._apply(self.core.give_up("a job was stuck in the engine; the worker restarts"))
+        self._beat_now.set()
+        for task in list(self._jobs.values()):
+            task.cancel()
+        if self._jobs:
+            await asyncio.wait(
+                list(self._jobs.values()), timeout=max(1.0, self.config.heartbeat_interval_s * 4)
+            )
 
     async def _drain(self) -> None:
         log.info("worker_draining", jobs_in_flight=len(self._jobs), queue_depth=len(self.core.queue))
@@ -276,6 +378,9 @@ class Worker:
         finally:
             self._jobs.pop(job.job_id, None)
             self._cancels.pop(job.job_id, None)
+            self._jobs_changed.set()
+        if self.core.state == "unavailable":
+            self._unavailable.set()
         await self._apply(actions)
 
     # --- actions -----------------------------------------------------------------------------------
@@ -296,10 +401,20 @@ class Worker:
                         self._jobs[job.job_id] = self._tg.create_task(
                             self._run_job(job, token), name=f"job:{job.job_id}"
                         )
+                    self._jobs_changed.set()
                 case Stop(job_id=job_id):
                     running = self._cancels.get(job_id)
                     if running is not None:
                         running.cancel()
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def _check_cancel(cancel: CancelToken) -> None:
