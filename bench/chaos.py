@@ -1,0 +1,448 @@
+"""Chaos: open-loop websocket turns while faults are injected on a schedule; does the voice heal?
+
+Starts ``sesame-voice up`` (broker, ``--workers`` Bark workers on the random-weight dev checkpoint,
+gateway; local tiers workers -> espeak-ng; cache off so that every sentence is synthesized), then
+opens one websocket session per turn at ``--rate`` turns/s (open loop: on schedule, whether or not
+the server keeps up), each a two-sentence ``speak``. Every ``--fault-every`` seconds it injects the
+next fault of the cycle:
+
+    sigkill     SIGKILL a worker                       (up restarts it)
+    sigstop     SIGSTOP a worker                       (up finds it hung and replaces it)
+    broker      SIGKILL the broker                     (up restarts it on the same port)
+    reload      SIGHUP to up                           (a rolling reload)
+    model       move the model directory away, SIGKILL a worker, put the directory back 5 s
+                later                                   (the new worker heals without a restart)
+
+Per sentence: ``spoken`` (by which engine), ``texted`` (an error frame carrying its text) or
+``lost`` (the turn ended or broke without either). Per fault: the time to heal, from the fault
+until every worker heartbeats ``ready`` again *and* Bark has spoken a sentence started after the
+fault. Also: the longest silence a listener heard inside a turn (playout clock, as the load
+tester), and each process's RSS over time (``/proc``; up's children come from its state file).
+
+Output: a table on stdout, ``--json OUT`` and ``--svg OUT`` (faults on a timeline against Bark's
+share of the sentences started in each 5 s window). After the schedule, turns go on until every
+fault has healed or ``--heal-timeout`` passes.
+
+    .venv/bin/python bench/chaos.py --duration 600 --rate 2 --fault-every 30 --workers 2 \\
+        --json chaos.json --svg chaos.svg
+    .venv/bin/python bench/chaos.py --smoke      # ~60 s, 1 worker, every fault once (make test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _stack import Proc, machine
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from broker import topics
+from broker.audio import AudioFrame
+from broker.errors import ProtocolError
+from broker.launcher import free_port
+from broker.link import MqttLink
+from broker.messages import Heartbeat, decode_worker_message
+from broker.settings import MqttUrl
+from clients.stats import Playout
+
+FAULTS = ("sigkill", "sigstop", "broker", "reload", "model")
+TEXTS = (
+    ("The first thing to know is simple.", "It keeps talking no matter what."),
+    ("Here is another short turn.", "Every sentence must be heard."),
+    ("Now a question for you.", "Did you hear that clearly?"),
+)
+
+
+@dataclass
+class Sentence:
+    turn: int
+    seq: int
+    started_at: float  # when the turn was scheduled (seconds since the run began)
+    outcome: str = "lost"  # spoken | texted | lost
+    engine: str | None = None
+    start_at: float | None = None  # when its sentence_start arrived
+
+
+@dataclass
+class Fault:
+    kind: str
+    at: float
+    target: str = ""
+    healed_at: float | None = None
+
+    @property
+    def heal_s(self) -> float | None:
+        return None if self.healed_at is None else round(self.healed_at - self.at, 2)
+
+
+@dataclass
+class Run:
+    t0: float
+    workers: int
+    sentences: list[Sentence] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    silences: list[float] = field(default_factory=list)
+    ready: dict[str, float] = field(default_factory=dict)  # worker id -> last ready heartbeat
+    interval: dict[str, float] = field(default_factory=dict)
+    rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def ready_count(self, now: float) -> int:
+        return sum(1 for w, at in self.ready.items() if now - at <= 3 * self.interval.get(w, 0.5))
+
+    def check_heal(self) -> None:
+        now = self.now()
+        if self.ready_count(now) < self.workers:
+            return
+        for fault in self.faults:
+            if fault.healed_at is None and any(
+                s.engine == "bark" and s.start_at is not None and s.start_at > fault.at
+                for s in self.sentences
+            ):
+                fault.healed_at = now
+
+
+async def one_turn(run: Run, url: str, turn: int, timeout_s: float) -> None:
+    texts = TEXTS[turn % len(TEXTS)]
+    mine = [Sentence(turn, i, run.now()) for i in range(len(texts))]
+    run.sentences.extend(mine)
+    loop = asyncio.get_running_loop()
+    play = Playout(prebuffer_s=0.0)
+    try:
+        async with asyncio.timeout(timeout_s), connect(url, open_timeout=None, close_timeout=1) as ws:
+            await ws.recv()
+            await ws.send(json.dumps({"type": "speak", "text": " ".join(texts)}))
+            while True:
+                raw = await ws.recv()
+                if isinstance(raw, bytes):
+                    frame = AudioFrame.from_bytes(raw)
+                    play.audio(loop.time(), frame.samples / frame.sample_rate)
+                    continue
+                msg = json.loads(raw)
+                seq = msg.get("seq")
+                s = mine[seq] if isinstance(seq, int) and 0 <= seq < len(mine) else None
+                match msg.get("type"):
+                    case "sentence_start" if s is not None:
+                        s.engine, s.start_at = str(msg.get("engine")), run.now()
+                    case "sentence_end" if s is not None:
+                        s.outcome = "spoken"
+                        run.check_heal()
+                    case "error" if s is not None and msg.get("text"):
+                        s.outcome, s.engine = "texted", None
+                    case "turn_end":
+                        break
+    except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake, ProtocolError):
+        pass  # whatever did not arrive stays lost
+    if play.started:
+        run.silences.append(play.gap_s)
+
+
+class Target:
+    """The ``up`` under test: its pids (from the supervisor's state file) and its model dir."""
+
+    def __init__(self, up: Proc, state_path: Path, model: Path) -> None:
+        self.up, self.state_path, self.model = up, state_path, model
+
+    def children(self) -> list[dict[str, object]]:
+        try:
+            return list(json.loads(self.state_path.read_text())["children"])
+        except (OSError, ValueError, KeyError):
+            return []
+
+    def pid(self, role: str, nth: int = 0) -> tuple[str, int] | None:
+        found = [c for c in self.children() if c["role"] == role and c["pid"]]
+        if not found:
+            return None
+        c = found[nth % len(found)]
+        return str(c["name"]), int(c["pid"])  # type: ignore[call-overload]
+
+    def pids(self) -> dict[str, int]:
+        out = {"up": self.up.pid}
+        out.update({str(c["name"]): int(c["pid"]) for c in self.children() if c["pid"]})  # type: ignore[call-overload]
+        return out
+
+
+async def inject(kind: str, target: Target, run: Run, n: int) -> Fault:
+    fault = Fault(kind, run.now())
+    if kind == "reload":
+        os.kill(target.up.pid, signal.SIGHUP)
+        fault.target = "up"
+        return fault
+    victim = target.pid("broker") if kind == "broker" else target.pid("worker", n)
+    if victim is None:
+        fault.target = "none"
+        return fault
+    fault.target = victim[0]
+    if kind == "model":
+        away = target.model.with_name(target.model.name + ".away")
+        target.model.rename(away)
+        os.kill(victim[1], signal.SIGKILL)
+
+        async def restore() -> None:
+            await asyncio.sleep(5.0)  # the schedule of the fault: the directory is gone 5 s
+            away.rename(target.model)
+
+        asyncio.get_running_loop().create_task(restore(), name="restore-model")
+    else:
+        os.kill(victim[1], signal.SIGSTOP if kind == "sigstop" else signal.SIGKILL)
+    return fault
+
+
+def sample_rss(run: Run, target: Target) -> None:
+    now = run.now()
+    for name, pid in target.pids().items():
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    run.rss.setdefault(name, []).append((now, int(line.split()[1]) / 1024.0))
+        except OSError:
+            continue
+
+
+async def heartbeats(run: Run, url: MqttUrl) -> MqttLink:
+    async def on_message(topic: str, payload: bytes) -> None:
+        try:
+            beat = decode_worker_message(payload)
+        except ProtocolError:
+            return
+        if isinstance(beat, Heartbeat):
+            run.interval[beat.worker_id] = beat.interval_s
+            if beat.state == "ready":
+                run.ready[beat.worker_id] = run.now()
+                run.check_heal()
+            else:
+                run.ready.pop(beat.worker_id, None)
+
+    link = MqttLink(
+        url, f"chaos-{os.getpid()}", subscriptions=[(topics.ALL_HEARTBEATS, 0)], on_message=on_message
+    )
+    await link.__aenter__()
+    return link
+
+
+async def drive(args: argparse.Namespace, target: Target, ws_url: str, broker: MqttUrl) -> Run:
+    run = Run(time.monotonic(), args.workers)
+    link = await heartbeats(run, broker)
+    turns: set[asyncio.Task[None]] = set()
+    try:
+        next_fault = args.fault_every
+        turn = 0
+        period = 1.0 / args.rate
+        while True:
+            now = run.now()
+            schedule_over = now >= args.duration
+            healed = all(f.healed_at is not None for f in run.faults)
+            if schedule_over and (healed or now >= args.duration + args.heal_timeout):
+                break
+            if not schedule_over and now >= next_fault:
+                kind = FAULTS[len(run.faults) % len(FAULTS)]
+                run.faults.append(await inject(kind, target, run, len(run.faults)))
+                print(f"  {now:7.1f}s  fault {kind} -> {run.faults[-1].target}", flush=True)
+                next_fault += args.fault_every
+            task = asyncio.create_task(one_turn(run, ws_url, turn, args.turn_timeout), name=f"turn-{turn}")
+            turns.add(task)
+            task.add_done_callback(turns.discard)
+            if turn % max(1, int(args.rate)) == 0:
+                sample_rss(run, target)
+            turn += 1
+            await asyncio.sleep(max(0.0, turn * period - run.now()))  # the open-loop schedule
+        if turns:
+            await asyncio.wait(turns, timeout=args.turn_timeout + 5)
+    finally:
+        await link.close()
+    return run
+
+
+def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
+    outcomes = Counter(s.outcome for s in run.sentences)
+    engines = Counter(s.engine for s in run.sentences if s.outcome == "spoken")
+    total = len(run.sentences)
+    spoken = outcomes["spoken"]
+    rss = {}
+    warm = args.fault_every / 2
+    for name, series in run.rss.items():
+        after = [mb for t, mb in series if t >= warm] or [mb for _, mb in series]
+        rss[name] = {
+            "first_mb": round(after[0], 1),
+            "last_mb": round(after[-1], 1),
+            "max_mb": round(max(after), 1),
+            "growth_pct": round(100.0 * (after[-1] - after[0]) / after[0], 1) if after[0] else None,
+        }
+    last = [s for s in run.sentences if s.outcome == "spoken"][-80:]
+    return {
+        "machine": machine(),
+        "config": {
+            k: getattr(args, k) for k in ("duration", "rate", "fault_every", "workers", "heal_timeout")
+        },
+        "sentences": total,
+        "spoken": spoken,
+        "texted": outcomes["texted"],
+        "lost": outcomes["lost"],
+        "spoken_pct": round(100.0 * spoken / total, 3) if total else None,
+        "engines": dict(engines),
+        "bark_pct": round(100.0 * engines["bark"] / spoken, 1) if spoken else None,
+        "bark_of_last_80": sum(1 for s in last if s.engine == "bark"),
+        "faults": [
+            {"kind": f.kind, "at_s": round(f.at, 2), "target": f.target, "heal_s": f.heal_s}
+            for f in run.faults
+        ],
+        "all_healed": all(f.healed_at is not None for f in run.faults),
+        "longest_silence_s": round(max(run.silences, default=0.0), 3),
+        "rss": rss,
+        "timeline": timeline(run),
+    }
+
+
+def timeline(run: Run, window: float = 5.0) -> list[dict[str, float]]:
+    buckets: dict[int, Counter[str]] = {}
+    for s in run.sentences:
+        if s.start_at is not None:
+            buckets.setdefault(int(s.start_at // window), Counter())[s.engine or "text"] += 1
+    return [
+        {"t": b * window, "bark_share": round(c["bark"] / sum(c.values()), 3), "n": sum(c.values())}
+        for b, c in sorted(buckets.items())
+    ]
+
+
+def svg(rep: dict[str, object], width: int = 900, height: int = 260) -> str:
+    points = rep["timeline"]
+    faults = rep["faults"]
+    assert isinstance(points, list) and isinstance(faults, list)
+    end = max([p["t"] + 5 for p in points] + [f["at_s"] + (f["heal_s"] or 0) for f in faults] + [1.0])
+    x = lambda t: 40 + (width - 60) * t / end  # noqa: E731
+    y = lambda share: 20 + (height - 60) * (1 - share)  # noqa: E731
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+        ' font-family="sans-serif" font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<line x1="40" y1="{y(0)}" x2="{width - 20}" y2="{y(0)}" stroke="#888"/>',
+        f'<line x1="40" y1="{y(1)}" x2="40" y2="{y(0)}" stroke="#888"/>',
+        f'<text x="4" y="{y(1) + 4}">100%</text><text x="14" y="{y(0) + 4}">0%</text>',
+        f'<text x="{width / 2 - 220}" y="{height - 8}">seconds; line: Bark share of sentences'
+        " (5 s windows); red: faults, green: until healed</text>",
+    ]
+    for f in faults:
+        parts.append(f'<line x1="{x(f["at_s"])}" y1="{y(1)}" x2="{x(f["at_s"])}" y2="{y(0)}" stroke="red"/>')
+        parts.append(f'<text x="{x(f["at_s"]) + 2}" y="{y(1) + 10}" fill="red">{f["kind"]}</text>')
+        if f["heal_s"] is not None:
+            healed = f["at_s"] + f["heal_s"]
+            span = max(1.0, x(healed) - x(f["at_s"]))
+            parts.append(f'<rect x="{x(f["at_s"])}" y="{y(0) + 2}" width="{span}" height="6" fill="green"/>')
+    path = " ".join(f"{x(p['t'] + 2.5):.1f},{y(p['bark_share']):.1f}" for p in points)
+    parts.append(f'<polyline points="{path}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def render(rep: dict[str, object]) -> str:
+    lines = [
+        "chaos: faults under open-loop websocket turns",
+        f"machine: {rep['machine']}; config {rep['config']}",
+        "",
+        "sentences  spoken  texted  lost  spoken%   bark%  bark of last 80  longest silence (s)",
+        f"{rep['sentences']:>9}  {rep['spoken']:>6}  {rep['texted']:>6}  {rep['lost']:>4}  "
+        f"{rep['spoken_pct']!s:>7}  {rep['bark_pct']!s:>6}  {rep['bark_of_last_80']:>15}  "
+        f"{rep['longest_silence_s']:>8}",
+        f"engines: {rep['engines']}",
+        "",
+        "fault     at (s)  target           heal (s)",
+    ]
+    lines += [
+        f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<15}  {f['heal_s']!s:>8}"
+        for f in rep["faults"]  # type: ignore[attr-defined]
+    ]
+    lines += ["", "process          first MB  last MB  max MB  growth %"]
+    for name, r in rep["rss"].items():  # type: ignore[attr-defined]
+        lines.append(
+            f"{name:<15}  {r['first_mb']:>8}  {r['last_mb']:>7}  {r['max_mb']:>6}  {r['growth_pct']!s:>8}"
+        )
+    return "\n".join(lines)
+
+
+def start_up(args: argparse.Namespace, tmp: Path) -> tuple[Proc, Target, str, MqttUrl]:
+    model = tmp / "bark-dev"
+    if args.model:
+        import shutil
+
+        shutil.copytree(args.model, model)  # a copy: the model fault moves it around
+    else:
+        from synth_worker.devmodel import build_dev_model
+
+        build_dev_model(model)
+    port = free_port()
+    env = {
+        "SESAME_PORT": str(port),
+        "SESAME_RUN_DIR": str(tmp),
+        "SESAME_MODEL": str(model),
+        "SESAME_MQTT_URL": "",
+        "SESAME_SEED": "1",
+        "SESAME_TIERS": "workers,espeak-ng",
+        "SESAME_CACHE_ENABLED": "false",
+        "SESAME_RETRY_DELAY": "0",
+        "SESAME_MODEL_RETRY_MS": "1000",
+    }
+    up = Proc(["up", "--workers", str(args.workers)], env, "up")
+    started = up.wait_event("up_started", 60)
+    for i in range(1, args.workers + 1):
+        up.wait_for(
+            lambda e, i=i: e.get("event") == "worker_ready" and e.get("worker_id") == f"worker-{i}",  # type: ignore[misc]
+            300,
+            f"worker-{i} ready",
+        )
+    broker = MqttUrl.parse(str(started["broker"]))
+    return up, Target(up, tmp / f"supervisor-{port}.json", model), f"ws://127.0.0.1:{port}/ws", broker
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=600.0, help="seconds of faults and turns")
+    p.add_argument("--rate", type=float, default=2.0, help="turns per second (open loop)")
+    p.add_argument("--fault-every", type=float, default=30.0, help="seconds between faults")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--heal-timeout", type=float, default=60.0, help="after the schedule, wait this long to heal"
+    )
+    p.add_argument("--turn-timeout", type=float, default=60.0)
+    p.add_argument("--model", help="a Bark checkpoint dir to copy (default: build the dev checkpoint)")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--svg", type=Path)
+    p.add_argument("--smoke", action="store_true", help="60 s, 1 turn/s, a fault every 11 s, 1 worker")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.duration, args.rate, args.fault_every, args.workers = 60.0, 1.0, 11.0, 1
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="sesame-chaos-") as tmp:
+        up, target, ws_url, broker = start_up(args, Path(tmp))
+        try:
+            run = asyncio.run(drive(args, target, ws_url, broker))
+        finally:
+            up.stop(60)
+    rep = report(run, args)
+    print(render(rep))
+    if args.json:
+        args.json.write_text(json.dumps(rep, indent=2))
+    if args.svg:
+        args.svg.write_text(svg(rep))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
