@@ -17,8 +17,12 @@ const HEADER_SIZE = 16;
 const ENCODINGS = ["pcm16", "wav", "ogg", "mp3", "flac"];
 const EVENTS = [
   "ready", "sentence_start", "sentence_end", "turn_end", "error", "fallback", "cancelled",
-  "open", "close", "drained", "stats",
+  "open", "close", "drained", "stats", "reconnecting", "reconnect",
 ];
+// Close codes after which the client reconnects by itself: the server is restarting (1012, sent
+// by a draining gateway after its `reconnect` message), going away (1001), or the connection
+// broke (1006); also "try again later" (1013).
+const RECONNECT_CODES = new Set([1001, 1006, 1012, 1013]);
 
 /** Parse the 16-byte little-endian frame header. Throws on a frame that is not ours. */
 export function parseFrameHeader(buffer) {
@@ -75,12 +79,25 @@ export class SesameVoice {
    * @param {string|URL} [options.workletUrl] where player-worklet.js is (default: beside this module)
    * @param {(context: AudioContext) => AudioNode} [options.destination] where to play
    *   (default: the context's speakers); called each time an AudioContext is made
+   * @param {boolean} [options.autoReconnect=true] reconnect after close codes 1001/1006/1012/1013
+   *   (a gateway reload), send the last `start` again, then whatever was sent meanwhile
+   * @param {number} [options.reconnectMaxMs=5000] the longest wait between reconnect attempts
    */
   constructor(options = {}) {
     this.prebufferMs = options.prebufferMs ?? 100;
     this.rebufferMs = options.rebufferMs ?? 60;
     this.workletUrl = options.workletUrl ?? new URL("./player-worklet.js", import.meta.url);
     this.destination = options.destination ?? null;
+    this.autoReconnect = options.autoReconnect ?? true;
+    this.reconnectMaxMs = options.reconnectMaxMs ?? 5000;
+    this.reconnects = 0;
+    this._url = null;
+    this._startOpts = null; // replayed after a reconnect
+    this._pending = []; // messages sent while reconnecting, sent once the new session is ready
+    this._reconnecting = false;
+    this._attempt = 0;
+    this._userClosed = false;
+    this._reconnectTimer = null;
     this.ws = null;
     this.session = null; // the last `ready` message
     this.context = null;
@@ -145,6 +162,12 @@ export class SesameVoice {
   /** Open the websocket (default ws(s)://<page host>/ws); resolves with the server's `ready`. */
   connect(url = defaultUrl()) {
     this._closeSocket();
+    this._url = url;
+    this._userClosed = false;
+    return this._open(url);
+  }
+
+  _open(url) {
     const ws = new WebSocket(url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
@@ -160,16 +183,53 @@ export class SesameVoice {
       const reason = { code: event.code, reason: event.reason, wasClean: event.wasClean };
       for (const waiter of this._readyWaiters.splice(0)) waiter.reject(new Error(`websocket closed (${event.code})`));
       this._emit("close", reason);
+      if (this.autoReconnect && !this._userClosed && RECONNECT_CODES.has(event.code)) {
+        this._scheduleReconnect(event.code);
+      }
     };
     return ready;
   }
 
+  _scheduleReconnect(code) {
+    this._reconnecting = true;
+    const cap = Math.min(this.reconnectMaxMs, 100 * 2 ** this._attempt);
+    const delay = cap * (0.5 + Math.random() / 2); // jittered exponential backoff
+    this._attempt += 1;
+    this._emit("reconnecting", { code, attempt: this._attempt, delayMs: Math.round(delay) });
+    this._reconnectTimer = setTimeout(() => this._reconnect(code), delay);
+  }
+
+  async _reconnect(code) {
+    this._reconnectTimer = null;
+    if (this._userClosed) return;
+    try {
+      await this._open(this._url);
+      this._bySeq.clear(); // a new session numbers its sentences from 0 again
+      if (this._startOpts) await this.start(this._startOpts, true);
+    } catch (err) {
+      // A socket that closed again schedules the next attempt itself (onclose). One that is open
+      // but refused the replayed `start` will not get better: stop and say so.
+      if (this.ws !== null) {
+        this._reconnecting = false;
+        this._pending = [];
+        this._emit("error", { type: "error", code: "reconnect_failed", message: String(err), seq: null });
+      }
+      return;
+    }
+    this._attempt = 0;
+    this._reconnecting = false;
+    this.reconnects += 1;
+    for (const msg of this._pending.splice(0)) this._send(msg);
+    this._emit("reconnect", { code, reconnects: this.reconnects });
+  }
+
   /** Configure the session: {voice, format, sample_rate}; resolves with the new `ready`. */
-  start(opts = {}) {
+  start(opts = {}, replay = false) {
+    if (!replay) this._startOpts = { ...opts };
     const msg = { type: "start" };
     for (const key of ["voice", "format", "sample_rate"]) if (opts[key] !== undefined) msg[key] = opts[key];
     const ready = this._nextReady("start");
-    this._send(msg);
+    this.ws.send(JSON.stringify(msg)); // not queued: a replayed start must go first
     return ready;
   }
 
@@ -201,6 +261,11 @@ export class SesameVoice {
 
   /** Close the websocket and the audio context. */
   close() {
+    this._userClosed = true;
+    this._reconnecting = false;
+    this._pending = [];
+    if (this._reconnectTimer !== null) clearTimeout(this._reconnectTimer);
+    this._reconnectTimer = null;
     this._closeSocket();
     if (this.context) {
       this.context.close().catch(() => {});
@@ -234,8 +299,16 @@ export class SesameVoice {
   }
 
   _send(msg) {
-    if (!this.connected) throw new Error("sesame-voice: not connected");
-    this.ws.send(JSON.stringify(msg));
+    if (this.connected && !this._reconnecting) {
+      this.ws.send(JSON.stringify(msg));
+      return;
+    }
+    if (this.autoReconnect && this._url && !this._userClosed && (this._reconnecting || this.ws === null)) {
+      // Between the server's `reconnect` (or a dropped connection) and the new session: keep it.
+      this._pending.push(msg);
+      return;
+    }
+    throw new Error("sesame-voice: not connected");
   }
 
   _beginTurn() {
@@ -311,6 +384,12 @@ export class SesameVoice {
       case "cancelled":
         this._discarding = false;
         this._emit("cancelled", msg);
+        break;
+      case "reconnect":
+        // The gateway is being replaced: it closes this socket (1012) once this session's turn has
+        // finished. Hold what is sent from now on for the next session.
+        if (this.autoReconnect) this._reconnecting = true;
+        this._emit("reconnecting", { code: null, reason: msg.reason ?? "server asked", attempt: 0 });
         break;
       default:
         // A newer server may add message types; ignore what this client does not know.
