@@ -14,9 +14,11 @@
   as ``sesame_restarts_total{role,reason}``. A file, not an MQTT message, so that the restart of
   the broker itself is visible too.
 
-``reload()`` replaces the workers one at a time: start a new one (a new worker id), wait until its
-heartbeat says ``ready``, then SIGTERM the old one (it drains: queued jobs are refused so the
-gateway places them elsewhere, running ones finish) and wait for it to exit.
+``replace(old, new)`` is one step of a rolling reload: start the new child, wait until it is ready
+(a worker's ``ready`` heartbeat; a gateway's ``READY=1`` on the notify socket, see
+``sesame_voice.notify``), then SIGTERM the old one (it drains: a worker refuses queued jobs so the
+gateway places them elsewhere and finishes running ones; a gateway stops accepting, lets turns
+finish, then closes its websockets with 1012) and wait for it to exit.
 
 ``stop()`` (SIGTERM/SIGINT): nothing restarts; gateway, workers, broker get SIGTERM in that order,
 a frozen one SIGCONT first; whoever is left after ``stop_timeout_s`` gets SIGKILL.
@@ -44,6 +46,7 @@ from broker.link import MqttLink
 from broker.messages import Heartbeat, decode_worker_message
 from broker.settings import MqttUrl
 
+from .notify import NotifyListener
 from .supervisor import Action, Kill, Probe, Role, Spawn, SupervisorCore
 
 log = logs.get("sesame.supervisor")
@@ -59,6 +62,7 @@ class ChildSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     worker_id: str | None = None
     health_url: str | None = None
+    pass_fds: tuple[int, ...] = ()  # the gateway's listening socket, shared across its reloads
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -81,8 +85,11 @@ class Supervisor:
         state_path: Path | None,
         probe_timeout_s: float = 2.0,
         stop_timeout_s: float = 40.0,
+        notify: NotifyListener | None = None,
     ) -> None:
         self.core = core
+        self.notify = notify
+        self._spawned: dict[str, asyncio.Event] = {}
         self.state_path = state_path
         self.probe_timeout_s = probe_timeout_s
         self.stop_timeout_s = stop_timeout_s
@@ -157,28 +164,54 @@ class Supervisor:
             self._ready_waiters.pop(worker_id, None)
         return True
 
-    async def replace_worker(self, old: str, new: ChildSpec, ready_timeout_s: float) -> bool:
-        """Start ``new``, wait for its ``ready`` heartbeat, then drain and stop ``old``."""
-        assert new.worker_id is not None
-        self._ready_waiters.setdefault(new.worker_id, asyncio.Event())
+    async def replace(self, old: str, new: ChildSpec, ready_timeout_s: float) -> bool:
+        """Start ``new``; once it is ready (a worker: its ``ready`` heartbeat; a gateway: its
+        ``READY=1`` notification), drain and stop ``old``. When it is not ready in time, ``new``
+        is stopped and ``old`` keeps serving."""
+        if new.worker_id is not None:
+            self._ready_waiters.setdefault(new.worker_id, asyncio.Event())
+        spawned = self._spawned.setdefault(new.name, asyncio.Event())
         self.add(new, reason="reload")
-        log.info("reload_worker_started", old=old, new=new.name, worker_id=new.worker_id)
-        if not await self.wait_ready(new.worker_id, ready_timeout_s):
-            log.error("reload_worker_not_ready", new=new.name, timeout_s=ready_timeout_s)
+        log.info("reload_child_started", old=old, new=new.name, role=new.role)
+        if not await self._wait_new_ready(new, spawned, ready_timeout_s):
+            log.error("reload_child_not_ready", new=new.name, timeout_s=ready_timeout_s)
+            await self.retire(new.name)
             return False
-        self.core.remove(old)
-        proc = self.procs.get(old)
+        await self.retire(old)
+        return True
+
+    async def _wait_new_ready(self, new: ChildSpec, spawned: asyncio.Event, timeout_s: float) -> bool:
+        if new.worker_id is not None:
+            return await self.wait_ready(new.worker_id, timeout_s)
+        if self.notify is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            async with asyncio.timeout(timeout_s):
+                await spawned.wait()
+        except TimeoutError:
+            return False
+        proc = self.procs.get(new.name)
+        return proc is not None and await self.notify.wait_ready(proc.pid, max(0.0, deadline - loop.time()))
+
+    async def retire(self, name: str) -> None:
+        """Stop a child for good: SIGTERM (it drains), SIGKILL after ``stop_timeout_s``."""
+        self.core.remove(name)
+        proc = self.procs.get(name)
         if proc is not None:
-            log.info("reload_worker_draining", old=old, pid=proc.pid)
+            log.info("child_retiring", child=name, pid=proc.pid)
+            _signal_group(proc.pid, signal.SIGCONT)
             _signal_group(proc.pid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.stop_timeout_s):
                     await proc.wait()
             if proc.returncode is None:
                 _signal_group(proc.pid, signal.SIGKILL)
-        self.specs.pop(old, None)
+            if self.notify is not None:
+                self.notify.forget(proc.pid)
+        self.specs.pop(name, None)
         self._write_state()
-        return True
 
     async def stop(self) -> None:
         """Stop everything: gateway, then workers, then the broker."""
@@ -231,6 +264,7 @@ class Supervisor:
                 env={**os.environ, **spec.env},
                 start_new_session=True,
                 preexec_fn=_die_with_parent,  # prctl only; takes no locks
+                pass_fds=spec.pass_fds,
             )
         except OSError as exc:
             log.error(  # noqa: TRY400 (the OS error says it all)
@@ -241,6 +275,8 @@ class Supervisor:
             return
         self.procs[name] = proc
         self.core.started(name, proc.pid, loop.time(), worker_id=spec.worker_id)
+        if name in self._spawned:
+            self._spawned.pop(name).set()
         fields = {"child": name, "role": spec.role, "pid": proc.pid, "reason": reason}
         if reason == "start":
             log.info("child_started", **fields)

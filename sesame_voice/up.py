@@ -28,8 +28,10 @@ from broker import logs
 from broker.errors import ConfigError
 from broker.launcher import CONFIG_TEMPLATE, free_port
 from broker.settings import Env, MqttUrl
+from stream_server.listen import listening_socket
 
 from .children import ChildSpec, Supervisor
+from .notify import NotifyListener
 from .supervisor import Policy, SupervisorCore
 
 log = logs.get("sesame.up")
@@ -111,7 +113,11 @@ def main(argv: list[str]) -> int:
 
             build_dev_model(DEV_MODEL_DIR)
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
-    return asyncio.run(_up(config, env))
+    try:
+        return asyncio.run(_up(config, env))
+    except ConfigError as exc:
+        log.error("bad_config", error=str(exc))  # noqa: TRY400
+        return 2
 
 
 class _Stack:
@@ -120,6 +126,10 @@ class _Stack:
     def __init__(self, config: UpConfig, env: dict[str, str], sup: Supervisor) -> None:
         self.config, self.env, self.sup = config, env, sup
         self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
+        self.gateway: tuple[str, int] = ("gateway", 0)
+        # Made once, inherited by every gateway (stream_server/listen.py): see the reload.
+        self.listener = listening_socket(config.host, config.port, {})
+        self.listener.set_inheritable(True)
         self._reload_lock = asyncio.Lock()
 
     def worker_spec(self, slot: int, generation: int) -> ChildSpec:
@@ -135,10 +145,18 @@ class _Stack:
             self.slots[slot] = (spec.name, 0)
             self.sup.add(spec)
 
-    def start_gateway(self) -> None:
+    def gateway_spec(self, generation: int) -> ChildSpec:
         host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
         url = f"http://{host}:{self.config.port}/health"
-        self.sup.add(ChildSpec("gateway", "gateway", (*CLI, "gateway"), self.env, health_url=url))
+        name = "gateway" if generation == 0 else f"gateway-r{generation}"
+        env = {**self.env, "SESAME_LISTEN_FD": str(self.listener.fileno())}
+        return ChildSpec(
+            name, "gateway", (*CLI, "gateway"), env, health_url=url, pass_fds=(self.listener.fileno(),)
+        )
+
+    def start_gateway(self) -> None:
+        self.gateway = (self.gateway_spec(0).name, 0)
+        self.sup.add(self.gateway_spec(0))
 
     async def reload(self) -> None:
         if self._reload_lock.locked():
@@ -147,13 +165,19 @@ class _Stack:
         async with self._reload_lock:
             log.info("reload_started", workers=len(self.slots))
             ok = True
+            timeout = self.config.reload_ready_timeout_s
             for slot, (name, generation) in sorted(self.slots.items()):
                 new = self.worker_spec(slot, generation + 1)
-                if await self.sup.replace_worker(name, new, self.config.reload_ready_timeout_s):
-                    self.slots[slot] = (new.name, generation + 1)
-                else:
+                if not await self.sup.replace(name, new, timeout):
                     ok = False
                     break
+                self.slots[slot] = (new.name, generation + 1)
+            if ok:
+                name, generation = self.gateway
+                new = self.gateway_spec(generation + 1)
+                ok = await self.sup.replace(name, new, timeout)
+                if ok:
+                    self.gateway = (new.name, generation + 1)
             log.info("reload_done", ok=ok)
 
 
@@ -170,57 +194,69 @@ def _broker_spec(workdir: Path) -> tuple[ChildSpec, MqttUrl]:
 async def _up(config: UpConfig, env: dict[str, str]) -> int:
     config.run_dir.mkdir(parents=True, exist_ok=True)
     env["SESAME_SUPERVISOR_STATE"] = str(config.state_path())
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
     with tempfile.TemporaryDirectory(prefix="sesame-up-") as tmp:
         broker = None
         if not env.get("SESAME_MQTT_URL"):
             broker, url = _broker_spec(Path(tmp))
             env["SESAME_MQTT_URL"] = str(url)
-        mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"])
-        core = SupervisorCore(config.policy)
-        async with Supervisor(
-            core,
-            mqtt_url=mqtt_url,
-            state_path=config.state_path(),
-            probe_timeout_s=config.probe_timeout_s,
-            stop_timeout_s=config.stop_timeout_s,
-        ) as sup:
-            stack = _Stack(config, env, sup)
-            if broker is not None:
-                sup.add(broker)
-                assert sup.link is not None
-                await sup.link.wait_connected(30.0)  # workers and gateway would only retry meanwhile
-            stack.start_workers()
-            stack.start_gateway()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stopping.set)
-            reloads: set[asyncio.Task[None]] = set()
-
-            def on_hup() -> None:
-                task = loop.create_task(stack.reload(), name="reload")
-                reloads.add(task)
-                task.add_done_callback(reloads.discard)
-
-            loop.add_signal_handler(signal.SIGHUP, on_hup)
-            config.pid_path().write_text(str(os.getpid()))
-            log.info(
-                "up_started",
-                url=f"http://{config.host}:{config.port}/",
-                broker=str(mqtt_url),
-                workers=config.workers,
-                pid=os.getpid(),
-                pid_file=str(config.pid_path()),
-            )
-            try:
-                await sup.run(stopping)
-            finally:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
-                for task in reloads:
-                    task.cancel()
-                log.info("up_stopping")
-        with contextlib.suppress(OSError):
-            config.pid_path().unlink()
+        notify = await NotifyListener(config.run_dir / f"notify-{config.port}.sock").start()
+        env["NOTIFY_SOCKET"] = str(notify.path)
+        try:
+            await _supervise(config, env, broker, notify)
+        finally:
+            notify.close()
+            with contextlib.suppress(OSError):
+                config.pid_path().unlink()
     log.info("up_stopped")
     return 0
+
+
+async def _supervise(
+    config: UpConfig, env: dict[str, str], broker: ChildSpec | None, notify: NotifyListener
+) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"])
+    async with Supervisor(
+        SupervisorCore(config.policy),
+        mqtt_url=mqtt_url,
+        state_path=config.state_path(),
+        probe_timeout_s=config.probe_timeout_s,
+        stop_timeout_s=config.stop_timeout_s,
+        notify=notify,
+    ) as sup:
+        stack = _Stack(config, env, sup)
+        if broker is not None:
+            sup.add(broker)
+            assert sup.link is not None
+            await sup.link.wait_connected(30.0)  # workers and gateway would only retry meanwhile
+        stack.start_workers()
+        stack.start_gateway()
+        reloads: set[asyncio.Task[None]] = set()
+
+        def on_hup() -> None:
+            task = loop.create_task(stack.reload(), name="reload")
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+        config.pid_path().write_text(str(os.getpid()))
+        log.info(
+            "up_started",
+            url=f"http://{config.host}:{config.port}/",
+            broker=str(mqtt_url),
+            workers=config.workers,
+            pid=os.getpid(),
+            pid_file=str(config.pid_path()),
+        )
+        try:
+            await sup.run(stopping)
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            for task in reloads:
+                task.cancel()
+            log.info("up_stopping")
+            stack.listener.close()

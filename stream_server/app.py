@@ -27,6 +27,7 @@ from broker.wire import MAX_JSON_BYTES, Message
 from .hub import Hub, SessionLink
 from .protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, client_messages
 from .session import encode_audio
+from .supervision import SupervisorCollector, read_state
 
 log = logs.get("sesame.http")
 
@@ -89,10 +90,17 @@ def create_app(hub: Hub) -> FastAPI:
         """Liveness: the process is serving."""
         return {"status": "ok", "version": VERSION, "uptime_s": round(time.monotonic() - started, 1)}
 
+    supervisor_state = Path(hub.config.supervisor_state) if hub.config.supervisor_state else None
+    if supervisor_state is not None:
+        hub.metrics.registry.register(SupervisorCollector(supervisor_state))
+
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        """Ready when at least one voice path can speak."""
-        state = hub.readiness()
+        """Ready when at least one voice path can speak; with the supervisor's restarts under `up`."""
+        state = dict(hub.readiness())
+        supervisor = read_state(supervisor_state)
+        if supervisor is not None:
+            state["supervisor"] = supervisor
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     @app.get("/metrics")

@@ -64,6 +64,8 @@ class GatewayConfig:
     publish_session_events: bool = True
     auth_token: str | None = None
     record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
+    # SESAME_SUPERVISOR_STATE (set by `sesame-voice up`): its restarts, shown in /ready and /metrics
+    supervisor_state: str | None = None
     max_sessions: int = 1000
     log_level: str = "INFO"
 
@@ -117,6 +119,7 @@ class GatewayConfig:
             publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", True),
             auth_token=env.raw("SESAME_AUTH_TOKEN"),
             record_dir=env.raw("SESAME_RECORD_DIR"),
+            supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
             log_level=env.str("LOG_LEVEL", "INFO"),
         )

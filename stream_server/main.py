@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Iterator
 
@@ -13,11 +14,13 @@ import uvicorn
 from broker import logs
 from broker.errors import SesameError
 from synth_worker.engine import Engine
+from synth_worker.sdnotify import Notifier
 from synth_worker.voices import VoiceMap
 
 from .app import create_app
 from .config import GatewayConfig
 from .hub import Hub
+from .listen import listening_socket
 from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
@@ -64,7 +67,8 @@ async def _serve(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        task = asyncio.create_task(server.serve(), name="uvicorn")
+        sock = listening_socket(config.host, config.port, os.environ)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
             await asyncio.sleep(0.01)
         if server.started:
@@ -75,6 +79,7 @@ async def _serve(
                 tiers=list(config.failover.tiers),
                 gateway_id=config.gateway_id,
             )
+            Notifier().notify("READY=1", "STATUS=listening")  # systemd, or `up` during a reload
             if started is not None:
                 started.set()
         await task
@@ -95,8 +100,6 @@ def main(argv: list[str]) -> int:
         }.items()
         if v is not None
     }
-    import os
-
     try:
         config = GatewayConfig.from_env({**os.environ, **overrides})
     except SesameError as exc:

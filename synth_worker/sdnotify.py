@@ -32,7 +32,9 @@ class Notifier:
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-            self._sock.sendto("\n".join(fields).encode(), self.address)
+            # MAINPID names the sender: `sesame-voice up` listens on one socket for all children.
+            message = "\n".join((*fields, f"MAINPID={os.getpid()}"))
+            self._sock.sendto(message.encode(), self.address)
         except OSError:
             return False
         return True

@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 
@@ -105,21 +106,37 @@ async def test_sigstop_a_worker_is_killed_as_hung_and_replaced(up: Up) -> None:
         os.kill(pid, 0)
 
 
-async def test_sighup_replaces_the_worker_first_ready_then_drained(up: Up) -> None:
-    old = up.worker_pid()
+async def test_ready_and_metrics_show_the_restarts(up: Up) -> None:
+    async with httpx.AsyncClient(timeout=2 * T) as client:
+        ready = (await client.get(f"http://127.0.0.1:{up.port}/ready")).json()
+        metrics = (await client.get(f"http://127.0.0.1:{up.port}/metrics")).text
+    supervisor = ready["supervisor"]
+    assert {"role": "worker", "reason": "exited", "count": 1} in supervisor["restarts"]
+    assert {"role": "worker", "reason": "hung", "count": 1} in supervisor["restarts"]
+    assert 'sesame_restarts_total{reason="hung",role="worker"} 1.0' in metrics
+    assert 'sesame_restarts_total{reason="exited",role="worker"} 1.0' in metrics
+
+
+async def test_sighup_replaces_worker_then_gateway_each_ready_before_the_old_drains(up: Up) -> None:
+    old_worker = up.worker_pid()
+    old_gateway = next(c["pid"] for c in up.state()["children"] if c["name"] == "gateway")  # type: ignore[attr-defined]
     mark = up.index()
     os.kill(up.proc.pid, signal.SIGHUP)
     up.wait(mark, "reload_started", 3 * T)
     up.wait(mark, "worker_ready", 12 * T, worker_id="worker-1-r1")
-    drained = up.wait(mark, "reload_worker_draining", 3 * T, old="worker-1")
-    assert drained["pid"] == old
+    retiring = up.wait(mark, "child_retiring", 3 * T, child="worker-1")
+    assert retiring["pid"] == old_worker
     up.wait(mark, "worker_stopped", 6 * T, worker_id="worker-1")
-    done = up.wait(mark, "reload_done", 6 * T)
+    up.wait(mark, "child_restarted", 3 * T, child="gateway-r1", reason="reload")
+    retiring = up.wait(mark, "child_retiring", 12 * T, child="gateway")
+    assert retiring["pid"] == old_gateway
+    done = up.wait(mark, "reload_done", 12 * T)
     assert done["ok"] is True
     assert await up.speak_engine("After the reload.") == ["bark"]
     names = [c["name"] for c in up.state()["children"]]  # type: ignore[attr-defined]
-    assert "worker-1-r1" in names
-    assert "worker-1" not in names
+    assert sorted(names) == ["broker", "gateway-r1", "worker-1-r1"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(old_gateway), 0)
 
 
 def test_sigterm_stops_every_child_and_leaves_no_orphan(up: Up) -> None:

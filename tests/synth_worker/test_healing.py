@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import socket
 import threading
@@ -120,7 +121,7 @@ def test_notifier_speaks_the_sd_notify_datagram(tmp_path: Path) -> None:
         server.settimeout(T)
         notifier = Notifier({"NOTIFY_SOCKET": str(path)})
         assert notifier.notify("READY=1", "STATUS=ready")
-        assert server.recv(4096) == b"READY=1\nSTATUS=ready"
+        assert server.recv(4096) == f"READY=1\nSTATUS=ready\nMAINPID={os.getpid()}".encode()
         notifier.close()
     assert not Notifier({}).notify("WATCHDOG=1")  # not under systemd: nothing, no error
     assert not Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")}).notify("WATCHDOG=1")
@@ -132,7 +133,7 @@ def test_notifier_abstract_socket_address() -> None:
         server.bind("\0" + name)
         server.settimeout(T)
         assert Notifier({"NOTIFY_SOCKET": "@" + name}).notify("WATCHDOG=1")
-        assert server.recv(64) == b"WATCHDOG=1"
+        assert server.recv(64) == f"WATCHDOG=1\nMAINPID={os.getpid()}".encode()
 
 
 @pytest.mark.parametrize(
