@@ -161,6 +161,16 @@ class Cancelled(Message):
     turn: int
 
 
+@server_messages.register
+@dataclass(frozen=True, slots=True)
+class Reconnect(Message):
+    """This gateway is being replaced: connect again (the socket closes next, with code 1012)."""
+
+    type = "reconnect"
+    reason: str = "gateway_reload"
+    retry_after_ms: int = 0
+
+
 # MQTT session text (sesame/v1/sessions/{id}/text): text to append, optionally ending the turn.
 @dataclass(frozen=True, slots=True)
 class SessionText(Message):
