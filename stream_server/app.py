@@ -24,6 +24,7 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 
+from .draining import RELOAD
 from .hub import Hub, SessionLink
 from .protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, client_messages
 from .session import encode_audio
@@ -96,11 +97,14 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        """Ready when at least one voice path can speak; with the supervisor's restarts under `up`."""
+        """Ready when at least one voice path can speak and the gateway is not draining; with the
+        supervisor's restarts under `up`."""
         state = dict(hub.readiness())
         supervisor = read_state(supervisor_state)
         if supervisor is not None:
             state["supervisor"] = supervisor
+        if getattr(app.state, "drainer", None) is not None:
+            state["ready"], state["draining"] = False, True
         return JSONResponse(state, status_code=200 if state["ready"] else 503)
 
     @app.get("/metrics")
@@ -180,6 +184,7 @@ async def _serve_websocket(hub: Hub, websocket: WebSocket) -> None:
                 hub.receive(link, _decode_frame(message.get("text")))
             except ProtocolError as exc:
                 hub.refuse(link, exc)
+            _poke_drain(websocket)
     except WebSocketDisconnect:
         pass
     finally:
@@ -188,6 +193,12 @@ async def _serve_websocket(hub: Hub, websocket: WebSocket) -> None:
             link.out.put_nowait(None)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
+
+
+def _poke_drain(websocket: WebSocket) -> None:
+    drainer = getattr(websocket.app.state, "drainer", None)
+    if drainer is not None:
+        drainer.poke()
 
 
 def _decode_frame(raw_text: str | None) -> Message:
@@ -203,6 +214,8 @@ async def _write(websocket: WebSocket, link: SessionLink) -> None:
         while True:
             item = await link.out.get()
             if item is None:
+                if link.close_reason == RELOAD:
+                    await websocket.close(code=1012, reason="gateway reload: reconnect")
                 if link.close_reason == "client_too_slow":
                     await websocket.send_text(
                         Error("client_too_slow", "the client did not read its audio").to_json()
@@ -213,6 +226,7 @@ async def _write(websocket: WebSocket, link: SessionLink) -> None:
                 await websocket.send_bytes(item)
             else:
                 await websocket.send_text(item)
+                _poke_drain(websocket)  # a turn may have ended
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
 

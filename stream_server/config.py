@@ -66,6 +66,8 @@ class GatewayConfig:
     record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
     # SESAME_SUPERVISOR_STATE (set by `sesame-voice up`): its restarts, shown in /ready and /metrics
     supervisor_state: str | None = None
+    # SESAME_DRAIN_TIMEOUT_MS: on SIGTERM, how long turns in flight may finish before 1012
+    drain_timeout_s: float = 30.0
     max_sessions: int = 1000
     log_level: str = "INFO"
 
@@ -120,6 +122,7 @@ class GatewayConfig:
             auth_token=env.raw("SESAME_AUTH_TOKEN"),
             record_dir=env.raw("SESAME_RECORD_DIR"),
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
+            drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
             log_level=env.str("LOG_LEVEL", "INFO"),
         )

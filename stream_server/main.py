@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from broker import logs
 from broker.errors import SesameError
@@ -19,6 +20,8 @@ from synth_worker.voices import VoiceMap
 
 from .app import create_app
 from .config import GatewayConfig
+from .drainer import Drainer
+from .draining import HubDrainTarget
 from .hub import Hub
 from .listen import listening_socket
 from .tiers import build_local_engines, close_engines
@@ -64,9 +67,17 @@ async def _serve(
             )
         )
         loop = asyncio.get_running_loop()
+        drains: set[asyncio.Task[None]] = set()
+
+        def on_signal() -> None:
+            if drains or not server.started:  # a second signal, or not serving yet: stop now
+                server.should_exit = True
+                return
+            drains.add(loop.create_task(_drain(hub, app, server, config), name="drain"))
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+                loop.add_signal_handler(sig, on_signal)
         sock = listening_socket(config.host, config.port, os.environ)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
@@ -83,6 +94,20 @@ async def _serve(
             if started is not None:
                 started.set()
         await task
+
+
+async def _drain(hub: Hub, app: FastAPI, server: uvicorn.Server, config: GatewayConfig) -> None:
+    """SIGTERM: stop accepting (a successor shares the listening socket), let the turns in flight
+    finish, tell each session to reconnect (1012), then stop."""
+    for listener in getattr(server, "servers", []):
+        listener.close()
+    Notifier().notify("STOPPING=1")
+    drainer = Drainer(HubDrainTarget(hub), timeout_s=config.drain_timeout_s)
+    app.state.drainer = drainer
+    try:
+        await drainer.run()
+    finally:
+        server.should_exit = True
 
 
 def main(argv: list[str]) -> int:
