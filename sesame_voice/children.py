@@ -20,8 +20,10 @@
 gateway places them elsewhere and finishes running ones; a gateway stops accepting, lets turns
 finish, then closes its websockets with 1012) and wait for it to exit.
 
-``stop()`` (SIGTERM/SIGINT): nothing restarts; gateway, workers, broker get SIGTERM in that order,
-a frozen one SIGCONT first; whoever is left after ``stop_timeout_s`` gets SIGKILL.
+``stop()`` (SIGTERM/SIGINT): nothing restarts; gateway, workers, broker get SIGTERM in that order
+(the process itself, so that it drains with its own helpers still alive), a frozen one SIGCONT
+first; then each process group gets SIGKILL, for whoever is left after ``stop_timeout_s`` and
+anything a child left behind.
 """
 
 from __future__ import annotations
@@ -69,6 +71,13 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _signal_main(pid: int, sig: int) -> None:
+    """SIGTERM goes to the child itself: it drains, and its own children (espeak-ng, say) keep
+    working meanwhile. The group gets SIGKILL afterwards, for anything left behind."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -202,12 +211,11 @@ class Supervisor:
         if proc is not None:
             log.info("child_retiring", child=name, pid=proc.pid)
             _signal_group(proc.pid, signal.SIGCONT)
-            _signal_group(proc.pid, signal.SIGTERM)
+            _signal_main(proc.pid, signal.SIGTERM)  # it drains, using its own children meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.stop_timeout_s):
                     await proc.wait()
-            if proc.returncode is None:
-                _signal_group(proc.pid, signal.SIGKILL)
+            _signal_group(proc.pid, signal.SIGKILL)  # whatever it left behind
             if self.notify is not None:
                 self.notify.forget(proc.pid)
         self.specs.pop(name, None)
@@ -222,7 +230,7 @@ class Supervisor:
             procs = [self.procs[n] for n in names]
             for proc in procs:
                 _signal_group(proc.pid, signal.SIGCONT)  # a frozen process cannot handle SIGTERM
-                _signal_group(proc.pid, signal.SIGTERM)
+                _signal_main(proc.pid, signal.SIGTERM)
             if procs:
                 _, pending = await asyncio.wait(
                     [asyncio.ensure_future(p.wait()) for p in procs], timeout=self.stop_timeout_s
@@ -230,7 +238,7 @@ class Supervisor:
                 for proc in procs:
                     if proc.returncode is None:
                         log.warning("child_killed_at_stop", pid=proc.pid)
-                        _signal_group(proc.pid, signal.SIGKILL)
+                    _signal_group(proc.pid, signal.SIGKILL)  # it, or whatever it left behind
                 if pending:
                     await asyncio.wait(pending, timeout=5.0)
         self._write_state()

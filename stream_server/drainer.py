@@ -66,10 +66,16 @@ class Drainer:
             for sid in told:
                 log.info("session_told_to_reconnect", session_id=sid)
                 self.target.tell_reconnect(sid)
+            told = []
             self._changed.clear()
             live = self._observe(loop.time())
-            if live == 0 or loop.time() >= give_up_at:
+            # A connection accepted just before the listener closed gets quiet_s to become a session.
+            settled = loop.time() >= now + self.core.quiet_s
+            if (live == 0 and settled) or loop.time() >= give_up_at:
                 break
+            if live == 0:
+                await self._wait(now + self.core.quiet_s)
+                continue
             told = self.core.tick(loop.time())
             if told:
                 continue
