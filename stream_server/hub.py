@@ -99,6 +99,7 @@ class Hub(Interpreter):
         self._queue: deque[Work] = deque()
         self._draining = False
         self._wake = asyncio.Event()
+        self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -235,6 +236,7 @@ class Hub(Interpreter):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
             self._wake.clear()
+            self.wakeups += 1
             now = self.clock()
             if deadline is not None and now >= deadline:
                 try:
