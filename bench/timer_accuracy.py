@@ -26,9 +26,9 @@ from broker import logs, topics
 from broker.messages import Heartbeat
 from clients.stats import Summary, table
 from stream_server.config import GatewayConfig
+from stream_server.failover import FailoverConfig
 from stream_server.hub import Hub
 from stream_server.protocol import Error, Speak
-from stream_server.scheduler import FailoverConfig
 from synth_worker.voices import VoiceMap
 from tests.support.memlink import MemoryLink
 

@@ -11,7 +11,8 @@ from broker.errors import ConfigError
 from broker.settings import Env, MqttUrl
 from broker.topics import check_id
 
-from .scheduler import WORKERS, FailoverConfig
+from .actions import WORKERS
+from .failover import FailoverConfig
 
 LOCAL_TIERS = ("elevenlabs", "edge-tts", "espeak-ng")
 

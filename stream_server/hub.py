@@ -31,7 +31,7 @@ from broker.wire import Message
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
-from .actions import Cause
+from .actions import WORKERS, Cause
 from .cache import SentenceCache
 from .config import GatewayConfig
 from .health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
@@ -43,7 +43,7 @@ from .mqtt_in import route
 from .mqtt_out import MqttOut
 from .preload import Preloader
 from .recorder import Recorder
-from .scheduler import WORKERS, Scheduler
+from .scheduler import Scheduler
 from .sessions import CloseReason, SessionLink, Sessions, SessionSettings
 
 log = logs.get("sesame.gateway")
@@ -243,9 +243,6 @@ class Hub(Interpreter):
                     self.handle_timer(now)
                 except Exception:  # a bug in one decision must not stop the clock for everyone
                     log.exception("timer_failed")
-
-    def _deadlines_moved(self) -> None:
-        self._wake.set()
 
     # ---- status for HTTP ---------------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from broker.wire import Message, Registry
 PROTOCOL_VERSION = 1
 MAX_TEXT_CHARS = 10_000  # one `text`/`speak` frame
 MAX_PENDING_CHARS = 50_000  # text buffered in a session but not yet spoken
-FORMATS = ("pcm16", "wav", "flac", "ogg", "mp3")
 AudioFormat = Literal["pcm16", "wav", "flac", "ogg", "mp3"]
 
 client_messages = Registry("client")

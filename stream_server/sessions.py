@@ -104,8 +104,5 @@ class Sessions:
     def get(self, session_id: str) -> SessionLink | None:
         return self._live.get(session_id)
 
-    def all(self) -> list[SessionLink]:
-        return list(self._live.values())
-
     def __len__(self) -> int:
         return len(self._live)

@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from broker.messages import Heartbeat, WorkerStatus
+from stream_server.actions import GiveUp, SendJob, Sentence
 from stream_server.cache import SentenceCache, cache_key
+from stream_server.failover import FailoverConfig
 from stream_server.health import HealthSampler, SampleHealth
 from stream_server.jobs import JobTracker
 from stream_server.preload import Preload, Preloader
-from stream_server.scheduler import FailoverConfig, GiveUp, Scheduler, SendJob, Sentence
+from stream_server.scheduler import Scheduler
 from stream_server.workers import WorkerRegistry
 
 

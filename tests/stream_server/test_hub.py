@@ -19,10 +19,10 @@ from broker import topics
 from broker.audio import AudioFrame
 from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, worker_messages
 from stream_server.config import GatewayConfig
+from stream_server.failover import FailoverConfig
 from stream_server.hub import Hub
 from stream_server.mqtt_out import Publish
 from stream_server.protocol import CancelTurn, Error, SentenceEnd, Speak, TurnEnd
-from stream_server.scheduler import FailoverConfig
 from stream_server.sessions import CloseReason, SessionLink
 from synth_worker.voices import VoiceMap
 from tests.conftest import T

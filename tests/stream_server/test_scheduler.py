@@ -7,22 +7,22 @@ from dataclasses import replace
 import pytest
 
 from broker.messages import Heartbeat, WorkerStatus
-from stream_server.scheduler import (
+from stream_server.actions import (
     WORKERS,
     CancelJob,
     Cause,
     Completed,
-    FailoverConfig,
     FellBack,
     GiveUp,
     Probe,
     RunLocal,
-    Scheduler,
     SendJob,
     Sentence,
     TierChanged,
     WorkerChanged,
 )
+from stream_server.failover import FailoverConfig
+from stream_server.scheduler import Scheduler
 
 CFG = FailoverConfig(
     tiers=(WORKERS, "edge-tts", "espeak-ng"),
