@@ -42,6 +42,7 @@ from .metrics import Metrics
 from .mqtt_in import route
 from .mqtt_out import MqttOut
 from .preload import Preloader
+from .protocol import Error
 from .recorder import Recorder
 from .scheduler import Scheduler
 from .sessions import CloseReason, SessionLink, Sessions, SessionSettings
@@ -170,8 +171,6 @@ class Hub(Interpreter):
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
-        from .protocol import Error
-
         self.metrics.bad_input.labels(path, exc.code).inc()
         self._push(link, Error(exc.code, str(exc)))
 
