@@ -10,7 +10,6 @@ import signal
 from collections.abc import Iterator
 
 import uvicorn
-from fastapi import FastAPI
 
 from broker import logs
 from broker.errors import SesameError
@@ -30,8 +29,8 @@ log = logs.get("sesame.gateway")
 
 
 class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after its shutdown, which would skip our own clean-up (the hub's
-    MQTT goodbye, `up` stopping its workers). We install the handlers ourselves instead."""
+    """uvicorn would take SIGTERM/SIGINT for itself (signal.signal while serving) and shut down at
+    once, closing every websocket mid-turn. The gateway handles them: the first one drains."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -67,45 +66,45 @@ async def _serve(
             )
         )
         loop = asyncio.get_running_loop()
-        drains: set[asyncio.Task[None]] = set()
-
-        def on_signal() -> None:
-            if drains or not server.started:  # a second signal, or not serving yet: stop now
-                server.should_exit = True
-                return
-            drains.add(loop.create_task(_drain(hub, app, server, config), name="drain"))
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, on_signal)
         sock = listening_socket(config.host, config.port, os.environ)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
-            await asyncio.sleep(0.01)
-        if server.started:
-            log.info(
-                "gateway_listening",
-                url=f"http://{config.host}:{config.port}",
-                broker=str(config.mqtt_url),
-                tiers=list(config.failover.tiers),
-                gateway_id=config.gateway_id,
-            )
-            Notifier().notify("READY=1", "STATUS=listening")  # systemd, or `up` during a reload
-            if started is not None:
-                started.set()
-        await task
+        async with asyncio.TaskGroup() as tg:
+
+            def on_signal() -> None:
+                # The first SIGTERM drains (a successor may share the socket); a second one, or
+                # one before serving, stops at once.
+                if hub.drainer is not None or not server.started:
+                    server.should_exit = True
+                    return
+                tg.create_task(_drain(hub, server, config), name="drain")
+
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, on_signal)
+            task = tg.create_task(server.serve(sockets=[sock]), name="uvicorn")
+            while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
+                await asyncio.sleep(0.01)
+            if server.started:
+                log.info(
+                    "gateway_listening",
+                    url=f"http://{config.host}:{config.port}",
+                    broker=str(config.mqtt_url),
+                    tiers=list(config.failover.tiers),
+                    gateway_id=config.gateway_id,
+                )
+                Notifier().notify("READY=1", "STATUS=listening")  # systemd, or `up` in a reload
+                if started is not None:
+                    started.set()
 
 
-async def _drain(hub: Hub, app: FastAPI, server: uvicorn.Server, config: GatewayConfig) -> None:
+async def _drain(hub: Hub, server: uvicorn.Server, config: GatewayConfig) -> None:
     """SIGTERM: stop accepting (a successor shares the listening socket), let the turns in flight
-    finish, tell each session to reconnect (1012), then stop."""
+    finish, tell each session to reconnect (1012), then stop (``drain.py``, ``drainer.py``)."""
     for listener in getattr(server, "servers", []):
         listener.close()
     Notifier().notify("STOPPING=1")
-    drainer = Drainer(HubDrainTarget(hub), timeout_s=config.drain_timeout_s)
-    app.state.drainer = drainer
+    hub.drainer = Drainer(HubDrainTarget(hub), timeout_s=config.drain_timeout_s)
     try:
-        await drainer.run()
+        await hub.drainer.run()
     finally:
         server.should_exit = True
 

@@ -18,8 +18,8 @@ import pytest
 
 from broker.launcher import Mosquitto, free_port
 from clients import loadtest
-from clients.localstack import Stack
 from tests.conftest import T
+from tests.support.localstack import Stack
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"

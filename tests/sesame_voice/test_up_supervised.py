@@ -17,8 +17,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from broker.launcher import free_port
-from clients.localstack import Event, Proc
 from tests.conftest import T
+from tests.support.localstack import Event, Proc
 from tests.wsclient import collect, send
 
 
