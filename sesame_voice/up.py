@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -101,6 +102,7 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     env = dict(os.environ)
     logs.configure(env.get("LOG_LEVEL", "INFO"))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /health probe
     try:
         config = UpConfig.from_env(env, args.port, args.workers)
     except ConfigError as exc:

@@ -87,7 +87,7 @@ async def test_kill_9_a_worker_comes_back_ready_and_bark_speaks_the_next_turn(up
     assert exited["code"] == -signal.SIGKILL
     restarted = up.wait(mark, "child_restarted", 3 * T, child="worker-1", reason="exited")
     assert restarted["pid"] != pid
-    up.wait(mark, "worker_change", 6 * T, worker_id="worker-1", up=True)
+    up.wait(mark, "worker_change", 12 * T, worker_id="worker-1", up=True)
     assert await up.speak_engine("After the crash.") == ["bark"]
     assert {"role": "worker", "reason": "exited", "count": 1} in up.state()["restarts"]  # type: ignore[operator]
 
@@ -96,11 +96,11 @@ async def test_sigstop_a_worker_is_killed_as_hung_and_replaced(up: Up) -> None:
     pid = up.worker_pid()
     mark = up.index()
     os.kill(pid, signal.SIGSTOP)
-    killed = up.wait(mark, "child_killed", 3 * T, child="worker-1", reason="hung")
+    killed = up.wait(mark, "child_killed", 6 * T, child="worker-1", reason="hung")
     assert killed["pid"] == pid
-    restarted = up.wait(mark, "child_restarted", 3 * T, child="worker-1", reason="hung")
+    restarted = up.wait(mark, "child_restarted", 6 * T, child="worker-1", reason="hung")
     assert restarted["pid"] != pid
-    up.wait(mark, "worker_change", 6 * T, worker_id="worker-1", up=True)
+    up.wait(mark, "worker_change", 12 * T, worker_id="worker-1", up=True)
     assert await up.speak_engine("After the freeze.") == ["bark"]
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
