@@ -7,8 +7,8 @@ run on *windows* of the text whose ends depend only on the text, so the sentence
 how the text was split into fragments:
 
     seg = SentenceSegmenter()
-    seg.feed("Hello. World ")  # ["Hello."]  pysbd cuts "Hello. World" with a whole word after it
-    seg.feed("again")  # []
+    seg.feed("Hello. Wor")  # []  "Hello. World" or "Hello. world"?
+    seg.feed("ld again")  # ["Hello."]  pysbd cut the window "Hello. World"
     seg.flush()  # ["World again"]
 
 How a cut is decided (docs/segmentation.md explains the choices):
@@ -16,11 +16,10 @@ How a cut is decided (docs/segmentation.md explains the choices):
 * The unemitted text is split into *blocks* at hard boundaries: a paragraph break (a blank line)
   and a line break before a list item ("\\n2. ", "\\n- "). A single line break is a space.
 * Within a block, the sentence starting at the front is looked at through growing windows: the
-  text up to each whitespace (and after each full-width stop). A window is looked at once every
-  character of it and the whitespace after it have arrived. pysbd segments the window; the first
-  boundary it finds, with at least ``RIGHT_CONTEXT_WORDS`` words after it in the window, is the
-  cut. The last window of a block (the whole block) is cut at pysbd's first boundary, or ends the
-  sentence at the block's end.
+  text up to each whitespace (and after each run of full-width stops). A window is looked at once
+  the whitespace after it has arrived, so it holds whole words only. pysbd segments the window;
+  its first boundary that follows a space (or a full-width stop) is the cut. The last window of a
+  block (the whole block) ends the sentence at the block's end if pysbd finds no boundary in it.
 * Pieces with no letter or digit ("." of a spaced ellipsis, stray punctuation) join the sentence
   before them (or after them, at the start of a window); a sentence with no letter or digit is
   never emitted (a turn or paragraph of punctuation alone is dropped).
@@ -198,10 +197,8 @@ class SentenceSegmenter:
         """The cut the window buf[:end] gives, if it gives one."""
         window = self._buf[:end]
         early = self._early_cut(window)
-        if is_last or early is not None or _CANDIDATE.search(window):
-            bounds = self._boundaries(window)
-        else:
-            bounds = []
+        asks = is_last or early is not None or _CANDIDATE.search(window)
+        bounds = self._boundaries(window) if asks else []
         first = bounds[0] if bounds else None
         if early is not None and (first is None or early < first):
             return early, early
