@@ -45,8 +45,10 @@ import pysbd
 WIDE_TERMINATORS = frozenset("\u3002\uff01\uff1f")  # ideographic full stop, full-width ! and ?
 CLAUSE_MARKS = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em dash, en dash
 BULLETS = frozenset("-*\u2022\u2043")
-# pysbd is only asked about a window that holds one of these (it cuts nowhere else).
-_CANDIDATE = re.compile(r"[.!?\u2026)\uff0e\u3002\uff01\uff1f\-*\u2022\u2043]")
+# pysbd is only asked about a window with one of these in the LOOKBACK_WORDS words before its last
+# word: it cuts nowhere else, and needs at most two words after a stop ("the U.S. How about").
+_CANDIDATE = re.compile(r"[.!?)\uff0e\u3002\uff01\uff1f]")
+LOOKBACK_WORDS = 3
 CLOSERS = "\"'\u201d\u2019\u00bb)]}\u300d\u300f\uff09"  # closing quotes and brackets
 
 DEFAULT_MAX_LENGTH = 200  # the plan's SESAME_MAX_LENGTH
@@ -197,7 +199,7 @@ class SentenceSegmenter:
         """The cut the window buf[:end] gives, if it gives one."""
         window = self._buf[:end]
         early = self._early_cut(window)
-        asks = is_last or early is not None or _CANDIDATE.search(window)
+        asks = is_last or early is not None or _recent_candidate(window)
         bounds = self._boundaries(window) if asks else []
         first = bounds[0] if bounds else None
         if early is not None and (first is None or early < first):
@@ -255,6 +257,18 @@ class SentenceSegmenter:
             if buf[p].isspace():
                 return p
         return top
+
+
+def _recent_candidate(window: str) -> bool:
+    """Is there a possible sentence end in the LOOKBACK_WORDS words before the last word?
+
+    (pysbd cuts only after a stop, and a cut inside the last word is not taken.)"""
+    start = stop = max(window.rfind(" "), window.rfind("\n"))
+    for _ in range(LOOKBACK_WORDS):
+        if start <= 0:
+            break
+        start = max(window.rfind(" ", 0, start), window.rfind("\n", 0, start))
+    return stop > 0 and _CANDIDATE.search(window, max(start, 0), stop) is not None
 
 
 def _after_wide(text: str) -> bool:

@@ -324,3 +324,26 @@ def test_many_fragments_stay_fast() -> None:
     text = " ".join([sentence] * 200)
     out = [s for ch in text for s in seg.feed(ch)] + seg.flush()
     assert out == [sentence] * 200
+
+
+def test_full_width_stop_after_a_closing_quote_cuts_without_a_space() -> None:
+    seg = SentenceSegmenter()
+    assert seg.feed("\u4ed6\u8bf4\u300c\u597d\u3002\u300d") == []  # the run may go on
+    assert seg.feed("\u7136\u540e") == ["\u4ed6\u8bf4\u300c\u597d\u3002\u300d"]
+
+
+def test_punctuation_alone_is_never_a_sentence() -> None:
+    assert segment("Hello. . . . World.") == ["Hello.", ". . . World."]
+    assert segment("Yes!\n\n...\n\n?!") == ["Yes!"]
+    assert segment("...") == []
+    seg = SentenceSegmenter()
+    assert seg.feed(". . . ") == []
+    assert seg.flush() == []
+
+
+def test_a_list_marker_stays_with_its_item() -> None:
+    assert segment("a. The first item b. The second item") == ["a. The first item", "b. The second item"]
+    assert segment("\u2022 9. The first item \u2022 10. The second") == [
+        "\u2022 9. The first item",
+        "\u2022 10. The second",
+    ]
