@@ -216,13 +216,13 @@ class SentenceSegmenter:
         window = window.replace("\n", " ")
         segments = self._pysbd.segment(window)
         bounds: list[int] = []
-        cursor = start = 0  # the current sentence is window[start:cursor...]
+        cursor = start = 0  # the current sentence starts at window[start]; pieces end at cursor
         speakable = False  # the current sentence has a letter or digit
         for piece in segments:
             text = piece.strip()
             if not text:
                 continue
-            at = window.find(text[:8], cursor)
+            at = window.find(text, cursor)
             if at < 0:
                 continue  # pysbd rewrote the text here: no boundary can be placed on it
             if (
@@ -234,7 +234,7 @@ class SentenceSegmenter:
                 bounds.append(at)
                 start = at
             speakable = speakable or _speakable(text)
-            cursor = at + 1
+            cursor = at + len(text)
         return bounds
 
     def _early_cut(self, window: str) -> int | None:

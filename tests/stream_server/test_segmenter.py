@@ -53,6 +53,8 @@ CASES: list[tuple[str, list[str]]] = [
     ("You need:\n- eggs\n- milk", ["You need:", "- eggs", "- milk"]),
     ("First line\n\nSecond line", ["First line", "Second line"]),
     ("Same\nsentence.", ["Same sentence."]),
+    # a short piece of pysbd's answer ("I") is placed where it is, not at an earlier "I"
+    ("Tell me if I can. I will.", ["Tell me if I can.", "I will."]),
     # full-width terminators need no space
     ("\u4f60\u597d\u3002\u4e16\u754c\u3002", ["\u4f60\u597d\u3002", "\u4e16\u754c\u3002"]),
     ("", []),
