@@ -24,12 +24,19 @@ for accuracy so the long-sentence rule does not count. The cost table streams th
 fragments of about one LLM token (a word and its leading space) at the shipped ``max_length`` 200
 and reports microseconds per fragment.
 
-    .venv/bin/python bench/segmenter.py [--json OUT] [--smoke]
+``--ttfa 0,20,40`` adds the first-chunk comparison: for each ``SESAME_FIRST_CHUNK_MIN_CHARS``
+value a local stack (mosquitto, the gateway with ``SESAME_TIERS=workers`` and the cache off, one
+espeak-ng worker) replays every trace in clients/traces/ in real time (``clients.replay``), and the
+table gives the time from a turn's first fragment to its first audio (the listener's wait), the
+per-sentence TTFA and gap as the replay measures them, and stalls.
+
+    .venv/bin/python bench/segmenter.py [--json OUT] [--smoke] [--ttfa 0,20,40]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import sys
@@ -43,7 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import pysbd
 
 from bench import _rules_segmenter
-from clients.stats import table
+from bench._stack import REPO, Stack, machine
+from clients.replay import SessionResult, replay, summarize
+from clients.stats import Summary, table
+from clients.trace import load_trace
 from stream_server import segmenter as sesame
 
 HEADER = "segmenter: accuracy on the Golden Rules and UD English EWT, and cost per fragment"
@@ -212,10 +222,43 @@ def cost(ewt: list[list[str]], repeats: int) -> list[dict[str, object]]:
     return rows
 
 
+def turn_waits(sessions: list[SessionResult]) -> list[float]:
+    """Per turn: from its first fragment sent to its first audio frame."""
+    out: list[float] = []
+    for r in sessions:
+        starts: list[float] = []
+        flushes = sorted(r.flushes)
+        for t, _ in sorted(r.fragments):
+            if len(starts) <= sum(f < t for f in flushes):
+                starts.append(t)
+        for turn, start in enumerate(starts):
+            firsts = [s.first_audio_t for s in r.sentences if s.turn == turn and s.first_audio_t is not None]
+            if firsts:
+                out.append(min(firsts) - start)
+    return out
+
+
+def ttfa(values: list[int]) -> list[dict[str, object]]:
+    traces = sorted((REPO / "clients" / "traces").glob("*.jsonl"))
+    rows: list[dict[str, object]] = []
+    for first in values:
+        env = {"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false"}
+        with Stack({**env, "SESAME_FIRST_CHUNK_MIN_CHARS": str(first)}) as stack:
+            stack.start_worker("espeak-1", "espeak-ng")
+            sessions = [s for path in traces for s in asyncio.run(replay(load_trace(path), stack.ws_url))]
+        summary = summarize(sessions)
+        waits = Summary.of(turn_waits(sessions)).to_dict(1000.0)
+        rows.append({"first_chunk_min_chars": first, "turn_wait_ms": waits, **summary})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--smoke", action="store_true", help="a few cases of each set (for the test suite)")
+    ap.add_argument(
+        "--ttfa", help="SESAME_FIRST_CHUNK_MIN_CHARS values to replay the traces with, e.g. 0,20,40"
+    )
     args = ap.parse_args()
     golden, ewt = load_golden(), load_ewt()
     if args.smoke:
@@ -249,9 +292,23 @@ def main() -> int:
             [[r["segmenter"], r["fragments"], f"{r['us_per_fragment']:.1f}"] for r in costs],
         )
     )
+    waits = ttfa([int(v) for v in args.ttfa.split(",")]) if args.ttfa else []
+    if waits:
+        print(f"\nfirst-chunk cut, traces replayed in real time into a local stack (espeak-ng), {machine()}")
+        print(table(["first_chunk_min_chars", "turns", "turn wait p50 ms", "p95", "TTFA p50 ms", "p95",
+                     "gap p95 ms", "stalled", "sentences"], [ttfa_row(r) for r in waits]))  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"accuracy": acc, "cost": costs}, indent=1))
+        args.json.write_text(json.dumps({"accuracy": acc, "cost": costs, "ttfa": waits}, indent=1))
     return 0
+
+
+def ttfa_row(r: dict[str, object]) -> list[object]:
+    wait, t, gap = r["turn_wait_ms"], r["ttfa_ms"], r["gap_ms"]
+    assert isinstance(wait, dict) and isinstance(t, dict) and isinstance(gap, dict)
+    return [
+        r["first_chunk_min_chars"], wait["count"], wait["p50"], wait["p95"], t["p50"], t["p95"], gap["p95"],
+        r["stalled_sentences"], r["sentences"],
+    ]  # fmt: skip
 
 
 if __name__ == "__main__":
