@@ -27,10 +27,11 @@ and reports microseconds per fragment.
 ``--ttfa 0,20,40`` adds the first-chunk comparison: for each ``SESAME_FIRST_CHUNK_MIN_CHARS``
 value a local stack (mosquitto, the gateway with ``SESAME_TIERS=workers`` and the cache off, one
 espeak-ng worker) replays every trace in clients/traces/ in real time (``clients.replay``), and the
-table gives the time from a turn's first fragment to its first audio (the listener's wait), the
+deadlines are generous (ack and stall 20 s) so that a busy machine measures the segmenter, not
+failover. The table gives the time from a turn's first fragment to its first audio (the listener's wait), the
 per-sentence TTFA and gap as the replay measures them, and stalls.
 
-    .venv/bin/python bench/segmenter.py [--json OUT] [--smoke] [--ttfa 0,20,40]
+    .venv/bin/python bench/segmenter.py [--json OUT] [--smoke] [--ttfa 0,20,40] [--traces GLOB]
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import pysbd
 
 from bench import _rules_segmenter
 from bench._stack import REPO, Stack, machine
-from clients.replay import SessionResult, replay, summarize
+from clients.replay import SessionResult, TextClock, replay, summarize
 from clients.stats import Summary, table
 from clients.trace import load_trace
 from stream_server import segmenter as sesame
@@ -222,6 +223,42 @@ def cost(ewt: list[list[str]], repeats: int) -> list[dict[str, object]]:
     return rows
 
 
+def text_waits(make: Callable[[], Streaming]) -> dict[str, object]:
+    """The segmenter alone on the traces' timing: when each turn's first chunk is cut (from the
+    turn's first fragment), how long it is, and how long each sentence is held back after its last
+    character arrived (waiting for the next word or flush). No synthesis, no network."""
+    firsts: list[float] = []
+    chars: list[int] = []
+    held: list[float] = []
+    for path in sorted((REPO / "clients" / "traces").glob("*.jsonl")):
+        for events in load_trace(path).sessions.values():
+            seg, clock = make(), TextClock()
+            start: float | None = None  # the current turn's first fragment, until its first cut
+            spoke = False
+            for ev in events:
+                if ev.text is not None:
+                    clock.feed(ev.t, ev.text)
+                    if start is None and not spoke:
+                        start = ev.t
+                out = seg.feed(ev.text) if ev.text is not None else seg.flush()
+                for sentence in out:
+                    done = clock.locate(sentence)
+                    held.append(ev.t - done if done is not None else 0.0)
+                if out and start is not None:
+                    firsts.append(ev.t - start)
+                    chars.append(len(out[0]))
+                    start, spoke = None, True
+                if ev.text is None:
+                    start, spoke = None, False
+    return {
+        "turns": len(firsts),
+        "first_ms": Summary.of(firsts).to_dict(1000.0),
+        "first_chars_p50": sorted(chars)[len(chars) // 2] if chars else 0,
+        "held_ms": Summary.of(held).to_dict(1000.0),
+        "sentences": len(held),
+    }
+
+
 def turn_waits(sessions: list[SessionResult]) -> list[float]:
     """Per turn: from its first fragment sent to its first audio frame."""
     out: list[float] = []
@@ -238,14 +275,26 @@ def turn_waits(sessions: list[SessionResult]) -> list[float]:
     return out
 
 
-def ttfa(values: list[int]) -> list[dict[str, object]]:
-    traces = sorted((REPO / "clients" / "traces").glob("*.jsonl"))
+def ttfa(values: list[int], pattern: str) -> list[dict[str, object]]:
+    traces = sorted((REPO / "clients" / "traces").glob(pattern))
     rows: list[dict[str, object]] = []
     for first in values:
-        env = {"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false"}
+        env = {
+            "SESAME_TIERS": "workers",
+            "SESAME_CACHE_ENABLED": "false",
+            # generous deadlines: this measures the segmenter, not failover on a busy machine
+            "SESAME_ACK_TIMEOUT": "20000",
+            "SESAME_STALL_TIMEOUT": "20000",
+            "SESAME_TIMEOUT": "30000",
+            "SESAME_MISSED_HEARTBEATS": "60",
+        }
         with Stack({**env, "SESAME_FIRST_CHUNK_MIN_CHARS": str(first)}) as stack:
             stack.start_worker("espeak-1", "espeak-ng")
-            sessions = [s for path in traces for s in asyncio.run(replay(load_trace(path), stack.ws_url))]
+            sessions = [
+                s
+                for path in traces
+                for s in asyncio.run(replay(load_trace(path), stack.ws_url, timeout_s=60.0))
+            ]
         summary = summarize(sessions)
         waits = Summary.of(turn_waits(sessions)).to_dict(1000.0)
         rows.append({"first_chunk_min_chars": first, "turn_wait_ms": waits, **summary})
@@ -292,14 +341,45 @@ def main() -> int:
             [[r["segmenter"], r["fragments"], f"{r['us_per_fragment']:.1f}"] for r in costs],
         )
     )
-    waits = ttfa([int(v) for v in args.ttfa.split(",")]) if args.ttfa else []
+    held = held_back()
+    print("\nthe segmenter alone on the traces' timing (clients/traces/*.jsonl), max_length 200")
+    headers = ["segmenter", "first_chunk_min_chars", "turns", "first cut p50 ms", "p95"]
+    headers += ["first chunk chars p50", "held back p50 ms", "p95", "sentences"]
+    print(table(headers, [held_row(r) for r in held]))
+    waits = ttfa([int(v) for v in args.ttfa.split(",")], args.traces) if args.ttfa else []
     if waits:
         print(f"\nfirst-chunk cut, traces replayed in real time into a local stack (espeak-ng), {machine()}")
         print(table(["first_chunk_min_chars", "turns", "turn wait p50 ms", "p95", "TTFA p50 ms", "p95",
                      "gap p95 ms", "stalled", "sentences"], [ttfa_row(r) for r in waits]))  # fmt: skip
     if args.json:
-        args.json.write_text(json.dumps({"accuracy": acc, "cost": costs, "ttfa": waits}, indent=1))
+        args.json.write_text(
+            json.dumps({"accuracy": acc, "cost": costs, "held": held, "ttfa": waits}, indent=1)
+        )
     return 0
+
+
+def held_back() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name, cls, values in (
+        ("sesame (pysbd windows)", sesame.SentenceSegmenter, (0, 20, 40)),
+        ("rules (before)", _rules_segmenter.SentenceSegmenter, (0, 20)),
+    ):
+        for n in values:
+
+            def make(cls: Callable[[int, int], Streaming] = cls, n: int = n) -> Streaming:
+                return cls(200, n)
+
+            rows.append({"segmenter": name, "first_chunk_min_chars": n, **text_waits(make)})
+    return rows
+
+
+def held_row(r: dict[str, object]) -> list[object]:
+    first, held = r["first_ms"], r["held_ms"]
+    assert isinstance(first, dict) and isinstance(held, dict)
+    return [
+        r["segmenter"], r["first_chunk_min_chars"], r["turns"], first["p50"], first["p95"],
+        r["first_chars_p50"], held["p50"], held["p95"], r["sentences"],
+    ]  # fmt: skip
 
 
 def ttfa_row(r: dict[str, object]) -> list[object]:
