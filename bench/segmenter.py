@@ -308,6 +308,7 @@ def main() -> int:
     ap.add_argument(
         "--ttfa", help="SESAME_FIRST_CHUNK_MIN_CHARS values to replay the traces with, e.g. 0,20,40"
     )
+    ap.add_argument("--traces", default="*.jsonl", help="which clients/traces/ files --ttfa replays (a glob)")
     args = ap.parse_args()
     golden, ewt = load_golden(), load_ewt()
     if args.smoke:
