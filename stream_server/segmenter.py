@@ -27,13 +27,10 @@ How a cut is decided (docs/segmentation.md explains the choices):
   semicolon, colon, em or en dash, followed by whitespace) within the limit, else at its last word
   boundary, else hard at the limit.
 * With ``first_chunk_min_chars`` > 0 the first chunk of a turn is cut early at the first clause
-  boundary at least that many characters in (and before pysbd's first boundary), to lower the
-  time to first audio.
+  boundary at least that many characters in (before pysbd's first boundary): sooner first audio.
 
-Every decision reads only text that later text cannot change, so feeding any split of a text
-gives the sentences that feeding it whole gives (tests/stream_server/test_segmenter.py proves it
-with hypothesis). Whitespace is normalized: emitted sentences have single spaces and no
-leading/trailing space. Lengths are counted on that text.
+Any split of a text gives the sentences the whole text gives (hypothesis checks it in the tests).
+Emitted sentences are whitespace-normalized; lengths are counted on that text.
 """
 
 from __future__ import annotations
