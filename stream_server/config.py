@@ -47,7 +47,7 @@ class GatewayConfig:
     port: int = 8000
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     max_length: int = 200  # SESAME_MAX_LENGTH: characters per sentence job
-    first_chunk_min_chars: int = 0
+    first_chunk_min_chars: int = 20
     lookahead: int = 3
     default_voice: str = "maya"
     voices_path: str | None = None
@@ -102,7 +102,7 @@ class GatewayConfig:
             port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
             failover=failover,
             max_length=env.int("SESAME_MAX_LENGTH", 200, lo=20, hi=4000),
-            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 0, lo=0, hi=1000),
+            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 20, lo=0, hi=1000),
             lookahead=env.int("SESAME_LOOKAHEAD", 3, lo=1, hi=32),
             default_voice=env.str("SESAME_VOICE", "maya"),
             voices_path=env.raw("SESAME_VOICES"),

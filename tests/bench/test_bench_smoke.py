@@ -24,6 +24,7 @@ BENCHES = {
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
     "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
+    "segmenter.py": ("segmenter: accuracy on the Golden Rules", "EWT P  EWT R"),
 }
 
 
