@@ -108,15 +108,19 @@ class PiperChild:
                 return 0.0
             loop = asyncio.get_running_loop()
             began = loop.time()
-            await self._spawn()
             ready: asyncio.Queue[Frame] = asyncio.Queue()
             self._pending[0] = ready
+            await self._spawn()
+            # The resampler's scipy.signal takes ~0.5 s to import: do it while the child loads.
+            await asyncio.to_thread(importlib.import_module, "scipy.signal")
             try:
                 async with asyncio.timeout(self.load_timeout_s):
                     kind, payload = await ready.get()
             except TimeoutError as exc:
                 await self.stop()
-                raise EngineUnavailable(f"Piper did not load {self.model.onnx} in {self.load_timeout_s}s") from exc
+                raise EngineUnavailable(
+                    f"Piper did not load {self.model.onnx} in {self.load_timeout_s}s"
+                ) from exc
             finally:
                 self._pending.pop(0, None)
             if kind != b"R":
@@ -326,7 +330,9 @@ class PiperEngine:
     async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
         voice = self.voices.get(request.voice)
         if not voice.piper_voice:
-            raise EngineError(f"voice {voice.name!r} has no Piper voice in the voice map", code="unknown_voice")
+            raise EngineError(
+                f"voice {voice.name!r} has no Piper voice in the voice map", code="unknown_voice"
+            )
         if not request.text.strip():
             raise EngineError("nothing to speak", code="empty_text")
         child = self._child(voice.piper_voice)
