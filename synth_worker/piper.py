@@ -89,6 +89,7 @@ class PiperChild:
         self.load_timeout_s = load_timeout_s
         self.sample_rate = 0
         self._proc: asyncio.subprocess.Process | None = None
+        self._alive = False  # false once its stdout closed: the child is gone or going
         self._reader: asyncio.Task[None] | None = None
         self._stderr: asyncio.Task[None] | None = None
         self._tail: deque[str] = deque(maxlen=5)
@@ -99,7 +100,7 @@ class PiperChild:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.returncode is None
+        return self._alive and self._proc is not None and self._proc.returncode is None
 
     async def start(self) -> float:
         """Start the child (once) and wait for its model to load; seconds taken."""
@@ -108,6 +109,7 @@ class PiperChild:
                 return 0.0
             loop = asyncio.get_running_loop()
             began = loop.time()
+            await self.stop()  # a child that died: collect it before its successor starts
             ready: asyncio.Queue[Frame] = asyncio.Queue()
             self._pending[0] = ready
             await self._spawn()
@@ -142,7 +144,7 @@ class PiperChild:
             )
         except OSError as exc:
             raise EngineUnavailable(f"Piper cannot run: {exc}") from exc
-        self._proc = proc
+        self._proc, self._alive = proc, True
         self._tail.clear()
         assert proc.stdout is not None and proc.stderr is not None
         self._reader = asyncio.ensure_future(self._read(proc.stdout))
@@ -158,6 +160,7 @@ class PiperChild:
                     waiting.put_nowait((kind, payload))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        self._alive = False
         if self._stderr is not None:  # the last words of a dying child explain why it died
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(1.0):
@@ -205,7 +208,7 @@ class PiperChild:
         finally:
             self._pending.pop(rid, None)
             if not finished and self.running:
-                with contextlib.suppress(OSError, ConnectionError):
+                with contextlib.suppress(EngineError):
                     await self._send({"op": "cancel", "id": rid})
 
     @staticmethod
@@ -221,12 +224,16 @@ class PiperChild:
         proc = self._proc
         if proc is None or proc.stdin is None:
             raise EngineError("Piper is not running")
-        async with self._write:
-            proc.stdin.write(json.dumps(message).encode() + b"\n")
-            await proc.stdin.drain()
+        try:
+            async with self._write:
+                proc.stdin.write(json.dumps(message).encode() + b"\n")
+                await proc.stdin.drain()
+        except (OSError, ConnectionError) as exc:
+            self._alive = False
+            raise EngineError(f"Piper exited: {self._why(b'')}") from exc
 
     async def stop(self) -> None:
-        proc, self._proc = self._proc, None
+        proc, self._proc, self._alive = self._proc, None, False
         if proc is None:
             return
         if proc.returncode is None:
@@ -341,17 +348,26 @@ class PiperEngine:
         resampler: StreamResampler | None = None
         pending = np.zeros(0, dtype=np.float32)
         step = max(1, request.sample_rate * self.chunk_ms // 1000)
-        async for pcm in child.say(request.text, cancel, self.timeout_s):
-            if resampler is None:
-                resampler = StreamResampler(child.sample_rate, request.sample_rate)
-            sentence = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-            pending = np.concatenate([pending, resampler.feed(normalize_loudness(sentence))])
-            whole = len(pending) // step * step
-            for piece in chunk_samples(pending[:whole], request.sample_rate, self.chunk_ms):
-                yield AudioChunk(piece, request.sample_rate)
-            pending = pending[whole:]
+        async with contextlib.aclosing(child.say(request.text, cancel, self.timeout_s)) as sentences:
+            async for pcm in sentences:
+                if resampler is None:
+                    resampler = StreamResampler(child.sample_rate, request.sample_rate)
+                sentence = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+                pending = np.concatenate([pending, resampler.feed(normalize_loudness(sentence))])
+                whole = len(pending) // step * step
+                for piece in chunk_samples(pending[:whole], request.sample_rate, self.chunk_ms):
+                    _check(cancel)
+                    yield AudioChunk(piece, request.sample_rate)
+                pending = pending[whole:]
         if resampler is None:
             raise EngineError("Piper produced no audio")
-        rest = np.concatenate([pending, resampler.flush()])
-        for piece in chunk_samples(rest, request.sample_rate, self.chunk_ms):
+        for piece in chunk_samples(
+            np.concatenate([pending, resampler.flush()]), request.sample_rate, self.chunk_ms
+        ):
+            _check(cancel)
             yield AudioChunk(piece, request.sample_rate)
+
+
+def _check(cancel: CancelToken) -> None:
+    if cancel.cancelled:
+        raise EngineCancelled("cancelled")
