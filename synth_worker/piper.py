@@ -29,7 +29,7 @@ import json
 import struct
 import sys
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,7 +179,7 @@ class PiperChild:
     def _why(self, payload: bytes) -> str:
         return payload.decode(errors="replace") or " | ".join(self._tail) or "no message"
 
-    async def say(self, text: str, cancel: CancelToken, timeout_s: float) -> AsyncIterator[bytes]:
+    async def say(self, text: str, cancel: CancelToken, timeout_s: float) -> AsyncGenerator[bytes, None]:
         """PCM16 sentences of ``text``; EngineCancelled, EngineTimeout or EngineError."""
         if not self.running:
             await self.start()
