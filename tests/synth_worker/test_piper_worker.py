@@ -1,0 +1,80 @@
+"""A Piper worker as a real subprocess against a real mosquitto: audio, heartbeats, cancel, reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from broker import topics
+from broker.audio import rms_dbfs
+from broker.launcher import Mosquitto
+from broker.messages import Cancel, Heartbeat, JobDone, JobError
+from tests.conftest import T
+
+from .support import Listener, WorkerProcess
+from .test_worker_process import audio_of, make_job, reply_filter
+
+pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
+
+
+@pytest.fixture(scope="module")
+def piper_worker(shared_mosquitto: Mosquitto) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(shared_mosquitto.url, {"SESAME_ENGINE": "piper", "SESAME_MAX_LENGTH": "1000"})
+    try:
+        worker.wait_log("worker_ready", 6 * T)
+        yield worker
+    finally:
+        worker.close()
+
+
+async def test_piper_job_streams_24khz_speech_over_mqtt(
+    shared_mosquitto: Mosquitto, piper_worker: WorkerProcess
+) -> None:
+    job = make_job("Hello there, my friend. It is good to hear you again.", seq=3)
+    beats = topics.worker_heartbeat(piper_worker.worker_id)
+    async with Listener(shared_mosquitto.url, [reply_filter(job), beats]) as mqtt:
+        beat = await mqtt.heartbeat(piper_worker.worker_id, lambda hb: hb.state == "ready", 2 * T)
+        await mqtt.publish(topics.worker_jobs(piper_worker.worker_id), job.to_bytes())
+        outcome = await mqtt.job(job.reply_to, job.job_id, 4 * T)
+
+    assert isinstance(beat, Heartbeat) and beat.engine == "piper" and beat.model == "piper en_US-joe-medium"
+    assert isinstance(outcome.end, JobDone), outcome.end
+    done = outcome.end
+    assert done.engine == "piper" and done.sample_rate == 24_000
+    assert {f.sample_rate for f in outcome.frames} == {24_000} and {f.seq for f in outcome.frames} == {3}
+    assert [f.index for f in outcome.frames] == list(range(done.chunks))
+    audio = audio_of(outcome.frames)
+    assert len(audio) == done.samples
+    assert 2.0 < len(audio) / 24_000 < 7.0  # 53 characters of speech
+    assert rms_dbfs(audio) == pytest.approx(-20.0, abs=2.0)  # speech at the project's level
+
+
+async def test_cancel_stops_a_running_piper_job(
+    shared_mosquitto: Mosquitto, piper_worker: WorkerProcess
+) -> None:
+    job = make_job("This is a long sentence that keeps Piper talking for a good while, " * 10)
+    async with Listener(shared_mosquitto.url, [reply_filter(job)]) as mqtt:
+        await mqtt.publish(topics.worker_jobs(piper_worker.worker_id), job.to_bytes())
+        audio_topic = topics.job_audio(job.reply_to, job.job_id)
+        await mqtt.wait_for(lambda r: r.topic == audio_topic, 2 * T)
+        await mqtt.publish(topics.CANCEL, Cancel(job_ids=(job.job_id,)).to_bytes())
+        outcome = await mqtt.job(job.reply_to, job.job_id, 2 * T)
+    assert isinstance(outcome.end, JobError) and outcome.end.code == "cancelled"
+    # ~50 s of speech was asked for; the cancel cut it short.
+    assert len(audio_of(outcome.frames)) / 24_000 < 30.0
+
+
+async def test_missing_voice_files_heartbeat_unavailable_with_reason(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nobody.onnx"
+    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "piper", "SESAME_PIPER_VOICE": str(missing)})
+    try:
+        async with Listener(mosquitto.url, [topics.worker_heartbeat(worker.worker_id)]) as mqtt:
+            beat = await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "unavailable", 4 * T)
+        assert beat.reason == f"Piper voice file missing: {missing}"
+        assert worker.alive  # it stays up and says why: no crash loop
+    finally:
+        worker.close()
