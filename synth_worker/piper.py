@@ -141,6 +141,9 @@ class PiperChild:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                # Its own session: a terminal's Ctrl-C reaches the worker, which drains its jobs and
+                # then stops the child; a parent that dies closes the child's stdin, and it exits.
+                start_new_session=True,
             )
         except OSError as exc:
             raise EngineUnavailable(f"Piper cannot run: {exc}") from exc

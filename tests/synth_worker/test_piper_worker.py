@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from broker import topics
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
-from broker.messages import Cancel, Heartbeat, JobDone, JobError
+from broker.messages import Cancel, Heartbeat, JobDone, JobError, decode_worker_message
 from tests.conftest import T
 
 from .support import Listener, WorkerProcess
@@ -76,5 +77,48 @@ async def test_missing_voice_files_heartbeat_unavailable_with_reason(
             beat = await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "unavailable", 4 * T)
         assert beat.reason == f"Piper voice file missing: {missing}"
         assert worker.alive  # it stays up and says why: no crash loop
+    finally:
+        worker.close()
+
+
+async def test_batched_piper_jobs_each_get_their_own_audio(mosquitto: Mosquitto) -> None:
+    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "piper", "SESAME_MAX_BATCH": "2"})
+    try:
+        worker.wait_log("worker_ready", 6 * T)
+        short, long = (
+            make_job("Yes.", seq=0),
+            make_job("This one is a good deal longer than the other one.", seq=1),
+        )
+        async with Listener(mosquitto.url, [reply_filter(short), reply_filter(long)]) as mqtt:
+            for job in (short, long):
+                await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
+            done_short = await mqtt.job(short.reply_to, short.job_id, 4 * T)
+            done_long = await mqtt.job(long.reply_to, long.job_id, 4 * T)
+        assert isinstance(done_short.end, JobDone) and isinstance(done_long.end, JobDone)
+        assert len(audio_of(done_short.frames)) / 24_000 < 1.2
+        assert len(audio_of(done_long.frames)) / 24_000 > 2.0
+        assert {f.seq for f in done_short.frames} == {0} and {f.seq for f in done_long.frames} == {1}
+    finally:
+        worker.close()
+
+
+async def test_sigterm_drains_a_running_piper_job_then_goes_offline(mosquitto: Mosquitto) -> None:
+    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "piper"})
+    try:
+        worker.wait_log("worker_ready", 6 * T)
+        job = make_job("Finish this sentence before you leave, please. And this one too, if you can.")
+        status_topic = topics.worker_status(worker.worker_id)
+        async with Listener(mosquitto.url, [reply_filter(job), status_topic]) as mqtt:
+            await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
+            await mqtt.wait_for(lambda r: r.topic == topics.job_events(job.reply_to, job.job_id), 2 * T)
+            worker.signal(signal.SIGTERM)
+            outcome = await mqtt.job(job.reply_to, job.job_id, 2 * T)
+            await mqtt.wait_for(
+                lambda r: r.topic == status_topic and decode_worker_message(r.payload).state == "offline",  # type: ignore[attr-defined]
+                4 * T,
+            )
+        assert worker.wait(4 * T) == 0
+        assert isinstance(outcome.end, JobDone) and len(audio_of(outcome.frames)) / 24_000 > 3.0
+        assert worker.events("worker_draining") and worker.events("worker_stopped")
     finally:
         worker.close()
