@@ -81,3 +81,17 @@ async def test_a_piper_worker_speaks_and_its_turn_fails_over_to_the_piper_tier_i
     )
     assert change["worker_id"] == "piper-1"
     assert_every_sentence_is_speech(turn)
+
+
+def test_piper_is_a_tier_before_espeak_ng_by_default() -> None:
+    from stream_server.config import GatewayConfig
+    from stream_server.tiers import build_local_engines
+    from synth_worker.piper import PiperEngine
+    from synth_worker.voices import VoiceMap
+
+    config = GatewayConfig.from_env({"SESAME_PIPER_VOICE": "/m/x.onnx"})
+    tiers = config.failover.tiers
+    assert tiers.index("piper") == tiers.index("espeak-ng") - 1
+    engines = build_local_engines(config, VoiceMap())
+    piper = engines["piper"]
+    assert isinstance(piper, PiperEngine) and piper.voice_override == "/m/x.onnx"

@@ -159,3 +159,24 @@ async def test_a_dead_child_fails_its_request_and_is_restarted() -> None:
         assert len(await speak(engine, "Back again.")) > 0
     finally:
         await engine.aclose()
+
+
+def test_worker_settings_select_piper() -> None:
+    from broker.errors import ConfigError
+
+    config = WorkerConfig.from_env(
+        {"SESAME_ENGINE": "PIPER", "SESAME_PIPER_VOICE": "/m/x.onnx", "SESAME_PIPER_THREADS": "2"},
+        worker_id="w-1",
+    )
+    assert (config.engine, config.piper_voice, config.piper_threads) == ("piper", "/m/x.onnx", 2)
+    engine = build_engine(config)
+    assert isinstance(engine, PiperEngine) and engine.voice_override == "/m/x.onnx" and engine.threads == 2
+    with pytest.raises(ConfigError, match="SESAME_PIPER_THREADS"):
+        WorkerConfig.from_env({"SESAME_ENGINE": "piper", "SESAME_PIPER_THREADS": "-1"}, worker_id="w-1")
+    with pytest.raises(ConfigError, match="SESAME_ENGINE"):
+        WorkerConfig.from_env({"SESAME_ENGINE": "pipe"}, worker_id="w-1")
+
+
+def test_the_voice_map_gives_every_built_in_voice_the_packaged_piper_voice() -> None:
+    assert {v.piper_voice for v in DEFAULT_VOICES.values()} == {"en_US-joe-medium"}
+    assert packaged_model().onnx.name == "en_US-joe-medium.onnx"
