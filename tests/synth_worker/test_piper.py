@@ -180,3 +180,20 @@ def test_worker_settings_select_piper() -> None:
 def test_the_voice_map_gives_every_built_in_voice_the_packaged_piper_voice() -> None:
     assert {v.piper_voice for v in DEFAULT_VOICES.values()} == {"en_US-joe-medium"}
     assert packaged_model().onnx.name == "en_US-joe-medium.onnx"
+
+
+async def test_without_piper_tts_the_engine_is_unavailable_and_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "piper" else real(name, *a)
+    )
+    engine = PiperEngine()
+    assert not engine.available
+    with pytest.raises(
+        EngineUnavailable, match=r"piper-tts is not installed \(pip install 'sesame-voice\[piper\]'\)"
+    ):
+        await engine.load()
