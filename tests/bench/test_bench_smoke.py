@@ -24,6 +24,7 @@ BENCHES = {
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
     "local_engines.py": ("local engines: TTFA, RTF", "cpu s per s of speech"),
+    "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
 }
 
 
