@@ -150,8 +150,10 @@ class PiperChild:
         self._proc, self._alive = proc, True
         self._tail.clear()
         assert proc.stdout is not None and proc.stderr is not None
-        self._reader = asyncio.ensure_future(self._read(proc.stdout))
-        self._stderr = asyncio.ensure_future(self._read_stderr(proc.stderr))
+        # The child's two readers belong to this object: ``stop()`` cancels and awaits them.
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read(proc.stdout), name=f"piper-stdout:{proc.pid}")
+        self._stderr = loop.create_task(self._read_stderr(proc.stderr), name=f"piper-stderr:{proc.pid}")
 
     async def _read(self, stdout: asyncio.StreamReader) -> None:
         try:
