@@ -11,8 +11,8 @@ from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
 from clients.voice_client import (
     AudioChunk,
-    ConnectionLost,
     Connected,
+    ConnectionLost,
     SentenceAudio,
     SentenceFailed,
     SentenceStarted,
