@@ -25,6 +25,7 @@ from broker.errors import ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 
 from .hub import Hub, SessionLink
+from .openai_api import openai_router
 from .protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, client_messages
 from .session import encode_audio
 
@@ -46,16 +47,6 @@ class TTSRequest(BaseModel):
     voice: str | None = None
     format: Literal["wav", "flac", "ogg", "mp3"] = "wav"
     sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 24000
-
-
-class SpeechRequest(BaseModel):
-    """OpenAI-compatible POST /v1/audio/speech."""
-
-    model: str = "sesame"
-    input: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    voice: str | None = None
-    response_format: Literal["wav", "flac", "opus", "mp3", "pcm"] = "mp3"
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
 
 
 class SpeechFailed(Exception):
@@ -123,13 +114,7 @@ def create_app(hub: Hub) -> FastAPI:
             return JSONResponse({"error": {"code": "unauthorized", "message": "bad token"}}, status_code=401)
         return await _speak_response(hub, body.text, body.voice, body.format, body.sample_rate)
 
-    @app.post("/v1/audio/speech")
-    async def speech(body: SpeechRequest, request: Request) -> Response:
-        """OpenAI-compatible text to speech."""
-        if not authorized(request.headers, None):
-            return JSONResponse({"error": {"code": "unauthorized", "message": "bad token"}}, status_code=401)
-        fmt = {"opus": "ogg", "pcm": "pcm16"}.get(body.response_format, body.response_format)
-        return await _speak_response(hub, body.input, body.voice, fmt, 24000)
+    app.include_router(openai_router(hub, authorized))
 
     @app.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
