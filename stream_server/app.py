@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import resource
 import time
@@ -24,9 +25,10 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 
-from .hub import Hub, SessionLink
+from .hub import Hub, Outgoing, SessionLink
 from .openai_api import openai_router
 from .protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, client_messages
+from .resume import parse_resume
 from .session import encode_audio
 
 log = logs.get("sesame.http")
@@ -140,31 +142,55 @@ def create_app(hub: Hub) -> FastAPI:
 
 
 async def _serve_websocket(hub: Hub, websocket: WebSocket) -> None:
+    link, ready = _attach(hub, websocket)
+    if link is None:
+        return await _refuse_session(websocket, ready)
+    attachment, queue = link.attachment, link.out
+    await websocket.send_text(ready)
+    writer = asyncio.create_task(_write(websocket, queue, link), name=f"ws-writer:{link.session_id}")
+    clean_close = False
     try:
-        link = hub.open_session()
-    except ProtocolError as exc:
-        await websocket.send_text(Error(exc.code, str(exc)).to_json())
-        await websocket.close(code=1013, reason=exc.code)
-        return
-    await websocket.send_text(link.core.ready_message().to_json())
-    writer = asyncio.create_task(_write(websocket, link), name=f"ws-writer:{link.session_id}")
-    try:
-        while not link.closed:
+        while not link.closed and link.attachment == attachment:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                clean_close = message.get("code") in (1000, 1001)
                 break
+            link.received += 1
             try:
                 hub.receive(link, _decode_frame(message.get("text")))
             except ProtocolError as exc:
                 hub.refuse(link, exc)
-    except WebSocketDisconnect:
-        pass
+    except WebSocketDisconnect as exc:
+        clean_close = exc.code in (1000, 1001)
     finally:
-        hub.close_session(link, "client_disconnected")
+        if clean_close:
+            hub.close_session(link, "client_disconnected")
+        else:
+            hub.detach(link, attachment)  # kept for a resume (or closed when resume is off)
         with contextlib.suppress(asyncio.QueueFull):
-            link.out.put_nowait(None)
+            queue.put_nowait(None)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await writer
+
+
+def _attach(hub: Hub, websocket: WebSocket) -> tuple[SessionLink | None, str]:
+    """The session for this socket: the one it resumes (?session_id=&heard=), else a new one.
+    Returns (link, the ready frame) or (None, the error frame)."""
+    query = websocket.query_params
+    wanted = parse_resume(query.get("session_id"), query.get("heard"))
+    if wanted is not None and (link := hub.resume(*wanted)) is not None:
+        ready = dataclasses.replace(link.core.ready_message(), resumed=True, received=link.received)
+        return link, ready.to_json()
+    try:
+        link = hub.open_session(resumable=True)
+    except ProtocolError as exc:
+        return None, Error(exc.code, str(exc)).to_json()
+    return link, link.core.ready_message().to_json()
+
+
+async def _refuse_session(websocket: WebSocket, error: str) -> None:
+    await websocket.send_text(error)
+    await websocket.close(code=1013, reason="overloaded")
 
 
 def _decode_frame(raw_text: str | None) -> Message:
@@ -175,10 +201,10 @@ def _decode_frame(raw_text: str | None) -> Message:
     return client_messages.decode(raw_text)
 
 
-async def _write(websocket: WebSocket, link: SessionLink) -> None:
+async def _write(websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: SessionLink) -> None:
     try:
         while True:
-            item = await link.out.get()
+            item = await queue.get()
             if item is None:
                 if link.close_reason == "client_too_slow":
                     await websocket.send_text(

@@ -36,6 +36,7 @@ from .config import GatewayConfig
 from .metrics import Metrics
 from .protocol import Error, Flush, SessionText, Text, session_text_messages
 from .recorder import Recorder
+from .resume import ReplayLog
 from .scheduler import (
     WORKERS,
     Action,
@@ -71,6 +72,13 @@ class SessionLink:
     out: asyncio.Queue[Outgoing] = field(default_factory=lambda: asyncio.Queue(OUT_QUEUE_FRAMES))
     closed: bool = False
     close_reason: str | None = None
+    # Resume (stream_server/resume.py): the frames sent, the client frames received, and which
+    # attachment of a socket is the current one (a resume makes a new one).
+    log: ReplayLog[str | bytes] = field(default_factory=lambda: ReplayLog(0))
+    received: int = 0
+    attachment: int = 0
+    detached: bool = False
+    expiry: asyncio.Task[None] | None = None
 
     @property
     def session_id(self) -> str:
@@ -167,7 +175,11 @@ class Hub:
     # ---- sessions -----------------------------------------------------------------------------
 
     def open_session(
-        self, voice: str | None = None, sample_rate: int = 24_000, fmt: str = "pcm16"
+        self,
+        voice: str | None = None,
+        sample_rate: int = 24_000,
+        fmt: str = "pcm16",
+        resumable: bool = False,
     ) -> SessionLink:
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError("the gateway is at its session limit", code="overloaded")
@@ -182,7 +194,7 @@ class Hub:
             first_chunk_min_chars=self.config.first_chunk_min_chars,
             lookahead=self.config.lookahead,
         )
-        link = SessionLink(core)
+        link = SessionLink(core, log=ReplayLog(self.config.resume_frames if resumable else 0))
         self.sessions[session_id] = link
         self.metrics.sessions.set(len(self.sessions))
         log.info("session_open", session_id=session_id, voice=resolved)
@@ -197,6 +209,45 @@ class Hub:
         self._run(self.scheduler.cancel_session(link.session_id))
         self.metrics.sessions.set(len(self.sessions))
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason)
+
+    def detach(self, link: SessionLink, attachment: int) -> None:
+        """The client's socket dropped: keep the session for a resume for ``resume_grace_s``."""
+        if link.attachment != attachment or link.closed:
+            return  # a resume already took it over, or it is closed
+        if link.log.limit == 0 or self.config.resume_grace_s <= 0:
+            self.close_session(link, "client_disconnected")
+            return
+        link.detached = True
+        log.info("session_detached", session_id=link.session_id, heard_limit=link.log.sent)
+        link.expiry = self._spawn(self._expire_detached(link, attachment), f"resume-grace:{link.session_id}")
+
+    async def _expire_detached(self, link: SessionLink, attachment: int) -> None:
+        await asyncio.sleep(self.config.resume_grace_s)  # the deadline itself, not a poll
+        if link.detached and link.attachment == attachment:
+            self.close_session(link, "resume_expired")
+
+    def resume(self, session_id: str, heard: int) -> SessionLink | None:
+        """A reconnecting client: the session with every frame from ``heard`` on queued for it,
+        or None (not held here, expired, or those frames are gone)."""
+        link = self.sessions.get(session_id)
+        if link is None or link.closed or link.log.limit == 0:
+            return None
+        replay = link.log.since(heard)
+        if replay is None:
+            log.info("resume_refused", session_id=session_id, heard=heard, first=link.log.first)
+            return None
+        with contextlib.suppress(asyncio.QueueFull):
+            link.out.put_nowait(None)  # ends the writer of a socket not yet known to be dead
+        link.out = asyncio.Queue(OUT_QUEUE_FRAMES)
+        for item in replay:
+            link.out.put_nowait(item)
+        link.attachment += 1
+        link.detached = False
+        if link.expiry is not None:
+            link.expiry.cancel()
+            link.expiry = None
+        log.info("session_resumed", session_id=session_id, heard=heard, replayed=len(replay))
+        return link
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
@@ -239,6 +290,10 @@ class Hub:
     def _emit(self, link: SessionLink, item: str | bytes) -> None:
         if link.closed:
             return
+        if link.log.limit:
+            link.log.append(item)
+        if link.detached:
+            return  # kept in the log for the client's resume
         try:
             link.out.put_nowait(item)
         except asyncio.QueueFull:

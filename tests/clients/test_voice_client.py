@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
+from clients.localstack import Proc
 from clients.voice_client import (
     AudioChunk,
+    Backoff,
     Connected,
     ConnectionLost,
+    Event,
+    Reconnecting,
     SentenceAudio,
     SentenceFailed,
     SentenceStarted,
@@ -116,3 +122,122 @@ def test_consume_removes_a_heard_sentence_from_the_unheard_text(
     unheard: str, sentence: str, left: str
 ) -> None:
     assert consume(unheard, sentence) == left
+
+
+# ---- reconnect and resume ----------------------------------------------------------------------
+
+
+class CuttableProxy:
+    """A TCP relay on loopback whose connections the test can cut (the client sees a dropped socket)."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> CuttableProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers += [writer, up_writer]
+        for src, dst in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(src, dst), name="proxy-pump")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+
+    def cut(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()  # RST: no close frame, like a dropped network
+        self._writers.clear()
+
+
+def sentences(events: list[Event]) -> list[str]:
+    return [e.text for e in events if isinstance(e, SentenceAudio)]
+
+
+LONG = [f"This is sentence number {i}." for i in range(10)]
+
+
+async def test_a_dropped_socket_resumes_the_session_with_no_frame_lost_or_repeated(
+    espeak_gateway: Service,
+) -> None:
+    events: list[Event] = []
+    cut = False
+    async with CuttableProxy(espeak_gateway.port) as proxy:
+        url = f"ws://127.0.0.1:{proxy.port}/ws"
+        async with VoiceClient(url, backoff=Backoff(first_s=0.05, attempts=20)) as voice:
+            await voice.speak(" ".join(LONG))
+            async with asyncio.timeout(12 * T):
+                async for event in voice.events():
+                    events.append(event)
+                    if isinstance(event, AudioChunk) and len(sentences(events)) == 2 and not cut:
+                        cut = True
+                        proxy.cut()  # in the middle of the third sentence
+                    if isinstance(event, TurnEnded):
+                        break
+    assert sentences(events) == LONG
+    connected = [e for e in events if isinstance(e, Connected)]
+    assert len(connected) == 2 and connected[1].resumed
+    assert connected[1].session_id == connected[0].session_id
+    assert any(isinstance(e, Reconnecting) for e in events)
+    # every audio frame of every sentence exactly once, in order
+    chunks: dict[int, list[int]] = {}
+    for e in events:
+        if isinstance(e, AudioChunk):
+            chunks.setdefault(e.seq, []).append(e.index)
+    assert sorted(chunks) == list(range(len(LONG)))
+    for indexes in chunks.values():
+        assert indexes == list(range(len(indexes)))
+    for s in (e for e in events if isinstance(e, SentenceAudio)):
+        assert len(s.audio) // 2 == s.samples
+
+
+async def test_close_1012_from_a_restarting_gateway_goes_on_in_a_new_session(tmp_path: object) -> None:
+    env = {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"}
+    first_part = " ".join(LONG[:4]) + " And the last one"
+    events: list[Event] = []
+    with Mosquitto() as broker:
+        svc = Service(broker, None, env)
+        try:
+            async with VoiceClient(svc.ws_url, backoff=Backoff(first_s=0.1, attempts=30)) as voice:
+                await voice.send_text(first_part)
+                async with asyncio.timeout(16 * T):
+                    async for event in voice.events():
+                        events.append(event)
+                        if isinstance(event, SentenceAudio) and len(sentences(events)) == 2:
+                            svc.gateway.signal(signal.SIGTERM)  # uvicorn closes websockets with 1012
+                            svc.gateway.proc.wait(4 * T)
+                            svc.gateway = Proc(["gateway"], {**svc.env, **env}, "gateway-2")
+                            await asyncio.to_thread(svc.gateway.wait_event, "gateway_listening", 6 * T)
+                        if isinstance(event, Connected) and len(events) > 1:
+                            await voice.send_text(" is here.")
+                            await voice.flush()
+                        if isinstance(event, TurnEnded):
+                            break
+        finally:
+            svc.close()
+    assert sentences(events) == [*LONG[:4], "And the last one is here."]
+    codes = [e.close_code for e in events if isinstance(e, Reconnecting)]
+    assert codes and codes[0] == 1012
+    connected = [e for e in events if isinstance(e, Connected)]
+    assert len(connected) == 2 and not connected[1].resumed
+    assert connected[1].session_id != connected[0].session_id
