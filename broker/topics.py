@@ -74,6 +74,31 @@ def session_audio(session_id: str) -> str:
 
 ALL_SESSION_TEXT = f"{ROOT}/sessions/+/text"
 
+# MQTT-only sessions (docs/asyncapi.yaml): a publisher opens, feeds, flushes, cancels and closes a
+# session on these; one gateway takes each open (a shared subscription) and claims it (retained).
+SESSION_CONTROLS = ("open", "flush", "cancel", "close", "claim")
+GATEWAYS_SHARE = "sesame-gateways"
+
+
+def session_topic(session_id: str, kind: str) -> str:
+    """``sesame/v1/sessions/{id}/{kind}`` for kind in SESSION_CONTROLS (or text/events/audio)."""
+    return f"{ROOT}/sessions/{check_id(session_id, 'session_id')}/{kind}"
+
+
+SHARED_SESSION_OPEN = f"$share/{GATEWAYS_SHARE}/{ROOT}/sessions/+/open"
+ALL_SESSION_CLAIMS = f"{ROOT}/sessions/+/claim"
+ALL_SESSION_FLUSH = f"{ROOT}/sessions/+/flush"
+ALL_SESSION_CANCEL = f"{ROOT}/sessions/+/cancel"
+ALL_SESSION_CLOSE = f"{ROOT}/sessions/+/close"
+
+
+def session_kind_of(topic: str) -> str:
+    """``sesame/v1/sessions/{id}/{kind}`` -> kind (the id is checked by ``session_id_of``)."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:3]) != f"{ROOT}/sessions":
+        raise ProtocolError(f"not a session topic: {topic!r}", code="bad_topic")
+    return parts[4]
+
 
 def worker_id_of(topic: str) -> str:
     """``sesame/v1/workers/{id}/...`` -> id."""

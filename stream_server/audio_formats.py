@@ -9,11 +9,13 @@ Formats (OpenAI's ``response_format`` names):
 - ``pcm``: raw signed 16-bit little-endian mono samples, as OpenAI sends them (no header).
 - ``wav``: a RIFF header whose sizes are 0xFFFFFFFF (the length is not known while streaming; every
   decoder we tried, and OpenAI's own streamed WAV, read it to the end of the stream), then PCM16.
-- ``mp3`` (LAME), ``opus`` (libopus in Ogg), ``aac`` (FFmpeg's native AAC encoder in ADTS) and
-  ``flac``: encoded with PyAV, whose wheels bundle FFmpeg with these encoders. libsndfile
-  (soundfile) has no AAC encoder at all, and it writes a whole file at a time; PyAV muxes packet
-  by packet into a non-seekable sink, so each packet's bytes can go out at once. Ogg Opus only
-  exists at 8, 12, 16, 24 and 48 kHz.
+- ``mp3`` (LAME), ``opus`` (libopus in Ogg) and ``aac`` (FFmpeg's native AAC encoder in ADTS):
+  encoded with PyAV, whose wheels bundle FFmpeg with these encoders. libsndfile (soundfile) has no
+  AAC encoder at all, and it writes a whole file at a time; PyAV muxes packet by packet into a
+  non-seekable sink, so each packet's bytes can go out at once. Ogg Opus only exists at 8, 12,
+  16, 24 and 48 kHz.
+- ``flac`` is sent whole, at the end: a streamed FLAC cannot know its length, and its STREAMINFO
+  then says 0 samples, which libsndfile-based readers (Python's soundfile among them) cannot read.
 
 Speed: ``time_stretch`` changes duration without changing pitch with Rubber Band, through Spotify's
 ``pedalboard`` (its wheels bundle the library). An engine with a rate of its own (espeak-ng's
@@ -50,7 +52,6 @@ _AV_FORMATS: dict[str, tuple[str, str]] = {
     "mp3": ("mp3", "libmp3lame"),
     "opus": ("ogg", "libopus"),
     "aac": ("adts", "aac"),
-    "flac": ("flac", "flac"),
 }
 
 
@@ -117,6 +118,29 @@ class WavEncoder:
         return head
 
 
+class FlacEncoder:
+    """The whole FLAC file at ``finish`` (libsndfile), with its length in STREAMINFO."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self._rate = sample_rate
+        self._parts: list[Samples] = []
+
+    def encode(self, samples: Samples) -> bytes:
+        self._parts.append(np.asarray(samples, dtype=np.float32))
+        return b""
+
+    def finish(self) -> bytes:
+        import io
+
+        import soundfile as sf
+
+        buf = io.BytesIO()
+        audio = np.concatenate(self._parts) if self._parts else np.zeros(0, dtype=np.float32)
+        self._parts.clear()
+        sf.write(buf, audio, self._rate, format="FLAC", subtype="PCM_16")
+        return buf.getvalue()
+
+
 class _Sink:
     """The write-only, non-seekable file PyAV muxes into (so muxers never seek back)."""
 
@@ -134,7 +158,7 @@ class _Sink:
 
 
 class AvEncoder:
-    """mp3 / opus / aac / flac through PyAV (FFmpeg), packet by packet."""
+    """mp3 / opus / aac through PyAV (FFmpeg), packet by packet."""
 
     def __init__(self, fmt: str, sample_rate: int) -> None:
         import av
@@ -183,6 +207,8 @@ def stream_encoder(fmt: str, sample_rate: int) -> StreamEncoder:
         return PcmEncoder()
     if fmt == "wav":
         return WavEncoder(sample_rate)
+    if fmt == "flac":
+        return FlacEncoder(sample_rate)
     if fmt not in _AV_FORMATS:
         raise ProtocolError(
             f"response_format must be one of {', '.join(SPEECH_FORMATS)}", code="bad_response_format"

@@ -34,6 +34,7 @@ from synth_worker.voices import VoiceMap
 from .cache import SentenceCache, cache_key
 from .config import GatewayConfig
 from .metrics import Metrics
+from .mqtt_sessions import MqttSessions
 from .protocol import Error, Flush, SessionText, Text, session_text_messages
 from .recorder import Recorder
 from .resume import ReplayLog
@@ -134,6 +135,7 @@ class Hub:
                 (topics.ALL_STATUSES, 1),
                 (topics.all_replies(config.gateway_id), 1),
                 (topics.ALL_SESSION_TEXT, 1),
+                *MqttSessions.subscriptions(),
             ],
             on_message=self._on_mqtt,
             on_connect=self._on_connect,
@@ -141,6 +143,7 @@ class Hub:
         # Cancels that could not be published (broker down) are sent again on reconnect, so a
         # worker does not spend its time on sentences nobody is waiting for.
         self._unsent_cancels: set[str] = set()
+        self.mqtt_sessions = MqttSessions(self)
         for tier in config.failover.tiers:
             if tier != WORKERS:
                 self.metrics.tier_available.labels(tier).set(1)
@@ -155,6 +158,7 @@ class Hub:
         self._tg.create_task(self._publisher(self._control_out), name="gateway-mqtt-control")
         self._tg.create_task(self._publisher(self._bulk_out), name="gateway-mqtt-session-copies")
         self._tg.create_task(self._health_loop(), name="gateway-health")
+        self._tg.create_task(self.mqtt_sessions.run(), name="gateway-session-claims")
         return self
 
     async def __aexit__(
@@ -180,11 +184,15 @@ class Hub:
         sample_rate: int = 24_000,
         fmt: str = "pcm16",
         resumable: bool = False,
+        session_id: str | None = None,
     ) -> SessionLink:
+        """A new session. ``resumable`` (websocket) and ``session_id`` (MQTT-only, the publisher's
+        id) sessions are claimed, so other gateways on the broker leave their MQTT input alone."""
         if len(self.sessions) >= self.config.max_sessions:
             raise ProtocolError("the gateway is at its session limit", code="overloaded")
         resolved = self.voices.get(voice).name
-        session_id = uuid.uuid4().hex[:20]
+        claimed = resumable or session_id is not None
+        session_id = session_id or uuid.uuid4().hex[:20]
         core = SessionCore(
             session_id,
             voice=resolved,
@@ -197,6 +205,8 @@ class Hub:
         link = SessionLink(core, log=ReplayLog(self.config.resume_frames if resumable else 0))
         self.sessions[session_id] = link
         self.metrics.sessions.set(len(self.sessions))
+        if claimed:
+            self.mqtt_sessions.claim(session_id)
         log.info("session_open", session_id=session_id, voice=resolved)
         return link
 
@@ -207,6 +217,9 @@ class Hub:
         link.closed = True
         link.close_reason = link.close_reason or reason
         self._run(self.scheduler.cancel_session(link.session_id))
+        self.mqtt_sessions.release(link.session_id)
+        with contextlib.suppress(asyncio.QueueFull):
+            link.out.put_nowait(None)  # ends whatever drains this session's queue
         self.metrics.sessions.set(len(self.sessions))
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason)
 
@@ -253,6 +266,27 @@ class Hub:
         """Answer bad client input with an error frame; the session keeps serving."""
         self.metrics.bad_input.labels(path, exc.code).inc()
         self._emit(link, Error(exc.code, str(exc)).to_json())
+        if path == "mqtt":
+            self.publish_event(link.session_id, exc)
+
+    def publish_event(self, session_id: str, event: Message | ProtocolError) -> None:
+        """A message for the session's MQTT subscribers only (an MQTT-only session's ready, or an
+        error for input that came over MQTT)."""
+        if isinstance(event, ProtocolError):
+            event = Error(event.code, str(event))
+        self._mqtt(topics.session_events(session_id), event.to_bytes(), 1, control=False)
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        self.spawn(self._publish_retained(topic, payload), f"retain:{topic}")
+
+    async def _publish_retained(self, topic: str, payload: bytes) -> None:
+        try:
+            await self.link.publish(topic, payload, qos=1, retain=True)
+        except BrokerError as exc:
+            log.warning("retained_publish_failed", topic=topic, error=str(exc))
+
+    def spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        return self._spawn(coro, name)
 
     def receive(self, link: SessionLink, msg: Message) -> None:
         """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
@@ -560,12 +594,19 @@ class Hub:
             session_id = topics.session_id_of(topic)
             link = self.sessions.get(session_id)
             if link is None:
-                raise ProtocolError(f"no live session {session_id}", code="unknown_session")
-            msg = session_text_messages.decode(payload)
-            assert isinstance(msg, SessionText)
-            self.receive(link, Text(msg.text))
-            if msg.flush:
-                self.receive(link, Flush())
+                self.mqtt_sessions.unknown(session_id)  # quiet when another gateway holds it
+                return
+            self.mqtt_sessions.touched(session_id)
+            try:
+                msg = session_text_messages.decode(payload)
+                assert isinstance(msg, SessionText)
+                self.receive(link, Text(msg.text))
+                if msg.flush:
+                    self.receive(link, Flush())
+            except ProtocolError as exc:
+                self.refuse(link, exc, path="mqtt")
+        elif topics.session_kind_of(topic) in topics.SESSION_CONTROLS:
+            self.mqtt_sessions.handle(topics.session_kind_of(topic), topics.session_id_of(topic), payload)
 
     # ---- loops --------------------------------------------------------------------------------
 
