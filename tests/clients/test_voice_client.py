@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
-from clients.localstack import Proc
+from clients.localstack import REPO, Proc
 from clients.voice_client import (
     AudioChunk,
     Backoff,
@@ -241,3 +245,33 @@ async def test_close_1012_from_a_restarting_gateway_goes_on_in_a_new_session(tmp
     connected = [e for e in events if isinstance(e, Connected)]
     assert len(connected) == 2 and not connected[1].resumed
     assert connected[1].session_id != connected[0].session_id
+
+
+def test_the_documented_example_runs(espeak_gateway: Service, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "docs" / "examples" / "voice_client_example.py"),
+            espeak_gateway.ws_url,
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=12 * T,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 3 and "espeak-ng" in lines[0] and "Hello, I'm Maya." in lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"sentence-{i}.wav" for i in range(3)]
+
+
+async def test_a_bark_preset_is_a_voice_for_the_session(espeak_gateway: Service) -> None:
+    async with VoiceClient(espeak_gateway.ws_url, voice="v2/de_speaker_3") as voice:
+        await voice.speak("Guten Tag.")
+        async with asyncio.timeout(8 * T):
+            events = await voice.turn()
+    spoken = [e for e in events if isinstance(e, SentenceAudio)]
+    assert [s.text for s in spoken] == ["Guten Tag."] and spoken[0].samples > 0
