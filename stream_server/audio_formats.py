@@ -18,8 +18,9 @@ Formats (OpenAI's ``response_format`` names):
   then says 0 samples, which libsndfile-based readers (Python's soundfile among them) cannot read.
 
 Speed: ``time_stretch`` changes duration without changing pitch with Rubber Band, through Spotify's
-``pedalboard`` (its wheels bundle the library). An engine with a rate of its own (espeak-ng's
-words per minute) is asked for the speed instead, and its audio is not stretched again.
+``pedalboard`` (its wheels bundle the library), for every engine's audio alike. espeak-ng's own
+rate (words per minute) was measured and not used: doubling it gives 0.31-0.61 of the samples
+depending on the text, not the 0.5 that ``speed=2`` means (docs/benchmarks.md, "speed").
 """
 
 from __future__ import annotations

@@ -183,6 +183,7 @@ class Hub:
         voice: str | None = None,
         sample_rate: int = 24_000,
         fmt: str = "pcm16",
+        *,
         resumable: bool = False,
         session_id: str | None = None,
     ) -> SessionLink:

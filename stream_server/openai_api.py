@@ -4,7 +4,11 @@ Faithful to OpenAI's API reference, so the official ``openai`` package and the t
 unchanged (point ``base_url`` at ``http://HOST:8000/v1``):
 
 - ``response_format`` mp3 (default), opus (Ogg), aac (ADTS), flac, wav, pcm (24 kHz PCM16, no header);
-- ``speed`` 0.25-4.0 changes duration, not pitch (``audio_formats.time_stretch``);
+- ``speed`` 0.25-4.0 divides the duration by ``speed`` without changing pitch: each sentence is
+  time-stretched (``audio_formats.time_stretch``, Rubber Band) once it is whole. Not through
+  espeak-ng's own rate: its words per minute do not scale durations in proportion (measured,
+  docs/benchmarks.md "speed"), so ``speed=2`` would not give half the audio as OpenAI defines it;
+
 - ``stream_format`` ``audio`` (default): the encoded bytes as a chunked body; ``sse``: server-sent
   events ``speech.audio.delta`` (base64 audio) and a final ``speech.audio.done`` with ``usage``;
 - the audio streams: the first sentence's bytes leave while later sentences are still being made.
@@ -116,8 +120,18 @@ class _Turn:
     samples: int = 0
 
 
-async def _sentences(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[bytes]:
-    """PCM16 of each piece of audio as it arrives; b"" marks the end of a sentence."""
+@dataclass(frozen=True, slots=True)
+class _Start:
+    engine: str
+    restart: bool
+
+
+_END = b""  # the end of a sentence
+Piece = bytes | _Start  # pcm16 audio, a sentence start, or _END
+
+
+async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[Piece]:
+    """The session's sentences as they come: a start (engine), its PCM16 audio, its end."""
     hub.receive(link, Speak(text))
     limit = max(30.0, hub.config.failover.timeout_s * 3 + len(text) / 5)
     async with asyncio.timeout(limit):
@@ -126,12 +140,16 @@ async def _sentences(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> Asy
             if item is None:
                 return
             if isinstance(item, bytes):
-                yield item[HEADER_SIZE:]
+                if len(item) > HEADER_SIZE:
+                    yield item[HEADER_SIZE:]
                 continue
-            kind = json.loads(item).get("type")
-            if kind == "sentence_end":
+            msg = json.loads(item)
+            kind = msg.get("type")
+            if kind == "sentence_start":
+                yield _Start(str(msg["engine"]), bool(msg.get("restart")))
+            elif kind == "sentence_end":
                 turn.spoken += 1
-                yield b""
+                yield _END
             elif kind == "error":
                 turn.failed += 1
             elif kind == "turn_end":
@@ -141,28 +159,36 @@ async def _sentences(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> Asy
 async def _encoded(
     hub: Hub, link: SessionLink, body: SpeechRequest, encoder: StreamEncoder, turn: _Turn
 ) -> AsyncGenerator[bytes, None]:
-    """The encoded audio, piece by piece: at speed 1 as it arrives, else sentence by sentence."""
+    """The encoded audio, piece by piece: at speed 1 as it arrives; at another speed each sentence
+    is time-stretched once it is whole."""
     pending: list[bytes] = []
-    async for pcm in _sentences(hub, link, body.input, turn):
-        if pcm and body.speed == 1.0:
-            samples = from_pcm16(pcm)
-        elif pcm:
-            pending.append(pcm)
+    async for piece in _pieces(hub, link, body.input, turn):
+        if isinstance(piece, _Start):
+            pending.clear()  # a restart: the failed engine's audio is not used
+            continue
+        if piece and body.speed == 1.0:
+            samples = from_pcm16(piece)
+        elif piece:
+            pending.append(piece)
             continue
         elif pending:
-            samples = time_stretch(from_pcm16(b"".join(pending)), RATE, body.speed)
+            whole = from_pcm16(b"".join(pending))
             pending.clear()
+            samples = await asyncio.to_thread(time_stretch, whole, RATE, body.speed)
         else:
             continue
         turn.samples += len(samples)
-        if out := encoder.encode(np.asarray(samples)):
+        # Encoding and stretching cost up to ~0.1 s of CPU per second of audio (docs/benchmarks.md):
+        # off the event loop, so heartbeats and other sessions never wait on them.
+        if out := await asyncio.to_thread(encoder.encode, np.asarray(samples)):
             yield out
-    if out := encoder.finish():
+    if out := await asyncio.to_thread(encoder.finish):
         yield out
 
 
 async def speech(hub: Hub, body: SpeechRequest) -> Response:
-    link = hub.open_session(body.voice_name, sample_rate=RATE)  # unknown voice: ProtocolError
+    # unknown voice: ProtocolError
+    link = hub.open_session(body.voice_name, sample_rate=RATE)
     turn = _Turn()
     encoder = stream_encoder(body.response_format, RATE)
     pieces = _encoded(hub, link, body, encoder, turn)
