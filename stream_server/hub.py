@@ -277,12 +277,12 @@ class Hub:
             event = Error(event.code, str(event))
         self._mqtt(topics.session_events(session_id), event.to_bytes(), 1, control=False)
 
-    def publish_retained(self, topic: str, payload: bytes) -> None:
-        self.spawn(self._publish_retained(topic, payload), f"retain:{topic}")
+    def publish_retained(self, topic: str, payload: bytes, expiry_s: int | None = None) -> None:
+        self.spawn(self._publish_retained(topic, payload, expiry_s), f"retain:{topic}")
 
-    async def _publish_retained(self, topic: str, payload: bytes) -> None:
+    async def _publish_retained(self, topic: str, payload: bytes, expiry_s: int | None) -> None:
         try:
-            await self.link.publish(topic, payload, qos=1, retain=True)
+            await self.link.publish(topic, payload, qos=1, retain=True, expiry_s=expiry_s)
         except BrokerError as exc:
             log.warning("retained_publish_failed", topic=topic, error=str(exc))
 

@@ -18,6 +18,7 @@ from its publisher. This module is the adapter; the decisions about claims are `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -90,7 +91,7 @@ class MqttSessions:
         self.hub = hub
         self.claims = ClaimBook(hub.config.gateway_id, CLAIM_WINDOW_S)
         self._last_seen: dict[str, float] = {}  # MQTT-only sessions -> last message from the publisher
-        self._orphans = asyncio.Event()
+        self._wake = asyncio.Event()  # the claim book's next deadline may have moved
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -109,7 +110,8 @@ class MqttSessions:
             claim = claim_messages.decode(payload) if payload else None
             if claim is not None and not isinstance(claim, Claim):
                 raise ProtocolError("not a claim", code="bad_message")
-            self._carry_out(self.claims.seen(session_id, claim))
+            self._carry_out(self.claims.seen(session_id, claim, self.hub.clock()))
+            self._wake.set()
             return
         link = self.hub.sessions.get(session_id)
         if link is None:
@@ -142,13 +144,13 @@ class MqttSessions:
 
     def unknown(self, session_id: str) -> None:
         """Input for a session this gateway does not hold: quiet when another one holds it."""
-        if self.claims.held_elsewhere(session_id):
+        if self.claims.held_elsewhere(session_id, self.hub.clock()):
             return
         self.claims.unclaimed_text(session_id, self.hub.clock())
-        self._orphans.set()
+        self._wake.set()
 
     def _open(self, session_id: str, payload: bytes) -> None:
-        if self.claims.held_elsewhere(session_id):
+        if self.claims.held_elsewhere(session_id, self.hub.clock()):
             log.info("mqtt_session_held_elsewhere", session_id=session_id)
             return
         try:
@@ -187,7 +189,8 @@ class MqttSessions:
     # ---- claims -------------------------------------------------------------------------------
 
     def claim(self, session_id: str) -> None:
-        self._carry_out(self.claims.claim(session_id, time.time()))
+        self._carry_out(self.claims.claim(session_id, time.time(), self.hub.clock()))
+        self._wake.set()
 
     def release(self, session_id: str) -> None:
         self._carry_out(self.claims.release(session_id))
@@ -196,7 +199,8 @@ class MqttSessions:
         for action in actions:
             match action:
                 case PublishClaim(session_id=sid, claim=claim):
-                    self.hub.publish_retained(topics.session_topic(sid, "claim"), claim.to_bytes())
+                    topic = topics.session_topic(sid, "claim")
+                    self.hub.publish_retained(topic, claim.to_bytes(), expiry_s=int(claim.lease_s))
                 case ClearClaim(session_id=sid):
                     self.hub.publish_retained(topics.session_topic(sid, "claim"), b"")
                 case DropSession(session_id=sid):
@@ -208,12 +212,13 @@ class MqttSessions:
                     log.warning("bad_mqtt_payload", session_id=sid, code="unknown_session")
 
     async def run(self) -> None:
-        """Wake at the claim book's deadline (unclaimed text turning into unknown_session)."""
+        """Wake at the claim book's next deadline (unclaimed text turning into unknown_session,
+        a lease to renew), or when it may have moved; never on a polling tick."""
         while True:
+            self._wake.clear()
             deadline = self.claims.next_deadline()
-            if deadline is None:
-                self._orphans.clear()
-                await self._orphans.wait()
-                continue
-            await asyncio.sleep(max(0.0, deadline - self.hub.clock()))
+            wait = None if deadline is None else max(0.0, deadline - self.hub.clock())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             self._carry_out(self.claims.handle_timer(self.hub.clock()))
