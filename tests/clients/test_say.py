@@ -98,3 +98,41 @@ def test_no_gateway_exits_3(tmp_path: Path) -> None:
 def test_bad_arguments_are_clear(argv: list[str], message: str) -> None:
     with pytest.raises(SayError, match=message):
         parse(argv, {})
+
+
+def test_stdin_is_spoken_as_it_arrives_not_when_it_ends(espeak_gateway: Service, tmp_path: Path) -> None:
+    out = tmp_path / "live.wav"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sesame_voice.cli", "say", "--url", espeak_gateway.ws_url, "-o", str(out)],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    try:
+        proc.stdin.write("Hello there. How")  # like an LLM that has written this much so far
+        proc.stdin.flush()
+        first = proc.stderr.readline()  # blocks until say reports the first sentence spoken
+        assert first.startswith("[1]") and "Hello there." in first
+        assert proc.poll() is None  # stdin is still open: it spoke before the text ended
+        proc.stdin.write(" are you?\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=12 * T) == 0
+        rest = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "How are you?" in rest
+    assert sf.info(out).frames > 24000
+
+
+def test_playing_with_no_audio_player_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from clients.say import PlayerSink
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(SayError, match="use -o FILE"):
+        asyncio.run(PlayerSink.start(24000))
