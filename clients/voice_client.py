@@ -1,4 +1,5 @@
-"""An async Python client for sesame-voice's websocket protocol v1 (docs/python-client.md).
+"""An async Python client for sesame-voice's websocket protocol v1 (docs/python-client.md), built
+on ``clients/protocol.py`` (every server frame decoded by the server's own registries).
 
     async with VoiceClient("ws://127.0.0.1:8000/ws") as voice:
         await voice.stream(llm_tokens())          # or send_text(...) / flush() / speak(...)
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
@@ -39,8 +39,28 @@ import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from broker.audio import AudioFrame, Encoding, from_pcm16
+from broker.audio import Encoding, from_pcm16
 from broker.errors import ProtocolError, SesameError
+
+from .protocol import (
+    AudioFrame,
+    Cancelled,
+    CancelTurn,
+    Error,
+    Fallback,
+    Flush,
+    Ready,
+    SentenceEnd,
+    SentenceStart,
+    ServerMessage,
+    Start,
+    Text,
+    TurnEnd,
+    decode,
+    encode,
+)
+
+FORMATS = ("pcm16", "wav", "flac", "ogg", "mp3")
 
 RECONNECT_CODES = frozenset({1012, 1006, 1011, 1001})  # restart, dropped, server error, going away
 
@@ -204,7 +224,9 @@ class VoiceClient:
         self.url = _with_query(url, token=token) if token else url
         self.backoff = backoff
         self.open_timeout_s = open_timeout_s
-        self._start = {"type": "start", "voice": voice, "format": format, "sample_rate": sample_rate}
+        if format not in FORMATS:
+            raise ProtocolError(f"format must be one of {', '.join(FORMATS)}", code="bad_field")
+        self._start = encode(Start(voice, format, sample_rate))  # type: ignore[arg-type]
         self._custom_start = voice is not None or format != "pcm16" or sample_rate != 24_000
         self.session_id: str | None = None
         self._ws: ClientConnection | None = None
@@ -224,7 +246,7 @@ class VoiceClient:
         ready = await self._open(self.url)
         self._up.set()
         if self._custom_start:
-            await self._send(json.dumps(self._start))
+            await self._send(self._start)
         self._stack = contextlib.AsyncExitStack()
         tg = await self._stack.enter_async_context(asyncio.TaskGroup())
         tg.create_task(self._reader(ready), name="voice-client-reader")
@@ -246,22 +268,19 @@ class VoiceClient:
             ws = await connect(url, open_timeout=self.open_timeout_s, close_timeout=1, max_size=1 << 22)
         except (OSError, InvalidHandshake, TimeoutError) as exc:
             raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
-        raw = await ws.recv()
-        msg = json.loads(raw) if isinstance(raw, str) else {}
-        if msg.get("type") == "error":  # e.g. overloaded (closed with 1013): try again later
+        try:
+            first = decode(await ws.recv())
+        except ConnectionClosed as exc:
+            raise ConnectionLost(f"the gateway closed the connection: {exc}") from exc
+        if isinstance(first, Error):  # e.g. overloaded (closed with 1013): try again later
             await ws.close()
-            raise ConnectionLost(f"the gateway refused the session: {msg.get('code')}")
-        if msg.get("type") != "ready":
+            raise ConnectionLost(f"the gateway refused the session: {first.code}")
+        if not isinstance(first, Ready):
             await ws.close()
-            raise ProtocolError(f"expected ready, got {msg.get('type')!r}: {msg}", code="bad_message")
+            raise ProtocolError(f"expected ready, got {type(first).__name__}", code="bad_message")
         self._ws = ws
         return Connected(
-            str(msg["session_id"]),
-            int(msg["sample_rate"]),
-            str(msg["format"]),
-            str(msg["voice"]),
-            bool(msg.get("resumed", False)),
-            int(msg.get("received", 0)),
+            first.session_id, first.sample_rate, first.format, first.voice, first.resumed, first.received
         )
 
     # ---- sending ---------------------------------------------------------------------------
@@ -270,12 +289,12 @@ class VoiceClient:
         """Append a text fragment (any piece, even half a word)."""
         self._unheard += text
         self._flushed = False
-        await self._send(json.dumps({"type": "text", "text": text}))
+        await self._send(encode(Text(text)))
 
     async def flush(self) -> None:
         """End of turn: speak whatever remains."""
         self._flushed = True
-        await self._send('{"type":"flush"}')
+        await self._send(encode(Flush()))
 
     async def speak(self, text: str) -> None:
         await self.send_text(text)
@@ -292,7 +311,7 @@ class VoiceClient:
     async def cancel(self) -> None:
         """Barge-in: nothing more of the current turn is spoken; answered with TurnCancelled."""
         self._unheard, self._flushed = "", False
-        await self._send('{"type":"cancel"}')
+        await self._send(encode(CancelTurn()))
 
     async def _send(self, frame: str) -> None:
         self._sent.append(frame)
@@ -367,11 +386,11 @@ class VoiceClient:
             sent_from = ready.received
         else:  # a fresh session: say again what has not been heard yet
             self.session_id, self._heard, self._current = ready.session_id, 0, None
-            self._sent = [json.dumps(self._start)] if self._custom_start else []
+            self._sent = [self._start] if self._custom_start else []
             if self._unheard.strip():
-                self._sent.append(json.dumps({"type": "text", "text": self._unheard}))
+                self._sent.append(encode(Text(self._unheard)))
                 if self._flushed:
-                    self._sent.append('{"type":"flush"}')
+                    self._sent.append(encode(Flush()))
             sent_from = 0
         try:
             # Frames added while resending are sent too: the loop runs until it has caught up.
@@ -384,72 +403,45 @@ class VoiceClient:
         return ready
 
     def _on_frame(self, raw: str | bytes) -> None:
-        if isinstance(raw, bytes):
-            frame = AudioFrame.from_bytes(raw)
-            cur = self._current
-            if cur is not None and cur.start.seq == frame.seq:
-                cur.chunks.append(frame.payload)
-                cur.sample_rate = frame.sample_rate
-            self._events.put_nowait(
-                AudioChunk(frame.seq, frame.index, frame.sample_rate, frame.payload, frame.encoding)
-            )
-            return
-        msg = json.loads(raw)
-        event = self._decode(msg)
+        event = self._decode(decode(raw))
         if event is not None:
             self._events.put_nowait(event)
 
-    def _decode(self, msg: dict[str, object]) -> Event | None:
-        kind = msg.get("type")
-        if kind == "sentence_start":
-            start = SentenceStarted(
-                int(msg["seq"]),  # type: ignore[call-overload]
-                int(msg["turn"]),  # type: ignore[call-overload]
-                str(msg["text"]),
-                str(msg["engine"]),
-                bool(msg.get("cached")),
-                bool(msg.get("restart")),
-            )
-            self._current = _Current(start)
-            return start
-        if kind == "sentence_end":
-            cur, self._current = self._current, None
-            if cur is None:
-                return None
-            self._delivered(cur.start.seq, cur.start.text)
-            s = cur.start
-            return SentenceAudio(
-                s.seq,
-                s.turn,
-                s.text,
-                s.engine,
-                s.cached,
-                cur.sample_rate,
-                b"".join(cur.chunks),
-                int(msg["samples"]),  # type: ignore[call-overload]
-            )
-        if kind == "error":
-            seq = msg.get("seq")
-            text = msg.get("text")
-            if isinstance(seq, int) and isinstance(text, str):
-                self._delivered(seq, text)
-            return SentenceFailed(
-                str(msg["code"]),
-                str(msg["message"]),
-                seq if isinstance(seq, int) else None,
-                text if isinstance(text, str) else None,
-            )
-        if kind == "fallback":
-            return FellBack(int(msg["seq"]), str(msg["from"]), str(msg["to"]), str(msg["reason"]))  # type: ignore[call-overload]
-        if kind == "turn_end":
-            self._unheard, self._flushed = "", False
-            return TurnEnded(int(msg["turn"]))  # type: ignore[call-overload]
-        if kind == "cancelled":
-            self._current = None
-            return TurnCancelled(int(msg["turn"]))  # type: ignore[call-overload]
-        if kind == "ready":
-            return None  # a reconfiguration after start
-        return None
+    def _decode(self, msg: ServerMessage | AudioFrame) -> Event | None:
+        match msg:
+            case AudioFrame():
+                cur = self._current
+                if cur is not None and cur.start.seq == msg.seq:
+                    cur.chunks.append(msg.payload)
+                    cur.sample_rate = msg.sample_rate
+                return AudioChunk(msg.seq, msg.index, msg.sample_rate, msg.payload, msg.encoding)
+            case SentenceStart():
+                start = SentenceStarted(msg.seq, msg.turn, msg.text, msg.engine, msg.cached, msg.restart)
+                self._current = _Current(start)
+                return start
+            case SentenceEnd():
+                cur, self._current = self._current, None
+                if cur is None:
+                    return None
+                s = cur.start
+                self._delivered(s.seq, s.text)
+                audio = b"".join(cur.chunks)
+                return SentenceAudio(
+                    s.seq, s.turn, s.text, s.engine, s.cached, cur.sample_rate, audio, msg.samples
+                )
+            case Error(code=code, message=message, seq=seq, text=text):
+                if seq is not None and text is not None:
+                    self._delivered(seq, text)
+                return SentenceFailed(code, message, seq, text)
+            case Fallback():
+                return FellBack(msg.seq, msg.from_engine, msg.to_engine, msg.reason)
+            case TurnEnd():
+                self._unheard, self._flushed = "", False
+                return TurnEnded(msg.turn)
+            case Cancelled():
+                self._current = None
+                return TurnCancelled(msg.turn)
+        return None  # a `ready` that answers a `start`
 
     def _delivered(self, seq: int, text: str) -> None:
         self._unheard = consume(self._unheard, text)

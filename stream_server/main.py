@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
 
 import uvicorn
 
@@ -21,15 +20,6 @@ from .hub import Hub
 from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after its shutdown, which would skip our own clean-up (the hub's
-    MQTT goodbye, `up` stopping its workers). We install the handlers ourselves instead."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> None:
@@ -47,7 +37,7 @@ async def _serve(
 ) -> None:
     async with Hub(config, voices, engines) as hub:
         app = create_app(hub)
-        server = _Server(
+        server = uvicorn.Server(
             uvicorn.Config(
                 app,
                 host=config.host,
@@ -60,24 +50,27 @@ async def _serve(
                 access_log=False,
             )
         )
+        # Our handlers go in before uvicorn's: uvicorn keeps them as the "original" handlers and
+        # re-raises a captured SIGTERM into them after its shutdown, which then only asks it to
+        # exit (already done) instead of killing the process before the hub's clean-up.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        task = asyncio.create_task(server.serve(), name="uvicorn")
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
-            await asyncio.sleep(0.01)
-        if server.started:
-            log.info(
-                "gateway_listening",
-                url=f"http://{config.host}:{config.port}",
-                broker=str(config.mqtt_url),
-                tiers=list(config.failover.tiers),
-                gateway_id=config.gateway_id,
-            )
-            if started is not None:
-                started.set()
-        await task
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(server.serve(), name="uvicorn")
+            while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
+                await asyncio.sleep(0.01)
+            if server.started:
+                log.info(
+                    "gateway_listening",
+                    url=f"http://{config.host}:{config.port}",
+                    broker=str(config.mqtt_url),
+                    tiers=list(config.failover.tiers),
+                    gateway_id=config.gateway_id,
+                )
+                if started is not None:
+                    started.set()
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,6 @@ from its publisher. This module is the adapter; the decisions about claims are `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,10 +36,12 @@ from .claims import (
     PublishClaim,
     claim_messages,
 )
+from .mqtt_out import Publish
 from .protocol import AudioFormat, CancelTurn, Flush, Start
+from .sessions import CloseReason, SessionLink
 
 if TYPE_CHECKING:
-    from .hub import Hub, SessionLink
+    from .hub import Hub
 
 log = logs.get("sesame.mqtt_sessions")
 
@@ -91,7 +92,6 @@ class MqttSessions:
         self.hub = hub
         self.claims = ClaimBook(hub.config.gateway_id, CLAIM_WINDOW_S)
         self._last_seen: dict[str, float] = {}  # MQTT-only sessions -> last message from the publisher
-        self._wake = asyncio.Event()  # the claim book's next deadline may have moved
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -111,7 +111,7 @@ class MqttSessions:
             if claim is not None and not isinstance(claim, Claim):
                 raise ProtocolError("not a claim", code="bad_message")
             self._carry_out(self.claims.seen(session_id, claim, self.hub.clock()))
-            self._wake.set()
+            self.hub.deadline_moved()
             return
         link = self.hub.sessions.get(session_id)
         if link is None:
@@ -135,7 +135,7 @@ class MqttSessions:
             case CancelControl():
                 self.hub.receive(link, CancelTurn())
             case CloseControl():
-                self.hub.close_session(link, "mqtt_close")
+                self.hub.close_session(link, CloseReason.MQTT_CLOSE)
 
     def touched(self, session_id: str) -> None:
         """The publisher sent text to one of our MQTT-only sessions."""
@@ -147,7 +147,7 @@ class MqttSessions:
         if self.claims.held_elsewhere(session_id, self.hub.clock()):
             return
         self.claims.unclaimed_text(session_id, self.hub.clock())
-        self._wake.set()
+        self.hub.deadline_moved()
 
     def _open(self, session_id: str, payload: bytes) -> None:
         if self.claims.held_elsewhere(session_id, self.hub.clock()):
@@ -175,7 +175,7 @@ class MqttSessions:
             while not link.closed:
                 left = self._last_seen.get(link.session_id, 0.0) + idle_s - self.hub.clock()
                 if left <= 0:
-                    self.hub.close_session(link, "mqtt_idle")
+                    self.hub.close_session(link, CloseReason.MQTT_IDLE)
                     break
                 try:
                     async with asyncio.timeout(left):
@@ -190,7 +190,7 @@ class MqttSessions:
 
     def claim(self, session_id: str) -> None:
         self._carry_out(self.claims.claim(session_id, time.time(), self.hub.clock()))
-        self._wake.set()
+        self.hub.deadline_moved()
 
     def release(self, session_id: str) -> None:
         self._carry_out(self.claims.release(session_id))
@@ -200,25 +200,18 @@ class MqttSessions:
             match action:
                 case PublishClaim(session_id=sid, claim=claim):
                     topic = topics.session_topic(sid, "claim")
-                    self.hub.publish_retained(topic, claim.to_bytes(), expiry_s=int(claim.lease_s))
+                    lease = int(claim.lease_s)
+                    self.hub.out.send(Publish(topic, claim.to_bytes(), 1, expiry_s=lease, retain=True))
                 case ClearClaim(session_id=sid):
-                    self.hub.publish_retained(topics.session_topic(sid, "claim"), b"")
+                    self.hub.out.send(Publish(topics.session_topic(sid, "claim"), b"", 1, retain=True))
                 case DropSession(session_id=sid):
                     if (link := self.hub.sessions.get(sid)) is not None:
                         log.warning("session_claim_lost", session_id=sid)
-                        self.hub.close_session(link, "claim_lost")
+                        self.hub.close_session(link, CloseReason.CLAIM_LOST)
                 case CountUnknown(session_id=sid):
                     self.hub.metrics.bad_input.labels("mqtt", "unknown_session").inc()
                     log.warning("bad_mqtt_payload", session_id=sid, code="unknown_session")
 
-    async def run(self) -> None:
-        """Wake at the claim book's next deadline (unclaimed text turning into unknown_session,
-        a lease to renew), or when it may have moved; never on a polling tick."""
-        while True:
-            self._wake.clear()
-            deadline = self.claims.next_deadline()
-            wait = None if deadline is None else max(0.0, deadline - self.hub.clock())
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            self._carry_out(self.claims.handle_timer(self.hub.clock()))
+    def handle_timer(self, now: float) -> None:
+        """The claim book's deadline passed (the hub's deadline task calls this)."""
+        self._carry_out(self.claims.handle_timer(now))

@@ -24,13 +24,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker import logs
@@ -49,8 +49,11 @@ from .audio_formats import (
     stream_encoder,
     time_stretch,
 )
-from .hub import Hub, SessionLink
-from .protocol import MAX_TEXT_CHARS, Speak
+from .auth import authorized
+from .hub import Hub
+from .protocol import MAX_TEXT_CHARS, Error, SentenceEnd, SentenceStart, Speak, TurnEnd
+from .routes_speech import check_speakable
+from .sessions import CloseReason, SessionLink
 
 log = logs.get("sesame.openai")
 
@@ -70,23 +73,25 @@ class VoiceRef(BaseModel):
 class SpeechRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str
+    # OpenAI requires model and voice; here they may be left out (the pipeline, the default voice).
+    model: str = MODEL
     input: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    voice: str | VoiceRef
+    voice: str | VoiceRef | None = None
     instructions: str | None = None
     response_format: SpeechFormat = "mp3"
     speed: float = Field(default=1.0, ge=MIN_SPEED, le=MAX_SPEED)
     stream_format: Literal["audio", "sse"] = "audio"
 
     @property
-    def voice_name(self) -> str:
+    def voice_name(self) -> str | None:
         return self.voice.id if isinstance(self.voice, VoiceRef) else self.voice
 
 
-def openai_error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
+def openai_error(status: int, message: str, code: str, param: str | None = None) -> Response:
+    """OpenAI's error shape; ASCII JSON, so a message that echoes odd input is still valid."""
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return Response(json.dumps(body, ensure_ascii=True), status_code=status, media_type="application/json")
 
 
 def parse_request(raw: bytes) -> SpeechRequest:
@@ -108,6 +113,7 @@ def parse_request(raw: bytes) -> SpeechRequest:
         )
     if body.instructions:
         raise ProtocolError("instructions are not supported by these voices", code="bad_field:instructions")
+    check_speakable(body.input)  # nothing_to_speak, bad_text
     return body
 
 
@@ -135,25 +141,19 @@ async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncI
     hub.receive(link, Speak(text))
     limit = max(30.0, hub.config.failover.timeout_s * 3 + len(text) / 5)
     async with asyncio.timeout(limit):
-        while True:
-            item = await link.out.get()
-            if item is None:
-                return
-            if isinstance(item, bytes):
-                if len(item) > HEADER_SIZE:
+        while (item := await link.out.get()) is not None:
+            match item:
+                case bytes() if len(item) > HEADER_SIZE:
                     yield item[HEADER_SIZE:]
-                continue
-            msg = json.loads(item)
-            kind = msg.get("type")
-            if kind == "sentence_start":
-                yield _Start(str(msg["engine"]), bool(msg.get("restart")))
-            elif kind == "sentence_end":
-                turn.spoken += 1
-                yield _END
-            elif kind == "error":
-                turn.failed += 1
-            elif kind == "turn_end":
-                return
+                case SentenceStart(engine=engine, restart=restart):
+                    yield _Start(engine, restart)
+                case SentenceEnd():
+                    turn.spoken += 1
+                    yield _END
+                case Error():
+                    turn.failed += 1
+                case TurnEnd():
+                    return
 
 
 async def _encoded(
@@ -197,7 +197,7 @@ async def speech(hub: Hub, body: SpeechRequest) -> Response:
     except TimeoutError:
         first = b""
     if turn.samples == 0:
-        hub.close_session(link, "http_done")
+        hub.close_session(link, CloseReason.HTTP_DONE)
         await pieces.aclose()
         return openai_error(503, f"no voice could speak this text: {body.input}", "speech_unavailable")
     started = time.monotonic()
@@ -210,7 +210,7 @@ async def speech(hub: Hub, body: SpeechRequest) -> Response:
         except TimeoutError:
             log.warning("speech_timed_out", session_id=link.session_id, spoken=turn.spoken)
         finally:
-            hub.close_session(link, "http_done")
+            hub.close_session(link, CloseReason.HTTP_DONE)
             log.info(
                 "openai_speech",
                 session_id=link.session_id,
@@ -232,12 +232,10 @@ async def speech(hub: Hub, body: SpeechRequest) -> Response:
     return StreamingResponse(audio(), media_type=MEDIA_TYPES[body.response_format])
 
 
-Authorize = Callable[[object, str | None], bool]
-
-
-def openai_router(hub: Hub, allowed: Authorize) -> APIRouter:
-    """The /v1 routes. ``allowed(headers, query_token)`` says whether a request may speak."""
+def router(hub: Hub) -> APIRouter:
+    """The /v1 routes."""
     router = APIRouter()
+    token = hub.config.auth_token
 
     @router.post(
         "/v1/audio/speech",
@@ -245,7 +243,7 @@ def openai_router(hub: Hub, allowed: Authorize) -> APIRouter:
     )
     async def create_speech(request: Request) -> Response:
         """OpenAI-compatible text to speech, streamed (body: OpenAI's CreateSpeechRequest)."""
-        if not allowed(request.headers, None):
+        if not authorized(token, request.headers):
             return openai_error(401, "bad or missing bearer token", "unauthorized")
         try:
             body = parse_request(await request.body())

@@ -23,6 +23,7 @@ BENCHES = {
     "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
+    "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
 }
 
 

@@ -13,9 +13,9 @@ import soundfile as sf
 
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
-from clients.localstack import REPO
 from clients.say import SayError, parse
 from tests.conftest import Service, T
+from tests.support.localstack import REPO
 
 TEXT = "Hello there. How are you?"
 

@@ -15,7 +15,6 @@ import pytest
 
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
-from clients.localstack import REPO, Proc
 from clients.voice_client import (
     AudioChunk,
     Backoff,
@@ -32,6 +31,7 @@ from clients.voice_client import (
     consume,
 )
 from tests.conftest import Service, T
+from tests.support.localstack import REPO, Proc
 
 THREE = "The sun rose over the hills. Birds began to sing! Was it morning already?"
 

@@ -12,8 +12,8 @@ import pytest
 
 from broker.audio import AudioFrame
 from broker.launcher import Mosquitto, free_port
-from clients.localstack import Event, Proc
 from tests.conftest import Service, T
+from tests.support.localstack import Event, Proc
 
 ENV = {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from broker.errors import ProtocolError
@@ -35,3 +37,17 @@ def test_all_lists_named_voices_first_then_presets_once() -> None:
     assert names[:2] == ["maya", "miles"]
     assert len(names) == len(set(names)) == 132
     assert VoiceMap().get("maya").engines == ("bark", "elevenlabs", "edge-tts", "espeak-ng")
+
+
+def test_bark_engine_speaks_a_preset_voice_with_that_speaker_prompt(dev_model_dir: Path) -> None:
+    # The checkpoint's prompts are looked up by that name (test_bark.py loads "v2/en_speaker_1").
+    from synth_worker.bark import BarkEngine, BarkSettings
+
+    e = BarkEngine(BarkSettings(model=str(dev_model_dir)))
+    try:
+        assert e.speaker_for("v2/en_speaker_3") == "v2/en_speaker_3"
+        assert e.speaker_for("v2/ja_speaker_0") == "v2/ja_speaker_0"
+        with pytest.raises(ProtocolError):
+            e.speaker_for("v2/en_speaker_42")
+    finally:
+        e.close()
