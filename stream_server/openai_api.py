@@ -139,21 +139,26 @@ Piece = bytes | _Start  # pcm16 audio, a sentence start, or _END
 async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[Piece]:
     """The session's sentences as they come: a start (engine), its PCM16 audio, its end."""
     hub.receive(link, Speak(text))
-    limit = max(30.0, hub.config.failover.timeout_s * 3 + len(text) / 5)
-    async with asyncio.timeout(limit):
-        while (item := await link.out.get()) is not None:
-            match item:
-                case bytes() if len(item) > HEADER_SIZE:
-                    yield item[HEADER_SIZE:]
-                case SentenceStart(engine=engine, restart=restart):
-                    yield _Start(engine, restart)
-                case SentenceEnd():
-                    turn.spoken += 1
-                    yield _END
-                case Error():
-                    turn.failed += 1
-                case TurnEnd():
-                    return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max(30.0, hub.config.failover.timeout_s * 3 + len(text) / 5)
+    while True:
+        # The deadline covers each wait only, never a yield (a timeout must not fire in the consumer).
+        async with asyncio.timeout_at(deadline):
+            item = await link.out.get()
+        if item is None:
+            return
+        match item:
+            case bytes() if len(item) > HEADER_SIZE:
+                yield item[HEADER_SIZE:]
+            case SentenceStart(engine=engine, restart=restart):
+                yield _Start(engine, restart)
+            case SentenceEnd():
+                turn.spoken += 1
+                yield _END
+            case Error():
+                turn.failed += 1
+            case TurnEnd():
+                return
 
 
 async def _encoded(
