@@ -9,6 +9,10 @@ Signals: SIGTERM or Ctrl-C stop everything (gateway, workers, broker, in that or
 SIGHUP (what ``sesame-voice reload`` sends) replaces the workers one at a time without dropping a
 job. The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
 role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
+
+The workers' engine: SESAME_ENGINE where set; else Bark when its weights are on this machine
+(``--dev-model``, a SESAME_MODEL directory, or the model in the local Hugging Face cache); else
+Piper, the offline neural voice, so a fresh machine runs a real worker path with a natural voice.
 """
 
 from __future__ import annotations
@@ -88,7 +92,7 @@ class UpConfig:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sesame-voice up", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="gateway port (SESAME_PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=None, help="Bark workers (SESAME_WORKERS, default 1)")
+    parser.add_argument("--workers", type=int, default=None, help="workers (SESAME_WORKERS, default 1)")
     parser.add_argument(
         "--dev-model",
         action="store_true",
@@ -115,11 +119,27 @@ def main(argv: list[str]) -> int:
 
             build_dev_model(DEV_MODEL_DIR)
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
+    if not env.get("SESAME_ENGINE"):
+        env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
     try:
         return asyncio.run(_up(config, env))
     except ConfigError as exc:
         log.error("bad_config", error=str(exc))  # noqa: TRY400
         return 2
+
+
+def _bark_weights_here(env: dict[str, str]) -> bool:
+    """Whether SESAME_MODEL is a checkpoint on this machine (a directory, or in the HF cache)."""
+    model = env.get("SESAME_MODEL") or "suno/bark-small"
+    if Path(model).is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json", cache_dir=env.get("SESAME_MODEL_CACHE") or None)
+    except ValueError:  # not a hub id either (a path that does not exist)
+        return False
+    return isinstance(cached, str)
 
 
 class _Stack:

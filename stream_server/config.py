@@ -14,7 +14,7 @@ from broker.topics import check_id
 from .actions import WORKERS
 from .failover import FailoverConfig
 
-LOCAL_TIERS = ("elevenlabs", "edge-tts", "espeak-ng")
+LOCAL_TIERS = ("elevenlabs", "edge-tts", "piper", "espeak-ng")
 
 # PLAN.md 4.2, preloadCommonPhrases.
 COMMON_PHRASES = (
@@ -47,7 +47,7 @@ class GatewayConfig:
     port: int = 8000
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     max_length: int = 200  # SESAME_MAX_LENGTH: characters per sentence job
-    first_chunk_min_chars: int = 0
+    first_chunk_min_chars: int = 20
     lookahead: int = 3
     default_voice: str = "maya"
     voices_path: str | None = None
@@ -55,6 +55,7 @@ class GatewayConfig:
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     edge_tts_endpoint: str | None = None
     cloud_connect_timeout_s: float = 1.5
+    piper_voice: str | None = None  # SESAME_PIPER_VOICE: a Piper .onnx model for the piper tier
     cache_enabled: bool = True  # SESAME_CACHE_ENABLED
     cache_ttl_s: float = 3600.0  # SESAME_CACHE_TTL
     cache_max_mb: float = 100.0
@@ -70,6 +71,12 @@ class GatewayConfig:
     # SESAME_DRAIN_TIMEOUT_MS: on SIGTERM, how long turns in flight may finish before 1012
     drain_timeout_s: float = 30.0
     max_sessions: int = 1000
+    # Websocket resume (docs/protocol.md): how long a session whose socket dropped is kept, and
+    # how many of its last frames are kept for the client to pick up from.
+    resume_grace_s: float = 30.0  # SESAME_RESUME_GRACE (ms in env); 0 turns resume off
+    resume_frames: int = 1500  # SESAME_RESUME_FRAMES (~60 s of 40 ms pcm16 frames)
+    # MQTT-only sessions: closed after this long without a message from their publisher.
+    mqtt_session_idle_s: float = 300.0  # SESAME_MQTT_SESSION_IDLE (ms in env)
     log_level: str = "INFO"
 
     @classmethod
@@ -106,7 +113,7 @@ class GatewayConfig:
             port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
             failover=failover,
             max_length=env.int("SESAME_MAX_LENGTH", 200, lo=20, hi=4000),
-            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 0, lo=0, hi=1000),
+            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 20, lo=0, hi=1000),
             lookahead=env.int("SESAME_LOOKAHEAD", 3, lo=1, hi=32),
             default_voice=env.str("SESAME_VOICE", "maya"),
             voices_path=env.raw("SESAME_VOICES"),
@@ -114,6 +121,7 @@ class GatewayConfig:
             elevenlabs_base_url=env.str("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io"),
             edge_tts_endpoint=env.raw("SESAME_EDGE_TTS_ENDPOINT"),
             cloud_connect_timeout_s=env.ms("SESAME_CLOUD_CONNECT_TIMEOUT", 1.5),
+            piper_voice=env.raw("SESAME_PIPER_VOICE"),
             cache_enabled=env.bool("SESAME_CACHE_ENABLED", True),
             cache_ttl_s=env.float("SESAME_CACHE_TTL", 3600.0, lo=0.0),
             cache_max_mb=env.float("SESAME_CACHE_MAX_MB", 100.0, lo=0.0),
@@ -126,5 +134,8 @@ class GatewayConfig:
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
             drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
+            resume_grace_s=env.ms("SESAME_RESUME_GRACE", 30.0),
+            resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
+            mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
             log_level=env.str("LOG_LEVEL", "INFO"),
         )

@@ -7,8 +7,9 @@ recursion: carrying out an action may feed another core, whose actions go to the
 queue. All cores are driven from this one event loop, so they need no locks.
 
 Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
-until the earliest one, or until an event may have moved it earlier. An idle gateway does not
-wake up. To add a core with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
+until the earliest one, or until an event may have moved it earlier (``feed`` marks that; audio
+chunks of a sentence already playing do not). An idle gateway does not wake up. To add a core
+with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
 
 The I/O is elsewhere: ``mqtt_out`` (publishes), ``local_tiers`` (in-process engines and probes),
 ``sessions`` (admission, per-session queues), ``mqtt_in`` (topic routing).
@@ -34,6 +35,7 @@ from synth_worker.voices import VoiceMap
 from .actions import WORKERS, Cause
 from .cache import SentenceCache
 from .config import GatewayConfig
+from .detached import Detached
 from .drainer import Drainer
 from .health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from .interpret import Interpreter, Work
@@ -41,7 +43,8 @@ from .jobs import JobTracker
 from .local_tiers import LocalAudio, LocalDone, LocalEvent, LocalFailed, LocalTiers, ProbeDone
 from .metrics import Metrics
 from .mqtt_in import route
-from .mqtt_out import MqttOut
+from .mqtt_out import MqttOut, Publish
+from .mqtt_sessions import MqttSessions
 from .preload import Preloader
 from .protocol import Error
 from .recorder import Recorder
@@ -92,15 +95,19 @@ class Hub(Interpreter):
                 (topics.ALL_STATUSES, 1),
                 (topics.all_replies(config.gateway_id), 1),
                 (topics.ALL_SESSION_TEXT, 1),
+                *MqttSessions.subscriptions(),
             ],
         )
         self.link.on_message = self._on_mqtt
         self.link.on_connect = self._on_connect
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
+        self.mqtt_sessions = MqttSessions(self)
+        self.detached = Detached(self)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self._queue: deque[Work] = deque()
         self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
         self._draining = False
+        self._timers_dirty = False
         self._wake = asyncio.Event()
         self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
@@ -154,10 +161,22 @@ class Hub(Interpreter):
     # ---- sessions -----------------------------------------------------------------------------
 
     def open_session(
-        self, voice: str | None = None, sample_rate: int = 24_000, fmt: str = "pcm16"
+        self,
+        voice: str | None = None,
+        sample_rate: int = 24_000,
+        fmt: str = "pcm16",
+        *,
+        resumable: bool = False,
+        session_id: str | None = None,
     ) -> SessionLink:
+        """A new session. ``resumable`` (websocket) keeps frames for a resume; ``session_id``
+        (MQTT-only) is the publisher's. Both are claimed, so other gateways leave their MQTT
+        input alone (stream_server/claims.py)."""
         resolved = self.voices.get(voice).name
-        link = self.sessions.open(resolved, sample_rate, fmt)
+        frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
+        link = self.sessions.open(resolved, sample_rate, fmt, session_id, frames)
+        if resumable or session_id is not None:
+            self.mqtt_sessions.claim(link.session_id)
         self.metrics.sessions.set(len(self.sessions))
         log.info("session_open", session_id=link.session_id, voice=resolved)
         return link
@@ -169,12 +188,30 @@ class Hub(Interpreter):
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        self.mqtt_sessions.release(link.session_id)
+        link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
         self.metrics.bad_input.labels(path, exc.code).inc()
         self._push(link, Error(exc.code, str(exc)))
+        if path == "mqtt":
+            self.publish_event(link.session_id, exc)
+
+    def publish_event(self, session_id: str, event: Message | ProtocolError) -> None:
+        """A message for the session's MQTT subscribers only (an MQTT-only session's ready, or an
+        error for input that came over MQTT)."""
+        if isinstance(event, ProtocolError):
+            event = Error(event.code, str(event))
+        self.out.send(Publish(topics.session_events(session_id), event.to_bytes(), 1), control=False)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._spawn(coro, name)
+
+    def deadline_moved(self) -> None:
+        """A core's next deadline may be earlier now: the deadline task looks again."""
+        self._wake.set()
 
     def receive(self, link: SessionLink, msg: Message) -> None:
         """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
@@ -218,7 +255,11 @@ class Hub(Interpreter):
 
     def _timed(self) -> list[float | None]:
         """Every core's next deadline (the seam for cores with timers)."""
-        return [self.scheduler.next_deadline(), self.health.next_deadline()]
+        return [
+            self.scheduler.next_deadline(),
+            self.health.next_deadline(),
+            self.mqtt_sessions.claims.next_deadline(),
+        ]
 
     def next_deadline(self) -> float | None:
         return min((d for d in self._timed() if d is not None), default=None)
@@ -227,6 +268,7 @@ class Hub(Interpreter):
         """Wake every core whose deadline has passed and carry out what they decide."""
         work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
         self.feed(work)
+        self.mqtt_sessions.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:
@@ -244,6 +286,7 @@ class Hub(Interpreter):
                     self.handle_timer(now)
                 except Exception:  # a bug in one decision must not stop the clock for everyone
                     log.exception("timer_failed")
+                self._wake.clear()  # the loop looks at the deadlines again anyway
 
     # ---- status for HTTP ---------------------------------------------------------------------------
 

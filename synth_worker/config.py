@@ -4,7 +4,9 @@
 | ------------------------------ | ----------------------- | ----------------------------------------------- |
 | SESAME_WORKER_ID               | worker-<host>-<random>  | topic level naming this worker                  |
 | SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker                                      |
-| SESAME_ENGINE                  | bark                    | bark or espeak-ng                               |
+| SESAME_ENGINE                  | bark                    | bark, piper or espeak-ng                        |
+| SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
+| SESAME_PIPER_THREADS           | 1                       | onnxruntime threads per Piper child process     |
 | SESAME_MODEL                   | suno/bark-small         | Bark checkpoint directory or cached hub id      |
 | SESAME_MODEL_CACHE             | (HF default cache)      | where cached hub ids are looked up              |
 | SESAME_SPEAKER_ID              | (voice map)             | default voice's Bark speaker: N or preset name  |
@@ -43,8 +45,8 @@ from broker.topics import check_id
 
 from .bark import DEFAULT_MODEL, MAX_SEMANTIC_TOKENS
 
-EngineName = Literal["bark", "espeak-ng"]
-ENGINES: tuple[EngineName, ...] = ("bark", "espeak-ng")
+EngineName = Literal["bark", "piper", "espeak-ng"]
+ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
 
 
 def default_worker_id() -> str:
@@ -88,6 +90,8 @@ class WorkerConfig:
     stuck_factor: float = 10.0
     stuck_floor_s: float = 60.0
     health_file: str | None = None
+    piper_voice: str | None = None
+    piper_threads: int = 1
 
     def __post_init__(self) -> None:
         try:
@@ -131,6 +135,8 @@ class WorkerConfig:
             stuck_factor=e.float("SESAME_STUCK_FACTOR", 10.0, lo=1.0, hi=1000.0),
             stuck_floor_s=e.ms("SESAME_STUCK_FLOOR_MS", 60.0),
             health_file=e.raw("SESAME_HEALTH_FILE"),
+            piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
+            piper_threads=e.int("SESAME_PIPER_THREADS", 1, lo=0, hi=64),
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if config.heartbeat_interval_s < 0.05:
