@@ -103,17 +103,25 @@ class Run:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def ready_count(self, now: float) -> int:
-        return sum(1 for w, at in self.ready.items() if now - at <= 3 * self.interval.get(w, 0.5))
+    def ready_count(self, now: float, since: float) -> int:
+        """Workers heard `ready` lately by a heartbeat sent well after ``since``: one frozen at
+        ``since`` stops beating, so its beats from before the fault do not count."""
+        return sum(
+            1
+            for w, at in self.ready.items()
+            if now - at <= 3 * self.interval.get(w, 0.5) and at > since + 3 * self.interval.get(w, 0.5)
+        )
 
     def check_heal(self) -> None:
         now = self.now()
-        if self.ready_count(now) < self.workers:
-            return
         for fault in self.faults:
-            if fault.healed_at is None and any(
-                s.engine == "bark" and s.start_at is not None and s.start_at > fault.at
-                for s in self.sentences
+            if (
+                fault.healed_at is None
+                and self.ready_count(now, fault.at) >= self.workers
+                and any(
+                    s.engine == "bark" and s.start_at is not None and s.start_at > fault.at
+                    for s in self.sentences
+                )
             ):
                 fault.healed_at = now
 
