@@ -1,0 +1,209 @@
+"""Alert policy (pure, table-driven) and the webhook sender against a real HTTP receiver on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from stream_server.alerts import Alert, AlertConfig, AlertCore, Outcome, WebhookSender
+from tests.conftest import T
+
+
+def test_primary_down_fires_only_after_alert_after_then_recovers() -> None:
+    core = AlertCore(AlertConfig(alert_after_s=30.0))
+    assert core.primary(False, 1000.0, "last_will") == []
+    assert core.next_deadline() == 1030.0
+    assert core.handle_timer(1029.9) == []
+    (alert,) = core.handle_timer(1030.0)
+    assert (alert.key, alert.state, alert.kind) == ("primary_down", "firing", "primary_down")
+    assert "primary voice" in alert.text and "last_will" in alert.text
+    assert core.next_deadline() is None
+    assert core.handle_timer(1100.0) == []  # deduplicated
+    assert core.primary(False, 1100.0) == []
+    (rec,) = core.primary(True, 1200.0)
+    assert rec.state == "resolved" and ":large_green_circle:" in rec.text
+    assert ("lasted", "200 s") in rec.details
+
+
+def test_a_short_outage_sends_nothing_not_even_a_recovery() -> None:
+    core = AlertCore(AlertConfig(alert_after_s=30.0))
+    core.primary(False, 0.0)
+    assert core.primary(True, 10.0) == []
+    assert core.handle_timer(40.0) == []
+    assert core.next_deadline() is None
+
+
+@pytest.mark.parametrize(("percent", "fires"), [(99.95, False), (99.9, False), (99.89, True), (50.0, True)])
+def test_uptime_below_target(percent: float, fires: bool) -> None:
+    core = AlertCore(AlertConfig(uptime_target=99.9))
+    out = core.uptime(percent, 0.0)
+    assert bool(out) is fires
+    if fires:
+        assert out[0].kind == "uptime_low" and f"{percent:.3f}%" in out[0].text
+        assert core.uptime(percent - 1, 1.0) == []
+        assert [a.state for a in core.uptime(99.95, 2.0)] == ["resolved"]
+
+
+def test_breaker_and_crash_loop_keys_are_separate_and_deduplicated() -> None:
+    core = AlertCore()
+    a = core.breaker("edge-tts", False, "timeout", 0.0)
+    b = core.breaker("elevenlabs", False, "http_500", 0.0)
+    assert [x.key for x in a + b] == ["breaker_open:edge-tts", "breaker_open:elevenlabs"]
+    assert core.breaker("edge-tts", False, "timeout", 1.0) == []
+    loop = core.crash_loop("worker", "bark-1", looping=True, restarts=5, reason="exit_1", now=2.0)
+    assert loop[0].kind == "crash_loop" and ("restarts", "5") in loop[0].details
+    assert core.crash_loop("worker", "bark-1", looping=True, restarts=6, reason="exit_1", now=3.0) == []
+    assert [x.state for x in core.breaker("edge-tts", True, "probe_ok", 4.0)] == ["resolved"]
+    assert core.breaker("edge-tts", True, "probe_ok", 5.0) == []
+    assert sorted(k for k, _, _ in core.active()) == ["breaker_open:elevenlabs", "crash_loop:worker:bark-1"]
+
+
+def test_rate_limit_holds_back_a_storm_and_says_so() -> None:
+    core = AlertCore(AlertConfig(burst=2, refill_s=60.0))
+    sent = [a for i in range(5) for a in core.breaker(f"t{i}", False, "x", 0.0)]
+    assert len(sent) == 2 and core.suppressed == 3
+    # a refused alert has no recovery notice; the next one that goes out names what was held back
+    assert core.breaker("t3", True, "ok", 1.0) == []
+    later = core.breaker("t9", False, "x", 60.0)
+    assert len(later) == 1 and later[0].suppressed_before == 3
+    assert "held back" in later[0].text
+
+
+def test_a_rate_limited_primary_alert_does_not_spin_the_timer() -> None:
+    core = AlertCore(AlertConfig(burst=1, alert_after_s=1.0))
+    core.breaker("x", False, "x", 0.0)
+    core.primary(False, 0.0)
+    assert core.handle_timer(1.0) == []
+    assert core.next_deadline() is None
+
+
+def test_payload_is_slack_compatible_json() -> None:
+    alert = Alert("primary_down", "primary_down", "firing", 0.0, "Maya lost her voice", (("reason", "x"),))
+    body = json.loads(json.dumps(alert.payload("gw-1")))
+    assert isinstance(body["text"], str) and body["text"].startswith(":red_circle:")
+    assert body["alert"]["at"] == "1970-01-01T00:00:00+00:00"
+    assert body["alert"]["details"] == {"reason": "x"} and body["source"] == "gw-1"
+
+
+# ---- the sender against a real HTTP server on loopback ------------------------------------------
+
+
+class Receiver:
+    """A minimal HTTP/1.1 webhook receiver: answers the scripted statuses in turn, then 200."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.bodies: list[dict[str, object]] = []
+        self.attempts = 0
+        self.got = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/hook"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        body = await reader.readexactly(length)
+        self.attempts += 1
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 200:
+            self.bodies.append(json.loads(body))
+            self.got.set()
+        writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def receiving(statuses: list[int]) -> AsyncIterator[Receiver]:
+    """Started in the test's own event loop (the fixtures' loop is the session's)."""
+    r = Receiver(statuses)
+    r.server = await asyncio.start_server(r.handle, "127.0.0.1", 0)
+    async with r.server:
+        yield r
+
+
+class Outcomes:
+    """The sender's outcome callback, with an event per outcome to wait on."""
+
+    def __init__(self) -> None:
+        self.seen: list[Outcome] = []
+        self.events: dict[str, asyncio.Event] = {}
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.seen.append(outcome)
+        self.event(outcome).set()
+
+    def event(self, outcome: str) -> asyncio.Event:
+        return self.events.setdefault(outcome, asyncio.Event())
+
+    async def wait(self, outcome: str) -> None:
+        async with asyncio.timeout(T):
+            await self.event(outcome).wait()
+        self.event(outcome).clear()
+
+
+async def test_an_alert_is_delivered_with_retries_after_server_errors() -> None:
+    outcomes = Outcomes()
+    alert = AlertCore().breaker("edge-tts", False, "timeout", 0.0)[0]
+    async with (
+        receiving([500, 503]) as receiver,
+        WebhookSender(receiver.url, backoff_s=0.01, on_outcome=outcomes) as sender,
+    ):
+        sender.send(alert)  # returns at once
+        await outcomes.wait("delivered")
+    assert receiver.attempts == 3
+    assert outcomes.seen == ["retried", "retried", "delivered"]
+    assert receiver.bodies[0]["alert"]["key"] == "breaker_open:edge-tts"  # type: ignore[index]
+    assert "edge-tts" in str(receiver.bodies[0]["text"])
+    assert sender.delivered == [alert]
+
+
+async def test_a_refusing_receiver_is_not_retried_and_nothing_blocks() -> None:
+    outcomes = Outcomes()
+    core = AlertCore()
+    async with (
+        receiving([400]) as receiver,
+        WebhookSender(receiver.url, backoff_s=0.01, on_outcome=outcomes) as sender,
+    ):
+        sender.send(core.breaker("a", False, "x", 0.0)[0])
+        await outcomes.wait("failed")
+        sender.send(core.breaker("b", False, "x", 0.0)[0])
+        await outcomes.wait("delivered")
+    assert outcomes.seen == ["failed", "delivered"]
+    assert receiver.attempts == 2
+
+
+async def test_an_unreachable_webhook_gives_up_after_its_attempts() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    outcomes = Outcomes()
+    sender = WebhookSender(f"http://127.0.0.1:{port}/", max_attempts=3, backoff_s=0.01, on_outcome=outcomes)
+    async with sender:
+        sender.send(AlertCore().breaker("a", False, "x", 0.0)[0])
+        await outcomes.wait("failed")
+    assert outcomes.seen == ["retried", "retried", "failed"]
+
+
+async def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
+    outcomes: list[Outcome] = []
+    sender = WebhookSender("http://127.0.0.1:9/", queue_size=2, on_outcome=outcomes.append)
+    core = AlertCore()
+    for name in "abc":  # not started: nothing drains the queue
+        sender.send(core.breaker(name, False, "x", 0.0)[0])
+    assert outcomes == ["dropped"]
+    assert [a.key for a in sender._queue] == ["breaker_open:b", "breaker_open:c"]
