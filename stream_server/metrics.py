@@ -5,10 +5,13 @@ One ``Metrics`` object per gateway, owning its own CollectorRegistry (no module-
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .monitor_metrics import MonitorMetrics
 
 TTFA_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -78,6 +81,7 @@ class Metrics:
         self.total = self.ok = self.failed = 0
         self.fallback_by_engine: dict[str, int] = {}
         self.uptime = UptimeTracker()
+        self.monitor = MonitorMetrics(r)  # workers' figures, probes, uptime, alerts, restarts
 
     def sentence(self, engine: str, ok: bool, first_audio_s: float | None) -> None:
         self.requests.labels(engine, "ok" if ok else "failed").inc()
@@ -89,6 +93,7 @@ class Metrics:
         if first_audio_s is not None:
             self.ttfa.labels(engine).observe(first_audio_s)
             self.latencies.append(first_audio_s * 1000.0)
+            self.monitor.ttfa(time.time(), first_audio_s * 1000.0, engine)
 
     def fell_back(self, from_engine: str, to_engine: str, reason: str) -> None:
         self.fallbacks.labels(from_engine, to_engine, reason).inc()

@@ -290,7 +290,8 @@ class UptimeStore:
                 "WHERE path = ? AND t >= ? GROUP BY m",
                 (pid, start),
             ).fetchall()
-        return float(minutes) + sum((n - ok) / n for _, n, ok in raw if n)
+        raw_down: float = sum(float(n - ok) / n for _, n, ok in raw if n)
+        return float(minutes) + raw_down
 
     def month(self, path: str, now: float, target: float) -> dict[str, float]:
         """This calendar month (UTC): downtime minutes and the budget the target allows."""

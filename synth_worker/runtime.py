@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from broker import logs, topics
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
-from broker.messages import Job, WorkerStatus
+from broker.messages import Heartbeat, Job, WorkerStatus
 
 from .config import WorkerConfig
 from .core import Action, Send, Start, Stop, WorkerCore
@@ -126,6 +127,7 @@ class Worker:
         self._cancels: dict[str, CancelToken] = {}
         self._stopping = asyncio.Event()
         self._beat_now = asyncio.Event()
+        self._load_s = 0.0
 
     def stop(self) -> None:
         """Begin draining (safe to call more than once, from a signal handler)."""
@@ -186,7 +188,7 @@ class Worker:
         while True:
             self._beat_now.clear()
             if self.link.connected.is_set():
-                beat = self.core.heartbeat(self.clock())
+                beat = self._with_figures(self.core.heartbeat(self.clock()))
                 try:
                     await self.link.publish(topic, beat.to_bytes(), qos=0)
                 except BrokerError as exc:
@@ -199,11 +201,25 @@ class Worker:
                     await self._beat_now.wait()
                     next_at = loop.time()  # a state change: beat now, then resume the rhythm
 
+    def _with_figures(self, beat: Heartbeat) -> Heartbeat:
+        """The engine's own figures (Bark's last batch: size, stage times) and the model load time."""
+        times = getattr(getattr(self.engine, "stats", None), "times", None)
+        stages: dict[str, float | int] = {}
+        if times is not None:
+            stages = {
+                "batch_size": int(times.batch_size),
+                "semantic_ms": round(times.semantic_s * 1000, 2),
+                "coarse_ms": round(times.coarse_s * 1000, 2),
+                "fine_ms": round(times.fine_s * 1000, 2),
+                "codec_ms": round(times.codec_s * 1000, 2),
+            }
+        return dataclasses.replace(beat, model_load_s=round(self._load_s, 3), **stages)
+
     async def _prepare(self) -> None:
         config = self.config
         try:
             if config.preload_models or config.warmup_on_start:
-                load_s = await self.engine.load()
+                load_s = self._load_s = await self.engine.load()
                 self.core.model = self.engine.model
                 log.info("model_loaded", model=self.engine.model, load_s=round(load_s, 3))
                 if config.warmup_on_start:

@@ -1,0 +1,341 @@
+"""The monitoring adapter: runs the probe and alert cores, persists samples, sends alerts.
+
+``Monitor`` owns one TaskGroup (tasks ``monitor-timer``, ``monitor-store``, the alert sender's
+``alert-webhook``, one task per local-tier probe), its own MQTT link for the primary's probe jobs
+(client id ``{gateway}-monitor``, replies on ``sesame/v1/replies/{gateway}-probe/...``), and the
+``UptimeStore``. The gateway feeds it events (``sentence``, ``fell_back``, ``tier_changed``,
+``worker_changed``, ``heartbeat``, ``restart``); none of them blocks or awaits. The timer task sleeps
+until the cores' next deadline (``next_deadline()``), never on a polling tick; SQLite writes run in
+``asyncio.to_thread`` from the ``monitor-store`` task, in order.
+
+What the probes and alerts decide is in probes.py and alerts.py; the status page's JSON is built
+by status_view.py from ``Monitor`` and the gateway's ``GatewayView``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Protocol
+
+from broker import logs
+from broker.messages import Heartbeat
+from broker.settings import MqttUrl
+from synth_worker.engine import Engine
+
+from .alerts import Alert, AlertConfig, AlertCore, WebhookSender
+from .config import MonitorConfig
+from .metrics import Metrics
+from .probe_runner import ProbeRunner
+from .probes import PRIMARY, CancelProbe, ProbeAction, ProbeCore, RoundDone, Sample, StartProbe
+from .uptime_store import Incident, UptimeStore
+
+log = logs.get("sesame.monitor")
+
+SERVICE = "service"  # "some voice could speak": the any-path sample of each round
+COMPACT_EVERY_S = 300.0
+MIN_SAMPLES_FOR_UPTIME_ALERT = 60
+
+
+class GatewayView(Protocol):
+    """What the monitor reads from the gateway."""
+
+    def ready_workers(self) -> list[tuple[str, bool]]:
+        """(worker_id, busy) of every ready worker; busy: it has listeners' jobs."""
+        ...
+
+    def busy_tiers(self) -> set[str]:
+        """In-process tiers with a listener's sentence in synthesis now."""
+        ...
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: MonitorConfig,
+        *,
+        interval_s: float,
+        probe_timeout_s: float,
+        paths: tuple[str, ...],
+        engines: Mapping[str, Engine],
+        voice: str,
+        mqtt_url: MqttUrl,
+        gateway_id: str,
+        metrics: Metrics,
+        view: GatewayView,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.view = view
+        self.clock = clock
+        self.paths = paths
+        self.probes = ProbeCore(paths, interval_s=interval_s, timeout_s=probe_timeout_s)
+        self.alerts = AlertCore(AlertConfig(config.alert_after_s, config.uptime_target))
+        self.store: UptimeStore | None = None
+        self.figures: dict[str, object] = {}  # the persisted figures, refreshed after each round
+        self.recent: list[Incident] = []
+        self.fallbacks: dict[str, int] = {}
+        self.restarts: dict[str, int] = {}
+        self.primary_up: bool | None = None
+        self.primary_reason = ""
+        self.changed = asyncio.Event()  # the status page's push task waits on it
+        # (job on the store thread, then what to run on the loop with its result)
+        self._writes: asyncio.Queue[tuple[Callable[[], object], Callable[[], None] | None]] = asyncio.Queue(
+            10_000
+        )
+        self._wake = asyncio.Event()
+        self._tg: asyncio.TaskGroup | None = None
+        self._next_compact = 0.0
+        self.sender = (
+            WebhookSender(config.alert_webhook, source=gateway_id, on_outcome=self._delivery)
+            if config.alert_webhook
+            else None
+        )
+        self.runner = ProbeRunner(
+            mqtt_url=mqtt_url,
+            gateway_id=gateway_id,
+            engines=engines,
+            voice=voice,
+            timeout_s=self.probes.timeout_s,
+            on_result=self._probe_result,
+            spawn=self._spawn,
+        )
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Monitor:
+        self.store = await asyncio.to_thread(UptimeStore, self.config.state_dir)
+        self.recent = await asyncio.to_thread(self.store.incidents, 50)
+        await self._refresh()
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        if self.sender is not None:
+            await self.sender.__aenter__()
+        await self.runner.link.__aenter__()
+        self.probes.start(self.clock())
+        self._tg.create_task(self._timer(), name="monitor-timer")
+        self._tg.create_task(self._store_writer(), name="monitor-store")
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.runner.link.close()
+        if self.sender is not None:
+            await self.sender.__aexit__(None, None, None)
+        assert self._tg is not None
+        for task in list(getattr(self._tg, "_tasks", ())):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._tg.__aexit__(None, None, None)
+        while not self._writes.empty():  # what was still queued is written before closing
+            await asyncio.to_thread(self._writes.get_nowait()[0])
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+    # ---- events from the gateway (never block) ------------------------------------------------
+
+    def sentence(self, path: str, ok: bool) -> None:
+        """A listener's sentence finished on ``path`` (``workers`` or a tier) or failed there."""
+        self._apply(self.probes.traffic(path, ok, self.clock()))
+
+    def listener_needs(self, path: str) -> None:
+        """A listener's sentence is about to run on ``path``: a probe there gives way."""
+        self._apply(self.probes.preempt(path, self.clock()))
+
+    def fell_back(self, to_engine: str) -> None:
+        self.fallbacks[to_engine] = self.fallbacks.get(to_engine, 0) + 1
+        self.changed.set()
+
+    def tier_changed(self, tier: str, available: bool, reason: str) -> None:
+        now = self.clock()
+        kind = "recovery" if available else "fault"
+        text = f"fallback tier {tier} {'is available again' if available else 'is unavailable'} ({reason})"
+        self._incident(now, kind, tier, text)
+        self._notify(self.alerts.breaker(tier, available, reason, now))
+
+    def worker_changed(self, worker_id: str, up: bool, reason: str) -> None:
+        now = self.clock()
+        if not up:
+            self.metrics.monitor.worker_down(worker_id)
+            self._incident(now, "fault", PRIMARY, f"worker {worker_id} went down ({reason})")
+            if not self.view.ready_workers():
+                self._primary(False, now, f"no ready worker ({reason})")
+        else:
+            self._incident(now, "recovery", PRIMARY, f"worker {worker_id} is ready")
+            self.probes.start(now)  # probe at once: a recovery is confirmed by Bark speaking
+            self._wake.set()
+
+    def heartbeat(self, hb: Heartbeat, up: bool) -> None:
+        self.metrics.monitor.heartbeat(hb, up)
+        if self.runner.primary_worker() == hb.worker_id and hb.queue_depth > 0:
+            self.listener_needs(PRIMARY)  # a listener's job waits behind the probe on that worker
+
+    def restart(self, role: str, name: str, reason: str, *, restarts: int, looping: bool) -> None:
+        """The supervisor restarted a child (``looping``: it is crash-looping)."""
+        now = self.clock()
+        self.metrics.monitor.restarts.labels(role, reason).inc()
+        self.restarts[name] = restarts
+        self._incident(now, "fault", role, f"{role} {name} restarted ({reason}, {restarts} so far)")
+        self._notify(
+            self.alerts.crash_loop(role, name, looping=looping, restarts=restarts, reason=reason, now=now)
+        )
+
+    # ---- carrying out the cores' actions ------------------------------------------------------
+
+    def _apply(self, actions: list[ProbeAction]) -> None:
+        for action in actions:
+            match action:
+                case StartProbe(probe_id=probe_id, path=path) if path == PRIMARY:
+                    self._start_primary(probe_id)
+                case StartProbe(probe_id=probe_id, path=path):
+                    self.runner.start_local(probe_id, path)
+                case CancelProbe(probe_id=probe_id):
+                    self.runner.cancel(probe_id)
+                case Sample() as sample:
+                    self._sample(sample)
+                case RoundDone(at=at, any_ok=any_ok):
+                    self._write(functools.partial(self._store().record, SERVICE, at, any_ok))
+                    self._write(self._refresh_sync, self._figures_changed)
+        self._wake.set()
+
+    def _sample(self, s: Sample) -> None:
+        self.metrics.monitor.sample(s.path, s.ok, s.latency_s)
+        latency_ms = None if s.latency_s is None else s.latency_s * 1000.0
+        self._write(lambda: self._store().record(s.path, s.at, s.ok, latency_ms))
+        if s.path == PRIMARY:
+            self._primary(s.ok, s.at, s.reason)
+        self.changed.set()
+
+    def _primary(self, up: bool, now: float, reason: str) -> None:
+        if up != self.primary_up and self.primary_up is not None:
+            kind, text = (
+                ("recovery", "Bark speaks again")
+                if up
+                else ("fault", f"the primary voice failed its health check ({reason})")
+            )
+            self._incident(now, kind, PRIMARY, text)
+        self.primary_up, self.primary_reason = up, reason
+        self._notify(self.alerts.primary(up, now, reason))
+
+    def _notify(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self.metrics.monitor.alerts.labels(alert.kind, alert.state).inc()
+            kind = "alert" if alert.state == "firing" else "recovery"
+            self._incident(alert.at, kind, alert.key, alert.summary)
+            log.warning("alert", key=alert.key, state=alert.state, summary=alert.summary)
+            if self.sender is not None:
+                self.sender.send(alert)
+        self.metrics.monitor.alerts_active.set(sum(1 for *_, fired in self._fired() if fired))
+        self._wake.set()
+
+    def _fired(self) -> list[tuple[str, bool]]:
+        return [(k, i.fired) for k, i in self.alerts.incidents.items()]
+
+    def _incident(self, now: float, kind: str, path: str, text: str) -> None:
+        incident = Incident(now, kind, path, text)
+        self.recent = [incident, *self.recent[:49]]
+        self._write(lambda: self._store().incident(now, kind, path, text))
+        self.changed.set()
+
+    def _delivery(self, outcome: str) -> None:
+        self.metrics.monitor.alert_deliveries.labels(outcome).inc()
+
+    # ---- probes -------------------------------------------------------------------------------
+
+    def _start_primary(self, probe_id: str) -> None:
+        now = self.clock()
+        ready = self.view.ready_workers()
+        idle = [wid for wid, busy in ready if not busy]
+        if idle:
+            self.runner.start_primary(probe_id, idle[0], now)
+        elif ready:  # every worker serves listeners: up while it is serving
+            self._probe_result(probe_id, True, None, "serving")
+        else:
+            self._probe_result(probe_id, False, None, "no_ready_worker")
+
+    def _probe_result(self, probe_id: str, ok: bool, latency_s: float | None, reason: str) -> None:
+        self._apply(self.probes.probe_result(probe_id, ok, latency_s, reason, self.clock()))
+
+    # ---- loops and the store ------------------------------------------------------------------
+
+    async def _timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = self.clock()
+            ready = self.view.ready_workers()
+            self.probes.busy(PRIMARY, bool(ready) and all(busy for _, busy in ready))
+            for tier in self.paths:
+                if tier != PRIMARY:
+                    self.probes.busy(tier, tier in self.view.busy_tiers())
+            self._apply(self.probes.handle_timer(now))
+            self._notify(self.alerts.handle_timer(now))
+            if now >= self._next_compact:
+                self._next_compact = now + COMPACT_EVERY_S
+                self._write(functools.partial(self._store().compact, now))
+            deadlines = [d for d in (self.probes.next_deadline(), self.alerts.next_deadline()) if d]
+            deadline = min([*deadlines, self._next_compact])
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(loop.time() + max(0.0, deadline - self.clock())):
+                    await self._wake.wait()
+
+    async def _store_writer(self) -> None:
+        while True:
+            job, then = await self._writes.get()
+            try:
+                await asyncio.to_thread(job)
+                if then is not None:
+                    then()
+            except Exception:  # the store logs its own failures; a bug here must not stop monitoring
+                log.exception("uptime_store_job_failed")
+
+    def _write(self, job: Callable[[], object], then: Callable[[], None] | None = None) -> None:
+        try:
+            self._writes.put_nowait((job, then))
+        except asyncio.QueueFull:
+            self.metrics.dropped.labels("uptime_sample").inc()
+
+    def _store(self) -> UptimeStore:
+        assert self.store is not None
+        return self.store
+
+    def _refresh_sync(self) -> None:
+        """Read the persisted figures (on the store thread) and publish them."""
+        store, now = self._store(), self.clock()
+        figures: dict[str, object] = {path: store.uptimes(path, now) for path in (*self.paths, SERVICE)}
+        figures["month"] = store.month(PRIMARY, now, self.config.uptime_target)
+        figures["day_samples"] = store.window(PRIMARY, now, 86400).samples
+        self.figures = figures
+
+    async def _refresh(self) -> None:
+        await asyncio.to_thread(self._refresh_sync)
+        self._figures_changed()
+
+    def _figures_changed(self) -> None:
+        mon = self.metrics.monitor
+        for path in (*self.paths, SERVICE):
+            windows = self.figures.get(path)
+            if isinstance(windows, dict):
+                for window, value in windows.items():
+                    if value is not None:
+                        mon.uptime.labels(path, window).set(value)
+        month = self.figures.get("month")
+        if isinstance(month, dict):
+            mon.downtime_month.labels(PRIMARY).set(month["downtimeMinutes"])
+            mon.downtime_budget.set(month["budgetMinutes"])
+        primary = self.figures.get(PRIMARY)
+        day = primary.get("24h") if isinstance(primary, dict) else None
+        samples = self.figures.get("day_samples")
+        if isinstance(day, float) and isinstance(samples, int) and samples >= MIN_SAMPLES_FOR_UPTIME_ALERT:
+            self._notify(self.alerts.uptime(day, self.clock()))
+        self.changed.set()
+
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        assert self._tg is not None
+        return self._tg.create_task(coro, name=name)  # type: ignore[arg-type]
