@@ -25,8 +25,11 @@ from broker.errors import ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 
 from .hub import Hub, SessionLink
+from .monitor import Monitor
 from .protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, client_messages
 from .session import encode_audio
+from .status_routes import add_status_routes
+from .status_view import HubView
 
 log = logs.get("sesame.http")
 
@@ -64,7 +67,7 @@ class SpeechFailed(Exception):
         self.errors = errors
 
 
-def create_app(hub: Hub) -> FastAPI:
+def create_app(hub: Hub, monitor: Monitor | None = None) -> FastAPI:
     app = FastAPI(
         title="sesame-voice",
         version=VERSION,
@@ -111,8 +114,15 @@ def create_app(hub: Hub) -> FastAPI:
         model = next((str(w.get("model")) for w in primary if w.get("model")), "suno/bark-small")
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return hub.metrics.voice_metrics(
-            status=status, model_loaded=loaded, model_name=model, memory_mb=rss_mb
+            status=status,
+            model_loaded=loaded,
+            model_name=model,
+            memory_mb=rss_mb,
+            persisted=monitor.figures if monitor is not None else None,
         )
+
+    if monitor is not None:
+        add_status_routes(app, monitor, HubView(hub), hub.metrics)
 
     @app.post(
         "/tts", responses={200: {"content": {"audio/wav": {}}}, 503: {"description": "no voice could speak"}}

@@ -133,6 +133,8 @@ class Hub:
         # Cancels that could not be published (broker down) are sent again on reconnect, so a
         # worker does not spend its time on sentences nobody is waiting for.
         self._unsent_cancels: set[str] = set()
+        # Monitoring (stream_server/monitor_hooks.py): sees every action carried out and heartbeat read.
+        self.observers: list[Callable[[Action | Heartbeat], None]] = []
         for tier in config.failover.tiers:
             if tier != WORKERS:
                 self.metrics.tier_available.labels(tier).set(1)
@@ -265,6 +267,8 @@ class Hub:
         queue: deque[Action] = deque(actions)
         while queue:
             action = queue.popleft()
+            for observe in self.observers:
+                observe(action)
             match action:
                 case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                     self._job_pcm[job_id] = []
@@ -495,7 +499,10 @@ class Hub:
             hb = worker_messages.decode(payload)
             if not isinstance(hb, Heartbeat) or topics.worker_id_of(topic) != hb.worker_id:
                 raise ProtocolError("heartbeat topic and payload disagree", code="bad_heartbeat")
-            self._run(self.scheduler.heartbeat(hb, now))
+            actions = self.scheduler.heartbeat(hb, now)
+            for observe in self.observers:
+                observe(hb)
+            self._run(actions)
         elif topic.endswith("/status"):
             st = worker_messages.decode(payload)
             if not isinstance(st, WorkerStatus) or topics.worker_id_of(topic) != st.worker_id:
@@ -550,6 +557,10 @@ class Hub:
             self.metrics.uptime.record(bool(tiers), WORKERS in tiers)
             self.metrics.workers_up.set(self.scheduler.registry.ready_count(now))
             await asyncio.sleep(self.config.health_check_interval_s)
+
+    def local_jobs(self) -> list[str]:
+        """Job ids running on in-process engines now."""
+        return list(self._local)
 
     # ---- status for HTTP ----------------------------------------------------------------------
 

@@ -12,12 +12,17 @@ import uvicorn
 
 from broker import logs
 from broker.errors import SesameError
+from broker.messages import Heartbeat
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
 from .app import create_app
 from .config import GatewayConfig
 from .hub import Hub
+from .monitor import Monitor
+from .monitor_hooks import observe
+from .scheduler import WORKERS, Action
+from .status_view import HubView
 from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
@@ -45,8 +50,8 @@ async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> 
 async def _serve(
     config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None
 ) -> None:
-    async with Hub(config, voices, engines) as hub:
-        app = create_app(hub)
+    async with Hub(config, voices, engines) as hub, _monitor(config, hub) as monitor:
+        app = create_app(hub, monitor)
         server = _Server(
             uvicorn.Config(
                 app,
@@ -78,6 +83,34 @@ async def _serve(
             if started is not None:
                 started.set()
         await task
+
+
+def _monitor(config: GatewayConfig, hub: Hub) -> Monitor:
+    """Probes, persisted uptime and alerts (docs/monitoring.md), fed by the hub's decisions."""
+    tiers = tuple(t for t in config.failover.tiers if t == WORKERS or t in hub.engines)
+    view = HubView(hub)
+    monitor = Monitor(
+        config.monitor,
+        interval_s=config.health_check_interval_s,
+        probe_timeout_s=config.failover.timeout_s,
+        paths=tiers,
+        engines=hub.engines,
+        voice=hub.voices.default,
+        mqtt_url=config.mqtt_url,
+        gateway_id=config.gateway_id,
+        metrics=hub.metrics,
+        view=view,
+    )
+
+    def feed(item: Action | Heartbeat) -> None:
+        up = False
+        if isinstance(item, Heartbeat):
+            worker = hub.scheduler.registry.workers.get(item.worker_id)
+            up = worker is not None and worker.up
+        observe(monitor, item, worker_up=up)
+
+    hub.observers.append(feed)
+    return monitor
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Protocol
 
@@ -32,6 +32,7 @@ from .config import MonitorConfig
 from .metrics import Metrics
 from .probe_runner import ProbeRunner
 from .probes import PRIMARY, CancelProbe, ProbeAction, ProbeCore, RoundDone, Sample, StartProbe
+from .store_writer import Figures, Job, StoreWriter, Then, read_figures
 from .uptime_store import Incident, UptimeStore
 
 log = logs.get("sesame.monitor")
@@ -76,18 +77,14 @@ class Monitor:
         self.paths = paths
         self.probes = ProbeCore(paths, interval_s=interval_s, timeout_s=probe_timeout_s)
         self.alerts = AlertCore(AlertConfig(config.alert_after_s, config.uptime_target))
-        self.store: UptimeStore | None = None
-        self.figures: dict[str, object] = {}  # the persisted figures, refreshed after each round
+        self.writer: StoreWriter | None = None
+        self.figures = Figures()  # the persisted figures, refreshed after each round
         self.recent: list[Incident] = []
-        self.fallbacks: dict[str, int] = {}
         self.restarts: dict[str, int] = {}
         self.primary_up: bool | None = None
         self.primary_reason = ""
-        self.changed = asyncio.Event()  # the status page's push task waits on it
-        # (job on the store thread, then what to run on the loop with its result)
-        self._writes: asyncio.Queue[tuple[Callable[[], object], Callable[[], None] | None]] = asyncio.Queue(
-            10_000
-        )
+        self._subscribers: set[asyncio.Event] = set()
+        self._up_workers: set[str] = set()
         self._wake = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
         self._next_compact = 0.0
@@ -109,9 +106,10 @@ class Monitor:
     # ---- lifecycle ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Monitor:
-        self.store = await asyncio.to_thread(UptimeStore, self.config.state_dir)
-        self.recent = await asyncio.to_thread(self.store.incidents, 50)
-        await self._refresh()
+        store = await asyncio.to_thread(UptimeStore, self.config.state_dir)
+        self.writer = StoreWriter(store, lambda: self.metrics.dropped.labels("uptime_write").inc())
+        self.recent = await asyncio.to_thread(store.incidents, 50)
+        self._figures_changed(await asyncio.to_thread(self._read_figures, store))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
         if self.sender is not None:
@@ -119,7 +117,7 @@ class Monitor:
         await self.runner.link.__aenter__()
         self.probes.start(self.clock())
         self._tg.create_task(self._timer(), name="monitor-timer")
-        self._tg.create_task(self._store_writer(), name="monitor-store")
+        self._tg.create_task(self.writer.run(), name="monitor-store")
         return self
 
     async def __aexit__(
@@ -133,10 +131,8 @@ class Monitor:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._tg.__aexit__(None, None, None)
-        while not self._writes.empty():  # what was still queued is written before closing
-            await asyncio.to_thread(self._writes.get_nowait()[0])
-        if self.store is not None:
-            await asyncio.to_thread(self.store.close)
+        if self.writer is not None:
+            await self.writer.close()
 
     # ---- events from the gateway (never block) ------------------------------------------------
 
@@ -147,10 +143,6 @@ class Monitor:
     def listener_needs(self, path: str) -> None:
         """A listener's sentence is about to run on ``path``: a probe there gives way."""
         self._apply(self.probes.preempt(path, self.clock()))
-
-    def fell_back(self, to_engine: str) -> None:
-        self.fallbacks[to_engine] = self.fallbacks.get(to_engine, 0) + 1
-        self.changed.set()
 
     def tier_changed(self, tier: str, available: bool, reason: str) -> None:
         now = self.clock()
@@ -163,10 +155,13 @@ class Monitor:
         now = self.clock()
         if not up:
             self.metrics.monitor.worker_down(worker_id)
-            self._incident(now, "fault", PRIMARY, f"worker {worker_id} went down ({reason})")
+            if worker_id in self._up_workers:  # not a worker that never got ready
+                self._up_workers.discard(worker_id)
+                self._incident(now, "fault", PRIMARY, f"worker {worker_id} went down ({reason})")
             if not self.view.ready_workers():
                 self._primary(False, now, f"no ready worker ({reason})")
         else:
+            self._up_workers.add(worker_id)
             self._incident(now, "recovery", PRIMARY, f"worker {worker_id} is ready")
             self.probes.start(now)  # probe at once: a recovery is confirmed by Bark speaking
             self._wake.set()
@@ -200,17 +195,17 @@ class Monitor:
                 case Sample() as sample:
                     self._sample(sample)
                 case RoundDone(at=at, any_ok=any_ok):
-                    self._write(functools.partial(self._store().record, SERVICE, at, any_ok))
-                    self._write(self._refresh_sync, self._figures_changed)
+                    self._write(functools.partial(UptimeStore.record, path=SERVICE, now=at, ok=any_ok))
+                    self._write(self._read_figures, self._figures_changed)
         self._wake.set()
 
     def _sample(self, s: Sample) -> None:
         self.metrics.monitor.sample(s.path, s.ok, s.latency_s)
         latency_ms = None if s.latency_s is None else s.latency_s * 1000.0
-        self._write(lambda: self._store().record(s.path, s.at, s.ok, latency_ms))
+        self._write(lambda store: store.record(s.path, s.at, s.ok, latency_ms))
         if s.path == PRIMARY:
             self._primary(s.ok, s.at, s.reason)
-        self.changed.set()
+        self._changed()
 
     def _primary(self, up: bool, now: float, reason: str) -> None:
         if up != self.primary_up and self.primary_up is not None:
@@ -240,8 +235,8 @@ class Monitor:
     def _incident(self, now: float, kind: str, path: str, text: str) -> None:
         incident = Incident(now, kind, path, text)
         self.recent = [incident, *self.recent[:49]]
-        self._write(lambda: self._store().incident(now, kind, path, text))
-        self.changed.set()
+        self._write(lambda store: store.incident(now, kind, path, text))
+        self._changed()
 
     def _delivery(self, outcome: str) -> None:
         self.metrics.monitor.alert_deliveries.labels(outcome).inc()
@@ -277,7 +272,7 @@ class Monitor:
             self._notify(self.alerts.handle_timer(now))
             if now >= self._next_compact:
                 self._next_compact = now + COMPACT_EVERY_S
-                self._write(functools.partial(self._store().compact, now))
+                self._write(functools.partial(UptimeStore.compact, now=now))
             deadlines = [d for d in (self.probes.next_deadline(), self.alerts.next_deadline()) if d]
             deadline = min([*deadlines, self._next_compact])
             self._wake.clear()
@@ -285,56 +280,44 @@ class Monitor:
                 async with asyncio.timeout_at(loop.time() + max(0.0, deadline - self.clock())):
                     await self._wake.wait()
 
-    async def _store_writer(self) -> None:
-        while True:
-            job, then = await self._writes.get()
-            try:
-                await asyncio.to_thread(job)
-                if then is not None:
-                    then()
-            except Exception:  # the store logs its own failures; a bug here must not stop monitoring
-                log.exception("uptime_store_job_failed")
+    def _write(self, job: Job, then: Then | None = None) -> None:
+        assert self.writer is not None
+        self.writer.write(job, then)
 
-    def _write(self, job: Callable[[], object], then: Callable[[], None] | None = None) -> None:
-        try:
-            self._writes.put_nowait((job, then))
-        except asyncio.QueueFull:
-            self.metrics.dropped.labels("uptime_sample").inc()
+    def _read_figures(self, store: UptimeStore) -> Figures:
+        paths = (*self.paths, SERVICE)
+        return read_figures(store, paths, PRIMARY, self.clock(), self.config.uptime_target)
 
-    def _store(self) -> UptimeStore:
-        assert self.store is not None
-        return self.store
-
-    def _refresh_sync(self) -> None:
-        """Read the persisted figures (on the store thread) and publish them."""
-        store, now = self._store(), self.clock()
-        figures: dict[str, object] = {path: store.uptimes(path, now) for path in (*self.paths, SERVICE)}
-        figures["month"] = store.month(PRIMARY, now, self.config.uptime_target)
-        figures["day_samples"] = store.window(PRIMARY, now, 86400).samples
+    def _figures_changed(self, figures: Figures) -> None:
         self.figures = figures
-
-    async def _refresh(self) -> None:
-        await asyncio.to_thread(self._refresh_sync)
-        self._figures_changed()
-
-    def _figures_changed(self) -> None:
         mon = self.metrics.monitor
-        for path in (*self.paths, SERVICE):
-            windows = self.figures.get(path)
-            if isinstance(windows, dict):
-                for window, value in windows.items():
-                    if value is not None:
-                        mon.uptime.labels(path, window).set(value)
-        month = self.figures.get("month")
-        if isinstance(month, dict):
-            mon.downtime_month.labels(PRIMARY).set(month["downtimeMinutes"])
-            mon.downtime_budget.set(month["budgetMinutes"])
-        primary = self.figures.get(PRIMARY)
-        day = primary.get("24h") if isinstance(primary, dict) else None
-        samples = self.figures.get("day_samples")
-        if isinstance(day, float) and isinstance(samples, int) and samples >= MIN_SAMPLES_FOR_UPTIME_ALERT:
+        for path, windows in figures.uptime.items():
+            for window, value in windows.items():
+                if value is not None:
+                    mon.uptime.labels(path, window).set(value)
+        if figures.month:
+            mon.downtime_month.labels(PRIMARY).set(figures.month["downtimeMinutes"])
+            mon.downtime_budget.set(figures.month["budgetMinutes"])
+        day = figures.uptime.get(PRIMARY, {}).get("24h")
+        if day is not None and figures.day_samples >= MIN_SAMPLES_FOR_UPTIME_ALERT:
             self._notify(self.alerts.uptime(day, self.clock()))
-        self.changed.set()
+        self._changed()
+
+    # ---- the status page's live updates ----------------------------------------------------
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Event]:
+        """An event set whenever what the status page shows changed."""
+        event = asyncio.Event()
+        self._subscribers.add(event)
+        try:
+            yield event
+        finally:
+            self._subscribers.discard(event)
+
+    def _changed(self) -> None:
+        for event in self._subscribers:
+            event.set()
 
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         assert self._tg is not None

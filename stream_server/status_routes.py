@@ -1,0 +1,59 @@
+"""``/status`` (a live page), ``/api/status`` (its JSON) and ``/api/status/events`` (server-sent events).
+
+The page loads once and then follows ``/api/status/events``: one ``status`` event at once, then one
+whenever something it shows changed (a sample, an incident, an alert), and at least every
+``PUSH_EVERY_S`` (workers' RTF and queues move with every heartbeat). No reload, no polling in the
+browser; ``EventSource`` reconnects by itself when the gateway restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+
+from .metrics import Metrics
+from .monitor import Monitor
+from .status_view import HubView, build_status
+
+STATIC = Path(__file__).resolve().parent / "static"
+PUSH_EVERY_S = 2.0
+
+
+def add_status_routes(app: FastAPI, monitor: Monitor, view: HubView, metrics: Metrics) -> None:
+    def snapshot() -> dict[str, object]:
+        return build_status(monitor, view, metrics, monitor.clock())
+
+    @app.get("/status", include_in_schema=False)
+    async def status_page() -> FileResponse:
+        return FileResponse(STATIC / "status.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/status/status.js", include_in_schema=False)
+    async def status_script() -> FileResponse:
+        return FileResponse(STATIC / "status.js", media_type="text/javascript")
+
+    @app.get("/api/status")
+    async def status_json() -> JSONResponse:
+        """Workers, tiers and breakers, persisted uptime, the month's budget, TTFA, incidents."""
+        return JSONResponse(snapshot())
+
+    @app.get("/api/status/events")
+    async def status_events(request: Request) -> StreamingResponse:
+        """Server-sent events: ``event: status`` with the same JSON as ``/api/status``."""
+
+        async def stream() -> AsyncIterator[str]:
+            with monitor.subscribe() as changed:
+                while not await request.is_disconnected():
+                    changed.clear()
+                    yield f"event: status\ndata: {json.dumps(snapshot(), separators=(',', ':'))}\n\n"
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(PUSH_EVERY_S):
+                            await changed.wait()
+
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
