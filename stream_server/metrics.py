@@ -86,6 +86,7 @@ class Metrics:
 
     def sentence(self, engine: str, ok: bool, first_audio_s: float | None) -> None:
         self.requests.labels(engine, "ok" if ok else "failed").inc()
+        self.monitor.spoke(engine)
         self.total += 1
         if ok:
             self.ok += 1

@@ -208,6 +208,8 @@ class Monitor:
         self._changed()
 
     def _primary(self, up: bool, now: float, reason: str) -> None:
+        if up != self.primary_up:
+            log.info("primary_voice", up=up, reason=reason)
         if up != self.primary_up and self.primary_up is not None:
             kind, text = (
                 ("recovery", "Bark speaks again")

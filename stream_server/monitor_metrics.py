@@ -79,6 +79,7 @@ class MonitorMetrics:
             ["role", "reason"],
             registry=r,
         )
+        self.spoken: dict[str, int] = {}  # sentences by the engine that spoke them ("text": none could)
         # (wall time, TTFA ms, engine) of the last hour: the status page's chart
         self.ttfa_recent: deque[tuple[float, float, str]] = deque(maxlen=20_000)
 
@@ -101,6 +102,9 @@ class MonitorMetrics:
         self.path_up.labels(path).set(1 if ok else 0)
         if latency_s is not None:
             self.probe_latency.labels(path).observe(latency_s)
+
+    def spoke(self, engine: str) -> None:
+        self.spoken[engine] = self.spoken.get(engine, 0) + 1
 
     def ttfa(self, now: float, ms: float, engine: str) -> None:
         self.ttfa_recent.append((now, ms, engine))

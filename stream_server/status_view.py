@@ -78,7 +78,7 @@ class HubView:
         for tier in hub.config.failover.tiers:
             if tier == PRIMARY:
                 up = hub.scheduler.registry.ready_count(hub.clock()) > 0
-                rows.append(TierRow(tier, True, up, "-", "" if up else "no ready worker"))
+                rows.append(TierRow(tier, True, up, "-", "" if up else "no Bark worker is ready"))
                 continue
             breaker = hub.scheduler.breakers[tier]
             configured = tier in hub.engines
@@ -158,7 +158,9 @@ def build_status(monitor: Monitor, view: HubView, metrics: Metrics, now: float) 
         "uptime": figures.uptime,
         "month": {**figures.month, "target": monitor.config.uptime_target},
         "ttfa": ttfa_series(metrics, now),
-        "fallbacks": dict(sorted(metrics.fallback_by_engine.items())),
+        # sentences spoken by a fallback engine (or by none: "text"), and moves between attempts
+        "fallbacks": {e: n for e, n in sorted(metrics.monitor.spoken.items()) if e != "bark"},
+        "fallbackMoves": dict(sorted(metrics.fallback_by_engine.items())),
         "incidents": [
             {"at": iso(i.at), "kind": i.kind, "path": i.path, "text": i.text} for i in monitor.recent[:30]
         ],

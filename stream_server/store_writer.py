@@ -34,7 +34,10 @@ def read_figures(
     store: UptimeStore, paths: tuple[str, ...], primary: str, now: float, target: float
 ) -> Figures:
     return Figures(
-        uptime={path: store.uptimes(path, now) for path in paths},
+        uptime={
+            path: {w: None if v is None else round(v, 3) for w, v in store.uptimes(path, now).items()}
+            for path in paths
+        },
         month=store.month(primary, now, target),
         day_samples=store.window(primary, now, 86400).samples,
     )
