@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import queue
+import signal
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -207,3 +212,92 @@ async def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
         sender.send(core.breaker(name, False, "x", 0.0)[0])
     assert outcomes == ["dropped"]
     assert [a.key for a in sender._queue] == ["breaker_open:b", "breaker_open:c"]
+
+
+# ---- the whole path: a worker dies, the webhook hears it, and hears the recovery -------------------
+
+
+class HookServer:
+    """A real HTTP webhook receiver on loopback, in a thread (the stack under test is synchronous)."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.posts: queue.Queue[tuple[float, dict[str, Any]]] = queue.Queue()
+        posts = self.posts
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                posts.put((time.monotonic(), json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="hook").start()
+
+    def next(self, key: str, state: str, timeout: float) -> tuple[float, dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            at, body = self.posts.get(timeout=max(0.0, deadline - time.monotonic()))
+            if body["alert"]["key"] == key and body["alert"]["state"] == state:
+                return at, body
+
+    def settle(self, quiet: float) -> None:
+        """Take what came so far; if a firing notice has no recovery yet, wait for it."""
+        firing: set[str] = set()
+        while True:
+            try:
+                _, body = self.posts.get(timeout=quiet if firing else 0.0)
+            except queue.Empty:
+                if firing:
+                    raise AssertionError(f"no recovery for {firing}") from None
+                return
+            key, state = body["alert"]["key"], body["alert"]["state"]
+            (firing.add if state == "firing" else firing.discard)(key)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_dead_worker_reaches_the_webhook_and_so_does_its_recovery(tmp_path: Path) -> None:
+    from broker.launcher import Mosquitto
+    from clients.localstack import Stack
+
+    hook = HookServer()
+    env = {
+        "SESAME_TIERS": "workers,espeak-ng",
+        "SESAME_HEALTH_CHECK_INTERVAL": "500",
+        "SESAME_ALERT_AFTER": "2000",
+        "SESAME_ALERT_WEBHOOK": hook.url,
+        "SESAME_STATE_DIR": str(tmp_path / "state"),
+        "SESAME_CACHE_PRELOAD": "false",
+    }
+    try:
+        with Mosquitto() as broker, Stack(env, broker=broker, start_timeout=6 * T) as stack:
+            stack.start_worker("w1", engine="espeak-ng")
+            stack.gateway.wait_for(
+                lambda e: e.get("event") == "primary_voice" and e.get("up") is True, 4 * T, "primary up"
+            )
+            hook.settle(T)  # the start-up (no worker yet) may have paged and recovered: not this test's
+            killed = time.monotonic()
+            stack.workers["w1"].signal(signal.SIGKILL)
+            fired_at, fired = hook.next("primary_down", "firing", 4 * T)
+            assert fired_at - killed >= 2.0  # not before SESAME_ALERT_AFTER: a blip pages nobody
+            assert fired["text"].startswith(":red_circle:") and "primary voice" in fired["text"]
+            assert fired["alert"]["details"]["down_for"].endswith(" s")
+            stack.start_worker("w1", engine="espeak-ng")
+            _, recovered = hook.next("primary_down", "resolved", 4 * T)
+            assert recovered["text"].startswith(":large_green_circle:")
+            assert "speaking again" in recovered["alert"]["summary"]
+            delay = fired_at - killed
+            stack.gateway.wait_for(lambda e: e.get("event") == "alert_delivered", T, "delivery logged")
+    finally:
+        hook.close()
+    print(f"alert POST {delay:.2f} s after the kill (SESAME_ALERT_AFTER 2 s, interval 0.5 s)")
