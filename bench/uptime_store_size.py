@@ -62,12 +62,14 @@ def main() -> int:
     args = parser.parse_args()
     days = 3 if args.smoke else args.days
     marks = {d for d in (1, 3, 30, 90, 365) if d <= days} | {days}
-    print(HEADER)
-    print(f"paths: {len(PATHS)}, one sample per {STEP_S} s each; {days} simulated days")
-    cols = ("days", "file MB", "samples", "minutes", "hours", "30d uptime", "s/day")
-    print("  ".join(f"{c:>{w}}" for c, w in zip(cols, (5, 8, 8, 8, 6, 10, 6), strict=True)))
     with tempfile.TemporaryDirectory() as tmp:
-        store = UptimeStore(tmp)
+        store = UptimeStore(tmp)  # (logs that it created the file)
+        print(HEADER)
+        print(f"paths: {len(PATHS)}, one sample per {STEP_S} s each; {days} simulated days")
+        cols = ("days", "file MB", "samples", "minutes", "hours", "30d uptime", "s/day")
+        heading = "  ".join(f"{c:>{w}}" for c, w in zip(cols, (5, 8, 8, 8, 6, 10, 6), strict=True))
+        print(heading)
+        print("-" * len(heading))
         started = time.perf_counter()
         for day in range(days):
             simulate_day(store, day)
