@@ -74,8 +74,36 @@ def text(page: Page, selector: str) -> str:
     return page.locator(selector).first.inner_text()
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}{{{want}}} in /metrics")
+
+
+def worker_figures(base: str) -> dict[str, float]:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=T) as r:
+        text = r.read().decode()
+    return {
+        "up": metric(text, "sesame_worker_up", worker="bark-1"),
+        "load": metric(text, "sesame_worker_model_load_seconds", worker="bark-1"),
+        "batch": metric(text, "sesame_worker_batch_size", worker="bark-1"),
+        "rtf": metric(text, "sesame_worker_rtf", worker="bark-1"),
+        "semantic": metric(text, "sesame_worker_stage_seconds", worker="bark-1", stage="semantic"),
+        "codec": metric(text, "sesame_worker_stage_seconds", worker="bark-1", stage="codec"),
+    }
+
+
 def test_status_page_shows_the_service_and_follows_a_worker_death_live(stack: Service, browser: Any) -> None:
     tts(stack.http_url, "Hello there, this is Maya.")  # one TTFA point for the chart
+    # the worker's own figures reach the gateway's /metrics through its heartbeats
+    stack.gateway.wait_for(
+        lambda e: e.get("event") == "primary_voice" and e.get("up") is True, 4 * T, "probe"
+    )
+    figures = worker_figures(stack.http_url)
+    assert figures["up"] == 1 and figures["load"] > 0 and figures["batch"] >= 1
+    assert figures["rtf"] > 0 and figures["semantic"] > 0 and figures["codec"] > 0
     page: Page = browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
