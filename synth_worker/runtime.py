@@ -203,17 +203,18 @@ class Worker:
 
     def _with_figures(self, beat: Heartbeat) -> Heartbeat:
         """The engine's own figures (Bark's last batch: size, stage times) and the model load time."""
+        beat = dataclasses.replace(beat, model_load_s=round(self._load_s, 3))
         times = getattr(getattr(self.engine, "stats", None), "times", None)
-        stages: dict[str, float | int] = {}
-        if times is not None:
-            stages = {
-                "batch_size": int(times.batch_size),
-                "semantic_ms": round(times.semantic_s * 1000, 2),
-                "coarse_ms": round(times.coarse_s * 1000, 2),
-                "fine_ms": round(times.fine_s * 1000, 2),
-                "codec_ms": round(times.codec_s * 1000, 2),
-            }
-        return dataclasses.replace(beat, model_load_s=round(self._load_s, 3), **stages)
+        if times is None:
+            return beat
+        return dataclasses.replace(
+            beat,
+            batch_size=int(times.batch_size),
+            semantic_ms=round(times.semantic_s * 1000, 2),
+            coarse_ms=round(times.coarse_s * 1000, 2),
+            fine_ms=round(times.fine_s * 1000, 2),
+            codec_ms=round(times.codec_s * 1000, 2),
+        )
 
     async def _prepare(self) -> None:
         config = self.config
