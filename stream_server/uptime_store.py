@@ -138,21 +138,29 @@ class UptimeStore:
         self.path = Path(state_dir) / FILE_NAME
         self._lock = threading.Lock()
         self.recreated = 0  # times the file had to be recreated (missing at start is not counted)
+        self.persistent = True  # False: the directory was unusable; history lives in memory
         self._db = self._open()
 
     # ---- opening and recovering ---------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            log.warning("uptime_store_missing", path=str(self.path), action="created")
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                log.warning("uptime_store_missing", path=str(self.path), action="created")
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as exc:
+                return self._recreate(exc)
+        except (OSError, sqlite3.OperationalError) as exc:
+            # An unusable SESAME_STATE_DIR must not stop the gateway: keep the history in memory.
+            log.error("uptime_store_unwritable", path=str(self.path), error=str(exc), kept="in memory")  # noqa: TRY400
+            self.persistent = False
             return self._connect()
-        except sqlite3.DatabaseError as exc:
-            return self._recreate(exc)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        where = str(self.path) if self.persistent else ":memory:"
+        db = sqlite3.connect(where, check_same_thread=False, isolation_level=None)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -166,6 +174,8 @@ class UptimeStore:
 
     def _recreate(self, exc: Exception) -> sqlite3.Connection:
         self.recreated += 1
+        if not self.persistent:
+            return self._connect()
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
         log.warning("uptime_store_corrupt", path=str(self.path), error=str(exc), moved_to=str(aside))
         for suffix in ("", "-wal", "-shm"):

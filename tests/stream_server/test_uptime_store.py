@@ -133,3 +133,16 @@ def test_a_file_broken_while_running_is_recreated_and_writes_go_on(tmp_path: Pat
     store.record("workers", NOW + 10, False)  # must not raise
     assert store.recreated == 1
     assert store.uptimes("workers", NOW + 10)["1h"] == 0.0
+
+
+def test_an_unusable_state_dir_keeps_history_in_memory(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with capture_logs() as logs:
+        store = UptimeStore(blocker / "state")
+    assert not store.persistent
+    assert any(e["event"] == "uptime_store_unwritable" for e in logs)
+    store.record("workers", NOW, False)
+    assert store.uptimes("workers", NOW)["1h"] == 0.0
