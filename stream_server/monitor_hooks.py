@@ -25,7 +25,7 @@ def observe(monitor: Monitor, item: Action | Heartbeat, *, worker_up: bool = Fal
             monitor.heartbeat(hb, worker_up)
         case SendJob(sentence=s) if not s.background:
             monitor.listener_needs(PRIMARY)
-        case Completed(sentence=s, tier=tier) if not s.background:
+        case Completed(tier=tier):  # a preloaded phrase Bark spoke is Bark speaking too
             monitor.sentence(path_of(tier), True)
         case FellBack(sentence=s, from_engine=from_engine) if not s.background:
             monitor.sentence(path_of(from_engine), False)

@@ -43,7 +43,7 @@ class Heard:
         (SendJob("j1", "bark-1", PRELOAD, 10.0), []),
         (Completed(LISTENER, "j1", "bark", "workers", 0.2), [("sentence", ("workers", True))]),
         (Completed(LISTENER, "j1", "espeak-ng", "espeak-ng", 0.1), [("sentence", ("espeak-ng", True))]),
-        (Completed(PRELOAD, "j1", "bark", "workers", 0.2), []),
+        (Completed(PRELOAD, "j1", "bark", "workers", 0.2), [("sentence", ("workers", True))]),
         (FellBack(LISTENER, "bark", "espeak-ng", "worker_dead"), [("sentence", ("workers", False))]),
         (FellBack(LISTENER, "edge-tts", "espeak-ng", "timeout"), [("sentence", ("edge-tts", False))]),
         (TierChanged("edge-tts", False, "timeout"), [("tier_changed", ("edge-tts", False, "timeout"))]),
