@@ -87,6 +87,17 @@ class Alert:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An incident whose alert went out and whose recovery has not: kept across restarts, so a
+    gateway restarted mid-outage neither pages again nor forgets to send the recovery."""
+
+    key: str
+    kind: Kind
+    since: float
+    summary: str
+
+
 @dataclass(slots=True)
 class _Incident:
     kind: Kind
@@ -114,6 +125,16 @@ class AlertCore:
         if incident is not None and not (incident.fired or incident.refused) and self._primary_down_since:
             return self._primary_down_since + self.config.alert_after_s
         return None
+
+    def open_alerts(self) -> list[OpenAlert]:
+        return [OpenAlert(k, i.kind, i.since, i.summary) for k, i in self.incidents.items() if i.fired]
+
+    def restore(self, alerts: list[OpenAlert]) -> None:
+        """Take back the alerts that were open when the gateway stopped."""
+        for a in alerts:
+            self.incidents[a.key] = _Incident(a.kind, a.since, a.summary, (), fired=True)
+            if a.key == "primary_down":
+                self._primary_down_since = a.since
 
     def active(self) -> list[tuple[str, float, str]]:
         """(key, since, summary) of every open incident."""

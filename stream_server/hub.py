@@ -558,10 +558,6 @@ class Hub:
             self.metrics.workers_up.set(self.scheduler.registry.ready_count(now))
             await asyncio.sleep(self.config.health_check_interval_s)
 
-    def local_jobs(self) -> list[str]:
-        """Job ids running on in-process engines now."""
-        return list(self._local)
-
     # ---- status for HTTP ----------------------------------------------------------------------
 
     def readiness(self) -> dict[str, object]:

@@ -20,14 +20,14 @@ import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, cast
 
 from broker import logs
 from broker.messages import Heartbeat
 from broker.settings import MqttUrl
 from synth_worker.engine import Engine
 
-from .alerts import Alert, AlertConfig, AlertCore, WebhookSender
+from .alerts import Alert, AlertConfig, AlertCore, Kind, OpenAlert, WebhookSender
 from .config import MonitorConfig
 from .metrics import Metrics
 from .probe_runner import ProbeRunner
@@ -109,6 +109,10 @@ class Monitor:
         store = await asyncio.to_thread(UptimeStore, self.config.state_dir)
         self.writer = StoreWriter(store, lambda: self.metrics.dropped.labels("uptime_write").inc())
         self.recent = await asyncio.to_thread(store.incidents, 50)
+        rows = await asyncio.to_thread(store.open_alerts)
+        self.alerts.restore(
+            [OpenAlert(k, cast(Kind, kind), since, summary) for k, kind, since, summary in rows]
+        )
         self._figures_changed(await asyncio.to_thread(self._read_figures, store))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -228,11 +232,14 @@ class Monitor:
             log.warning("alert", key=alert.key, state=alert.state, summary=alert.summary)
             if self.sender is not None:
                 self.sender.send(alert)
-        self.metrics.monitor.alerts_active.set(sum(1 for *_, fired in self._fired() if fired))
+        open_alerts = self.alerts.open_alerts()
+        self.metrics.monitor.alerts_active.set(len(open_alerts))
+        if alerts:
+            rows: list[tuple[str, str, float, str]] = [
+                (a.key, a.kind, a.since, a.summary) for a in open_alerts
+            ]
+            self._write(functools.partial(UptimeStore.save_open_alerts, alerts=rows))
         self._wake.set()
-
-    def _fired(self) -> list[tuple[str, bool]]:
-        return [(k, i.fired) for k, i in self.alerts.incidents.items()]
 
     def _incident(self, now: float, kind: str, path: str, text: str) -> None:
         incident = Incident(now, kind, path, text)

@@ -57,12 +57,11 @@ class HubView:
         ]
 
     def busy_tiers(self) -> set[str]:
-        busy = set()
-        for job_id in self.hub.local_jobs():
-            task = self.hub.scheduler.task_of(job_id)
-            if task is not None and task.attempt is not None and not task.sentence.background:
-                busy.add(task.attempt.tier)
-        return busy
+        return {
+            task.attempt.tier
+            for task in self.hub.scheduler.tasks.values()
+            if task.attempt is not None and task.attempt.worker_id is None and not task.sentence.background
+        }
 
     def workers(self) -> list[WorkerRow]:
         return [

@@ -6,7 +6,8 @@ Tables (``uptime.sqlite3``):
 - ``minutes(path, minute, n, ok, latency_ms_sum, latency_n)``: samples folded into minute buckets,
   kept ``MINUTE_KEEP_S`` (35 days: the 30 d window and this month's downtime need them);
 - ``hours(path, hour, ...)``: the same folded into hour buckets, kept ``HOUR_KEEP_S`` (400 days);
-- ``incidents(t, kind, path, text)``: faults, alerts and recoveries (the last ``INCIDENT_KEEP``).
+- ``incidents(t, kind, path, text)``: faults, alerts and recoveries (the last ``INCIDENT_KEEP``);
+- ``open_alerts(key, kind, since, summary)``: alerts sent whose recovery is not (yet).
 
 ``compact(now)`` folds raw samples older than 1 h into minutes and minutes older than 35 d into
 hours, in one transaction. A year of 10 s samples of five paths stays a few megabytes (measured in
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS hours (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY, t REAL NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS open_alerts (
+    key TEXT PRIMARY KEY, kind TEXT NOT NULL, since REAL NOT NULL, summary TEXT NOT NULL);
 """
 
 INSERT_SAMPLE = "INSERT INTO samples VALUES ((SELECT id FROM paths WHERE name = ?), ?, ?, ?)"
@@ -241,6 +244,20 @@ class UptimeStore:
                 ),
             ]
         )
+
+    def save_open_alerts(self, alerts: list[tuple[str, str, float, str]]) -> None:
+        """Replace the open alerts (key, kind, since, summary)."""
+        self._write(
+            [
+                ("DELETE FROM open_alerts", ()),
+                *(("INSERT INTO open_alerts VALUES (?, ?, ?, ?)", row) for row in alerts),
+            ]
+        )
+
+    def open_alerts(self) -> list[tuple[str, str, float, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT key, kind, since, summary FROM open_alerts").fetchall()
+        return [(str(k), str(kind), float(t), str(s)) for k, kind, t, s in rows]
 
     def compact(self, now: float) -> None:
         raw_before = (now - RAW_KEEP_S) // 60 * 60  # whole minutes: a minute is in one table only

@@ -301,3 +301,19 @@ def test_a_dead_worker_reaches_the_webhook_and_so_does_its_recovery(tmp_path: Pa
     finally:
         hook.close()
     print(f"alert POST {delay:.2f} s after the kill (SESAME_ALERT_AFTER 2 s, interval 0.5 s)")
+
+
+def test_an_alert_open_at_a_restart_is_not_sent_again_and_still_recovers() -> None:
+    before = AlertCore(AlertConfig(alert_after_s=30.0))
+    before.primary(False, 0.0, "last_will")
+    before.handle_timer(30.0)
+    before.breaker("edge-tts", False, "timeout", 31.0)
+    saved = before.open_alerts()
+    assert sorted(a.key for a in saved) == ["breaker_open:edge-tts", "primary_down"]
+
+    after = AlertCore(AlertConfig(alert_after_s=30.0))
+    after.restore(saved)
+    assert after.primary(False, 100.0) == [] and after.handle_timer(200.0) == []
+    assert after.breaker("edge-tts", False, "timeout", 101.0) == []
+    (rec,) = after.primary(True, 300.0)
+    assert rec.state == "resolved" and ("lasted", "300 s") in rec.details

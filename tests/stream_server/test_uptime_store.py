@@ -146,3 +146,16 @@ def test_an_unusable_state_dir_keeps_history_in_memory(tmp_path: Path) -> None:
     assert any(e["event"] == "uptime_store_unwritable" for e in logs)
     store.record("workers", NOW, False)
     assert store.uptimes("workers", NOW)["1h"] == 0.0
+
+
+def test_open_alerts_are_kept_across_a_restart(tmp_path: Path) -> None:
+    store = UptimeStore(tmp_path)
+    store.save_open_alerts([("primary_down", "primary_down", NOW, "Maya lost her voice")])
+    store.save_open_alerts([("primary_down", "primary_down", NOW, "Maya lost her voice")])
+    store.close()
+    assert UptimeStore(tmp_path).open_alerts() == [
+        ("primary_down", "primary_down", NOW, "Maya lost her voice")
+    ]
+    store = UptimeStore(tmp_path)
+    store.save_open_alerts([])
+    assert store.open_alerts() == []
