@@ -18,21 +18,21 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Protocol, cast
 
 from broker import logs
 from broker.messages import Heartbeat
 from broker.settings import MqttUrl
 from synth_worker.engine import Engine
 
-from .alerts import Alert, AlertConfig, AlertCore, Kind, OpenAlert, WebhookSender
+from .alerts import Alert, AlertConfig, AlertCore, WebhookSender
 from .config import MonitorConfig
 from .metrics import Metrics
 from .probe_runner import ProbeRunner
 from .probes import PRIMARY, CancelProbe, ProbeAction, ProbeCore, RoundDone, Sample, StartProbe
-from .store_writer import Figures, Job, StoreWriter, Then, read_figures
+from .status_view import Changes, GatewayView
+from .store_writer import Figures, Job, StoreWriter, Then, load_open_alerts, read_figures
 from .uptime_store import Incident, UptimeStore
 
 log = logs.get("sesame.monitor")
@@ -40,18 +40,6 @@ log = logs.get("sesame.monitor")
 SERVICE = "service"  # "some voice could speak": the any-path sample of each round
 COMPACT_EVERY_S = 300.0
 MIN_SAMPLES_FOR_UPTIME_ALERT = 60
-
-
-class GatewayView(Protocol):
-    """What the monitor reads from the gateway."""
-
-    def ready_workers(self) -> list[tuple[str, bool]]:
-        """(worker_id, busy) of every ready worker; busy: it has listeners' jobs."""
-        ...
-
-    def busy_tiers(self) -> set[str]:
-        """In-process tiers with a listener's sentence in synthesis now."""
-        ...
 
 
 class Monitor:
@@ -83,7 +71,7 @@ class Monitor:
         self.restarts: dict[str, int] = {}
         self.primary_up: bool | None = None
         self.primary_reason = ""
-        self._subscribers: set[asyncio.Event] = set()
+        self.changes = Changes()  # the status page's live updates wait on it
         self._up_workers: set[str] = set()
         self._wake = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
@@ -109,10 +97,7 @@ class Monitor:
         store = await asyncio.to_thread(UptimeStore, self.config.state_dir)
         self.writer = StoreWriter(store, lambda: self.metrics.dropped.labels("uptime_write").inc())
         self.recent = await asyncio.to_thread(store.incidents, 50)
-        rows = await asyncio.to_thread(store.open_alerts)
-        self.alerts.restore(
-            [OpenAlert(k, cast(Kind, kind), since, summary) for k, kind, since, summary in rows]
-        )
+        self.alerts.restore(await asyncio.to_thread(load_open_alerts, store))
         self._figures_changed(await asyncio.to_thread(self._read_figures, store))
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
@@ -209,7 +194,7 @@ class Monitor:
         self._write(lambda store: store.record(s.path, s.at, s.ok, latency_ms))
         if s.path == PRIMARY:
             self._primary(s.ok, s.at, s.reason)
-        self._changed()
+        self.changes.notify()
 
     def _primary(self, up: bool, now: float, reason: str) -> None:
         if up != self.primary_up:
@@ -245,7 +230,7 @@ class Monitor:
         incident = Incident(now, kind, path, text)
         self.recent = [incident, *self.recent[:49]]
         self._write(lambda store: store.incident(now, kind, path, text))
-        self._changed()
+        self.changes.notify()
 
     def _delivery(self, outcome: str) -> None:
         self.metrics.monitor.alert_deliveries.labels(outcome).inc()
@@ -310,23 +295,7 @@ class Monitor:
         day = figures.uptime.get(PRIMARY, {}).get("24h")
         if day is not None and figures.day_samples >= MIN_SAMPLES_FOR_UPTIME_ALERT:
             self._notify(self.alerts.uptime(day, self.clock()))
-        self._changed()
-
-    # ---- the status page's live updates ----------------------------------------------------
-
-    @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Event]:
-        """An event set whenever what the status page shows changed."""
-        event = asyncio.Event()
-        self._subscribers.add(event)
-        try:
-            yield event
-        finally:
-            self._subscribers.discard(event)
-
-    def _changed(self) -> None:
-        for event in self._subscribers:
-            event.set()
+        self.changes.notify()
 
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         assert self._tg is not None

@@ -47,7 +47,7 @@ def add_status_routes(app: FastAPI, monitor: Monitor, view: HubView, metrics: Me
         """Server-sent events: ``event: status`` with the same JSON as ``/api/status``."""
 
         async def stream() -> AsyncIterator[str]:
-            with monitor.subscribe() as changed:
+            with monitor.changes.subscribe() as changed:
                 while not await request.is_disconnected():
                     changed.clear()
                     yield f"event: status\ndata: {json.dumps(snapshot(), separators=(',', ':'))}\n\n"

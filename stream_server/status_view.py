@@ -7,9 +7,12 @@ time-to-first-audio and the fallbacks by engine. Pure functions of what they are
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .metrics import Metrics, percentile
 from .probes import PRIMARY
@@ -19,6 +22,38 @@ if TYPE_CHECKING:
     from .monitor import Monitor
 
 TTFA_BUCKET_S = 30.0
+
+
+class GatewayView(Protocol):
+    """What the monitor reads from the gateway (``HubView`` below is the hub's)."""
+
+    def ready_workers(self) -> list[tuple[str, bool]]:
+        """(worker_id, busy) of every ready worker; busy: it has listeners' jobs."""
+        ...
+
+    def busy_tiers(self) -> set[str]:
+        """In-process tiers with a listener's sentence in synthesis now."""
+        ...
+
+
+class Changes:
+    """Wakes every open status page when what it shows changed."""
+
+    def __init__(self) -> None:
+        self._events: set[asyncio.Event] = set()
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._events.add(event)
+        try:
+            yield event
+        finally:
+            self._events.discard(event)
+
+    def notify(self) -> None:
+        for event in self._events:
+            event.set()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from broker import logs
 
+from .alerts import Kind, OpenAlert
 from .uptime_store import UptimeStore
 
 log = logs.get("sesame.monitor")
@@ -41,6 +42,10 @@ def read_figures(
         month=store.month(primary, now, target),
         day_samples=store.window(primary, now, 86400).samples,
     )
+
+
+def load_open_alerts(store: UptimeStore) -> list[OpenAlert]:
+    return [OpenAlert(k, cast(Kind, kind), since, summary) for k, kind, since, summary in store.open_alerts()]
 
 
 class StoreWriter:
