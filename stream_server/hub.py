@@ -263,6 +263,10 @@ class Hub:
             if job_id is not None:
                 self._run(self.scheduler.failed(job_id, "broker_backlog", self.clock()))
 
+    def carry_out(self, actions: list[Action]) -> None:
+        """Actions decided outside the scheduler (the monitor's breaker news)."""
+        self._run(actions)
+
     def _run(self, actions: list[Action]) -> None:
         queue: deque[Action] = deque(actions)
         while queue:

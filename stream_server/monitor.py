@@ -194,6 +194,8 @@ class Monitor:
         self._write(lambda store: store.record(s.path, s.at, s.ok, latency_ms))
         if s.path == PRIMARY:
             self._primary(s.ok, s.at, s.reason)
+        elif not s.ok and s.source == "probe":
+            self.view.tier_probe_failed(s.path, s.reason)  # listeners skip it before they meet it
         self.changes.notify()
 
     def _primary(self, up: bool, now: float, reason: str) -> None:

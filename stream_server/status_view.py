@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from .metrics import Metrics, percentile
 from .probes import PRIMARY
+from .scheduler import TierChanged
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -33,6 +34,10 @@ class GatewayView(Protocol):
 
     def busy_tiers(self) -> set[str]:
         """In-process tiers with a listener's sentence in synthesis now."""
+        ...
+
+    def tier_probe_failed(self, tier: str, reason: str) -> None:
+        """A health probe of an in-process tier failed: its circuit breaker should know."""
         ...
 
 
@@ -97,6 +102,14 @@ class HubView:
             for task in self.hub.scheduler.tasks.values()
             if task.attempt is not None and task.attempt.worker_id is None and not task.sentence.background
         }
+
+    def tier_probe_failed(self, tier: str, reason: str) -> None:
+        breaker = self.hub.scheduler.breakers.get(tier)
+        if breaker is None:
+            return
+        transition = breaker.record_failure(self.hub.clock(), f"health_probe:{reason}")
+        if transition is not None:  # it opened: the same event as a listener's failure
+            self.hub.carry_out([TierChanged(tier, False, transition.reason)])
 
     def workers(self) -> list[WorkerRow]:
         return [

@@ -201,3 +201,26 @@ def test_history_survives_a_gateway_restart(tmp_path: Path) -> None:
     assert after["uptime"]["workers"]["1h"] is not None
     assert metrics["sesame"]["uptimeWindows"]["1h"] == after["uptime"]["workers"]["1h"]
     assert metrics["sesame"]["downtimeThisMonth"]["budgetMinutes"] > 0
+
+
+def test_a_failing_tier_probe_opens_its_breaker_before_a_listener_meets_it(tmp_path: Path) -> None:
+    from broker.launcher import free_port
+
+    env = {
+        "SESAME_TIERS": "workers,edge-tts,espeak-ng",
+        "SESAME_EDGE_TTS_ENDPOINT": f"ws://127.0.0.1:{free_port()}/edge",  # nothing listens there
+        "SESAME_HEALTH_CHECK_INTERVAL": "300",
+        "SESAME_STATE_DIR": str(tmp_path / "state"),
+    }
+    with Stack(env, start_timeout=6 * T) as stack:
+        stack.gateway.wait_for(
+            lambda e: e.get("event") == "tier_availability" and e.get("tier") == "edge-tts",
+            4 * T,
+            "edge-tts down",
+        )
+        status = get_json(f"{stack.http_url}/api/status")
+    edge = next(t for t in status["tiers"] if t["tier"] == "edge-tts")
+    assert (edge["available"], edge["breaker"]) == (False, "open")
+    assert edge["lastProbe"]["ok"] is False
+    assert status["voice"]["speakingWith"] == "espeak-ng"
+    assert any("edge-tts is unavailable" in i["text"] for i in status["incidents"])
