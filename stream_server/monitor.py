@@ -103,6 +103,7 @@ class Monitor:
         await self._tg.__aenter__()
         if self.sender is not None:
             await self.sender.__aenter__()
+        await self.runner.prepare()
         await self.runner.link.__aenter__()
         self.probes.start(self.clock())
         self._tg.create_task(self._timer(), name="monitor-timer")

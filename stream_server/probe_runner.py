@@ -12,6 +12,7 @@ A reply that arrives after its probe timed out or gave way is ignored (the core 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ class ProbeRunner:
             subscriptions=[(f"{self.reply_root}/#", 1)],
             on_message=self._on_mqtt,
         )
+
+    async def prepare(self) -> None:
+        """Import what the in-process engines import lazily (scipy's resampler) off the event loop,
+        before the first probe: on the loop it would stall every session for seconds."""
+        if self.engines:
+            await asyncio.to_thread(importlib.import_module, "scipy.signal")
 
     # ---- the primary --------------------------------------------------------------------------
 
