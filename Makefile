@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEBS := mosquitto espeak-ng chromium prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test system-deps venv lint typecheck bench clean
+.PHONY: up test check system-deps venv lint format-check typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,12 +28,20 @@ UP_ARGS ?=
 up: system-deps venv
 	$(VENV)/bin/sesame-voice up $(UP_ARGS)
 
-test: system-deps venv
+# `make test` runs the static checks first (lint, format, strict types), then every test.
+test: system-deps venv check
 	$(PY) -m pytest -q -p no:cacheprovider
 
-lint: venv
-	$(VENV)/bin/ruff check broker synth_worker stream_server clients tests bench
+check: lint format-check typecheck
 
+lint: venv
+	$(VENV)/bin/ruff check .
+
+format-check: venv
+	$(VENV)/bin/ruff format --check .
+
+# mypy --strict on every package (the list is in pyproject.toml: broker, synth_worker,
+# stream_server, clients, sesame_voice).
 typecheck: venv
 	$(VENV)/bin/mypy
 

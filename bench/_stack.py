@@ -1,4 +1,4 @@
-"""Benchmark helpers: the local stack (clients/localstack.py, shared with the tests) and the
+"""Benchmark helpers: the local stack (tests/support/localstack.py, shared with the tests) and the
 machine's description for result tables."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from clients.localstack import REPO, Proc, Stack
+from tests.support.localstack import REPO, Proc, Stack
 
 __all__ = ["REPO", "Proc", "Stack", "machine"]
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench._stack import Stack, machine
+from clients import protocol
 from clients.loadtest import DEFAULT_TEXTS
 from clients.stats import Summary, table
 from synth_worker.engine import CancelToken, SynthesisRequest
@@ -74,18 +75,16 @@ async def direct(engine: EspeakEngine, text: str) -> float:
 async def through(ws: ClientConnection, text: str) -> float:
     start = time.perf_counter()
     first = None
-    await ws.send(json.dumps({"type": "speak", "text": text}))
+    await ws.send(protocol.encode(protocol.Speak(text)))
     while True:
         raw = await ws.recv()
-        if isinstance(raw, bytes):
-            if first is None:
-                first = time.perf_counter() - start
-            continue
-        msg = json.loads(raw)
-        if msg["type"] == "error":
-            raise RuntimeError(f"gateway error: {msg}")
-        if msg["type"] == "turn_end":
-            break
+        if isinstance(raw, bytes) and first is None:
+            first = time.perf_counter() - start  # timed before decoding, as a player would start
+        match protocol.decode(raw):
+            case protocol.Error() as error:
+                raise RuntimeError(f"gateway error: {error}")
+            case protocol.TurnEnd():
+                break
     if first is None:
         raise RuntimeError(f"no audio for {text!r}")
     return first

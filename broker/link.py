@@ -1,9 +1,10 @@
 """The MQTT edge: one aiomqtt client (MQTT v5) that reconnects on its own.
 
-``MqttLink`` is an async context manager owning one named task. Inside, it connects, subscribes,
-runs ``on_connect`` (a worker republishes its retained status there), and hands every incoming
-message to ``on_message``. A handler that raises is logged and the loop goes on: one bad payload
-never stops the link. When the connection drops it reconnects with jittered exponential backoff.
+``MqttLink`` is an async context manager owning one named task, in its own TaskGroup. Inside, it
+connects, subscribes, runs ``on_connect`` (a worker republishes its retained status there), and
+hands every incoming message to ``on_message``. A handler that raises is logged and the loop goes
+on: one bad payload never stops the link. When the connection drops it reconnects with jittered
+exponential backoff.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 
 import aiomqtt
@@ -64,15 +65,30 @@ class MqttLink:
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[MqttLink]:
+        """The link's connection task, in a TaskGroup; cancelled and awaited on the way out."""
+        self._closing = False
+        async with asyncio.TaskGroup() as tg:
+            self._task = tg.create_task(self._run(), name=f"mqtt-link:{self.client_id}")
+            try:
+                yield self
+            finally:
+                await self.close()
 
     async def __aenter__(self) -> MqttLink:
-        self._task = asyncio.create_task(self._run(), name=f"mqtt-link:{self.client_id}")
-        return self
+        self._stack = contextlib.AsyncExitStack()
+        return await self._stack.enter_async_context(self.running())
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return None
+        return await stack.__aexit__(et, e, tb)
 
     async def wait_connected(self, within_s: float) -> None:
         try:

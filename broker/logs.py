@@ -9,12 +9,27 @@ from typing import Any
 
 import structlog
 
-SECRET_KEYS = ("password", "api_key", "token", "secret", "authorization", "xi-api-key")
+# Exact names of log fields that hold secrets (a substring match would also hide
+# ``semantic_tokens``). Compared case-insensitively.
+SECRET_KEYS = frozenset(
+    {
+        "password",
+        "api_key",
+        "token",
+        "auth_token",
+        "access_token",
+        "secret",
+        "authorization",
+        "xi-api-key",
+        "elevenlabs_api_key",
+    }
+)
 
 
-def _redact(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: a field named as a secret is logged as ``***``."""
     for key in list(event):
-        if any(s in key.lower() for s in SECRET_KEYS):
+        if key.lower() in SECRET_KEYS:
             event[key] = "***"
     return event
 
@@ -38,7 +53,7 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
+            redact,
             structlog.processors.format_exc_info,
             renderer,
         ],

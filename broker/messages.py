@@ -167,8 +167,5 @@ class WorkerStatus(Message):
         check_id(self.worker_id, "worker_id")
 
 
-JobEvent = JobAck | JobDone | JobError
-
-
 def decode_worker_message(raw: bytes | str) -> Message:
     return worker_messages.decode(raw)

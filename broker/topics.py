@@ -8,6 +8,8 @@ exactly which worker holds a job so that its death can be acted on at once. See 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 from .errors import ProtocolError
 
@@ -75,24 +77,68 @@ def session_audio(session_id: str) -> str:
 ALL_SESSION_TEXT = f"{ROOT}/sessions/+/text"
 
 
-def worker_id_of(topic: str) -> str:
-    """``sesame/v1/workers/{id}/...`` -> id."""
+# ---- parsing: a topic string in, a typed value out ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerTopic:
+    """``sesame/v1/workers/{worker_id}/{heartbeat|status|jobs}``"""
+
+    worker_id: str
+    kind: Literal["heartbeat", "status", "jobs"]
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyTopic:
+    """``sesame/v1/replies/{gateway_id}/{job_id}/{events|audio}``"""
+
+    gateway_id: str
+    job_id: str
+    kind: Literal["events", "audio"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionTopic:
+    """``sesame/v1/sessions/{session_id}/{text|events|audio}``"""
+
+    session_id: str
+    kind: Literal["text", "events", "audio"]
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTopic:
+    """``sesame/v1/cancel``"""
+
+
+Topic = WorkerTopic | ReplyTopic | SessionTopic | CancelTopic
+
+_WORKER_KINDS: dict[str, Literal["heartbeat", "status", "jobs"]] = {
+    "heartbeat": "heartbeat",
+    "status": "status",
+    "jobs": "jobs",
+}
+_REPLY_KINDS: dict[str, Literal["events", "audio"]] = {"events": "events", "audio": "audio"}
+_SESSION_KINDS: dict[str, Literal["text", "events", "audio"]] = {
+    "text": "text",
+    "events": "events",
+    "audio": "audio",
+}
+
+
+def parse(topic: str) -> Topic:
+    """Every topic this project uses, parsed; anything else raises ``ProtocolError(bad_topic)``."""
     parts = topic.split("/")
-    if len(parts) < 4 or "/".join(parts[:3]) != f"{ROOT}/workers":
-        raise ProtocolError(f"not a worker topic: {topic!r}", code="bad_topic")
-    return check_id(parts[3], "worker_id")
-
-
-def session_id_of(topic: str) -> str:
-    parts = topic.split("/")
-    if len(parts) != 5 or "/".join(parts[:3]) != f"{ROOT}/sessions":
-        raise ProtocolError(f"not a session topic: {topic!r}", code="bad_topic")
-    return check_id(parts[3], "session_id")
-
-
-def reply_parts(topic: str) -> tuple[str, str]:
-    """``{reply_root}/{job_id}/{events|audio}`` -> (job_id, kind)."""
-    parts = topic.split("/")
-    if len(parts) != 6 or "/".join(parts[:3]) != f"{ROOT}/replies" or parts[5] not in ("events", "audio"):
-        raise ProtocolError(f"not a reply topic: {topic!r}", code="bad_topic")
-    return check_id(parts[4], "job_id"), parts[5]
+    if topic == CANCEL:
+        return CancelTopic()
+    if len(parts) < 4 or "/".join(parts[:2]) != ROOT:
+        raise ProtocolError(f"not a sesame topic: {topic!r}", code="bad_topic")
+    area = parts[2]
+    if area == "workers" and len(parts) == 5 and parts[4] in _WORKER_KINDS:
+        return WorkerTopic(check_id(parts[3], "worker_id"), _WORKER_KINDS[parts[4]])
+    if area == "replies" and len(parts) == 6 and parts[5] in _REPLY_KINDS:
+        return ReplyTopic(
+            check_id(parts[3], "gateway_id"), check_id(parts[4], "job_id"), _REPLY_KINDS[parts[5]]
+        )
+    if area == "sessions" and len(parts) == 5 and parts[4] in _SESSION_KINDS:
+        return SessionTopic(check_id(parts[3], "session_id"), _SESSION_KINDS[parts[4]])
+    raise ProtocolError(f"not a sesame topic: {topic!r}", code="bad_topic")

@@ -26,6 +26,8 @@ class Message:
     """Base of every JSON message. Subclasses are ``@dataclass(frozen=True, slots=True)``."""
 
     type: ClassVar[str]
+    # Field name -> name on the wire, for a wire name that cannot be a Python identifier.
+    wire_names: ClassVar[dict[str, str]] = {}
 
     def validate(self) -> None:
         """Extra checks beyond types; raise ProtocolError."""
@@ -34,7 +36,7 @@ class Message:
         out: dict[str, Any] = {"type": self.type}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            out[self.wire_names.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
         return out
 
     def to_json(self) -> str:
@@ -130,15 +132,16 @@ class Registry:
             raise ProtocolError(f"unknown {self.name} message type {tag!r}", code="unknown_type")
         hints = self._hints[cls]
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - set(fields) - {"type"}
+        wire = {name: cls.wire_names.get(name, name) for name in fields}
+        unknown = set(data) - set(wire.values()) - {"type"}
         if unknown:
             raise ProtocolError(f"unknown field(s) {sorted(unknown)} in {tag!r}", code="bad_field")
         kwargs: dict[str, Any] = {}
         for name, f in fields.items():
-            if name in data:
-                kwargs[name] = _check(data[name], hints[name], name)
+            if wire[name] in data:
+                kwargs[name] = _check(data[wire[name]], hints[name], wire[name])
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"missing field {name!r} in {tag!r}", code="bad_field")
+                raise ProtocolError(f"missing field {wire[name]!r} in {tag!r}", code="bad_field")
         msg = cls(**kwargs)
         msg.validate()
         return msg

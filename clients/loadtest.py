@@ -45,9 +45,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from broker.audio import AudioFrame
 from broker.errors import ProtocolError
 
+from . import protocol
 from .stats import Playout, Summary, table
 
 Mode = Literal["tts", "ws"]
@@ -189,17 +189,17 @@ async def run_ws(cfg: LoadConfig, text: str, out: Outcome, t_sched: float) -> No
     try:
         async with asyncio.timeout(cfg.timeout_s):
             async with connect(cfg.ws_url, open_timeout=None, close_timeout=1, max_size=1 << 22) as ws:
-                await _expect(ws, "ready")
-                await ws.send(json.dumps({"type": "start", "voice": cfg.voice}))
-                await _expect(ws, "ready")
+                await _expect_ready(ws)
+                await ws.send(protocol.encode(protocol.Start(voice=cfg.voice)))
+                await _expect_ready(ws)
                 out.connect_s = loop.time() - t_sched
                 sent = loop.time()
                 if cfg.fragment_chars > 0:
                     for i in range(0, len(text), cfg.fragment_chars):
-                        await ws.send(json.dumps({"type": "text", "text": text[i : i + cfg.fragment_chars]}))
-                    await ws.send(json.dumps({"type": "flush"}))
+                        await ws.send(protocol.encode(protocol.Text(text[i : i + cfg.fragment_chars])))
+                    await ws.send(protocol.encode(protocol.Flush()))
                 else:
-                    await ws.send(json.dumps({"type": "speak", "text": text}))
+                    await ws.send(protocol.encode(protocol.Speak(text)))
                 await _collect_turn(ws, cfg, out, t_sched, sent)
     except TimeoutError:
         out.error = "timeout"
@@ -213,16 +213,10 @@ async def run_ws(cfg: LoadConfig, text: str, out: Outcome, t_sched: float) -> No
         out.error = exc.code
 
 
-async def _expect(ws: ClientConnection, kind: str) -> dict[str, object]:
-    while True:
-        raw = await ws.recv()
-        if isinstance(raw, bytes):
-            raise ProtocolError(f"audio before {kind}", code="unexpected_audio")
-        msg = json.loads(raw)
-        if msg.get("type") == kind:
-            return msg  # type: ignore[no-any-return]
-        if msg.get("type") == "error":
-            raise ProtocolError(str(msg.get("message")), code=str(msg.get("code")))
+async def _expect_ready(ws: ClientConnection) -> protocol.Ready:
+    while (ready := protocol.expect(await ws.recv(), protocol.Ready)) is None:
+        pass
+    return ready
 
 
 async def _collect_turn(
@@ -231,27 +225,24 @@ async def _collect_turn(
     loop = asyncio.get_running_loop()
     play = Playout(prebuffer_s=cfg.prebuffer_s)
     while True:
-        raw = await ws.recv()
+        msg = protocol.decode(await ws.recv())
         now = loop.time()
-        if isinstance(raw, bytes):
-            frame = AudioFrame.from_bytes(raw)
-            if not play.started:
-                out.ttfa_s = now - sent
-                out.ttfa_sched_s = now - t_sched
-            play.audio(now, frame.samples / frame.sample_rate)
-            continue
-        msg = json.loads(raw)
-        match msg.get("type"):
-            case "sentence_start":
-                out.engines.append(str(msg.get("engine")))
-                out.restarts += bool(msg.get("restart"))
-            case "sentence_end":
+        match msg:
+            case protocol.AudioFrame() as frame:
+                if not play.started:
+                    out.ttfa_s = now - sent
+                    out.ttfa_sched_s = now - t_sched
+                play.audio(now, frame.samples / frame.sample_rate)
+            case protocol.SentenceStart(engine=engine, restart=restart):
+                out.engines.append(engine)
+                out.restarts += restart
+            case protocol.SentenceEnd():
                 out.sentences += 1
-            case "fallback":
-                out.fallbacks.append(f"{msg.get('from')}->{msg.get('to')}")
-            case "error":
-                out.errors.append(str(msg.get("code")))
-            case "turn_end":
+            case protocol.Fallback(from_engine=f, to_engine=t):
+                out.fallbacks.append(f"{f}->{t}")
+            case protocol.Error(code=code):
+                out.errors.append(code)
+            case protocol.TurnEnd():
                 out.total_s = now - t_sched
                 break
     out.audio_s = play.audio_s
@@ -316,7 +307,6 @@ async def run(cfg: LoadConfig) -> RunResult:
     counts: Counter[str] = Counter()
     outcomes: list[Outcome] = []
     bar = ProgressBar(cfg.duration_s) if cfg.progress else None
-    in_flight: set[asyncio.Task[None]] = set()
     limits = httpx.Limits(max_connections=cfg.concurrency, max_keepalive_connections=cfg.concurrency)
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(cfg.timeout_s)) as client:
 
@@ -335,25 +325,23 @@ async def run(cfg: LoadConfig) -> RunResult:
             counts["ok" if out.error is None else "error"] += 1
 
         t0 = loop.time() + 0.05
-        ticker = asyncio.create_task(_draw(bar, counts, t0), name="loadtest-progress") if bar else None
-        for i, offset in enumerate(offsets):
-            t_sched = t0 + offset
-            delay = t_sched - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if counts["in_flight"] >= cfg.concurrency:
-                counts["dropped"] += 1
-                continue
-            counts["in_flight"] += 1
-            counts["started"] += 1
-            task = asyncio.create_task(one(i, offset, t_sched), name=f"loadtest-{i}")
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
-        if in_flight:
-            await asyncio.wait(set(in_flight))
-        wall = loop.time() - t0
-        if ticker is not None:
-            ticker.cancel()
+        async with asyncio.TaskGroup() as tg:
+            ticker = tg.create_task(_draw(bar, counts, t0), name="loadtest-progress") if bar else None
+            async with asyncio.TaskGroup() as sessions:
+                for i, offset in enumerate(offsets):
+                    t_sched = t0 + offset
+                    delay = t_sched - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    if counts["in_flight"] >= cfg.concurrency:
+                        counts["dropped"] += 1
+                        continue
+                    counts["in_flight"] += 1
+                    counts["started"] += 1
+                    sessions.create_task(one(i, offset, t_sched), name=f"loadtest-{i}")
+            wall = loop.time() - t0
+            if ticker is not None:
+                ticker.cancel()
         if bar is not None:
             bar.draw(min(wall, cfg.duration_s), counts)
             bar.close()

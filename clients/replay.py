@@ -25,22 +25,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from broker.audio import AudioFrame
 from broker.errors import ProtocolError
 
+from . import protocol
 from .loadtest import ws_url
 from .stats import Summary, table
 from .timeline import render_html
@@ -397,36 +396,43 @@ async def replay_session(
     failure: str | None = None
     await _sleep_until(loop, t0 + events[0].t / speed - lead_s)
     try:
-        async with connect(url, open_timeout=timeout_s, close_timeout=1, max_size=1 << 22) as ws:
+        async with (
+            connect(url, open_timeout=timeout_s, close_timeout=1, max_size=1 << 22) as ws,
+            asyncio.TaskGroup() as tg,
+        ):
             await _ready(ws, timeout_s)
             if voice is not None:
-                await ws.send(json.dumps({"type": "start", "voice": voice}))
+                await ws.send(protocol.encode(protocol.Start(voice=voice)))
                 await _ready(ws, timeout_s)
             changed = asyncio.Event()
-            receiver = asyncio.create_task(_receive(ws, received, t0, changed), name=f"replay-recv:{session}")
+            receiver = tg.create_task(
+                _caught(_receive(ws, received, t0, changed)), name=f"replay-recv:{session}"
+            )
             try:
                 for ev in events:
                     await _sleep_until(loop, t0 + ev.t / speed)
                     if receiver.done():
                         break
-                    msg = {"type": "flush"} if ev.text is None else {"type": "text", "text": ev.text}
-                    await ws.send(json.dumps(msg))
+                    msg = protocol.Flush() if ev.text is None else protocol.Text(ev.text)
+                    await ws.send(protocol.encode(msg))
                     sent.append(Sent(loop.time() - t0, ev.text))
                 await _settle(
                     received, sum(1 for e in events if e.text is None), changed, receiver, timeout_s
                 )
             finally:
                 receiver.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await receiver
-    except TimeoutError:
+    except* TimeoutError:
         failure = "timeout"
-    except (OSError, InvalidHandshake):
+    except* (OSError, InvalidHandshake):
         failure = "connect_error"
-    except ConnectionClosed as exc:
+    except* ConnectionClosed as group:
+        exc = group.exceptions[0]
+        assert isinstance(exc, ConnectionClosed)
         failure = f"closed_{exc.rcvd.code if exc.rcvd else 'abnormal'}"
-    except ProtocolError as exc:
-        failure = exc.code
+    except* ProtocolError as group:
+        error = group.exceptions[0]
+        assert isinstance(error, ProtocolError)
+        failure = error.code
     return analyze_session(session, sent, received, prebuffer_s, failure)
 
 
@@ -434,32 +440,36 @@ async def _ready(ws: ClientConnection, timeout_s: float) -> None:
     async with asyncio.timeout(timeout_s):
         while True:
             raw = await ws.recv()
-            if isinstance(raw, str):
-                msg = json.loads(raw)
-                if msg.get("type") == "ready":
-                    return
-                if msg.get("type") == "error":
-                    raise ProtocolError(str(msg.get("message")), code=str(msg.get("code")))
+            if isinstance(raw, str) and protocol.expect(raw, protocol.Ready) is not None:
+                return
 
 
 async def _receive(ws: ClientConnection, out: list[Received], t0: float, changed: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     async for raw in ws:
         now = loop.time() - t0
-        if isinstance(raw, bytes):
-            frame = AudioFrame.from_bytes(raw)
-            out.append(Received(now, "audio", None, frame.seq, frame.samples / frame.sample_rate))
+        msg = protocol.decode(raw)
+        if isinstance(msg, protocol.AudioFrame):
+            out.append(Received(now, "audio", None, msg.seq, msg.samples / msg.sample_rate))
         else:
-            msg = json.loads(raw)
-            out.append(Received(now, str(msg.get("type")), msg))
+            out.append(Received(now, msg.type, msg.to_dict()))
         changed.set()
+
+
+async def _caught(work: Awaitable[None]) -> Exception | None:
+    """Runs ``work`` in a TaskGroup without failing the group: its exception is returned."""
+    try:
+        await work
+    except Exception as exc:
+        return exc
+    return None
 
 
 async def _settle(
     received: list[Received],
     flushes: int,
     changed: asyncio.Event,
-    receiver: asyncio.Task[None],
+    receiver: asyncio.Task[Exception | None],
     timeout_s: float,
 ) -> None:
     """Wait until every turn that was flushed has ended and no sentence is half-way (or the timeout)."""
@@ -473,7 +483,8 @@ async def _settle(
     async with asyncio.timeout(timeout_s):
         while not done():
             if receiver.done():
-                receiver.result()  # raises what ended it
+                if (exc := receiver.result()) is not None:
+                    raise exc  # what ended it
                 return
             changed.clear()
             await changed.wait()
@@ -490,17 +501,18 @@ async def replay(
 ) -> list[SessionResult]:
     loop = asyncio.get_running_loop()
     t0 = loop.time() + 0.6  # room for the first sessions to connect before their first fragment
-    tasks = [
-        asyncio.create_task(
-            replay_session(
-                sid, evs, url, t0, speed, voice=voice, prebuffer_s=prebuffer_s, timeout_s=timeout_s
-            ),
-            name=f"replay:{sid}",
-        )
-        for sid, evs in trace.sessions.items()
-        if evs
-    ]
-    return list(await asyncio.gather(*tasks))
+    async with asyncio.TaskGroup() as tg:
+        tasks = [
+            tg.create_task(
+                replay_session(
+                    sid, evs, url, t0, speed, voice=voice, prebuffer_s=prebuffer_s, timeout_s=timeout_s
+                ),
+                name=f"replay:{sid}",
+            )
+            for sid, evs in trace.sessions.items()
+            if evs
+        ]
+    return [task.result() for task in tasks]
 
 
 # --- command line ------------------------------------------------------------------------------------

@@ -102,6 +102,14 @@ class CircuitBreaker:
             return True
         return False
 
+    def next_deadline(self) -> float | None:
+        """When ``probe_due`` next turns true (None: closed, nothing to probe)."""
+        if self.state == "open":
+            return self.next_probe_at
+        if self.state == "half_open" and self.probe_started_at is not None:
+            return self.probe_started_at + self.probe_timeout_s
+        return None
+
     def current_probe_interval(self) -> float:
         return min(self.max_probe_interval_s, self.probe_interval_s * self.backoff_factor**self.failed_probes)
 

@@ -11,7 +11,8 @@ from broker.errors import ConfigError
 from broker.settings import Env, MqttUrl
 from broker.topics import check_id
 
-from .scheduler import WORKERS, FailoverConfig
+from .actions import WORKERS
+from .failover import FailoverConfig
 
 LOCAL_TIERS = ("elevenlabs", "edge-tts", "espeak-ng")
 
@@ -117,6 +118,7 @@ class GatewayConfig:
             retry_delay_s=env.ms("SESAME_RETRY_DELAY", 1.0),
             missed_heartbeats=env.int("SESAME_MISSED_HEARTBEATS", 3, lo=1, hi=100),
             probe_interval_s=env.ms("SESAME_PROBE_INTERVAL", 5.0),
+            worker_retention_s=env.ms("SESAME_WORKER_RETENTION", 300.0),
         )
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")

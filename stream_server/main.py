@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
 
 import uvicorn
 
@@ -16,25 +15,16 @@ from broker.messages import Heartbeat
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
+from .actions import WORKERS, Action
 from .app import create_app
 from .config import GatewayConfig
 from .hub import Hub
 from .monitor import Monitor
 from .monitor_hooks import observe
-from .scheduler import WORKERS, Action
 from .status_view import HubView
 from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
-
-
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after its shutdown, which would skip our own clean-up (the hub's
-    MQTT goodbye, `up` stopping its workers). We install the handlers ourselves instead."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> None:
@@ -50,9 +40,10 @@ async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> 
 async def _serve(
     config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None
 ) -> None:
-    async with Hub(config, voices, engines) as hub, _monitor(config, hub) as monitor:
-        app = create_app(hub, monitor)
-        server = _Server(
+    async with Hub(config, voices, engines) as hub, monitoring(config, hub) as monitor:
+        hub.monitor = monitor
+        app = create_app(hub)
+        server = uvicorn.Server(
             uvicorn.Config(
                 app,
                 host=config.host,
@@ -65,41 +56,43 @@ async def _serve(
                 access_log=False,
             )
         )
+        # Our handlers go in before uvicorn's: uvicorn keeps them as the "original" handlers and
+        # re-raises a captured SIGTERM into them after its shutdown, which then only asks it to
+        # exit (already done) instead of killing the process before the hub's clean-up.
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-        task = asyncio.create_task(server.serve(), name="uvicorn")
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
-            await asyncio.sleep(0.01)
-        if server.started:
-            log.info(
-                "gateway_listening",
-                url=f"http://{config.host}:{config.port}",
-                broker=str(config.mqtt_url),
-                tiers=list(config.failover.tiers),
-                gateway_id=config.gateway_id,
-            )
-            if started is not None:
-                started.set()
-        await task
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(server.serve(), name="uvicorn")
+            while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
+                await asyncio.sleep(0.01)
+            if server.started:
+                log.info(
+                    "gateway_listening",
+                    url=f"http://{config.host}:{config.port}",
+                    broker=str(config.mqtt_url),
+                    tiers=list(config.failover.tiers),
+                    gateway_id=config.gateway_id,
+                )
+                if started is not None:
+                    started.set()
 
 
-def _monitor(config: GatewayConfig, hub: Hub) -> Monitor:
+def monitoring(config: GatewayConfig, hub: Hub) -> Monitor:
     """Probes, persisted uptime and alerts (docs/monitoring.md), fed by the hub's decisions."""
-    tiers = tuple(t for t in config.failover.tiers if t == WORKERS or t in hub.engines)
-    view = HubView(hub)
+    paths = tuple(t for t in config.failover.tiers if t == WORKERS or t in hub.local.engines)
     monitor = Monitor(
         config.monitor,
         interval_s=config.health_check_interval_s,
         probe_timeout_s=config.failover.timeout_s,
-        paths=tiers,
-        engines=hub.engines,
+        paths=paths,
+        engines=hub.local.engines,
         voice=hub.voices.default,
         mqtt_url=config.mqtt_url,
         gateway_id=config.gateway_id,
         metrics=hub.metrics,
-        view=view,
+        view=HubView(hub),
     )
 
     def feed(item: Action | Heartbeat) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from broker.messages import Heartbeat
 
+from .actions import WORKERS, Action, Completed, FellBack, SendJob, TierChanged, WorkerChanged
 from .monitor import Monitor
 from .probes import PRIMARY
-from .scheduler import WORKERS, Action, Completed, FellBack, SendJob, TierChanged, WorkerChanged
 
 
 def path_of(engine_or_tier: str) -> str:

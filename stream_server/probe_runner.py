@@ -99,10 +99,10 @@ class ProbeRunner:
     async def _on_mqtt(self, topic: str, payload: bytes) -> None:
         probe = self.primary
         try:
-            job_id, kind = topics.reply_parts(topic)
-            if probe is None or job_id != probe.job_id:
+            parsed = topics.parse(topic)  # only reply topics are subscribed
+            if probe is None or not isinstance(parsed, topics.ReplyTopic) or parsed.job_id != probe.job_id:
                 return  # a late reply of a probe that timed out or gave way
-            if kind == "audio":
+            if parsed.kind == "audio":
                 AudioFrame.from_bytes(payload)
                 probe.chunks += 1
             else:

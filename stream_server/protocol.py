@@ -6,7 +6,7 @@ The server -> client messages are also what MQTT subscribers see on a session's 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from broker.errors import ProtocolError
 from broker.wire import Message, Registry
@@ -14,16 +14,19 @@ from broker.wire import Message, Registry
 PROTOCOL_VERSION = 1
 MAX_TEXT_CHARS = 10_000  # one `text`/`speak` frame
 MAX_PENDING_CHARS = 50_000  # text buffered in a session but not yet spoken
-FORMATS = ("pcm16", "wav", "flac", "ogg", "mp3")
 AudioFormat = Literal["pcm16", "wav", "flac", "ogg", "mp3"]
 
 client_messages = Registry("client")
 server_messages = Registry("server")
 
 
-def _check_text(text: str) -> None:
+def check_text(text: str) -> None:
     if len(text) > MAX_TEXT_CHARS:
         raise ProtocolError(f"text longer than {MAX_TEXT_CHARS} characters", code="text_too_long")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone UTF-16 surrogate ("\ud800" in JSON)
+        raise ProtocolError("text is not valid Unicode (a lone surrogate)", code="bad_text") from exc
 
 
 # client -> server ---------------------------------------------------------------------------
@@ -56,7 +59,7 @@ class Text(Message):
     text: str
 
     def validate(self) -> None:
-        _check_text(self.text)
+        check_text(self.text)
 
 
 @client_messages.register
@@ -72,7 +75,7 @@ class Speak(Message):
     text: str
 
     def validate(self) -> None:
-        _check_text(self.text)
+        check_text(self.text)
 
 
 @client_messages.register
@@ -142,16 +145,8 @@ class Fallback(Message):
     reason: str
     from_engine: str
     to_engine: str
-
-    def to_dict(self) -> dict[str, object]:
-        # "from" is a Python keyword; the wire names are "from"/"to".
-        return {
-            "type": self.type,
-            "seq": self.seq,
-            "from": self.from_engine,
-            "to": self.to_engine,
-            "reason": self.reason,
-        }
+    # "from" is a Python keyword; the wire names are "from"/"to".
+    wire_names: ClassVar[dict[str, str]] = {"from_engine": "from", "to_engine": "to"}
 
 
 @server_messages.register
@@ -169,7 +164,7 @@ class SessionText(Message):
     flush: bool = False
 
     def validate(self) -> None:
-        _check_text(self.text)
+        check_text(self.text)
 
 
 session_text_messages = Registry("session text")

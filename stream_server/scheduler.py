@@ -1,8 +1,10 @@
 """The failover state machine: where each sentence is spoken, and what happens when that fails. Pure.
 
 Fed events with the current time (``submit``, ``ack``, ``chunk``, ``done``, ``failed``,
-``heartbeat``, ``status``, ``tick``, ``probe_result``), it returns actions for the adapter
-(stream_server/hub.py) to carry out. No asyncio, no clock, no sockets.
+``heartbeat``, ``status``, ``handle_timer``, ``probe_result``), it returns actions for the adapter
+(stream_server/hub.py) to carry out. No asyncio, no clock, no sockets. ``next_deadline()`` says when
+it next needs ``handle_timer`` (the earliest ack, first-audio or stall deadline, heartbeat expiry
+or probe); the adapter sleeps exactly until then, so an idle gateway does not wake up.
 
 Tiers, in order: the worker pool ("workers": Bark workers over MQTT), then in-process engines
 (elevenlabs, edge-tts, espeak-ng), then ``GiveUp``: an error frame carrying the text. Never silence.
@@ -18,139 +20,35 @@ of that turn still on a higher tier are moved too, so the listener hears at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from broker.messages import Heartbeat, WorkerStatus
 
+from .actions import (
+    WORKERS,
+    Action,
+    CancelJob,
+    Cause,
+    Completed,
+    FellBack,
+    GiveUp,
+    Probe,
+    RunLocal,
+    SendJob,
+    Sentence,
+    TierChanged,
+    WorkerChanged,
+)
 from .breaker import CircuitBreaker, Transition
+from .failover import Attempt, FailoverConfig, Task
 from .workers import WorkerChange, WorkerRegistry
-
-WORKERS = "workers"
-
-
-@dataclass(frozen=True, slots=True)
-class Sentence:
-    session_id: str
-    turn: int
-    seq: int
-    text: str
-    voice: str
-    # Background work (phrase preloading for the cache): only the primary voice may speak it,
-    # never a fallback tier, and nobody is waiting for it.
-    background: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class FailoverConfig:
-    tiers: tuple[str, ...] = (WORKERS, "elevenlabs", "edge-tts", "espeak-ng")
-    ack_timeout_s: float = 1.0
-    timeout_s: float = 10.0  # SESAME_TIMEOUT: the most any attempt waits for its first audio
-    first_audio_base_s: float = 1.0
-    first_audio_slack: float = 3.0
-    stall_timeout_s: float = 2.0
-    max_retries: int = 3  # SESAME_MAX_RETRIES: further worker attempts after the first
-    retry_delay_s: float = 1.0  # SESAME_RETRY_DELAY: cool-down of a worker that failed a job
-    missed_heartbeats: int = 3
-    chars_per_second: float = 14.0  # speech rate used to estimate a sentence's audio length
-    probe_interval_s: float = 5.0
-
-
-# Actions ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SendJob:
-    job_id: str
-    worker_id: str
-    sentence: Sentence
-    expires_in_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class RunLocal:
-    job_id: str
-    tier: str
-    sentence: Sentence
-
-
-@dataclass(frozen=True, slots=True)
-class CancelJob:
-    job_id: str
-    tier: str
-    worker_id: str | None
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class FellBack:
-    sentence: Sentence
-    from_engine: str
-    to_engine: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Completed:
-    sentence: Sentence
-    job_id: str
-    engine: str
-    tier: str
-    first_audio_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class GiveUp:
-    sentence: Sentence
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class TierChanged:
-    tier: str
-    available: bool
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerChanged:
-    change: WorkerChange
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    tier: str
-
-
-Action = SendJob | RunLocal | CancelJob | FellBack | Completed | GiveUp | TierChanged | WorkerChanged | Probe
-
-
-@dataclass(slots=True)
-class Attempt:
-    job_id: str
-    tier: str
-    engine: str
-    worker_id: str | None
-    sent_at: float
-    deadline: float  # first audio must arrive by then
-    acked_at: float | None = None
-    first_audio_at: float | None = None
-    last_chunk_at: float | None = None
-
-
-@dataclass(slots=True)
-class Task:
-    sentence: Sentence
-    tier_index: int
-    attempt: Attempt | None = None
-    worker_tries: int = 0
-    failed_workers: set[str] = field(default_factory=set)
 
 
 class Scheduler:
     def __init__(self, config: FailoverConfig, job_prefix: str = "j") -> None:
         self.config = config
         self.job_prefix = job_prefix
-        self.registry = WorkerRegistry(config.missed_heartbeats, config.retry_delay_s)
+        self.registry = WorkerRegistry(
+            config.missed_heartbeats, config.retry_delay_s, config.worker_retention_s
+        )
         self.breakers = {
             t: CircuitBreaker(probe_interval_s=config.probe_interval_s) for t in config.tiers if t != WORKERS
         }
@@ -170,9 +68,6 @@ class Scheduler:
             elif self.breakers[tier].allow(now):
                 out.append(tier)
         return out
-
-    def task_of(self, job_id: str) -> Task | None:
-        return self.tasks.get(job_id)
 
     # ---- sentences ------------------------------------------------------------------------
 
@@ -226,11 +121,15 @@ class Scheduler:
         actions.append(Completed(task.sentence, job_id, att.engine, att.tier, first))
         return actions
 
-    def failed(self, job_id: str, reason: str, now: float) -> list[Action]:
+    def failed(self, job_id: str, reason: str, now: float, cause: Cause = Cause.ENGINE) -> list[Action]:
         task = self.tasks.get(job_id)
         if task is None:
             return []
-        return self._fail(task, reason, now)
+        return self._fail(task, reason, now, cause)
+
+    def busy(self) -> bool:
+        """Whether anything is being synthesized (phrase preloading waits until nothing is)."""
+        return bool(self.tasks)
 
     def cancel_session(self, session_id: str) -> list[Action]:
         """Barge-in or disconnect: stop everything of the session, queued and running."""
@@ -257,19 +156,43 @@ class Scheduler:
     def status(self, st: WorkerStatus, now: float) -> list[Action]:
         return self._worker_changes(self.registry.status(st, now), now)
 
-    def tick(self, now: float) -> list[Action]:
-        actions = self._worker_changes(self.registry.tick(now), now)
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next run (None: nothing is waiting on time)."""
+        cfg = self.config
+        times: list[float] = []
+        for task in self.tasks.values():
+            att = task.attempt
+            if att is None:
+                continue
+            if att.worker_id is not None and att.acked_at is None:
+                times.append(att.sent_at + cfg.ack_timeout_s)
+            elif att.first_audio_at is None:
+                times.append(att.deadline)
+            elif att.last_chunk_at is not None:
+                times.append(att.last_chunk_at + cfg.stall_timeout_s)
+        if (expiry := self.registry.next_deadline()) is not None:
+            times.append(expiry)
+        for tier, breaker in self.breakers.items():
+            if tier not in self._probing and (due := breaker.next_deadline()) is not None:
+                times.append(due)
+        return min(times, default=None)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Act on every deadline that has passed by ``now``."""
+        actions = self._worker_changes(self.registry.handle_timer(now), now)
         cfg = self.config
         for task in list(self.tasks.values()):
             att = task.attempt
             if att is None or self.tasks.get(att.job_id) is not task:
                 continue
-            if att.worker_id is not None and att.acked_at is None and now - att.sent_at > cfg.ack_timeout_s:
-                actions += self._fail(task, "ack_timeout", now)
-            elif att.first_audio_at is None and now > att.deadline:
-                actions += self._fail(task, "first_audio_timeout", now)
-            elif att.last_chunk_at is not None and now - att.last_chunk_at > cfg.stall_timeout_s:
-                actions += self._fail(task, "stall", now)
+            if att.worker_id is not None and att.acked_at is None:
+                if now >= att.sent_at + cfg.ack_timeout_s:
+                    actions += self._fail(task, "ack_timeout", now, Cause.ENGINE)
+            elif att.first_audio_at is None:
+                if now >= att.deadline:
+                    actions += self._fail(task, "first_audio_timeout", now, Cause.ENGINE)
+            elif att.last_chunk_at is not None and now >= att.last_chunk_at + cfg.stall_timeout_s:
+                actions += self._fail(task, "stall", now, Cause.ENGINE)
         for tier, breaker in self.breakers.items():
             if tier not in self._probing and breaker.probe_due(now):
                 self._probing.add(tier)
@@ -297,7 +220,7 @@ class Scheduler:
                         if change.reason in ("last_will", "missed_heartbeats")
                         else (f"worker_{change.reason}")
                     )
-                    actions += self._fail(task, reason, now)
+                    actions += self._fail(task, reason, now, Cause.WORKER_GONE)
         return actions
 
     def _release(self, att: Attempt) -> None:
@@ -310,7 +233,7 @@ class Scheduler:
         self._next_job += 1
         return f"{self.job_prefix}{self._next_job}"
 
-    def _fail(self, task: Task, reason: str, now: float) -> list[Action]:
+    def _fail(self, task: Task, reason: str, now: float, cause: Cause) -> list[Action]:
         att = task.attempt
         assert att is not None
         self.tasks.pop(att.job_id, None)
@@ -321,9 +244,9 @@ class Scheduler:
             # A broker outage is not the worker's fault: it is neither excluded nor cooled down.
             # A dead (or draining) worker is excluded for this sentence; liveness, not a cool-down,
             # decides when it works again.
-            if att.worker_id is not None and not reason.startswith("broker_"):
+            if att.worker_id is not None and cause is not Cause.BROKER:
                 task.failed_workers.add(att.worker_id)
-                if not reason.startswith("worker_"):
+                if cause is Cause.ENGINE:
                     self.registry.cool_down(att.worker_id, now)
         else:
             actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))

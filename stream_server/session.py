@@ -18,16 +18,15 @@ the one playing; text beyond that waits as text (cheap), up to MAX_PENDING_CHARS
 
 from __future__ import annotations
 
-import io
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from broker.audio import AudioFrame, Encoding, from_pcm16
+from broker.audio import AudioFrame, from_pcm16
 from broker.errors import ProtocolError
 from broker.wire import Message
 
+from .actions import Sentence
+from .encode import ENCODINGS, encode_audio
 from .protocol import (
     MAX_PENDING_CHARS,
     Cancelled,
@@ -43,7 +42,6 @@ from .protocol import (
     Text,
     TurnEnd,
 )
-from .scheduler import Sentence
 from .segmenter import SentenceSegmenter
 
 
@@ -75,14 +73,6 @@ class TurnOver:
 
 
 Out = Emit | EmitAudio | Dispatch | CancelJobs | TurnOver
-
-ENCODINGS = {
-    "pcm16": Encoding.PCM16,
-    "wav": Encoding.WAV,
-    "flac": Encoding.FLAC,
-    "ogg": Encoding.OPUS,
-    "mp3": Encoding.MP3,
-}
 
 
 @dataclass(slots=True)
@@ -198,7 +188,9 @@ class SessionCore:
                 continue
             seq = self.next_seq
             self.next_seq += 1
-            self.sentences[seq] = SentenceState(Sentence(self.session_id, self.turn, seq, text, self.voice))
+            self.sentences[seq] = SentenceState(
+                Sentence(self.session_id, self.turn, seq, text, self.voice, self.sample_rate)
+            )
             self.queue.append(seq)
         return self._dispatch_more()
 
@@ -326,21 +318,3 @@ class SessionCore:
         payload = encode_audio(from_pcm16(pcm), self.sample_rate, self.format)
         frame = AudioFrame(st.sentence.seq, 0, self.sample_rate, payload, ENCODINGS[self.format])
         return [EmitAudio(frame.to_bytes(), st.sentence.seq)]
-
-
-SOUNDFILE_FORMATS = {
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "ogg": ("OGG", "OPUS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-}
-
-
-def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
-    """Encode a whole sentence in memory with libsndfile (bundled with soundfile)."""
-    import soundfile as sf
-
-    container, subtype = SOUNDFILE_FORMATS[fmt]
-    buf = io.BytesIO()
-    sf.write(buf, samples, sample_rate, format=container, subtype=subtype)
-    return buf.getvalue()

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from .actions import TierChanged
 from .metrics import Metrics, percentile
 from .probes import PRIMARY
-from .scheduler import TierChanged
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -109,7 +109,7 @@ class HubView:
             return
         transition = breaker.record_failure(self.hub.clock(), f"health_probe:{reason}")
         if transition is not None:  # it opened: the same event as a listener's failure
-            self.hub.carry_out([TierChanged(tier, False, transition.reason)])
+            self.hub.feed([TierChanged(tier, False, transition.reason)])
 
     def workers(self) -> list[WorkerRow]:
         return [
@@ -128,7 +128,7 @@ class HubView:
                 rows.append(TierRow(tier, True, up, "-", "" if up else "no Bark worker is ready"))
                 continue
             breaker = hub.scheduler.breakers[tier]
-            configured = tier in hub.engines
+            configured = tier in hub.local.engines
             reason = breaker.last_reason if breaker.state != "closed" else ""
             rows.append(
                 TierRow(tier, configured, configured and breaker.state == "closed", breaker.state, reason)

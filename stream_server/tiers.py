@@ -5,8 +5,8 @@ from __future__ import annotations
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
+from .actions import WORKERS
 from .config import GatewayConfig
-from .scheduler import WORKERS
 
 
 def build_local_engines(config: GatewayConfig, voices: VoiceMap) -> dict[str, Engine]:

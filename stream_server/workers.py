@@ -3,7 +3,9 @@
 A worker is dead when its last will says offline, or it misses ``missed_heartbeats`` in a row
 (measured against the interval the worker itself reports). A worker that is draining, loading,
 warming or unavailable is alive but gets no new jobs. A worker that failed a job is cooled down
-for ``retry_delay_s`` (the plan's SESAME_RETRY_DELAY) before it gets jobs again.
+for ``retry_delay_s`` (the plan's SESAME_RETRY_DELAY) before it gets jobs again. A dead worker is
+forgotten ``retention_s`` after it was last heard from (workers with generated ids get a new id on
+every restart, so a registry that never forgets grows for good).
 """
 
 from __future__ import annotations
@@ -50,9 +52,12 @@ class WorkerChange:
 
 
 class WorkerRegistry:
-    def __init__(self, missed_heartbeats: int = 3, retry_delay_s: float = 1.0) -> None:
+    def __init__(
+        self, missed_heartbeats: int = 3, retry_delay_s: float = 1.0, retention_s: float = 300.0
+    ) -> None:
         self.missed_heartbeats = missed_heartbeats
         self.retry_delay_s = retry_delay_s
+        self.retention_s = retention_s
         self.workers: dict[str, WorkerInfo] = {}
 
     def heartbeat(self, hb: Heartbeat, now: float) -> list[WorkerChange]:
@@ -81,12 +86,27 @@ class WorkerRegistry:
             self.workers[st.worker_id] = WorkerInfo(st.worker_id, last_seen=now, pid=st.pid)
         return []
 
-    def tick(self, now: float) -> list[WorkerChange]:
-        return [
-            self._kill(w, "missed_heartbeats")
-            for w in self.workers.values()
-            if w.alive and now - w.last_seen > self.missed_heartbeats * w.interval_s
-        ]
+    def _expires_at(self, w: WorkerInfo) -> float:
+        if w.alive:
+            return w.last_seen + self.missed_heartbeats * w.interval_s
+        return w.last_seen + self.retention_s
+
+    def next_deadline(self) -> float | None:
+        """When a live worker's heartbeats run out, or a dead one is to be forgotten."""
+        return min((self._expires_at(w) for w in self.workers.values()), default=None)
+
+    def handle_timer(self, now: float) -> list[WorkerChange]:
+        changes: list[WorkerChange] = []
+        for w in list(self.workers.values()):
+            if now < self._expires_at(w):
+                continue
+            if w.alive:
+                changes.append(self._kill(w, "missed_heartbeats"))
+            elif not w.assigned:
+                del self.workers[w.worker_id]
+            else:
+                w.last_seen = now  # still holds jobs being failed over: forget it later
+        return changes
 
     def _kill(self, w: WorkerInfo, reason: str) -> WorkerChange:
         w.alive = False

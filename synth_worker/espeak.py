@@ -158,26 +158,34 @@ class EspeakEngine:
             )
         except OSError as exc:
             raise EngineUnavailable(f"{self.binary} cannot run: {exc}") from exc
-        talk = asyncio.ensure_future(proc.communicate(text.encode("utf-8")))
+        # No extra task: the synthesis runs in the caller's task; a timer kills the process when
+        # the job is cancelled, which ends communicate().
+        loop = asyncio.get_running_loop()
+
+        watch: list[asyncio.TimerHandle] = []
+
+        def check_cancel() -> None:
+            if cancel.cancelled and proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+            else:
+                watch[:] = [loop.call_later(CANCEL_POLL_S, check_cancel)]
+
+        check_cancel()
         try:
             async with asyncio.timeout(self.timeout_s):
-                while True:
-                    done, _ = await asyncio.wait({talk}, timeout=CANCEL_POLL_S)
-                    if done:
-                        break
-                    if cancel.cancelled:
-                        raise EngineCancelled("cancelled")
-            out, err = talk.result()
+                out, err = await proc.communicate(text.encode("utf-8"))
         except TimeoutError as exc:
             raise EngineTimeout(f"espeak-ng took longer than {self.timeout_s}s") from exc
         finally:
+            for handle in watch:
+                handle.cancel()
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-                talk.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await talk
                 await proc.wait()
+        if cancel.cancelled:
+            raise EngineCancelled("cancelled")
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
             if "voice does not exist" in message:

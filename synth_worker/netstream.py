@@ -61,22 +61,30 @@ async def relay(
         finally:
             await source.aclose()  # closes the connection when this task is cancelled mid-stream
 
-    task = asyncio.create_task(pump(), name=name)
-    try:
-        while True:
-            if cancel.cancelled:
-                raise EngineCancelled("synthesis cancelled")
-            try:
-                async with asyncio.timeout(poll_s):
-                    item = await queue.get()
-            except TimeoutError:
-                continue
-            if isinstance(item, _End):
-                return
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        if not task.done():
+    failure: BaseException | None = None
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(pump(), name=name)
+        try:
+            while not isinstance(item := await _take(queue, cancel, poll_s), _End):
+                yield item
+        except BaseException as exc:  # raised below, once the pump is stopped (not as a group)
+            failure = exc
+        finally:
             task.cancel()
-        await asyncio.wait({task})
+    if failure is not None:
+        raise failure
+
+
+async def _take(queue: asyncio.Queue[T | _End | Exception], cancel: CancelToken, poll_s: float) -> T | _End:
+    """The next item, in short waits that check the cancel token; the source's error is raised."""
+    while True:
+        if cancel.cancelled:
+            raise EngineCancelled("synthesis cancelled")
+        try:
+            async with asyncio.timeout(poll_s):
+                item = await queue.get()
+        except TimeoutError:
+            continue
+        if isinstance(item, Exception):
+            raise item
+        return item

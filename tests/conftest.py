@@ -13,7 +13,7 @@ import pytest
 
 from broker import logs
 from broker.launcher import Mosquitto
-from clients.localstack import Stack
+from tests.support.localstack import Stack
 
 T = 5.0 * float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
 
@@ -44,7 +44,7 @@ def dev_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class Service(Stack):
-    """The local stack (clients/localstack.py) on the test's broker, with the tests' timeouts."""
+    """The local stack (tests/support/localstack.py) on the test's broker, with the tests' timeouts."""
 
     def __init__(self, broker: Mosquitto, model_dir: Path | None, env: dict[str, str]) -> None:
         super().__init__(env, broker=broker, model_dir=model_dir, start_timeout=6 * T)

@@ -1,4 +1,7 @@
-"""A small protocol-v1 websocket client for tests: collects a turn's messages and audio."""
+"""A small protocol-v1 websocket client for tests: collects a turn's messages and audio.
+
+Every frame is decoded strictly by clients/protocol.py (a frame the protocol does not have fails
+the test); messages are kept as their wire dicts so tests read them as a client would."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection
 
 from broker.audio import AudioFrame, from_pcm16
+from clients import protocol
 
 
 @dataclass
@@ -29,13 +33,12 @@ async def collect(ws: ClientConnection, timeout: float, until: str = "turn_end")
     turn = Turn()
     async with asyncio.timeout(timeout):
         while True:
-            raw = await ws.recv()
-            if isinstance(raw, bytes):
-                turn.frames.append(AudioFrame.from_bytes(raw))
+            msg = protocol.decode(await ws.recv())
+            if isinstance(msg, AudioFrame):
+                turn.frames.append(msg)
                 continue
-            msg = json.loads(raw)
-            turn.messages.append(msg)
-            if msg["type"] == until:
+            turn.messages.append(msg.to_dict())
+            if msg.type == until:
                 return turn
 
 

@@ -23,6 +23,7 @@ BENCHES = {
     "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
+    "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
     "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
 }
 

@@ -29,19 +29,37 @@ def test_builders_refuse_bad_ids(build) -> None:  # type: ignore[no-untyped-def]
 
 @given(ids, ids)
 def test_parsers_invert_builders(worker_id: str, job_id: str) -> None:
-    assert topics.worker_id_of(topics.worker_heartbeat(worker_id)) == worker_id
-    assert topics.worker_id_of(topics.worker_status(worker_id)) == worker_id
+    assert topics.parse(topics.worker_heartbeat(worker_id)) == topics.WorkerTopic(worker_id, "heartbeat")
+    assert topics.parse(topics.worker_status(worker_id)) == topics.WorkerTopic(worker_id, "status")
+    assert topics.parse(topics.worker_jobs(worker_id)) == topics.WorkerTopic(worker_id, "jobs")
     root = topics.reply_root(worker_id)
-    assert topics.reply_parts(topics.job_events(root, job_id)) == (job_id, "events")
-    assert topics.reply_parts(topics.job_audio(root, job_id)) == (job_id, "audio")
-    assert topics.session_id_of(topics.session_text(worker_id)) == worker_id
+    assert topics.parse(topics.job_events(root, job_id)) == topics.ReplyTopic(worker_id, job_id, "events")
+    assert topics.parse(topics.job_audio(root, job_id)) == topics.ReplyTopic(worker_id, job_id, "audio")
+    assert topics.parse(topics.session_text(worker_id)) == topics.SessionTopic(worker_id, "text")
+    assert topics.parse(topics.session_events(worker_id)) == topics.SessionTopic(worker_id, "events")
+    assert topics.parse(topics.session_audio(worker_id)) == topics.SessionTopic(worker_id, "audio")
+    assert topics.parse(topics.CANCEL) == topics.CancelTopic()
 
 
 def test_everything_is_under_the_versioned_root() -> None:
     assert topics.worker_jobs("w1") == "sesame/v1/workers/w1/jobs"
     assert topics.CANCEL == "sesame/v1/cancel"
     assert topics.ALL_HEARTBEATS == "sesame/v1/workers/+/heartbeat"
-    with pytest.raises(ProtocolError):
-        topics.worker_id_of("other/v1/workers/w1/heartbeat")
-    with pytest.raises(ProtocolError):
-        topics.reply_parts("sesame/v1/replies/gw/j1/video")
+
+
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "other/v1/workers/w1/heartbeat",
+        "sesame/v1/replies/gw/j1/video",
+        "sesame/v1/workers/w1/heartbeat/extra",
+        "sesame/v1/workers/a+b/heartbeat",
+        "sesame/v1/sessions/s1",
+        "sesame/v1/unknown/x/y",
+        "",
+    ],
+)
+def test_parse_refuses_what_is_not_a_sesame_topic(topic: str) -> None:
+    with pytest.raises(ProtocolError) as err:
+        topics.parse(topic)
+    assert err.value.code in ("bad_topic", "bad_id")

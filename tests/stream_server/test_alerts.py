@@ -268,7 +268,7 @@ class HookServer:
 
 def test_a_dead_worker_reaches_the_webhook_and_so_does_its_recovery(tmp_path: Path) -> None:
     from broker.launcher import Mosquitto
-    from clients.localstack import Stack
+    from tests.support.localstack import Stack
 
     hook = HookServer()
     env = {

@@ -15,8 +15,8 @@ import pytest
 from websockets.asyncio.client import connect
 
 from broker.launcher import Mosquitto
-from clients.localstack import StackError
 from tests.conftest import Service, T
+from tests.support.localstack import StackError
 from tests.wsclient import Turn, collect, send
 
 PARAGRAPH = " ".join(

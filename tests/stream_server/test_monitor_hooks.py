@@ -9,7 +9,7 @@ import pytest
 from broker.messages import Heartbeat
 from stream_server.monitor import Monitor
 from stream_server.monitor_hooks import observe, path_of
-from stream_server.scheduler import (
+from stream_server.actions import (
     CancelJob,
     Completed,
     FellBack,

@@ -7,21 +7,22 @@ from dataclasses import replace
 import pytest
 
 from broker.messages import Heartbeat, WorkerStatus
-from stream_server.scheduler import (
+from stream_server.actions import (
     WORKERS,
     CancelJob,
+    Cause,
     Completed,
-    FailoverConfig,
     FellBack,
     GiveUp,
     Probe,
     RunLocal,
-    Scheduler,
     SendJob,
     Sentence,
     TierChanged,
     WorkerChanged,
 )
+from stream_server.failover import FailoverConfig
+from stream_server.scheduler import Scheduler
 
 CFG = FailoverConfig(
     tiers=(WORKERS, "edge-tts", "espeak-ng"),
@@ -103,8 +104,8 @@ def test_dead_by_missed_heartbeats() -> None:
     s = sched("w1")
     job = of(s.submit(sentence(), 0.0), SendJob)[0]
     s.ack(job.job_id, 0.1)
-    assert not of(s.tick(1.4), WorkerChanged)  # 3 x 0.5 s not yet missed
-    actions = s.tick(1.6)
+    assert not of(s.handle_timer(1.4), WorkerChanged)  # 3 x 0.5 s not yet missed
+    actions = s.handle_timer(1.6)
     assert of(actions, WorkerChanged)[0].change.reason == "missed_heartbeats"
     assert of(actions, RunLocal)
 
@@ -113,7 +114,7 @@ def test_heartbeats_keep_a_worker_alive() -> None:
     s = sched("w1")
     for i in range(1, 20):
         s.heartbeat(hb("w1", seq=i), i * 0.5)
-        assert not of(s.tick(i * 0.5 + 0.4), WorkerChanged)
+        assert not of(s.handle_timer(i * 0.5 + 0.4), WorkerChanged)
 
 
 def test_with_two_workers_a_dead_ones_job_moves_to_the_other_not_a_lower_tier() -> None:
@@ -129,9 +130,9 @@ def test_with_two_workers_a_dead_ones_job_moves_to_the_other_not_a_lower_tier() 
 def test_ack_timeout() -> None:
     s = sched("w1")
     s.submit(sentence(), 0.0)
-    assert not of(s.tick(0.9), FellBack)
+    assert not of(s.handle_timer(0.9), FellBack)
     s.heartbeat(hb("w1", seq=2), 1.0)
-    [fb] = of(s.tick(1.1), FellBack)
+    [fb] = of(s.handle_timer(1.1), FellBack)
     assert fb.reason == "ack_timeout"
 
 
@@ -143,9 +144,9 @@ def test_first_audio_deadline_follows_reported_speed() -> None:
     # budget = 1.0 + 3 * 0.5 * (28 / 14) * 1 = 4.0 s after the ack
     for t in (1.0, 2.0, 3.0, 4.0):
         s.heartbeat(hb("w1", seq=int(t * 10), rtf=0.5), t)
-        assert not of(s.tick(t), FellBack)
+        assert not of(s.handle_timer(t), FellBack)
     s.heartbeat(hb("w1", seq=99, rtf=0.5), 4.2)
-    [fb] = of(s.tick(4.2), FellBack)
+    [fb] = of(s.handle_timer(4.2), FellBack)
     assert fb.reason == "first_audio_timeout"
 
 
@@ -155,7 +156,7 @@ def test_first_audio_deadline_is_bounded_by_sesame_timeout() -> None:
     job = of(s.submit(sentence(), 0.0), SendJob)[0]
     s.ack(job.job_id, 0.0)
     s.heartbeat(hb("w1", seq=5, rtf=50.0), 2.05)
-    assert of(s.tick(2.1), FellBack)[0].reason == "first_audio_timeout"
+    assert of(s.handle_timer(2.1), FellBack)[0].reason == "first_audio_timeout"
 
 
 def test_stall_mid_sentence() -> None:
@@ -164,9 +165,9 @@ def test_stall_mid_sentence() -> None:
     s.ack(job.job_id, 0.1)
     assert s.chunk(job.job_id, 0.5) is not None
     s.heartbeat(hb("w1", seq=2), 2.0)
-    assert not of(s.tick(2.4), FellBack)
+    assert not of(s.handle_timer(2.4), FellBack)
     s.heartbeat(hb("w1", seq=3), 2.5)
-    assert of(s.tick(2.6), FellBack)[0].reason == "stall"
+    assert of(s.handle_timer(2.6), FellBack)[0].reason == "stall"
 
 
 def test_worker_error_retries_on_another_worker() -> None:
@@ -229,10 +230,10 @@ def test_breaker_opens_skips_probes_and_closes() -> None:
     assert not of(actions, TierChanged)[0].available
     # The open tier is skipped at once for the next sentence.
     assert of(s.submit(sentence(1, turn=1), 0.2), RunLocal)[0].tier == "espeak-ng"
-    assert not of(s.tick(1.0), Probe)
-    probes = of(s.tick(6.0), Probe)
+    assert not of(s.handle_timer(1.0), Probe)
+    probes = of(s.handle_timer(6.0), Probe)
     assert [p.tier for p in probes] == ["edge-tts"]
-    assert not of(s.tick(6.1), Probe)  # one probe at a time
+    assert not of(s.handle_timer(6.1), Probe)  # one probe at a time
     closed = s.probe_result("edge-tts", True, 6.5)
     assert of(closed, TierChanged)[0].available
     assert of(s.submit(sentence(2, turn=2), 7.0), RunLocal)[0].tier == "edge-tts"
@@ -278,7 +279,7 @@ def test_a_worker_back_from_the_dead_is_reported_up_even_while_cooling_down() ->
 def test_a_broker_outage_does_not_cool_down_the_worker() -> None:
     s = sched("w1")
     job = of(s.submit(sentence(), 0.0), SendJob)[0]
-    s.failed(job.job_id, "broker_unavailable", 0.1)
+    s.failed(job.job_id, "broker_unavailable", 0.1, Cause.BROKER)
     assert of(s.submit(sentence(1, turn=1), 0.2), SendJob)
 
 

@@ -19,7 +19,7 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from broker.launcher import Mosquitto
-from clients.localstack import Stack
+from tests.support.localstack import Stack
 from tests.clients.test_browser import ARGS, CHROMIUM
 from tests.conftest import Service, T
 

@@ -162,7 +162,7 @@ class Listener:
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.link.close()
+        await self.link.__aexit__(et, e, tb)
 
     async def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         await self.link.publish(topic, payload, qos=1, retain=retain)

@@ -22,7 +22,7 @@ from types import TracebackType
 
 from broker.launcher import Mosquitto, free_port, stop_process
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 Event = dict[str, object]
 
 
