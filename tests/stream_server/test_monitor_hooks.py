@@ -7,8 +7,6 @@ from typing import Any, cast
 import pytest
 
 from broker.messages import Heartbeat
-from stream_server.monitor import Monitor
-from stream_server.monitor_hooks import observe, path_of
 from stream_server.actions import (
     CancelJob,
     Completed,
@@ -19,6 +17,8 @@ from stream_server.actions import (
     TierChanged,
     WorkerChanged,
 )
+from stream_server.monitor import Monitor
+from stream_server.monitor_hooks import observe, path_of
 from stream_server.workers import WorkerChange
 
 LISTENER = Sentence("s1", 0, 0, "Hello.", "maya")

@@ -19,9 +19,9 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from broker.launcher import Mosquitto
-from tests.support.localstack import Stack
 from tests.clients.test_browser import ARGS, CHROMIUM
 from tests.conftest import Service, T
+from tests.support.localstack import Stack
 
 MS = int(T * 1000)
 
