@@ -164,7 +164,6 @@ class Monitor:
     def restart(self, role: str, name: str, reason: str, *, restarts: int, looping: bool) -> None:
         """The supervisor restarted a child (``looping``: it is crash-looping)."""
         now = self.clock()
-        self.metrics.monitor.restarts.labels(role, reason).inc()
         self.restarts[name] = restarts
         self._incident(now, "fault", role, f"{role} {name} restarted ({reason}, {restarts} so far)")
         self._notify(

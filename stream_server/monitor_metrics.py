@@ -1,8 +1,10 @@
-"""Prometheus series of monitoring: workers' own figures, probes, uptime, alerts, restarts.
+"""Prometheus series of monitoring: workers' own figures, probes, uptime, alerts.
 
 Registered on the gateway's one ``CollectorRegistry`` (``Metrics.monitor``). Every name here is in
 docs/monitoring.md, and the Grafana dashboard (deploy/grafana-dashboard.json) and the alert rules
-(deploy/prometheus-rules.yaml) use only names exported here or in metrics.py (a test checks it).
+(deploy/prometheus-rules.yaml) use only names exported here or in metrics.py (a test checks it);
+``sesame_restarts_total{role,reason}`` is the supervisor's (issue 9: its collector reads the
+supervisor's state file), not counted here.
 """
 
 from __future__ import annotations
@@ -72,12 +74,6 @@ class MonitorMetrics:
         self.alerts_active = Gauge("sesame_alerts_active", "Open incidents", registry=r)
         self.alert_deliveries = Counter(
             "sesame_alert_deliveries_total", "Webhook deliveries by outcome", ["outcome"], registry=r
-        )
-        self.restarts = Counter(
-            "sesame_restarts_total",
-            "Child restarts reported by the supervisor",
-            ["role", "reason"],
-            registry=r,
         )
         self.spoken: dict[str, int] = {}  # sentences by the engine that spoke them ("text": none could)
         # (wall time, TTFA ms, engine) of the last hour: the status page's chart
