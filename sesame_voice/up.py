@@ -2,6 +2,10 @@
 
 Starts a local mosquitto unless SESAME_MQTT_URL is set, N workers as child processes, and the
 gateway in this process. Ctrl-C or SIGTERM stops everything it started, in reverse order.
+
+The workers' engine: SESAME_ENGINE where set; else Bark when its weights are on this machine
+(``--dev-model``, a SESAME_MODEL directory, or the model in the local Hugging Face cache); else
+Piper, the offline neural voice, so a fresh machine runs a real worker path with a natural voice.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def main(argv: list[str]) -> int:
         "--workers",
         type=int,
         default=int(os.environ.get("SESAME_WORKERS", "1")),
-        help="Bark workers to start (SESAME_WORKERS, default 1)",
+        help="workers to start (SESAME_WORKERS, default 1)",
     )
     parser.add_argument(
         "--dev-model",
@@ -56,6 +60,8 @@ def main(argv: list[str]) -> int:
 
             build_dev_model(DEV_MODEL_DIR)
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
+    if not env.get("SESAME_ENGINE"):
+        env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
 
     workers: list[subprocess.Popen[bytes]] = []
     try:
@@ -66,6 +72,7 @@ def main(argv: list[str]) -> int:
         print(
             f"\n  sesame-voice is starting\n  open      http://{config.host}:{config.port}/\n"
             f"  broker    {MqttUrl.parse(env['SESAME_MQTT_URL'])}\n  workers   {len(workers)} "
+            f"{env['SESAME_ENGINE']} "
             f"(pids {' '.join(str(w.pid) for w in workers)})\n  Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -82,3 +89,17 @@ def main(argv: list[str]) -> int:
         if broker is not None:
             broker.close()
     return 0
+
+
+def _bark_weights_here(env: dict[str, str]) -> bool:
+    """Whether SESAME_MODEL is a checkpoint on this machine (a directory, or in the HF cache)."""
+    model = env.get("SESAME_MODEL") or "suno/bark-small"
+    if Path(model).is_dir():
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, "config.json", cache_dir=env.get("SESAME_MODEL_CACHE") or None)
+    except ValueError:  # not a hub id either (a path that does not exist)
+        return False
+    return isinstance(cached, str)

@@ -14,7 +14,7 @@ from broker.topics import check_id
 from .actions import WORKERS
 from .failover import FailoverConfig
 
-LOCAL_TIERS = ("elevenlabs", "edge-tts", "espeak-ng")
+LOCAL_TIERS = ("elevenlabs", "edge-tts", "piper", "espeak-ng")
 
 # PLAN.md 4.2, preloadCommonPhrases.
 COMMON_PHRASES = (
@@ -73,7 +73,7 @@ class GatewayConfig:
     port: int = 8000
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     max_length: int = 200  # SESAME_MAX_LENGTH: characters per sentence job
-    first_chunk_min_chars: int = 0
+    first_chunk_min_chars: int = 20
     lookahead: int = 3
     default_voice: str = "maya"
     voices_path: str | None = None
@@ -81,6 +81,7 @@ class GatewayConfig:
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     edge_tts_endpoint: str | None = None
     cloud_connect_timeout_s: float = 1.5
+    piper_voice: str | None = None  # SESAME_PIPER_VOICE: a Piper .onnx model for the piper tier
     cache_enabled: bool = True  # SESAME_CACHE_ENABLED
     cache_ttl_s: float = 3600.0  # SESAME_CACHE_TTL
     cache_max_mb: float = 100.0
@@ -129,7 +130,7 @@ class GatewayConfig:
             port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
             failover=failover,
             max_length=env.int("SESAME_MAX_LENGTH", 200, lo=20, hi=4000),
-            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 0, lo=0, hi=1000),
+            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 20, lo=0, hi=1000),
             lookahead=env.int("SESAME_LOOKAHEAD", 3, lo=1, hi=32),
             default_voice=env.str("SESAME_VOICE", "maya"),
             voices_path=env.raw("SESAME_VOICES"),
@@ -137,6 +138,7 @@ class GatewayConfig:
             elevenlabs_base_url=env.str("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io"),
             edge_tts_endpoint=env.raw("SESAME_EDGE_TTS_ENDPOINT"),
             cloud_connect_timeout_s=env.ms("SESAME_CLOUD_CONNECT_TIMEOUT", 1.5),
+            piper_voice=env.raw("SESAME_PIPER_VOICE"),
             cache_enabled=env.bool("SESAME_CACHE_ENABLED", True),
             cache_ttl_s=env.float("SESAME_CACHE_TTL", 3600.0, lo=0.0),
             cache_max_mb=env.float("SESAME_CACHE_MAX_MB", 100.0, lo=0.0),

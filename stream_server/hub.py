@@ -248,6 +248,7 @@ class Hub(Interpreter):
                     self.handle_timer(now)
                 except Exception:  # a bug in one decision must not stop the clock for everyone
                     log.exception("timer_failed")
+                self._wake.clear()  # the loop looks at the deadlines again anyway
 
     # ---- status for HTTP ---------------------------------------------------------------------------
 

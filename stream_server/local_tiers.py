@@ -1,4 +1,4 @@
-"""Running the in-process fallback tiers (elevenlabs, edge-tts, espeak-ng) and their probes: an adapter.
+"""Running the in-process fallback tiers (elevenlabs, edge-tts, piper, espeak-ng) and their probes.
 
 The scheduler decides (``RunLocal``, ``CancelJob``, ``Probe``); this module runs the engine as a
 named task in the hub's TaskGroup and reports what happened as typed events (``LocalAudio``,

@@ -7,7 +7,7 @@ it next needs ``handle_timer`` (the earliest ack, first-audio or stall deadline,
 or probe); the adapter sleeps exactly until then, so an idle gateway does not wake up.
 
 Tiers, in order: the worker pool ("workers": Bark workers over MQTT), then in-process engines
-(elevenlabs, edge-tts, espeak-ng), then ``GiveUp``: an error frame carrying the text. Never silence.
+(elevenlabs, edge-tts, piper, espeak-ng), then ``GiveUp``: an error frame carrying the text. Never silence.
 
 A sentence's attempt fails over when: its worker dies (last will or missed heartbeats); no ack
 within ``ack_timeout_s``; no first audio by a deadline derived from the worker's reported

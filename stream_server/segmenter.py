@@ -2,68 +2,61 @@
 
 Text arrives in arbitrary pieces (an LLM writes a token at a time, a word may arrive in halves).
 ``SentenceSegmenter.feed`` returns the sentences that are *certain*; ``flush`` ends the turn and
-returns what remains. A boundary is decided only from text that later text cannot change, so the
-sentences never depend on how the text was split into fragments:
+returns what remains. Where a sentence ends is decided by pysbd (the pragmatic segmenter's rules),
+run on *windows* of the text whose ends depend only on the text, so the sentences never depend on
+how the text was split into fragments:
 
     seg = SentenceSegmenter()
-    seg.feed("Hello. W")      # ["Hello."]  "W" shows the "." was not "Hello.5" or "Hello. world"
-    seg.feed("orld")          # []
-    seg.flush()               # ["World"]
+    seg.feed("Hello. Wor")  # []  "Hello. World" or "Hello. world"?
+    seg.feed("ld again")  # ["Hello."]  pysbd cut the window "Hello. World"
+    seg.flush()  # ["World again"]
 
-Rules (docs/segmentation.md explains the choices):
+How a cut is decided (docs/segmentation.md explains the choices):
 
-* A sentence ends at a run of ``. ! ? …`` plus closing quotes/brackets, followed by whitespace and
-  then a character that is not a lowercase letter ("Wait... what?" is one sentence, "Hmm... Okay."
-  two). The closing quote stays with its sentence. No whitespace after the run means no end
-  ("3.14", "example.com", "a.m").
-* A single ``.`` does not end a sentence after a title or similar abbreviation (Mr., Dr., St., vs.,
-  e.g., ...), a single letter (initials, "p. 55"), an initialism (U.S., Ph.D.; but a.m./p.m. may
-  end one), a number abbreviation before a digit ("No. 5", "Fig. 3") or a list number opening the
-  sentence ("1. First item").
-* A paragraph break (a blank line) always ends a sentence, and so does a line break before a list
-  item ("\\n2. ", "\\n- ").
-* Full-width stops (ideographic full stop, full-width ! and ?) need no whitespace after them.
+* The unemitted text is split into *blocks* at hard boundaries: a paragraph break (a blank line)
+  and a line break before a list item ("\\n2. ", "\\n- "). A single line break is a space.
+* Within a block, the sentence starting at the front is looked at through growing windows: the
+  text up to each whitespace (and after each run of full-width stops). A window is looked at once
+  the whitespace after it has arrived, so it holds whole words only. pysbd segments the window;
+  its first boundary that follows a space (or a full-width stop) is the cut. The last window of a
+  block (the whole block) ends the sentence at the block's end if pysbd finds no boundary in it.
+* Pieces with no letter or digit ("." of a spaced ellipsis, stray punctuation) join the sentence
+  before them (or after them, at the start of a window); a sentence with no letter or digit is
+  never emitted (a turn or paragraph of punctuation alone is dropped).
 * A sentence longer than ``max_length`` characters is cut at its last clause boundary (comma,
   semicolon, colon, em or en dash, followed by whitespace) within the limit, else at its last word
   boundary, else hard at the limit.
 * With ``first_chunk_min_chars`` > 0 the first chunk of a turn is cut early at the first clause
-  boundary at least that many characters in, to lower the time to first audio.
+  boundary at least that many characters in (before pysbd's first boundary): sooner first audio.
 
-Whitespace is normalized: emitted sentences have single spaces and no leading/trailing space.
-Lengths are counted on that text (runs of whitespace count as one character, a blank line as two).
+Any split of a text gives the sentences the whole text gives (hypothesis checks it in the tests).
+Emitted sentences are whitespace-normalized; lengths are counted on that text.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-TERMINATORS = frozenset(".!?\u2026")  # ... and the ellipsis character
+import pysbd
+
 WIDE_TERMINATORS = frozenset("\u3002\uff01\uff1f")  # ideographic full stop, full-width ! and ?
-CLOSERS = frozenset("\"'\u201d\u2019\u00bb)]}")  # straight and curly closing quotes, brackets
-OPENERS = "\"'\u201c\u2018\u00ab([{"
 CLAUSE_MARKS = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em dash, en dash
-BULLETS = frozenset("-*\u2022")
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-# Never end a sentence after these (compared lowercase, without the final dot).
-NEVER_END = _words(
-    """mr mrs ms mx messrs mme mlle dr prof st mt rev fr hon gen col capt cmdr lt sgt cpl maj adm gov
-    sen rep pres supt insp vs cf viz approx ca esp incl resp dept univ assn bros"""
-)
-# Do not end a sentence when followed by a digit ("No. 5", "Fig. 3", "pp. 10").
-NUMBER_ABBREVIATIONS = _words("no nos nr vol vols ch chap fig figs sec art pt pp op eq ex ref para")
-# Initialisms that may end a sentence (other initialisms such as U.S. and e.g. never do).
-MAY_END_INITIALISMS = frozenset({"a.m", "p.m"})
-INITIALISM = re.compile(r"[A-Za-z]{1,2}(?:\.[A-Za-z]{1,2})+")
-_WHITESPACE = re.compile(r"\s+")
+BULLETS = frozenset("-*\u2022\u2043")
+# pysbd is only asked about a window with one of these in the LOOKBACK_WORDS words before its last
+# word: it cuts nowhere else, and needs at most two words after a stop ("the U.S. How about").
+_CANDIDATE = re.compile(r"[.!?)\uff0e\u3002\uff01\uff1f]")
+LOOKBACK_WORDS = 3
+CLOSERS = "\"'\u201d\u2019\u00bb)]}\u300d\u300f\uff09"  # closing quotes and brackets
 
 DEFAULT_MAX_LENGTH = 200  # the plan's SESAME_MAX_LENGTH
 MIN_MAX_LENGTH = 8
+
+_WHITESPACE = re.compile(r"\s+")
+# A window ends at whitespace, or after a run of full-width stops (and closing quotes).
+_WINDOW_END = re.compile(rf"\s|[\u3002\uff01\uff1f]+[{re.escape(CLOSERS)}]*")
+# A list item's marker alone ("a.", "• 9.", "2)") is not a sentence: it joins the item.
+_LIST_MARKER = re.compile(r"[-*\u2022\u2043]? ?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})[.)]{1,2}")
+_CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)")
 
 
 def _canonical_space(match: re.Match[str]) -> str:
@@ -84,23 +77,8 @@ def _normalize(text: str) -> str:
     return " ".join(text.split())
 
 
-@dataclass(frozen=True, slots=True)
-class _Cut:
-    end: int  # the sentence is buf[pos:end]
-    resume: int  # the next sentence starts at or after this index
-
-
-@dataclass(frozen=True, slots=True)
-class _Pending:
-    at: int  # no sentence can end before this index; deciding needs text that has not arrived
-
-
-class _Long:
-    """The sentence starting at pos is certainly longer than max_length."""
-
-
-_LONG = _Long()
-_Decision = _Cut | _Pending | _Long
+def _speakable(text: str) -> bool:
+    return any(c.isalnum() for c in text)
 
 
 class SentenceSegmenter:
@@ -108,7 +86,7 @@ class SentenceSegmenter:
 
     ``feed(fragment)`` appends text and returns the sentences that became certain; ``flush()``
     ends the turn and returns the rest; ``reset()`` drops buffered text (barge-in). No sentence
-    is longer than ``max_length`` characters.
+    is longer than ``max_length`` characters, and every sentence has a letter or digit.
     """
 
     def __init__(self, max_length: int = DEFAULT_MAX_LENGTH, first_chunk_min_chars: int = 0) -> None:
@@ -118,8 +96,10 @@ class SentenceSegmenter:
             raise ValueError(f"first_chunk_min_chars must be >= 0, got {first_chunk_min_chars}")
         self.max_length = max_length
         self.first_chunk_min_chars = first_chunk_min_chars
-        self._buf = ""
+        self._pysbd = pysbd.Segmenter(language="en", clean=False)
+        self._buf = ""  # canonical unemitted text; starts with a non-space character or is empty
         self._first = True
+        self._seen = 0  # windows of the front sentence ending at or before this gave no cut
 
     @property
     def pending(self) -> str:
@@ -143,147 +123,154 @@ class SentenceSegmenter:
         """Drop buffered text and start a new turn (barge-in)."""
         self._buf = ""
         self._first = True
+        self._seen = 0
 
     # -- the core -------------------------------------------------------------------------------
 
     def _drain(self, *, final: bool) -> list[str]:
-        buf = self._buf
-        n = len(buf)
         out: list[str] = []
-        pos = 0
         while True:
-            while pos < n and buf[pos].isspace():
-                pos += 1
-            if pos >= n:
+            self._buf = self._buf.lstrip()
+            if not self._buf:
                 break
-            decision = self._scan(buf, pos)
-            if isinstance(decision, _Pending) and not final:
-                limit = decision.at
-            elif isinstance(decision, _Cut):
-                limit = decision.end
-            elif isinstance(decision, _Long):
-                limit = pos + self.max_length + 1
-            else:  # final: the rest of the turn is one sentence
-                limit = n
-            early = self._early_cut(buf, pos, limit) if self._first and self.first_chunk_min_chars else None
-            if early is not None:
-                out.append(_normalize(buf[pos:early]))
-                pos = early
-            elif isinstance(decision, _Long) or (
-                (isinstance(decision, _Cut) or final) and len(buf[pos:limit].rstrip()) > self.max_length
-            ):
-                end = self._length_cut(buf, pos)
-                out.append(_normalize(buf[pos:end]))
-                pos = end
-            elif isinstance(decision, _Cut):
-                out.append(_normalize(buf[pos : decision.end]))
-                pos = decision.resume
-            elif final:
-                out.append(_normalize(buf[pos:]))
-                pos = n
-            else:
+            cut = self._decide(final=final)
+            if cut is None:
                 break
-            self._first = False
-        self._buf = buf[pos:]
+            end, resume = cut
+            sentence = _normalize(self._buf[:end])
+            if _speakable(sentence):
+                out.append(sentence)
+                self._first = False
+            self._buf = self._buf[resume:]
+            self._seen = 0
         return out
 
-    def _scan(self, buf: str, pos: int) -> _Decision:
-        """Find where the sentence starting at ``pos`` ends, if that is certain yet."""
-        n = len(buf)
-        last = pos + self.max_length  # a sentence reaching this index is too long
-        i = pos
-        while i < n:
-            c = buf[i]
-            if i >= last and not c.isspace():
-                return _LONG
-            if c in TERMINATORS or c in WIDE_TERMINATORS:
-                j = i
-                while j < n and (buf[j] in TERMINATORS or buf[j] in WIDE_TERMINATORS):
-                    if j >= last:
-                        return _LONG
-                    j += 1
-                k = j
-                while k < n and buf[k] in CLOSERS:
-                    if k >= last:
-                        return _LONG
-                    k += 1
-                if k == n:
-                    return _Pending(i)
-                if buf[j - 1] in WIDE_TERMINATORS:
-                    return _Cut(k, k)
-                if not buf[k].isspace():
-                    i = k  # "3.14", "a.m", '"Hi."Then': not a boundary
-                    continue
-                w = k
-                while w < n and buf[w].isspace():
-                    w += 1
-                if buf[k:w] == "\n\n":
-                    return _Cut(k, w)
-                if w == n:
-                    return _Pending(i)
-                if self._ends_sentence(buf, pos, i, j, buf[w]):
-                    return _Cut(k, w)
-                i = k  # continue at the whitespace so a line break is still looked at
-                continue
-            if c == "\n":
-                w = i + 1
-                if w < n and buf[w] == "\n":
-                    return _Cut(i, w + 1)
-                marker = _list_marker(buf, w)
-                if marker is None:
-                    return _Pending(i)
-                if marker:
-                    return _Cut(i, w)
-                i = w
-                continue
-            i += 1
-        return _Pending(n)
-
-    @staticmethod
-    def _ends_sentence(buf: str, pos: int, start: int, stop: int, following: str) -> bool:
-        """Does the terminator run buf[start:stop] end the sentence, given the next non-space char?"""
-        if following.islower():
-            return False  # "e.g. the", "Wait... what?", '"Why?" she asked'
-        if buf[start:stop] != ".":
-            return True
-        t0 = start
-        while t0 > pos and not buf[t0 - 1].isspace():
-            t0 -= 1
-        token = buf[t0:start].lstrip(OPENERS)
-        lower = token.lower()
-        if lower in NEVER_END:
-            return False
-        if len(token) == 1 and token.isalpha():
-            return False  # an initial ("J. K. Rowling") or "p. 55"
-        if INITIALISM.fullmatch(token) and lower not in MAY_END_INITIALISMS:
-            return False  # "U.S. Army", "e.g. Paris"
-        if lower in NUMBER_ABBREVIATIONS and following.isdigit():
-            return False
-        # "1. First item": a list number opening the sentence or a line
-        return not (token.isdigit() and len(token) <= 3 and (t0 == pos or buf[t0 - 1] == "\n"))
-
-    def _early_cut(self, buf: str, pos: int, limit: int) -> int | None:
-        """The first clause boundary at least first_chunk_min_chars in, before ``limit``."""
-        lo = pos + max(self.first_chunk_min_chars, 1) - 1
-        hi = min(limit, pos + self.max_length, len(buf) - 1)
-        for p in range(lo, hi):
-            if buf[p] in CLAUSE_MARKS and buf[p + 1].isspace():
-                return p + 1
+    def _decide(self, *, final: bool) -> tuple[int, int] | None:
+        """Where the sentence at the front of the buffer ends, as (end, resume); None: not yet."""
+        buf = self._buf
+        top = self.max_length
+        stop, block_end = self._block(final=final)
+        body = len(buf[:stop].rstrip())  # the known part of the front block, without trailing space
+        last = body if block_end is not None and body <= top else None  # the whole block: a window
+        for match in _WINDOW_END.finditer(buf, self._seen + 1, min(stop, top + 1)):
+            end = match.start() if match.group().isspace() else match.end()
+            if end > min(body, top) or (end == body and last is not None) or end == len(buf):
+                break  # past the block, the whole block (below), or a full-width run that may go on
+            cut = self._window(end, is_last=False)
+            if cut is not None:
+                return cut
+            self._seen = end
+        if last is not None:
+            assert block_end is not None
+            cut = self._window(last, is_last=True)
+            return cut if cut is not None else (last, block_end)
+        if body > top:
+            end = self._length_cut(buf)
+            return end, end
         return None
 
-    def _length_cut(self, buf: str, pos: int) -> int:
+    def _block(self, *, final: bool) -> tuple[int, int | None]:
+        """How far the front block is known to reach, and where the next block starts if known.
+
+        Looks no further than max_length + 2 characters: a longer block is cut by length anyway.
+        """
+        buf = self._buf
+        horizon = min(len(buf), self.max_length + 2)
+        at = buf.find("\n", 0, horizon)
+        while at != -1:
+            if at + 1 >= len(buf):
+                return (at, len(buf)) if final else (at, None)
+            if buf[at + 1] == "\n":
+                return at, at + 2
+            marker = _list_marker(buf, at + 1)
+            if marker is None and not final:
+                return at, None
+            if marker:
+                return at, at + 1
+            at = buf.find("\n", at + 1, horizon)
+        if final and len(buf) <= horizon:
+            return len(buf), len(buf)
+        return horizon, None
+
+    def _window(self, end: int, *, is_last: bool) -> tuple[int, int] | None:
+        """The cut the window buf[:end] gives, if it gives one."""
+        window = self._buf[:end]
+        early = self._early_cut(window)
+        asks = is_last or early is not None or _recent_candidate(window)
+        bounds = self._boundaries(window) if asks else []
+        first = bounds[0] if bounds else None
+        if early is not None and (first is None or early < first):
+            return early, early
+        if first is not None:
+            return first, first
+        if _after_wide(window):
+            return end, end  # a full-width stop needs no space after it
+        return None
+
+    def _boundaries(self, window: str) -> list[int]:
+        """pysbd's sentence starts in ``window`` (after the first), pieces with no letter or digit
+        joined to a neighbour. Single line breaks are spaces here (the block rules handle them)."""
+        window = window.replace("\n", " ")
+        segments = self._pysbd.segment(window)
+        bounds: list[int] = []
+        cursor = start = 0  # the current sentence starts at window[start]; pieces end at cursor
+        speakable = False  # the current sentence has a letter or digit
+        for piece in segments:
+            text = piece.strip()
+            if not text:
+                continue
+            at = window.find(text, cursor)
+            if at < 0:
+                continue  # pysbd rewrote the text here: no boundary can be placed on it
+            if (
+                speakable
+                and _speakable(text)
+                and (window[at - 1] == " " or _after_wide(window[:at]))
+                and not _LIST_MARKER.fullmatch(window[start:at].strip())
+            ):
+                bounds.append(at)
+                start = at
+            speakable = speakable or _speakable(text)
+            cursor = at + len(text)
+        return bounds
+
+    def _early_cut(self, window: str) -> int | None:
+        """The first-chunk cut: the first clause boundary at least first_chunk_min_chars in."""
+        if not (self._first and self.first_chunk_min_chars):
+            return None
+        match = _CLAUSE.search(self._buf, self.first_chunk_min_chars - 1, len(window) + 1)
+        return match.end() if match else None
+
+    def _length_cut(self, buf: str) -> int:
         """Where to cut a sentence longer than max_length: clause, else word, else hard boundary.
 
-        Only buf[pos : pos + max_length + 1] is looked at; the caller knows it is all one sentence.
+        Only buf[: max_length + 1] is looked at; the caller knows it is all one sentence.
         """
-        top = pos + self.max_length  # the cut index is at most this
-        for p in range(top - 1, pos, -1):
+        top = self.max_length  # the cut index is at most this
+        for p in range(top - 1, 0, -1):
             if buf[p] in CLAUSE_MARKS and buf[p + 1].isspace():
                 return p + 1
-        for p in range(top, pos, -1):
+        for p in range(top, 0, -1):
             if buf[p].isspace():
                 return p
         return top
+
+
+def _recent_candidate(window: str) -> bool:
+    """Is there a possible sentence end in the LOOKBACK_WORDS words before the last word?
+
+    (pysbd cuts only after a stop, and a cut inside the last word is not taken.)"""
+    start = stop = max(window.rfind(" "), window.rfind("\n"))
+    for _ in range(LOOKBACK_WORDS):
+        if start <= 0:
+            break
+        start = max(window.rfind(" ", 0, start), window.rfind("\n", 0, start))
+    return stop > 0 and _CANDIDATE.search(window, max(start, 0), stop) is not None
+
+
+def _after_wide(text: str) -> bool:
+    """Does ``text`` end with a full-width stop (and closing quotes)?"""
+    return text.rstrip(CLOSERS)[-1:] in WIDE_TERMINATORS
 
 
 def _list_marker(buf: str, at: int) -> bool | None:

@@ -18,6 +18,10 @@ def build_local_engines(config: GatewayConfig, voices: VoiceMap) -> dict[str, En
             from synth_worker.espeak import EspeakEngine
 
             engines[tier] = EspeakEngine(voices)
+        elif tier == "piper":
+            from synth_worker.piper import PiperEngine
+
+            engines[tier] = PiperEngine(voices, voice_override=config.piper_voice)
         elif tier == "elevenlabs" and config.elevenlabs_api_key:
             from synth_worker.elevenlabs import ElevenLabsEngine
 

@@ -4,7 +4,9 @@
 | ------------------------------ | ----------------------- | ----------------------------------------------- |
 | SESAME_WORKER_ID               | worker-<host>-<random>  | topic level naming this worker                  |
 | SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker                                      |
-| SESAME_ENGINE                  | bark                    | bark or espeak-ng                               |
+| SESAME_ENGINE                  | bark                    | bark, piper or espeak-ng                        |
+| SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
+| SESAME_PIPER_THREADS           | 1                       | onnxruntime threads per Piper child process     |
 | SESAME_MODEL                   | suno/bark-small         | Bark checkpoint directory or cached hub id      |
 | SESAME_MODEL_CACHE             | (HF default cache)      | where cached hub ids are looked up              |
 | SESAME_SPEAKER_ID              | (voice map)             | default voice's Bark speaker: N or preset name  |
@@ -39,8 +41,8 @@ from broker.topics import check_id
 
 from .bark import DEFAULT_MODEL, MAX_SEMANTIC_TOKENS
 
-EngineName = Literal["bark", "espeak-ng"]
-ENGINES: tuple[EngineName, ...] = ("bark", "espeak-ng")
+EngineName = Literal["bark", "piper", "espeak-ng"]
+ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
 
 
 def default_worker_id() -> str:
@@ -80,6 +82,8 @@ class WorkerConfig:
     log_level: str = "info"
     chunk_ms: int = 40
     seed: int | None = None
+    piper_voice: str | None = None
+    piper_threads: int = 1
 
     def __post_init__(self) -> None:
         try:
@@ -119,6 +123,8 @@ class WorkerConfig:
             voices_path=e.raw("SESAME_VOICES"),
             log_level=e.str("LOG_LEVEL", "info").lower(),
             seed=None if e.raw("SESAME_SEED") is None else e.int("SESAME_SEED", 0, lo=0, hi=2**63 - 1),
+            piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
+            piper_threads=e.int("SESAME_PIPER_THREADS", 1, lo=0, hi=64),
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if config.heartbeat_interval_s < 0.05:

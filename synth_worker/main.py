@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mqtt-url", help="SESAME_MQTT_URL (mqtt://host:port)")
     p.add_argument("--engine", choices=ENGINES, help="SESAME_ENGINE")
     p.add_argument("--model", help="SESAME_MODEL: checkpoint directory or cached hub id")
+    p.add_argument("--piper-voice", help="SESAME_PIPER_VOICE: a Piper .onnx model (engine piper)")
     p.add_argument("--model-cache", help="SESAME_MODEL_CACHE")
     p.add_argument("--speaker-id", help="SESAME_SPEAKER_ID: Bark speaker N or a preset name")
     p.add_argument("--temperature", type=float, help="SESAME_TEMPERATURE")
@@ -54,6 +55,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "mqtt_url": MqttUrl.parse(args.mqtt_url) if args.mqtt_url else None,
         "engine": args.engine,
         "model": args.model,
+        "piper_voice": args.piper_voice,
         "model_cache": args.model_cache,
         "speaker_id": parse_speaker(args.speaker_id),
         "temperature": args.temperature,

@@ -65,6 +65,12 @@ def build_engine(config: WorkerConfig) -> WorkerEngine:
         from .espeak import EspeakEngine
 
         return EspeakEngine(voices, chunk_ms=config.chunk_ms)
+    if config.engine == "piper":
+        from .piper import PiperEngine
+
+        return PiperEngine(
+            voices, voice_override=config.piper_voice, threads=config.piper_threads, chunk_ms=config.chunk_ms
+        )
     from .bark import BarkEngine, BarkSettings
 
     settings = BarkSettings(

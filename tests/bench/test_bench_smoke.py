@@ -23,7 +23,9 @@ BENCHES = {
     "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
+    "local_engines.py": ("local engines: TTFA, RTF", "cpu s per s of speech"),
     "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
+    "segmenter.py": ("segmenter: accuracy on the Golden Rules", "EWT P  EWT R"),
     "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
 }
 

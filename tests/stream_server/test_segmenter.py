@@ -40,7 +40,7 @@ CASES: list[tuple[str, list[str]]] = [
     # ellipses: an ellipsis before a lowercase word continues the sentence
     ("Wait... what? Okay.", ["Wait... what?", "Okay."]),
     ("Hmm... Okay then.", ["Hmm...", "Okay then."]),
-    ("Hmm\u2026 Okay.", ["Hmm\u2026", "Okay."]),
+    ("Hmm\u2026 Okay.", ["Hmm\u2026 Okay."]),  # pysbd: the ellipsis character never ends one
     # quotes stay with their sentence
     ('He said "Stop." Then left.', ['He said "Stop."', "Then left."]),
     ('"Why?" she asked. Then she left.', ['"Why?" she asked.', "Then she left."]),
@@ -53,6 +53,8 @@ CASES: list[tuple[str, list[str]]] = [
     ("You need:\n- eggs\n- milk", ["You need:", "- eggs", "- milk"]),
     ("First line\n\nSecond line", ["First line", "Second line"]),
     ("Same\nsentence.", ["Same sentence."]),
+    # a short piece of pysbd's answer ("I") is placed where it is, not at an earlier "I"
+    ("Tell me if I can. I will.", ["Tell me if I can.", "I will."]),
     # full-width terminators need no space
     ("\u4f60\u597d\u3002\u4e16\u754c\u3002", ["\u4f60\u597d\u3002", "\u4e16\u754c\u3002"]),
     ("", []),
@@ -76,8 +78,9 @@ def test_emits_as_soon_as_certain() -> None:
     seg = SentenceSegmenter()
     assert seg.feed("Hello.") == []
     assert seg.feed(" ") == []  # could still be "Hello. world" or "Hello.\n\n"
-    assert seg.feed("W") == ["Hello."]
-    assert seg.feed("orld") == []
+    assert seg.feed("W") == []
+    assert seg.feed("orld") == []  # "Hello. World" or "Hello. Worldwide": pysbd reads whole words
+    assert seg.feed(" ") == ["Hello."]
     assert seg.pending == "World"
     assert seg.flush() == ["World"]
     assert seg.pending == ""
@@ -89,21 +92,23 @@ def test_never_cuts_inside_an_ellipsis() -> None:
     assert seg.feed(".") == []
     assert seg.feed(". ") == []
     assert seg.feed("what? ") == []
-    assert seg.feed("Ok") == ["Wait... what?"]
+    assert seg.feed("Ok") == []
+    assert seg.feed(" ") == ["Wait... what?"]
 
 
 def test_waits_for_a_closing_quote() -> None:
     seg = SentenceSegmenter()
     assert seg.feed('He said "Stop.') == []
     assert seg.feed('" ') == []
-    assert seg.feed("Then") == ['He said "Stop."']
+    assert seg.feed("Then ") == ['He said "Stop."']
 
 
 def test_abbreviation_is_not_emitted_early() -> None:
     seg = SentenceSegmenter()
     assert seg.feed("Call Mr. ") == []
     assert seg.feed("Smith now. ") == []
-    assert seg.feed("Go") == ["Call Mr. Smith now."]
+    assert seg.feed("Go") == []
+    assert seg.feed(" ") == ["Call Mr. Smith now."]
 
 
 def test_paragraph_break_ends_a_sentence_at_once() -> None:
@@ -117,7 +122,7 @@ def test_flush_ends_the_turn_and_reset_drops_text() -> None:
     assert seg.feed("Well, I think so. Sure, fine. ") == ["Well,", "I think so."]
     assert seg.flush() == ["Sure, fine."]
     assert seg.feed("Okay, next turn. ") == ["Okay,"]  # a new turn cuts its first chunk early again
-    assert seg.feed("X") == ["next turn."]
+    assert seg.feed("X ") == ["next turn."]
     seg.reset()
     assert seg.pending == ""
     assert seg.flush() == []
@@ -288,10 +293,14 @@ def test_char_by_char_equals_whole(text: str, max_length: int, first: int) -> No
 def test_output_is_the_input(text: str, max_length: int, first: int) -> None:
     out = segment(text, max_length=max_length, first_chunk_min_chars=first)
     assert all(s and s == " ".join(s.split()) for s in out)
-    assert "".join("".join(out).split()) == "".join(text.split())
-    # spaces are kept exactly when no cut falls inside a word (a hard cut, or a full-width stop)
-    if all(len(word) <= max_length for word in text.split()) and "\u3002" not in text:
-        assert " ".join(out) == " ".join(text.split())
+    assert all(any(c.isalnum() for c in s) for s in out)  # never a sentence of punctuation alone
+    assert [c for c in "".join(out) if c.isalnum()] == [c for c in text if c.isalnum()]
+    rest = iter("".join(text.split()))
+    assert all(c in rest for c in "".join("".join(out).split()))  # only punctuation is ever dropped
+    # spaces are kept exactly when every word is speakable and no cut falls inside a word
+    words = text.split()
+    if all(len(w) <= max_length and any(c.isalnum() for c in w) for w in words) and "\u3002" not in text:
+        assert " ".join(out) == " ".join(words)
 
 
 @FAST
@@ -317,3 +326,26 @@ def test_many_fragments_stay_fast() -> None:
     text = " ".join([sentence] * 200)
     out = [s for ch in text for s in seg.feed(ch)] + seg.flush()
     assert out == [sentence] * 200
+
+
+def test_full_width_stop_after_a_closing_quote_cuts_without_a_space() -> None:
+    seg = SentenceSegmenter()
+    assert seg.feed("\u4ed6\u8bf4\u300c\u597d\u3002\u300d") == []  # the run may go on
+    assert seg.feed("\u7136\u540e") == ["\u4ed6\u8bf4\u300c\u597d\u3002\u300d"]
+
+
+def test_punctuation_alone_is_never_a_sentence() -> None:
+    assert segment("Hello. . . . World.") == ["Hello.", ". . . World."]
+    assert segment("Yes!\n\n...\n\n?!") == ["Yes!"]
+    assert segment("...") == []
+    seg = SentenceSegmenter()
+    assert seg.feed(". . . ") == []
+    assert seg.flush() == []
+
+
+def test_a_list_marker_stays_with_its_item() -> None:
+    assert segment("a. The first item b. The second item") == ["a. The first item", "b. The second item"]
+    assert segment("\u2022 9. The first item \u2022 10. The second") == [
+        "\u2022 9. The first item",
+        "\u2022 10. The second",
+    ]

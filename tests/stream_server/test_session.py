@@ -43,8 +43,8 @@ def frames(outs: list[object]) -> list[AudioFrame]:
 
 def test_sentences_are_dispatched_as_they_become_certain() -> None:
     c = core()
-    assert dispatched(c.receive(Text("Hello there. How"), 0.0)) == [0]
-    assert dispatched(c.receive(Text(" are you? Fine"), 0.0)) == [1]
+    assert dispatched(c.receive(Text("Hello there. How "), 0.0)) == [0]  # a whole word after the stop
+    assert dispatched(c.receive(Text("are you? Fine "), 0.0)) == [1]
     assert dispatched(c.receive(Flush(), 0.0)) == [2]
 
 

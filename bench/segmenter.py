@@ -1,0 +1,396 @@
+"""Sentence segmentation: accuracy on two public test sets, and the cost per streamed fragment.
+
+Segmenters, on the same texts:
+
+* **sesame** (``stream_server.segmenter``): pysbd on text-determined windows, streaming;
+* **rules**: the hand-written scanner it replaced (``bench/_rules_segmenter.py``), streaming;
+* **pysbd** 0.3.4 and **blingfire** (``pip install -e .[bench]``), whole text only: they are not
+  streaming segmenters. A "streamed" row for them re-runs the library on the growing buffer after
+  every fragment and emits every sentence but the last (the obvious wrapper), to show why that
+  is not enough.
+
+Test sets:
+
+* **golden**: the 48 English Golden Rules (bench/data/golden_rules_en.json): a case is right when
+  the sentences are exactly the expected ones;
+* **ewt**: the test part of Universal Dependencies English Web Treebank (r2.16, CC BY-SA 4.0;
+  bench/data/ud_english_ewt_test.jsonl, one paragraph a line as its list of sentences, 854
+  paragraphs, 2077 sentences): each paragraph's sentences joined with spaces; boundary precision,
+  recall and F1 (a boundary is the number of letters and digits before it, so whitespace and
+  dropped punctuation do not matter), and how many paragraphs come out exactly right.
+
+"streamed" feeds the text in random fragments of 1-8 characters (seeded); ``max_length`` is 1000
+for accuracy so the long-sentence rule does not count. The cost table streams the EWT text in
+fragments of about one LLM token (a word and its leading space) at the shipped ``max_length`` 200
+and reports microseconds per fragment.
+
+``--ttfa 0,20,40`` adds the first-chunk comparison: for each ``SESAME_FIRST_CHUNK_MIN_CHARS``
+value a local stack (mosquitto, the gateway with ``SESAME_TIERS=workers`` and the cache off, one
+espeak-ng worker) replays every trace in clients/traces/ in real time (``clients.replay``), and the
+deadlines are generous (ack and stall 20 s) so that a busy machine measures the segmenter, not
+failover. The table gives the time from a turn's first fragment to its first audio (the listener's wait), the
+per-sentence TTFA and gap as the replay measures them, and stalls.
+
+    .venv/bin/python bench/segmenter.py [--json OUT] [--smoke] [--ttfa 0,20,40] [--traces GLOB]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pysbd
+
+from bench import _rules_segmenter
+from bench._stack import REPO, Stack, machine
+from clients.replay import SessionResult, TextClock, replay, summarize
+from clients.stats import Summary, table
+from clients.trace import load_trace
+from stream_server import segmenter as sesame
+
+HEADER = "segmenter: accuracy on the Golden Rules and UD English EWT, and cost per fragment"
+DATA = Path(__file__).resolve().parent / "data"
+ACCURACY_MAX = 1000
+
+
+class Streaming(Protocol):
+    def feed(self, fragment: str) -> list[str]: ...
+    def flush(self) -> list[str]: ...
+
+
+Whole = Callable[[str], list[str]]
+
+
+def load_golden() -> list[tuple[str, list[str]]]:
+    cases = json.loads((DATA / "golden_rules_en.json").read_text(encoding="utf-8"))["cases"]
+    return [(c["text"], c["sentences"]) for c in cases]
+
+
+def load_ewt() -> list[list[str]]:
+    lines = (DATA / "ud_english_ewt_test.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def fragments(text: str, rnd: random.Random, most: int = 8) -> list[str]:
+    out, i = [], 0
+    while i < len(text):
+        k = rnd.randint(1, most)
+        out.append(text[i : i + k])
+        i += k
+    return out
+
+
+def tokens(text: str) -> list[str]:
+    """About one LLM token a fragment: each word with the space before it."""
+    words = text.split(" ")
+    return [words[0], *(" " + w for w in words[1:])]
+
+
+def stream(make: Callable[[], Streaming], parts: Iterable[str]) -> list[str]:
+    seg = make()
+    out = [s for p in parts for s in seg.feed(p)]
+    return out + seg.flush()
+
+
+class Rerun:
+    """A whole-text segmenter re-run on the growing buffer; all sentences but the last are final."""
+
+    def __init__(self, whole: Whole) -> None:
+        self.whole = whole
+        self.buf = ""
+
+    def feed(self, fragment: str) -> list[str]:
+        self.buf += fragment
+        found = self.whole(self.buf)
+        if len(found) < 2:
+            return []
+        done = found[:-1]
+        for s in done:  # drop what was emitted from the buffer
+            at = self.buf.find(s)
+            self.buf = self.buf[at + len(s) :] if at >= 0 else self.buf
+        return done
+
+    def flush(self) -> list[str]:
+        out = self.whole(self.buf) if self.buf.strip() else []
+        self.buf = ""
+        return out
+
+
+def pysbd_whole() -> Whole:
+    seg = pysbd.Segmenter(language="en", clean=False)
+    return lambda text: [s.strip() for s in seg.segment(text) if s.strip()]
+
+
+def blingfire_whole() -> Whole | None:
+    try:
+        import blingfire
+    except ImportError:
+        return None
+    return lambda text: [s for s in blingfire.text_to_sentences(text).split("\n") if s.strip()]
+
+
+def contenders() -> dict[str, tuple[Whole, Callable[[], Streaming]]]:
+    """name -> (whole-text function, streaming factory)."""
+    out: dict[str, tuple[Whole, Callable[[], Streaming]]] = {
+        "sesame (pysbd windows)": (
+            lambda t: sesame.segment(t, max_length=ACCURACY_MAX),
+            lambda: sesame.SentenceSegmenter(max_length=ACCURACY_MAX),
+        ),
+        "rules (before)": (
+            lambda t: _rules_segmenter.segment(t, max_length=ACCURACY_MAX),
+            lambda: _rules_segmenter.SentenceSegmenter(max_length=ACCURACY_MAX),
+        ),
+    }
+    whole = pysbd_whole()
+    out["pysbd 0.3.4"] = (whole, lambda: Rerun(pysbd_whole()))
+    bling = blingfire_whole()
+    if bling is not None:
+        out["blingfire 0.1.8"] = (bling, lambda: Rerun(bling))
+    return out
+
+
+def alnum_boundaries(sentences: list[str]) -> set[int]:
+    out, count = set(), 0
+    for s in sentences[:-1]:
+        count += sum(c.isalnum() for c in s)
+        out.add(count)
+    return out
+
+
+def norm(sentences: list[str]) -> list[str]:
+    return [" ".join(s.split()) for s in sentences if s.strip()]
+
+
+def accuracy(golden: list[tuple[str, list[str]]], ewt: list[list[str]]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name, (whole, make) in contenders().items():
+        for mode in ("whole", "streamed"):
+            rnd = random.Random(7)
+
+            def run(text: str, whole: Whole = whole, make: Callable[[], Streaming] = make) -> list[str]:
+                return norm(whole(text) if mode == "whole" else stream(make, fragments(text, rnd)))  # noqa: B023
+
+            right = sum(run(text) == expected for text, expected in golden)
+            hit = pred = gold = exact = 0
+            for sentences in ewt:
+                got = run(" ".join(sentences))
+                b_got, b_gold = alnum_boundaries(got), alnum_boundaries(sentences)
+                hit += len(b_got & b_gold)
+                pred += len(b_got)
+                gold += len(b_gold)
+                exact += got == sentences
+            p, r = hit / max(pred, 1), hit / max(gold, 1)
+            f1 = 2 * p * r / max(p + r, 1e-9)
+            rows.append({
+                "segmenter": name, "mode": mode, "golden": right, "golden_of": len(golden),
+                "ewt_p": p, "ewt_r": r, "ewt_f1": f1, "ewt_exact": exact, "ewt_paragraphs": len(ewt),
+            })  # fmt: skip
+    return rows
+
+
+def cost(ewt: list[list[str]], repeats: int) -> list[dict[str, object]]:
+    text = " ".join(" ".join(p) for p in ewt)
+    parts = tokens(text)
+    makers: dict[str, Callable[[], Streaming]] = {
+        "sesame (pysbd windows)": sesame.SentenceSegmenter,
+        "rules (before)": _rules_segmenter.SentenceSegmenter,
+    }
+    rows: list[dict[str, object]] = []
+    for name, make in makers.items():
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            stream(make, parts)
+            best = min(best, time.perf_counter() - t0)
+        rows.append({"segmenter": name, "fragments": len(parts), "us_per_fragment": best / len(parts) * 1e6})
+    # re-running pysbd on a growing buffer, for scale (a few hundred fragments are enough)
+    few = parts[: min(len(parts), 400)]
+    t0 = time.perf_counter()
+    stream(lambda: Rerun(pysbd_whole()), few)
+    rows.append({
+        "segmenter": "pysbd re-run per fragment", "fragments": len(few),
+        "us_per_fragment": (time.perf_counter() - t0) / len(few) * 1e6,
+    })  # fmt: skip
+    return rows
+
+
+def text_waits(make: Callable[[], Streaming]) -> dict[str, object]:
+    """The segmenter alone on the traces' timing: when each turn's first chunk is cut (from the
+    turn's first fragment), how long it is, and how long each sentence is held back after its last
+    character arrived (waiting for the next word or flush). No synthesis, no network."""
+    firsts: list[float] = []
+    chars: list[int] = []
+    held: list[float] = []
+    for path in sorted((REPO / "clients" / "traces").glob("*.jsonl")):
+        for events in load_trace(path).sessions.values():
+            seg, clock = make(), TextClock()
+            start: float | None = None  # the current turn's first fragment, until its first cut
+            spoke = False
+            for ev in events:
+                if ev.text is not None:
+                    clock.feed(ev.t, ev.text)
+                    if start is None and not spoke:
+                        start = ev.t
+                out = seg.feed(ev.text) if ev.text is not None else seg.flush()
+                for sentence in out:
+                    done = clock.locate(sentence)
+                    held.append(ev.t - done if done is not None else 0.0)
+                if out and start is not None:
+                    firsts.append(ev.t - start)
+                    chars.append(len(out[0]))
+                    start, spoke = None, True
+                if ev.text is None:
+                    start, spoke = None, False
+    return {
+        "turns": len(firsts),
+        "first_ms": Summary.of(firsts).to_dict(1000.0),
+        "first_chars_p50": sorted(chars)[len(chars) // 2] if chars else 0,
+        "held_ms": Summary.of(held).to_dict(1000.0),
+        "sentences": len(held),
+    }
+
+
+def turn_waits(sessions: list[SessionResult]) -> list[float]:
+    """Per turn: from its first fragment sent to its first audio frame."""
+    out: list[float] = []
+    for r in sessions:
+        starts: list[float] = []
+        flushes = sorted(r.flushes)
+        for t, _ in sorted(r.fragments):
+            if len(starts) <= sum(f < t for f in flushes):
+                starts.append(t)
+        for turn, start in enumerate(starts):
+            firsts = [s.first_audio_t for s in r.sentences if s.turn == turn and s.first_audio_t is not None]
+            if firsts:
+                out.append(min(firsts) - start)
+    return out
+
+
+def ttfa(values: list[int], pattern: str) -> list[dict[str, object]]:
+    traces = sorted((REPO / "clients" / "traces").glob(pattern))
+    rows: list[dict[str, object]] = []
+    for first in values:
+        env = {
+            "SESAME_TIERS": "workers",
+            "SESAME_CACHE_ENABLED": "false",
+            # generous deadlines: this measures the segmenter, not failover on a busy machine
+            "SESAME_ACK_TIMEOUT": "20000",
+            "SESAME_STALL_TIMEOUT": "20000",
+            "SESAME_TIMEOUT": "30000",
+            "SESAME_MISSED_HEARTBEATS": "60",
+        }
+        with Stack({**env, "SESAME_FIRST_CHUNK_MIN_CHARS": str(first)}) as stack:
+            stack.start_worker("espeak-1", "espeak-ng")
+            sessions = [
+                s
+                for path in traces
+                for s in asyncio.run(replay(load_trace(path), stack.ws_url, timeout_s=60.0))
+            ]
+        summary = summarize(sessions)
+        waits = Summary.of(turn_waits(sessions)).to_dict(1000.0)
+        rows.append({"first_chunk_min_chars": first, "turn_wait_ms": waits, **summary})
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--smoke", action="store_true", help="a few cases of each set (for the test suite)")
+    ap.add_argument(
+        "--ttfa", help="SESAME_FIRST_CHUNK_MIN_CHARS values to replay the traces with, e.g. 0,20,40"
+    )
+    ap.add_argument("--traces", default="*.jsonl", help="which clients/traces/ files --ttfa replays (a glob)")
+    args = ap.parse_args()
+    golden, ewt = load_golden(), load_ewt()
+    if args.smoke:
+        golden, ewt = golden[:6], ewt[:12]
+    print(HEADER)
+    acc = accuracy(golden, ewt)
+    print()
+    print(
+        table(
+            ["segmenter", "mode", "golden rules", "EWT P", "EWT R", "EWT F1", "EWT paragraphs exact"],
+            [
+                [
+                    r["segmenter"],
+                    r["mode"],
+                    f"{r['golden']}/{r['golden_of']}",
+                    f"{r['ewt_p']:.3f}",
+                    f"{r['ewt_r']:.3f}",
+                    f"{r['ewt_f1']:.3f}",
+                    f"{r['ewt_exact']}/{r['ewt_paragraphs']}",
+                ]
+                for r in acc
+            ],
+            align="llrrrrr",
+        )
+    )
+    costs = cost(ewt, repeats=1 if args.smoke else 3)
+    print()
+    print(
+        table(
+            ["streaming cost", "fragments", "us per fragment"],
+            [[r["segmenter"], r["fragments"], f"{r['us_per_fragment']:.1f}"] for r in costs],
+        )
+    )
+    held = held_back()
+    print("\nthe segmenter alone on the traces' timing (clients/traces/*.jsonl), max_length 200")
+    headers = ["segmenter", "first_chunk_min_chars", "turns", "first cut p50 ms", "p95"]
+    headers += ["first chunk chars p50", "held back p50 ms", "p95", "sentences"]
+    print(table(headers, [held_row(r) for r in held]))
+    waits = ttfa([int(v) for v in args.ttfa.split(",")], args.traces) if args.ttfa else []
+    if waits:
+        print(f"\nfirst-chunk cut, traces replayed in real time into a local stack (espeak-ng), {machine()}")
+        print(table(["first_chunk_min_chars", "turns", "turn wait p50 ms", "p95", "TTFA p50 ms", "p95",
+                     "gap p95 ms", "stalled", "sentences"], [ttfa_row(r) for r in waits]))  # fmt: skip
+    if args.json:
+        args.json.write_text(
+            json.dumps({"accuracy": acc, "cost": costs, "held": held, "ttfa": waits}, indent=1)
+        )
+    return 0
+
+
+def held_back() -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for name, cls, values in (
+        ("sesame (pysbd windows)", sesame.SentenceSegmenter, (0, 20, 40)),
+        ("rules (before)", _rules_segmenter.SentenceSegmenter, (0, 20)),
+    ):
+        for n in values:
+
+            def make(cls: Callable[[int, int], Streaming] = cls, n: int = n) -> Streaming:
+                return cls(200, n)
+
+            rows.append({"segmenter": name, "first_chunk_min_chars": n, **text_waits(make)})
+    return rows
+
+
+def held_row(r: dict[str, object]) -> list[object]:
+    first, held = r["first_ms"], r["held_ms"]
+    assert isinstance(first, dict) and isinstance(held, dict)
+    return [
+        r["segmenter"], r["first_chunk_min_chars"], r["turns"], first["p50"], first["p95"],
+        r["first_chars_p50"], held["p50"], held["p95"], r["sentences"],
+    ]  # fmt: skip
+
+
+def ttfa_row(r: dict[str, object]) -> list[object]:
+    wait, t, gap = r["turn_wait_ms"], r["ttfa_ms"], r["gap_ms"]
+    assert isinstance(wait, dict) and isinstance(t, dict) and isinstance(gap, dict)
+    return [
+        r["first_chunk_min_chars"], wait["count"], wait["p50"], wait["p95"], t["p50"], t["p95"], gap["p95"],
+        r["stalled_sentences"], r["sentences"],
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
