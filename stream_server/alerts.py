@@ -3,8 +3,9 @@
 ``AlertCore`` (pure: no clock, no I/O) is fed what the gateway observes and returns the ``Alert``
 notices to send:
 
-- ``primary(up, now)``: the primary voice (Bark workers) is down; an alert fires once it has been
-  down for ``alert_after_s`` (SESAME_ALERT_AFTER, 30 s), a recovery notice when it speaks again;
+- ``primary(up, now)``: the primary voice (the workers: Bark, or Piper) is down; an alert fires
+  once it has been down for ``alert_after_s`` (SESAME_ALERT_AFTER, 30 s), a recovery notice when it
+  speaks again;
 - ``uptime(percent, now)``: the primary's 24 h uptime fell below ``uptime_target``
   (SESAME_UPTIME_TARGET, 99.9);
 - ``breaker(tier, available, reason, now)``: a fallback tier's circuit breaker opened / closed;
@@ -145,13 +146,13 @@ class AlertCore:
     def primary(self, up: bool, now: float, reason: str = "") -> list[Alert]:
         if up:
             self._primary_down_since = None
-            return self._resolve("primary_down", now, "Maya's primary voice (Bark) is speaking again")
+            return self._resolve("primary_down", now, "Maya's primary voice (the workers) is speaking again")
         if self._primary_down_since is None:
             self._primary_down_since = now
             self.incidents["primary_down"] = _Incident(
                 "primary_down",
                 now,
-                "Maya lost her primary voice (Bark); listeners hear a fallback voice",
+                "Maya lost her primary voice (the workers); listeners hear a fallback voice",
                 (("reason", reason or "unknown"),),
             )
         return self.handle_timer(now)

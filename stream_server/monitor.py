@@ -203,7 +203,7 @@ class Monitor:
             log.info("primary_voice", up=up, reason=reason)
         if up != self.primary_up and self.primary_up is not None:
             kind, text = (
-                ("recovery", "Bark speaks again")
+                ("recovery", "the primary voice speaks again")
                 if up
                 else ("fault", f"the primary voice failed its health check ({reason})")
             )

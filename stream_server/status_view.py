@@ -66,6 +66,7 @@ class WorkerRow:
     worker_id: str
     state: str
     alive: bool
+    engine: str
     model: str
     rtf: float
     queue_depth: int
@@ -114,7 +115,15 @@ class HubView:
     def workers(self) -> list[WorkerRow]:
         return [
             WorkerRow(
-                w.worker_id, w.state, w.alive, w.model, w.rtf, w.queue_depth, w.jobs_in_flight, w.reason
+                w.worker_id,
+                w.state,
+                w.alive,
+                w.engine,
+                w.model,
+                w.rtf,
+                w.queue_depth,
+                w.jobs_in_flight,
+                w.reason,
             )
             for w in sorted(self.hub.scheduler.registry.workers.values(), key=lambda w: w.worker_id)
         ]
@@ -125,7 +134,7 @@ class HubView:
         for tier in hub.config.failover.tiers:
             if tier == PRIMARY:
                 up = hub.scheduler.registry.ready_count(hub.clock()) > 0
-                rows.append(TierRow(tier, True, up, "-", "" if up else "no Bark worker is ready"))
+                rows.append(TierRow(tier, True, up, "-", "" if up else "no worker is ready"))
                 continue
             breaker = hub.scheduler.breakers[tier]
             configured = tier in hub.local.engines
@@ -157,7 +166,7 @@ def ttfa_series(metrics: Metrics, now: float) -> list[dict[str, object]]:
     ]
 
 
-def voice_state(monitor: Monitor, tiers: list[TierRow]) -> dict[str, object]:
+def voice_state(monitor: Monitor, tiers: list[TierRow], engines: list[str]) -> dict[str, object]:
     """Which voice Maya speaks with now, and why (the main page's notice uses it too)."""
     primary = next((t for t in tiers if t.tier == PRIMARY), None)
     primary_up = bool(primary and primary.available) and monitor.primary_up is not False
@@ -165,13 +174,18 @@ def voice_state(monitor: Monitor, tiers: list[TierRow]) -> dict[str, object]:
     reason = ""
     if not primary_up:
         reason = (primary.reason if primary and primary.reason else "") or monitor.primary_reason
-    return {"primaryUp": primary_up, "speakingWith": speaking, "reason": reason}
+    return {
+        "primaryUp": primary_up,
+        "speakingWith": speaking,
+        "reason": reason,
+        "primaryEngines": engines or ["bark"],
+    }
 
 
 def build_status(monitor: Monitor, view: HubView, metrics: Metrics, now: float) -> dict[str, object]:
     tiers = view.tiers()
     figures = monitor.figures
-    voice = voice_state(monitor, tiers)
+    voice = voice_state(monitor, tiers, sorted({w.engine for w in view.workers() if w.alive}))
     status = "healthy" if voice["primaryUp"] else ("degraded" if voice["speakingWith"] != "text" else "down")
     return {
         "at": iso(now),
@@ -182,6 +196,7 @@ def build_status(monitor: Monitor, view: HubView, metrics: Metrics, now: float) 
                 "id": w.worker_id,
                 "state": w.state,
                 "alive": w.alive,
+                "engine": w.engine,
                 "model": w.model,
                 "rtf": w.rtf,
                 "queueDepth": w.queue_depth,

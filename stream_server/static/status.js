@@ -5,7 +5,7 @@ const $ = (id) => document.getElementById(id);
 const page = { updates: 0, last: null };
 window.statusPage = page;
 
-const NAMES = { workers: "Bark (workers)", elevenlabs: "ElevenLabs", "edge-tts": "edge-tts", "espeak-ng": "espeak-ng", text: "text only" };
+const NAMES = { workers: "workers (primary)", elevenlabs: "ElevenLabs", "edge-tts": "edge-tts", piper: "Piper", "espeak-ng": "espeak-ng", text: "text only" };
 const name = (path) => NAMES[path] || path;
 const pct = (v) => (v === null || v === undefined ? "–" : `${v.toFixed(3)}%`);
 
@@ -24,7 +24,8 @@ function renderVoice(s) {
   const v = s.voice;
   const el = $("voice-now");
   if (v.primaryUp) {
-    el.textContent = "Maya is speaking with her primary voice (Bark).";
+    const engines = (v.primaryEngines || ["bark"]).map((e) => name(e === "bark" ? "Bark" : e)).join(", ");
+    el.textContent = `Maya is speaking with her primary voice (${engines}).`;
     el.className = "";
   } else {
     const why = v.reason ? ` because ${v.reason}` : "";

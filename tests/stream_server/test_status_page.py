@@ -114,7 +114,7 @@ def test_status_page_shows_the_service_and_follows_a_worker_death_live(stack: Se
     page.wait_for_function(
         "() => document.getElementById('overall').textContent === 'healthy'", timeout=4 * MS
     )
-    assert "primary voice (Bark)" in text(page, "#voice-now")
+    assert text(page, "#voice-now") == "Maya is speaking with her primary voice (Bark)."
     worker = page.locator("#workers tr[data-worker='bark-1']")
     assert worker.locator("[data-field=state]").inner_text() == "ready"
     assert [r.get_attribute("data-tier") for r in page.locator("#tiers tbody tr").all()] == [
@@ -172,7 +172,7 @@ def test_status_page_shows_the_service_and_follows_a_worker_death_live(stack: Se
     notice.wait_for(state="visible", timeout=4 * MS)
     assert (
         notice.inner_text()
-        == "Maya is speaking with a fallback voice (espeak-ng) because no Bark worker is ready."
+        == "Maya is speaking with a fallback voice (espeak-ng) because no worker is ready."
     )
     assert errors == []
 
