@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := mosquitto espeak-ng chromium prometheus
+DEBS := mosquitto mosquitto-clients espeak-ng chromium prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test check system-deps venv lint format-check typecheck bench clean

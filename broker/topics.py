@@ -76,6 +76,23 @@ def session_audio(session_id: str) -> str:
 
 ALL_SESSION_TEXT = f"{ROOT}/sessions/+/text"
 
+# MQTT-only sessions (docs/asyncapi.yaml): a publisher opens, feeds, flushes, cancels and closes a
+# session on these; one gateway takes each open (a shared subscription) and claims it (retained).
+SESSION_CONTROLS = ("open", "flush", "cancel", "close", "claim")
+GATEWAYS_SHARE = "sesame-gateways"
+
+
+def session_topic(session_id: str, kind: str) -> str:
+    """``sesame/v1/sessions/{id}/{kind}`` for kind in SESSION_CONTROLS (or text/events/audio)."""
+    return f"{ROOT}/sessions/{check_id(session_id, 'session_id')}/{kind}"
+
+
+SHARED_SESSION_OPEN = f"$share/{GATEWAYS_SHARE}/{ROOT}/sessions/+/open"
+ALL_SESSION_CLAIMS = f"{ROOT}/sessions/+/claim"
+ALL_SESSION_FLUSH = f"{ROOT}/sessions/+/flush"
+ALL_SESSION_CANCEL = f"{ROOT}/sessions/+/cancel"
+ALL_SESSION_CLOSE = f"{ROOT}/sessions/+/close"
+
 
 # ---- parsing: a topic string in, a typed value out ---------------------------------------------
 
@@ -97,12 +114,15 @@ class ReplyTopic:
     kind: Literal["events", "audio"]
 
 
+SessionKind = Literal["text", "events", "audio", "open", "flush", "cancel", "close", "claim"]
+
+
 @dataclass(frozen=True, slots=True)
 class SessionTopic:
-    """``sesame/v1/sessions/{session_id}/{text|events|audio}``"""
+    """``sesame/v1/sessions/{session_id}/{text|events|audio|open|flush|cancel|close|claim}``"""
 
     session_id: str
-    kind: Literal["text", "events", "audio"]
+    kind: SessionKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +138,15 @@ _WORKER_KINDS: dict[str, Literal["heartbeat", "status", "jobs"]] = {
     "jobs": "jobs",
 }
 _REPLY_KINDS: dict[str, Literal["events", "audio"]] = {"events": "events", "audio": "audio"}
-_SESSION_KINDS: dict[str, Literal["text", "events", "audio"]] = {
+_SESSION_KINDS: dict[str, SessionKind] = {
     "text": "text",
     "events": "events",
     "audio": "audio",
+    "open": "open",
+    "flush": "flush",
+    "cancel": "cancel",
+    "close": "close",
+    "claim": "claim",
 }
 
 

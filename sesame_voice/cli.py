@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "build-dev-model": ("synth_worker.devmodel", "write a small random-weight Bark checkpoint to DIR"),
     "loadtest": ("clients.loadtest", "open-loop load test against a running gateway"),
     "replay": ("clients.replay", "replay a JSONL trace of streamed text and measure latency"),
+    "say": ("clients.say", "speak text (an argument, or stdin as it arrives) to a file or the speakers"),
 }
 
 

@@ -93,6 +93,12 @@ class GatewayConfig:
     auth_token: str | None = None
     record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
     max_sessions: int = 1000
+    # Websocket resume (docs/protocol.md): how long a session whose socket dropped is kept, and
+    # how many of its last frames are kept for the client to pick up from.
+    resume_grace_s: float = 30.0  # SESAME_RESUME_GRACE (ms in env); 0 turns resume off
+    resume_frames: int = 1500  # SESAME_RESUME_FRAMES (~60 s of 40 ms pcm16 frames)
+    # MQTT-only sessions: closed after this long without a message from their publisher.
+    mqtt_session_idle_s: float = 300.0  # SESAME_MQTT_SESSION_IDLE (ms in env)
     log_level: str = "INFO"
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
@@ -149,6 +155,9 @@ class GatewayConfig:
             auth_token=env.raw("SESAME_AUTH_TOKEN"),
             record_dir=env.raw("SESAME_RECORD_DIR"),
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
+            resume_grace_s=env.ms("SESAME_RESUME_GRACE", 30.0),
+            resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
+            mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
             log_level=env.str("LOG_LEVEL", "INFO"),
             monitor=MonitorConfig.from_env(env),
         )

@@ -35,13 +35,15 @@ from synth_worker.voices import VoiceMap
 from .actions import WORKERS, Action, Cause
 from .cache import SentenceCache
 from .config import GatewayConfig
+from .detached import Detached
 from .health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from .interpret import Interpreter, Work
 from .jobs import JobTracker
 from .local_tiers import LocalAudio, LocalDone, LocalEvent, LocalFailed, LocalTiers, ProbeDone
 from .metrics import Metrics
 from .mqtt_in import route
-from .mqtt_out import MqttOut
+from .mqtt_out import MqttOut, Publish
+from .mqtt_sessions import MqttSessions
 from .preload import Preloader
 from .protocol import Error
 from .recorder import Recorder
@@ -95,11 +97,14 @@ class Hub(Interpreter):
                 (topics.ALL_STATUSES, 1),
                 (topics.all_replies(config.gateway_id), 1),
                 (topics.ALL_SESSION_TEXT, 1),
+                *MqttSessions.subscriptions(),
             ],
         )
         self.link.on_message = self._on_mqtt
         self.link.on_connect = self._on_connect
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
+        self.mqtt_sessions = MqttSessions(self)
+        self.detached = Detached(self)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self._queue: deque[Work] = deque()
         self.observers: list[Callable[[Action | Heartbeat], None]] = []
@@ -158,10 +163,22 @@ class Hub(Interpreter):
     # ---- sessions -----------------------------------------------------------------------------
 
     def open_session(
-        self, voice: str | None = None, sample_rate: int = 24_000, fmt: str = "pcm16"
+        self,
+        voice: str | None = None,
+        sample_rate: int = 24_000,
+        fmt: str = "pcm16",
+        *,
+        resumable: bool = False,
+        session_id: str | None = None,
     ) -> SessionLink:
+        """A new session. ``resumable`` (websocket) keeps frames for a resume; ``session_id``
+        (MQTT-only) is the publisher's. Both are claimed, so other gateways leave their MQTT
+        input alone (stream_server/claims.py)."""
         resolved = self.voices.get(voice).name
-        link = self.sessions.open(resolved, sample_rate, fmt)
+        frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
+        link = self.sessions.open(resolved, sample_rate, fmt, session_id, frames)
+        if resumable or session_id is not None:
+            self.mqtt_sessions.claim(link.session_id)
         self.metrics.sessions.set(len(self.sessions))
         log.info("session_open", session_id=link.session_id, voice=resolved)
         return link
@@ -173,12 +190,30 @@ class Hub(Interpreter):
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        self.mqtt_sessions.release(link.session_id)
+        link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
         self.metrics.bad_input.labels(path, exc.code).inc()
         self._push(link, Error(exc.code, str(exc)))
+        if path == "mqtt":
+            self.publish_event(link.session_id, exc)
+
+    def publish_event(self, session_id: str, event: Message | ProtocolError) -> None:
+        """A message for the session's MQTT subscribers only (an MQTT-only session's ready, or an
+        error for input that came over MQTT)."""
+        if isinstance(event, ProtocolError):
+            event = Error(event.code, str(event))
+        self.out.send(Publish(topics.session_events(session_id), event.to_bytes(), 1), control=False)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._spawn(coro, name)
+
+    def deadline_moved(self) -> None:
+        """A core's next deadline may be earlier now: the deadline task looks again."""
+        self._wake.set()
 
     def receive(self, link: SessionLink, msg: Message) -> None:
         """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
@@ -222,7 +257,11 @@ class Hub(Interpreter):
 
     def _timed(self) -> list[float | None]:
         """Every core's next deadline (the seam for cores with timers)."""
-        return [self.scheduler.next_deadline(), self.health.next_deadline()]
+        return [
+            self.scheduler.next_deadline(),
+            self.health.next_deadline(),
+            self.mqtt_sessions.claims.next_deadline(),
+        ]
 
     def next_deadline(self) -> float | None:
         return min((d for d in self._timed() if d is not None), default=None)
@@ -231,6 +270,7 @@ class Hub(Interpreter):
         """Wake every core whose deadline has passed and carry out what they decide."""
         work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
         self.feed(work)
+        self.mqtt_sessions.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:

@@ -1,7 +1,9 @@
 """Routing what arrives on MQTT: the topic is parsed into a typed value, then matched.
 
 Worker replies (ack, done, job_error, audio), heartbeats and retained statuses feed the scheduler
-and the job tracker; text published on a session's text topic is spoken in that session. Anything
+and the job tracker; text published on a session's text topic is spoken in that session (text for
+a session another gateway holds is ignored); open/flush/cancel/close/claim go to
+``mqtt_sessions``. Anything
 that does not parse raises ``ProtocolError`` (the hub counts and logs it).
 """
 
@@ -43,16 +45,29 @@ def route(hub: Hub, topic: str, payload: bytes) -> None:
                 raise ProtocolError("status topic and payload disagree", code="bad_status")
             hub.feed(hub.scheduler.status(st, hub.clock()))
         case SessionTopic(session_id=session_id, kind="text"):
-            link = hub.sessions.get(session_id)
-            if link is None:
-                raise ProtocolError(f"no live session {session_id}", code="unknown_session")
-            msg = session_text_messages.decode(payload)
-            assert isinstance(msg, SessionText)
-            hub.receive(link, Text(msg.text))
-            if msg.flush:
-                hub.receive(link, Flush())
+            _text(hub, session_id, payload)
+        case SessionTopic(
+            session_id=session_id, kind="open" | "flush" | "cancel" | "close" | "claim" as kind
+        ):
+            hub.mqtt_sessions.handle(kind, session_id, payload)
         case other:
             raise ProtocolError(f"the gateway does not take {other!r}", code="bad_topic")
+
+
+def _text(hub: Hub, session_id: str, payload: bytes) -> None:
+    link = hub.sessions.get(session_id)
+    if link is None:
+        hub.mqtt_sessions.unknown(session_id)  # quiet when another gateway holds it
+        return
+    hub.mqtt_sessions.touched(session_id)
+    try:
+        msg = session_text_messages.decode(payload)
+        assert isinstance(msg, SessionText)
+        hub.receive(link, Text(msg.text))
+        if msg.flush:
+            hub.receive(link, Flush())
+    except ProtocolError as exc:
+        hub.refuse(link, exc, path="mqtt")
 
 
 def _audio(hub: Hub, job_id: str, payload: bytes) -> None:

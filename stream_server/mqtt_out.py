@@ -34,6 +34,7 @@ class Publish:
     job_id: str | None = None  # a job: its failure is reported
     cancels: tuple[str, ...] = ()  # a cancel: resent on reconnect if it fails
     expiry_s: int | None = None  # MQTT v5 message expiry, counted by the broker
+    retain: bool = False  # a session claim (stream_server/claims.py)
 
 
 class MqttOut:
@@ -75,7 +76,9 @@ class MqttOut:
         while True:
             item = await queue.get()
             try:
-                await self.link.publish(item.topic, item.payload, qos=item.qos, expiry_s=item.expiry_s)
+                await self.link.publish(
+                    item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s
+                )
             except BrokerError as exc:
                 self.unsent_cancels.update(item.cancels)
                 if item.job_id is not None:

@@ -96,6 +96,8 @@ class Ready(Message):
     format: str
     voice: str
     protocol: int = PROTOCOL_VERSION
+    resumed: bool = False  # a reconnect picked up this session (docs/protocol.md, resume)
+    received: int = 0  # on resume: the client frames of this session the gateway has received
 
 
 @server_messages.register

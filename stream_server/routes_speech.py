@@ -1,7 +1,8 @@
-"""Whole-utterance HTTP: ``POST /tts`` and the OpenAI-compatible ``POST /v1/audio/speech``.
+"""Whole-utterance HTTP: ``POST /tts`` (the OpenAI-compatible, streamed ``/v1/audio/speech`` is
+``openai_api.py``).
 
-Both open a short-lived session, speak the text, collect the audio and answer it in one body. Bad
-input is a 400 with a code (``nothing_to_speak``, ``bad_text``, ``speed_not_supported``, ...); 503
+It opens a short-lived session, speaks the text, collects the audio and answers it in one body. Bad
+input is a 400 with a code (``nothing_to_speak``, ``bad_text``, ...); 503
 only when no voice could speak text that had something to say.
 """
 
@@ -40,17 +41,6 @@ class TTSRequest(BaseModel):
     sample_rate: Literal[8000, 16000, 22050, 24000, 44100, 48000] = 24000
 
 
-class SpeechRequest(BaseModel):
-    """OpenAI-compatible POST /v1/audio/speech."""
-
-    model: str = "sesame"
-    input: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    voice: str | None = None
-    response_format: Literal["wav", "flac", "opus", "mp3", "pcm"] = "mp3"
-    # Only 1.0 is accepted until speed is implemented: a parameter that does nothing is refused.
-    speed: float = Field(default=1.0, ge=0.25, le=4.0)
-
-
 def unauthorized() -> JSONResponse:
     return JSONResponse({"error": {"code": "unauthorized", "message": "bad token"}}, status_code=401)
 
@@ -67,16 +57,6 @@ def router(hub: Hub) -> APIRouter:
         if not authorized(token, request.headers):
             return unauthorized()
         return await speak_response(hub, body.text, body.voice, body.format, body.sample_rate)
-
-    @r.post("/v1/audio/speech")
-    async def speech(body: SpeechRequest, request: Request) -> Response:
-        """OpenAI-compatible text to speech."""
-        if not authorized(token, request.headers):
-            return unauthorized()
-        if body.speed != 1.0:
-            raise ProtocolError("speed other than 1.0 is not supported yet", code="speed_not_supported")
-        fmt = {"opus": "ogg", "pcm": "pcm16"}.get(body.response_format, body.response_format)
-        return await speak_response(hub, body.input, body.voice, fmt, 24000)
 
     return r
 

@@ -1,9 +1,12 @@
 """``/ws``: the streaming websocket (docs/protocol.md). Reads client frames into the hub; one named
-writer task per session sends what the session's queue holds."""
+writer task per socket sends what the session's queue holds. A socket that drops without a close
+leaves its session detached for a resume (``detached.py``); ``?session_id=&heard=`` picks it up."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -12,8 +15,11 @@ from broker.wire import MAX_JSON_BYTES, Message
 
 from .auth import authorized
 from .hub import Hub
-from .protocol import Error, client_messages
-from .sessions import CloseReason, SessionLink
+from .protocol import Error, Ready, client_messages
+from .resume import parse_resume
+from .sessions import CloseReason, Outgoing, SessionLink
+
+CLEAN_CLOSE = (1000, 1001)  # the client said goodbye: no resume
 
 
 def router(hub: Hub) -> APIRouter:
@@ -31,34 +37,57 @@ def router(hub: Hub) -> APIRouter:
 
 
 async def serve_websocket(hub: Hub, websocket: WebSocket) -> None:
-    try:
-        link = hub.open_session()
-    except ProtocolError as exc:
-        await websocket.send_text(Error(exc.code, str(exc)).to_json())
-        await websocket.close(code=1013, reason=exc.code)
+    link, ready = _attach(hub, websocket)
+    if link is None:
+        await websocket.send_text(ready.to_json())
+        await websocket.close(code=1013, reason=ready.code if isinstance(ready, Error) else "")
         return
-    await websocket.send_text(link.core.ready_message().to_json())
+    attachment, queue = link.attachment, link.out
+    await websocket.send_text(ready.to_json())
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_write(websocket, link), name=f"ws-writer:{link.session_id}")
+        tg.create_task(_write(websocket, queue, link), name=f"ws-writer:{link.session_id}")
+        clean = False
         try:
-            await _read(hub, websocket, link)
+            clean = await _read(hub, websocket, link, attachment)
         finally:
-            hub.close_session(link, CloseReason.CLIENT_DISCONNECTED)
-            link.end()
+            if link.attachment != attachment:
+                pass  # a resume on another socket has the session now
+            elif clean or link.closed:
+                hub.close_session(link, CloseReason.CLIENT_DISCONNECTED)
+            else:  # dropped without a close: kept for a resume (closed when resume is off)
+                hub.detached.detach(link, attachment)
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
 
 
-async def _read(hub: Hub, websocket: WebSocket, link: SessionLink) -> None:
+def _attach(hub: Hub, websocket: WebSocket) -> tuple[SessionLink | None, Ready | Error]:
+    """The session for this socket: the one it resumes (``?session_id=&heard=``), else a new one."""
+    query = websocket.query_params
+    wanted = parse_resume(query.get("session_id"), query.get("heard"))
+    if wanted is not None and (link := hub.detached.resume(*wanted)) is not None:
+        return link, dataclasses.replace(link.core.ready_message(), resumed=True, received=link.received)
     try:
-        while not link.closed:
+        link = hub.open_session(resumable=True)
+    except ProtocolError as exc:
+        return None, Error(exc.code, str(exc))
+    return link, link.core.ready_message()
+
+
+async def _read(hub: Hub, websocket: WebSocket, link: SessionLink, attachment: int) -> bool:
+    """Client frames into the hub until the socket ends; True for a clean close (1000/1001)."""
+    try:
+        while not link.closed and link.attachment == attachment:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                return
+                return message.get("code") in CLEAN_CLOSE
+            link.received += 1
             try:
                 hub.receive(link, decode_frame(message.get("text")))
             except ProtocolError as exc:
                 hub.refuse(link, exc)
-    except WebSocketDisconnect:
-        return
+    except WebSocketDisconnect as exc:
+        return exc.code in CLEAN_CLOSE
+    return False
 
 
 def decode_frame(raw_text: str | None) -> Message:
@@ -69,10 +98,10 @@ def decode_frame(raw_text: str | None) -> Message:
     return client_messages.decode(raw_text)
 
 
-async def _write(websocket: WebSocket, link: SessionLink) -> None:
+async def _write(websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: SessionLink) -> None:
     try:
         while True:
-            item = await link.out.get()
+            item = await queue.get()
             if item is None:
                 if link.close_reason is CloseReason.CLIENT_TOO_SLOW:
                     await websocket.send_text(

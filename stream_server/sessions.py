@@ -17,6 +17,7 @@ from enum import Enum
 from broker.errors import ProtocolError
 from broker.wire import Message
 
+from .resume import ReplayLog
 from .session import SessionCore
 
 OUT_QUEUE_FRAMES = 4000  # ~160 s of 40 ms frames per session
@@ -30,6 +31,10 @@ class CloseReason(Enum):
     HTTP_DONE = "http_done"
     CLOSED = "closed"
     GATEWAY_STOPPING = "gateway_stopping"
+    RESUME_EXPIRED = "resume_expired"  # its socket dropped and no client resumed it in time
+    MQTT_CLOSE = "mqtt_close"  # an MQTT-only session's publisher closed it
+    MQTT_IDLE = "mqtt_idle"  # an MQTT-only session's publisher fell silent
+    CLAIM_LOST = "claim_lost"  # another gateway holds it (stream_server/claims.py)
 
 
 @dataclass(eq=False)
@@ -38,6 +43,13 @@ class SessionLink:
     out: asyncio.Queue[Outgoing] = field(default_factory=lambda: asyncio.Queue(OUT_QUEUE_FRAMES))
     closed: bool = False
     close_reason: CloseReason | None = None
+    # Resume (stream_server/resume.py): the frames sent, the client frames received, and which
+    # attachment of a socket is the current one (a resume makes a new one, with a new queue).
+    log: ReplayLog[Message | bytes] = field(default_factory=lambda: ReplayLog(0))
+    received: int = 0
+    attachment: int = 0
+    detached: bool = False  # its socket dropped: frames go to the log only, for a resume
+    expiry: asyncio.Task[None] | None = None
 
     @property
     def session_id(self) -> str:
@@ -46,6 +58,10 @@ class SessionLink:
     def push(self, item: Message | bytes) -> bool:
         """Queue ``item`` for the client; False when the queue is full (the client is too slow)."""
         if self.closed:
+            return True
+        if self.log.limit:
+            self.log.append(item)
+        if self.detached:
             return True
         try:
             self.out.put_nowait(item)
@@ -76,10 +92,19 @@ class Sessions:
         self.settings = settings
         self._live: dict[str, SessionLink] = {}
 
-    def open(self, voice: str, sample_rate: int, fmt: str) -> SessionLink:
+    def open(
+        self,
+        voice: str,
+        sample_rate: int,
+        fmt: str,
+        session_id: str | None = None,
+        resume_frames: int = 0,
+    ) -> SessionLink:
+        """A new session; ``session_id`` when the client chose it (MQTT-only), ``resume_frames``
+        the frames kept for a resume (websocket)."""
         if len(self._live) >= self.settings.max_sessions:
             raise ProtocolError("the gateway is at its session limit", code="overloaded")
-        session_id = uuid.uuid4().hex[:20]
+        session_id = session_id or uuid.uuid4().hex[:20]
         core = SessionCore(
             session_id,
             voice=voice,
@@ -89,7 +114,7 @@ class Sessions:
             first_chunk_min_chars=self.settings.first_chunk_min_chars,
             lookahead=self.settings.lookahead,
         )
-        link = SessionLink(core)
+        link = SessionLink(core, log=ReplayLog(resume_frames))
         self._live[session_id] = link
         return link
 

@@ -70,10 +70,18 @@ async def test_real_text_with_no_voice_is_503() -> None:
 
 
 @pytest.mark.parametrize("speed", [0.5, 1.5, 4.0])
-async def test_speech_refuses_a_speed_it_would_ignore(speed: float) -> None:
+async def test_speech_takes_a_speed_in_range(speed: float) -> None:
+    # speed is implemented (time-stretch; tests/stream_server/test_openai_speech.py measures it)
     async with client() as c:
         r = await c.post("/v1/audio/speech", json={"input": "Fast.", "speed": speed})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "speed_not_supported"
+    assert r.status_code == 503  # accepted; no voice exists in this test
+
+
+@pytest.mark.parametrize("speed", [0.1, 4.5])
+async def test_speech_refuses_a_speed_out_of_range(speed: float) -> None:
+    async with client() as c:
+        r = await c.post("/v1/audio/speech", json={"input": "Fast.", "speed": speed})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "speed"
 
 
 async def test_speech_at_speed_one_is_accepted() -> None:
