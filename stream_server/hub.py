@@ -7,8 +7,9 @@ recursion: carrying out an action may feed another core, whose actions go to the
 queue. All cores are driven from this one event loop, so they need no locks.
 
 Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
-until the earliest one, or until an event may have moved it earlier. An idle gateway does not
-wake up. To add a core with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
+until the earliest one, or until an event may have moved it earlier (``feed`` marks that; audio
+chunks of a sentence already playing do not). An idle gateway does not wake up. To add a core
+with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
 
 The I/O is elsewhere: ``mqtt_out`` (publishes), ``local_tiers`` (in-process engines and probes),
 ``sessions`` (admission, per-session queues), ``mqtt_in`` (topic routing).
@@ -110,6 +111,7 @@ class Hub(Interpreter):
         self.observers: list[Callable[[Action | Heartbeat], None]] = []
         self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
         self._draining = False
+        self._timers_dirty = False
         self._wake = asyncio.Event()
         self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None

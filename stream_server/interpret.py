@@ -74,6 +74,7 @@ class Interpreter:
     _queue: deque[Work]
     _draining: bool
     _wake: asyncio.Event
+    _timers_dirty: bool  # a deadline may have moved earlier since the deadline task last looked
     # Monitoring (stream_server/monitor_hooks.py) sees every action carried out and heartbeat read.
     observers: list[Callable[[Action | Heartbeat], None]]
 
@@ -86,11 +87,16 @@ class Interpreter:
     # ---- feeding the queue -------------------------------------------------------------------
 
     def feed(self, work: Iterable[Work]) -> None:
+        """What a core returned for an event. Any core event may move a deadline: the deadline task
+        looks again after the drain."""
+        self._timers_dirty = True
         self._queue.extend(work)
         self._drain()
 
     def _feed_session(self, link: SessionLink, outs: Iterable[Out]) -> None:
-        self.feed(ForSession(link, out) for out in outs)
+        """A session's outputs: no deadline moves unless one becomes a scheduler action."""
+        self._queue.extend(ForSession(link, out) for out in outs)
+        self._drain()
 
     def _drain(self) -> None:
         if self._draining:
@@ -101,13 +107,17 @@ class Interpreter:
                 while self._queue:
                     self._carry_out(self._queue.popleft())
                 # Preloading only runs once everything else has been carried out.
+                if not self.preloader.pending:
+                    break
                 preload = self.preloader.step(self.scheduler.busy(), self.clock())
                 if not preload:
                     break
                 self._queue.extend(preload)
         finally:
             self._draining = False
-        self._wake.set()  # a deadline may have moved earlier: the deadline task looks again
+        if self._timers_dirty:  # a deadline may have moved earlier: the deadline task looks again
+            self._timers_dirty = False
+            self._wake.set()
 
     # ---- carrying out ------------------------------------------------------------------------
 
@@ -152,6 +162,7 @@ class Interpreter:
         link.end()
 
     def _action(self, action: Action) -> None:
+        self._timers_dirty = True  # every scheduler action starts, ends or moves an attempt
         for observe in self.observers:
             observe(action)
         match action:
@@ -237,6 +248,9 @@ class Interpreter:
 
     def audio(self, job_id: str, pcm: bytes) -> None:
         """Audio of ``job_id`` (a worker's or a local engine's) for its session."""
+        current = self.scheduler.tasks.get(job_id)
+        if current is not None and current.attempt is not None and current.attempt.first_audio_at is None:
+            self._timers_dirty = True  # first audio: the attempt's deadline becomes the stall deadline
         task = self.scheduler.chunk(job_id, self.clock())
         if task is None or task.attempt is None:
             return  # a late chunk of an attempt that was failed over or cancelled
