@@ -28,6 +28,7 @@ from synth_worker.engine import Engine
 
 from .alerts import Alert, AlertConfig, AlertCore, WebhookSender
 from .config import MonitorConfig
+from .crash_watch import CrashWatch
 from .metrics import Metrics
 from .probe_runner import ProbeRunner
 from .probes import PRIMARY, CancelProbe, ProbeAction, ProbeCore, RoundDone, Sample, StartProbe
@@ -69,6 +70,7 @@ class Monitor:
         self.figures = Figures()  # the persisted figures, refreshed after each round
         self.recent: list[Incident] = []
         self.restarts: dict[str, int] = {}
+        self.crash_watch = CrashWatch()
         self.primary_up: bool | None = None
         self.primary_reason = ""
         self.changes = Changes()  # the status page's live updates wait on it
@@ -162,13 +164,24 @@ class Monitor:
             self.listener_needs(PRIMARY)  # a listener's job waits behind the probe on that worker
 
     def restart(self, role: str, name: str, reason: str, *, restarts: int, looping: bool) -> None:
-        """The supervisor restarted a child (``looping``: it is crash-looping)."""
+        """The supervisor says a child started (``looping``) or stopped crash-looping."""
         now = self.clock()
         self.restarts[name] = restarts
-        self._incident(now, "fault", role, f"{role} {name} restarted ({reason}, {restarts} so far)")
+        text = f"{role} {name} " + (
+            f"is crash-looping ({restarts} {role} restarts, mostly {reason})"
+            if looping
+            else "is stable again"
+        )
+        self._incident(now, "fault" if looping else "recovery", role, text)
         self._notify(
             self.alerts.crash_loop(role, name, looping=looping, restarts=restarts, reason=reason, now=now)
         )
+
+    async def _watch_supervisor(self) -> None:
+        """Once a round: the supervisor's state file (when there is one), crash loops out of it."""
+        state = await asyncio.to_thread(self.view.supervisor_state)
+        for e in self.crash_watch.update(state):
+            self.restart(e.role, e.name, e.reason, restarts=e.restarts, looping=e.looping)
 
     # ---- carrying out the cores' actions ------------------------------------------------------
 
@@ -186,6 +199,7 @@ class Monitor:
                 case RoundDone(at=at, any_ok=any_ok):
                     self._write(functools.partial(UptimeStore.record, path=SERVICE, now=at, ok=any_ok))
                     self._write(self._read_figures, self._figures_changed)
+                    self._spawn(self._watch_supervisor(), "monitor-supervisor")
         self._wake.set()
 
     def _sample(self, s: Sample) -> None:

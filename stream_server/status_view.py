@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from .actions import TierChanged
@@ -38,6 +40,11 @@ class GatewayView(Protocol):
 
     def tier_probe_failed(self, tier: str, reason: str) -> None:
         """A health probe of an in-process tier failed: its circuit breaker should know."""
+        ...
+
+    def supervisor_state(self) -> object:
+        """The supervisor's state (parsed JSON), or None when the gateway is not supervised.
+        Blocking (a small file): called in a thread."""
         ...
 
 
@@ -103,6 +110,16 @@ class HubView:
             for task in self.hub.scheduler.tasks.values()
             if task.attempt is not None and task.attempt.worker_id is None and not task.sentence.background
         }
+
+    def supervisor_state(self) -> object:
+        # SESAME_SUPERVISOR_STATE (issue 9's setting, read by GatewayConfig when it has it)
+        path = getattr(self.hub.config, "supervisor_state", None)
+        if not path:
+            return None
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return None  # being rewritten, or gone: no news this round
 
     def tier_probe_failed(self, tier: str, reason: str) -> None:
         breaker = self.hub.scheduler.breakers.get(tier)

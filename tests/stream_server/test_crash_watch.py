@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
 from stream_server.crash_watch import CrashLoop, CrashWatch
+from stream_server.hub import Hub
+from stream_server.status_view import HubView
 
 
 def state(looping: bool, count: int = 5) -> dict[str, object]:
@@ -35,3 +42,15 @@ def test_unreadable_or_malformed_states_are_no_news() -> None:
     assert watch.looping == {"worker-1"}
     odd = {"children": [{"name": 1}, {"name": "w", "role": "worker", "crash_loop": "yes"}], "restarts": [7]}
     assert watch.update(odd) == []
+
+
+def test_the_hub_view_reads_the_supervisors_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "supervisor.json"
+    path.write_text(json.dumps(state(True)))
+    view = HubView(cast(Hub, SimpleNamespace(config=SimpleNamespace(supervisor_state=str(path)))))
+    assert CrashWatch().update(view.supervisor_state()) == [
+        CrashLoop("worker", "worker-1", True, 6, "exit_1")
+    ]
+    path.write_text("{half a file")
+    assert view.supervisor_state() is None
+    assert HubView(cast(Hub, SimpleNamespace(config=SimpleNamespace()))).supervisor_state() is None
