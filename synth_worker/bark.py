@@ -36,7 +36,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import numpy as np
 
@@ -44,7 +44,9 @@ from broker import logs
 from broker.audio import Samples, chunk_samples, normalize_loudness, resample
 from broker.errors import EngineCancelled, EngineError, EngineUnavailable
 
+from .bark_decode import Decoder, StepMode
 from .bark_fast import fine_generate_rows
+from .bark_stages import UnsupportedConfig, coarse_generate, semantic_generate
 from .engine import AudioChunk, CancelToken, SynthesisRequest
 from .voices import VoiceMap
 
@@ -61,6 +63,8 @@ WARM_UP_TEXT = "System warming up."
 WARM_UP_FRAMES = 16  # coarse/fine frames the warm-up runs through the fine stage and the codec
 
 Speaker = int | str | None
+DecoderName = Literal["static", "generate"]
+DECODERS: tuple[DecoderName, ...] = ("static", "generate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ class BarkSettings:
     chunk_ms: int = 40
     max_batch: int = 1
     seed: int | None = None  # fixed sampling seed (tests); None: unseeded
+    decoder: DecoderName = "static"  # semantic/coarse loop: bark_stages (static KV cache) or generate()
+    step_mode: StepMode = "auto"  # static decoder's per-token step: auto | eager | cuda-graph | compile
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,14 @@ def _all_cancelled_stopper(cancels: Sequence[CancelToken]) -> Any:
     return AllCancelled()
 
 
+def _as_is(scores: torch.Tensor, step: int) -> torch.Tensor:
+    return scores
+
+
+def _never(tokens: torch.Tensor, step: int) -> bool:
+    return False
+
+
 RowResult = Samples | EngineError
 T = TypeVar("T")
 
@@ -254,6 +268,8 @@ class BarkSynthesizer:
         self._presets = self._read_presets(model_dir)
         self._prompts: dict[str, dict[str, torch.Tensor]] = {}
         self._reported: set[str] = set()
+        self.semantic_decoder = Decoder(model.semantic, settings.step_mode)
+        self.coarse_decoder = Decoder(model.coarse_acoustics, settings.step_mode)
 
     @classmethod
     def load(cls, settings: BarkSettings) -> BarkSynthesizer:
@@ -279,6 +295,8 @@ class BarkSynthesizer:
             model=settings.model,
             path=str(model_dir),
             device=device,
+            decoder=settings.decoder,
+            step_mode=synth.semantic_decoder.mode,
             torch_threads=torch.get_num_threads(),
             sample_rate=synth.sample_rate,
             speaker_presets=len(synth._presets),
@@ -378,7 +396,6 @@ class BarkSynthesizer:
         as ``EngineCancelled``. Raises EngineCancelled only when every row is cancelled.
         """
         import torch
-        from transformers import StoppingCriteriaList
         from transformers.models.bark import generation_configuration_bark
 
         configs: Any = generation_configuration_bark
@@ -432,14 +449,7 @@ class BarkSynthesizer:
             # 1. semantic tokens, each row up to its own cap
             enc = encode_texts(self.tokenizer, texts)
             t0 = time.perf_counter()
-            stop = _row_stopper(semantic_cfg.max_input_semantic_length + 1, caps, cancels)
-            semantic = self.model.semantic.generate(
-                enc["input_ids"].to(self.device),
-                history_prompt=prompt,
-                semantic_generation_config=semantic_cfg,
-                attention_mask=enc["attention_mask"].to(self.device),
-                stopping_criteria=StoppingCriteriaList([stop]),
-            )
+            semantic = self._semantic(enc, semantic_cfg, prompt, caps, cancels)
             timed("semantic", t0)
             semantic_tokens = int(semantic.shape[1])
             check()
@@ -457,15 +467,8 @@ class BarkSynthesizer:
 
             # 2. coarse acoustic tokens (sliding windows); stops when every live row is cancelled
             t0 = time.perf_counter()
-            coarse, out_lengths = self.model.coarse_acoustics.generate(
-                semantic,
-                history_prompt=prompt,
-                semantic_generation_config=semantic_cfg,
-                coarse_generation_config=coarse_cfg,
-                codebook_size=codebook_size,
-                return_output_lengths=True,
-                stopping_criteria=StoppingCriteriaList([_all_cancelled_stopper([cancels[i] for i in order])]),
-            )
+            configs_ = (semantic_cfg, coarse_cfg, codebook_size)
+            coarse, out_lengths = self._coarse(semantic, configs_, prompt, [cancels[i] for i in order])
             timed("coarse", t0)
             check()
             keep = [k for k, i in enumerate(order) if i in live]
@@ -503,6 +506,70 @@ class BarkSynthesizer:
         return [r if r is not None else EngineError("no audio") for r in results], self._times(
             texts, semantic_tokens, times
         )
+
+    def _semantic(
+        self,
+        enc: dict[str, torch.Tensor],
+        cfg: Any,
+        prompt: dict[str, torch.Tensor] | None,
+        caps: Sequence[int],
+        cancels: Sequence[CancelToken],
+    ) -> torch.Tensor:
+        """Semantic tokens, each row up to its own cap, through the configured decoder."""
+        from transformers import StoppingCriteriaList
+
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        if self.settings.decoder == "static":
+            try:
+                return semantic_generate(
+                    self.semantic_decoder, ids, mask, cfg=cfg, history=prompt, caps=caps, cancels=cancels
+                )
+            except UnsupportedConfig as exc:
+                raise EngineUnavailable(f"SESAME_BARK_DECODER=static: {exc}") from exc
+        stop = _row_stopper(cfg.max_input_semantic_length + 1, caps, cancels)
+        semantic: torch.Tensor = self.model.semantic.generate(
+            ids,
+            history_prompt=prompt,
+            semantic_generation_config=cfg,
+            attention_mask=mask,
+            stopping_criteria=StoppingCriteriaList([stop]),
+        )
+        return semantic
+
+    def _coarse(
+        self,
+        semantic: torch.Tensor,
+        configs: tuple[Any, Any, int],
+        prompt: dict[str, torch.Tensor] | None,
+        cancels: Sequence[CancelToken],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coarse tokens and each row's length in tokens; stops once every row is cancelled."""
+        from transformers import StoppingCriteriaList
+
+        semantic_cfg, coarse_cfg, codebook_size = configs
+        if self.settings.decoder == "static":
+            try:
+                return coarse_generate(
+                    self.coarse_decoder,
+                    semantic,
+                    semantic_cfg=semantic_cfg,
+                    coarse_cfg=coarse_cfg,
+                    codebook_size=codebook_size,
+                    history=prompt,
+                    cancels=cancels,
+                )
+            except UnsupportedConfig as exc:
+                raise EngineUnavailable(f"SESAME_BARK_DECODER=static: {exc}") from exc
+        coarse, lengths = self.model.coarse_acoustics.generate(
+            semantic,
+            history_prompt=prompt,
+            semantic_generation_config=semantic_cfg,
+            coarse_generation_config=coarse_cfg,
+            codebook_size=codebook_size,
+            return_output_lengths=True,
+            stopping_criteria=StoppingCriteriaList([_all_cancelled_stopper(cancels)]),
+        )
+        return coarse, lengths
 
     @staticmethod
     def _times(texts: Sequence[str], semantic_tokens: int, times: dict[str, float]) -> StageTimes:
@@ -547,6 +614,10 @@ class BarkSynthesizer:
             times[stage] = time.perf_counter() - start
 
         def prompt_and_step(model: Any, ids: torch.Tensor) -> None:
+            if self.settings.decoder == "static":  # (on CUDA this also captures the step's graph)
+                decoder = self.semantic_decoder if model is self.model.semantic else self.coarse_decoder
+                decoder.generate(ids, max_new_tokens=2, process=_as_is, stop=_never, sample=False)
+                return
             cache = DynamicCache(config=model.config)
             logits = model(ids, cache=cache, use_cache=True).logits
             model(logits[:, -1:].argmax(-1), cache=cache, use_cache=True)

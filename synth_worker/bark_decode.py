@@ -47,8 +47,9 @@ STEP_MODES: tuple[StepMode, ...] = ("auto", "eager", "cuda-graph", "compile")
 
 # scores (batch, vocab) float32, step index -> processed scores
 Processor = Callable[["torch.Tensor", int], "torch.Tensor"]
-# tokens just chosen (batch,), step index -> rows now done (batch,) bool, or None to end the call
-Stopper = Callable[["torch.Tensor", int], "torch.Tensor | None"]
+# tokens just chosen (batch,), step index -> rows now done (batch,) bool; True ends the call; False:
+# no row ends (no device sync)
+Stopper = Callable[["torch.Tensor", int], "torch.Tensor | bool"]
 
 
 def resolve_step_mode(mode: StepMode, device: str) -> StepMode:
@@ -115,6 +116,7 @@ def _attend(
 def forward(
     model: Any,
     embeds: torch.Tensor,
+    *,
     positions: torch.Tensor,
     cache: StaticCache,
     start: int,
@@ -134,7 +136,7 @@ def forward(
         cache.values[i, :, :, start:end] = _split(v, heads)
         out = _attend(attn, _split(q, heads), cache.keys[i, :, :, :end], cache.values[i, :, :, :end], mask)
         out = out.transpose(1, 2).contiguous()
-        out = attn.out_proj(out.view(out.size()[:-2] + (attn.embed_dim,)))
+        out = attn.out_proj(out.view((*out.size()[:-2], attn.embed_dim)))
         hidden = hidden + out
         hidden = hidden + block.mlp(block.layernorm_2(hidden))
     last = model.layernorm_final(hidden[:, -1:])
@@ -175,7 +177,7 @@ class FullStep:
             cache.values[i].index_copy_(2, self.pos, _split(v, heads))
             out = _attend(attn, _split(q, heads), cache.keys[i], cache.values[i], mask)
             out = out.transpose(1, 2).contiguous()
-            out = attn.out_proj(out.view(out.size()[:-2] + (attn.embed_dim,)))
+            out = attn.out_proj(out.view((*out.size()[:-2], attn.embed_dim)))
             hidden = hidden + out
             hidden = hidden + block.mlp(block.layernorm_2(hidden))
         logits: torch.Tensor = model.lm_head(model.layernorm_final(hidden))[:, -1]
@@ -225,8 +227,16 @@ class Decoder:
         positions = (torch.arange(seq, device=embeds.device)[None] - pad[:, None]).clamp(min=0)
         mask = _pad_mask(pad, seq, cache.keys.dtype) if padded else None
         step = self._stepper(cache, pad, seq, padded)  # first: a CUDA graph capture writes the cache
-        logits = forward(self.model, embeds, positions, cache, 0, mask)
-        return _sample_loop(logits, step, max_new_tokens, process, stop, sample, pad_token)
+        logits = forward(self.model, embeds, positions=positions, cache=cache, start=0, mask=mask)
+        return _sample_loop(
+            logits,
+            step,
+            max_new_tokens=max_new_tokens,
+            process=process,
+            stop=stop,
+            sample=sample,
+            pad_token=pad_token,
+        )
 
     def _stepper(
         self, cache: StaticCache, pad: torch.Tensor, seq: int, padded: bool
@@ -239,7 +249,7 @@ class Decoder:
                 positions = (start - pad)[:, None]
                 mask = _pad_mask(pad, start + 1, cache.keys.dtype) if padded else None
                 embeds = self.model.input_embeds_layer(tokens[:, None])
-                return forward(self.model, embeds, positions, cache, start, mask)
+                return forward(self.model, embeds, positions=positions, cache=cache, start=start, mask=mask)
 
             return eager
         full, run = self._full_step(cache)
@@ -272,6 +282,7 @@ def _pad_mask(pad: torch.Tensor, keys: int, dtype: torch.dtype) -> torch.Tensor:
 def _sample_loop(
     logits: torch.Tensor,
     step: Callable[[torch.Tensor, int], torch.Tensor],
+    *,
     max_new_tokens: int,
     process: Processor,
     stop: Stopper,
@@ -296,7 +307,7 @@ def _sample_loop(
         done = stop(tokens, t)
         if done is True:
             break
-        if done is not False:
+        if not isinstance(done, bool):
             unfinished = unfinished & ~done
             if not bool(unfinished.any()):
                 break
@@ -311,7 +322,7 @@ def _graphed(full: FullStep) -> Callable[[], torch.Tensor]:
     """Capture ``full`` in a CUDA graph (after warm-up runs on a side stream); returns replay."""
     import torch
 
-    stream = torch.cuda.Stream()
+    stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(3):
@@ -336,7 +347,7 @@ def _compiled(full: FullStep) -> Callable[[], torch.Tensor]:
     compiled = torch.compile(full.__call__, mode="reduce-overhead", fullgraph=True, dynamic=False)
 
     def run() -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()
+        torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
         logits: torch.Tensor = compiled()
         return logits.clone()
 

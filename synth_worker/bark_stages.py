@@ -199,7 +199,7 @@ def coarse_generate(
     infer = torch.tensor([[coarse_cfg.coarse_infer_token]] * batch, device=semantic.device)
     total = 0
     for _ in range(int(np.ceil(max_generated / coarse_cfg.sliding_window_len))):
-        index = base + int(round(total / ratio))
+        index = base + round(total / ratio)
         window = semantic[:, np.max([0, index - max_semantic_history]) :][
             :, : coarse_cfg.max_coarse_input_length
         ]
