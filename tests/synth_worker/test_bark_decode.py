@@ -31,11 +31,12 @@ def synth(dev_model_dir: Path) -> BarkSynthesizer:
 
 
 def _configs(synth: BarkSynthesizer, sample: bool, max_new: int) -> tuple[Any, Any]:
-    from transformers.models.bark import generation_configuration_bark as configs
+    from transformers.models.bark import generation_configuration_bark
 
+    configs: Any = generation_configuration_bark
     gen = synth.model.generation_config
     semantic = configs.BarkSemanticGenerationConfig(**gen.semantic_config)
-    coarse = configs.BarkCoarseGenerationConfig(**gen.coarse_acoustics_config)  # type: ignore[no-untyped-call]
+    coarse = configs.BarkCoarseGenerationConfig(**gen.coarse_acoustics_config)
     for cfg in (semantic, coarse):
         cfg.do_sample, cfg.temperature = sample, (0.7 if sample else 1.0)
     semantic.max_new_tokens = max_new
