@@ -361,3 +361,74 @@ def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
     noise = float(np.sum((ref[:n].astype(np.float64) - other[:n]) ** 2))
     signal = float(np.sum(ref[:n].astype(np.float64) ** 2))
     return float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
+
+
+# --- the static decoder (synth_worker.bark_decode) ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class DecodeRun:
+    """Semantic and coarse tokens from one decoder, with each stage's wall time."""
+
+    semantic: torch.Tensor  # (batch, tokens), pad past each row's end
+    coarse: torch.Tensor  # (batch, 2 * frames) offset ids
+    lengths: list[int]  # coarse frames per row
+    times: dict[str, float] = field(default_factory=dict)
+
+
+def decode_stages(
+    synth: Any, texts: Sequence[str], caps: Sequence[int], *, prompt: dict[str, torch.Tensor] | None
+) -> DecodeRun:
+    """Greedy semantic + coarse through ``synth``'s configured decoder (``BarkSynthesizer._semantic``
+    and ``_coarse``: the engine's own calls), timed."""
+    from synth_worker.engine import CancelToken
+
+    device = synth.device
+    cfg = greedy_configs(synth.model, max(caps))
+    enc = encode(synth.tokenizer, texts)
+    cancels = [CancelToken() for _ in texts]
+    times: dict[str, float] = {}
+    with torch.inference_mode():
+        sync(device)
+        t0 = time.perf_counter()
+        semantic = synth._semantic(enc, cfg.semantic, prompt, caps, cancels)
+        sync(device)
+        times["semantic"] = time.perf_counter() - t0
+        kept = semantic.clone()
+        t0 = time.perf_counter()
+        coarse, lengths = synth._coarse(
+            semantic, (cfg.semantic, cfg.coarse, cfg.codebook_size), prompt, cancels
+        )
+        sync(device)
+        times["coarse"] = time.perf_counter() - t0
+    frames = (lengths // cfg.coarse.n_coarse_codebooks).tolist()
+    return DecodeRun(kept, coarse, [int(n) for n in frames], times)
+
+
+def semantic_step_s(synth: Any, text: str, n: int, *, prompt: dict[str, torch.Tensor] | None) -> float:
+    """Seconds per semantic token after the prompt: (time for n tokens - time for 1) / (n - 1)."""
+    one = decode_stages_semantic(synth, text, 1, prompt=prompt)
+    many = decode_stages_semantic(synth, text, n, prompt=prompt)
+    return (many - one) / max(1, n - 1)
+
+
+def decode_stages_semantic(synth: Any, text: str, n: int, *, prompt: dict[str, torch.Tensor] | None) -> float:
+    from synth_worker.engine import CancelToken
+
+    cfg = greedy_configs(synth.model, n)
+    enc = encode(synth.tokenizer, [text])
+    with torch.inference_mode():
+        sync(synth.device)
+        t0 = time.perf_counter()
+        synth._semantic(enc, cfg.semantic, prompt, [n], [CancelToken()])
+        sync(synth.device)
+    return time.perf_counter() - t0
+
+
+def peak_memory_mb(device: str) -> float:
+    """CUDA: the allocator's peak since the last reset; CPU: the process's peak RSS."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -20,12 +20,21 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
    (fp32 against itself gives 100%). Free-running token agreement is shown too.
 5. **fine window**: the fine stage pads every sentence to 1024 frames; trimmed to the sentence it is
    cheaper, but the fine model attends to the padding, so its tokens change: shown, not adopted.
+6. **static decoder** (``synth_worker.bark_decode``, the engine's default) next to ``generate()``
+   (``SESAME_BARK_DECODER=generate``) in the same run, interleaved: semantic and coarse time, the
+   whole sentence's RTF (fine and codec as in 1), time per semantic token after the prompt, each
+   step mode (CPU: ``eager``; CUDA: ``eager``, ``cuda-graph``, ``compile``); check: tokens equal to
+   ``generate()``'s bit for bit, else teacher-forced top-1 >= 99.9% per stage. Then time to first
+   audio (the engine's ``generate_rows``, batch 1: no audio leaves before the sentence's fine stage)
+   for a ~2 s clause and a ~4 s sentence (100 and 200 semantic tokens), a batch (CUDA: 8) with
+   both decoders, and peak memory (CUDA: allocator peak per run; CPU: the process's peak RSS).
 
     .venv/bin/python bench/bark_worker.py [--device auto|cpu|cuda] [--sizes dev,bark-small]
                                           [--repeats N] [--batch 4] [--json OUT] [--smoke]
 
-On CPU the bark-small part is cut short (a 24-token sentence, one repeat, no batching and no
-uncapped run: each bark-small generation takes most of a minute there); on CUDA everything runs.
+On CPU the bark-small part is cut short (a 24-token sentence, one repeat, no batching, no uncapped
+run and no time-to-first-audio runs unless ``--ttfa-small``: each bark-small generation takes most of
+a minute there); on CUDA everything runs.
 """
 
 from __future__ import annotations
@@ -36,7 +45,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,11 +54,15 @@ import numpy as np
 import torch
 
 from bench._bark import (
+    DecodeRun,
     StageRun,
+    decode_stages,
     ensure_checkpoint,
     greedy_configs,
+    peak_memory_mb,
     plain_generate,
     run_stages,
+    semantic_step_s,
     sync,
     tf_coarse,
     tf_fine,
@@ -79,6 +92,9 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SPEAKER = 0
 PAD = 10_000  # semantic pad / end token
 TF_TOLERANCE = 0.99
+TF_STATIC = 0.999  # the static decoder where kernels differ (CUDA graphs, compile)
+TTFA_TOKENS = {"2 s clause": 100, "4 s sentence": 200}  # semantic tokens at 49.9 Hz
+TTFA_TEXTS = {"2 s clause": "Sure, I can help with that.", "4 s sentence": MAIN_TEXT}
 
 
 @dataclass(slots=True)
@@ -304,6 +320,208 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     # 5. fine window trimmed to the sentence (changes tokens) ---------------------------------------
     _fine_trim(size, model, ref, rep, prompt=prompt, device=device, fine_s=med["fine"])
 
+    # 6. the static decoder next to generate() ------------------------------------------------------
+    static = StaticBench(size, synth, rep, prompt=prompt, cap=cap, repeats=repeats, ref=ref)
+    static.stages(fine_codec_s=med["fine"] + med["codec"], audio_s=audio_s)
+    if not small_cpu or args.ttfa_small:
+        static.ttfa(["2 s clause"] if args.smoke else list(TTFA_TOKENS))
+    static.batch(batches[-1:] if batches else [])
+    static.memory()
+
+
+class StaticBench:
+    """Section 6: the static decoder, in each step mode this device has, next to ``generate()``.
+
+    Every synthesizer here shares the one loaded model (``BarkSynthesizer`` with other settings
+    around the same weights), so the decoders compete on the same tensors in the same process."""
+
+    def __init__(
+        self,
+        size: str,
+        synth: BarkSynthesizer,
+        rep: Report,
+        *,
+        prompt: dict[str, torch.Tensor] | None,
+        cap: int,
+        repeats: int,
+        ref: StageRun,
+    ) -> None:
+        self.size, self.synth, self.rep = size, synth, rep
+        self.prompt, self.cap, self.repeats, self.ref = prompt, cap, repeats, ref
+        self.on_cuda = synth.device.startswith("cuda")
+        self.generate = self._with(decoder="generate")
+        self.modes: dict[str, BarkSynthesizer] = {}
+        self.best = "eager"
+        self.data: dict[str, object] = {}
+        rep.data[size]["static"] = self.data  # type: ignore[index]
+        for mode in ("eager", "cuda-graph", "compile") if self.on_cuda else ("eager",):
+            try:
+                candidate = self._with(step_mode=mode)
+                t0 = time.perf_counter()
+                candidate.warm_up()  # on CUDA: captures (or compiles) the batch-1 step
+                rep.row(size, f"static {mode}: warm-up (batch-1 step ready)", time.perf_counter() - t0)
+                self.modes[mode] = candidate
+            except Exception as exc:  # reported in the table; the other modes still run
+                rep.row(size, f"static {mode}", check="runs", result=f"unavailable: {exc}"[:90])
+
+    def _with(self, **changes: object) -> BarkSynthesizer:
+        s = self.synth
+        return BarkSynthesizer(replace(s.settings, **changes), s.model, s.tokenizer, s.model_dir, s.device)  # type: ignore[arg-type]
+
+    def _reset_peak(self) -> None:
+        if self.on_cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+    def stages(self, *, fine_codec_s: float, audio_s: float) -> None:
+        """Semantic and coarse, each decoder in turn, ``repeats`` rounds; medians."""
+        size, rep = self.size, self.rep
+        runs: dict[str, list[DecodeRun]] = {"generate": [], **{m: [] for m in self.modes}}
+        for _ in range(self.repeats):
+            for name, synth in [("generate", self.generate), *self.modes.items()]:
+                runs[name].append(decode_stages(synth, [MAIN_TEXT], [self.cap], prompt=self.prompt))
+        steps = 8 if self.size == "bark-small" and not self.on_cuda else 32
+        base = {k: median([r.times[k] for r in runs["generate"]]) for k in ("semantic", "coarse")}
+        base_total = base["semantic"] + base["coarse"] + fine_codec_s
+        base_step = semantic_step_s(self.generate, MAIN_TEXT, steps, prompt=self.prompt)
+        tokens = self.cap + 2 * self.ref.lengths[0]
+        rep.row(size, "generate(): semantic", base["semantic"], audio_s, "1.00x")
+        rep.row(size, "generate(): coarse", base["coarse"], audio_s, "1.00x")
+        rep.row(
+            size,
+            f"generate(): semantic + coarse per token ({tokens} tokens)",
+            (base["semantic"] + base["coarse"]) / tokens,
+        )
+        rep.row(size, "generate(): time per semantic token after the prompt", base_step, None, "1.00x")
+        rep.row(size, "generate(): sentence total (fine + codec as in 1)", base_total, audio_s, "1.00x")
+        self.data["generate"] = {"stages": base, "total_s": base_total, "step_s": base_step, "tokens": tokens}
+        fastest = float("inf")
+        for mode, synth in self.modes.items():
+            med = {k: median([r.times[k] for r in runs[mode]]) for k in ("semantic", "coarse")}
+            total = med["semantic"] + med["coarse"] + fine_codec_s
+            step = semantic_step_s(synth, MAIN_TEXT, steps, prompt=self.prompt)
+            check, result, tf = self._exactness(runs[mode][-1])
+            for stage in ("semantic", "coarse"):
+                rep.row(
+                    size, f"static {mode}: {stage}", med[stage], audio_s, f"{base[stage] / med[stage]:.2f}x"
+                )
+            rep.row(
+                size,
+                f"static {mode}: semantic + coarse per token",
+                (med["semantic"] + med["coarse"]) / tokens,
+            )
+            rep.row(
+                size,
+                f"static {mode}: time per semantic token after the prompt",
+                step,
+                None,
+                f"{base_step / step:.2f}x",
+            )
+            rep.row(
+                size,
+                f"static {mode}: sentence total",
+                total,
+                audio_s,
+                f"{base_total / total:.2f}x",
+                check=check,
+                result=result,
+            )
+            self.data[mode] = {
+                "stages": med,
+                "total_s": total,
+                "step_s": step,
+                "check": result,
+                "teacher_forced": tf,
+            }
+            if med["semantic"] + med["coarse"] < fastest:
+                fastest, self.best = med["semantic"] + med["coarse"], mode
+
+    def _exactness(self, run: DecodeRun) -> tuple[str, str, tuple[float, float] | None]:
+        ref = self.ref
+        same = torch.equal(run.semantic.cpu(), ref.semantic.cpu()) and torch.equal(
+            run.coarse.cpu(), ref.coarse.cpu()
+        )
+        if same:
+            return "sem/coarse tokens == generate()", "bit for bit PASS", None
+        sem = ref.semantic_row(0, PAD)
+        model, device = self.synth.model, self.synth.device
+        mine = run.semantic[0].tolist()
+        tf = (
+            tf_semantic(
+                model, self.synth.tokenizer, MAIN_TEXT, mine[: len(sem)], prompt=self.prompt, device=device
+            ),
+            tf_coarse(model, mine[: len(sem)], run.coarse, run.lengths[0], prompt=self.prompt, device=device),
+        )
+        ok = min(tf) >= TF_STATIC
+        text = f"{100 * tf[0]:.2f}%/{100 * tf[1]:.2f}% {'PASS' if ok else 'FAIL'}"
+        return f"not bit-equal; teacher-forced top-1 >= {TF_STATIC:.1%}", text, tf
+
+    def ttfa(self, labels: list[str]) -> None:
+        """Request to first audio through the engine's synthesizer, batch 1: no audio leaves before
+        the whole sentence's fine stage, so this is the sentence's wall time."""
+        rate = self.synth.sample_rate
+        for label in labels:
+            n = TTFA_TOKENS[label]
+            took: dict[str, float] = {}
+            for name, synth in (
+                ("generate()", self.generate),
+                (f"static {self.best}", self.modes[self.best]),
+            ):
+                self._reset_peak()
+                t0 = time.perf_counter()
+                rows, _ = synth.generate_rows(
+                    [TTFA_TEXTS[label]], speaker=SPEAKER, cancels=[CancelToken()], semantic_caps=[n]
+                )
+                sync(synth.device)
+                took[name] = time.perf_counter() - t0
+                audio = len(rows[0]) / rate if isinstance(rows[0], np.ndarray) else None
+                speed = f"{took['generate()'] / took[name]:.2f}x"
+                peak = f"peak {peak_memory_mb(synth.device):.0f} MB"
+                rep_name = f"time to first audio, {label} ({n} tokens): {name}"
+                self.rep.row(self.size, rep_name, took[name], audio, speed, check=peak)
+            self.data[f"ttfa {label}"] = took
+
+    def batch(self, sizes: list[int]) -> None:
+        for b in sizes:
+            texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] for i in range(b)]
+            caps = [semantic_cap(t, self.synth.settings) for t in texts]
+            out: dict[str, tuple[float, list[object]]] = {}
+            for name, synth in (
+                ("generate()", self.generate),
+                (f"static {self.best}", self.modes[self.best]),
+            ):
+                self._reset_peak()
+                t0 = time.perf_counter()
+                rows, _ = synth.generate_rows(
+                    texts, speaker=SPEAKER, cancels=[CancelToken() for _ in texts], semantic_caps=caps
+                )
+                sync(synth.device)
+                out[name] = (time.perf_counter() - t0, list(rows))
+                audio = sum(len(r) for r in rows if isinstance(r, np.ndarray)) / self.synth.sample_rate
+                pairs = zip(out["generate()"][1], rows, strict=True)
+                same = sum(
+                    isinstance(a, np.ndarray) and isinstance(c, np.ndarray) and bool(np.array_equal(a, c))
+                    for a, c in pairs
+                )
+                self.rep.row(
+                    self.size,
+                    f"batch of {b}, {name} (RTF: wall / all rows' audio)",
+                    out[name][0],
+                    audio,
+                    f"{out['generate()'][0] / out[name][0]:.2f}x",
+                    check=f"rows' audio == generate()'s; peak {peak_memory_mb(synth.device):.0f} MB",
+                    result=f"{same}/{b} {'PASS' if same == b else 'FAIL'}",
+                )
+            self.data[f"batch{b}"] = {k: v[0] for k, v in out.items()}
+
+    def memory(self) -> None:
+        what = (
+            "CUDA allocator peak since the last run"
+            if self.on_cuda
+            else "process peak RSS (whole run so far)"
+        )
+        self.rep.row(self.size, f"peak memory: {what}", check=f"{peak_memory_mb(self.synth.device):.0f} MB")
+
 
 def _row_equal(run: StageRun, i: int, one: StageRun) -> bool:
     n = one.lengths[0]
@@ -381,9 +599,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--semantic-tokens", type=int, help="semantic tokens per sentence (default: the engine's cap)"
     )
+    ap.add_argument(
+        "--ttfa-small", action="store_true", help="time to first audio for bark-small on CPU too (minutes)"
+    )
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument(
-        "--smoke", action="store_true", help="dev checkpoint, one repeat, batch 2 (for the test suite)"
+        "--smoke",
+        action="store_true",
+        help="dev checkpoint, one repeat, batch 2, the 2 s time to first audio only (for the test suite)",
     )
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
