@@ -193,12 +193,22 @@ class Decoder:
         self.device = str(model.lm_head.weight.device)
         self.mode = resolve_step_mode(mode, self.device)
         self.max_len = int(model.config.block_size)
+        self._full: StaticCache | None = None
         self._caches: dict[int, StaticCache] = {}
         self._steps: dict[int, tuple[FullStep, Callable[[], torch.Tensor]]] = {}
 
     def cache(self, batch: int) -> StaticCache:
+        """The first ``batch`` rows of one buffer sized for the largest batch seen so far, so the
+        memory is that of the largest batch, not of every size (graphs of smaller batches keep
+        their views; a larger batch reallocates and drops them)."""
+        if self._full is None or self._full.batch < batch:
+            self._caches.clear()
+            self._steps.clear()
+            self._full = None  # free the old buffer before allocating the new one
+            self._full = StaticCache.allocate(self.model, batch, self.max_len)
         if batch not in self._caches:
-            self._caches[batch] = StaticCache.allocate(self.model, batch, self.max_len)
+            full = self._full
+            self._caches[batch] = StaticCache(full.keys[:, :batch], full.values[:, :batch])
         return self._caches[batch]
 
     def generate(
@@ -215,6 +225,24 @@ class Decoder:
         """Up to ``max_new_tokens`` tokens (batch, n) after ``prompt``: token ids (batch, seq) or
         input embeddings (batch, seq, hidden), left-padded by ``pads[row]`` positions. A row that
         ``stop`` ends gets ``pad_token`` from then on (as ``generate()`` does)."""
+        import torch
+
+        with torch.inference_mode():
+            return self._generate(
+                prompt, max_new_tokens, process, stop, sample=sample, pads=pads, pad_token=pad_token
+            )
+
+    def _generate(
+        self,
+        prompt: torch.Tensor,
+        max_new_tokens: int,
+        process: Processor,
+        stop: Stopper,
+        *,
+        sample: bool,
+        pads: list[int] | None,
+        pad_token: int | None,
+    ) -> torch.Tensor:
         import torch
 
         embeds = prompt if prompt.dim() == 3 else self.model.input_embeds_layer(prompt)

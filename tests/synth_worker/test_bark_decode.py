@@ -221,3 +221,13 @@ def test_prompt_too_long_for_the_context_is_a_value_error(synth: BarkSynthesizer
             torch.zeros((1, 1000), dtype=torch.long), max_new_tokens=60, process=lambda s, t: s,
             stop=lambda x, t: False, sample=False,
         )  # fmt: skip
+
+
+def test_one_cache_buffer_serves_every_batch_size_up_to_the_largest(synth: BarkSynthesizer) -> None:
+    decoder = Decoder(synth.model.semantic)
+    two = decoder.cache(2)
+    one = decoder.cache(1)
+    assert one.keys.data_ptr() == two.keys.data_ptr() and one.batch == 1 and two.batch == 2
+    four = decoder.cache(4)  # larger: one new buffer, the smaller sizes become views of it
+    assert four.batch == 4 and decoder.cache(1).keys.data_ptr() == four.keys.data_ptr()
+    assert four.max_len == synth.model.semantic.config.block_size
