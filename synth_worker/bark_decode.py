@@ -371,7 +371,12 @@ def _graphed(full: FullStep) -> Callable[[], torch.Tensor]:
 def _compiled(full: FullStep) -> Callable[[], torch.Tensor]:
     """``full`` through ``torch.compile(mode="reduce-overhead")``: static shapes, one graph."""
     import torch
+    import torch._dynamo
 
+    # the cache is written in place every step: static addresses let the CUDA graphs that
+    # reduce-overhead records keep that mutation instead of falling back to eager
+    for t in (full.cache.keys, full.cache.values, full.ids, full.pos, full.pads, full.keys_at):
+        torch._dynamo.mark_static_address(t)
     compiled = torch.compile(full.__call__, mode="reduce-overhead", fullgraph=True, dynamic=False)
 
     def run() -> torch.Tensor:

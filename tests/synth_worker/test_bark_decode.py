@@ -231,3 +231,30 @@ def test_one_cache_buffer_serves_every_batch_size_up_to_the_largest(synth: BarkS
     four = decoder.cache(4)  # larger: one new buffer, the smaller sizes become views of it
     assert four.batch == 4 and decoder.cache(1).keys.data_ptr() == four.keys.data_ptr()
     assert four.max_len == synth.model.semantic.config.block_size
+
+
+@pytest.mark.parametrize("pads", [None, [0, 9]])
+def test_the_cuda_step_computes_the_eager_steps_tokens(
+    synth: BarkSynthesizer, pads: list[int] | None
+) -> None:
+    """``FullStep`` (what a CUDA graph or torch.compile replays: the whole static cache, the mask
+    built from the position tensors, the write by ``index_copy_``) run eagerly on the CPU, against
+    the eager step: the same greedy tokens."""
+    from synth_worker.bark_decode import FullStep
+
+    model = synth.model.coarse_acoustics
+    prompt = torch.randint(10_000, 12_048, (2, 30), generator=torch.Generator().manual_seed(4))
+    if pads:
+        prompt[1, : pads[1]] = 0
+
+    def run(decoder: Decoder) -> torch.Tensor:
+        return decoder.generate(
+            prompt, max_new_tokens=20, process=lambda s, t: s.log_softmax(-1), stop=lambda x, t: False,
+            sample=False, pads=pads,
+        )  # fmt: skip
+
+    full_path = Decoder(model)
+    full_path.mode = "cuda-graph"  # the replay path, with the step run as is instead of captured
+    step = FullStep(model, full_path.cache(2))
+    full_path._steps[2] = (step, step)
+    assert torch.equal(run(full_path), run(Decoder(model)))
