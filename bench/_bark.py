@@ -374,6 +374,34 @@ class DecodeRun:
     coarse: torch.Tensor  # (batch, 2 * frames) offset ids
     lengths: list[int]  # coarse frames per row
     times: dict[str, float] = field(default_factory=dict)
+    step_s: dict[str, float] = field(default_factory=dict)  # median seconds per token, by stage
+
+
+class StepClock:
+    """A cancel token that notes when it is read. Both decoders read every row's token once per
+    generated token (the static loop's ``stop``, generate()'s stopping criteria), so the median gap
+    between reads is the time per token: forward, logits processing, pick, stop check, without the
+    prompt pass (one gap per window, outvoted). On CUDA the semantic stage syncs every token (its
+    end-token check); the coarse stage need not, so there the gaps approach the device's step time
+    once the launch queue is full."""
+
+    def __init__(self) -> None:
+        from synth_worker.engine import CancelToken
+
+        self.token = CancelToken()
+        self.reads: list[float] = []
+
+    @property
+    def cancelled(self) -> bool:
+        self.reads.append(time.perf_counter())
+        return self.token.cancelled
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def median_gap(self, since: int = 0) -> float:
+        gaps = np.diff(np.asarray(self.reads[since:]))
+        return float(np.median(gaps)) if len(gaps) else float("nan")
 
 
 def decode_stages(
@@ -381,12 +409,11 @@ def decode_stages(
 ) -> DecodeRun:
     """Greedy semantic + coarse through ``synth``'s configured decoder (``BarkSynthesizer._semantic``
     and ``_coarse``: the engine's own calls), timed."""
-    from synth_worker.engine import CancelToken
-
     device = synth.device
     cfg = greedy_configs(synth.model, max(caps))
     enc = encode(synth.tokenizer, texts)
-    cancels = [CancelToken() for _ in texts]
+    clock = StepClock()
+    cancels = [clock] + [StepClock() for _ in texts[1:]]  # row 0's reads time the steps
     times: dict[str, float] = {}
     with torch.inference_mode():
         sync(device)
@@ -394,6 +421,7 @@ def decode_stages(
         semantic = synth._semantic(enc, cfg.semantic, prompt, caps, cancels)
         sync(device)
         times["semantic"] = time.perf_counter() - t0
+        semantic_reads = len(clock.reads)
         kept = semantic.clone()
         t0 = time.perf_counter()
         coarse, lengths = synth._coarse(
@@ -402,27 +430,17 @@ def decode_stages(
         sync(device)
         times["coarse"] = time.perf_counter() - t0
     frames = (lengths // cfg.coarse.n_coarse_codebooks).tolist()
-    return DecodeRun(kept, coarse, [int(n) for n in frames], times)
+    steps = {
+        "semantic": StepClock.median_gap(_upto(clock, semantic_reads)),
+        "coarse": clock.median_gap(semantic_reads),
+    }
+    return DecodeRun(kept, coarse, [int(n) for n in frames], times, steps)
 
 
-def semantic_step_s(synth: Any, text: str, n: int, *, prompt: dict[str, torch.Tensor] | None) -> float:
-    """Seconds per semantic token after the prompt: (time for n tokens - time for 1) / (n - 1)."""
-    one = decode_stages_semantic(synth, text, 1, prompt=prompt)
-    many = decode_stages_semantic(synth, text, n, prompt=prompt)
-    return (many - one) / max(1, n - 1)
-
-
-def decode_stages_semantic(synth: Any, text: str, n: int, *, prompt: dict[str, torch.Tensor] | None) -> float:
-    from synth_worker.engine import CancelToken
-
-    cfg = greedy_configs(synth.model, n)
-    enc = encode(synth.tokenizer, [text])
-    with torch.inference_mode():
-        sync(synth.device)
-        t0 = time.perf_counter()
-        synth._semantic(enc, cfg.semantic, prompt, [n], [CancelToken()])
-        sync(synth.device)
-    return time.perf_counter() - t0
+def _upto(clock: StepClock, n: int) -> StepClock:
+    head = StepClock()
+    head.reads = clock.reads[:n]
+    return head
 
 
 def peak_memory_mb(device: str) -> float:

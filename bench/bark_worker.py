@@ -30,7 +30,8 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
    both decoders, and peak memory (CUDA: allocator peak per run; CPU: the process's peak RSS).
 
     .venv/bin/python bench/bark_worker.py [--device auto|cpu|cuda] [--sizes dev,bark-small]
-                                          [--repeats N] [--batch 4] [--json OUT] [--smoke]
+                                          [--repeats N] [--batch 4] [--only static] [--ttfa-small]
+                                          [--json OUT] [--smoke]
 
 On CPU the bark-small part is cut short (a 24-token sentence, one repeat, no batching, no uncapped
 run and no time-to-first-audio runs unless ``--ttfa-small``: each bark-small generation takes most of
@@ -62,7 +63,6 @@ from bench._bark import (
     peak_memory_mb,
     plain_generate,
     run_stages,
-    semantic_step_s,
     sync,
     tf_coarse,
     tf_fine,
@@ -151,6 +151,7 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     prompt = synth.history_prompt(SPEAKER)
     rate = synth.sample_rate
     repeats = 1 if (small_cpu or args.smoke) else args.repeats
+    only_static = args.only == "static"  # sections 1 and 6 only, section 6 with --repeats
     rep.row(size, f"load (from_pretrained, to {device}; torch threads {torch.get_num_threads()})", load_s)
     t0 = time.perf_counter()
     synth.warm_up()
@@ -206,7 +207,7 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     }
 
     # 2. the semantic cap --------------------------------------------------------------------------
-    if not small_cpu and not args.smoke:
+    if not small_cpu and not args.smoke and not only_static:
         uncapped = run_stages(
             model, tok, [MAIN_TEXT], [MAX_SEMANTIC_TOKENS + 1], device=device, prompt=prompt
         )
@@ -226,7 +227,7 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     # 3. batching ------------------------------------------------------------------------------------
     batches = [] if small_cpu else ([2] if args.smoke else args.batch)
     all_singles: list[StageRun] = []  # one-by-one runs, shared by the batch sizes (same texts first)
-    for b in batches:
+    for b in [] if only_static else batches:
         texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] for i in range(b)]
         caps = [semantic_cap(t, settings) for t in texts]
         while len(all_singles) < b:
@@ -259,8 +260,9 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
 
     # 4. reduced precision ---------------------------------------------------------------------------
     dtypes = [DTYPES[d] for d in (args.dtypes or ("bf16,fp16" if on_cuda else "bf16")).split(",") if d]
+    dtypes = [] if only_static else dtypes
     tf_ref = None
-    if not small_cpu:
+    if not small_cpu and not only_static:
         tf_ref = _teacher_forced(model, tok, ref, prompt=prompt, device=device)
         rep.row(
             size,
@@ -318,10 +320,12 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
             torch.cuda.empty_cache()
 
     # 5. fine window trimmed to the sentence (changes tokens) ---------------------------------------
-    _fine_trim(size, model, ref, rep, prompt=prompt, device=device, fine_s=med["fine"])
+    if not only_static:
+        _fine_trim(size, model, ref, rep, prompt=prompt, device=device, fine_s=med["fine"])
 
     # 6. the static decoder next to generate() ------------------------------------------------------
-    static = StaticBench(size, synth, rep, prompt=prompt, cap=cap, repeats=repeats, ref=ref)
+    static_repeats = args.repeats if only_static and not args.smoke else repeats
+    static = StaticBench(size, synth, rep, prompt=prompt, cap=cap, repeats=static_repeats, ref=ref)
     static.stages(fine_codec_s=med["fine"] + med["codec"], audio_s=audio_s)
     if not small_cpu or args.ttfa_small:
         static.ttfa(["2 s clause"] if args.smoke else list(TTFA_TOKENS))
@@ -374,67 +378,43 @@ class StaticBench:
             torch.cuda.reset_peak_memory_stats()
 
     def stages(self, *, fine_codec_s: float, audio_s: float) -> None:
-        """Semantic and coarse, each decoder in turn, ``repeats`` rounds; medians."""
-        size, rep = self.size, self.rep
+        """Semantic and coarse, each decoder in turn, ``repeats`` rounds; medians. Per-token times
+        from ``StepClock`` (the median gap between two generated tokens, prompt passes excluded)."""
         runs: dict[str, list[DecodeRun]] = {"generate": [], **{m: [] for m in self.modes}}
         for _ in range(self.repeats):
             for name, synth in [("generate", self.generate), *self.modes.items()]:
                 runs[name].append(decode_stages(synth, [MAIN_TEXT], [self.cap], prompt=self.prompt))
-        steps = 8 if self.size == "bark-small" and not self.on_cuda else 32
-        base = {k: median([r.times[k] for r in runs["generate"]]) for k in ("semantic", "coarse")}
-        base_total = base["semantic"] + base["coarse"] + fine_codec_s
-        base_step = semantic_step_s(self.generate, MAIN_TEXT, steps, prompt=self.prompt)
-        tokens = self.cap + 2 * self.ref.lengths[0]
-        rep.row(size, "generate(): semantic", base["semantic"], audio_s, "1.00x")
-        rep.row(size, "generate(): coarse", base["coarse"], audio_s, "1.00x")
-        rep.row(
-            size,
-            f"generate(): semantic + coarse per token ({tokens} tokens)",
-            (base["semantic"] + base["coarse"]) / tokens,
-        )
-        rep.row(size, "generate(): time per semantic token after the prompt", base_step, None, "1.00x")
-        rep.row(size, "generate(): sentence total (fine + codec as in 1)", base_total, audio_s, "1.00x")
-        self.data["generate"] = {"stages": base, "total_s": base_total, "step_s": base_step, "tokens": tokens}
+        base: dict[str, float] = {}
         fastest = float("inf")
-        for mode, synth in self.modes.items():
-            med = {k: median([r.times[k] for r in runs[mode]]) for k in ("semantic", "coarse")}
-            total = med["semantic"] + med["coarse"] + fine_codec_s
-            step = semantic_step_s(synth, MAIN_TEXT, steps, prompt=self.prompt)
-            check, result, tf = self._exactness(runs[mode][-1])
-            for stage in ("semantic", "coarse"):
-                rep.row(
-                    size, f"static {mode}: {stage}", med[stage], audio_s, f"{base[stage] / med[stage]:.2f}x"
+        for name, done in runs.items():
+            stats = {k: median([r.times[k] for r in done]) for k in ("semantic", "coarse")}
+            stats |= {f"{k} step": median([r.step_s[k] for r in done]) for k in ("semantic", "coarse")}
+            stats["total"] = stats["semantic"] + stats["coarse"] + fine_codec_s
+            base = base or stats
+            check, result, tf = ("", "", None) if name == "generate" else self._exactness(done[-1])
+            label = "generate()" if name == "generate" else f"static {name}"
+            for key, what in (
+                ("semantic", "semantic"),
+                ("coarse", "coarse"),
+                ("semantic step", "time per semantic token (median step)"),
+                ("coarse step", "time per coarse token (median step)"),
+                ("total", "sentence total (fine + codec as in 1)"),
+            ):
+                audio = None if key.endswith("step") else audio_s
+                last = key == "total"
+                speed = f"{base[key] / stats[key]:.2f}x"
+                self.rep.row(
+                    self.size,
+                    f"{label}: {what}",
+                    stats[key],
+                    audio,
+                    speed,
+                    check=check if last else "",
+                    result=result if last else "",
                 )
-            rep.row(
-                size,
-                f"static {mode}: semantic + coarse per token",
-                (med["semantic"] + med["coarse"]) / tokens,
-            )
-            rep.row(
-                size,
-                f"static {mode}: time per semantic token after the prompt",
-                step,
-                None,
-                f"{base_step / step:.2f}x",
-            )
-            rep.row(
-                size,
-                f"static {mode}: sentence total",
-                total,
-                audio_s,
-                f"{base_total / total:.2f}x",
-                check=check,
-                result=result,
-            )
-            self.data[mode] = {
-                "stages": med,
-                "total_s": total,
-                "step_s": step,
-                "check": result,
-                "teacher_forced": tf,
-            }
-            if med["semantic"] + med["coarse"] < fastest:
-                fastest, self.best = med["semantic"] + med["coarse"], mode
+            self.data[name] = {**stats, "check": result, "teacher_forced": tf}
+            if name != "generate" and stats["semantic"] + stats["coarse"] < fastest:
+                fastest, self.best = stats["semantic"] + stats["coarse"], name
 
     def _exactness(self, run: DecodeRun) -> tuple[str, str, tuple[float, float] | None]:
         ref = self.ref
@@ -601,6 +581,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--ttfa-small", action="store_true", help="time to first audio for bark-small on CPU too (minutes)"
+    )
+    ap.add_argument(
+        "--only",
+        choices=["static"],
+        help="static: sections 1 and 6 only, section 6 with --repeats everywhere",
     )
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument(
