@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from broker.errors import EngineUnavailable
-from synth_worker.bark import BarkSettings, BarkSynthesizer, encode_texts
+from synth_worker.bark import BarkEngine, BarkSettings, BarkSynthesizer, encode_texts
 from synth_worker.bark_decode import Decoder, resolve_step_mode
 from synth_worker.bark_stages import Sampling, UnsupportedConfig, coarse_generate, semantic_generate
 from synth_worker.engine import CancelToken
@@ -258,3 +258,23 @@ def test_the_cuda_step_computes_the_eager_steps_tokens(
     step = FullStep(model, full_path.cache(2))
     full_path._steps[2] = (step, step)
     assert torch.equal(run(full_path), run(Decoder(model)))
+
+
+def test_the_decoder_settings_come_from_the_environment() -> None:
+    from broker.errors import ConfigError
+    from synth_worker.config import WorkerConfig
+    from synth_worker.runtime import build_engine
+
+    default = WorkerConfig.from_env({})
+    assert (default.bark_decoder, default.bark_step) == ("static", "auto")
+    config = WorkerConfig.from_env({"SESAME_BARK_DECODER": "Generate", "SESAME_BARK_STEP": "cuda-graph"})
+    engine = build_engine(config)
+    try:
+        assert isinstance(engine, BarkEngine)
+        settings = engine.settings
+        assert (settings.decoder, settings.step_mode) == ("generate", "cuda-graph")
+    finally:
+        engine.close()
+    for env in ({"SESAME_BARK_DECODER": "fast"}, {"SESAME_BARK_STEP": "graphs"}):
+        with pytest.raises(ConfigError, match=next(iter(env))):
+            WorkerConfig.from_env(env)
