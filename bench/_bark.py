@@ -373,7 +373,7 @@ class DecodeRun:
     semantic: torch.Tensor  # (batch, tokens), pad past each row's end
     coarse: torch.Tensor  # (batch, 2 * frames) offset ids
     lengths: list[int]  # coarse frames per row
-    times: dict[str, float] = field(default_factory=dict)
+    times: dict[str, float] = field(default_factory=dict)  # wall s by stage; "<stage> cpu": process CPU s
     step_s: dict[str, float] = field(default_factory=dict)  # median seconds per token, by stage
 
 
@@ -383,17 +383,19 @@ class StepClock:
     between reads is the time per token: forward, logits processing, pick, stop check, without the
     prompt pass (one gap per window, outvoted). On CUDA the semantic stage syncs every token (its
     end-token check); the coarse stage need not, so there the gaps approach the device's step time
-    once the launch queue is full."""
+    once the launch queue is full. ``clock``: wall time on CUDA; on a CPU the process's CPU time,
+    which a machine shared with other work does not inflate."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Any = time.perf_counter) -> None:
         from synth_worker.engine import CancelToken
 
         self.token = CancelToken()
+        self.clock = clock
         self.reads: list[float] = []
 
     @property
     def cancelled(self) -> bool:
-        self.reads.append(time.perf_counter())
+        self.reads.append(self.clock())
         return self.token.cancelled
 
     def cancel(self) -> None:
@@ -412,23 +414,23 @@ def decode_stages(
     device = synth.device
     cfg = greedy_configs(synth.model, max(caps))
     enc = encode(synth.tokenizer, texts)
-    clock = StepClock()
+    clock = StepClock(time.perf_counter if device.startswith("cuda") else time.process_time)
     cancels = [clock] + [StepClock() for _ in texts[1:]]  # row 0's reads time the steps
     times: dict[str, float] = {}
     with torch.inference_mode():
         sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         semantic = synth._semantic(enc, cfg.semantic, prompt, caps, cancels)
         sync(device)
-        times["semantic"] = time.perf_counter() - t0
+        times["semantic"], times["semantic cpu"] = time.perf_counter() - t0, time.process_time() - c0
         semantic_reads = len(clock.reads)
         kept = semantic.clone()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         coarse, lengths = synth._coarse(
             semantic, (cfg.semantic, cfg.coarse, cfg.codebook_size), prompt, cancels
         )
         sync(device)
-        times["coarse"] = time.perf_counter() - t0
+        times["coarse"], times["coarse cpu"] = time.perf_counter() - t0, time.process_time() - c0
     frames = (lengths // cfg.coarse.n_coarse_codebooks).tolist()
     steps = {
         "semantic": StepClock.median_gap(_upto(clock, semantic_reads)),

@@ -92,6 +92,7 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SPEAKER = 0
 PAD = 10_000  # semantic pad / end token
 TF_TOLERANCE = 0.99
+STAGE_KEYS = ("semantic", "coarse", "semantic cpu", "coarse cpu")
 TF_STATIC = 0.999  # the static decoder where kernels differ (CUDA graphs, compile)
 TTFA_TOKENS = {"2 s clause": 100, "4 s sentence": 200}  # semantic tokens at 49.9 Hz
 TTFA_TEXTS = {"2 s clause": "Sure, I can help with that.", "4 s sentence": MAIN_TEXT}
@@ -386,8 +387,9 @@ class StaticBench:
                 runs[name].append(decode_stages(synth, [MAIN_TEXT], [self.cap], prompt=self.prompt))
         base: dict[str, float] = {}
         fastest = float("inf")
+        cpu_note = "" if self.on_cuda else ", CPU time"
         for name, done in runs.items():
-            stats = {k: median([r.times[k] for r in done]) for k in ("semantic", "coarse")}
+            stats = {k: median([r.times[k] for r in done]) for k in STAGE_KEYS}
             stats |= {f"{k} step": median([r.step_s[k] for r in done]) for k in ("semantic", "coarse")}
             stats["total"] = stats["semantic"] + stats["coarse"] + fine_codec_s
             base = base or stats
@@ -396,11 +398,19 @@ class StaticBench:
             for key, what in (
                 ("semantic", "semantic"),
                 ("coarse", "coarse"),
-                ("semantic step", "time per semantic token (median step)"),
-                ("coarse step", "time per coarse token (median step)"),
+                *(
+                    ()
+                    if self.on_cuda
+                    else (
+                        ("semantic cpu", "semantic, process CPU time"),
+                        ("coarse cpu", "coarse, process CPU time"),
+                    )
+                ),
+                ("semantic step", f"time per semantic token (median step{cpu_note})"),
+                ("coarse step", f"time per coarse token (median step{cpu_note})"),
                 ("total", "sentence total (fine + codec as in 1)"),
             ):
-                audio = None if key.endswith("step") else audio_s
+                audio = None if key.endswith(("step", "cpu")) else audio_s
                 last = key == "total"
                 speed = f"{base[key] / stats[key]:.2f}x"
                 self.rep.row(
