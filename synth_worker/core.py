@@ -17,7 +17,8 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
 - when SESAME_MAX_QUEUE jobs already wait: [overloaded] (counted, logged; never queued);
-- else it is acknowledged with the number of jobs ahead of it and queued.
+- else it is acknowledged with the number of jobs running or queued when it arrived (a shorter job
+  may still start before it: see below) and queued.
 One batch runs at a time; when it ends the next one starts, led by the shortest job at the head of
 its session's queue (ties: the earliest; ``start_order``): a turn's first clause, short by the
 gateway's first-chunk cut, is never queued behind longer jobs, and a session's own jobs keep their
