@@ -419,7 +419,9 @@ class StaticBench:
                     stats[key],
                     audio,
                     speed,
-                    check=check if last else "",
+                    check=check
+                    if last
+                    else (f"{1000 * stats[key]:.2f} ms a token" if key.endswith("step") else ""),
                     result=result if last else "",
                 )
             self.data[name] = {**stats, "check": result, "teacher_forced": tf}
