@@ -278,3 +278,18 @@ def test_the_decoder_settings_come_from_the_environment() -> None:
     for env in ({"SESAME_BARK_DECODER": "fast"}, {"SESAME_BARK_STEP": "graphs"}):
         with pytest.raises(ConfigError, match=next(iter(env))):
             WorkerConfig.from_env(env)
+
+
+def test_the_compiled_step_traces_as_one_graph(synth: BarkSynthesizer) -> None:
+    """What ``SESAME_BARK_STEP=compile`` hands to torch.compile traces without a graph break
+    (``fullgraph=True``; the eager backend here: inductor and CUDA graphs need a GPU) and computes
+    the eager step's logits."""
+    from synth_worker.bark_decode import FullStep
+
+    model = synth.model.coarse_acoustics
+    with torch.inference_mode():
+        step = FullStep(model, Decoder(model).cache(2))
+        step.pos.fill_(3)
+        expected = step()
+        compiled = torch.compile(step.__call__, backend="eager", fullgraph=True, dynamic=False)
+        assert torch.equal(compiled(), expected)
