@@ -452,7 +452,7 @@ class StaticBench:
         """Request to first audio through the engine's synthesizer, batch 1: no audio leaves before
         the whole sentence's fine stage, so this is the sentence's wall time."""
         rate = self.synth.sample_rate
-        for label in labels:
+        for label in labels if self.modes else []:
             n = TTFA_TOKENS[label]
             took: dict[str, float] = {}
             for name, synth in (
@@ -474,7 +474,7 @@ class StaticBench:
             self.data[f"ttfa {label}"] = took
 
     def batch(self, sizes: list[int]) -> None:
-        for b in sizes:
+        for b in sizes if self.modes else []:
             texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] for i in range(b)]
             caps = [semantic_cap(t, self.synth.settings) for t in texts]
             out: dict[str, tuple[float, list[object]]] = {}
