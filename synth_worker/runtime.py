@@ -83,6 +83,8 @@ def build_engine(config: WorkerConfig) -> WorkerEngine:
         chunk_ms=config.chunk_ms,
         max_batch=config.max_batch,
         seed=config.seed,
+        decoder=config.bark_decoder,
+        step_mode=config.bark_step,
     )
     return BarkEngine(settings, voices, default_speaker=config.speaker_id)
 

@@ -70,3 +70,8 @@ def test_bark_smoke_checks_that_must_hold() -> None:
     assert "2/2 PASS" in fast
     noise = next(line for line in done.stdout.splitlines() if "against itself" in line)
     assert noise.rstrip().endswith("100.0%/100.0%/100.0%")
+    # the static decoder (CPU: eager) gives generate()'s tokens, and the batch's audio row for row
+    static = next(line for line in done.stdout.splitlines() if "static eager: sentence total" in line)
+    assert static.rstrip().endswith("bit for bit PASS")
+    batch = next(line for line in done.stdout.splitlines() if "batch of 2, static eager" in line)
+    assert "2/2 PASS" in batch
