@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := mosquitto mosquitto-clients espeak-ng chromium nginx openssl
+DEBS := mosquitto mosquitto-clients espeak-ng chromium prometheus nginx openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test check system-deps venv lint format-check typecheck bench clean

@@ -361,3 +361,94 @@ def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
     noise = float(np.sum((ref[:n].astype(np.float64) - other[:n]) ** 2))
     signal = float(np.sum(ref[:n].astype(np.float64) ** 2))
     return float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
+
+
+# --- the static decoder (synth_worker.bark_decode) ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class DecodeRun:
+    """Semantic and coarse tokens from one decoder, with each stage's wall time."""
+
+    semantic: torch.Tensor  # (batch, tokens), pad past each row's end
+    coarse: torch.Tensor  # (batch, 2 * frames) offset ids
+    lengths: list[int]  # coarse frames per row
+    times: dict[str, float] = field(default_factory=dict)  # wall s by stage; "<stage> cpu": process CPU s
+    step_s: dict[str, float] = field(default_factory=dict)  # median seconds per token, by stage
+
+
+class StepClock:
+    """A cancel token that notes when it is read. Both decoders read every row's token once per
+    generated token (the static loop's ``stop``, generate()'s stopping criteria), so the median gap
+    between reads is the time per token: forward, logits processing, pick, stop check, without the
+    prompt pass (one gap per window, outvoted). On CUDA the semantic stage syncs every token (its
+    end-token check); the coarse stage need not, so there the gaps approach the device's step time
+    once the launch queue is full. ``clock``: wall time on CUDA; on a CPU the process's CPU time,
+    which a machine shared with other work does not inflate."""
+
+    def __init__(self, clock: Any = time.perf_counter) -> None:
+        from synth_worker.engine import CancelToken
+
+        self.token = CancelToken()
+        self.clock = clock
+        self.reads: list[float] = []
+
+    @property
+    def cancelled(self) -> bool:
+        self.reads.append(self.clock())
+        return self.token.cancelled
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def median_gap(self, since: int = 0) -> float:
+        gaps = np.diff(np.asarray(self.reads[since:]))
+        return float(np.median(gaps)) if len(gaps) else float("nan")
+
+
+def decode_stages(
+    synth: Any, texts: Sequence[str], caps: Sequence[int], *, prompt: dict[str, torch.Tensor] | None
+) -> DecodeRun:
+    """Greedy semantic + coarse through ``synth``'s configured decoder (``BarkSynthesizer._semantic``
+    and ``_coarse``: the engine's own calls), timed."""
+    device = synth.device
+    cfg = greedy_configs(synth.model, max(caps))
+    enc = encode(synth.tokenizer, texts)
+    clock = StepClock(time.perf_counter if device.startswith("cuda") else time.process_time)
+    cancels = [clock] + [StepClock() for _ in texts[1:]]  # row 0's reads time the steps
+    times: dict[str, float] = {}
+    with torch.inference_mode():
+        sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        semantic = synth._semantic(enc, cfg.semantic, prompt, caps, cancels)
+        sync(device)
+        times["semantic"], times["semantic cpu"] = time.perf_counter() - t0, time.process_time() - c0
+        semantic_reads = len(clock.reads)
+        kept = semantic.clone()
+        t0, c0 = time.perf_counter(), time.process_time()
+        coarse, lengths = synth._coarse(
+            semantic, (cfg.semantic, cfg.coarse, cfg.codebook_size), prompt, cancels
+        )
+        sync(device)
+        times["coarse"], times["coarse cpu"] = time.perf_counter() - t0, time.process_time() - c0
+    frames = (lengths // cfg.coarse.n_coarse_codebooks).tolist()
+    steps = {
+        "semantic": StepClock.median_gap(_upto(clock, semantic_reads)),
+        "coarse": clock.median_gap(semantic_reads),
+    }
+    return DecodeRun(kept, coarse, [int(n) for n in frames], times, steps)
+
+
+def _upto(clock: StepClock, n: int) -> StepClock:
+    head = StepClock()
+    head.reads = clock.reads[:n]
+    return head
+
+
+def peak_memory_mb(device: str) -> float:
+    """CUDA: the allocator's peak since the last reset; CPU: the process's peak RSS."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

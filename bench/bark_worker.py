@@ -20,12 +20,22 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
    (fp32 against itself gives 100%). Free-running token agreement is shown too.
 5. **fine window**: the fine stage pads every sentence to 1024 frames; trimmed to the sentence it is
    cheaper, but the fine model attends to the padding, so its tokens change: shown, not adopted.
+6. **static decoder** (``synth_worker.bark_decode``, the engine's default) next to ``generate()``
+   (``SESAME_BARK_DECODER=generate``) in the same run, interleaved: semantic and coarse time, the
+   whole sentence's RTF (fine and codec as in 1), time per semantic token after the prompt, each
+   step mode (CPU: ``eager``; CUDA: ``eager``, ``cuda-graph``, ``compile``); check: tokens equal to
+   ``generate()``'s bit for bit, else teacher-forced top-1 >= 99.9% per stage. Then time to first
+   audio (the engine's ``generate_rows``, batch 1: no audio leaves before the sentence's fine stage)
+   for a ~2 s clause and a ~4 s sentence (100 and 200 semantic tokens), a batch (CUDA: 8) with
+   both decoders, and peak memory (CUDA: allocator peak per run; CPU: the process's peak RSS).
 
     .venv/bin/python bench/bark_worker.py [--device auto|cpu|cuda] [--sizes dev,bark-small]
-                                          [--repeats N] [--batch 4] [--json OUT] [--smoke]
+                                          [--repeats N] [--batch 4] [--only static] [--ttfa-small]
+                                          [--json OUT] [--smoke]
 
-On CPU the bark-small part is cut short (a 24-token sentence, one repeat, no batching and no
-uncapped run: each bark-small generation takes most of a minute there); on CUDA everything runs.
+On CPU the bark-small part is cut short (a 24-token sentence, one repeat, no batching, no uncapped
+run and no time-to-first-audio runs unless ``--ttfa-small``: each bark-small generation takes most of
+a minute there); on CUDA everything runs.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -45,9 +55,12 @@ import numpy as np
 import torch
 
 from bench._bark import (
+    DecodeRun,
     StageRun,
+    decode_stages,
     ensure_checkpoint,
     greedy_configs,
+    peak_memory_mb,
     plain_generate,
     run_stages,
     sync,
@@ -79,6 +92,10 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 SPEAKER = 0
 PAD = 10_000  # semantic pad / end token
 TF_TOLERANCE = 0.99
+STAGE_KEYS = ("semantic", "coarse", "semantic cpu", "coarse cpu")
+TF_STATIC = 0.999  # the static decoder where kernels differ (CUDA graphs, compile)
+TTFA_TOKENS = {"2 s clause": 100, "4 s sentence": 200}  # semantic tokens at 49.9 Hz
+TTFA_TEXTS = {"2 s clause": "Sure, I can help with that.", "4 s sentence": MAIN_TEXT}
 
 
 @dataclass(slots=True)
@@ -135,6 +152,7 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     prompt = synth.history_prompt(SPEAKER)
     rate = synth.sample_rate
     repeats = 1 if (small_cpu or args.smoke) else args.repeats
+    only_static = args.only == "static"  # sections 1 and 6 only, section 6 with --repeats
     rep.row(size, f"load (from_pretrained, to {device}; torch threads {torch.get_num_threads()})", load_s)
     t0 = time.perf_counter()
     synth.warm_up()
@@ -190,7 +208,7 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     }
 
     # 2. the semantic cap --------------------------------------------------------------------------
-    if not small_cpu and not args.smoke:
+    if not small_cpu and not args.smoke and not only_static:
         uncapped = run_stages(
             model, tok, [MAIN_TEXT], [MAX_SEMANTIC_TOKENS + 1], device=device, prompt=prompt
         )
@@ -210,7 +228,7 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
     # 3. batching ------------------------------------------------------------------------------------
     batches = [] if small_cpu else ([2] if args.smoke else args.batch)
     all_singles: list[StageRun] = []  # one-by-one runs, shared by the batch sizes (same texts first)
-    for b in batches:
+    for b in [] if only_static else batches:
         texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] for i in range(b)]
         caps = [semantic_cap(t, settings) for t in texts]
         while len(all_singles) < b:
@@ -243,8 +261,9 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
 
     # 4. reduced precision ---------------------------------------------------------------------------
     dtypes = [DTYPES[d] for d in (args.dtypes or ("bf16,fp16" if on_cuda else "bf16")).split(",") if d]
+    dtypes = [] if only_static else dtypes
     tf_ref = None
-    if not small_cpu:
+    if not small_cpu and not only_static:
         tf_ref = _teacher_forced(model, tok, ref, prompt=prompt, device=device)
         rep.row(
             size,
@@ -302,7 +321,198 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
             torch.cuda.empty_cache()
 
     # 5. fine window trimmed to the sentence (changes tokens) ---------------------------------------
-    _fine_trim(size, model, ref, rep, prompt=prompt, device=device, fine_s=med["fine"])
+    if not only_static:
+        _fine_trim(size, model, ref, rep, prompt=prompt, device=device, fine_s=med["fine"])
+
+    # 6. the static decoder next to generate() ------------------------------------------------------
+    static_repeats = args.repeats if only_static and not args.smoke else repeats
+    static = StaticBench(size, synth, rep, prompt=prompt, cap=cap, repeats=static_repeats, ref=ref)
+    static.stages(fine_codec_s=med["fine"] + med["codec"], audio_s=audio_s)
+    if (not small_cpu or args.ttfa_small) and not args.smoke:
+        static.ttfa(list(TTFA_TOKENS))
+    static.batch(batches[-1:] if batches else [])
+    static.memory()
+
+
+class StaticBench:
+    """Section 6: the static decoder, in each step mode this device has, next to ``generate()``.
+
+    Every synthesizer here shares the one loaded model (``BarkSynthesizer`` with other settings
+    around the same weights), so the decoders compete on the same tensors in the same process."""
+
+    def __init__(
+        self,
+        size: str,
+        synth: BarkSynthesizer,
+        rep: Report,
+        *,
+        prompt: dict[str, torch.Tensor] | None,
+        cap: int,
+        repeats: int,
+        ref: StageRun,
+    ) -> None:
+        self.size, self.synth, self.rep = size, synth, rep
+        self.prompt, self.cap, self.repeats, self.ref = prompt, cap, repeats, ref
+        self.on_cuda = synth.device.startswith("cuda")
+        self.generate = self._with(decoder="generate")
+        self.modes: dict[str, BarkSynthesizer] = {}
+        self.best = "eager"
+        self.data: dict[str, object] = {}
+        rep.data[size]["static"] = self.data  # type: ignore[index]
+        for mode in ("eager", "cuda-graph", "compile") if self.on_cuda else ("eager",):
+            try:
+                candidate = self._with(step_mode=mode)
+                t0 = time.perf_counter()
+                candidate.warm_up()  # on CUDA: captures (or compiles) the batch-1 step
+                rep.row(size, f"static {mode}: warm-up (batch-1 step ready)", time.perf_counter() - t0)
+                self.modes[mode] = candidate
+            except Exception as exc:  # reported in the table; the other modes still run
+                rep.row(size, f"static {mode}", check="runs", result=f"unavailable: {exc}"[:90])
+
+    def _with(self, **changes: object) -> BarkSynthesizer:
+        s = self.synth
+        return BarkSynthesizer(replace(s.settings, **changes), s.model, s.tokenizer, s.model_dir, s.device)  # type: ignore[arg-type]
+
+    def _reset_peak(self) -> None:
+        if self.on_cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+
+    def stages(self, *, fine_codec_s: float, audio_s: float) -> None:
+        """Semantic and coarse, each decoder in turn, ``repeats`` rounds; medians. Per-token times
+        from ``StepClock`` (the median gap between two generated tokens, prompt passes excluded)."""
+        runs: dict[str, list[DecodeRun]] = {"generate": [], **{m: [] for m in self.modes}}
+        for _ in range(self.repeats):
+            for name, synth in [("generate", self.generate), *self.modes.items()]:
+                runs[name].append(decode_stages(synth, [MAIN_TEXT], [self.cap], prompt=self.prompt))
+        base: dict[str, float] = {}
+        fastest = float("inf")
+        cpu_note = "" if self.on_cuda else ", CPU time"
+        for name, done in runs.items():
+            stats = {k: median([r.times[k] for r in done]) for k in STAGE_KEYS}
+            stats |= {f"{k} step": median([r.step_s[k] for r in done]) for k in ("semantic", "coarse")}
+            stats["total"] = stats["semantic"] + stats["coarse"] + fine_codec_s
+            base = base or stats
+            check, result, tf = ("", "", None) if name == "generate" else self._exactness(done[-1])
+            label = "generate()" if name == "generate" else f"static {name}"
+            for key, what in (
+                ("semantic", "semantic"),
+                ("coarse", "coarse"),
+                *(
+                    ()
+                    if self.on_cuda
+                    else (
+                        ("semantic cpu", "semantic, process CPU time"),
+                        ("coarse cpu", "coarse, process CPU time"),
+                    )
+                ),
+                ("semantic step", f"time per semantic token (median step{cpu_note})"),
+                ("coarse step", f"time per coarse token (median step{cpu_note})"),
+                ("total", "sentence total (fine + codec as in 1)"),
+            ):
+                audio = None if key.endswith(("step", "cpu")) else audio_s
+                last = key == "total"
+                speed = f"{base[key] / stats[key]:.2f}x"
+                self.rep.row(
+                    self.size,
+                    f"{label}: {what}",
+                    stats[key],
+                    audio,
+                    speed,
+                    check=check
+                    if last
+                    else (f"{1000 * stats[key]:.2f} ms a token" if key.endswith("step") else ""),
+                    result=result if last else "",
+                )
+            self.data[name] = {**stats, "check": result, "teacher_forced": tf}
+            if name != "generate" and stats["semantic"] + stats["coarse"] < fastest:
+                fastest, self.best = stats["semantic"] + stats["coarse"], name
+
+    def _exactness(self, run: DecodeRun) -> tuple[str, str, tuple[float, float] | None]:
+        ref = self.ref
+        same = torch.equal(run.semantic.cpu(), ref.semantic.cpu()) and torch.equal(
+            run.coarse.cpu(), ref.coarse.cpu()
+        )
+        if same:
+            return "sem/coarse tokens == generate()", "bit for bit PASS", None
+        sem = ref.semantic_row(0, PAD)
+        model, device = self.synth.model, self.synth.device
+        mine = run.semantic[0].tolist()
+        tf = (
+            tf_semantic(
+                model, self.synth.tokenizer, MAIN_TEXT, mine[: len(sem)], prompt=self.prompt, device=device
+            ),
+            tf_coarse(model, mine[: len(sem)], run.coarse, run.lengths[0], prompt=self.prompt, device=device),
+        )
+        ok = min(tf) >= TF_STATIC
+        text = f"{100 * tf[0]:.2f}%/{100 * tf[1]:.2f}% {'PASS' if ok else 'FAIL'}"
+        return f"not bit-equal; teacher-forced top-1 >= {TF_STATIC:.1%}", text, tf
+
+    def ttfa(self, labels: list[str]) -> None:
+        """Request to first audio through the engine's synthesizer, batch 1: no audio leaves before
+        the whole sentence's fine stage, so this is the sentence's wall time."""
+        rate = self.synth.sample_rate
+        for label in labels if self.modes else []:
+            n = TTFA_TOKENS[label]
+            took: dict[str, float] = {}
+            for name, synth in (
+                ("generate()", self.generate),
+                (f"static {self.best}", self.modes[self.best]),
+            ):
+                self._reset_peak()
+                t0 = time.perf_counter()
+                rows, _ = synth.generate_rows(
+                    [TTFA_TEXTS[label]], speaker=SPEAKER, cancels=[CancelToken()], semantic_caps=[n]
+                )
+                sync(synth.device)
+                took[name] = time.perf_counter() - t0
+                audio = len(rows[0]) / rate if isinstance(rows[0], np.ndarray) else None
+                speed = f"{took['generate()'] / took[name]:.2f}x"
+                peak = f"peak {peak_memory_mb(synth.device):.0f} MB"
+                rep_name = f"time to first audio, {label} ({n} tokens): {name}"
+                self.rep.row(self.size, rep_name, took[name], audio, speed, check=peak)
+            self.data[f"ttfa {label}"] = took
+
+    def batch(self, sizes: list[int]) -> None:
+        for b in sizes if self.modes else []:
+            texts = [BATCH_TEXTS[i % len(BATCH_TEXTS)] for i in range(b)]
+            caps = [semantic_cap(t, self.synth.settings) for t in texts]
+            out: dict[str, tuple[float, list[object]]] = {}
+            for name, synth in (
+                ("generate()", self.generate),
+                (f"static {self.best}", self.modes[self.best]),
+            ):
+                self._reset_peak()
+                t0 = time.perf_counter()
+                rows, _ = synth.generate_rows(
+                    texts, speaker=SPEAKER, cancels=[CancelToken() for _ in texts], semantic_caps=caps
+                )
+                sync(synth.device)
+                out[name] = (time.perf_counter() - t0, list(rows))
+                audio = sum(len(r) for r in rows if isinstance(r, np.ndarray)) / self.synth.sample_rate
+                pairs = zip(out["generate()"][1], rows, strict=True)
+                same = sum(
+                    isinstance(a, np.ndarray) and isinstance(c, np.ndarray) and bool(np.array_equal(a, c))
+                    for a, c in pairs
+                )
+                self.rep.row(
+                    self.size,
+                    f"batch of {b}, {name} (RTF: wall / all rows' audio)",
+                    out[name][0],
+                    audio,
+                    f"{out['generate()'][0] / out[name][0]:.2f}x",
+                    check=f"rows' audio == generate()'s; peak {peak_memory_mb(synth.device):.0f} MB",
+                    result=f"{same}/{b} {'PASS' if same == b else 'FAIL'}",
+                )
+            self.data[f"batch{b}"] = {k: v[0] for k, v in out.items()}
+
+    def memory(self) -> None:
+        what = (
+            "CUDA allocator peak since the last run"
+            if self.on_cuda
+            else "process peak RSS (whole run so far)"
+        )
+        self.rep.row(self.size, f"peak memory: {what}", check=f"{peak_memory_mb(self.synth.device):.0f} MB")
 
 
 def _row_equal(run: StageRun, i: int, one: StageRun) -> bool:
@@ -381,9 +591,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--semantic-tokens", type=int, help="semantic tokens per sentence (default: the engine's cap)"
     )
+    ap.add_argument(
+        "--ttfa-small", action="store_true", help="time to first audio for bark-small on CPU too (minutes)"
+    )
+    ap.add_argument(
+        "--only",
+        choices=["static"],
+        help="static: sections 1 and 6 only, section 6 with --repeats everywhere",
+    )
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument(
-        "--smoke", action="store_true", help="dev checkpoint, one repeat, batch 2 (for the test suite)"
+        "--smoke",
+        action="store_true",
+        help="dev checkpoint, one repeat, batch 2, no time to first audio (for the test suite)",
     )
     args = ap.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"

@@ -126,11 +126,31 @@ class Heartbeat(Message):
     rtf: float = 0.0
     reason: str | None = None
     version: str = "0"
+    # Optional worker figures (monitoring; a worker that does not measure them leaves them 0):
+    # the last batch's size and per-stage wall milliseconds (Bark's four stages), and the seconds
+    # the model took to load.
+    batch_size: int = 0
+    model_load_s: float = 0.0
+    semantic_ms: float = 0.0
+    coarse_ms: float = 0.0
+    fine_ms: float = 0.0
+    codec_ms: float = 0.0
 
     def validate(self) -> None:
         check_id(self.worker_id, "worker_id")
         if self.interval_s <= 0:
             raise ProtocolError("interval_s must be > 0", code="bad_field")
+        figures = (self.rtf, self.batch_size, self.model_load_s, *self.stage_ms().values())
+        if any(v < 0 for v in figures) or self.queue_depth < 0 or self.jobs_in_flight < 0:
+            raise ProtocolError("heartbeat figures must not be negative", code="bad_field")
+
+    def stage_ms(self) -> dict[str, float]:
+        return {
+            "semantic": self.semantic_ms,
+            "coarse": self.coarse_ms,
+            "fine": self.fine_ms,
+            "codec": self.codec_ms,
+        }
 
 
 @worker_messages.register

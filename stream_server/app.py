@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from broker.errors import ProtocolError
 
-from . import openai_api, routes_health, routes_speech, routes_web, routes_ws
+from . import openai_api, routes_health, routes_speech, routes_status, routes_web, routes_ws
 from .hub import Hub
 
 VERSION = routes_health.VERSION
@@ -31,6 +31,7 @@ ROUTERS: tuple[Callable[[Hub], APIRouter], ...] = (
     routes_speech.router,
     openai_api.router,
     routes_ws.router,
+    routes_status.router,
     routes_web.router,
 )
 

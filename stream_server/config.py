@@ -39,6 +39,32 @@ def _phrases(env: Env) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines if line.strip())
 
 
+def default_state_dir() -> str:
+    return str(Path.home() / ".local" / "state" / "sesame-voice")
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Probes, persisted uptime and alerts (docs/monitoring.md)."""
+
+    state_dir: str = field(default_factory=default_state_dir)  # SESAME_STATE_DIR
+    alert_webhook: str | None = None  # SESAME_ALERT_WEBHOOK
+    alert_after_s: float = 30.0  # SESAME_ALERT_AFTER (ms in env)
+    uptime_target: float = 99.9  # SESAME_UPTIME_TARGET (percent)
+
+    @classmethod
+    def from_env(cls, env: Env) -> MonitorConfig:
+        webhook = env.raw("SESAME_ALERT_WEBHOOK")
+        if webhook is not None and not webhook.startswith(("http://", "https://")):
+            raise ConfigError("SESAME_ALERT_WEBHOOK must be an http:// or https:// URL")
+        return cls(
+            state_dir=env.str("SESAME_STATE_DIR", default_state_dir()),
+            alert_webhook=webhook or None,
+            alert_after_s=env.ms("SESAME_ALERT_AFTER", 30.0),
+            uptime_target=env.float("SESAME_UPTIME_TARGET", 99.9, lo=0.0, hi=100.0),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     mqtt_url: MqttUrl
@@ -78,6 +104,7 @@ class GatewayConfig:
     # MQTT-only sessions: closed after this long without a message from their publisher.
     mqtt_session_idle_s: float = 300.0  # SESAME_MQTT_SESSION_IDLE (ms in env)
     log_level: str = "INFO"
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -138,4 +165,5 @@ class GatewayConfig:
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
             mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
             log_level=env.str("LOG_LEVEL", "INFO"),
+            monitor=MonitorConfig.from_env(env),
         )

@@ -23,16 +23,17 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from broker import logs, topics
 from broker.errors import ProtocolError
 from broker.link import MqttLink
+from broker.messages import Heartbeat
 from broker.wire import Message
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
-from .actions import WORKERS, Cause
+from .actions import WORKERS, Action, Cause
 from .cache import SentenceCache
 from .config import GatewayConfig
 from .detached import Detached
@@ -50,6 +51,9 @@ from .protocol import Error
 from .recorder import Recorder
 from .scheduler import Scheduler
 from .sessions import CloseReason, SessionLink, Sessions, SessionSettings
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
 
 log = logs.get("sesame.gateway")
 
@@ -106,6 +110,8 @@ class Hub(Interpreter):
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self._queue: deque[Work] = deque()
         self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
+        self.observers: list[Callable[[Action | Heartbeat], None]] = []
+        self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
         self._draining = False
         self._timers_dirty = False
         self._wake = asyncio.Event()

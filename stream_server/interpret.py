@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from broker import logs, topics
 from broker.audio import chunk_samples, from_pcm16, to_pcm16
-from broker.messages import Job
+from broker.messages import Heartbeat, Job
 from broker.wire import Message
 
 from .actions import (
@@ -75,6 +75,8 @@ class Interpreter:
     _draining: bool
     _wake: asyncio.Event
     _timers_dirty: bool  # a deadline may have moved earlier since the deadline task last looked
+    # Monitoring (stream_server/monitor_hooks.py) sees every action carried out and heartbeat read.
+    observers: list[Callable[[Action | Heartbeat], None]]
 
     def close_session(self, link: SessionLink, reason: CloseReason = CloseReason.CLOSED) -> None:
         raise NotImplementedError
@@ -161,6 +163,8 @@ class Interpreter:
 
     def _action(self, action: Action) -> None:
         self._timers_dirty = True  # every scheduler action starts, ends or moves an attempt
+        for observe in self.observers:
+            observe(action)
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                 self.jobs.sent(job_id)

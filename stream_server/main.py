@@ -13,16 +13,21 @@ import uvicorn
 
 from broker import logs
 from broker.errors import SesameError
+from broker.messages import Heartbeat
 from synth_worker.engine import Engine
 from synth_worker.sdnotify import Notifier
 from synth_worker.voices import VoiceMap
 
+from .actions import WORKERS, Action
 from .app import create_app
 from .config import GatewayConfig
 from .drainer import Drainer
 from .draining import HubDrainTarget
 from .hub import Hub
 from .listen import listening_socket
+from .monitor import Monitor
+from .monitor_hooks import observe
+from .status_view import HubView
 from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
@@ -50,7 +55,8 @@ async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> 
 async def _serve(
     config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None
 ) -> None:
-    async with Hub(config, voices, engines) as hub:
+    async with Hub(config, voices, engines) as hub, monitoring(config, hub) as monitor:
+        hub.monitor = monitor
         app = create_app(hub)
         server = _Server(
             uvicorn.Config(
@@ -107,6 +113,33 @@ async def _drain(hub: Hub, server: uvicorn.Server, config: GatewayConfig) -> Non
         await hub.drainer.run()
     finally:
         server.should_exit = True
+
+
+def monitoring(config: GatewayConfig, hub: Hub) -> Monitor:
+    """Probes, persisted uptime and alerts (docs/monitoring.md), fed by the hub's decisions."""
+    paths = tuple(t for t in config.failover.tiers if t == WORKERS or t in hub.local.engines)
+    monitor = Monitor(
+        config.monitor,
+        interval_s=config.health_check_interval_s,
+        probe_timeout_s=config.failover.timeout_s,
+        paths=paths,
+        engines=hub.local.engines,
+        voice=hub.voices.default,
+        mqtt_url=config.mqtt_url,
+        gateway_id=config.gateway_id,
+        metrics=hub.metrics,
+        view=HubView(hub),
+    )
+
+    def feed(item: Action | Heartbeat) -> None:
+        up = False
+        if isinstance(item, Heartbeat):
+            worker = hub.scheduler.registry.workers.get(item.worker_id)
+            up = worker is not None and worker.up
+        observe(monitor, item, worker_up=up)
+
+    hub.observers.append(feed)
+    return monitor
 
 
 def main(argv: list[str]) -> int:

@@ -5,10 +5,14 @@ One ``Metrics`` object per gateway, owning its own CollectorRegistry (no module-
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .monitor_metrics import MonitorMetrics
+from .store_writer import Figures
 
 TTFA_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -78,9 +82,11 @@ class Metrics:
         self.total = self.ok = self.failed = 0
         self.fallback_by_engine: dict[str, int] = {}
         self.uptime = UptimeTracker()
+        self.monitor = MonitorMetrics(r)  # workers' figures, probes, uptime, alerts, restarts
 
     def sentence(self, engine: str, ok: bool, first_audio_s: float | None) -> None:
         self.requests.labels(engine, "ok" if ok else "failed").inc()
+        self.monitor.spoke(engine)
         self.total += 1
         if ok:
             self.ok += 1
@@ -89,6 +95,7 @@ class Metrics:
         if first_audio_s is not None:
             self.ttfa.labels(engine).observe(first_audio_s)
             self.latencies.append(first_audio_s * 1000.0)
+            self.monitor.ttfa(time.time(), first_audio_s * 1000.0, engine)
 
     def fell_back(self, from_engine: str, to_engine: str, reason: str) -> None:
         self.fallbacks.labels(from_engine, to_engine, reason).inc()
@@ -98,14 +105,32 @@ class Metrics:
         return generate_latest(self.registry)
 
     def voice_metrics(
-        self, *, status: str, model_loaded: bool, model_name: str, memory_mb: float
+        self,
+        *,
+        status: str,
+        model_loaded: bool,
+        model_name: str,
+        memory_mb: float,
+        persisted: Figures | None = None,
     ) -> dict[str, object]:
-        """The plan's JSON shape (PLAN.md 3.2), camelCase as written there."""
+        """The plan's JSON shape (PLAN.md 3.2), camelCase as written there; uptime comes from the
+        persisted probe history when there is one (docs/monitoring.md lists every field)."""
         lat = list(self.latencies)
+        primary_24h = UptimeTracker.percent(self.uptime.primary_checks)
+        service_24h = UptimeTracker.percent(self.uptime.checks)
+        windows: dict[str, float | None] = {}
+        month: dict[str, float] = {}
+        if persisted is not None:
+            windows = persisted.uptime.get("workers", {})
+            primary_24h = _or(windows.get("24h"), primary_24h)
+            service_24h = _or(persisted.uptime.get("service", {}).get("24h"), service_24h)
+            month = persisted.month
         return {
             "sesame": {
                 "status": status,
-                "uptime": round(UptimeTracker.percent(self.uptime.primary_checks), 3),
+                "uptime": round(primary_24h, 3),
+                "uptimeWindows": {k: None if v is None else round(v, 3) for k, v in windows.items()},
+                "downtimeThisMonth": month,
                 "requests": {
                     "total": self.total,
                     "successful": self.ok,
@@ -125,5 +150,9 @@ class Metrics:
                 "p95Latency": round(percentile(lat, 95), 2),
                 "p99Latency": round(percentile(lat, 99), 2),
             },
-            "serviceUptime": round(UptimeTracker.percent(self.uptime.checks), 3),
+            "serviceUptime": round(service_24h, 3),
         }
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value

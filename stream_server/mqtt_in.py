@@ -35,7 +35,10 @@ def route(hub: Hub, topic: str, payload: bytes) -> None:
             hb = worker_messages.decode(payload)
             if not isinstance(hb, Heartbeat) or hb.worker_id != worker_id:
                 raise ProtocolError("heartbeat topic and payload disagree", code="bad_heartbeat")
-            hub.feed(hub.scheduler.heartbeat(hb, hub.clock()))
+            actions = hub.scheduler.heartbeat(hb, hub.clock())
+            for observe in hub.observers:
+                observe(hb)
+            hub.feed(actions)
         case WorkerTopic(worker_id=worker_id, kind="status"):
             st = worker_messages.decode(payload)
             if not isinstance(st, WorkerStatus) or st.worker_id != worker_id:

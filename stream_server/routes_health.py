@@ -56,7 +56,11 @@ def router(hub: Hub) -> APIRouter:
         model = next((w.model for w in primary if w.model), "suno/bark-small")
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         return hub.metrics.voice_metrics(
-            status=status, model_loaded=loaded, model_name=model, memory_mb=rss_mb
+            status=status,
+            model_loaded=loaded,
+            model_name=model,
+            memory_mb=rss_mb,
+            persisted=hub.monitor.figures if hub.monitor is not None else None,
         )
 
     return r

@@ -27,6 +27,8 @@
 | SESAME_STUCK_FACTOR            | 10                      | job stuck after factor x RTF x expected audio   |
 | SESAME_STUCK_FLOOR_MS          | 60000                   | ... never before this; stuck -> exit status 70  |
 | SESAME_HEALTH_FILE             | (unset)                 | liveness file for ``worker --check-health``     |
+| SESAME_BARK_DECODER            | static                  | static (own loop) or generate (transformers')   |
+| SESAME_BARK_STEP               | auto                    | static step: auto, eager, cuda-graph, compile   |
 | LOG_LEVEL                      | info                    | log level                                       |
 """
 
@@ -43,7 +45,8 @@ from broker.errors import ConfigError, ProtocolError
 from broker.settings import Env, MqttUrl
 from broker.topics import check_id
 
-from .bark import DEFAULT_MODEL, MAX_SEMANTIC_TOKENS
+from .bark import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
+from .bark_decode import STEP_MODES, StepMode
 
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
@@ -92,6 +95,8 @@ class WorkerConfig:
     health_file: str | None = None
     piper_voice: str | None = None
     piper_threads: int = 1
+    bark_decoder: DecoderName = "static"
+    bark_step: StepMode = "auto"
 
     def __post_init__(self) -> None:
         try:
@@ -100,6 +105,12 @@ class WorkerConfig:
             raise ConfigError(f"SESAME_WORKER_ID={self.worker_id!r}: {exc}") from exc
         if self.engine not in ENGINES:
             raise ConfigError(f"SESAME_ENGINE={self.engine!r} is not one of {', '.join(ENGINES)}")
+        if self.bark_decoder not in DECODERS:
+            raise ConfigError(
+                f"SESAME_BARK_DECODER={self.bark_decoder!r} is not one of {', '.join(DECODERS)}"
+            )
+        if self.bark_step not in STEP_MODES:
+            raise ConfigError(f"SESAME_BARK_STEP={self.bark_step!r} is not one of {', '.join(STEP_MODES)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
@@ -137,6 +148,8 @@ class WorkerConfig:
             health_file=e.raw("SESAME_HEALTH_FILE"),
             piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
             piper_threads=e.int("SESAME_PIPER_THREADS", 1, lo=0, hi=64),
+            bark_decoder=e.str("SESAME_BARK_DECODER", "static").lower(),  # type: ignore[arg-type]
+            bark_step=e.str("SESAME_BARK_STEP", "auto").lower(),  # type: ignore[arg-type]
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if config.heartbeat_interval_s < 0.05:

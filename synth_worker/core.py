@@ -17,11 +17,14 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
 - when SESAME_MAX_QUEUE jobs already wait: [overloaded] (counted, logged; never queued);
-- else it is acknowledged with the number of jobs ahead of it and queued.
-One batch runs at a time; when it ends the next one starts. A cancel drops queued jobs at once
-([cancelled]) and stops running ones (the engine raises EngineCancelled -> [cancelled]). Draining
-refuses queued jobs ([draining]) so the gateway can place them elsewhere at once, and lets the
-running batch finish.
+- else it is acknowledged with the number of jobs running or queued when it arrived (a shorter job
+  may still start before it: see below) and queued.
+One batch runs at a time; when it ends the next one starts, led by the shortest job at the head of
+its session's queue (ties: the earliest; ``start_order``): a turn's first clause, short by the
+gateway's first-chunk cut, is never queued behind longer jobs, and a session's own jobs keep their
+order. A cancel drops queued jobs at once ([cancelled]) and stops running ones (the engine raises
+EngineCancelled -> [cancelled]). Draining refuses queued jobs ([draining]) so the gateway can place
+them elsewhere at once, and lets the running batch finish.
 
 Healing: an ``unavailable`` worker may become ``warming``/``ready`` again (the adapter retries the
 model on a schedule). A running job is **stuck** when it has run longer than
@@ -348,7 +351,7 @@ class WorkerCore:
             return []
         actions: list[Action] = []
         batch: list[Job] = []
-        for job in list(self.queue):
+        for job in start_order(self.queue):
             if len(batch) >= self.max_batch:
                 break
             if job.expires_at is not None and job.expires_at <= now:
@@ -389,6 +392,22 @@ class WorkerCore:
 
 
 M = TypeVar("M", bound=Message)
+
+
+def start_order(queue: deque[Job]) -> list[Job]:
+    """The queue in the order jobs should start: each time, the shortest text among the sessions'
+    earliest queued jobs (ties: the earliest queued), so a session's jobs keep their own order."""
+    rest = list(queue)
+    order: list[Job] = []
+    while rest:
+        seen: set[str] = set()
+        heads: list[int] = []
+        for i, job in enumerate(rest):
+            if job.session_id not in seen:
+                seen.add(job.session_id)
+                heads.append(i)
+        order.append(rest.pop(min(heads, key=lambda i: (len(rest[i].text), i))))
+    return order
 
 
 def _decode(payload: bytes, cls: type[M]) -> M:

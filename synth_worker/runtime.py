@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from broker import logs, topics
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
-from broker.messages import Job, WorkerStatus
+from broker.messages import Heartbeat, Job, WorkerStatus
 
 from . import health
 from .config import WorkerConfig
@@ -96,6 +97,8 @@ def build_engine(config: WorkerConfig) -> WorkerEngine:
         chunk_ms=config.chunk_ms,
         max_batch=config.max_batch,
         seed=config.seed,
+        decoder=config.bark_decoder,
+        step_mode=config.bark_step,
     )
     return BarkEngine(settings, voices, default_speaker=config.speaker_id)
 
@@ -153,6 +156,7 @@ class Worker:
         self._beat_now = asyncio.Event()
         self._notifier = Notifier()
         self._health_path = None if config.health_file is None else Path(config.health_file)
+        self._load_s = 0.0
 
     def stop(self) -> None:
         """Begin draining (safe to call more than once, from a signal handler)."""
@@ -224,7 +228,7 @@ class Worker:
             self._beat_now.clear()
             self._alive()
             if self.link.connected.is_set():
-                beat = self.core.heartbeat(self.clock())
+                beat = self._with_figures(self.core.heartbeat(self.clock()))
                 try:
                     await self.link.publish(topic, beat.to_bytes(), qos=0)
                 except BrokerError as exc:
@@ -253,6 +257,21 @@ class Worker:
             except OSError as exc:
                 log.debug("health_file_not_written", error=str(exc))
 
+    def _with_figures(self, beat: Heartbeat) -> Heartbeat:
+        """The engine's own figures (Bark's last batch: size, stage times) and the model load time."""
+        beat = dataclasses.replace(beat, model_load_s=round(self._load_s, 3))
+        times = getattr(getattr(self.engine, "stats", None), "times", None)
+        if times is None:
+            return beat
+        return dataclasses.replace(
+            beat,
+            batch_size=int(times.batch_size),
+            semantic_ms=round(times.semantic_s * 1000, 2),
+            coarse_ms=round(times.coarse_s * 1000, 2),
+            fine_ms=round(times.fine_s * 1000, 2),
+            codec_ms=round(times.codec_s * 1000, 2),
+        )
+
     async def _prepare(self) -> None:
         """Load (and warm up) the model; while it cannot be, retry every SESAME_MODEL_RETRY_MS."""
         attempt = 0
@@ -272,7 +291,7 @@ class Worker:
         config = self.config
         try:
             if config.preload_models or config.warmup_on_start:
-                load_s = await self.engine.load()
+                load_s = self._load_s = await self.engine.load()
                 self.core.model = self.engine.model
                 log.info("model_loaded", model=self.engine.model, load_s=round(load_s, 3))
                 if config.warmup_on_start:

@@ -26,6 +26,7 @@ BENCHES = {
     "local_engines.py": ("local engines: TTFA, RTF", "cpu s per s of speech"),
     "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
     "segmenter.py": ("segmenter: accuracy on the Golden Rules", "EWT P  EWT R"),
+    "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
 }
 
 
@@ -69,3 +70,8 @@ def test_bark_smoke_checks_that_must_hold() -> None:
     assert "2/2 PASS" in fast
     noise = next(line for line in done.stdout.splitlines() if "against itself" in line)
     assert noise.rstrip().endswith("100.0%/100.0%/100.0%")
+    # the static decoder (CPU: eager) gives generate()'s tokens, and the batch's audio row for row
+    static = next(line for line in done.stdout.splitlines() if "static eager: sentence total" in line)
+    assert static.rstrip().endswith("bit for bit PASS")
+    batch = next(line for line in done.stdout.splitlines() if "batch of 2, static eager" in line)
+    assert "2/2 PASS" in batch

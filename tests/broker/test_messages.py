@@ -72,6 +72,12 @@ heartbeats = st.builds(
     rtf=st.floats(min_value=0, max_value=100),
     reason=st.none() | st.text(max_size=100),
     version=st.text(max_size=10),
+    batch_size=st.integers(0, 64),
+    model_load_s=st.floats(min_value=0, max_value=600),
+    semantic_ms=st.floats(min_value=0, max_value=1e6),
+    coarse_ms=st.floats(min_value=0, max_value=1e6),
+    fine_ms=st.floats(min_value=0, max_value=1e6),
+    codec_ms=st.floats(min_value=0, max_value=1e6),
 )
 statuses = st.builds(
     WorkerStatus,
@@ -139,6 +145,11 @@ def variant(**changes: Any) -> bytes:
             b'"seq":1,"sent_at":1.0,"interval_s":0}',
             "bad_field",
         ),
+        (
+            b'{"type":"heartbeat","worker_id":"w","pid":1,"state":"ready","engine":"b","model":"m",'
+            b'"seq":1,"sent_at":1.0,"interval_s":0.5,"fine_ms":-1}',
+            "bad_field",
+        ),
         (b"{" + b" " * (MAX_JSON_BYTES + 1) + b"}", "too_large"),
     ],
 )
@@ -167,3 +178,14 @@ def test_arbitrary_input_decodes_or_raises_protocol_error(payload: bytes | str) 
         decode_worker_message(payload)
     except ProtocolError as exc:
         assert exc.code
+
+
+def test_a_heartbeat_without_the_worker_figures_still_decodes() -> None:
+    """Older workers send no figures: they decode with zeros (the figures are optional)."""
+    beat = decode_worker_message(
+        b'{"type":"heartbeat","worker_id":"w","pid":1,"state":"ready","engine":"bark","model":"m",'
+        b'"seq":1,"sent_at":1.0,"interval_s":0.5}'
+    )
+    assert isinstance(beat, Heartbeat)
+    assert (beat.batch_size, beat.model_load_s) == (0, 0.0)
+    assert beat.stage_ms() == {"semantic": 0.0, "coarse": 0.0, "fine": 0.0, "codec": 0.0}

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -152,6 +153,11 @@ class Stack:
         self.start_timeout = start_timeout
         self.port = free_port()
         self.env = {"SESAME_MQTT_URL": str(self.broker.url), "SESAME_PORT": str(self.port)}
+        # A stack keeps its uptime history (SESAME_STATE_DIR) to itself unless told where to keep it.
+        self._state: tempfile.TemporaryDirectory[str] | None = None
+        if "SESAME_STATE_DIR" not in (gateway_env or {}):
+            self._state = tempfile.TemporaryDirectory(prefix="sesame-state-")
+            self.env["SESAME_STATE_DIR"] = self._state.name
         self.workers: dict[str, Proc] = {}
         self.gateway: Proc
         try:
@@ -203,6 +209,9 @@ class Stack:
             gateway.stop()
         if self._own_broker:
             self.broker.close()
+        if getattr(self, "_state", None) is not None:
+            assert self._state is not None
+            self._state.cleanup()
 
     def __enter__(self) -> Stack:
         return self

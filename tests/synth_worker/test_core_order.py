@@ -1,0 +1,69 @@
+"""WorkerCore's start order: a short first clause is never queued behind longer jobs."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from broker import topics
+from broker.messages import Job
+from synth_worker.core import Start, WorkerCore, start_order
+
+NOW = 1_000.0
+REPLY = topics.reply_root("gw")
+
+
+def job(session: str, seq: int, text: str) -> Job:
+    return Job(
+        job_id=f"{session}-{seq}", session_id=session, seq=seq, text=text, voice="maya", reply_to=REPLY
+    )
+
+
+def started(actions: Sequence[object]) -> list[str]:
+    return [j.job_id for a in actions if isinstance(a, Start) for j in a.jobs]
+
+
+def test_a_turns_short_first_clause_starts_before_queued_long_sentences() -> None:
+    c = WorkerCore("w1", engine="bark", model="m", pid=1, interval_s=0.5, max_queue=8)
+    c.ready(NOW)
+    long = "A long sentence that takes a while to synthesize, with a clause or two. "
+    assert started(c.receive_job(job("a", 0, long).to_bytes(), NOW)) == ["a-0"]
+    for seq in (1, 2):
+        c.receive_job(job("a", seq, long).to_bytes(), NOW)
+    c.receive_job(job("b", 0, "Sure,").to_bytes(), NOW)  # another session's turn begins
+    done = c.job_done("a-0", chunks=1, samples=240, sample_rate=24_000, synth_s=0.1, now=NOW)
+    assert started(done) == ["b-0"]
+    done = c.job_done("b-0", chunks=1, samples=240, sample_rate=24_000, synth_s=0.1, now=NOW)
+    assert started(done) == ["a-1"]
+
+
+def test_a_sessions_own_jobs_keep_their_order_even_when_later_ones_are_shorter() -> None:
+    queue = deque([job("a", 1, "A longer one first."), job("a", 2, "Short."), job("b", 0, "Mid length.")])
+    assert [j.job_id for j in start_order(queue)] == ["b-0", "a-1", "a-2"]
+
+
+def test_ties_go_to_the_earliest_queued() -> None:
+    queue = deque([job("a", 0, "Same."), job("b", 0, "Same."), job("c", 0, "Same.")])
+    assert [j.job_id for j in start_order(queue)] == ["a-0", "b-0", "c-0"]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.text(alphabet="xy ", min_size=1, max_size=30)), max_size=12)
+)
+def test_start_order_is_a_permutation_keeping_each_sessions_order(items: list[tuple[str, str]]) -> None:
+    queue = deque(job(s, i, "w" + t) for i, (s, t) in enumerate(items))
+    order = start_order(queue)
+    assert sorted(j.job_id for j in order) == sorted(j.job_id for j in queue)
+    for session in "abc":
+        assert [j.seq for j in order if j.session_id == session] == [
+            j.seq for j in queue if j.session_id == session
+        ]
+    # the first to start is the shortest of the sessions' earliest jobs
+    if order:
+        heads: dict[str, Job] = {}
+        for j in queue:
+            heads.setdefault(j.session_id, j)
+        assert len(order[0].text) == min(len(j.text) for j in heads.values())
