@@ -31,7 +31,7 @@ up: system-deps venv
 
 # `make test` runs the static checks first (lint, format, strict types), then every test.
 test: system-deps venv check
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15
 
 check: lint format-check typecheck
 

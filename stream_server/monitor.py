@@ -197,6 +197,7 @@ class Monitor:
                 case Sample() as sample:
                     self._sample(sample)
                 case RoundDone(at=at, any_ok=any_ok):
+                    log.info("probe_round_done", any_ok=any_ok)
                     self._write(functools.partial(UptimeStore.record, path=SERVICE, now=at, ok=any_ok))
                     self._write(self._read_figures, self._figures_changed)
                     self._spawn(self._watch_supervisor(), "monitor-supervisor")

@@ -112,7 +112,7 @@ def test_stdin_is_spoken_as_it_arrives_not_when_it_ends(espeak_gateway: Service,
     )
     assert proc.stdin is not None and proc.stderr is not None
     try:
-        proc.stdin.write("Hello there. How")  # like an LLM that has written this much so far
+        proc.stdin.write("Hello there. How ")  # like an LLM that has written this much so far
         proc.stdin.flush()
         first = proc.stderr.readline()  # blocks until say reports the first sentence spoken
         assert first.startswith("[1]") and "Hello there." in first

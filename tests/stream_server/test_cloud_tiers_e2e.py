@@ -22,7 +22,7 @@ TEXT = "The cloud voice speaks first. Then it carries on."
 
 
 def gateway(broker: Mosquitto, el: ElevenLabsStandIn, edge: EdgeStandIn, tiers: str) -> Service:
-    return Service(
+    svc = Service(
         broker,
         None,
         {
@@ -32,8 +32,13 @@ def gateway(broker: Mosquitto, el: ElevenLabsStandIn, edge: EdgeStandIn, tiers: 
             "SESAME_EDGE_TTS_ENDPOINT": edge.endpoint,
             "SESAME_CACHE_ENABLED": "false",
             "SESAME_TIMEOUT": "4000",
+            # These tests are about listeners' fallbacks: one probe round at start, then none for
+            # the test's length, so a probe never opens a breaker a test is about to exercise.
+            "SESAME_HEALTH_CHECK_INTERVAL": "600000",
         },
     )
+    svc.gateway.wait_for(lambda e: e.get("event") == "probe_round_done", 6 * T, "first probe round")
+    return svc
 
 
 @pytest.fixture
@@ -102,8 +107,8 @@ async def test_no_voice_left_sends_the_text_with_an_error(
     elevenlabs_server: ElevenLabsStandIn,  # noqa: F811 - the imported fixture
     edge_server: EdgeStandIn,  # noqa: F811 - the imported fixture  # noqa: F811
 ) -> None:
-    elevenlabs_server.mode, edge_server.mode = "401", "silence"
     svc = gateway(mosquitto, elevenlabs_server, edge_server, "elevenlabs,edge-tts")
+    elevenlabs_server.mode, edge_server.mode = "401", "silence"  # after the start's probe round
     try:
         turn = await speak(svc, "Read this if you cannot hear it.")
     finally:
