@@ -28,7 +28,9 @@ def listening_socket(host: str, port: int, env: Mapping[str, str]) -> socket.soc
             raise ConfigError(f"SESAME_LISTEN_FD={raw!r} is not a stream socket")
         return sock
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP,
+    # and without it Nagle + delayed ACK add ~10 ms to every websocket frame (gateway_overhead.py).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if hasattr(socket, "SO_REUSEPORT"):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
