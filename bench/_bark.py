@@ -1,9 +1,9 @@
 """Bark pipeline pieces for bench/bark_worker.py: the four stages run one by one with every stage's
 tokens kept (greedy), and teacher-forced checks of each stage.
 
-``run_stages`` mirrors ``synth_worker.bark.BarkSynthesizer.generate_rows`` (same tokenizer call,
+``run_stages`` mirrors ``synth_worker.bark.synthesis.BarkSynthesizer.generate_rows`` (same tokenizer call,
 same generation configs, per-row semantic caps) but returns the tokens as well as the audio, and can
-run the fine stage through ``synth_worker.bark_fast.fine_generate_rows``. The benchmark checks that
+run the fine stage through ``synth_worker.bark.fast.fine_generate_rows``. The benchmark checks that
 it gives the synthesizer's audio before using it.
 
 Teacher forcing: given a reference run's tokens, each stage's model is run once over the reference
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.models.bark import generation_configuration_bark as gcb
 
-from synth_worker.bark import encode_texts as encode
-from synth_worker.bark_fast import fine_generate_rows
+from synth_worker.bark.fast import fine_generate_rows
+from synth_worker.bark.synthesis import encode_texts as encode
 from synth_worker.devmodel import SIZES, build_dev_model, built_by_this_builder
 
 
@@ -363,7 +363,7 @@ def snr_db(ref: np.ndarray, other: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
 
 
-# --- the static decoder (synth_worker.bark_decode) ---------------------------------------------------
+# --- the static decoder (synth_worker.bark.decode) ---------------------------------------------------
 
 
 @dataclass(slots=True)

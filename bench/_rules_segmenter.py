@@ -1,4 +1,4 @@
-"""The hand-written segmenter that stream_server/segmenter.py replaced, kept for bench/segmenter.py.
+"""The hand-written segmenter that stream_server/core/segmenter.py replaced, kept for bench/segmenter.py.
 
 It is the module as it was at commit c58a1c9 (before pysbd), unchanged below this paragraph, so
 the benchmark can put the old rules and the new segmenter side by side on the same texts.

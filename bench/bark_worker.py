@@ -6,21 +6,21 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
 (``do_sample=False``, fine stage argmax), speaker ``v2/en_speaker_0`` of the checkpoint:
 
 1. **baseline**: ``BarkModel.generate()`` with the semantic cap the engine uses;
-   **staged**: the four stages run one by one (the engine's way: ``synth_worker.bark``), timed;
+   **staged**: the four stages run one by one (the engine's way: ``synth_worker.bark.synthesis``), timed;
    check: the same audio as ``generate()`` (and as ``BarkSynthesizer.generate_rows``), bit for bit.
 2. **semantic cap**: ``generate()`` with its default length (up to 768 semantic tokens; random
    weights never emit the end token) against the engine's cap; check: the capped semantic tokens are
    a prefix of the uncapped ones.
 3. **batching** jobs that arrive together (texts of different lengths): one by one, then one batch
    with transformers' own fine stage (what the engine did before), then with
-   ``synth_worker.bark_fast.fine_generate_rows`` (what the engine does); check: every row's
+   ``synth_worker.bark.fast.fine_generate_rows`` (what the engine does); check: every row's
    semantic, coarse and fine tokens equal the one-by-one run's.
 4. **reduced precision** (bf16; on CUDA also fp16) of the three token models, codec in fp32; check:
    teacher-forced top-1 agreement of each stage with the fp32 run, tolerance >= 99% per stage
    (fp32 against itself gives 100%). Free-running token agreement is shown too.
 5. **fine window**: the fine stage pads every sentence to 1024 frames; trimmed to the sentence it is
    cheaper, but the fine model attends to the padding, so its tokens change: shown, not adopted.
-6. **static decoder** (``synth_worker.bark_decode``, the engine's default) next to ``generate()``
+6. **static decoder** (``synth_worker.bark.decode``, the engine's default) next to ``generate()``
    (``SESAME_BARK_DECODER=generate``) in the same run, interleaved: semantic and coarse time, the
    whole sentence's RTF (fine and codec as in 1), time per semantic token after the prompt, each
    step mode (CPU: ``eager``; CUDA: ``eager``, ``cuda-graph``, ``compile``); check: tokens equal to
@@ -72,8 +72,8 @@ from bench._bark import (
 from bench._stack import REPO, machine
 from broker import logs
 from clients.stats import table
-from synth_worker.bark import MAX_SEMANTIC_TOKENS, BarkSettings, BarkSynthesizer, semantic_cap
-from synth_worker.bark_fast import fine_generate_rows, reduced_precision
+from synth_worker.bark.fast import fine_generate_rows, reduced_precision
+from synth_worker.bark.synthesis import MAX_SEMANTIC_TOKENS, BarkSettings, BarkSynthesizer, semantic_cap
 from synth_worker.engine import CancelToken
 
 HEADER = "bark worker: per-stage time, real-time factor and exact speed-ups (greedy, random weights)"

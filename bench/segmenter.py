@@ -2,7 +2,7 @@
 
 Segmenters, on the same texts:
 
-* **sesame** (``stream_server.segmenter``): pysbd on text-determined windows, streaming;
+* **sesame** (``stream_server.core.segmenter``): pysbd on text-determined windows, streaming;
 * **rules**: the hand-written scanner it replaced (``bench/_rules_segmenter.py``), streaming;
 * **pysbd** 0.3.4 and **blingfire** (``pip install -e .[bench]``), whole text only: they are not
   streaming segmenters. A "streamed" row for them re-runs the library on the growing buffer after
@@ -55,7 +55,7 @@ from bench._stack import REPO, Stack, machine
 from clients.replay import SessionResult, TextClock, replay, summarize
 from clients.stats import Summary, table
 from clients.trace import load_trace
-from stream_server import segmenter as sesame
+from stream_server.core import segmenter as sesame
 
 HEADER = "segmenter: accuracy on the Golden Rules and UD English EWT, and cost per fragment"
 DATA = Path(__file__).resolve().parent / "data"

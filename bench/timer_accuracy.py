@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._stack import machine
 from broker import logs, topics
 from broker.messages import Heartbeat
+from broker.ws_protocol import Error, Speak
 from clients.stats import Summary, table
 from stream_server.config import GatewayConfig
-from stream_server.failover import FailoverConfig
-from stream_server.hub import Hub
-from stream_server.protocol import Error, Speak
+from stream_server.core.failover import FailoverConfig
+from stream_server.hub.hub import Hub
 from synth_worker.voices import VoiceMap
 from tests.support.memlink import MemoryLink
 

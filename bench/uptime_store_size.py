@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stream_server.uptime_store import UptimeStore
+from stream_server.monitoring.uptime_store import UptimeStore
 
 HEADER = "uptime store size: a simulated year of 10 s samples"
 PATHS = ("workers", "elevenlabs", "edge-tts", "espeak-ng", "service")

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from broker.audio import AudioFrame
 from broker.errors import ProtocolError
-from stream_server.protocol import (
+from broker.ws_protocol import (
     PROTOCOL_VERSION,
     Cancelled,
     CancelTurn,

@@ -2,7 +2,7 @@
 
 ``up`` binds a Unix datagram socket and gives its path to every child as ``NOTIFY_SOCKET`` (the
 variable systemd uses, so a child speaks the same protocol under both: see
-``synth_worker/sdnotify.py``). Each datagram is ``KEY=value`` lines; a child names itself with
+``broker/sdnotify.py``). Each datagram is ``KEY=value`` lines; a child names itself with
 ``MAINPID=``. ``wait_ready(pid)`` resolves when that pid has said ``READY=1``: how a rolling
 reload knows a new gateway accepts before the old one is drained.
 """

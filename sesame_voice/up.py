@@ -33,7 +33,7 @@ from broker import logs
 from broker.errors import ConfigError
 from broker.launcher import CONFIG_TEMPLATE, free_port
 from broker.settings import Env, MqttUrl
-from stream_server.listen import listening_socket
+from stream_server.http.listen import listening_socket
 
 from .children import ChildSpec, Supervisor
 from .notify import NotifyListener
@@ -149,7 +149,7 @@ class _Stack:
         self.config, self.env, self.sup = config, env, sup
         self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
         self.gateway: tuple[str, int] = ("gateway", 0)
-        # Made once, inherited by every gateway (stream_server/listen.py): see the reload.
+        # Made once, inherited by every gateway (stream_server/http/listen.py): see the reload.
         self.listener = listening_socket(config.host, config.port, {})
         self.listener.set_inheritable(True)
         self._reload_lock = asyncio.Lock()

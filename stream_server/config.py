@@ -10,9 +10,8 @@ from pathlib import Path
 from broker.errors import ConfigError
 from broker.settings import Env, MqttUrl
 from broker.topics import check_id
-
-from .actions import WORKERS
-from .failover import FailoverConfig
+from stream_server.core.actions import WORKERS
+from stream_server.core.failover import FailoverConfig
 
 LOCAL_TIERS = ("elevenlabs", "edge-tts", "piper", "espeak-ng")
 

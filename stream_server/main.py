@@ -14,21 +14,21 @@ import uvicorn
 from broker import logs
 from broker.errors import SesameError
 from broker.messages import Heartbeat
+from broker.sdnotify import Notifier
+from stream_server.core.actions import WORKERS, Action
+from stream_server.http.app import create_app
+from stream_server.http.listen import listening_socket
+from stream_server.hub.hub import Hub
+from stream_server.hub.shutdown import Drainer
+from stream_server.hub.shutdown_target import HubDrainTarget
+from stream_server.hub.tier_engines import build_local_engines, close_engines
+from stream_server.monitoring.hooks import observe
+from stream_server.monitoring.monitor import Monitor
+from stream_server.monitoring.status_view import HubView
 from synth_worker.engine import Engine
-from synth_worker.sdnotify import Notifier
 from synth_worker.voices import VoiceMap
 
-from .actions import WORKERS, Action
-from .app import create_app
 from .config import GatewayConfig
-from .drainer import Drainer
-from .draining import HubDrainTarget
-from .hub import Hub
-from .listen import listening_socket
-from .monitor import Monitor
-from .monitor_hooks import observe
-from .status_view import HubView
-from .tiers import build_local_engines, close_engines
 
 log = logs.get("sesame.gateway")
 

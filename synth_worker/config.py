@@ -44,9 +44,8 @@ from typing import Any, Literal
 from broker.errors import ConfigError, ProtocolError
 from broker.settings import Env, MqttUrl
 from broker.topics import check_id
-
-from .bark import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
-from .bark_decode import STEP_MODES, StepMode
+from synth_worker.bark.decode import STEP_MODES, StepMode
+from synth_worker.bark.synthesis import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
 
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")

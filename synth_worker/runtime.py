@@ -43,12 +43,12 @@ from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
 from broker.messages import Heartbeat, Job, WorkerStatus
+from broker.sdnotify import Notifier
 
 from . import health
 from .config import WorkerConfig
 from .core import Action, Send, Start, Stop, WorkerCore
 from .engine import CancelToken, Engine, SynthesisRequest
-from .sdnotify import Notifier
 from .voices import VoiceMap
 
 log = logs.get("sesame.worker")
@@ -85,7 +85,7 @@ def build_engine(config: WorkerConfig) -> WorkerEngine:
         return PiperEngine(
             voices, voice_override=config.piper_voice, threads=config.piper_threads, chunk_ms=config.chunk_ms
         )
-    from .bark import BarkEngine, BarkSettings
+    from synth_worker.bark.synthesis import BarkEngine, BarkSettings
 
     settings = BarkSettings(
         model=config.model,

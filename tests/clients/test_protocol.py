@@ -8,8 +8,8 @@ import pytest
 
 from broker.audio import AudioFrame
 from broker.errors import ProtocolError
+from broker.ws_protocol import client_messages, server_messages
 from clients import protocol
-from stream_server.protocol import client_messages, server_messages
 
 SERVER = [
     protocol.Ready("s1", 24_000, "pcm16", "maya"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from broker.ws_protocol import Flush, Speak, Start, Text
 from clients.replay import (
     Received,
     Sent,
@@ -24,8 +25,7 @@ from clients.replay import (
 from clients.timeline import render_html
 from clients.trace import Trace, TraceError, TraceEvent, dump_events, load_trace, parse_trace
 from clients.traces.make_traces import build, tokenize
-from stream_server.protocol import Flush, Speak, Start, Text
-from stream_server.recorder import Recorder
+from stream_server.hub.recorder import Recorder
 
 TRACES = Path(__file__).resolve().parents[2] / "clients" / "traces"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream_server.metrics import Metrics
+from stream_server.monitoring.metrics import Metrics
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -26,9 +26,9 @@ DASHBOARD = DEPLOY / "grafana-dashboard.json"
 PROMTOOL = shutil.which("promtool")
 # Series Prometheus makes itself (scrape health), not the gateway.
 PROMETHEUS_OWN = {"up"}
-# Exported by the supervisor's collector (stream_server/supervision.py, when `up` runs the
+# Exported by the supervisor's collector (stream_server/monitoring/restarts.py, when `up` runs the
 # gateway under its supervisor), not by ``Metrics``.
-SUPERVISOR = REPO / "stream_server" / "supervision.py"
+SUPERVISOR = REPO / "stream_server" / "monitoring" / "restarts.py"
 SUPERVISOR_SERIES = {"sesame_restarts_total"}
 
 needs_promtool = pytest.mark.skipif(

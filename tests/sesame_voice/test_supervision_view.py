@@ -8,7 +8,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 
 from sesame_voice.supervisor import Policy, SupervisorCore
-from stream_server.supervision import SupervisorCollector, read_state, restart_counts
+from stream_server.monitoring.restarts import SupervisorCollector, read_state, restart_counts
 
 
 def written_state(tmp_path: Path) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from stream_server.alerts import Alert, AlertConfig, AlertCore, Outcome, WebhookSender
+from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore, Outcome, WebhookSender
 from tests.conftest import T
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream_server.breaker import CircuitBreaker, Transition
+from stream_server.core.breaker import CircuitBreaker, Transition
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_server.cache import SentenceCache, cache_key
+from stream_server.core.cache import SentenceCache, cache_key
 
 K1, K2, K3 = (
     cache_key("maya", 24_000, "One."),

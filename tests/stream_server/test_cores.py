@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 
 from broker.messages import Heartbeat, WorkerStatus
-from stream_server.actions import GiveUp, SendJob, Sentence
-from stream_server.cache import SentenceCache, cache_key
-from stream_server.failover import FailoverConfig
-from stream_server.health import HealthSampler, SampleHealth
-from stream_server.jobs import JobTracker
-from stream_server.preload import Preload, Preloader
-from stream_server.scheduler import Scheduler
-from stream_server.workers import WorkerRegistry
+from stream_server.core.actions import GiveUp, SendJob, Sentence
+from stream_server.core.cache import SentenceCache, cache_key
+from stream_server.core.failover import FailoverConfig
+from stream_server.core.health import HealthSampler, SampleHealth
+from stream_server.core.jobs import JobTracker
+from stream_server.core.preload import Preload, Preloader
+from stream_server.core.scheduler import Scheduler
+from stream_server.core.workers import WorkerRegistry
 
 
 def hb(worker_id: str = "w1", interval_s: float = 0.5) -> Heartbeat:

@@ -7,9 +7,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import cast
 
-from stream_server.crash_watch import CrashLoop, CrashWatch
-from stream_server.hub import Hub
-from stream_server.status_view import HubView
+from stream_server.hub.hub import Hub
+from stream_server.monitoring.crash_watch import CrashLoop, CrashWatch
+from stream_server.monitoring.status_view import HubView
 
 
 def state(looping: bool, count: int = 5) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_server.drain import DrainCore
+from stream_server.core.shutdown import DrainCore
 
 
 def test_nothing_happens_before_the_drain_starts() -> None:

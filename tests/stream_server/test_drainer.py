@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from stream_server.drainer import Drainer
+from stream_server.hub.shutdown import Drainer
 from tests.conftest import T
 
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from broker.errors import ProtocolError
-from stream_server import auth
-from stream_server.app import create_app
-from stream_server.hub import Hub
-from stream_server.protocol import client_messages
+from broker.ws_protocol import client_messages
+from stream_server.http import auth
+from stream_server.http.app import create_app
+from stream_server.hub.hub import Hub
 from synth_worker.voices import VoiceMap
 from tests.stream_server.test_hub import GW, config
 from tests.support.memlink import MemoryLink

@@ -18,13 +18,13 @@ import pytest
 from broker import topics
 from broker.audio import AudioFrame
 from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, worker_messages
+from broker.ws_protocol import CancelTurn, Error, SentenceEnd, Speak, TurnEnd
 from stream_server.config import GatewayConfig
-from stream_server.failover import FailoverConfig
-from stream_server.hub import Hub
-from stream_server.mqtt_out import Publish
-from stream_server.mqtt_sessions import CLAIM_WINDOW_S
-from stream_server.protocol import CancelTurn, Error, SentenceEnd, Speak, TurnEnd
-from stream_server.sessions import CloseReason, SessionLink
+from stream_server.core.failover import FailoverConfig
+from stream_server.hub.hub import Hub
+from stream_server.hub.live_sessions import CloseReason, SessionLink
+from stream_server.mqtt.outbound import Publish
+from stream_server.mqtt.topic_sessions import CLAIM_WINDOW_S
 from synth_worker.voices import VoiceMap
 from tests.conftest import T
 from tests.support.memlink import MemoryLink

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from stream_server.listen import listening_socket
+from stream_server.http.listen import listening_socket
 
 
 async def test_connections_accepted_on_the_listening_socket_have_tcp_nodelay() -> None:

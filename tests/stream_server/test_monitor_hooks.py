@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 
 from broker.messages import Heartbeat
-from stream_server.actions import (
+from stream_server.core.actions import (
     CancelJob,
     Completed,
     FellBack,
@@ -17,9 +17,9 @@ from stream_server.actions import (
     TierChanged,
     WorkerChanged,
 )
-from stream_server.monitor import Monitor
-from stream_server.monitor_hooks import observe, path_of
-from stream_server.workers import WorkerChange
+from stream_server.core.workers import WorkerChange
+from stream_server.monitoring.hooks import observe, path_of
+from stream_server.monitoring.monitor import Monitor
 
 LISTENER = Sentence("s1", 0, 0, "Hello.", "maya")
 PRELOAD = Sentence("preload", 0, 0, "Hello.", "maya", background=True)

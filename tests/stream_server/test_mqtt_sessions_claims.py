@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from stream_server.claims import Claim, ClaimBook, ClearClaim, CountUnknown, DropSession, PublishClaim
+from stream_server.core.claims import Claim, ClaimBook, ClearClaim, CountUnknown, DropSession, PublishClaim
 
 
 def test_a_claim_is_published_and_released() -> None:

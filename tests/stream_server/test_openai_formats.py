@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from broker.errors import ProtocolError
-from stream_server.audio_formats import (
+from stream_server.audio_out.formats import (
     SPEECH_FORMATS,
     SpeechUsage,
     sse_audio_delta,

@@ -85,7 +85,7 @@ async def test_a_piper_worker_speaks_and_its_turn_fails_over_to_the_piper_tier_i
 
 def test_piper_is_a_tier_before_espeak_ng_by_default() -> None:
     from stream_server.config import GatewayConfig
-    from stream_server.tiers import build_local_engines
+    from stream_server.hub.tier_engines import build_local_engines
     from synth_worker.piper import PiperEngine
     from synth_worker.voices import VoiceMap
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_server.probes import PRIMARY, CancelProbe, ProbeCore, RoundDone, Sample, StartProbe
+from stream_server.monitoring.probes import PRIMARY, CancelProbe, ProbeCore, RoundDone, Sample, StartProbe
 
 PATHS = (PRIMARY, "espeak-ng")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_server.resume import ReplayLog, parse_resume
+from stream_server.core.resume import ReplayLog, parse_resume
 
 
 def test_since_gives_exactly_the_frames_not_heard() -> None:

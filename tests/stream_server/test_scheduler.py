@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from broker.messages import Heartbeat, WorkerStatus
-from stream_server.actions import (
+from stream_server.core.actions import (
     WORKERS,
     CancelJob,
     Cause,
@@ -21,8 +21,8 @@ from stream_server.actions import (
     TierChanged,
     WorkerChanged,
 )
-from stream_server.failover import FailoverConfig
-from stream_server.scheduler import Scheduler
+from stream_server.core.failover import FailoverConfig
+from stream_server.core.scheduler import Scheduler
 
 CFG = FailoverConfig(
     tiers=(WORKERS, "edge-tts", "espeak-ng"),

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream_server.segmenter import SentenceSegmenter, segment
+from stream_server.core.segmenter import SentenceSegmenter, segment
 
 CASES: list[tuple[str, list[str]]] = [
     ("Hello. World.", ["Hello.", "World."]),

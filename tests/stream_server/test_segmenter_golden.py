@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream_server.segmenter import SentenceSegmenter, segment
+from stream_server.core.segmenter import SentenceSegmenter, segment
 
 DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "golden_rules_en.json"
 CASES: list[tuple[int, str, list[str]]] = [

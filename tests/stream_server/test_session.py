@@ -6,7 +6,7 @@ import pytest
 
 from broker.audio import AudioFrame
 from broker.errors import ProtocolError
-from stream_server.protocol import (
+from broker.ws_protocol import (
     MAX_PENDING_CHARS,
     Cancelled,
     CancelTurn,
@@ -20,7 +20,15 @@ from stream_server.protocol import (
     Text,
     TurnEnd,
 )
-from stream_server.session import CancelJobs, Dispatch, Emit, EmitAudio, SessionCore, TokenBucket, TurnOver
+from stream_server.core.session import (
+    CancelJobs,
+    Dispatch,
+    Emit,
+    EmitAudio,
+    SessionCore,
+    TokenBucket,
+    TurnOver,
+)
 
 PCM = b"\x01\x00" * 480  # 20 ms at 24 kHz
 

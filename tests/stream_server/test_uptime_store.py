@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream_server.uptime_store import FILE_NAME, UptimeStore, month_minutes, month_start
+from stream_server.monitoring.uptime_store import FILE_NAME, UptimeStore, month_minutes, month_start
 
 # 2026-03-10 12:00:00 UTC: a 31-day month
 NOW = dt.datetime(2026, 3, 10, 12, 0, tzinfo=dt.UTC).timestamp()

@@ -12,7 +12,13 @@ import pytest
 
 from broker.audio import rms_dbfs
 from broker.errors import EngineCancelled, EngineUnavailable, ProtocolError
-from synth_worker.bark import WARM_UP_FRAMES, BarkEngine, BarkSettings, BarkSynthesizer, semantic_cap
+from synth_worker.bark.synthesis import (
+    WARM_UP_FRAMES,
+    BarkEngine,
+    BarkSettings,
+    BarkSynthesizer,
+    semantic_cap,
+)
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 from tests.conftest import T
 

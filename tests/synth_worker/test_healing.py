@@ -18,12 +18,12 @@ import pytest
 from broker import topics
 from broker.launcher import Mosquitto
 from broker.messages import Job, JobDone, JobError, WorkerStatus, decode_worker_message
+from broker.sdnotify import Notifier
 from synth_worker import health
 from synth_worker.config import WorkerConfig
 from synth_worker.core import Send, Start, WorkerCore
 from synth_worker.engine import AudioChunk, CancelToken, SynthesisRequest
 from synth_worker.runtime import EXIT_STUCK, Worker
-from synth_worker.sdnotify import Notifier
 from tests.conftest import T
 from tests.synth_worker.support import Listener, WorkerProcess
 

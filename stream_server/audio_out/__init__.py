@@ -1,0 +1,1 @@
+"""Audio as the gateway hands it out: container encoders, speed, SSE framing."""

@@ -1,0 +1,45 @@
+"""Failover settings and the state of one sentence's attempts (plain data for the scheduler)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream_server.core.actions import WORKERS, Sentence
+
+
+@dataclass(frozen=True, slots=True)
+class FailoverConfig:
+    tiers: tuple[str, ...] = (WORKERS, "elevenlabs", "edge-tts", "espeak-ng")
+    ack_timeout_s: float = 1.0
+    timeout_s: float = 10.0  # SESAME_TIMEOUT: the most any attempt waits for its first audio
+    first_audio_base_s: float = 1.0
+    first_audio_slack: float = 3.0
+    stall_timeout_s: float = 2.0
+    max_retries: int = 3  # SESAME_MAX_RETRIES: further worker attempts after the first
+    retry_delay_s: float = 1.0  # SESAME_RETRY_DELAY: cool-down of a worker that failed a job
+    missed_heartbeats: int = 3
+    chars_per_second: float = 14.0  # speech rate used to estimate a sentence's audio length
+    probe_interval_s: float = 5.0
+    worker_retention_s: float = 300.0  # SESAME_WORKER_RETENTION: a dead worker is forgotten then
+
+
+@dataclass(slots=True)
+class Attempt:
+    job_id: str
+    tier: str
+    engine: str
+    worker_id: str | None
+    sent_at: float
+    deadline: float  # first audio must arrive by then
+    acked_at: float | None = None
+    first_audio_at: float | None = None
+    last_chunk_at: float | None = None
+
+
+@dataclass(slots=True)
+class Task:
+    sentence: Sentence
+    tier_index: int
+    attempt: Attempt | None = None
+    worker_tries: int = 0
+    failed_workers: set[str] = field(default_factory=set)

@@ -1,0 +1,328 @@
+"""The failover state machine: where each sentence is spoken, and what happens when that fails. Pure.
+
+Fed events with the current time (``submit``, ``ack``, ``chunk``, ``done``, ``failed``,
+``heartbeat``, ``status``, ``handle_timer``, ``probe_result``), it returns actions for the adapter
+(stream_server/hub/hub.py) to carry out. No asyncio, no clock, no sockets. ``next_deadline()`` says when
+it next needs ``handle_timer`` (the earliest ack, first-audio or stall deadline, heartbeat expiry
+or probe); the adapter sleeps exactly until then, so an idle gateway does not wake up.
+
+Tiers, in order: the worker pool ("workers": Bark workers over MQTT), then in-process engines
+(elevenlabs, edge-tts, piper, espeak-ng), then ``GiveUp``: an error frame carrying the text. Never silence.
+
+A sentence's attempt fails over when: its worker dies (last will or missed heartbeats); no ack
+within ``ack_timeout_s``; no first audio by a deadline derived from the worker's reported
+real-time factor and queue (bounded by SESAME_TIMEOUT); no chunk for ``stall_timeout_s`` mid
+sentence; or the engine reports an error. It first goes to another ready worker (up to
+``max_retries`` worker attempts), then down the tiers whose circuit breaker allows. When a sentence
+of a turn falls to a lower tier, the turn stays there (sticky) until it ends: the later sentences
+of that turn still on a higher tier are moved too, so the listener hears at most one switch.
+"""
+
+from __future__ import annotations
+
+from broker.messages import Heartbeat, WorkerStatus
+from stream_server.core.actions import (
+    WORKERS,
+    Action,
+    CancelJob,
+    Cause,
+    Completed,
+    FellBack,
+    GiveUp,
+    Probe,
+    RunLocal,
+    SendJob,
+    Sentence,
+    TierChanged,
+    WorkerChanged,
+)
+from stream_server.core.breaker import CircuitBreaker, Transition
+from stream_server.core.failover import Attempt, FailoverConfig, Task
+from stream_server.core.workers import WorkerChange, WorkerRegistry
+
+
+class Scheduler:
+    def __init__(self, config: FailoverConfig, job_prefix: str = "j") -> None:
+        self.config = config
+        self.job_prefix = job_prefix
+        self.registry = WorkerRegistry(
+            config.missed_heartbeats, config.retry_delay_s, config.worker_retention_s
+        )
+        self.breakers = {
+            t: CircuitBreaker(probe_interval_s=config.probe_interval_s) for t in config.tiers if t != WORKERS
+        }
+        self.tasks: dict[str, Task] = {}  # job_id of the current attempt -> task
+        self.sticky: dict[str, tuple[int, int]] = {}  # session_id -> (turn, lowest tier index)
+        self._next_job = 0
+        self._probing: set[str] = set()
+
+    # ---- queries --------------------------------------------------------------------------
+
+    def available_tiers(self, now: float) -> list[str]:
+        out = []
+        for tier in self.config.tiers:
+            if tier == WORKERS:
+                if self.registry.ready_count(now):
+                    out.append(tier)
+            elif self.breakers[tier].allow(now):
+                out.append(tier)
+        return out
+
+    # ---- sentences ------------------------------------------------------------------------
+
+    def submit(self, sentence: Sentence, now: float) -> list[Action]:
+        start = 0
+        sticky = self.sticky.get(sentence.session_id)
+        if sticky is not None and sticky[0] == sentence.turn:
+            start = sticky[1]
+        task = Task(sentence, tier_index=start)
+        return self._place(task, now, None, "")
+
+    def ack(self, job_id: str, now: float, queue_position: int = 0) -> list[Action]:
+        task = self.tasks.get(job_id)
+        if task is None or task.attempt is None or task.attempt.acked_at is not None:
+            return []
+        att = task.attempt
+        att.acked_at = now
+        worker = self.registry.workers.get(att.worker_id or "")
+        rtf = worker.rtf if worker is not None else 0.0
+        if rtf > 0:
+            audio_s = len(task.sentence.text) / self.config.chars_per_second
+            budget = self.config.first_audio_base_s + self.config.first_audio_slack * rtf * audio_s * (
+                queue_position + 1
+            )
+            att.deadline = now + min(self.config.timeout_s, budget)
+        return []
+
+    def chunk(self, job_id: str, now: float) -> Task | None:
+        """Audio for ``job_id`` arrived. Returns its task when the audio is to be used."""
+        task = self.tasks.get(job_id)
+        if task is None or task.attempt is None:
+            return None
+        att = task.attempt
+        if att.acked_at is None:
+            att.acked_at = now
+        if att.first_audio_at is None:
+            att.first_audio_at = now
+        att.last_chunk_at = now
+        return task
+
+    def done(self, job_id: str, now: float) -> list[Action]:
+        task = self.tasks.pop(job_id, None)
+        if task is None or task.attempt is None:
+            return []
+        att = task.attempt
+        self._release(att)
+        actions: list[Action] = []
+        if att.tier != WORKERS:
+            actions += self._breaker_event(att.tier, self.breakers[att.tier].record_success(now))
+        first = None if att.first_audio_at is None else att.first_audio_at - att.sent_at
+        actions.append(Completed(task.sentence, job_id, att.engine, att.tier, first))
+        return actions
+
+    def failed(self, job_id: str, reason: str, now: float, cause: Cause = Cause.ENGINE) -> list[Action]:
+        task = self.tasks.get(job_id)
+        if task is None:
+            return []
+        return self._fail(task, reason, now, cause)
+
+    def busy(self) -> bool:
+        """Whether anything is being synthesized (phrase preloading waits until nothing is)."""
+        return bool(self.tasks)
+
+    def cancel_session(self, session_id: str) -> list[Action]:
+        """Barge-in or disconnect: stop everything of the session, queued and running."""
+        actions: list[Action] = []
+        for job_id, task in list(self.tasks.items()):
+            if task.sentence.session_id == session_id and task.attempt is not None:
+                del self.tasks[job_id]
+                self._release(task.attempt)
+                actions.append(CancelJob(job_id, task.attempt.tier, task.attempt.worker_id, session_id))
+        self.sticky.pop(session_id, None)
+        return actions
+
+    def end_turn(self, session_id: str, turn: int) -> None:
+        """At a turn boundary a session that fell back returns to the primary tier."""
+        sticky = self.sticky.get(session_id)
+        if sticky is not None and sticky[0] <= turn:
+            del self.sticky[session_id]
+
+    # ---- workers and time ------------------------------------------------------------------
+
+    def heartbeat(self, hb: Heartbeat, now: float) -> list[Action]:
+        return self._worker_changes(self.registry.heartbeat(hb, now), now)
+
+    def status(self, st: WorkerStatus, now: float) -> list[Action]:
+        return self._worker_changes(self.registry.status(st, now), now)
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` must next run (None: nothing is waiting on time)."""
+        cfg = self.config
+        times: list[float] = []
+        for task in self.tasks.values():
+            att = task.attempt
+            if att is None:
+                continue
+            if att.worker_id is not None and att.acked_at is None:
+                times.append(att.sent_at + cfg.ack_timeout_s)
+            elif att.first_audio_at is None:
+                times.append(att.deadline)
+            elif att.last_chunk_at is not None:
+                times.append(att.last_chunk_at + cfg.stall_timeout_s)
+        if (expiry := self.registry.next_deadline()) is not None:
+            times.append(expiry)
+        for tier, breaker in self.breakers.items():
+            if tier not in self._probing and (due := breaker.next_deadline()) is not None:
+                times.append(due)
+        return min(times, default=None)
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Act on every deadline that has passed by ``now``."""
+        actions = self._worker_changes(self.registry.handle_timer(now), now)
+        cfg = self.config
+        for task in list(self.tasks.values()):
+            att = task.attempt
+            if att is None or self.tasks.get(att.job_id) is not task:
+                continue
+            if att.worker_id is not None and att.acked_at is None:
+                if now >= att.sent_at + cfg.ack_timeout_s:
+                    actions += self._fail(task, "ack_timeout", now, Cause.ENGINE)
+            elif att.first_audio_at is None:
+                if now >= att.deadline:
+                    actions += self._fail(task, "first_audio_timeout", now, Cause.ENGINE)
+            elif att.last_chunk_at is not None and now >= att.last_chunk_at + cfg.stall_timeout_s:
+                actions += self._fail(task, "stall", now, Cause.ENGINE)
+        for tier, breaker in self.breakers.items():
+            if tier not in self._probing and breaker.probe_due(now):
+                self._probing.add(tier)
+                actions.append(Probe(tier))
+        return actions
+
+    def probe_result(self, tier: str, ok: bool, now: float, reason: str = "") -> list[Action]:
+        self._probing.discard(tier)
+        breaker = self.breakers.get(tier)
+        if breaker is None:
+            return []
+        return self._breaker_event(tier, breaker.record_probe(now, ok, reason))
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _worker_changes(self, changes: list[WorkerChange], now: float) -> list[Action]:
+        actions: list[Action] = [WorkerChanged(c) for c in changes]
+        for change in changes:
+            if change.up:
+                continue
+            for task in list(self.tasks.values()):
+                if task.attempt is not None and task.attempt.worker_id == change.worker_id:
+                    reason = (
+                        "worker_dead"
+                        if change.reason in ("last_will", "missed_heartbeats")
+                        else (f"worker_{change.reason}")
+                    )
+                    actions += self._fail(task, reason, now, Cause.WORKER_GONE)
+        return actions
+
+    def _release(self, att: Attempt) -> None:
+        if att.worker_id is not None:
+            worker = self.registry.workers.get(att.worker_id)
+            if worker is not None:
+                worker.assigned.discard(att.job_id)
+
+    def _new_job_id(self) -> str:
+        self._next_job += 1
+        return f"{self.job_prefix}{self._next_job}"
+
+    def _fail(self, task: Task, reason: str, now: float, cause: Cause) -> list[Action]:
+        att = task.attempt
+        assert att is not None
+        self.tasks.pop(att.job_id, None)
+        self._release(att)
+        actions: list[Action] = [CancelJob(att.job_id, att.tier, att.worker_id, task.sentence.session_id)]
+        if att.tier == WORKERS:
+            task.worker_tries += 1
+            # A broker outage is not the worker's fault: it is neither excluded nor cooled down.
+            # A dead (or draining) worker is excluded for this sentence; liveness, not a cool-down,
+            # decides when it works again.
+            if att.worker_id is not None and cause is not Cause.BROKER:
+                task.failed_workers.add(att.worker_id)
+                if cause is Cause.ENGINE:
+                    self.registry.cool_down(att.worker_id, now)
+        else:
+            actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))
+            task.tier_index += 1
+        return actions + self._place(task, now, att.engine, reason)
+
+    def _place(self, task: Task, now: float, from_engine: str | None, reason: str) -> list[Action]:
+        """Start the task's next attempt on the first tier that can take it, or give up."""
+        tiers = self.config.tiers
+        s = task.sentence
+        while task.tier_index < len(tiers):
+            tier = tiers[task.tier_index]
+            if tier == WORKERS:
+                worker = None
+                if task.worker_tries <= self.config.max_retries:
+                    worker = self.registry.pick(now, exclude=task.failed_workers)
+                if worker is not None:
+                    job_id = self._new_job_id()
+                    deadline = now + self.config.ack_timeout_s + self.config.timeout_s
+                    task.attempt = Attempt(job_id, tier, worker.engine, worker.worker_id, now, deadline)
+                    worker.assigned.add(job_id)
+                    self.tasks[job_id] = task
+                    return [
+                        *self._fell_back(task, from_engine, worker.engine, reason, now),
+                        SendJob(job_id, worker.worker_id, s, self.config.timeout_s),
+                    ]
+            elif not s.background and self.breakers[tier].allow(now):
+                job_id = self._new_job_id()
+                task.attempt = Attempt(job_id, tier, tier, None, now, now + self.config.timeout_s)
+                self.tasks[job_id] = task
+                return [*self._fell_back(task, from_engine, tier, reason, now), RunLocal(job_id, tier, s)]
+            task.tier_index += 1
+        task.attempt = None
+        return [
+            *self._fell_back(task, from_engine, "text", reason, now),
+            GiveUp(s, reason or "no_voice_available"),
+        ]
+
+    def _fell_back(
+        self, task: Task, from_engine: str | None, to_engine: str, reason: str, now: float
+    ) -> list[Action]:
+        if from_engine is None:
+            return []
+        actions: list[Action] = [FellBack(task.sentence, from_engine, to_engine, reason)]
+        if task.tier_index > 0:
+            actions += self._stick(task, now)
+        return actions
+
+    def _stick(self, task: Task, now: float) -> list[Action]:
+        """Keep the rest of this turn on the tier it fell to (one audible switch, not a flip-flop)."""
+        s = task.sentence
+        current = self.sticky.get(s.session_id)
+        level = (
+            task.tier_index if current is None or current[0] != s.turn else max(current[1], task.tier_index)
+        )
+        self.sticky[s.session_id] = (s.turn, level)
+        actions: list[Action] = []
+        for other in list(self.tasks.values()):
+            o = other.sentence
+            if (
+                other is not task
+                and o.session_id == s.session_id
+                and o.turn == s.turn
+                and o.seq > s.seq
+                and other.tier_index < level
+                and other.attempt is not None
+                and other.attempt.first_audio_at is None
+            ):
+                att = other.attempt
+                self.tasks.pop(att.job_id, None)
+                self._release(att)
+                actions.append(CancelJob(att.job_id, att.tier, att.worker_id, o.session_id))
+                other.tier_index = level
+                actions += self._place(other, now, None, "")
+        return actions
+
+    def _breaker_event(self, tier: str, transition: Transition | None) -> list[Action]:
+        if transition is None:
+            return []
+        return [TierChanged(tier, transition.to_state == "closed", transition.reason)]

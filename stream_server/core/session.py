@@ -1,0 +1,319 @@
+"""One client session's protocol: text in, sentences out, audio strictly in order. Pure.
+
+The websocket handler, the MQTT text topic and ``POST /tts`` all drive a ``SessionCore`` with typed
+messages and engine results, and carry out what it returns:
+
+- ``Emit``: a JSON message for the client (and the session's MQTT events topic);
+- ``EmitAudio``: a binary audio frame;
+- ``Dispatch``: a sentence to synthesize (to the scheduler);
+- ``CancelJobs``: drop the session's queued and running jobs (barge-in);
+- ``TurnOver``: a turn ended (the scheduler lifts a sticky fallback).
+
+Ordering: sentences are numbered (``seq``) across the session. Several are synthesized at once
+(``lookahead``), but the client hears sentence N only after N-1 ended: audio of later sentences
+waits here. That wait is bounded because at most ``lookahead`` sentences are dispatched ahead of
+the one playing; text beyond that waits as text (cheap), up to MAX_PENDING_CHARS, after which
+``text`` frames are refused with ``text_backlog_full``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from broker.audio import AudioFrame, from_pcm16
+from broker.errors import ProtocolError
+from broker.wire import Message
+from broker.ws_protocol import (
+    MAX_PENDING_CHARS,
+    Cancelled,
+    CancelTurn,
+    Error,
+    Fallback,
+    Flush,
+    Ready,
+    SentenceEnd,
+    SentenceStart,
+    Speak,
+    Start,
+    Text,
+    TurnEnd,
+)
+from stream_server.audio_out.encode import ENCODINGS, encode_audio
+from stream_server.core.actions import Sentence
+from stream_server.core.segmenter import SentenceSegmenter
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class EmitAudio:
+    frame: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    sentence: Sentence
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJobs:
+    session_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnOver:
+    session_id: str
+    turn: int
+
+
+Out = Emit | EmitAudio | Dispatch | CancelJobs | TurnOver
+
+
+@dataclass(slots=True)
+class SentenceState:
+    sentence: Sentence
+    dispatched: bool = False
+    engine: str = ""
+    cached: bool = False
+    chunks: list[bytes] = field(default_factory=list)  # pcm16 not yet sent (not playing yet)
+    started: bool = False  # sentence_start sent
+    restart_pending: bool = False
+    sent_index: int = 0
+    samples: int = 0
+    done: bool = False
+    error: Error | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenBucket:
+    """Flood control for client frames: ``rate`` per second, ``burst`` at once."""
+
+    rate: float = 400.0
+    burst: float = 2000.0
+
+
+class SessionCore:
+    def __init__(
+        self,
+        session_id: str,
+        *,
+        voice: str,
+        sample_rate: int = 24_000,
+        fmt: str = "pcm16",
+        max_length: int = 200,
+        first_chunk_min_chars: int = 0,
+        lookahead: int = 3,
+        flood: TokenBucket = TokenBucket(),
+    ) -> None:
+        self.session_id = session_id
+        self.voice = voice
+        self.sample_rate = sample_rate
+        self.format = fmt
+        self.max_length = max_length
+        self.first_chunk_min_chars = first_chunk_min_chars
+        self.lookahead = lookahead
+        self.flood = flood
+        self._tokens = flood.burst
+        self._last_refill: float | None = None
+        self.turn = 0
+        self.next_seq = 0
+        self.sentences: dict[int, SentenceState] = {}
+        self.queue: deque[int] = deque()  # seqs in play order not yet finished
+        self.turn_of_flush: int | None = None  # a flush was received for self.turn
+        self._segmenter = self._new_segmenter()
+        self.closed = False
+        self.dropped_frames = 0
+
+    def _new_segmenter(self) -> SentenceSegmenter:
+        return SentenceSegmenter(max_length=self.max_length, first_chunk_min_chars=self.first_chunk_min_chars)
+
+    # ---- client input ---------------------------------------------------------------------
+
+    def ready_message(self) -> Ready:
+        return Ready(self.session_id, self.sample_rate, self.format, self.voice)
+
+    def receive(self, msg: Message, now: float) -> list[Out]:
+        """A decoded client message. Raises ProtocolError for input the session refuses."""
+        self._admit(now)
+        match msg:
+            case Start(voice=voice, format=fmt, sample_rate=rate):
+                if self.next_seq > 0 or self._segmenter.pending:
+                    raise ProtocolError("start is only allowed before the first text", code="bad_state")
+                self.voice = voice or self.voice
+                self.format, self.sample_rate = fmt, rate
+                return [Emit(self.ready_message())]
+            case Text(text=text):
+                return self._text(text)
+            case Flush():
+                return self._flush()
+            case Speak(text=text):
+                return self._text(text) + self._flush()
+            case CancelTurn():
+                return self.cancel()
+        raise ProtocolError(f"unexpected message {msg.type!r}", code="unknown_type")
+
+    def _admit(self, now: float) -> None:
+        if self._last_refill is not None:
+            self._tokens = min(self.flood.burst, self._tokens + (now - self._last_refill) * self.flood.rate)
+        self._last_refill = now
+        if self._tokens < 1:
+            raise ProtocolError("too many frames: slow down", code="rate_limited")
+        self._tokens -= 1
+
+    def pending_chars(self) -> int:
+        queued = sum(len(st.sentence.text) for st in self.sentences.values() if not st.dispatched)
+        return queued + len(self._segmenter.pending)
+
+    def _text(self, text: str) -> list[Out]:
+        if self.pending_chars() + len(text) > MAX_PENDING_CHARS:
+            raise ProtocolError(
+                f"more than {MAX_PENDING_CHARS} characters waiting to be spoken", code="text_backlog_full"
+            )
+        return self._add_sentences(self._segmenter.feed(text))
+
+    def _flush(self) -> list[Out]:
+        outs = self._add_sentences(self._segmenter.flush())
+        self.turn_of_flush = self.turn
+        return outs + self._advance()
+
+    def _add_sentences(self, texts: list[str]) -> list[Out]:
+        for text in texts:
+            if not text.strip():
+                continue
+            seq = self.next_seq
+            self.next_seq += 1
+            self.sentences[seq] = SentenceState(
+                Sentence(self.session_id, self.turn, seq, text, self.voice, self.sample_rate)
+            )
+            self.queue.append(seq)
+        return self._dispatch_more()
+
+    def _dispatch_more(self) -> list[Out]:
+        outs: list[Out] = []
+        in_flight = 0
+        for seq in self.queue:
+            st = self.sentences[seq]
+            if not st.dispatched:
+                if in_flight >= self.lookahead:
+                    break
+                st.dispatched = True
+                outs.append(Dispatch(st.sentence))
+            if not st.done:
+                in_flight += 1
+        return outs
+
+    def cancel(self) -> list[Out]:
+        """Barge-in: drop everything queued or playing; the session stays usable."""
+        outs: list[Out] = [CancelJobs(self.session_id)]
+        turn = self.turn
+        self.sentences.clear()
+        self.queue.clear()
+        self._segmenter = self._new_segmenter()
+        self.turn_of_flush = None
+        self.turn += 1
+        outs.append(Emit(Cancelled(turn)))
+        return outs
+
+    # ---- engine results -------------------------------------------------------------------
+
+    def audio(self, seq: int, engine: str, pcm: bytes, cached: bool = False) -> list[Out]:
+        st = self.sentences.get(seq)
+        if st is None or st.done:
+            return []  # cancelled, or a late chunk
+        st.engine, st.cached = engine, cached
+        st.chunks.append(pcm)
+        return self._advance()
+
+    def fell_back(self, seq: int, from_engine: str, to_engine: str, reason: str) -> list[Out]:
+        st = self.sentences.get(seq)
+        if st is None:
+            return []
+        # Audio of the failed attempt not yet sent is dropped; if some was sent, the client is told
+        # to drop what it has not played: the sentence starts again from its beginning.
+        st.chunks.clear()
+        if st.started:
+            st.restart_pending = True
+        return [Emit(Fallback(seq, reason, from_engine, to_engine))]
+
+    def sentence_done(self, seq: int) -> list[Out]:
+        st = self.sentences.get(seq)
+        if st is None:
+            return []
+        st.done = True
+        return self._advance()
+
+    def sentence_failed(self, seq: int, code: str, message: str) -> list[Out]:
+        """No voice could speak it: the client gets the text with an error, never silence."""
+        st = self.sentences.get(seq)
+        if st is None:
+            return []
+        st.chunks.clear()
+        st.done = True
+        st.error = Error(code, message, seq=seq, text=st.sentence.text)
+        return self._advance()
+
+    def _advance(self) -> list[Out]:
+        """Send what the head of the queue has; move on as sentences end."""
+        outs: list[Out] = []
+        while self.queue:
+            st = self.sentences[self.queue[0]]
+            if st.error is not None:
+                outs.append(Emit(st.error))
+            else:
+                if st.chunks and (not st.started or st.restart_pending):
+                    outs.append(
+                        Emit(
+                            SentenceStart(
+                                st.sentence.seq,
+                                st.sentence.turn,
+                                st.sentence.text,
+                                st.engine,
+                                st.cached,
+                                restart=st.restart_pending,
+                            )
+                        )
+                    )
+                    if st.restart_pending:
+                        st.sent_index, st.samples, st.restart_pending = 0, 0, False
+                    st.started = True
+                if self.format == "pcm16":
+                    outs += self._send_chunks(st)
+                if not st.done:
+                    break
+                if self.format != "pcm16":
+                    outs += self._send_encoded(st)
+                if st.started:
+                    outs.append(Emit(SentenceEnd(st.sentence.seq, st.samples)))
+            self.queue.popleft()
+            del self.sentences[st.sentence.seq]
+        outs += self._dispatch_more()
+        if not self.queue and self.turn_of_flush == self.turn:
+            outs += [Emit(TurnEnd(self.turn)), TurnOver(self.session_id, self.turn)]
+            self.turn += 1
+            self.turn_of_flush = None
+        return outs
+
+    def _send_chunks(self, st: SentenceState) -> list[Out]:
+        outs: list[Out] = []
+        for pcm in st.chunks:
+            frame = AudioFrame(st.sentence.seq, st.sent_index, self.sample_rate, pcm)
+            outs.append(EmitAudio(frame.to_bytes(), st.sentence.seq))
+            st.sent_index += 1
+            st.samples += len(pcm) // 2
+        st.chunks.clear()
+        return outs
+
+    def _send_encoded(self, st: SentenceState) -> list[Out]:
+        if not st.chunks:
+            return []
+        pcm = b"".join(st.chunks)
+        st.chunks.clear()
+        st.samples = len(pcm) // 2
+        payload = encode_audio(from_pcm16(pcm), self.sample_rate, self.format)
+        frame = AudioFrame(st.sentence.seq, 0, self.sample_rate, payload, ENCODINGS[self.format])
+        return [EmitAudio(frame.to_bytes(), st.sentence.seq)]

@@ -1,0 +1,122 @@
+"""``/ws``: the streaming websocket (docs/protocol.md). Reads client frames into the hub; one named
+writer task per socket sends what the session's queue holds. A socket that drops without a close
+leaves its session detached for a resume (``detached.py``); ``?session_id=&heard=`` picks it up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from broker.errors import ProtocolError
+from broker.wire import MAX_JSON_BYTES, Message
+from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
+from stream_server.core.resume import parse_resume
+from stream_server.http.auth import authorized
+from stream_server.hub.hub import Hub
+from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
+
+CLEAN_CLOSE = (1000, 1001)  # the client said goodbye: no resume
+
+
+def router(hub: Hub) -> APIRouter:
+    r = APIRouter()
+
+    @r.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        if not authorized(hub.config.auth_token, websocket.headers, websocket.query_params.get("token")):
+            await websocket.close(code=1008, reason="unauthorized")
+            return
+        await websocket.accept()
+        await serve_websocket(hub, websocket)
+
+    return r
+
+
+async def serve_websocket(hub: Hub, websocket: WebSocket) -> None:
+    link, ready = _attach(hub, websocket)
+    if link is None:
+        await websocket.send_text(ready.to_json())
+        await websocket.close(code=1013, reason=ready.code if isinstance(ready, Error) else "")
+        return
+    attachment, queue = link.attachment, link.out
+    await websocket.send_text(ready.to_json())
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(_write(websocket, queue, link, hub), name=f"ws-writer:{link.session_id}")
+        clean = False
+        try:
+            clean = await _read(hub, websocket, link, attachment)
+        finally:
+            if link.attachment != attachment:
+                pass  # a resume on another socket has the session now
+            elif clean or link.closed:
+                hub.close_session(link, CloseReason.CLIENT_DISCONNECTED)
+            else:  # dropped without a close: kept for a resume (closed when resume is off)
+                hub.detached.detach(link, attachment)
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+
+
+def _attach(hub: Hub, websocket: WebSocket) -> tuple[SessionLink | None, Ready | Error]:
+    """The session for this socket: the one it resumes (``?session_id=&heard=``), else a new one."""
+    query = websocket.query_params
+    wanted = parse_resume(query.get("session_id"), query.get("heard"))
+    if wanted is not None and (link := hub.detached.resume(*wanted)) is not None:
+        return link, dataclasses.replace(link.core.ready_message(), resumed=True, received=link.received)
+    try:
+        link = hub.open_session(resumable=True)
+    except ProtocolError as exc:
+        return None, Error(exc.code, str(exc))
+    return link, link.core.ready_message()
+
+
+async def _read(hub: Hub, websocket: WebSocket, link: SessionLink, attachment: int) -> bool:
+    """Client frames into the hub until the socket ends; True for a clean close (1000/1001)."""
+    try:
+        while not link.closed and link.attachment == attachment:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return message.get("code") in CLEAN_CLOSE
+            link.received += 1
+            try:
+                hub.receive(link, decode_frame(message.get("text")))
+            except ProtocolError as exc:
+                hub.refuse(link, exc)
+            if hub.drainer is not None:
+                hub.drainer.poke()
+    except WebSocketDisconnect as exc:
+        return exc.code in CLEAN_CLOSE
+    return False
+
+
+def decode_frame(raw_text: str | None) -> Message:
+    if raw_text is None:
+        raise ProtocolError("binary frames are not accepted: send JSON", code="binary_not_allowed")
+    if len(raw_text) > MAX_JSON_BYTES:
+        raise ProtocolError("frame too large", code="too_large")
+    return client_messages.decode(raw_text)
+
+
+async def _write(websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: SessionLink, hub: Hub) -> None:
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                if link.close_reason is CloseReason.GATEWAY_RELOAD:
+                    await websocket.close(code=1012, reason="gateway reload: reconnect")
+                if link.close_reason is CloseReason.CLIENT_TOO_SLOW:
+                    await websocket.send_text(
+                        Error("client_too_slow", "the client did not read its audio").to_json()
+                    )
+                    await websocket.close(code=1008, reason="client_too_slow")
+                return
+            if isinstance(item, bytes):
+                await websocket.send_bytes(item)
+            else:
+                await websocket.send_text(item.to_json())
+                if isinstance(item, TurnEnd) and hub.drainer is not None:
+                    hub.drainer.poke()  # this session may be idle now
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return

@@ -1,0 +1,319 @@
+"""The gateway's interpreter: events in, the pure cores decide, one action queue carried out.
+
+Every event (a client message, an MQTT message, a local engine's result, a deadline) is fed to a
+pure core (``SessionCore``, ``Scheduler``, ``JobTracker``, ``Preloader``, ``HealthSampler``); what
+the cores return is appended to one queue, which ``_drain`` carries out in order, without
+recursion: carrying out an action may feed another core, whose actions go to the back of the same
+queue. All cores are driven from this one event loop, so they need no locks.
+
+Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
+until the earliest one, or until an event may have moved it earlier (``feed`` marks that; audio
+chunks of a sentence already playing do not). An idle gateway does not wake up. To add a core
+with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
+
+The I/O is elsewhere: ``mqtt_out`` (publishes), ``local_tiers`` (in-process engines and probes),
+``sessions`` (admission, per-session queues), ``mqtt_in`` (topic routing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Coroutine
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from broker import logs, topics
+from broker.errors import ProtocolError
+from broker.link import MqttLink
+from broker.messages import Heartbeat
+from broker.wire import Message
+from broker.ws_protocol import Error
+from stream_server.config import GatewayConfig
+from stream_server.core.actions import WORKERS, Action, Cause
+from stream_server.core.cache import SentenceCache
+from stream_server.core.health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
+from stream_server.core.jobs import JobTracker
+from stream_server.core.preload import Preloader
+from stream_server.core.scheduler import Scheduler
+from stream_server.hub.detached import Detached
+from stream_server.hub.interpret import Interpreter, Work
+from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
+from stream_server.hub.local_tiers import (
+    LocalAudio,
+    LocalDone,
+    LocalEvent,
+    LocalFailed,
+    LocalTiers,
+    ProbeDone,
+)
+from stream_server.hub.recorder import Recorder
+from stream_server.hub.shutdown import Drainer
+from stream_server.monitoring.metrics import Metrics
+from stream_server.mqtt.inbound import route
+from stream_server.mqtt.outbound import MqttOut, Publish
+from stream_server.mqtt.topic_sessions import MqttSessions
+from synth_worker.engine import Engine
+from synth_worker.voices import VoiceMap
+
+if TYPE_CHECKING:
+    from stream_server.monitoring.monitor import Monitor
+
+log = logs.get("sesame.gateway")
+
+__all__ = ["Hub", "SessionLink"]
+
+
+class Hub(Interpreter):
+    def __init__(
+        self,
+        config: GatewayConfig,
+        voices: VoiceMap,
+        engines: dict[str, Engine],
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        link: MqttLink | None = None,
+    ) -> None:
+        self.config = config
+        self.voices = voices
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
+        self.reply_to = topics.reply_root(config.gateway_id)
+        self.sessions = Sessions(
+            SessionSettings(
+                config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead
+            )
+        )
+        self.cache = (
+            SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s)
+            if config.cache_enabled
+            else None
+        )
+        self.jobs = JobTracker()
+        self.preloader = Preloader(config.preload_phrases, voices.default, self.cache)
+        self.health = HealthSampler(config.health_check_interval_s, clock())
+        self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
+        self.link = link or MqttLink(
+            config.mqtt_url,
+            config.gateway_id,
+            subscriptions=[
+                (topics.ALL_HEARTBEATS, 0),
+                (topics.ALL_STATUSES, 1),
+                (topics.all_replies(config.gateway_id), 1),
+                (topics.ALL_SESSION_TEXT, 1),
+                *MqttSessions.subscriptions(),
+            ],
+        )
+        self.link.on_message = self._on_mqtt
+        self.link.on_connect = self._on_connect
+        self.out = MqttOut(self.link, self.metrics, self._job_unsent)
+        self.mqtt_sessions = MqttSessions(self)
+        self.detached = Detached(self)
+        self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
+        self._queue: deque[Work] = deque()
+        self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
+        self.observers: list[Callable[[Action | Heartbeat], None]] = []
+        self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
+        self._draining = False
+        self._timers_dirty = False
+        self._wake = asyncio.Event()
+        self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stack: contextlib.AsyncExitStack | None = None
+        for tier in config.failover.tiers:
+            if tier != WORKERS:
+                self.metrics.tier_available.labels(tier).set(1)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Hub]:
+        """The hub's tasks, in one TaskGroup; on the way out they are cancelled and awaited."""
+        try:
+            async with asyncio.TaskGroup() as tg, self.link:
+                self._tg = tg
+                self._spawn(self.out.run(self.out.control), "gateway-mqtt-control")
+                self._spawn(self.out.run(self.out.bulk), "gateway-mqtt-session-copies")
+                self._spawn(self._deadlines(), "gateway-deadlines")
+                try:
+                    yield self
+                finally:
+                    self.local.cancel_all()
+                    for task in list(self._tasks):
+                        task.cancel()
+        finally:
+            self._tg = None
+            if self.recorder is not None:
+                self.recorder.close()
+
+    async def __aenter__(self) -> Hub:
+        self._stack = contextlib.AsyncExitStack()
+        return await self._stack.enter_async_context(self.running())
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._stack is not None
+        return await self._stack.__aexit__(et, e, tb)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        if self._tg is None:
+            coro.close()
+            raise RuntimeError("the hub is not running")
+        task = self._tg.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- sessions -----------------------------------------------------------------------------
+
+    def open_session(
+        self,
+        voice: str | None = None,
+        sample_rate: int = 24_000,
+        fmt: str = "pcm16",
+        *,
+        resumable: bool = False,
+        session_id: str | None = None,
+    ) -> SessionLink:
+        """A new session. ``resumable`` (websocket) keeps frames for a resume; ``session_id``
+        (MQTT-only) is the publisher's. Both are claimed, so other gateways leave their MQTT
+        input alone (stream_server/core/claims.py)."""
+        resolved = self.voices.get(voice).name
+        frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
+        link = self.sessions.open(resolved, sample_rate, fmt, session_id, frames)
+        if resumable or session_id is not None:
+            self.mqtt_sessions.claim(link.session_id)
+        self.metrics.sessions.set(len(self.sessions))
+        log.info("session_open", session_id=link.session_id, voice=resolved)
+        return link
+
+    def close_session(self, link: SessionLink, reason: CloseReason = CloseReason.CLOSED) -> None:
+        """Disconnect: cancel the session's queued and running jobs everywhere."""
+        if not self.sessions.close(link, reason):
+            return
+        self.metrics.sessions.set(len(self.sessions))
+        assert link.close_reason is not None
+        log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        self.mqtt_sessions.release(link.session_id)
+        link.end()  # whatever reads the session's queue stops
+        self.feed(self.scheduler.cancel_session(link.session_id))
+
+    def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
+        """Answer bad client input with an error frame; the session keeps serving."""
+        self.metrics.bad_input.labels(path, exc.code).inc()
+        self._push(link, Error(exc.code, str(exc)))
+        if path == "mqtt":
+            self.publish_event(link.session_id, exc)
+
+    def publish_event(self, session_id: str, event: Message | ProtocolError) -> None:
+        """A message for the session's MQTT subscribers only (an MQTT-only session's ready, or an
+        error for input that came over MQTT)."""
+        if isinstance(event, ProtocolError):
+            event = Error(event.code, str(event))
+        self.out.send(Publish(topics.session_events(session_id), event.to_bytes(), 1), control=False)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self._spawn(coro, name)
+
+    def deadline_moved(self) -> None:
+        """A core's next deadline may be earlier now: the deadline task looks again."""
+        self._wake.set()
+
+    def receive(self, link: SessionLink, msg: Message) -> None:
+        """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
+        if msg.type == "start":
+            self.voices.get(getattr(msg, "voice", None))  # unknown voice -> ProtocolError
+        now = self.clock()
+        outs = link.core.receive(msg, now)
+        if self.recorder is not None:
+            self.recorder.record_message(link.session_id, now, msg)
+        self._feed_session(link, outs)
+
+    # ---- events from the edges -------------------------------------------------------------------
+
+    async def _on_mqtt(self, topic: str, payload: bytes) -> None:
+        try:
+            route(self, topic, payload)
+        except ProtocolError as exc:
+            # Any publisher can reach these topics: bad input is counted and logged, nothing else.
+            self.metrics.bad_input.labels("mqtt", exc.code).inc()
+            log.warning("bad_mqtt_payload", topic=topic, code=exc.code, error=str(exc))
+
+    async def _on_connect(self, _link: MqttLink) -> None:
+        self.out.resend_cancels()
+
+    def _job_unsent(self, job_id: str, reason: str) -> None:
+        self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
+
+    def _local(self, event: LocalEvent) -> None:
+        now = self.clock()
+        match event:
+            case LocalAudio(job_id=job_id, pcm=pcm):
+                self.audio(job_id, pcm)
+            case LocalDone(job_id=job_id):
+                self.feed(self.scheduler.done(job_id, now))
+            case LocalFailed(job_id=job_id, code=code):
+                self.feed(self.scheduler.failed(job_id, code, now))
+            case ProbeDone(tier=tier, ok=ok, reason=reason):
+                self.feed(self.scheduler.probe_result(tier, ok, now, reason))
+
+    # ---- time ------------------------------------------------------------------------------------
+
+    def _timed(self) -> list[float | None]:
+        """Every core's next deadline (the seam for cores with timers)."""
+        return [
+            self.scheduler.next_deadline(),
+            self.health.next_deadline(),
+            self.mqtt_sessions.claims.next_deadline(),
+        ]
+
+    def next_deadline(self) -> float | None:
+        return min((d for d in self._timed() if d is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        """Wake every core whose deadline has passed and carry out what they decide."""
+        work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
+        self.feed(work)
+        self.mqtt_sessions.handle_timer(now)
+
+    async def _deadlines(self) -> None:
+        while True:
+            deadline = self.next_deadline()
+            delay = None if deadline is None else deadline - self.clock()
+            if delay is None or delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+            self._wake.clear()
+            self.wakeups += 1
+            now = self.clock()
+            if deadline is not None and now >= deadline:
+                try:
+                    self.handle_timer(now)
+                except Exception:  # a bug in one decision must not stop the clock for everyone
+                    log.exception("timer_failed")
+                self._wake.clear()  # the loop looks at the deadlines again anyway
+
+    # ---- status for HTTP ---------------------------------------------------------------------------
+
+    def readiness(self) -> Readiness:
+        tiers = self.scheduler.available_tiers(self.clock())
+        return Readiness(
+            ready=bool(tiers),
+            tiers=tuple(tiers),
+            broker_connected=self.link.connected.is_set(),
+            workers=tuple(WorkerReadiness.of(w) for w in self.scheduler.registry.workers.values()),
+            sessions=len(self.sessions),
+        )
+
+    def _sample_health(self, _: SampleHealth) -> None:
+        now = self.clock()
+        tiers = self.scheduler.available_tiers(now)
+        self.metrics.uptime.record(bool(tiers), WORKERS in tiers)
+        self.metrics.workers_up.set(self.scheduler.registry.ready_count(now))

@@ -1,0 +1,259 @@
+"""The one place the cores' decisions are carried out: an action queue, drained in order.
+
+``Interpreter`` is the hub's half that turns actions into effects (a frame for a client, a job on
+MQTT, a local engine started, a metric, a log line). Feeding a core while carrying out an action
+appends to the same queue; nothing recurses. Session outputs travel as ``ForSession`` so the queue
+knows whose they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from broker import logs, topics
+from broker.audio import chunk_samples, from_pcm16, to_pcm16
+from broker.messages import Heartbeat, Job
+from broker.wire import Message
+from stream_server.config import GatewayConfig
+from stream_server.core.actions import (
+    WORKERS,
+    Action,
+    CancelJob,
+    Completed,
+    FellBack,
+    GiveUp,
+    Probe,
+    RunLocal,
+    SendJob,
+    Sentence,
+    TierChanged,
+    WorkerChanged,
+)
+from stream_server.core.cache import SentenceCache, cache_key
+from stream_server.core.health import SampleHealth
+from stream_server.core.jobs import JobTracker
+from stream_server.core.preload import Preload, Preloader
+from stream_server.core.scheduler import Scheduler
+from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, Out, TurnOver
+from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
+from stream_server.hub.local_tiers import LocalTiers
+from stream_server.monitoring.metrics import Metrics
+from stream_server.mqtt.outbound import MqttOut, Publish
+
+log = logs.get("sesame.gateway")
+
+CHUNK_MS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class ForSession:
+    link: SessionLink
+    out: Out
+
+
+Work = Action | ForSession | Preload | SampleHealth
+
+
+class Interpreter:
+    # Set by the Hub.
+    config: GatewayConfig
+    metrics: Metrics
+    clock: Callable[[], float]
+    scheduler: Scheduler
+    sessions: Sessions
+    cache: SentenceCache | None
+    jobs: JobTracker
+    preloader: Preloader
+    local: LocalTiers
+    out: MqttOut
+    reply_to: str
+    _queue: deque[Work]
+    _draining: bool
+    _wake: asyncio.Event
+    _timers_dirty: bool  # a deadline may have moved earlier since the deadline task last looked
+    # Monitoring (stream_server/monitoring/hooks.py) sees every action carried out and heartbeat read.
+    observers: list[Callable[[Action | Heartbeat], None]]
+
+    def close_session(self, link: SessionLink, reason: CloseReason = CloseReason.CLOSED) -> None:
+        raise NotImplementedError
+
+    def _sample_health(self, _: SampleHealth) -> None:
+        raise NotImplementedError
+
+    # ---- feeding the queue -------------------------------------------------------------------
+
+    def feed(self, work: Iterable[Work]) -> None:
+        """What a core returned for an event. Any core event may move a deadline: the deadline task
+        looks again after the drain."""
+        self._timers_dirty = True
+        self._queue.extend(work)
+        self._drain()
+
+    def _feed_session(self, link: SessionLink, outs: Iterable[Out]) -> None:
+        """A session's outputs: no deadline moves unless one becomes a scheduler action."""
+        self._queue.extend(ForSession(link, out) for out in outs)
+        self._drain()
+
+    def _drain(self) -> None:
+        if self._draining:
+            return  # an outer drain is running: it will reach what was just queued
+        self._draining = True
+        try:
+            while True:
+                while self._queue:
+                    self._carry_out(self._queue.popleft())
+                # Preloading only runs once everything else has been carried out.
+                if not self.preloader.pending:
+                    break
+                preload = self.preloader.step(self.scheduler.busy(), self.clock())
+                if not preload:
+                    break
+                self._queue.extend(preload)
+        finally:
+            self._draining = False
+        if self._timers_dirty:  # a deadline may have moved earlier: the deadline task looks again
+            self._timers_dirty = False
+            self._wake.set()
+
+    # ---- carrying out ------------------------------------------------------------------------
+
+    def _carry_out(self, work: Work) -> None:
+        match work:
+            case ForSession(link=link, out=out):
+                self._session_out(link, out)
+            case Preload(sentence=s):
+                self._queue.extend(self.scheduler.submit(s, self.clock()))
+            case SampleHealth():
+                self._sample_health(work)
+            case _:
+                self._action(work)
+
+    def _session_out(self, link: SessionLink, out: Out) -> None:
+        match out:
+            case Emit(message=message):
+                self._push(link, message)
+                if self.config.publish_session_events:
+                    self.out.send(
+                        Publish(topics.session_events(link.session_id), message.to_bytes(), 0), control=False
+                    )
+            case EmitAudio(frame=frame):
+                self._push(link, frame)
+                if self.config.publish_session_events:
+                    self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+            case Dispatch(sentence=sentence):
+                if not self._from_cache(link, sentence):
+                    self._queue.extend(self.scheduler.submit(sentence, self.clock()))
+            case CancelJobs(session_id=session_id):
+                self._queue.extend(self.scheduler.cancel_session(session_id))
+            case TurnOver(session_id=session_id, turn=turn):
+                self.scheduler.end_turn(session_id, turn)
+
+    def _push(self, link: SessionLink, item: Message | bytes) -> None:
+        if link.push(item):
+            return
+        self.metrics.dropped.labels("client_too_slow").inc()
+        log.warning("client_too_slow", session_id=link.session_id, queued=link.out.qsize())
+        link.close_reason = CloseReason.CLIENT_TOO_SLOW
+        self.close_session(link, CloseReason.CLIENT_TOO_SLOW)
+        link.end()
+
+    def _action(self, action: Action) -> None:
+        self._timers_dirty = True  # every scheduler action starts, ends or moves an attempt
+        for observe in self.observers:
+            observe(action)
+        match action:
+            case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
+                self.jobs.sent(job_id)
+                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate)
+                payload = job.to_bytes()
+                expiry = max(1, round(expires))
+                self.out.send(Publish(topics.worker_jobs(worker_id), payload, 1, job_id, expiry_s=expiry))
+            case RunLocal(job_id=job_id, tier=tier, sentence=s):
+                if not self.local.start(job_id, tier, s):
+                    self._queue.extend(self.scheduler.failed(job_id, "engine_not_configured", self.clock()))
+            case CancelJob(job_id=job_id, worker_id=worker_id):
+                self.jobs.forget(job_id)
+                if worker_id is not None:
+                    self.out.cancel((job_id,))
+                self.local.cancel(job_id)
+            case FellBack() | Completed() | GiveUp():
+                self._sentence_outcome(action)
+            case TierChanged(tier=tier, available=available, reason=reason):
+                self.metrics.tier_available.labels(tier).set(1 if available else 0)
+                log.warning("tier_availability", tier=tier, available=available, reason=reason)
+            case WorkerChanged(change=change):
+                if change.up:
+                    self.preloader.worker_up()
+                self.metrics.workers_up.set(self.scheduler.registry.ready_count(self.clock()))
+                self.metrics.workers_alive.set(self.scheduler.registry.alive_count())
+                log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
+            case Probe(tier=tier):
+                self.local.probe(tier)
+
+    def _sentence_outcome(self, action: FellBack | Completed | GiveUp) -> None:
+        s = action.sentence
+        link = self.sessions.get(s.session_id)
+        match action:
+            case FellBack() if s.background:
+                pass  # preloading is best effort; it is not a listener's fallback
+            case FellBack(from_engine=f, to_engine=t, reason=reason):
+                self.metrics.fell_back(f, t, reason)
+                log.warning(
+                    "fallback", session_id=s.session_id, seq=s.seq, from_engine=f, to_engine=t, reason=reason
+                )
+                if link is not None:
+                    self._feed_later(link, link.core.fell_back(s.seq, f, t, reason))
+            case Completed(job_id=job_id, engine=engine, tier=tier, first_audio_s=first):
+                if s.background:
+                    log.info("phrase_preloaded", text=s.text, engine=engine)
+                else:
+                    self.metrics.sentence(engine, True, first)
+                pcm = self.jobs.finish(job_id)
+                if tier == WORKERS and pcm and self.cache is not None:
+                    self.cache.put(cache_key(s.voice, s.sample_rate, s.text), pcm, engine, self.clock())
+                if link is not None:
+                    self._feed_later(link, link.core.sentence_done(s.seq))
+            case GiveUp(reason=reason) if s.background:
+                log.info("phrase_not_preloaded", text=s.text, reason=reason)
+            case GiveUp(reason=reason):
+                self.metrics.sentence("text", False, None)
+                log.error("speech_failed", session_id=s.session_id, seq=s.seq, reason=reason)
+                if link is not None:
+                    message = f"no voice could speak this sentence ({reason})"
+                    self._feed_later(link, link.core.sentence_failed(s.seq, "speech_unavailable", message))
+
+    def _feed_later(self, link: SessionLink, outs: list[Out]) -> None:
+        self._queue.extend(ForSession(link, out) for out in outs)
+
+    def _from_cache(self, link: SessionLink, s: Sentence) -> bool:
+        if self.cache is None:
+            return False
+        hit = self.cache.get(cache_key(s.voice, s.sample_rate, s.text), self.clock())
+        self.metrics.cache.labels("hit" if hit else "miss").inc()
+        if hit is None:
+            return False
+        outs: list[Out] = []
+        for chunk in chunk_samples(from_pcm16(hit.pcm), s.sample_rate, CHUNK_MS):
+            outs += link.core.audio(s.seq, hit.engine, to_pcm16(chunk), cached=True)
+        outs += link.core.sentence_done(s.seq)
+        self.metrics.sentence(hit.engine, True, 0.0)
+        self._feed_later(link, outs)
+        return True
+
+    # ---- audio arriving ------------------------------------------------------------------------
+
+    def audio(self, job_id: str, pcm: bytes) -> None:
+        """Audio of ``job_id`` (a worker's or a local engine's) for its session."""
+        current = self.scheduler.tasks.get(job_id)
+        if current is not None and current.attempt is not None and current.attempt.first_audio_at is None:
+            self._timers_dirty = True  # first audio: the attempt's deadline becomes the stall deadline
+        task = self.scheduler.chunk(job_id, self.clock())
+        if task is None or task.attempt is None:
+            return  # a late chunk of an attempt that was failed over or cancelled
+        self.jobs.keep(job_id, pcm)
+        s = task.sentence
+        if (link := self.sessions.get(s.session_id)) is not None:
+            self._feed_session(link, link.core.audio(s.seq, task.attempt.engine, pcm))

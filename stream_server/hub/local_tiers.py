@@ -1,0 +1,143 @@
+"""Running the in-process fallback tiers (elevenlabs, edge-tts, piper, espeak-ng) and their probes.
+
+The scheduler decides (``RunLocal``, ``CancelJob``, ``Probe``); this module runs the engine as a
+named task in the hub's TaskGroup and reports what happened as typed events (``LocalAudio``,
+``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. No decisions are made here.
+The engines themselves are built in ``tiers.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from broker import logs
+from broker.audio import resample, to_pcm16
+from broker.errors import EngineCancelled, EngineError, error_code
+from stream_server.core.actions import Sentence
+from synth_worker.engine import CancelToken, Engine, SynthesisRequest
+
+log = logs.get("sesame.gateway")
+
+PROBE_TEXT = "Probe."
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAudio:
+    job_id: str
+    pcm: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDone:
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFailed:
+    job_id: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeDone:
+    tier: str
+    ok: bool
+    reason: str
+
+
+LocalEvent = LocalAudio | LocalDone | LocalFailed | ProbeDone
+Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
+
+
+@dataclass(slots=True)
+class _Running:
+    task: asyncio.Task[None]
+    token: CancelToken
+
+
+class LocalTiers:
+    def __init__(
+        self,
+        engines: dict[str, Engine],
+        default_voice: str,
+        probe_timeout_s: float,
+        spawn: Spawn,
+        report: Callable[[LocalEvent], None],
+    ) -> None:
+        self.engines = engines
+        self.default_voice = default_voice
+        self.probe_timeout_s = probe_timeout_s
+        self._spawn = spawn
+        self._report = report
+        self._running: dict[str, _Running] = {}
+
+    def start(self, job_id: str, tier: str, s: Sentence) -> bool:
+        """Start ``s`` on ``tier``; False when no such engine is configured."""
+        engine = self.engines.get(tier)
+        if engine is None:
+            return False
+        token = CancelToken()
+        task = self._spawn(self._run(job_id, engine, s, token), f"local:{tier}:{job_id}")
+        self._running[job_id] = _Running(task, token)
+        return True
+
+    def cancel(self, job_id: str) -> None:
+        running = self._running.pop(job_id, None)
+        if running is not None:
+            running.token.cancel()
+            running.task.cancel()
+
+    def cancel_all(self) -> None:
+        for job_id in list(self._running):
+            self.cancel(job_id)
+
+    def probe(self, tier: str) -> None:
+        self._spawn(self._probe(tier), f"probe:{tier}")
+
+    async def _run(self, job_id: str, engine: Engine, s: Sentence, token: CancelToken) -> None:
+        request = SynthesisRequest(s.text, s.voice, s.sample_rate)
+        try:
+            async for chunk in engine.synthesize(request, token):
+                if token.cancelled:
+                    return
+                samples = chunk.samples
+                if chunk.sample_rate != s.sample_rate:
+                    samples = resample(chunk.samples, chunk.sample_rate, s.sample_rate)
+                self._report(LocalAudio(job_id, to_pcm16(samples)))
+        except (EngineCancelled, asyncio.CancelledError):
+            return
+        except EngineError as exc:
+            self._running.pop(job_id, None)
+            log.warning("local_engine_failed", tier=engine.name, job_id=job_id, code=exc.code, error=str(exc))
+            self._report(LocalFailed(job_id, exc.code))
+            return
+        except Exception as exc:  # an engine bug must not take the gateway down
+            self._running.pop(job_id, None)
+            log.exception("local_engine_crashed", tier=engine.name, job_id=job_id)
+            self._report(LocalFailed(job_id, error_code(exc)))
+            return
+        self._running.pop(job_id, None)
+        self._report(LocalDone(job_id))
+
+    async def _probe(self, tier: str) -> None:
+        engine = self.engines.get(tier)
+        ok, reason = False, "not_configured"
+        if engine is not None:
+            try:
+                async with asyncio.timeout(self.probe_timeout_s):
+                    async for _ in engine.synthesize(
+                        SynthesisRequest(PROBE_TEXT, self.default_voice), CancelToken()
+                    ):
+                        pass
+                ok, reason = True, "probe_ok"
+            except (EngineError, TimeoutError) as exc:
+                reason = error_code(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("probe_crashed", tier=tier)
+                reason = error_code(exc)
+        self._report(ProbeDone(tier, ok, reason))

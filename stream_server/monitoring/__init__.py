@@ -1,0 +1,1 @@
+"""Monitoring: probes that speak, the uptime store, alerts, the status view, Prometheus series."""

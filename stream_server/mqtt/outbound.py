@@ -1,0 +1,85 @@
+"""The gateway's MQTT publishes: two bounded queues, each drained by one named task (an adapter).
+
+Jobs and cancels go on the control queue, so they never wait behind the bulk copies of session
+events and audio for MQTT listeners. When a queue is full the publish is dropped and counted
+(``sesame_dropped_total{what="mqtt_publish"}``); a dropped or failed job is reported back
+(``on_job_unsent``) so that the scheduler fails it over. Cancels that could not be published
+(broker down) are sent again on reconnect, so a worker does not spend its time on sentences nobody
+is waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from broker import logs, topics
+from broker.errors import BrokerError
+from broker.link import MqttLink
+from broker.messages import Cancel
+from stream_server.monitoring.metrics import Metrics
+
+log = logs.get("sesame.gateway")
+
+MQTT_OUT_QUEUE = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Publish:
+    topic: str
+    payload: bytes
+    qos: int
+    job_id: str | None = None  # a job: its failure is reported
+    cancels: tuple[str, ...] = ()  # a cancel: resent on reconnect if it fails
+    expiry_s: int | None = None  # MQTT v5 message expiry, counted by the broker
+    retain: bool = False  # a session claim (stream_server/core/claims.py)
+
+
+class MqttOut:
+    def __init__(
+        self,
+        link: MqttLink,
+        metrics: Metrics,
+        on_job_unsent: Callable[[str, str], None],
+        queue_size: int = MQTT_OUT_QUEUE,
+    ) -> None:
+        self.link = link
+        self.metrics = metrics
+        self.on_job_unsent = on_job_unsent
+        self.control: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
+        self.bulk: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
+        self.unsent_cancels: set[str] = set()
+
+    def send(self, item: Publish, control: bool = True) -> None:
+        queue = self.control if control else self.bulk
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.metrics.dropped.labels("mqtt_publish").inc()
+            if item.job_id is not None:
+                self.on_job_unsent(item.job_id, "broker_backlog")
+            self.unsent_cancels.update(item.cancels)
+
+    def cancel(self, job_ids: tuple[str, ...]) -> None:
+        self.send(Publish(topics.CANCEL, Cancel(job_ids=job_ids).to_bytes(), 1, cancels=job_ids))
+
+    def resend_cancels(self) -> None:
+        """On (re)connect: the cancels that did not get out."""
+        if self.unsent_cancels:
+            job_ids, self.unsent_cancels = tuple(sorted(self.unsent_cancels)), set()
+            log.info("resending_cancels", jobs=len(job_ids))
+            self.cancel(job_ids)
+
+    async def run(self, queue: asyncio.Queue[Publish]) -> None:
+        while True:
+            item = await queue.get()
+            try:
+                await self.link.publish(
+                    item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s
+                )
+            except BrokerError as exc:
+                self.unsent_cancels.update(item.cancels)
+                if item.job_id is not None:
+                    log.warning("job_publish_failed", job_id=item.job_id, error=str(exc))
+                    self.on_job_unsent(item.job_id, "broker_unavailable")

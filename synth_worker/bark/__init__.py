@@ -1,0 +1,1 @@
+"""Bark through transformers: settings, the synthesizer, the batching engine, the static decoder."""
