@@ -1,7 +1,9 @@
 """Chaos: open-loop websocket turns while faults are injected on a schedule; does the voice heal?
 
-Starts ``sesame-voice up`` (broker, ``--workers`` Bark workers on the random-weight dev checkpoint,
-gateway; local tiers workers -> espeak-ng; cache off so that every sentence is synthesized), then
+Starts ``sesame-voice up`` (broker, ``--workers`` workers of ``--engine``: Bark on the random-weight
+dev checkpoint, Piper on a copy of the packaged voice, or espeak-ng; gateway; local tiers workers ->
+espeak-ng (workers only for espeak-ng workers, so that a fallback is told apart); cache off so that
+every sentence is synthesized), then
 opens one websocket session per turn at ``--rate`` turns/s (open loop: on schedule, whether or not
 the server keeps up), each a two-sentence ``speak``. Every ``--fault-every`` seconds it injects the
 next fault of the cycle:
@@ -11,20 +13,21 @@ next fault of the cycle:
     broker      SIGKILL the broker                     (up restarts it on the same port)
     reload      SIGHUP to up                           (a rolling reload)
     model       move the model directory away, SIGKILL a worker, put the directory back 5 s
-                later                                   (the new worker heals without a restart)
+                later                                   (the new worker heals without a restart;
+                                                         espeak-ng has no model: a SIGKILL)
 
 Per sentence: ``spoken`` (by which engine), ``texted`` (an error frame carrying its text) or
 ``lost`` (the turn ended or broke without either). Per fault: the time to heal, from the fault
-until every worker heartbeats ``ready`` again *and* Bark has spoken a sentence started after the
-fault. Also: the longest silence a listener heard inside a turn (playout clock, as the load
+until every worker heartbeats ``ready`` again *and* the workers' engine has spoken a sentence started
+after the fault. Also: the longest silence a listener heard inside a turn (playout clock, as the load
 tester), and each process's RSS over time (``/proc``; up's children come from its state file).
 
-Output: a table on stdout, ``--json OUT`` and ``--svg OUT`` (faults on a timeline against Bark's
-share of the sentences started in each 5 s window). After the schedule, turns go on until every
+Output: a table on stdout, ``--json OUT`` and ``--svg OUT`` (faults on a timeline against the workers'
+engine's share of the sentences started in each 5 s window). After the schedule, turns go on until every
 fault has healed or ``--heal-timeout`` passes.
 
-    .venv/bin/python bench/chaos.py --duration 600 --rate 2 --fault-every 30 --workers 2 \\
-        --json chaos.json --svg chaos.svg
+    .venv/bin/python bench/chaos.py --engine piper --duration 600 --rate 2 --fault-every 30 \\
+        --workers 2 --json chaos.json --svg chaos.svg
     .venv/bin/python bench/chaos.py --smoke      # ~60 s, 0.5 turns/s, 1 worker, each fault once
 """
 
@@ -34,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -93,6 +97,7 @@ class Fault:
 class Run:
     t0: float
     workers: int
+    engine: str
     sentences: list[Sentence] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     silences: list[float] = field(default_factory=list)
@@ -119,7 +124,7 @@ class Run:
                 fault.healed_at is None
                 and self.ready_count(now, fault.at) >= self.workers
                 and any(
-                    s.engine == "bark" and s.start_at is not None and s.start_at > fault.at
+                    s.engine == self.engine and s.start_at is not None and s.start_at > fault.at
                     for s in self.sentences
                 )
             ):
@@ -164,7 +169,7 @@ async def one_turn(run: Run, url: str, turn: int, timeout_s: float) -> None:
 class Target:
     """The ``up`` under test: its pids (from the supervisor's state file) and its model dir."""
 
-    def __init__(self, up: Proc, state_path: Path, model: Path) -> None:
+    def __init__(self, up: Proc, state_path: Path, model: Path | None) -> None:
         self.up, self.state_path, self.model = up, state_path, model
 
     def children(self) -> list[dict[str, object]]:
@@ -197,14 +202,15 @@ async def inject(kind: str, target: Target, run: Run, n: int) -> Fault:
         fault.target = "none"
         return fault
     fault.target = victim[0]
-    if kind == "model":
-        away = target.model.with_name(target.model.name + ".away")
-        target.model.rename(away)
+    if kind == "model" and target.model is not None:
+        model = target.model
+        away = model.with_name(model.name + ".away")
+        model.rename(away)
         os.kill(victim[1], signal.SIGKILL)
 
         async def restore() -> None:
             await asyncio.sleep(5.0)  # the schedule of the fault: the directory is gone 5 s
-            away.rename(target.model)
+            away.rename(model)
 
         asyncio.get_running_loop().create_task(restore(), name="restore-model")
     else:
@@ -245,7 +251,7 @@ async def heartbeats(run: Run, url: MqttUrl) -> MqttLink:
 
 
 async def drive(args: argparse.Namespace, target: Target, ws_url: str, broker: MqttUrl) -> Run:
-    run = Run(time.monotonic(), args.workers)
+    run = Run(time.monotonic(), args.workers, args.engine)
     link = await heartbeats(run, broker)
     turns: set[asyncio.Task[None]] = set()
     try:
@@ -280,6 +286,7 @@ async def drive(args: argparse.Namespace, target: Target, ws_url: str, broker: M
 def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
     outcomes = Counter(s.outcome for s in run.sentences)
     engines = Counter(s.engine for s in run.sentences if s.outcome == "spoken")
+    main = run.engine
     total = len(run.sentences)
     spoken = outcomes["spoken"]
     rss = {}
@@ -296,7 +303,8 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
     return {
         "machine": machine(),
         "config": {
-            k: getattr(args, k) for k in ("duration", "rate", "fault_every", "workers", "heal_timeout")
+            k: getattr(args, k)
+            for k in ("engine", "duration", "rate", "fault_every", "workers", "heal_timeout")
         },
         "sentences": total,
         "spoken": spoken,
@@ -304,8 +312,8 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
         "lost": outcomes["lost"],
         "spoken_pct": round(100.0 * spoken / total, 3) if total else None,
         "engines": dict(engines),
-        "bark_pct": round(100.0 * engines["bark"] / spoken, 1) if spoken else None,
-        "bark_of_last_80": sum(1 for s in last if s.engine == "bark"),
+        "engine_pct": round(100.0 * engines[main] / spoken, 1) if spoken else None,
+        "engine_of_last_80": sum(1 for s in last if s.engine == main),
         "faults": [
             {"kind": f.kind, "at_s": round(f.at, 2), "target": f.target, "heal_s": f.heal_s}
             for f in run.faults
@@ -313,17 +321,17 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
         "all_healed": all(f.healed_at is not None for f in run.faults),
         "longest_silence_s": round(max(run.silences, default=0.0), 3),
         "rss": rss,
-        "timeline": timeline(run),
+        "timeline": timeline(run, main),
     }
 
 
-def timeline(run: Run, window: float = 5.0) -> list[dict[str, float]]:
+def timeline(run: Run, engine: str, window: float = 5.0) -> list[dict[str, float]]:
     buckets: dict[int, Counter[str]] = {}
     for s in run.sentences:
         if s.start_at is not None:
             buckets.setdefault(int(s.start_at // window), Counter())[s.engine or "text"] += 1
     return [
-        {"t": b * window, "bark_share": round(c["bark"] / sum(c.values()), 3), "n": sum(c.values())}
+        {"t": b * window, "share": round(c[engine] / sum(c.values()), 3), "n": sum(c.values())}
         for b, c in sorted(buckets.items())
     ]
 
@@ -342,8 +350,8 @@ def svg(rep: dict[str, object], width: int = 900, height: int = 260) -> str:
         f'<line x1="40" y1="{y(0)}" x2="{width - 20}" y2="{y(0)}" stroke="#888"/>',
         f'<line x1="40" y1="{y(1)}" x2="40" y2="{y(0)}" stroke="#888"/>',
         f'<text x="4" y="{y(1) + 4}">100%</text><text x="14" y="{y(0) + 4}">0%</text>',
-        f'<text x="{width / 2 - 220}" y="{height - 8}">seconds; line: Bark share of sentences'
-        " (5 s windows); red: faults, green: until healed</text>",
+        f'<text x="{width / 2 - 220}" y="{height - 8}">seconds; line: {rep["config"]["engine"]} share'  # type: ignore[index]
+        " of sentences (5 s windows); red: faults, green: until healed</text>",
     ]
     for f in faults:
         parts.append(f'<line x1="{x(f["at_s"])}" y1="{y(1)}" x2="{x(f["at_s"])}" y2="{y(0)}" stroke="red"/>')
@@ -352,7 +360,7 @@ def svg(rep: dict[str, object], width: int = 900, height: int = 260) -> str:
             healed = f["at_s"] + f["heal_s"]
             span = max(1.0, x(healed) - x(f["at_s"]))
             parts.append(f'<rect x="{x(f["at_s"])}" y="{y(0) + 2}" width="{span}" height="6" fill="green"/>')
-    path = " ".join(f"{x(p['t'] + 2.5):.1f},{y(p['bark_share']):.1f}" for p in points)
+    path = " ".join(f"{x(p['t'] + 2.5):.1f},{y(p['share']):.1f}" for p in points)
     parts.append(f'<polyline points="{path}" fill="none" stroke="#1f77b4" stroke-width="2"/>')
     parts.append("</svg>")
     return "\n".join(parts)
@@ -363,9 +371,9 @@ def render(rep: dict[str, object]) -> str:
         "chaos: faults under open-loop websocket turns",
         f"machine: {rep['machine']}; config {rep['config']}",
         "",
-        "sentences  spoken  texted  lost  spoken%   bark%  bark of last 80  longest silence (s)",
+        "sentences  spoken  texted  lost  spoken%  engine%  engine of last 80  longest silence (s)",
         f"{rep['sentences']:>9}  {rep['spoken']:>6}  {rep['texted']:>6}  {rep['lost']:>4}  "
-        f"{rep['spoken_pct']!s:>7}  {rep['bark_pct']!s:>6}  {rep['bark_of_last_80']:>15}  "
+        f"{rep['spoken_pct']!s:>7}  {rep['engine_pct']!s:>7}  {rep['engine_of_last_80']:>17}  "
         f"{rep['longest_silence_s']:>8}",
         f"engines: {rep['engines']}",
         "",
@@ -384,23 +392,35 @@ def render(rep: dict[str, object]) -> str:
 
 
 def start_up(args: argparse.Namespace, tmp: Path) -> tuple[Proc, Target, str, MqttUrl]:
-    model = tmp / "bark-dev"
-    if args.model:
-        import shutil
+    env = {"SESAME_ENGINE": args.engine, "SESAME_TIERS": "workers,espeak-ng"}
+    model: Path | None = None
+    if args.engine == "bark":
+        model = tmp / "bark-dev"
+        if args.model:
+            shutil.copytree(args.model, model)  # a copy: the model fault moves it around
+        else:
+            from synth_worker.devmodel import build_dev_model
 
-        shutil.copytree(args.model, model)  # a copy: the model fault moves it around
+            build_dev_model(model)
+        env["SESAME_MODEL"] = str(model)
+    elif args.engine == "piper":
+        from synth_worker.piper import packaged_model
+
+        voice = packaged_model() if not args.model else None
+        onnx = Path(args.model) if args.model else voice.onnx  # type: ignore[union-attr]
+        model = tmp / "piper-voice"
+        model.mkdir()
+        for path in (onnx, onnx.with_name(onnx.name + ".json")):
+            shutil.copy(path, model / path.name)  # a copy: the model fault moves it around
+        env["SESAME_PIPER_VOICE"] = str(model / onnx.name)
     else:
-        from synth_worker.devmodel import build_dev_model
-
-        build_dev_model(model)
+        env["SESAME_TIERS"] = "workers"  # an espeak-ng fallback would look like the worker's voice
     port = free_port()
-    env = {
+    env |= {
         "SESAME_PORT": str(port),
         "SESAME_RUN_DIR": str(tmp),
-        "SESAME_MODEL": str(model),
         "SESAME_MQTT_URL": "",
         "SESAME_SEED": "1",
-        "SESAME_TIERS": "workers,espeak-ng",
         "SESAME_CACHE_ENABLED": "false",
         "SESAME_RETRY_DELAY": "0",
         "SESAME_MODEL_RETRY_MS": "1000",
@@ -422,12 +442,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=600.0, help="seconds of faults and turns")
     p.add_argument("--rate", type=float, default=2.0, help="turns per second (open loop)")
     p.add_argument("--fault-every", type=float, default=30.0, help="seconds between faults")
+    p.add_argument(
+        "--engine", choices=("piper", "bark", "espeak-ng"), default="piper", help="the workers' engine"
+    )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
         "--heal-timeout", type=float, default=60.0, help="after the schedule, wait this long to heal"
     )
     p.add_argument("--turn-timeout", type=float, default=60.0)
-    p.add_argument("--model", help="a Bark checkpoint dir to copy (default: build the dev checkpoint)")
+    p.add_argument(
+        "--model",
+        help="bark: a checkpoint dir to copy (default: build the dev checkpoint); piper: an .onnx voice "
+        "to copy (default: the packaged voice)",
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--svg", type=Path)
     p.add_argument("--smoke", action="store_true", help="60 s, 0.5 turns/s, a fault every 11 s, 1 worker")
