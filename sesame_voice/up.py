@@ -6,8 +6,12 @@ gateway. A child that exits is restarted with backoff; a worker silent on its he
 gateway whose ``/health`` does not answer are killed and replaced (``sesame_voice.supervisor``).
 
 Signals: SIGTERM or Ctrl-C stop everything (gateway, workers, broker, in that order) and exit 0;
-SIGHUP (what ``sesame-voice reload`` sends) replaces the workers one at a time without dropping a
-job. The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
+a second one hurries the stop (every child gets SIGKILL at once) but still stops every child, and
+both hold from the first moment (a SIGTERM during start-up stops what was started). SIGHUP (what
+``sesame-voice reload`` sends) replaces the workers one at a time without dropping a job. No child
+outlives ``up``: each gets PR_SET_PDEATHSIG, and ``sesame_voice.reaper`` (started first, watching a
+pipe from us) SIGKILLs the rest, e.g. the broker, whose PDEATHSIG its privilege drop clears.
+The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
 role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
 
 The workers' engine: SESAME_ENGINE where set; else Bark when its weights are on this machine
@@ -26,6 +30,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,7 @@ from stream_server.http.listen import listening_socket
 
 from .children import ChildSpec, Supervisor
 from .notify import NotifyListener
+from .reaper import Reaper
 from .supervisor import Policy, SupervisorCore
 
 log = logs.get("sesame.up")
@@ -121,11 +127,15 @@ def main(argv: list[str]) -> int:
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
     if not env.get("SESAME_ENGINE"):
         env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    reaper = Reaper(config.state_path())  # before any child: whatever happens to us, none outlives us
     try:
-        return asyncio.run(_up(config, env))
+        code = asyncio.run(_up(config, env))
     except ConfigError as exc:
         log.error("bad_config", error=str(exc))  # noqa: TRY400
-        return 2
+        code = 2
+    reaper.done()  # every child was stopped by us (an exception skips this: the reaper stops them)
+    return code
 
 
 def _bark_weights_here(env: dict[str, str]) -> bool:
@@ -213,10 +223,47 @@ def _broker_spec(workdir: Path) -> tuple[ChildSpec, MqttUrl]:
     return ChildSpec("broker", "broker", (binary, "-c", str(conf))), MqttUrl("127.0.0.1", port)
 
 
+class _Signals:
+    """SIGTERM/SIGINT from the first moment on: the first stops ``up`` in order (drains), a second
+    one hurries the stop (every child's process group gets SIGKILL now); SIGHUP reloads once the
+    children run. Installed before anything starts, removed after the last child stopped."""
+
+    def __init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.sup: Supervisor | None = None
+        self.on_hup: Callable[[], None] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._stop, sig)
+        self._loop.add_signal_handler(signal.SIGHUP, self._hup)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._loop.remove_signal_handler(sig)
+
+    def _stop(self, sig: int) -> None:
+        if not self.stopping.is_set():
+            log.info("up_stop_requested", signal=signal.Signals(sig).name)
+            self.stopping.set()
+            return
+        log.warning("up_stop_hurried", signal=signal.Signals(sig).name)
+        for proc in list(self.sup.procs.values()) if self.sup is not None else []:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # each child leads its own process group
+
+    def _hup(self) -> None:
+        if self.on_hup is None or self.stopping.is_set():
+            log.warning("reload_ignored", reason="stopping" if self.stopping.is_set() else "starting")
+            return
+        self.on_hup()
+
+
 async def _up(config: UpConfig, env: dict[str, str]) -> int:
-    config.run_dir.mkdir(parents=True, exist_ok=True)
     env["SESAME_SUPERVISOR_STATE"] = str(config.state_path())
-    with tempfile.TemporaryDirectory(prefix="sesame-up-") as tmp:
+    with _Signals() as signals, tempfile.TemporaryDirectory(prefix="sesame-up-") as tmp:
         broker = None
         if not env.get("SESAME_MQTT_URL"):
             broker, url = _broker_spec(Path(tmp))
@@ -224,7 +271,7 @@ async def _up(config: UpConfig, env: dict[str, str]) -> int:
         notify = await NotifyListener(config.run_dir / f"notify-{config.port}.sock").start()
         env["NOTIFY_SOCKET"] = str(notify.path)
         try:
-            await _supervise(config, env, broker, notify)
+            await _supervise(config, env, broker, notify, signals)
         finally:
             notify.close()
             with contextlib.suppress(OSError):
@@ -234,10 +281,10 @@ async def _up(config: UpConfig, env: dict[str, str]) -> int:
 
 
 async def _supervise(
-    config: UpConfig, env: dict[str, str], broker: ChildSpec | None, notify: NotifyListener
+    config: UpConfig, env: dict[str, str], broker: ChildSpec | None, notify: NotifyListener, signals: _Signals
 ) -> None:
     loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
+    stopping = signals.stopping
     mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"])
     async with Supervisor(
         SupervisorCore(config.policy),
@@ -247,38 +294,52 @@ async def _supervise(
         stop_timeout_s=config.stop_timeout_s,
         notify=notify,
     ) as sup:
+        signals.sup = sup
         stack = _Stack(config, env, sup)
-        if broker is not None:
-            sup.add(broker)
-            assert sup.link is not None
-            await sup.link.wait_connected(30.0)  # workers and gateway would only retry meanwhile
-        stack.start_workers()
-        stack.start_gateway()
-        reloads: set[asyncio.Task[None]] = set()
-
-        def on_hup() -> None:
-            task = loop.create_task(stack.reload(), name="reload")
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, on_hup)
-        config.pid_path().write_text(str(os.getpid()))
-        log.info(
-            "up_started",
-            url=f"http://{config.host}:{config.port}/",
-            broker=str(mqtt_url),
-            workers=config.workers,
-            pid=os.getpid(),
-            pid_file=str(config.pid_path()),
-        )
         try:
-            await sup.run(stopping)
+            if broker is not None:
+                sup.add(broker)
+                assert sup.link is not None
+                # Workers and gateway would only retry meanwhile; a stop request ends the wait.
+                await _first(sup.link.wait_connected(30.0), stopping.wait())
+            if stopping.is_set():
+                return
+            stack.start_workers()
+            stack.start_gateway()
+            reloads: set[asyncio.Task[None]] = set()
+
+            def on_hup() -> None:
+                task = loop.create_task(stack.reload(), name="reload")
+                reloads.add(task)
+                task.add_done_callback(reloads.discard)
+
+            signals.on_hup = on_hup
+            config.pid_path().write_text(str(os.getpid()))
+            log.info(
+                "up_started",
+                url=f"http://{config.host}:{config.port}/",
+                broker=str(mqtt_url),
+                workers=config.workers,
+                pid=os.getpid(),
+                pid_file=str(config.pid_path()),
+            )
+            try:
+                await sup.run(stopping)
+            finally:
+                for task in reloads:
+                    task.cancel()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-            for task in reloads:
-                task.cancel()
             log.info("up_stopping")
             stack.listener.close()
+
+
+async def _first(*waits: Coroutine[object, object, object]) -> None:
+    """Await whichever finishes first; cancel the others (an error of the first is raised)."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+    for task in done:
+        task.result()

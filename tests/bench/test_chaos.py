@@ -25,6 +25,8 @@ def test_chaos_smoke_loses_nothing_and_heals_every_fault(tmp_path: Path, dev_mod
             sys.executable,
             str(REPO / "bench" / "chaos.py"),
             "--smoke",
+            "--engine",
+            "bark",
             "--model",
             str(dev_model_dir),
             "--json",
