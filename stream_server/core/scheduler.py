@@ -38,6 +38,7 @@ from stream_server.core.actions import (
 )
 from stream_server.core.breaker import CircuitBreaker, Transition
 from stream_server.core.failover import Attempt, FailoverConfig, Task
+from stream_server.core.tier_switch import remap_index
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
 
@@ -55,12 +56,26 @@ class Scheduler:
         self.sticky: dict[str, tuple[int, int]] = {}  # session_id -> (turn, lowest tier index)
         self._next_job = 0
         self._probing: set[str] = set()
+        # The operator's switch (core/tier_switch.py): the order tried now, and tiers skipped.
+        self.tiers: tuple[str, ...] = config.tiers
+        self.disabled: frozenset[str] = frozenset()
+
+    def set_tiers(self, order: tuple[str, ...], disabled: frozenset[str]) -> None:
+        """The switch changed: ``order`` is the configured tiers rearranged. Sentences in flight and
+        sticky turns keep their tier, at its place in the new order; a disabled tier's sentence in
+        flight finishes there, and nothing new starts on it."""
+        old, self.tiers, self.disabled = self.tiers, order, disabled
+        for task in self.tasks.values():
+            task.tier_index = remap_index(old, order, task.tier_index)
+        self.sticky = {s: (turn, remap_index(old, order, i)) for s, (turn, i) in self.sticky.items()}
 
     # ---- queries --------------------------------------------------------------------------
 
     def available_tiers(self, now: float) -> list[str]:
         out = []
-        for tier in self.config.tiers:
+        for tier in self.tiers:
+            if tier in self.disabled:
+                continue
             if tier == WORKERS:
                 if self.registry.ready_count(now):
                     out.append(tier)
@@ -254,11 +269,13 @@ class Scheduler:
 
     def _place(self, task: Task, now: float, from_engine: str | None, reason: str) -> list[Action]:
         """Start the task's next attempt on the first tier that can take it, or give up."""
-        tiers = self.config.tiers
+        tiers = self.tiers
         s = task.sentence
         while task.tier_index < len(tiers):
             tier = tiers[task.tier_index]
-            if tier == WORKERS:
+            if tier in self.disabled:
+                pass
+            elif tier == WORKERS:
                 worker = None
                 if task.worker_tries <= self.config.max_retries:
                     worker = self.registry.pick(now, exclude=task.failed_workers)

@@ -19,7 +19,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from broker.errors import ProtocolError
-from stream_server.http import openai_api, routes_health, routes_speech, routes_status, routes_web, routes_ws
+from stream_server.http import (
+    openai_api,
+    routes_admin,
+    routes_health,
+    routes_speech,
+    routes_status,
+    routes_web,
+    routes_ws,
+)
 from stream_server.hub.hub import Hub
 
 VERSION = routes_health.VERSION
@@ -31,6 +39,7 @@ ROUTERS: tuple[Callable[[Hub], APIRouter], ...] = (
     openai_api.router,
     routes_ws.router,
     routes_status.router,
+    routes_admin.router,
     routes_web.router,
 )
 

@@ -22,6 +22,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,8 @@ from stream_server.hub.local_tiers import (
 )
 from stream_server.hub.recorder import Recorder
 from stream_server.hub.shutdown import Drainer
+from stream_server.hub.tier_operator import FILE_NAME as TIER_SWITCH_FILE
+from stream_server.hub.tier_operator import TierOperator
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
 from stream_server.mqtt.outbound import MqttOut, Publish
@@ -82,6 +85,7 @@ class Hub(Interpreter):
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
+        self.tier_operator = TierOperator(self.scheduler, Path(config.monitor.state_dir) / TIER_SWITCH_FILE)
         self.reply_to = topics.reply_root(config.gateway_id)
         self.sessions = Sessions(
             SessionSettings(

@@ -157,6 +157,10 @@ class Monitor:
         self._incident(now, kind, tier, text)
         self._notify(self.alerts.breaker(tier, available, reason, now))
 
+    def operator(self, path: str, text: str) -> None:
+        """An operator changed something by hand (the tier switch): an incident of its own kind."""
+        self._incident(self.clock(), "operator", path, text)
+
     def worker_changed(self, worker_id: str, up: bool, reason: str) -> None:
         now = self.clock()
         if not up:

@@ -88,6 +88,7 @@ class TierRow:
     available: bool
     breaker: str  # closed, open, half_open ("-" for the worker pool)
     reason: str
+    operator: str = ""  # the operator's switch: preferred, disabled or ""
 
 
 class HubView:
@@ -145,20 +146,28 @@ class HubView:
             for w in sorted(self.hub.scheduler.registry.workers.values(), key=lambda w: w.worker_id)
         ]
 
+    def tier_switch(self) -> dict[str, object]:
+        """The operator's switch: configured and tried order, preferred, disabled."""
+        return self.hub.tier_operator.switch.view()
+
     def tiers(self) -> list[TierRow]:
         hub = self.hub
         rows = []
-        for tier in hub.config.failover.tiers:
+        switch = hub.tier_operator.switch
+        for tier in switch.order():
+            operator = "disabled" if tier in switch.disabled else ""
+            operator = "preferred" if tier == switch.preferred else operator
             if tier == PRIMARY:
-                up = hub.scheduler.registry.ready_count(hub.clock()) > 0
-                rows.append(TierRow(tier, True, up, "-", "" if up else "no worker is ready"))
+                up = hub.scheduler.registry.ready_count(hub.clock()) > 0 and operator != "disabled"
+                note = "disabled by the operator" if operator == "disabled" else "no worker is ready"
+                rows.append(TierRow(tier, True, up, "-", "" if up else note, operator))
                 continue
             breaker = hub.scheduler.breakers[tier]
             configured = tier in hub.local.engines
             reason = breaker.last_reason if breaker.state != "closed" else ""
-            rows.append(
-                TierRow(tier, configured, configured and breaker.state == "closed", breaker.state, reason)
-            )
+            available = configured and breaker.state == "closed" and operator != "disabled"
+            reason = "disabled by the operator" if operator == "disabled" else reason
+            rows.append(TierRow(tier, configured, available, breaker.state, reason, operator))
         return rows
 
 
@@ -187,10 +196,13 @@ def voice_state(monitor: Monitor, tiers: list[TierRow], engines: list[str]) -> d
     """Which voice Maya speaks with now, and why (the main page's notice uses it too)."""
     primary = next((t for t in tiers if t.tier == PRIMARY), None)
     primary_up = bool(primary and primary.available) and monitor.primary_up is not False
-    speaking = PRIMARY if primary_up else next((t.tier for t in tiers if t.available), "text")
+    # tiers come in the order tried now (the operator may prefer a fallback over the primary)
+    speaking = next((t.tier for t in tiers if t.available and (t.tier != PRIMARY or primary_up)), "text")
     reason = ""
     if not primary_up:
         reason = (primary.reason if primary and primary.reason else "") or monitor.primary_reason
+    elif speaking != PRIMARY:
+        reason = f"the operator prefers {speaking}"
     return {
         "primaryUp": primary_up,
         "speakingWith": speaking,
@@ -230,10 +242,12 @@ def build_status(monitor: Monitor, view: HubView, metrics: Metrics, now: float) 
                 "available": t.available,
                 "breaker": t.breaker,
                 "reason": t.reason,
+                "operator": t.operator,
                 "lastProbe": _last_probe(monitor, t.tier),
             }
             for t in tiers
         ],
+        "tierSwitch": view.tier_switch(),
         "uptime": figures.uptime,
         "month": {**figures.month, "target": monitor.config.uptime_target},
         "ttfa": ttfa_series(metrics, now),

@@ -79,6 +79,7 @@ function renderTiers(s) {
     tr.dataset.tier = t.tier;
     cell(tr, name(t.tier));
     cell(tr, t.configured ? (t.available ? "yes" : "no") : "not configured", t.available ? "ok" : "bad").dataset.field = "available";
+    cell(tr, t.operator || "–", t.operator === "disabled" ? "warn" : "").dataset.field = "operator";
     cell(tr, t.breaker, t.breaker === "closed" || t.breaker === "-" ? "" : "warn").dataset.field = "breaker";
     const p = t.lastProbe;
     cell(tr, p ? `${p.ok ? "ok" : "failed"}${p.latencyMs !== null ? ` ${Math.round(p.latencyMs)} ms` : ""} (${p.reason})` : "–",
