@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -38,17 +37,17 @@ from broker import logs
 from broker.errors import ConfigError
 from broker.launcher import CONFIG_TEMPLATE, free_port
 from broker.settings import Env, MqttUrl
-from stream_server.http.listen import listening_socket
 
 from .children import ChildSpec, Supervisor
 from .notify import NotifyListener
 from .reaper import Reaper
+from .reload_report import ReloadReport
+from .stack import Stack, StackConfig
 from .supervisor import Policy, SupervisorCore
 
 log = logs.get("sesame.up")
 
 DEV_MODEL_DIR = Path(".models/bark-dev")
-CLI = (sys.executable, "-m", "sesame_voice.cli")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +92,9 @@ class UpConfig:
 
     def state_path(self) -> Path:
         return self.run_dir / f"supervisor-{self.port}.json"
+
+    def reload_report_path(self) -> Path:
+        return self.run_dir / f"reload-{self.port}.json"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,67 +152,6 @@ def _bark_weights_here(env: dict[str, str]) -> bool:
     except ValueError:  # not a hub id either (a path that does not exist)
         return False
     return isinstance(cached, str)
-
-
-class _Stack:
-    """The children of one ``up``: their specs, and the rolling reload of the workers."""
-
-    def __init__(self, config: UpConfig, env: dict[str, str], sup: Supervisor) -> None:
-        self.config, self.env, self.sup = config, env, sup
-        self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
-        self.gateway: tuple[str, int] = ("gateway", 0)
-        # Made once, inherited by every gateway (stream_server/http/listen.py): see the reload.
-        self.listener = listening_socket(config.host, config.port, {})
-        self.listener.set_inheritable(True)
-        self._reload_lock = asyncio.Lock()
-
-    def worker_spec(self, slot: int, generation: int) -> ChildSpec:
-        base = self.env.get("SESAME_WORKER_ID", "worker")
-        wid = f"{base}-{slot}" if generation == 0 else f"{base}-{slot}-r{generation}"
-        return ChildSpec(
-            wid, "worker", (*CLI, "worker"), {**self.env, "SESAME_WORKER_ID": wid}, worker_id=wid
-        )
-
-    def start_workers(self) -> None:
-        for slot in range(1, self.config.workers + 1):
-            spec = self.worker_spec(slot, 0)
-            self.slots[slot] = (spec.name, 0)
-            self.sup.add(spec)
-
-    def gateway_spec(self, generation: int) -> ChildSpec:
-        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
-        url = f"http://{host}:{self.config.port}/health"
-        name = "gateway" if generation == 0 else f"gateway-r{generation}"
-        env = {**self.env, "SESAME_LISTEN_FD": str(self.listener.fileno())}
-        return ChildSpec(
-            name, "gateway", (*CLI, "gateway"), env, health_url=url, pass_fds=(self.listener.fileno(),)
-        )
-
-    def start_gateway(self) -> None:
-        self.gateway = (self.gateway_spec(0).name, 0)
-        self.sup.add(self.gateway_spec(0))
-
-    async def reload(self) -> None:
-        if self._reload_lock.locked():
-            log.warning("reload_already_running")
-            return
-        async with self._reload_lock:
-            log.info("reload_started", workers=len(self.slots))
-            ok = True
-            timeout = self.config.reload_ready_timeout_s
-            for slot, (name, generation) in sorted(self.slots.items()):
-                new = self.worker_spec(slot, generation + 1)
-                if not await self.sup.replace(name, new, timeout):
-                    ok = False
-                    break
-                self.slots[slot] = (new.name, generation + 1)
-            if ok:
-                name, generation = self.gateway
-                new = self.gateway_spec(generation + 1)
-                ok = await self.sup.replace(name, new, timeout)
-                if ok:
-                    self.gateway = (new.name, generation + 1)
-            log.info("reload_done", ok=ok)
 
 
 def _broker_spec(workdir: Path) -> tuple[ChildSpec, MqttUrl]:
@@ -295,7 +236,8 @@ async def _supervise(
         notify=notify,
     ) as sup:
         signals.sup = sup
-        stack = _Stack(config, env, sup)
+        stack_config = StackConfig(config.host, config.port, config.workers, config.reload_ready_timeout_s)
+        stack = Stack(stack_config, env, sup, ReloadReport(config.reload_report_path()))
         try:
             if broker is not None:
                 sup.add(broker)

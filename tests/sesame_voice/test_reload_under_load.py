@@ -1,4 +1,5 @@
-"""``sesame-voice reload`` while websocket turns keep coming: no turn fails, nothing is lost.
+"""``sesame-voice reload`` while websocket turns keep coming: no turn fails, nothing is lost, every
+process but the broker is new (test_reload_piper_under_load.py: the same with two Piper workers).
 
 A real ``up`` (broker, one Bark worker on the dev checkpoint, gateway); the open-loop load tester
 (one websocket session per turn) runs through a whole rolling reload: the worker is replaced ready
@@ -34,13 +35,18 @@ async def test_a_reload_under_load_fails_no_turn(tmp_path: Path, dev_model_dir: 
         load = asyncio.create_task(loadtest.run(cfg))
         mark = up.index()
         await asyncio.to_thread(up.wait, mark, "session_open", 3 * T)
+        before = {c["name"]: c["pid"] for c in up.state()["children"]}  # type: ignore[attr-defined]
         os.kill(up.proc.pid, signal.SIGHUP)
         done = await asyncio.to_thread(up.wait, mark, "reload_done", 24 * T)
+        after = {c["name"]: c["pid"] for c in up.state()["children"]}  # type: ignore[attr-defined]
         result = await load
         drained = [e for e in up.proc.events() if e.get("event") == "gateway_drained"]
     finally:
         up.proc.stop(20)
     assert done["ok"] is True
+    assert set(after) == {"broker", "worker-1-r1", "gateway-r1"}  # every pid new but the broker's
+    assert after["broker"] == before["broker"]
+    assert not {before["worker-1"], before["gateway"]} & {after["worker-1-r1"], after["gateway-r1"]}
     errors = [(o.index, o.error) for o in result.outcomes if o.error is not None]
     assert errors == []
     assert len(result.outcomes) == result.scheduled

@@ -1,0 +1,117 @@
+"""The children of one ``sesame-voice up``: their specs, and the rolling reload.
+
+A reload replaces each worker in turn, then the gateway: the new process starts, becomes ready,
+and only then is the old one told to drain and waited on until it exits
+(``Supervisor.replace``). Each step is logged (``reload_step``) and written to the reload report
+(``sesame_voice.reload_report``) that ``sesame-voice reload`` follows and prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from broker import logs
+from stream_server.http.listen import listening_socket
+
+from .children import ChildSpec, Supervisor
+from .reload_report import ReloadReport
+
+log = logs.get("sesame.up")
+
+CLI = (sys.executable, "-m", "sesame_voice.cli")
+
+
+@dataclass(frozen=True, slots=True)
+class StackConfig:
+    host: str
+    port: int
+    workers: int
+    reload_ready_timeout_s: float
+
+
+class Stack:
+    def __init__(
+        self, config: StackConfig, env: Mapping[str, str], sup: Supervisor, report: ReloadReport
+    ) -> None:
+        self.config, self.env, self.sup, self.report = config, env, sup, report
+        self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
+        self.gateway: tuple[str, int] = ("gateway", 0)
+        # Made once, inherited by every gateway (stream_server/http/listen.py): see the reload.
+        self.listener = listening_socket(config.host, config.port, {})
+        self.listener.set_inheritable(True)
+        self._reload_lock = asyncio.Lock()
+
+    def worker_spec(self, slot: int, generation: int) -> ChildSpec:
+        base = self.env.get("SESAME_WORKER_ID", "worker")
+        wid = f"{base}-{slot}" if generation == 0 else f"{base}-{slot}-r{generation}"
+        return ChildSpec(
+            wid, "worker", (*CLI, "worker"), {**self.env, "SESAME_WORKER_ID": wid}, worker_id=wid
+        )
+
+    def start_workers(self) -> None:
+        for slot in range(1, self.config.workers + 1):
+            spec = self.worker_spec(slot, 0)
+            self.slots[slot] = (spec.name, 0)
+            self.sup.add(spec)
+
+    def gateway_spec(self, generation: int) -> ChildSpec:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "::", "") else self.config.host
+        url = f"http://{host}:{self.config.port}/health"
+        name = "gateway" if generation == 0 else f"gateway-r{generation}"
+        env = {**self.env, "SESAME_LISTEN_FD": str(self.listener.fileno())}
+        return ChildSpec(
+            name, "gateway", (*CLI, "gateway"), env, health_url=url, pass_fds=(self.listener.fileno(),)
+        )
+
+    def start_gateway(self) -> None:
+        self.gateway = (self.gateway_spec(0).name, 0)
+        self.sup.add(self.gateway_spec(0))
+
+    async def reload(self) -> None:
+        if self._reload_lock.locked():
+            log.warning("reload_already_running")
+            return
+        async with self._reload_lock:
+            log.info("reload_started", workers=len(self.slots))
+            self.report.begin(f"reload started: {len(self.slots)} worker(s) one at a time, then the gateway")
+            ok = True
+            for slot, (name, generation) in sorted(self.slots.items()):
+                if not await self._replace(name, self.worker_spec(slot, generation + 1)):
+                    ok = False
+                    break
+                self.slots[slot] = (self.worker_spec(slot, generation + 1).name, generation + 1)
+            if ok:
+                name, generation = self.gateway
+                ok = await self._replace(name, self.gateway_spec(generation + 1))
+                if ok:
+                    self.gateway = (self.gateway_spec(generation + 1).name, generation + 1)
+            elapsed = self.report.elapsed_s
+            log.info("reload_done", ok=ok, seconds=elapsed)
+            self.report.finish(ok, f"reload {'done' if ok else 'FAILED'} in {elapsed} s")
+
+    async def _replace(self, old: str, new: ChildSpec) -> bool:
+        before = self.sup.procs.get(old)
+        old_pid = before.pid if before is not None else None
+        began = self.report.elapsed_s
+        self._step(f"{new.role} {old} (pid {old_pid}): starting {new.name}")
+        ok = await self.sup.replace(old, new, self.config.reload_ready_timeout_s)
+        took = round(self.report.elapsed_s - began, 2)
+        if not ok:
+            self._step(
+                f"{new.role} {new.name} was not ready within {self.config.reload_ready_timeout_s} s: "
+                f"stopped it, {old} keeps serving"
+            )
+            return False
+        after = self.sup.procs.get(new.name)
+        self._step(
+            f"{new.role} {new.name} (pid {after.pid if after else None}) ready; "
+            f"{old} (pid {old_pid}) drained and exited; {took} s"
+        )
+        return True
+
+    def _step(self, text: str) -> None:
+        log.info("reload_step", step=text)
+        self.report.step(text)
