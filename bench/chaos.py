@@ -19,8 +19,10 @@ next fault of the cycle:
 Per sentence: ``spoken`` (by which engine), ``texted`` (an error frame carrying its text) or
 ``lost`` (the turn ended or broke without either). Per fault: the time to heal, from the fault
 until every worker heartbeats ``ready`` again *and* the workers' engine has spoken a sentence started
-after the fault. Also: the longest silence a listener heard inside a turn (playout clock, as the load
-tester), and each process's RSS over time (``/proc``; up's children come from its state file).
+after the fault (and, for a reload, ``up`` said ``reload_done``: every worker and the gateway
+replaced). Also the time each reload took, and the RSS of each process from 20 s into its life and
+of all of them together from the first fault on (``/proc``; up's children come from its state
+file). Also: the longest silence a listener heard inside a turn (playout clock, as the load tester).
 
 Output: a table on stdout, ``--json OUT`` and ``--svg OUT`` (faults on a timeline against the workers'
 engine's share of the sentences started in each 5 s window). After the schedule, turns go on until every
@@ -62,6 +64,7 @@ from broker.settings import MqttUrl
 from clients.stats import Playout
 
 FAULTS = ("sigkill", "sigstop", "broker", "reload", "model")
+PROCESS_WARM_S = 20.0  # a process's RSS counts from this long after it was first seen
 # Short sentences (about a second of audio each), as a conversational assistant speaks: Bark's
 # cost per sentence then fits this machine often enough for "Bark speaks again" to be measurable.
 TEXTS = (
@@ -104,6 +107,8 @@ class Run:
     ready: dict[str, float] = field(default_factory=dict)  # worker id -> last ready heartbeat
     interval: dict[str, float] = field(default_factory=dict)
     rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    totals: list[tuple[float, float]] = field(default_factory=list)  # (t, MB of every process)
+    reloads_done: list[tuple[float, bool]] = field(default_factory=list)  # (t, ok) of reload_done
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -123,6 +128,8 @@ class Run:
             if (
                 fault.healed_at is None
                 and self.ready_count(now, fault.at) >= self.workers
+                # a reload has healed when up says it is done (every process replaced)
+                and (fault.kind != "reload" or any(at > fault.at and ok for at, ok in self.reloads_done))
                 and any(
                     s.engine == self.engine and s.start_at is not None and s.start_at > fault.at
                     for s in self.sentences
@@ -220,13 +227,30 @@ async def inject(kind: str, target: Target, run: Run, n: int) -> Fault:
 
 def sample_rss(run: Run, target: Target) -> None:
     now = run.now()
+    total = 0.0
     for name, pid in target.pids().items():
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    run.rss.setdefault(name, []).append((now, int(line.split()[1]) / 1024.0))
+                    mb = int(line.split()[1]) / 1024.0
+                    run.rss.setdefault(f"{name}:{pid}", []).append((now, mb))
+                    total += mb
         except OSError:
             continue
+    run.totals.append((now, total))
+
+
+def follow_reloads(run: Run, target: Target) -> None:
+    """up's reload_done lines, on the run's clock (its log lines are read as they come)."""
+    seen = len(run.reloads_done)
+    done = [
+        (at - run.t0, e.get("ok") is True)
+        for at, e in target.up.timed_events()
+        if e.get("event") == "reload_done"
+    ]
+    if len(done) > seen:
+        run.reloads_done[:] = done
+        run.check_heal()
 
 
 async def heartbeats(run: Run, url: MqttUrl) -> MqttLink:
@@ -274,10 +298,12 @@ async def drive(args: argparse.Namespace, target: Target, ws_url: str, broker: M
             task.add_done_callback(turns.discard)
             if turn % max(1, int(args.rate)) == 0:
                 sample_rss(run, target)
+                follow_reloads(run, target)
             turn += 1
             await asyncio.sleep(max(0.0, turn * period - run.now()))  # the open-loop schedule
         if turns:
             await asyncio.wait(turns, timeout=args.turn_timeout + 5)
+        follow_reloads(run, target)
     finally:
         await link.close()
     return run
@@ -290,15 +316,27 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
     total = len(run.sentences)
     spoken = outcomes["spoken"]
     rss = {}
-    warm = args.fault_every / 2
-    for name, series in run.rss.items():
-        after = [mb for t, mb in series if t >= warm] or [mb for _, mb in series]
-        rss[name] = {
-            "first_mb": round(after[0], 1),
-            "last_mb": round(after[-1], 1),
-            "max_mb": round(max(after), 1),
-            "growth_pct": round(100.0 * (after[-1] - after[0]) / after[0], 1) if after[0] else None,
+    for key, series in run.rss.items():
+        # from 20 s into each process's life (a model loads in its first seconds) to its last sample
+        warm = [(t, mb) for t, mb in series if t >= series[0][0] + PROCESS_WARM_S]
+        if len(warm) < 2:
+            continue
+        first, last = warm[0][1], warm[-1][1]
+        rss[key] = {
+            "lived_s": round(warm[-1][0] - warm[0][0], 1),
+            "first_mb": round(first, 1),
+            "last_mb": round(last, 1),
+            "max_mb": round(max(mb for _, mb in warm), 1),
+            "growth_pct": round(100.0 * (last - first) / first, 1) if first else None,
         }
+    # the verdict: growth of every process that lived at least a minute past its warm-up
+    long_lived = [r["growth_pct"] for r in rss.values() if r["lived_s"] >= 60 and r["growth_pct"] is not None]
+    reloads = [
+        {"at_s": round(f.at, 2), "done_s": round(done - f.at, 2), "ok": ok}
+        for f in run.faults
+        if f.kind == "reload"
+        for done, ok in [next(((t, k) for t, k in run.reloads_done if t > f.at), (float("nan"), False))]
+    ]
     last = [s for s in run.sentences if s.outcome == "spoken"][-80:]
     return {
         "machine": machine(),
@@ -321,6 +359,9 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
         "all_healed": all(f.healed_at is not None for f in run.faults),
         "longest_silence_s": round(max(run.silences, default=0.0), 3),
         "rss": rss,
+        "rss_max_growth_pct": max(long_lived, default=None),
+        "stack_mb": [(round(t, 1), round(mb, 1)) for t, mb in run.totals],
+        "reloads": reloads,
         "timeline": timeline(run, main),
     }
 
@@ -383,10 +424,17 @@ def render(rep: dict[str, object]) -> str:
         f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<15}  {f['heal_s']!s:>8}"
         for f in rep["faults"]  # type: ignore[attr-defined]
     ]
-    lines += ["", "process          first MB  last MB  max MB  growth %"]
+    lines += ["", "reload at (s)  done after (s)  ok"]
+    lines += [f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']}" for r in rep["reloads"]]  # type: ignore[attr-defined]
+    lines += [
+        "",
+        f"largest RSS growth of a process that lived >= 60 s past warm-up: {rep['rss_max_growth_pct']} %",
+    ]
+    lines += ["", "process:pid            lived (s)  first MB  last MB  max MB  growth %"]
     for name, r in rep["rss"].items():  # type: ignore[attr-defined]
         lines.append(
-            f"{name:<15}  {r['first_mb']:>8}  {r['last_mb']:>7}  {r['max_mb']:>6}  {r['growth_pct']!s:>8}"
+            f"{name:<21}  {r['lived_s']:>9}  {r['first_mb']:>8}  {r['last_mb']:>7}  {r['max_mb']:>6}  "
+            f"{r['growth_pct']!s:>8}"
         )
     return "\n".join(lines)
 
