@@ -12,7 +12,8 @@
 #    reconnect through nginx to the new one), and exits; `docker compose stop -t` bounds it
 # 5. roll the workers one at a time: start one with the new image, wait until it is healthy,
 #    stop (drain) one old one
-# 6. record TAG as live and the previous one for deploy/rollback.sh (DEPLOY_STATE_DIR)
+# 6. record TAG as live, the previous one, and a line in the history for deploy/rollback.sh
+#    (DEPLOY_STATE_DIR)
 set -euo pipefail
 tag=${1:?usage: deploy.sh TAG}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -72,5 +73,6 @@ done
 
 cp "$state/tag" "$state/previous_tag" 2>/dev/null || true
 echo "$tag" >"$state/tag"
+echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $tag" >>"$state/history"  # deploy/rollback.sh --list
 echo "$new" >"$state/colour"
 echo "deploy: $tag is live on $new"
