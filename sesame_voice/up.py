@@ -38,7 +38,8 @@ from broker.errors import ConfigError
 from broker.launcher import CONFIG_TEMPLATE, free_port
 from broker.settings import Env, MqttUrl
 
-from .children import ChildSpec, Supervisor
+from .child_process import ChildSpec
+from .children import Supervisor
 from .notify import NotifyListener
 from .reaper import Reaper
 from .reload_report import ReloadReport
