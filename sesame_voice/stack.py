@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from broker import logs
 from stream_server.http.listen import listening_socket
 
-from .children import ChildSpec, Supervisor
+from .child_process import ChildSpec
+from .children import Supervisor
 from .reload_report import ReloadReport
 
 log = logs.get("sesame.up")
