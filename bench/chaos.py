@@ -452,7 +452,7 @@ def start_up(args: argparse.Namespace, tmp: Path) -> tuple[Proc, Target, str, Mq
             build_dev_model(model)
         env["SESAME_MODEL"] = str(model)
     elif args.engine == "piper":
-        from synth_worker.piper import packaged_model
+        from synth_worker.piper_process import packaged_model
 
         voice = packaged_model() if not args.model else None
         onnx = Path(args.model) if args.model else voice.onnx  # type: ignore[union-attr]
