@@ -10,9 +10,9 @@ pitch or formants. It works on any mono signal but is tuned for speech (30 ms fr
 2.5x, and a search wide enough for one period of a 70 Hz voice).
 
 It replaced Rubber Band (through pedalboard, GPL-3.0), so the gateway process loads no GPL code for
-``speed``: the duration is exact to the sample, the pitch and the periodicity of voiced speech are
-kept as well as or better than Rubber Band kept them, at about half its CPU. docs/benchmarks.md
-("speed") has the measurements; ``bench/stretch.py`` makes them.
+``speed``: the duration is exact to the sample, the pitch is kept as well or better from 0.25x to
+2x, with less CPU when speeding up. docs/benchmarks.md ("speed") has the measurements;
+``bench/stretch.py`` makes them.
 """
 
 from __future__ import annotations
