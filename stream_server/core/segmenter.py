@@ -23,10 +23,11 @@ How a cut is decided (docs/segmentation.md explains the choices):
 * Pieces with no letter or digit ("." of a spaced ellipsis, stray punctuation) join the sentence
   before them (or after them, at the start of a window); a sentence with no letter or digit is
   never emitted (a turn or paragraph of punctuation alone is dropped).
-* A cut right after a possible list marker ("Buy these: 1." | "Milk") is provisional: pysbd
-  moves it before the marker once the next marker arrives ("Buy these:" | "1. Milk" | "2. Eggs").
-  It is taken once a window shows the sentence after it ending too, or at the block's end (or the
-  length limit).
+* A cut right after a colon and a possible list marker ("Buy these: 1." | "Milk") is provisional:
+  pysbd moves it before the marker once the next marker arrives ("Buy these:" | "1. Milk" |
+  "2. Eggs"). It is taken once a window shows the sentence after it ending too, or at the block's
+  end (or the length limit). Without the colon the first cut is taken as before: pysbd's list rule
+  would also turn "It was 1. Then it was 2." into "It was" | "1. Then it was" | "2.".
 * A sentence longer than ``max_length`` characters is cut at its last clause boundary (comma,
   semicolon, colon, em or en dash, followed by whitespace) within the limit, else at its last word
   boundary, else hard at the limit.
@@ -60,9 +61,11 @@ _WHITESPACE = re.compile(r"\s+")
 _WINDOW_END = re.compile(rf"\s|[\u3002\uff01\uff1f]+[{re.escape(CLOSERS)}]*")
 # A list item's marker alone ("a.", "• 9.", "2)", "(b)") is not a sentence: it joins the item.
 _LIST_MARKER = re.compile(r"[-*\u2022\u2043]? ?\(?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})[.)]{1,2}")
-# A sentence ending in what pysbd may read as a list marker ("these: 1.", "steps: a.", "b)"):
-# numbers of one or two digits, a lowercase letter or roman numeral, with "." or ")".
-_ENDS_WITH_MARKER = re.compile(r"(?:^|\s)[-\u2022\u2043(]?(?:\d{1,2}|[a-z]|[ivx]{2,4})(?:\.\)?|\))$")
+# A sentence ending in a colon and what pysbd may read as the first marker of a list ("these: 1.",
+# "steps: a.", "one: (b)"): a number of one or two digits, a lowercase letter or roman numeral,
+# with "." or ")". Only after a colon: pysbd also reads consecutive numbers that end sentences
+# ("It was 1. Then it was 2.") as a list, and those sentences are kept.
+_ENDS_WITH_MARKER = re.compile(r":\s*[-\u2022\u2043(]?(?:\d{1,2}|[a-z]|[ivx]{2,4})(?:\.\)?|\))$")
 _ROMAN = frozenset("ivxIVX")
 _CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)")
 

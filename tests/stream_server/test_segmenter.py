@@ -367,17 +367,25 @@ def test_a_list_after_text_starts_at_its_first_marker() -> None:
     assert segment("Pick one: a. tea b. coffee") == ["Pick one:", "a. tea", "b. coffee"]
 
 
-def test_a_cut_after_a_number_is_taken_once_the_next_sentence_ends() -> None:
+def test_a_cut_after_a_colon_and_a_number_waits_for_the_next_sentence_to_end() -> None:
     seg = SentenceSegmenter()
-    assert seg.feed("I counted to 3. Then I stopped. ") == []
-    assert seg.feed("It ") == ["I counted to 3.", "Then I stopped."]
+    assert seg.feed("The total: 3. Then I stopped. ") == []
+    assert seg.feed("It ") == ["The total: 3.", "Then I stopped."]
+
+
+def test_sentences_ending_in_consecutive_numbers_are_not_a_list() -> None:
+    # pysbd reads "0." and "1." as list markers here ("This is sentence number" | "0. This is ...")
+    seg = SentenceSegmenter()
+    assert seg.feed("I counted to 3. Then ") == ["I counted to 3."]
+    text = "This is sentence number 0. This is sentence number 1. This is sentence number 2."
+    assert segment(text) == [f"This is sentence number {i}." for i in range(3)]
     assert segment("We have 2. The rest were sold.") == ["We have 2.", "The rest were sold."]
 
 
-def test_a_cut_after_a_number_is_kept_when_the_sentence_grows_too_long() -> None:
-    text = "We have 2. " + "and then more words " * 12
+def test_a_provisional_cut_is_kept_when_the_sentence_grows_too_long() -> None:
+    text = "The total: 2. " + "and then more words " * 12
     out = segment(text, max_length=60)
-    assert out[0] == "We have 2."
+    assert out[0] == "The total: 2."
     assert all(len(s) <= 60 for s in out)
 
 
