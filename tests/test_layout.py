@@ -156,3 +156,29 @@ def test_the_cycle_finder_finds_cycles() -> None:
     real = import_graph(("stream_server",))
     assert "stream_server.hub.live_sessions" in real["stream_server.hub.detached"]
     assert "stream_server.config" in real["stream_server.main"]  # a relative import
+
+
+# ---- the hub behind ports ------------------------------------------------------------------------
+
+COMPOSITION_ROOT = "stream_server.main"
+
+
+def test_only_the_composition_root_imports_the_hub() -> None:
+    """Every other module reaches the hub through a small ``typing.Protocol`` port."""
+    graph = import_graph(SHIPPED)
+    assert sorted(m for m, deps in graph.items() if "stream_server.hub.hub" in deps) == [COMPOSITION_ROOT]
+
+
+def test_no_hub_field_is_set_from_outside() -> None:
+    """The hub is built with everything it needs: no ``hub.x = ...`` anywhere in the product."""
+    found = []
+    for package in SHIPPED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                found += [
+                    f"{path.relative_to(REPO)}:{node.lineno}"
+                    for t in targets
+                    if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "hub"
+                ]
+    assert found == []

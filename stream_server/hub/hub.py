@@ -23,16 +23,15 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import logs, topics
 from broker.errors import ProtocolError
 from broker.link import MqttLink
-from broker.messages import Heartbeat
 from broker.wire import Message
 from broker.ws_protocol import Error
 from stream_server.config import GatewayConfig
-from stream_server.core.actions import WORKERS, Action, Cause
+from stream_server.core.actions import WORKERS, Cause
 from stream_server.core.cache import SentenceCache
 from stream_server.core.health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from stream_server.core.jobs import JobTracker
@@ -49,17 +48,14 @@ from stream_server.hub.local_tiers import (
     LocalTiers,
     ProbeDone,
 )
+from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
-from stream_server.hub.shutdown import Drainer
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
 from stream_server.mqtt.outbound import MqttOut, Publish
 from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
-
-if TYPE_CHECKING:
-    from stream_server.monitoring.monitor import Monitor
 
 log = logs.get("sesame.gateway")
 
@@ -76,6 +72,7 @@ class Hub(Interpreter):
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         link: MqttLink | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.config = config
         self.voices = voices
@@ -115,9 +112,7 @@ class Hub(Interpreter):
         self.detached = Detached(self)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self._queue: deque[Work] = deque()
-        self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
-        self.observers: list[Callable[[Action | Heartbeat], None]] = []
-        self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
+        self.observers = observers or Observers()
         self._draining = False
         self._timers_dirty = False
         self._wake = asyncio.Event()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from broker import logs, topics
 from broker.audio import chunk_samples, from_pcm16, to_pcm16
-from broker.messages import Heartbeat, Job
+from broker.messages import Job
 from broker.wire import Message
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import (
@@ -40,6 +40,7 @@ from stream_server.core.scheduler import Scheduler
 from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, Out, TurnOver
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
+from stream_server.hub.observers import Observers
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.outbound import MqttOut, Publish
 
@@ -75,7 +76,7 @@ class Interpreter:
     _wake: asyncio.Event
     _timers_dirty: bool  # a deadline may have moved earlier since the deadline task last looked
     # Monitoring (stream_server/monitoring/hooks.py) sees every action carried out and heartbeat read.
-    observers: list[Callable[[Action | Heartbeat], None]]
+    observers: Observers
 
     def close_session(self, link: SessionLink, reason: CloseReason = CloseReason.CLOSED) -> None:
         raise NotImplementedError
@@ -162,8 +163,7 @@ class Interpreter:
 
     def _action(self, action: Action) -> None:
         self._timers_dirty = True  # every scheduler action starts, ends or moves an attempt
-        for observe in self.observers:
-            observe(action)
+        self.observers(action)
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                 self.jobs.sent(job_id)

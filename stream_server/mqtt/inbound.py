@@ -40,7 +40,7 @@ class InboundHost(SessionHost, Protocol):
     def mqtt_sessions(self) -> MqttSessions: ...
 
     @property
-    def observers(self) -> Iterable[Callable[[Action | Heartbeat], None]]: ...
+    def observers(self) -> Callable[[Action | Heartbeat], None]: ...
 
     def feed(self, work: Iterable[Action]) -> None: ...
 
@@ -61,8 +61,7 @@ def route(hub: InboundHost, topic: str, payload: bytes) -> None:
             if not isinstance(hb, Heartbeat) or hb.worker_id != worker_id:
                 raise ProtocolError("heartbeat topic and payload disagree", code="bad_heartbeat")
             actions = hub.scheduler.heartbeat(hb, hub.clock())
-            for observe in hub.observers:
-                observe(hb)
+            hub.observers(hb)
             hub.feed(actions)
         case WorkerTopic(worker_id=worker_id, kind="status"):
             st = worker_messages.decode(payload)
