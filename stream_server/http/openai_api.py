@@ -48,8 +48,8 @@ from stream_server.audio_out.formats import (
 )
 from stream_server.audio_out.stretch import MAX_SPEED, MIN_SPEED, time_stretch
 from stream_server.http.auth import authorized
+from stream_server.http.ports import SpeechHost
 from stream_server.http.routes_speech import check_speakable
-from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 
 log = logs.get("sesame.openai")
@@ -133,7 +133,7 @@ _END = b""  # the end of a sentence
 Piece = bytes | _Start  # pcm16 audio, a sentence start, or _END
 
 
-async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[Piece]:
+async def _pieces(hub: SpeechHost, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[Piece]:
     """The session's sentences as they come: a start (engine), its PCM16 audio, its end."""
     hub.receive(link, Speak(text))
     loop = asyncio.get_running_loop()
@@ -159,7 +159,7 @@ async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncI
 
 
 async def _encoded(
-    hub: Hub, link: SessionLink, body: SpeechRequest, encoder: StreamEncoder, turn: _Turn
+    hub: SpeechHost, link: SessionLink, body: SpeechRequest, encoder: StreamEncoder, turn: _Turn
 ) -> AsyncGenerator[bytes, None]:
     """The encoded audio, piece by piece: at speed 1 as it arrives; at another speed each sentence
     is time-stretched once it is whole."""
@@ -188,7 +188,7 @@ async def _encoded(
         yield out
 
 
-async def speech(hub: Hub, body: SpeechRequest) -> Response:
+async def speech(hub: SpeechHost, body: SpeechRequest) -> Response:
     # unknown voice: ProtocolError
     link = hub.open_session(body.voice_name, sample_rate=RATE)
     turn = _Turn()
@@ -234,7 +234,7 @@ async def speech(hub: Hub, body: SpeechRequest) -> Response:
     return StreamingResponse(audio(), media_type=MEDIA_TYPES[body.response_format])
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: SpeechHost) -> APIRouter:
     """The /v1 routes."""
     router = APIRouter()
     token = hub.config.auth_token
