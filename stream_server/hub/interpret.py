@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broker import logs, topics
 from broker.audio import chunk_samples, from_pcm16, to_pcm16
@@ -38,6 +38,7 @@ from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preload, Preloader
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, Out, TurnOver
+from stream_server.core.stamps import HopStamps
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
 from stream_server.monitoring.metrics import Metrics
@@ -66,6 +67,7 @@ class Interpreter:
     sessions: Sessions
     cache: SentenceCache | None
     jobs: JobTracker
+    stamps: HopStamps | None  # SESAME_DEBUG_STAMPS
     preloader: Preloader
     local: LocalTiers
     out: MqttOut
@@ -144,6 +146,8 @@ class Interpreter:
                 if self.config.publish_session_events:
                     self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
             case Dispatch(sentence=sentence):
+                if self.stamps is not None:
+                    self.stamps.cut(sentence.session_id, sentence.seq, self.clock())
                 if not self._from_cache(link, sentence):
                     self._queue.extend(self.scheduler.submit(sentence, self.clock()))
             case CancelJobs(session_id=session_id):
@@ -168,6 +172,9 @@ class Interpreter:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                 self.jobs.sent(job_id)
                 job = Job(job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate)
+                if self.stamps is not None:
+                    self.stamps.job(job_id, s.session_id, s.seq, self.clock())
+                    job = replace(job, stamp=True)
                 payload = job.to_bytes()
                 expiry = max(1, round(expires))
                 self.out.send(Publish(topics.worker_jobs(worker_id), payload, 1, job_id, expiry_s=expiry))
@@ -212,6 +219,8 @@ class Interpreter:
                 else:
                     self.metrics.sentence(engine, True, first)
                 pcm = self.jobs.finish(job_id)
+                if self.stamps is not None and (hops := self.stamps.take(job_id, s.session_id, s.seq)):
+                    log.info("hop_stamps", job_id=job_id, session_id=s.session_id, seq=s.seq, hops=hops)
                 if tier == WORKERS and pcm and self.cache is not None:
                     self.cache.put(cache_key(s.voice, s.sample_rate, s.text), pcm, engine, self.clock())
                 if link is not None:
@@ -255,5 +264,9 @@ class Interpreter:
             return  # a late chunk of an attempt that was failed over or cancelled
         self.jobs.keep(job_id, pcm)
         s = task.sentence
+        if self.stamps is not None:
+            self.stamps.mark(job_id, "audio_in", self.clock())
         if (link := self.sessions.get(s.session_id)) is not None:
             self._feed_session(link, link.core.audio(s.seq, task.attempt.engine, pcm))
+        if self.stamps is not None:
+            self.stamps.mark(job_id, "frame_queued", self.clock())

@@ -82,7 +82,9 @@ def _job_event(hub: Hub, job_id: str, payload: bytes) -> None:
     match worker_messages.decode(payload):
         case JobAck(queue_position=pos):
             hub.feed(hub.scheduler.ack(job_id, now, pos))
-        case JobDone(chunks=chunks):
+        case JobDone(chunks=chunks, stamps=stamps):
+            if stamps and hub.stamps is not None:
+                hub.stamps.worker(job_id, stamps)
             # Audio and events travel on two topics; wait until every chunk is here.
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))
