@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-session", type=int, default=6, help="loaded: sentences per session per round")
     ap.add_argument("--rounds", type=int, default=2, help="loaded: rounds (each server once per round)")
     ap.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for the Piper worker")
+    ap.add_argument("--levels", default="idle,loaded", help="comma-separated: idle, loaded")
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true", help="4 sentences, 2 sessions, 1 round")
     a = ap.parse_args(argv)
@@ -306,14 +307,14 @@ def main(argv: list[str] | None = None) -> int:
         gateway_env = {"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false"}
         with Stack(gateway_env) as stack:
             stack.start_worker("piper-1", "piper", **worker_env)
-            levels = [
-                asyncio.run(idle(wyoming.port, stack.ws_url, texts, reps, warmup=3)),
-                asyncio.run(
-                    loaded(
-                        wyoming.port, stack.ws_url, texts, sessions=sessions, per_session=per, rounds=rounds
-                    )
-                ),
-            ]
+            wanted = {v.strip() for v in a.levels.split(",")}
+            levels = []
+            if "idle" in wanted:
+                levels.append(asyncio.run(idle(wyoming.port, stack.ws_url, texts, reps, warmup=3)))
+            if "loaded" in wanted:
+                n, k = sessions, per
+                run = loaded(wyoming.port, stack.ws_url, texts, sessions=n, per_session=k, rounds=rounds)
+                levels.append(asyncio.run(run))
     finally:
         wyoming.close()
     rows: list[list[object]] = []
