@@ -27,6 +27,7 @@ BENCHES = {
     "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
     "segmenter.py": ("segmenter: accuracy on the Golden Rules", "EWT P  EWT R"),
     "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
+    "ttfa_timeline.py": ("ttfa timeline: where the time to first audio goes", "since sent ms"),
 }
 
 
