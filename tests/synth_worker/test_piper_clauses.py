@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from broker.audio import TARGET_RMS_DBFS
+from synth_worker.config import piper_threads
 from synth_worker.piper_child import clauses
 from synth_worker.piper_process import packaged_model, voice_gain
 from tests.conftest import T
@@ -83,3 +84,11 @@ def test_one_gain_per_voice_brings_the_calibration_to_the_target_level_without_c
     assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.3) == pytest.approx(10 ** (6 / 20))
     assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.9) == pytest.approx(0.95 / 0.9)  # the peak limits it
     assert voice_gain(-200.0, 0.0) == pytest.approx(10 ** (24 / 20))  # never more than +24 dB
+
+
+def test_piper_threads_follow_the_machine_and_the_workers_on_it() -> None:
+    assert piper_threads(2) == 1  # a shared 2-core machine: one thread measured fastest
+    assert piper_threads(8) == 4
+    assert piper_threads(64) == 4
+    assert piper_threads(8, workers=2) == 2
+    assert piper_threads(8, workers=16) == 1
