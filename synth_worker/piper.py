@@ -141,7 +141,8 @@ class PiperEngine:
                 if resampler is None:  # the child has started (and calibrated) by its first clause
                     resampler = StreamResampler(child.sample_rate, request.sample_rate)
                     scale = np.float32(child.gain / 32768.0)
-                clause = np.frombuffer(pcm, dtype="<i2").astype(np.float32) * scale
+                clause = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+                clause *= scale  # in place: one copy of the clause from the pipe to here
                 np.clip(clause, -0.99, 0.99, out=clause)  # a peak beyond the calibration's
                 pending = np.concatenate([pending, resampler.feed(clause)])
                 whole = len(pending) // step * step
