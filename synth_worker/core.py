@@ -232,15 +232,7 @@ class WorkerCore:
         return actions
 
     def job_done(
-        self,
-        job_id: str,
-        *,
-        chunks: int,
-        samples: int,
-        sample_rate: int,
-        synth_s: float,
-        now: float,
-        stamps: tuple[float, ...] = (),
+        self, job_id: str, *, chunks: int, samples: int, sample_rate: int, synth_s: float, now: float
     ) -> list[Action]:
         job = self.running.pop(job_id, None)
         self.started_at.pop(job_id, None)
@@ -257,7 +249,6 @@ class WorkerCore:
             sample_rate=sample_rate,
             engine=self.engine,
             synth_ms=round(synth_s * 1000.0, 3),
-            stamps=stamps if job.stamp else (),
         )
         log.info(
             "job_done", job_id=job_id, chunks=chunks, audio_s=round(audio_s, 3), synth_s=round(synth_s, 3)

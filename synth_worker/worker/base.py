@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from broker import logs, topics
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
-from broker.messages import Job, JobAck, WorkerStatus
+from broker.messages import Job, JobAck, JobDone, WorkerStatus
 from broker.sdnotify import Notifier
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
@@ -150,8 +151,8 @@ class WorkerBase:
                 sample_rate=job.sample_rate,
                 synth_s=time.perf_counter() - start,
                 now=self.clock(),
-                stamps=tuple(stamps),
             )
+            actions = with_stamps(actions, job, tuple(stamps))
         except asyncio.CancelledError:
             self.core.job_failed(job.job_id, EngineCancelled("worker stopped"), self.clock())
             raise
@@ -193,6 +194,18 @@ class WorkerBase:
                     running = self._cancels.get(job_id)
                     if running is not None:
                         running.cancel()
+
+
+def with_stamps(actions: list[Action], job: Job, stamps: tuple[float, ...]) -> list[Action]:
+    """A stamped job's ``done`` carries the worker's hop stamps (``Job.stamp``, a debug field)."""
+    if not job.stamp:
+        return actions
+    return [
+        replace(a, message=replace(a.message, stamps=stamps))
+        if isinstance(a, Send) and isinstance(a.message, JobDone)
+        else a
+        for a in actions
+    ]
 
 
 def _check_cancel(cancel: CancelToken) -> None:

@@ -8,6 +8,7 @@ from broker import topics
 from broker.messages import Job, JobDone
 from synth_worker.core import WorkerCore
 from synth_worker.job_actions import Send
+from synth_worker.worker.base import with_stamps
 
 NOW = 1_000.0
 STAMPS = (1.0, 2.0, 3.0, 4.0)
@@ -17,9 +18,10 @@ def done_of(stamp: bool) -> JobDone:
     core = WorkerCore("w1", engine="piper", model="m", pid=42, interval_s=0.5)
     core.ready(NOW)
     job = Job(job_id="j1", session_id="s1", seq=0, text="Hi.", voice="maya", reply_to=topics.reply_root("gw"))
-    core.receive_job(dataclasses.replace(job, stamp=stamp).to_bytes(), NOW)
-    figures = {"chunks": 1, "samples": 10, "sample_rate": 24_000, "synth_s": 0.1}
-    actions = core.job_done("j1", **figures, now=NOW, stamps=STAMPS)  # type: ignore[arg-type]
+    job = dataclasses.replace(job, stamp=stamp)
+    core.receive_job(job.to_bytes(), NOW)
+    actions = core.job_done("j1", chunks=1, samples=10, sample_rate=24_000, synth_s=0.1, now=NOW)
+    actions = with_stamps(actions, job, STAMPS)
     (done,) = [a.message for a in actions if isinstance(a, Send) and isinstance(a.message, JobDone)]
     return done
 
