@@ -149,27 +149,35 @@ def summarize(rows: list[Stamps]) -> list[tuple[str, float, float, float]]:
 
 
 def svg(title: str, summary: list[tuple[str, float, float, float]]) -> str:
-    width, left, bar_y, bar_h = 900, 20, 50, 36
-    total = sum(max(0.0, s[1]) for s in summary) or 1.0
-    scale = (width - 2 * left) / total
-    height = bar_y + bar_h + 30 + 20 * len(summary)
+    """Two bars of the median hop times: all hops, then all but the engine's own (to the scale of
+    what is left, so the path's hops can be seen next to the synthesis)."""
+    width, left, bar_h = 900, 20, 30
+    rows = [("all hops", 50, summary), ("without first_samples", 50 + bar_h + 30, summary)]
+    height = 50 + 2 * (bar_h + 30) + 20 * len(summary) + 10
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
         ' font-family="sans-serif" font-size="12">',
         f'<text x="{left}" y="24" font-size="14">{html.escape(title)}</text>',
     ]
-    x = float(left)
+    for name, bar_y, _ in rows:
+        shown = [s for s in summary if name == "all hops" or s[0] != "first_samples"]
+        total = sum(max(0.0, s[1]) for s in shown) or 1.0
+        scale = (width - 2 * left) / total
+        parts.append(f'<text x="{left}" y="{bar_y - 4}">{name}: {total * 1000:.1f} ms</text>')
+        x = float(left)
+        for hop, med, _p90, _cum in shown:
+            w = max(0.0, med) * scale
+            color = COLORS[HOPS.index(hop) % len(COLORS)]
+            parts.append(f'<rect x="{x:.1f}" y="{bar_y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
+            if w > 28:
+                parts.append(f'<text x="{x + 3:.1f}" y="{bar_y + 19}" fill="#fff">{med * 1000:.1f}</text>')
+            x += w
     for i, (hop, med, _p90, _cum) in enumerate(summary):
-        w = max(0.0, med) * scale
-        color = COLORS[i % len(COLORS)]
-        parts.append(f'<rect x="{x:.1f}" y="{bar_y}" width="{w:.1f}" height="{bar_h}" fill="{color}"/>')
-        if w > 28:
-            parts.append(f'<text x="{x + 3:.1f}" y="{bar_y + 22}" fill="#fff">{med * 1000:.1f}</text>')
-        y = bar_y + bar_h + 24 + 20 * i
+        y = 50 + 2 * (bar_h + 30) + 20 * i
+        color = COLORS[HOPS.index(hop) % len(COLORS)]
         parts.append(f'<rect x="{left}" y="{y - 11}" width="12" height="12" fill="{color}"/>')
         label = f"{hop}: {WHAT.get(hop, hop)} (+{med * 1000:.1f} ms median)"
         parts.append(f'<text x="{left + 18}" y="{y}">{html.escape(label)}</text>')
-        x += w
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 
