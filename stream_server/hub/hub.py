@@ -110,6 +110,7 @@ class Hub(Interpreter):
         )
         self.link.on_message = self._on_mqtt
         self.link.on_connect = self._on_connect
+        self.link.on_disconnect = self._on_disconnect
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
         self.detached = Detached(self)
@@ -128,6 +129,7 @@ class Hub(Interpreter):
         for tier in config.failover.tiers:
             if tier != WORKERS:
                 self.metrics.tier_available.labels(tier).set(1)
+        self._on_disconnect()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -245,8 +247,20 @@ class Hub(Interpreter):
             self.metrics.bad_input.labels("mqtt", exc.code).inc()
             log.warning("bad_mqtt_payload", topic=topic, code=exc.code, error=str(exc))
 
-    async def _on_connect(self, _link: MqttLink) -> None:
+    async def _on_connect(self, link: MqttLink) -> None:
+        """A connection to a broker node (the first, or another after a node died): the cancels
+        not yet sent, our claims on the node we landed on, claim-only opening if it refused the
+        shared subscription."""
+        self._on_disconnect()
+        if link.node is not None:
+            self.metrics.mqtt_node.labels(str(link.node)).set(1)
+            self.metrics.mqtt_connects.labels(str(link.node)).inc()
         self.out.resend_cancels()
+        await self.mqtt_sessions.connected(link)
+
+    def _on_disconnect(self) -> None:
+        for node in self.link.nodes.urls:
+            self.metrics.mqtt_node.labels(str(node)).set(0)
 
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
@@ -270,7 +284,7 @@ class Hub(Interpreter):
         return [
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
-            self.mqtt_sessions.claims.next_deadline(),
+            self.mqtt_sessions.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -308,6 +322,7 @@ class Hub(Interpreter):
             ready=bool(tiers),
             tiers=tuple(tiers),
             broker_connected=self.link.connected.is_set(),
+            broker_node=None if self.link.node is None else str(self.link.node),
             workers=tuple(WorkerReadiness.of(w) for w in self.scheduler.registry.workers.values()),
             sessions=len(self.sessions),
         )
