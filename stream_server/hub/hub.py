@@ -129,7 +129,7 @@ class Hub(Interpreter):
         for tier in config.failover.tiers:
             if tier != WORKERS:
                 self.metrics.tier_available.labels(tier).set(1)
-        self._on_disconnect()
+        self._no_node()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -250,15 +250,22 @@ class Hub(Interpreter):
     async def _on_connect(self, link: MqttLink) -> None:
         """A connection to a broker node (the first, or another after a node died): the cancels
         not yet sent, our claims on the node we landed on, claim-only opening if it refused the
-        shared subscription."""
-        self._on_disconnect()
+        shared subscription; worker jobs in flight again when the link moved (their replies in
+        between are lost)."""
+        self._no_node()
         if link.node is not None:
             self.metrics.mqtt_node.labels(str(link.node)).set(1)
             self.metrics.mqtt_connects.labels(str(link.node)).inc()
         self.out.resend_cancels()
         await self.mqtt_sessions.connected(link)
+        if link.connects > 1:
+            self.feed(self.scheduler.broker_moved(self.clock()))
 
     def _on_disconnect(self) -> None:
+        self._no_node()
+        self.out.link_lost()
+
+    def _no_node(self) -> None:
         for node in self.link.nodes.urls:
             self.metrics.mqtt_node.labels(str(node)).set(0)
 

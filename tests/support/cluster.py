@@ -134,6 +134,11 @@ class Cluster:
             raise
         return self
 
+    @property
+    def url(self) -> MqttNodes:
+        """Every node, ``a`` first (what a ``Stack`` given this cluster as its broker uses)."""
+        return MqttNodes.parse(self.urls("a"))
+
     def urls(self, first: str = "a") -> str:
         order = [first, *(n for n in self.nodes if n != first)]
         return str(MqttNodes(tuple(self.nodes[n].url for n in order)))
