@@ -189,11 +189,25 @@ class Deployment:
         assert self.nginx is not None
         return f"ws://127.0.0.1:{self.nginx.port}/ws"
 
+    def node_at(self, name: str, mono: float) -> str | None:
+        """The node ``name`` was last connected to before ``mono`` (monotonic), from its log."""
+        urls = {str(n.url): key for key, n in self.cluster.nodes.items()}
+        last = None
+        for at, e in self.procs[name].timed_events():
+            if at < mono and e.get("event") == "mqtt_connected" and e.get("client_id") != f"{name}-monitor":
+                last = urls.get(str(e.get("broker")))
+        return last
+
     def connected_to(self, name: str, node: str, since_mono: float) -> float | None:
         """When ``name`` logged its connection to ``node`` after ``since_mono`` (monotonic)."""
         url = str(self.cluster.nodes[node].url)
         for at, e in self.procs[name].timed_events():
-            if at >= since_mono and e.get("event") == "mqtt_connected" and e.get("broker") == url:
+            if (
+                at >= since_mono
+                and e.get("event") == "mqtt_connected"
+                and e.get("broker") == url
+                and e.get("client_id") != f"{name}-monitor"
+            ):
                 return at
         return None
 
@@ -289,11 +303,12 @@ async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
 
 
 async def moved(dep: Deployment, fault: Fault, mono: float) -> None:
-    """Until g1 and w-a (on node a when it died) are connected to node b."""
+    """Until every process that was on node a when it died is connected to node b."""
+    on_a = [name for name in dep.procs if dep.node_at(name, mono) == "a"]
     for _ in range(600):
-        times = [dep.connected_to(name, "b", mono) for name in ("g1", "w-a")]
+        times = [dep.connected_to(name, "b", mono) for name in on_a]
         if all(t is not None for t in times):
-            fault.moved_s = round(max(t for t in times if t is not None) - mono, 2)
+            fault.moved_s = round(max((t for t in times if t is not None), default=mono) - mono, 2)
             return
         await asyncio.sleep(0.1)
 
