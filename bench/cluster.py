@@ -50,14 +50,14 @@ from _stack import REPO, Proc, machine
 
 from broker.launcher import free_port
 from clients.stats import Playout
-from clients.voice_client import (
+from clients.voice_client import VoiceClient
+from clients.voice_events import (
     AudioChunk,
     ConnectionLost,
     Reconnecting,
     SentenceAudio,
     SentenceFailed,
     TurnEnded,
-    VoiceClient,
 )
 from tests.support.cluster import Cluster
 

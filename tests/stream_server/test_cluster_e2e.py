@@ -14,6 +14,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 import httpx
@@ -137,6 +138,33 @@ async def test_shared_subscriptions_refused_one_gateway_opens_by_claim(deploymen
     assert sum(f.samples for f in frames) == end["samples"] > 2400
     assert len(deployment.logs("mqtt_session_opened", session_id="dev-c1")) == 1
     assert len(deployment.logs("mqtt_session_bid_lost", session_id="dev-c1")) == 1
+
+
+async def test_up_with_the_first_node_dead_comes_up_and_speaks(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """`sesame-voice up` (its supervisor's link, its worker and gateway) on a node list whose
+    first node is dead: everything lands on the next node and speaks."""
+    cluster = deployment.cluster
+    port = free_port()
+    env = {**ENV, "SESAME_PORT": str(port), "SESAME_RUN_DIR": str(tmp_path), "SESAME_ENGINE": "espeak-ng"}
+    env["SESAME_MQTT_URL"] = f"{MqttUrl('127.0.0.1', free_port())},{cluster.urls('b')}"
+    up = Proc(["up", "--workers", "1"], env, "up")
+    try:
+        up.wait_for(
+            lambda e: e.get("event") == "worker_change" and e.get("worker_id") == "worker-1" and e.get("up"),
+            12 * T,
+            "up's worker ready",
+        )
+        async with connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.recv()
+            await send(ws, type="speak", text="Up on the second node.")
+            turn = await collect(ws, 8 * T)
+    finally:
+        up.stop(20)
+    assert turn.of("error") == [] and len(turn.of("sentence_end")) == 1
+    landed = {e.get("client_id"): e.get("broker") for e in up.events() if e.get("event") == "mqtt_connected"}
+    assert len(landed) >= 3 and set(landed.values()) == {str(cluster.nodes["b"].url)}  # up, worker, gateway
 
 
 async def test_the_gateways_node_killed_mid_turn_the_turn_ends_on_the_other(deployment: Deployment) -> None:
