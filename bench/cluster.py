@@ -7,7 +7,8 @@ one of each under open-loop turns. Does anything get lost or said twice?
     nginx: upstream of g1 and g2 (deploy/nginx/upstream-two.conf's shape, sesame-proxy.conf)
 
 Turns start on schedule (``--rate`` per second, open loop), each a new ``VoiceClient`` session
-through nginx speaking two sentences whose text is unique to the turn; the client's own
+through nginx streaming, a word every ``--word-ms`` as an LLM writes, two sentences whose text is
+unique to the turn (so a turn is in flight for about two seconds); the client's own
 reconnect logic (resume, or a fresh session with the unheard text said again) does the client
 side. Every ``--fault-every`` seconds the next fault, in this order, each once:
 
@@ -41,6 +42,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,36 +228,50 @@ class Deployment:
         self.cluster.close()
 
 
-async def one_turn(run: Run, url: str, number: int, timeout_s: float) -> None:
+async def words(text: str, gap_s: float) -> AsyncIterator[str]:
+    """The turn as an LLM writes it: a word every ``gap_s``."""
+    for i, word in enumerate(text.split(" ")):
+        if i:
+            await asyncio.sleep(gap_s)
+        yield word if i == 0 else " " + word
+
+
+async def one_turn(run: Run, url: str, number: int, timeout_s: float, word_s: float) -> None:
     texts = [f"Turn {say(number)} begins here.", f"Turn {say(number)} is done now."]
     turn = TurnRun(number, run.now(), sentences=[Sentence(number, t) for t in texts])
     run.turns.append(turn)
     by_text = {s.text: s for s in turn.sentences}
-    loop = asyncio.get_running_loop()
     play = Playout()
     try:
         async with asyncio.timeout(timeout_s), VoiceClient(url) as voice:
-            await voice.speak(" ".join(texts))
-            async for event in voice.events():
-                match event:
-                    case AudioChunk(payload=payload, sample_rate=rate):
-                        play.audio(loop.time(), len(payload) / 2 / rate)
-                    case SentenceAudio(text=text, engine=engine) if text in by_text:
-                        by_text[text].heard.append(engine)
-                    case SentenceFailed(text=text) if text in by_text:
-                        by_text[text].heard.append("text")
-                        by_text[text].texted_at = run.now()
-                    case Reconnecting():
-                        turn.reconnects += 1
-                    case TurnEnded():
-                        # A fresh session after a reconnect ends the turn when its re-sent text
-                        # is heard; the turn is whole when every sentence was heard.
-                        if all(s.heard for s in turn.sentences):
-                            break
+            sender = asyncio.create_task(voice.stream(words(" ".join(texts), word_s)))
+            try:
+                await listen(voice, turn, play, by_text)
+            finally:
+                sender.cancel()
     except (TimeoutError, ConnectionLost, OSError):
         pass  # what was not heard stays lost
     turn.ended_at = run.now()
     turn.silence_s = play.max_gap_s
+
+
+async def listen(voice: VoiceClient, turn: TurnRun, play: Playout, by_text: dict[str, Sentence]) -> None:
+    loop = asyncio.get_running_loop()
+    async for event in voice.events():
+        match event:
+            case AudioChunk(payload=payload, sample_rate=rate):
+                play.audio(loop.time(), len(payload) / 2 / rate)
+            case SentenceAudio(text=text, engine=engine) if text in by_text:
+                by_text[text].heard.append(engine)
+            case SentenceFailed(text=text) if text in by_text:
+                by_text[text].heard.append("text")
+                by_text[text].texted_at = loop.time()
+            case Reconnecting():
+                turn.reconnects += 1
+            case TurnEnded() if all(s.heard for s in turn.sentences):
+                # A fresh session after a reconnect ends the turn when its re-sent text is
+                # heard; the turn is whole when every sentence was heard.
+                return
 
 
 def heal(run: Run, fault: Fault) -> None:
@@ -276,7 +292,7 @@ async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
     number = 0
     end = args.duration
     while run.now() < end:
-        task = asyncio.create_task(one_turn(run, dep.ws_url, number, args.turn_timeout))
+        task = asyncio.create_task(one_turn(run, dep.ws_url, number, args.turn_timeout, args.word_ms / 1000))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         number += 1
@@ -328,7 +344,7 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
         "doubled": sum(1 for s in sentences if len(s.heard) > 1),
         "engines": dict(engines),
         "reconnected_turns": sum(1 for t in run.turns if t.reconnects),
-        "texted_at_s": [round(s.texted_at, 2) for s in sentences if s.texted_at is not None],
+        "texted_at_s": [round(s.texted_at - run.t0, 2) for s in sentences if s.texted_at is not None],
         "longest_silence_s": round(max((t.silence_s for t in run.turns), default=0.0), 3),
         "faults": [
             {
@@ -372,6 +388,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--engine", default="piper", choices=("piper", "espeak-ng"), help="the workers' engine")
     p.add_argument("--tiers", default="workers,espeak-ng", help="the gateways' SESAME_TIERS")
     p.add_argument("--turn-timeout", type=float, default=60.0)
+    p.add_argument("--word-ms", type=float, default=150.0, help="the client streams a word every this often")
     p.add_argument("--json", type=Path)
     p.add_argument("--logs", type=Path, help="write every process's log lines into this folder")
     p.add_argument(
