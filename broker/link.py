@@ -198,8 +198,10 @@ class MqttLink:
                 self.connected.clear()
                 self._client = None
                 self.node = None
-                if was_connected and self.on_disconnect is not None:
-                    self.on_disconnect()
+                if was_connected:
+                    delay = self.backoff_initial  # a connection held: a drop starts the backoff anew
+                    if self.on_disconnect is not None:
+                        self.on_disconnect()
             if self._closing:
                 return
             # A node that failed or dropped us is left for the next one (a dead cluster node).

@@ -1,11 +1,12 @@
 """The service on a real two-node broker cluster (aedes + Redis, tests/support/cluster.py).
 
 Gateway ``gw-a`` is told of three nodes, the first one dead (``dead,a,b``): it comes up on node a.
-Gateway ``gw-b`` and an espeak-ng worker are on node b. Every sentence goes gateway -> node a ->
-Redis -> node b -> worker and back: spoken across nodes. aedes refuses ``$share``, so both
-gateways open MQTT-only sessions by claim alone, and exactly one does. Last, node a is SIGKILLed
-in the middle of a websocket turn: gw-a's link moves to node b and the turn is finished there,
-every sentence once, in order.
+Gateway ``gw-b`` and an espeak-ng worker are told of node b alone (so a worker whose connection a
+starved CPU lets lapse comes back to node b, and the turns stay across nodes). Every sentence
+goes gateway -> node a -> Redis -> node b -> worker and back: spoken across nodes. aedes refuses
+``$share``, so both gateways open MQTT-only sessions by claim alone, and exactly one does. Last,
+node a is SIGKILLed in the middle of a websocket turn: gw-a's link moves to node b and the turn is
+finished there, every sentence once, in order.
 """
 
 from __future__ import annotations
@@ -66,11 +67,12 @@ def deployment() -> Iterator[Deployment]:
         )
         gw_b: Proc | None = None
         try:
-            stack.start_worker("espeak-b", engine="espeak-ng", SESAME_MQTT_URL=cluster.urls("b"))
+            node_b = str(cluster.nodes["b"].url)
+            stack.start_worker("espeak-b", engine="espeak-ng", SESAME_MQTT_URL=node_b)
             gw_b = Proc(
                 ["gateway"],
                 {**stack.env, **ENV, "SESAME_GATEWAY_ID": "gw-b", "SESAME_PORT": str(free_port()),
-                 "SESAME_MQTT_URL": cluster.urls("b")},
+                 "SESAME_MQTT_URL": node_b},
                 "gateway-b",
             )  # fmt: skip
             gw_b.wait_for(
@@ -148,7 +150,7 @@ async def test_up_with_the_first_node_dead_comes_up_and_speaks(
     cluster = deployment.cluster
     port = free_port()
     env = {**ENV, "SESAME_PORT": str(port), "SESAME_RUN_DIR": str(tmp_path), "SESAME_ENGINE": "espeak-ng"}
-    env["SESAME_MQTT_URL"] = f"{MqttUrl('127.0.0.1', free_port())},{cluster.urls('b')}"
+    env["SESAME_MQTT_URL"] = f"{MqttUrl('127.0.0.1', free_port())},{cluster.nodes['b'].url}"
     up = Proc(["up", "--workers", "1"], env, "up")
     try:
         up.wait_for(
@@ -186,7 +188,7 @@ async def test_the_gateways_node_killed_mid_turn_the_turn_ends_on_the_other(depl
     # Every sentence once, in order, each with the audio it announced, from the worker: none lost
     # (no error frame carrying its text), none doubled (a restarted sentence keeps its seq).
     ends = turn.of("sentence_end")
-    assert [e["seq"] for e in ends] == list(range(6))
+    assert [e["seq"] for e in ends] == list(range(6)), turn.messages
     assert turn.of("error") == [] and [m["type"] for m in turn.messages].count("turn_end") == 1
     # Jobs in flight when the link moved were sent again (their replies were lost with node a).
     assert {f["reason"] for f in turn.of("fallback")} <= {"broker_moved"}
