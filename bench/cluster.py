@@ -16,7 +16,8 @@ side. Every ``--fault-every`` seconds the next fault, in this order, each once:
     gateway   SIGKILL g1 (its clients reconnect through nginx to g2)
     worker    SIGKILL w-b (g2's jobs go to w-a)
 
-Nothing is restarted: after the three faults one node, one gateway and one worker serve.
+Nothing is restarted: after the three faults one node, one gateway and one worker serve. After
+the schedule, turns go on until every fault has healed or ``--heal-timeout`` passes.
 
 Per sentence (by its text): ``spoken`` (heard, once), ``texted`` (an error frame with its text),
 ``lost`` (neither), ``doubled`` (heard or texted more than once). The longest silence a listener
@@ -274,9 +275,18 @@ async def listen(voice: VoiceClient, turn: TurnRun, play: Playout, by_text: dict
                 return
 
 
+def healed(run: Run) -> bool:
+    """Every fault of the cycle was injected and has healed (turns go on until then)."""
+    for fault in run.faults:
+        if fault.heal_s is None:
+            heal(run, fault)
+    return len(run.faults) == len(FAULTS) and all(f.heal_s is not None for f in run.faults)
+
+
 def heal(run: Run, fault: Fault) -> None:
     """The first turn started after the fault (and the move) heard whole from workers' voices."""
     since = fault.at + (fault.moved_s or 0.0)
+    fault.heal_s = None
     for turn in run.turns:
         if turn.started_at < since or turn.ended_at is None:
             continue
@@ -291,7 +301,7 @@ async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
     next_fault = args.fault_every
     number = 0
     end = args.duration
-    while run.now() < end:
+    while run.now() < end or (not healed(run) and run.now() < end + args.heal_timeout):
         task = asyncio.create_task(one_turn(run, dep.ws_url, number, args.turn_timeout, args.word_ms / 1000))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -388,6 +398,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--engine", default="piper", choices=("piper", "espeak-ng"), help="the workers' engine")
     p.add_argument("--tiers", default="workers,espeak-ng", help="the gateways' SESAME_TIERS")
     p.add_argument("--turn-timeout", type=float, default=60.0)
+    p.add_argument(
+        "--heal-timeout", type=float, default=60.0, help="after the schedule, turns go on until healed"
+    )
     p.add_argument("--word-ms", type=float, default=150.0, help="the client streams a word every this often")
     p.add_argument("--json", type=Path)
     p.add_argument("--logs", type=Path, help="write every process's log lines into this folder")
