@@ -52,6 +52,7 @@ from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
+from stream_server.mqtt.link_events import LinkEvents
 from stream_server.mqtt.outbound import MqttOut, Publish
 from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
@@ -107,10 +108,9 @@ class Hub:
             ],
         )
         self.link.on_message = self._on_mqtt
-        self.link.on_connect = self._on_connect
-        self.link.on_disconnect = self._on_disconnect
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
+        self.link_events = LinkEvents(self.link, self.metrics, self.out, self.mqtt_sessions, self._moved)
         self.detached = Detached(self)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self.observers = observers or Observers()
@@ -140,7 +140,6 @@ class Hub:
         for tier in config.failover.tiers:
             if tier != WORKERS:
                 self.metrics.tier_available.labels(tier).set(1)
-        self._no_node()
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -270,27 +269,9 @@ class Hub:
             self.metrics.bad_input.labels("mqtt", exc.code).inc()
             log.warning("bad_mqtt_payload", topic=topic, code=exc.code, error=str(exc))
 
-    async def _on_connect(self, link: MqttLink) -> None:
-        """A connection to a broker node (the first, or another after a node died): the cancels
-        not yet sent, our claims on the node we landed on, claim-only opening if it refused the
-        shared subscription; worker jobs in flight again when the link moved (their replies in
-        between are lost)."""
-        self._no_node()
-        if link.node is not None:
-            self.metrics.mqtt_node.labels(str(link.node)).set(1)
-            self.metrics.mqtt_connects.labels(str(link.node)).inc()
-        self.out.resend_cancels()
-        await self.mqtt_sessions.connected(link)
-        if link.connects > 1:
-            self.feed(self.scheduler.broker_moved(self.clock()))
-
-    def _on_disconnect(self) -> None:
-        self._no_node()
-        self.out.link_lost()
-
-    def _no_node(self) -> None:
-        for node in self.link.nodes.urls:
-            self.metrics.mqtt_node.labels(str(node)).set(0)
+    def _moved(self) -> None:
+        """The link landed on another broker node: worker jobs in flight go out again."""
+        self.feed(self.scheduler.broker_moved(self.clock()))
 
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))

@@ -30,6 +30,13 @@ log = logs.get("sesame.worker")
 ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
 
 
+def replayed_will(payload: bytes, pid: int) -> bool:
+    """Whether a status on our own status topic is an ``offline`` of process ``pid`` (ours): our
+    last will, if we did not say it ourselves. Another pid's is an earlier run's, left alone."""
+    status = worker_messages.decode(payload) if payload else None
+    return isinstance(status, WorkerStatus) and status.state == "offline" and status.pid == pid
+
+
 def package_version() -> str:
     try:
         return metadata.version("sesame-voice")
@@ -122,10 +129,7 @@ class WorkerBase:
     async def _own_status(self, payload: bytes) -> None:
         """Our own status came back: an ``offline`` from this very process that we did not say
         is our last will, replayed by a broker node after the link moved away from a dead one."""
-        status = worker_messages.decode(payload) if payload else None
-        if not isinstance(status, WorkerStatus) or status.state != "offline" or status.pid != os.getpid():
-            return
-        if self._said_offline or not self.link.connected.is_set():
+        if self._said_offline or not self.link.connected.is_set() or not replayed_will(payload, os.getpid()):
             return
         log.warning("stale_last_will", broker=str(self.link.node))
         await self._on_connect(self.link)

@@ -13,6 +13,7 @@ import pytest
 from broker import topics
 from broker.launcher import Mosquitto
 from broker.messages import WorkerStatus, worker_messages
+from synth_worker.worker.base import replayed_will
 from tests.conftest import Service, T
 
 
@@ -47,11 +48,16 @@ async def test_a_replayed_will_is_answered_with_online(stack: Service, mosquitto
     await asyncio.to_thread(worker.wait_event, "stale_last_will", 4 * T)
     status = await retained_status(mosquitto, "w-stale")
     assert (status.state, status.pid) == ("online", worker.pid)
-    # Another process's offline (an earlier run of this worker id) is left alone: after it, a
-    # replayed will of this process again (ordered on one topic) is the only other answer.
-    old = WorkerStatus(worker_id="w-stale", state="offline", pid=worker.pid + 1)
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
-        await client.publish(topics.worker_status("w-stale"), old.to_bytes(), qos=1, retain=True)
-        await client.publish(topics.worker_status("w-stale"), will.to_bytes(), qos=1, retain=True)
-    await asyncio.to_thread(worker.wait_events, "stale_last_will", 2, 4 * T)
-    assert len([e for e in worker.events() if e.get("event") == "stale_last_will"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "answered"),
+    [
+        (WorkerStatus(worker_id="w", state="offline", pid=7), True),  # ours: a replayed will
+        (WorkerStatus(worker_id="w", state="offline", pid=8), False),  # an earlier run's
+        (WorkerStatus(worker_id="w", state="online", pid=7), False),
+    ],
+)
+def test_only_an_offline_of_this_process_is_a_replayed_will(status: WorkerStatus, answered: bool) -> None:
+    assert replayed_will(status.to_bytes(), pid=7) is answered
+    assert replayed_will(b"", pid=7) is False  # a cleared retained status
