@@ -131,8 +131,8 @@ class WorkerBase:
         is our last will, replayed by a broker node after the link moved away from a dead one."""
         if self._said_offline or not self.link.connected.is_set() or not replayed_will(payload, os.getpid()):
             return
+        await self._on_connect(self.link)  # online again (acknowledged by the broker), then the log
         log.warning("stale_last_will", broker=str(self.link.node))
-        await self._on_connect(self.link)
 
     async def _publish_offline(self) -> None:
         self._said_offline = True
