@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.errors import ConfigError
-from broker.settings import Env, MqttUrl
+from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from stream_server.core.actions import WORKERS
 from stream_server.core.failover import FailoverConfig
@@ -66,7 +66,7 @@ class MonitorConfig:
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    mqtt_url: MqttUrl
+    mqtt_url: MqttNodes
     gateway_id: str
     host: str = "127.0.0.1"
     port: int = 8000
@@ -103,6 +103,9 @@ class GatewayConfig:
     # MQTT-only sessions: closed after this long without a message from their publisher.
     mqtt_session_idle_s: float = 300.0  # SESAME_MQTT_SESSION_IDLE (ms in env)
     log_level: str = "INFO"
+    # SESAME_DEBUG_STAMPS: stamp each hop of every sentence (jobs ask workers to stamp theirs) and
+    # log one ``hop_stamps`` line per job (bench/ttfa_timeline.py). Off by default.
+    debug_stamps: bool = False
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
@@ -133,7 +136,7 @@ class GatewayConfig:
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")
         return cls(
-            mqtt_url=MqttUrl.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            mqtt_url=MqttNodes.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
             gateway_id=gateway_id,
             host=env.str("SESAME_HOST", "127.0.0.1"),
             port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
@@ -164,5 +167,6 @@ class GatewayConfig:
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
             mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
             log_level=env.str("LOG_LEVEL", "INFO"),
+            debug_stamps=env.bool("SESAME_DEBUG_STAMPS", False),
             monitor=MonitorConfig.from_env(env),
         )

@@ -61,9 +61,7 @@ class Scheduler:
         self.disabled: frozenset[str] = frozenset()
 
     def set_tiers(self, order: tuple[str, ...], disabled: frozenset[str]) -> None:
-        """The switch changed: ``order`` is the configured tiers rearranged. Sentences in flight and
-        sticky turns keep their tier, at its place in the new order; a disabled tier's sentence in
-        flight finishes there, and nothing new starts on it."""
+        """The switch changed (``order``: SESAME_TIERS rearranged); what is in flight keeps its tier."""
         old, self.tiers, self.disabled = self.tiers, order, disabled
         for task in self.tasks.values():
             task.tier_index = remap_index(old, order, task.tier_index)
@@ -72,16 +70,12 @@ class Scheduler:
     # ---- queries --------------------------------------------------------------------------
 
     def available_tiers(self, now: float) -> list[str]:
-        out = []
-        for tier in self.tiers:
-            if tier in self.disabled:
-                continue
-            if tier == WORKERS:
-                if self.registry.ready_count(now):
-                    out.append(tier)
-            elif self.breakers[tier].allow(now):
-                out.append(tier)
-        return out
+        workers_up = self.registry.ready_count(now) > 0
+        return [
+            t
+            for t in self.tiers  # the operator's switch: its order, without what it disabled
+            if t not in self.disabled and (workers_up if t == WORKERS else self.breakers[t].allow(now))
+        ]
 
     # ---- sentences ------------------------------------------------------------------------
 
@@ -140,6 +134,15 @@ class Scheduler:
         if task is None:
             return []
         return self._fail(task, reason, now, cause)
+
+    def broker_moved(self, now: float) -> list[Action]:
+        """The link dropped and came back (on another broker node): what workers published to us
+        in between is lost, so each worker job in flight is sent again (the broker's fault)."""
+        actions: list[Action] = []
+        for job_id, task in list(self.tasks.items()):
+            if task.attempt is not None and task.attempt.tier == WORKERS and task.attempt.job_id == job_id:
+                actions += self._fail(task, "broker_moved", now, Cause.BROKER)
+        return actions
 
     def busy(self) -> bool:
         """Whether anything is being synthesized (phrase preloading waits until nothing is)."""

@@ -21,10 +21,11 @@ from fastapi.responses import JSONResponse
 
 from broker.errors import ProtocolError
 from stream_server.http.auth import authorized
-from stream_server.hub.hub import Hub
+from stream_server.http.ports import AdminHost
+from stream_server.monitoring.monitor import Monitor
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: AdminHost, monitor: Monitor | None = None) -> APIRouter:
     r = APIRouter()
     operator = hub.tier_operator
 
@@ -60,8 +61,8 @@ def router(hub: Hub) -> APIRouter:
             raise ProtocolError("tier must be a string", code="bad_field:tier")
         text = operator.apply(body["op"], tier)  # TierSwitchError: a 400 with its code
         await asyncio.to_thread(operator.save)
-        if hub.monitor is not None:
-            hub.monitor.operator(tier or "tiers", text)
+        if monitor is not None:
+            monitor.operator(tier or "tiers", text)
         return JSONResponse({"changed": text, **operator.switch.view()})
 
     return r
