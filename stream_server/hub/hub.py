@@ -286,7 +286,8 @@ class Hub:
         return [
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
-            self.mqtt_sessions.claims.next_deadline(),
+            self.mqtt_sessions.next_deadline(),
+            self.detached.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -297,6 +298,7 @@ class Hub:
         work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
+        self.detached.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:

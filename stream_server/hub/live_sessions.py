@@ -49,7 +49,6 @@ class SessionLink:
     received: int = 0
     attachment: int = 0
     detached: bool = False  # its socket dropped: frames go to the log only, for a resume
-    expiry: asyncio.Task[None] | None = None
 
     @property
     def session_id(self) -> str:

@@ -17,7 +17,6 @@ from its publisher. This module is the adapter; the decisions about claims are `
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from stream_server.core.claims import (
     PublishClaim,
     claim_messages,
 )
+from stream_server.core.expiry import ExpiryBook
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.ports import SessionHost, TaskHost
 from stream_server.monitoring.metrics import Metrics
@@ -107,7 +107,7 @@ class MqttSessions:
     def __init__(self, hub: TopicSessionHost) -> None:
         self.hub = hub
         self.claims = ClaimBook(hub.config.gateway_id, CLAIM_WINDOW_S)
-        self._last_seen: dict[str, float] = {}  # MQTT-only sessions -> last message from the publisher
+        self.idle = ExpiryBook()  # MQTT-only session -> when it closes unless its publisher speaks
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -136,8 +136,7 @@ class MqttSessions:
             else:
                 self.unknown(session_id)
             return
-        if session_id in self._last_seen:
-            self._last_seen[session_id] = self.hub.clock()
+        self._heard_from(session_id)
         try:
             msg = decode_control(kind, payload)
         except ProtocolError as exc:
@@ -155,8 +154,11 @@ class MqttSessions:
 
     def touched(self, session_id: str) -> None:
         """The publisher sent text to one of our MQTT-only sessions."""
-        if session_id in self._last_seen:
-            self._last_seen[session_id] = self.hub.clock()
+        self._heard_from(session_id)
+
+    def _heard_from(self, session_id: str) -> None:
+        if session_id in self.idle:  # a later deadline: the deadline task finds it when it wakes
+            self.idle.expire_at(session_id, self.hub.clock() + self.hub.config.mqtt_session_idle_s)
 
     def unknown(self, session_id: str) -> None:
         """Input for a session this gateway does not hold: quiet when another one holds it."""
@@ -178,29 +180,20 @@ class MqttSessions:
             self.hub.metrics.bad_input.labels("mqtt", exc.code).inc()
             self.hub.publish_event(session_id, exc)
             return
-        self._last_seen[session_id] = self.hub.clock()
+        self.idle.expire_at(session_id, self.hub.clock() + self.hub.config.mqtt_session_idle_s)
+        self.hub.deadline_moved()
         self.hub.publish_event(session_id, link.core.ready_message())
         self.hub.spawn(self._drain(link), f"mqtt-session:{session_id}")
         log.info("mqtt_session_opened", session_id=session_id, voice=link.core.voice)
 
     async def _drain(self, link: SessionLink) -> None:
-        """Nobody reads the session's own queue (its copies go to MQTT): empty it, and close the
-        session when its publisher has been silent for the idle time."""
-        idle_s = self.hub.config.mqtt_session_idle_s
+        """Nobody reads the session's own queue (its copies go to MQTT): empty it until the session
+        ends. Its idle timeout is ``idle``'s deadline, on the hub's deadline task."""
         try:
-            while not link.closed:
-                left = self._last_seen.get(link.session_id, 0.0) + idle_s - self.hub.clock()
-                if left <= 0:
-                    self.hub.close_session(link, CloseReason.MQTT_IDLE)
-                    break
-                try:
-                    async with asyncio.timeout(left):
-                        if await link.out.get() is None:
-                            break
-                except TimeoutError:
-                    continue
+            while not link.closed and await link.out.get() is not None:
+                pass
         finally:
-            self._last_seen.pop(link.session_id, None)
+            self.idle.drop(link.session_id)
 
     # ---- claims -------------------------------------------------------------------------------
 
@@ -228,6 +221,16 @@ class MqttSessions:
                     self.hub.metrics.bad_input.labels("mqtt", "unknown_session").inc()
                     log.warning("bad_mqtt_payload", session_id=sid, code="unknown_session")
 
+    def next_deadline(self) -> float | None:
+        return min(
+            (d for d in (self.claims.next_deadline(), self.idle.next_deadline()) if d is not None),
+            default=None,
+        )
+
     def handle_timer(self, now: float) -> None:
-        """The claim book's deadline passed (the hub's deadline task calls this)."""
+        """The claim book's or an idle session's deadline passed (the hub's deadline task calls this)."""
         self._carry_out(self.claims.handle_timer(now))
+        for session_id in self.idle.handle_timer(now):
+            link = self.hub.sessions.get(session_id)
+            if link is not None and not link.closed:
+                self.hub.close_session(link, CloseReason.MQTT_IDLE)
