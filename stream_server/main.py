@@ -74,6 +74,9 @@ async def _serve(
                 port=config.port,
                 ws="websockets-sansio",
                 ws_max_size=1 << 20,
+                # No permessage-deflate: audio frames are PCM or already-compressed codecs, which
+                # deflate barely shrinks; compressing every frame cost the gateway CPU and time.
+                ws_per_message_deflate=False,
                 ws_ping_interval=20,
                 log_level="warning",
                 lifespan="off",

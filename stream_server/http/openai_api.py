@@ -5,7 +5,7 @@ unchanged (point ``base_url`` at ``http://HOST:8000/v1``):
 
 - ``response_format`` mp3 (default), opus (Ogg), aac (ADTS), flac, wav, pcm (24 kHz PCM16, no header);
 - ``speed`` 0.25-4.0 divides the duration by ``speed`` without changing pitch: each sentence is
-  time-stretched (``audio_formats.time_stretch``, Rubber Band) once it is whole. Not through
+  time-stretched (``audio_out.stretch.time_stretch``, WSOLA) once it is whole. Not through
   espeak-ng's own rate: its words per minute do not scale durations in proportion (measured,
   docs/benchmarks.md "speed"), so ``speed=2`` would not give half the audio as OpenAI defines it;
 
@@ -38,17 +38,15 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, SentenceEnd, SentenceStart, Speak, TurnEnd
 from stream_server.audio_out.formats import (
-    MAX_SPEED,
     MEDIA_TYPES,
-    MIN_SPEED,
     SpeechFormat,
     SpeechUsage,
     StreamEncoder,
     sse_audio_delta,
     sse_audio_done,
     stream_encoder,
-    time_stretch,
 )
+from stream_server.audio_out.stretch import MAX_SPEED, MIN_SPEED, time_stretch
 from stream_server.http.auth import authorized
 from stream_server.http.ports import SpeechHost
 from stream_server.http.routes_speech import check_speakable

@@ -36,6 +36,7 @@ from stream_server.core.health import HealthSampler, Readiness, SampleHealth, Wo
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preloader
 from stream_server.core.scheduler import Scheduler
+from stream_server.core.stamps import HopStamps
 from stream_server.hub.detached import Detached
 from stream_server.hub.interpret import Interpreter, Work
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
@@ -90,6 +91,7 @@ class Hub:
             else None
         )
         self.jobs = JobTracker()
+        self.stamps = HopStamps() if config.debug_stamps else None
         self.preloader = Preloader(config.preload_phrases, voices.default, self.cache)
         self.health = HealthSampler(config.health_check_interval_s, clock())
         self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
@@ -120,6 +122,7 @@ class Hub:
             sessions=self.sessions,
             cache=self.cache,
             jobs=self.jobs,
+            stamps=self.stamps,
             preloader=self.preloader,
             local=self.local,
             out=self.out,
@@ -208,6 +211,8 @@ class Hub:
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        if self.stamps is not None:
+            self.stamps.forget_session(link.session_id)
         self.mqtt_sessions.release(link.session_id)
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
@@ -246,6 +251,8 @@ class Hub:
         if msg.type == "start":
             self.voices.get(getattr(msg, "voice", None))  # unknown voice -> ProtocolError
         now = self.clock()
+        if self.stamps is not None:
+            self.stamps.text_in(link.session_id, now)
         outs = link.core.receive(msg, now)
         if self.recorder is not None:
             self.recorder.record_message(link.session_id, now, msg)

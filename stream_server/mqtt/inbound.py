@@ -20,6 +20,7 @@ from broker.ws_protocol import Flush, SessionText, Text, session_text_messages
 from stream_server.core.actions import Action
 from stream_server.core.jobs import JobTracker
 from stream_server.core.scheduler import Scheduler
+from stream_server.core.stamps import HopStamps
 from stream_server.hub.ports import SessionHost
 from stream_server.mqtt.topic_sessions import MqttSessions
 
@@ -35,6 +36,9 @@ class InboundHost(SessionHost, Protocol):
 
     @property
     def jobs(self) -> JobTracker: ...
+
+    @property
+    def stamps(self) -> HopStamps | None: ...
 
     @property
     def mqtt_sessions(self) -> MqttSessions: ...
@@ -107,7 +111,9 @@ def _job_event(hub: InboundHost, job_id: str, payload: bytes) -> None:
     match worker_messages.decode(payload):
         case JobAck(queue_position=pos):
             hub.feed(hub.scheduler.ack(job_id, now, pos))
-        case JobDone(chunks=chunks):
+        case JobDone(chunks=chunks, stamps=stamps):
+            if stamps and hub.stamps is not None:
+                hub.stamps.worker(job_id, stamps)
             # Audio and events travel on two topics; wait until every chunk is here.
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))
