@@ -183,10 +183,10 @@ class MqttSessions:
         self.idle.expire_at(session_id, self.hub.clock() + self.hub.config.mqtt_session_idle_s)
         self.hub.deadline_moved()
         self.hub.publish_event(session_id, link.core.ready_message())
-        self.hub.spawn(self._drain(link), f"mqtt-session:{session_id}")
+        self.hub.spawn(self._discard_output(link), f"mqtt-session:{session_id}")
         log.info("mqtt_session_opened", session_id=session_id, voice=link.core.voice)
 
-    async def _drain(self, link: SessionLink) -> None:
+    async def _discard_output(self, link: SessionLink) -> None:
         """Nobody reads the session's own queue (its copies go to MQTT): empty it until the session
         ends. Its idle timeout is ``idle``'s deadline, on the hub's deadline task."""
         try:
