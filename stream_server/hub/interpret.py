@@ -23,9 +23,9 @@ from stream_server.core.actions import (
     Action,
     CancelJob,
     Completed,
-    FellBack,
+    FailedOver,
     GiveUp,
-    Probe,
+    ProbeTier,
     RunLocal,
     SendJob,
     Sentence,
@@ -201,7 +201,7 @@ class Interpreter:
                 if worker_id is not None:
                     self.out.cancel((job_id,))
                 self.local.cancel(job_id)
-            case FellBack() | Completed() | GiveUp():
+            case FailedOver() | Completed() | GiveUp():
                 self._sentence_outcome(action)
             case TierChanged(tier=tier, available=available, reason=reason):
                 self.metrics.tier_available.labels(tier).set(1 if available else 0)
@@ -212,16 +212,16 @@ class Interpreter:
                 self.metrics.workers_up.set(self.scheduler.registry.ready_count(self.clock()))
                 self.metrics.workers_alive.set(self.scheduler.registry.alive_count())
                 log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
-            case Probe(tier=tier):
+            case ProbeTier(tier=tier):
                 self.local.probe(tier)
 
-    def _sentence_outcome(self, action: FellBack | Completed | GiveUp) -> None:
+    def _sentence_outcome(self, action: FailedOver | Completed | GiveUp) -> None:
         s = action.sentence
         link = self.sessions.get(s.session_id)
         match action:
-            case FellBack() if s.background:
+            case FailedOver() if s.background:
                 pass  # preloading is best effort; it is not a listener's fallback
-            case FellBack(from_engine=f, to_engine=t, reason=reason):
+            case FailedOver(from_engine=f, to_engine=t, reason=reason):
                 self.metrics.fell_back(f, t, reason)
                 log.warning(
                     "fallback", session_id=s.session_id, seq=s.seq, from_engine=f, to_engine=t, reason=reason

@@ -11,7 +11,7 @@ from edge_tts.constants import SEC_MS_GEC_VERSION
 from broker.audio import rms_dbfs
 from broker.errors import ConfigError, EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.edge import EdgeTTSEngine
-from synth_worker.engine import AudioChunk, CancelToken, Engine, SynthesisRequest
+from synth_worker.engine import CancelToken, Engine, EngineChunk, SynthesisRequest
 from tests.cloud.edge_server import EdgeStandIn
 from tests.cloud.fixtures import blackhole_port, edge_server, refused_port  # noqa: F401
 from tests.cloud.speech import speech
@@ -30,7 +30,7 @@ def engine(server: EdgeStandIn, **kwargs: object) -> EdgeTTSEngine:
 
 async def collect(
     eng: EdgeTTSEngine, text: str = TEXT, rate: int = 24_000, cancel: CancelToken | None = None
-) -> list[AudioChunk]:
+) -> list[EngineChunk]:
     async with asyncio.timeout(T):
         return [
             c async for c in eng.synthesize(SynthesisRequest(text, "maya", rate), cancel or CancelToken())

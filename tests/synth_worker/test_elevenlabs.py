@@ -10,7 +10,7 @@ import pytest
 from broker.audio import rms_dbfs
 from broker.errors import ConfigError, EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.elevenlabs import ElevenLabsEngine, VoiceSettings, choose_pcm_rate
-from synth_worker.engine import AudioChunk, CancelToken, Engine, SynthesisRequest
+from synth_worker.engine import CancelToken, Engine, EngineChunk, SynthesisRequest
 from synth_worker.voices import DEFAULT_VOICES
 from tests.cloud.elevenlabs_server import ElevenLabsStandIn
 from tests.cloud.fixtures import blackhole_port, elevenlabs_server, refused_port  # noqa: F401
@@ -29,7 +29,7 @@ def engine(server: ElevenLabsStandIn, **kwargs: object) -> ElevenLabsEngine:
 
 async def collect(
     eng: ElevenLabsEngine, text: str = TEXT, rate: int = 24_000, cancel: CancelToken | None = None
-) -> list[AudioChunk]:
+) -> list[EngineChunk]:
     async with asyncio.timeout(T):
         return [
             c async for c in eng.synthesize(SynthesisRequest(text, "maya", rate), cancel or CancelToken())
@@ -117,7 +117,7 @@ async def test_failures_are_typed(
 async def test_audio_before_a_stall_or_drop_is_delivered(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
     elevenlabs_server.mode = "die"
     eng = engine(elevenlabs_server)
-    got: list[AudioChunk] = []
+    got: list[EngineChunk] = []
     try:
         with pytest.raises(EngineError):
             async with asyncio.timeout(T):
