@@ -15,6 +15,9 @@ from broker import logs
 from broker.launcher import Mosquitto
 from tests.support.localstack import Stack
 
+# Shared fixtures from plugin modules (no test module imports a fixture by name).
+pytest_plugins = ["tests.cloud.fixtures"]
+
 T = 5.0 * float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
 
 logs.configure("INFO", json=True)
