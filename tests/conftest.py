@@ -53,6 +53,19 @@ class Service(Stack):
         super().__init__(env, broker=broker, model_dir=model_dir, start_timeout=6 * T)
 
 
+@pytest.fixture(scope="session")
+def espeak_gateway() -> Iterator[Service]:
+    """Broker + gateway, espeak-ng its only tier, no cache: one per test process, shared by every test
+    that only opens sessions on it (each its own); a test that stops, kills or reconfigures a gateway
+    builds its own stack."""
+    with Mosquitto() as broker:
+        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
+        try:
+            yield svc
+        finally:
+            svc.close()
+
+
 @pytest.fixture(scope="module")
 def service(dev_model_dir: Path) -> Iterator[Service]:
     """Broker + gateway + one Bark worker (dev checkpoint); local tiers: espeak-ng. Shared by a
