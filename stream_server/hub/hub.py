@@ -82,7 +82,6 @@ class Hub(Interpreter):
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
-        self.reply_to = topics.reply_root(config.gateway_id)
         self.sessions = Sessions(
             SessionSettings(
                 config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead

@@ -69,7 +69,6 @@ class Interpreter:
     preloader: Preloader
     local: LocalTiers
     out: MqttOut
-    reply_to: str
     _queue: deque[Work]
     _draining: bool
     _wake: asyncio.Event
@@ -166,8 +165,9 @@ class Interpreter:
             observe(action)
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
-                self.jobs.sent(job_id)
-                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate)
+                self.jobs.sent(job_id, worker_id)
+                reply_to = topics.reply_to(self.config.gateway_id, worker_id)
+                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, reply_to, s.sample_rate)
                 payload = job.to_bytes()
                 expiry = max(1, round(expires))
                 self.out.send(Publish(topics.worker_jobs(worker_id), payload, 1, job_id, expiry_s=expiry))
