@@ -106,6 +106,14 @@ class Credentials:
             write_private(home / tool, options)
         return home
 
+    @staticmethod
+    def from_client_options(home: Path) -> MqttUrl:
+        """The URL in a ``client_options`` directory (a tool of the same OS user reading the
+        credentials ``up`` made for it, without a password on any command line)."""
+        words = (home / "mosquitto_sub").read_text().split()
+        opts = dict(zip(words[::2], words[1::2], strict=False))
+        return MqttUrl(opts["-h"], int(opts["-p"]), opts["-u"], opts["-P"])
+
     def _write(self) -> None:
         write_private(
             self.passwd_path, "".join(f"{u}:{hash_password(p)}\n" for u, p in self._passwords.items())

@@ -309,6 +309,7 @@ async def _supervise(
             url=f"http://{config.host}:{config.port}/",
             broker=str(mqtt_url),
             listen_with=broker.listen_hint() if broker is not None else None,
+            credentials=str(broker.credentials.dir) if broker is not None else None,
             workers=config.workers,
             pid=os.getpid(),
             pid_file=str(config.pid_path()),
