@@ -12,15 +12,15 @@ token of each ``ready``. A wrong token is counted against the peer (``resume.Res
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from broker import logs
 from stream_server.core.resume import ResumeRequest, ResumeThrottle, new_token, token_matches
 from stream_server.hub.live_sessions import OUT_QUEUE_FRAMES, CloseReason, Outgoing, SessionLink
-
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
+from stream_server.hub.ports import SessionHost, TaskHost
+from stream_server.monitoring.metrics import Metrics
 
 log = logs.get("sesame.resume")
 
@@ -36,8 +36,18 @@ class Refused(Enum):
     THROTTLED = "throttled"  # too many failed resumes from this peer
 
 
+class DetachHost(SessionHost, TaskHost, Protocol):
+    """What ``Detached`` needs of the hub."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+
 class Detached:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: DetachHost) -> None:
         self.hub = hub
         self.throttle = ResumeThrottle()
 

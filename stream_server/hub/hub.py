@@ -20,24 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import logs, topics
 from broker.errors import ProtocolError
 from broker.link import MqttLink
-from broker.messages import Heartbeat
 from broker.wire import Message
 from broker.ws_protocol import Error
 from stream_server.config import GatewayConfig
-from stream_server.core.actions import WORKERS, Action, Cause
+from stream_server.core.actions import WORKERS, Cause
 from stream_server.core.cache import SentenceCache
 from stream_server.core.health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preloader
 from stream_server.core.scheduler import Scheduler
+from stream_server.core.stamps import HopStamps
 from stream_server.hub.detached import Detached
 from stream_server.hub.interpret import Interpreter, Work
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
@@ -49,8 +48,8 @@ from stream_server.hub.local_tiers import (
     LocalTiers,
     ProbeDone,
 )
+from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
-from stream_server.hub.shutdown import Drainer
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
 from stream_server.mqtt.outbound import MqttOut, Publish
@@ -58,15 +57,12 @@ from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
-if TYPE_CHECKING:
-    from stream_server.monitoring.monitor import Monitor
-
 log = logs.get("sesame.gateway")
 
 __all__ = ["Hub", "SessionLink"]
 
 
-class Hub(Interpreter):
+class Hub:
     def __init__(
         self,
         config: GatewayConfig,
@@ -76,6 +72,7 @@ class Hub(Interpreter):
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         link: MqttLink | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.config = config
         self.voices = voices
@@ -93,6 +90,7 @@ class Hub(Interpreter):
             else None
         )
         self.jobs = JobTracker()
+        self.stamps = HopStamps() if config.debug_stamps else None
         self.preloader = Preloader(config.preload_phrases, voices.default, self.cache)
         self.health = HealthSampler(config.health_check_interval_s, clock())
         self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
@@ -113,13 +111,25 @@ class Hub(Interpreter):
         self.mqtt_sessions = MqttSessions(self)
         self.detached = Detached(self)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
-        self._queue: deque[Work] = deque()
-        self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
-        self.observers: list[Callable[[Action | Heartbeat], None]] = []
-        self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
-        self._draining = False
-        self._timers_dirty = False
+        self.observers = observers or Observers()
         self._wake = asyncio.Event()
+        self.interpreter = Interpreter(
+            config,
+            metrics=self.metrics,
+            clock=clock,
+            scheduler=self.scheduler,
+            sessions=self.sessions,
+            cache=self.cache,
+            jobs=self.jobs,
+            stamps=self.stamps,
+            preloader=self.preloader,
+            local=self.local,
+            out=self.out,
+            observers=self.observers,
+            close_session=self.close_session,
+            sample_health=self._sample_health,
+            deadline_moved=self.deadline_moved,
+        )
         self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,6 +209,8 @@ class Hub(Interpreter):
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        if self.stamps is not None:
+            self.stamps.forget_session(link.session_id)
         self.mqtt_sessions.release(link.session_id)
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
@@ -206,7 +218,7 @@ class Hub(Interpreter):
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
         self.metrics.bad_input.labels(path, exc.code).inc()
-        self._push(link, Error(exc.code, str(exc)))
+        self.interpreter.push(link, Error(exc.code, str(exc)))
         if path == "mqtt":
             self.publish_event(link.session_id, exc)
 
@@ -220,6 +232,14 @@ class Hub(Interpreter):
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         return self._spawn(coro, name)
 
+    def feed(self, work: Iterable[Work]) -> None:
+        """What a core returned for an event, carried out in order (``Interpreter.feed``)."""
+        self.interpreter.feed(work)
+
+    def audio(self, job_id: str, pcm: bytes) -> None:
+        """Audio of ``job_id`` (a worker's or a local engine's) for its session."""
+        self.interpreter.audio(job_id, pcm)
+
     def deadline_moved(self) -> None:
         """A core's next deadline may be earlier now: the deadline task looks again."""
         self._wake.set()
@@ -229,10 +249,12 @@ class Hub(Interpreter):
         if msg.type == "start":
             self.voices.get(getattr(msg, "voice", None))  # unknown voice -> ProtocolError
         now = self.clock()
+        if self.stamps is not None:
+            self.stamps.text_in(link.session_id, now)
         outs = link.core.receive(msg, now)
         if self.recorder is not None:
             self.recorder.record_message(link.session_id, now, msg)
-        self._feed_session(link, outs)
+        self.interpreter.feed_session(link, outs)
 
     # ---- events from the edges -------------------------------------------------------------------
 
