@@ -37,7 +37,7 @@ from broker import logs
 from broker.credentials import Credentials, private_dir
 from broker.errors import ConfigError
 from broker.launcher import free_port, local_config
-from broker.settings import Env, MqttUrl
+from broker.settings import Env, MqttNodes, MqttUrl
 from stream_server.http.listen import listening_socket
 
 from .child_process import ChildSpec
@@ -278,7 +278,10 @@ async def _supervise(
 ) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"]) if broker is None else broker.url("monitor")
+    # One broker, or a cluster's nodes; our own broker is read as `monitor`.
+    mqtt_url = (
+        MqttNodes.parse(env["SESAME_MQTT_URL"]) if broker is None else MqttNodes.of(broker.url("monitor"))
+    )
     async with Supervisor(
         SupervisorCore(config.policy),
         mqtt_url=mqtt_url,
