@@ -18,6 +18,7 @@ from stream_server.http.listen import listening_socket
 
 from .child_process import ChildSpec
 from .children import Supervisor
+from .local_broker import LocalBroker
 from .reload_report import ReloadReport
 
 log = logs.get("sesame.up")
@@ -35,9 +36,14 @@ class StackConfig:
 
 class Stack:
     def __init__(
-        self, config: StackConfig, env: Mapping[str, str], sup: Supervisor, report: ReloadReport
+        self,
+        config: StackConfig,
+        env: Mapping[str, str],
+        sup: Supervisor,
+        report: ReloadReport,
+        broker: LocalBroker | None,
     ) -> None:
-        self.config, self.env, self.sup, self.report = config, env, sup, report
+        self.config, self.env, self.sup, self.report, self.broker = config, env, sup, report, broker
         self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
         self.gateway: tuple[str, int] = ("gateway", 0)
         # Made once, inherited by every gateway (stream_server/http/listen.py): see the reload.
@@ -48,9 +54,10 @@ class Stack:
     def worker_spec(self, slot: int, generation: int) -> ChildSpec:
         base = self.env.get("SESAME_WORKER_ID", "worker")
         wid = f"{base}-{slot}" if generation == 0 else f"{base}-{slot}-r{generation}"
-        return ChildSpec(
-            wid, "worker", (*CLI, "worker"), {**self.env, "SESAME_WORKER_ID": wid}, worker_id=wid
-        )
+        env = {**self.env, "SESAME_WORKER_ID": wid}
+        if self.broker is not None:
+            env["SESAME_MQTT_URL"] = self.broker.worker_url(wid, self.sup).env_value()
+        return ChildSpec(wid, "worker", (*CLI, "worker"), env, worker_id=wid)
 
     def start_workers(self) -> None:
         for slot in range(1, self.config.workers + 1):
@@ -63,6 +70,8 @@ class Stack:
         url = f"http://{host}:{self.config.port}/health"
         name = "gateway" if generation == 0 else f"gateway-r{generation}"
         env = {**self.env, "SESAME_LISTEN_FD": str(self.listener.fileno())}
+        if self.broker is not None:
+            env["SESAME_MQTT_URL"] = self.broker.url("gateway").env_value()
         return ChildSpec(
             name, "gateway", (*CLI, "gateway"), env, health_url=url, pass_fds=(self.listener.fileno(),)
         )
@@ -80,15 +89,17 @@ class Stack:
             self.report.begin(f"reload started: {len(self.slots)} worker(s) one at a time, then the gateway")
             ok = True
             for slot, (name, generation) in sorted(self.slots.items()):
-                if not await self._replace(name, self.worker_spec(slot, generation + 1)):
+                new = self.worker_spec(slot, generation + 1)
+                if not await self._replace(name, new):
                     ok = False
                     break
-                self.slots[slot] = (self.worker_spec(slot, generation + 1).name, generation + 1)
+                self.slots[slot] = (new.name, generation + 1)
             if ok:
                 name, generation = self.gateway
-                ok = await self._replace(name, self.gateway_spec(generation + 1))
+                gateway = self.gateway_spec(generation + 1)
+                ok = await self._replace(name, gateway)
                 if ok:
-                    self.gateway = (self.gateway_spec(generation + 1).name, generation + 1)
+                    self.gateway = (gateway.name, generation + 1)
             elapsed = self.report.elapsed_s
             log.info("reload_done", ok=ok, seconds=elapsed)
             self.report.finish(ok, f"reload {'done' if ok else 'FAILED'} in {elapsed} s")

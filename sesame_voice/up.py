@@ -11,6 +11,10 @@ both hold from the first moment (a SIGTERM during start-up stops what was starte
 ``sesame-voice reload`` sends) replaces the workers one at a time without dropping a job. No child
 outlives ``up``: each gets PR_SET_PDEATHSIG, and ``sesame_voice.reaper`` (started first, watching a
 pipe from us) SIGKILLs the rest, e.g. the broker, whose PDEATHSIG its privilege drop clears.
+The local broker is configured as production is (``broker/launcher.py``): anonymous clients
+are refused; its generated credentials live in ``{run_dir}/broker-{port}`` (0700, files 0600), each
+child gets only its own (the gateway ``gateway``, each worker a user named by its id, the supervisor
+``monitor``), and ``up_started`` says how to listen with mosquitto_sub as ``listener``.
 The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
 role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
 
@@ -34,12 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker import logs
+from broker.credentials import private_dir
 from broker.errors import ConfigError
-from broker.launcher import CONFIG_TEMPLATE, free_port
-from broker.settings import Env, MqttNodes, MqttUrl
+from broker.settings import Env, MqttNodes
 
-from .child_process import ChildSpec
 from .children import Supervisor
+from .local_broker import LocalBroker
 from .notify import NotifyListener
 from .reaper import Reaper
 from .reload_report import ReloadReport
@@ -155,16 +159,6 @@ def _bark_weights_here(env: dict[str, str]) -> bool:
     return isinstance(cached, str)
 
 
-def _broker_spec(workdir: Path) -> tuple[ChildSpec, MqttUrl]:
-    port = free_port()
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise ConfigError("mosquitto is not installed (Debian package 'mosquitto'; `make up` installs it)")
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(CONFIG_TEMPLATE.format(port=port))
-    return ChildSpec("broker", "broker", (binary, "-c", str(conf))), MqttUrl("127.0.0.1", port)
-
-
 class _Signals:
     """SIGTERM/SIGINT from the first moment on: the first stops ``up`` in order (drains), a second
     one hurries the stop (every child's process group gets SIGKILL now); SIGHUP reloads once the
@@ -204,12 +198,15 @@ class _Signals:
 
 
 async def _up(config: UpConfig, env: dict[str, str]) -> int:
+    private_dir(config.run_dir)
     env["SESAME_SUPERVISOR_STATE"] = str(config.state_path())
-    with _Signals() as signals, tempfile.TemporaryDirectory(prefix="sesame-up-") as tmp:
+    with _Signals() as signals, contextlib.ExitStack() as cleanup:
         broker = None
         if not env.get("SESAME_MQTT_URL"):
-            broker, url = _broker_spec(Path(tmp))
-            env["SESAME_MQTT_URL"] = str(url)
+            base = env.get("SESAME_WORKER_ID", "worker")
+            broker = LocalBroker(config.run_dir, [f"{base}-{slot}" for slot in range(1, config.workers + 1)])
+            cleanup.callback(shutil.rmtree, broker.credentials.dir, True)  # its credentials go with it
+            env["SESAME_MQTT_URL"] = broker.url("gateway").env_value()
         notify = await NotifyListener(config.run_dir / f"notify-{config.port}.sock").start()
         env["NOTIFY_SOCKET"] = str(notify.path)
         try:
@@ -223,11 +220,18 @@ async def _up(config: UpConfig, env: dict[str, str]) -> int:
 
 
 async def _supervise(
-    config: UpConfig, env: dict[str, str], broker: ChildSpec | None, notify: NotifyListener, signals: _Signals
+    config: UpConfig,
+    env: dict[str, str],
+    broker: LocalBroker | None,
+    notify: NotifyListener,
+    signals: _Signals,
 ) -> None:
     loop = asyncio.get_running_loop()
     stopping = signals.stopping
-    mqtt_url = MqttNodes.parse(env["SESAME_MQTT_URL"])  # one broker, or a cluster's nodes
+    # One broker, or a cluster's nodes; our own broker is read as `monitor`.
+    mqtt_url = (
+        MqttNodes.parse(env["SESAME_MQTT_URL"]) if broker is None else MqttNodes.of(broker.url("monitor"))
+    )
     async with Supervisor(
         SupervisorCore(config.policy),
         mqtt_url=mqtt_url,
@@ -238,10 +242,10 @@ async def _supervise(
     ) as sup:
         signals.sup = sup
         stack_config = StackConfig(config.host, config.port, config.workers, config.reload_ready_timeout_s)
-        stack = Stack(stack_config, env, sup, ReloadReport(config.reload_report_path()))
+        stack = Stack(stack_config, env, sup, ReloadReport(config.reload_report_path()), broker)
         try:
             if broker is not None:
-                sup.add(broker)
+                sup.add(broker.spec)
                 assert sup.link is not None
                 # Workers and gateway would only retry meanwhile; a stop request ends the wait.
                 await _first(sup.link.wait_connected(30.0), stopping.wait())
@@ -262,6 +266,8 @@ async def _supervise(
                 "up_started",
                 url=f"http://{config.host}:{config.port}/",
                 broker=str(mqtt_url),
+                listen_with=broker.listen_hint() if broker is not None else None,
+                credentials=str(broker.credentials.dir) if broker is not None else None,
                 workers=config.workers,
                 pid=os.getpid(),
                 pid_file=str(config.pid_path()),

@@ -20,6 +20,9 @@ of that turn still on a higher tier are moved too, so the listener hears at most
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
 from broker.messages import Heartbeat, WorkerStatus
 from stream_server.core.actions import (
     WORKERS,
@@ -27,9 +30,9 @@ from stream_server.core.actions import (
     CancelJob,
     Cause,
     Completed,
-    FellBack,
+    FailedOver,
     GiveUp,
-    Probe,
+    ProbeTier,
     RunLocal,
     SendJob,
     Sentence,
@@ -38,14 +41,20 @@ from stream_server.core.actions import (
 )
 from stream_server.core.breaker import CircuitBreaker, Transition
 from stream_server.core.failover import Attempt, FailoverConfig, Task
-from stream_server.core.tier_switch import remap_index
+from stream_server.core.tier_switch import carry_over
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
 
 class Scheduler:
-    def __init__(self, config: FailoverConfig, job_prefix: str = "j") -> None:
+    def __init__(
+        self,
+        config: FailoverConfig,
+        job_prefix: str = "j",
+        token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    ) -> None:
         self.config = config
-        self.job_prefix = job_prefix
+        self.job_prefix = job_prefix[:24]
+        self._token = token  # 128 random bits: a job id cannot be guessed (docs/security.md)
         self.registry = WorkerRegistry(
             config.missed_heartbeats, config.retry_delay_s, config.worker_retention_s
         )
@@ -54,18 +63,14 @@ class Scheduler:
         }
         self.tasks: dict[str, Task] = {}  # job_id of the current attempt -> task
         self.sticky: dict[str, tuple[int, int]] = {}  # session_id -> (turn, lowest tier index)
-        self._next_job = 0
         self._probing: set[str] = set()
-        # The operator's switch (core/tier_switch.py): the order tried now, and tiers skipped.
-        self.tiers: tuple[str, ...] = config.tiers
+        self.tiers: tuple[str, ...] = config.tiers  # the operator's switch (core/tier_switch.py)
         self.disabled: frozenset[str] = frozenset()
 
     def set_tiers(self, order: tuple[str, ...], disabled: frozenset[str]) -> None:
         """The switch changed (``order``: SESAME_TIERS rearranged); what is in flight keeps its tier."""
         old, self.tiers, self.disabled = self.tiers, order, disabled
-        for task in self.tasks.values():
-            task.tier_index = remap_index(old, order, task.tier_index)
-        self.sticky = {s: (turn, remap_index(old, order, i)) for s, (turn, i) in self.sticky.items()}
+        self.sticky = carry_over(old, order, self.tasks.values(), self.sticky)
 
     # ---- queries --------------------------------------------------------------------------
 
@@ -213,7 +218,7 @@ class Scheduler:
         for tier, breaker in self.breakers.items():
             if tier not in self._probing and breaker.probe_due(now):
                 self._probing.add(tier)
-                actions.append(Probe(tier))
+                actions.append(ProbeTier(tier))
         return actions
 
     def probe_result(self, tier: str, ok: bool, now: float, reason: str = "") -> list[Action]:
@@ -247,8 +252,7 @@ class Scheduler:
                 worker.assigned.discard(att.job_id)
 
     def _new_job_id(self) -> str:
-        self._next_job += 1
-        return f"{self.job_prefix}{self._next_job}"
+        return f"{self.job_prefix}{self._token()}"
 
     def _fail(self, task: Task, reason: str, now: float, cause: Cause) -> list[Action]:
         att = task.attempt
@@ -276,9 +280,7 @@ class Scheduler:
         s = task.sentence
         while task.tier_index < len(tiers):
             tier = tiers[task.tier_index]
-            if tier in self.disabled:
-                pass
-            elif tier == WORKERS:
+            if tier == WORKERS and tier not in self.disabled:
                 worker = None
                 if task.worker_tries <= self.config.max_retries:
                     worker = self.registry.pick(now, exclude=task.failed_workers)
@@ -292,7 +294,7 @@ class Scheduler:
                         *self._fell_back(task, from_engine, worker.engine, reason, now),
                         SendJob(job_id, worker.worker_id, s, self.config.timeout_s),
                     ]
-            elif not s.background and self.breakers[tier].allow(now):
+            elif tier not in self.disabled and not s.background and self.breakers[tier].allow(now):
                 job_id = self._new_job_id()
                 task.attempt = Attempt(job_id, tier, tier, None, now, now + self.config.timeout_s)
                 self.tasks[job_id] = task
@@ -309,7 +311,7 @@ class Scheduler:
     ) -> list[Action]:
         if from_engine is None:
             return []
-        actions: list[Action] = [FellBack(task.sentence, from_engine, to_engine, reason)]
+        actions: list[Action] = [FailedOver(task.sentence, from_engine, to_engine, reason)]
         if task.tier_index > 0:
             actions += self._stick(task, now)
         return actions

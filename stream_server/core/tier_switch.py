@@ -21,10 +21,12 @@ keeps it; a persisted switch that names tiers no longer configured keeps only th
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from broker.errors import ProtocolError
+from stream_server.core.failover import Task
 
 Op = Literal["prefer", "disable", "enable", "reset"]
 OPS: tuple[Op, ...] = ("prefer", "disable", "enable", "reset")
@@ -107,6 +109,16 @@ class TierSwitch:
         if not switch.enabled():  # never every tier disabled, whatever the file says
             switch.disabled = set()
         return switch
+
+
+def carry_over(
+    old: tuple[str, ...], new: tuple[str, ...], tasks: Iterable[Task], sticky: dict[str, tuple[int, int]]
+) -> dict[str, tuple[int, int]]:
+    """The scheduler's sentences in flight (their ``tier_index``, changed in place) and sticky turns
+    (returned) carried from the ``old`` order to the ``new``."""
+    for task in tasks:
+        task.tier_index = remap_index(old, new, task.tier_index)
+    return {s: (turn, remap_index(old, new, i)) for s, (turn, i) in sticky.items()}
 
 
 def remap_index(old: tuple[str, ...], new: tuple[str, ...], index: int) -> int:

@@ -2,7 +2,7 @@
 
 Every event (a client message, an MQTT message, a local engine's result, a deadline) is fed to a
 pure core (``SessionCore``, ``Scheduler``, ``JobTracker``, ``Preloader``, ``HealthSampler``); what
-the cores return is appended to one queue, which ``_drain`` carries out in order, without
+the cores return is appended to one queue, which ``Interpreter._run_queue`` carries out in order, without
 recursion: carrying out an action may feed another core, whose actions go to the back of the same
 queue. All cores are driven from this one event loop, so they need no locks.
 
@@ -84,7 +84,6 @@ class Hub:
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
         self.tier_operator = TierOperator(self.scheduler, Path(config.monitor.state_dir) / TIER_SWITCH_FILE)
-        self.reply_to = topics.reply_root(config.gateway_id)
         self.sessions = Sessions(
             SessionSettings(
                 config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead
@@ -131,7 +130,6 @@ class Hub:
             preloader=self.preloader,
             local=self.local,
             out=self.out,
-            reply_to=self.reply_to,
             observers=self.observers,
             close_session=self.close_session,
             sample_health=self._sample_health,
@@ -300,6 +298,7 @@ class Hub:
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
             self.mqtt_sessions.next_deadline(),
+            self.detached.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -310,6 +309,7 @@ class Hub:
         work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
+        self.detached.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:

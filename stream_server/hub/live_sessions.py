@@ -49,7 +49,7 @@ class SessionLink:
     received: int = 0
     attachment: int = 0
     detached: bool = False  # its socket dropped: frames go to the log only, for a resume
-    expiry: asyncio.Task[None] | None = None
+    resume_digest: bytes | None = None  # SHA-256 of the resume token of its last ready
 
     @property
     def session_id(self) -> str:

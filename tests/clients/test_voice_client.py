@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,16 +33,6 @@ from tests.conftest import Service, T
 from tests.support.localstack import REPO, Proc
 
 THREE = "The sun rose over the hills. Birds began to sing! Was it morning already?"
-
-
-@pytest.fixture(scope="module")
-def espeak_gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            yield svc
-        finally:
-            svc.close()
 
 
 async def tokens(text: str, size: int = 3) -> AsyncIterator[str]:
@@ -180,14 +170,19 @@ def sentences(events: list[Event]) -> list[str]:
 LONG = [f"This is sentence number {i}." for i in range(10)]
 
 
+@pytest.mark.parametrize("sample_rate", [24_000, 16_000])
 async def test_a_dropped_socket_resumes_the_session_with_no_frame_lost_or_repeated(
-    espeak_gateway: Service,
+    espeak_gateway: Service, sample_rate: int
 ) -> None:
+    """The resume needs the session's token (docs/security.md); at 16 kHz the client sends a
+    ``start``, whose ``ready`` brings a new token that voids the first: the client resumes with it."""
     events: list[Event] = []
     cut = False
     async with CuttableProxy(espeak_gateway.port) as proxy:
         url = f"ws://127.0.0.1:{proxy.port}/ws"
-        async with VoiceClient(url, backoff=Backoff(first_s=0.05, attempts=20)) as voice:
+        async with VoiceClient(
+            url, sample_rate=sample_rate, backoff=Backoff(first_s=0.05, attempts=20)
+        ) as voice:
             await voice.speak(" ".join(LONG))
             async with asyncio.timeout(12 * T):
                 async for event in voice.events():

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiomqtt
 import av
@@ -17,20 +17,14 @@ import openai
 import pytest
 
 from broker.audio import rms_dbfs
-from broker.launcher import Mosquitto
 from tests.conftest import Service, T
 
 TEXT = "Hello there. How are you today?"
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            yield svc
-        finally:
-            svc.close()
+@pytest.fixture
+def gateway(espeak_gateway: Service) -> Service:
+    return espeak_gateway  # the shared espeak-ng gateway (tests/conftest.py)
 
 
 @contextlib.asynccontextmanager
@@ -112,8 +106,10 @@ async def test_first_bytes_of_a_long_text_arrive_before_its_last_sentence_is_mad
     ended: list[int] = []  # seqs whose sentence_end the gateway published (session events on MQTT)
     seen_at_first_byte: int | None = None
     all_ended = asyncio.Event()
-    url = gateway.broker.url
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
+    url = gateway.broker.url_for("listener")
+    async with aiomqtt.Client(
+        url.host, url.port, username=url.username, password=url.password, protocol=aiomqtt.ProtocolVersion.V5
+    ) as mqtt:
         await mqtt.subscribe("sesame/v1/sessions/+/events")
 
         async def listen() -> None:
