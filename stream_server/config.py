@@ -95,7 +95,11 @@ class GatewayConfig:
     supervisor_state: str | None = None
     # SESAME_DRAIN_TIMEOUT_MS: on SIGTERM, how long turns in flight may finish before 1012
     drain_timeout_s: float = 30.0
-    max_sessions: int = 1000
+    max_sessions: int = 1000  # SESAME_MAX_SESSIONS: attached sessions (core/admission.py)
+    max_detached: int = 100  # SESAME_MAX_DETACHED: sessions kept for a resume
+    client_max_sessions: int = 16  # SESAME_CLIENT_MAX_SESSIONS: open sessions per client
+    client_max_in_flight: int = 8  # SESAME_CLIENT_MAX_IN_FLIGHT: sentences synthesized at once
+    retry_after_s: float = 2.0  # SESAME_RETRY_AFTER (ms in env): what `overloaded` suggests
     # Websocket resume (docs/protocol.md): how long a session whose socket dropped is kept, and
     # how many of its last frames are kept for the client to pick up from.
     resume_grace_s: float = 30.0  # SESAME_RESUME_GRACE (ms in env); 0 turns resume off
@@ -160,6 +164,10 @@ class GatewayConfig:
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
             drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
+            max_detached=env.int("SESAME_MAX_DETACHED", 100, lo=0),
+            client_max_sessions=env.int("SESAME_CLIENT_MAX_SESSIONS", 16, lo=1),
+            client_max_in_flight=env.int("SESAME_CLIENT_MAX_IN_FLIGHT", 8, lo=1),
+            retry_after_s=env.ms("SESAME_RETRY_AFTER", 2.0),
             resume_grace_s=env.ms("SESAME_RESUME_GRACE", 30.0),
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
             mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),

@@ -141,6 +141,17 @@ class Scheduler:
         self.sticky.pop(session_id, None)
         return actions
 
+    def cancel_sentences(self, session_id: str, seqs: frozenset[int]) -> list[Action]:
+        """Stop these sentences of the session (queued or running); they may be submitted again."""
+        actions: list[Action] = []
+        for job_id, task in list(self.tasks.items()):
+            s = task.sentence
+            if s.session_id == session_id and s.seq in seqs and task.attempt is not None:
+                del self.tasks[job_id]
+                self._release(task.attempt)
+                actions.append(CancelJob(job_id, task.attempt.tier, task.attempt.worker_id, session_id))
+        return actions
+
     def end_turn(self, session_id: str, turn: int) -> None:
         """At a turn boundary a session that fell back returns to the primary tier."""
         sticky = self.sticky.get(session_id)

@@ -219,6 +219,14 @@ class SessionCore:
         outs.append(Emit(Cancelled(turn)))
         return outs
 
+    def restart_sentences(self, seqs: tuple[int, ...]) -> None:
+        """These sentences' jobs were stopped before they played (the session was detached): the
+        audio they had made is dropped, as they will be made again."""
+        for seq in seqs:
+            st = self.sentences.get(seq)
+            if st is not None and not st.started and not st.done:
+                st.chunks.clear()
+
     # ---- engine results -------------------------------------------------------------------
 
     def audio(self, seq: int, engine: str, pcm: bytes, cached: bool = False) -> list[Out]:

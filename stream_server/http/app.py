@@ -18,7 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from broker.errors import ProtocolError
+from broker.errors import Overloaded, ProtocolError
 from stream_server.http import openai_api, routes_health, routes_speech, routes_status, routes_web, routes_ws
 from stream_server.hub.hub import Hub
 
@@ -53,6 +53,13 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.exception_handler(ProtocolError)
     async def protocol_error(_: Request, exc: ProtocolError) -> JSONResponse:
+        if isinstance(exc, Overloaded):  # no room now: a refusal, not bad input
+            retry_ms = round(exc.retry_after_s * 1000)
+            return AsciiJSONResponse(
+                {"error": {"code": exc.code, "message": str(exc), "retry_after_ms": retry_ms}},
+                status_code=429,
+                headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
+            )
         hub.metrics.bad_input.labels("http", exc.code).inc()
         return AsciiJSONResponse({"error": {"code": exc.code, "message": str(exc)}}, status_code=400)
 

@@ -1,4 +1,5 @@
-"""The bearer token (SESAME_AUTH_TOKEN) check shared by the websocket and HTTP routes."""
+"""The bearer token (SESAME_AUTH_TOKEN) check shared by the websocket and HTTP routes, and who a
+request's client is for its fair share (``client_identity``)."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def authorized(token: str | None, headers: Mapping[str, str], query_token: str |
     bearer = hmac.compare_digest(offered[0], b"Bearer " + expected)
     query = len(offered) > 1 and hmac.compare_digest(offered[1], expected)
     return bearer or query
+
+
+def client_identity(client: tuple[str, int] | None) -> str:
+    """Whose share a request counts against (core/admission.py): its address. Behind nginx that is
+    the forwarded address (uvicorn takes X-Forwarded-For from the proxies in FORWARDED_ALLOW_IPS,
+    loopback by default). The one shared SESAME_AUTH_TOKEN does not tell clients apart."""
+    return f"addr:{client[0]}" if client else "addr:unknown"

@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker import logs
 from broker.audio import HEADER_SIZE, from_pcm16
-from broker.errors import ProtocolError
+from broker.errors import Overloaded, ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, SentenceEnd, SentenceStart, Speak, TurnEnd
 from stream_server.audio_out.formats import (
     MAX_SPEED,
@@ -49,7 +49,7 @@ from stream_server.audio_out.formats import (
     stream_encoder,
     time_stretch,
 )
-from stream_server.http.auth import authorized
+from stream_server.http.auth import authorized, client_identity
 from stream_server.http.routes_speech import check_speakable
 from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason, SessionLink
@@ -190,9 +190,9 @@ async def _encoded(
         yield out
 
 
-async def speech(hub: Hub, body: SpeechRequest) -> Response:
-    # unknown voice: ProtocolError
-    link = hub.open_session(body.voice_name, sample_rate=RATE)
+async def speech(hub: Hub, body: SpeechRequest, client: str | None = None) -> Response:
+    # unknown voice: ProtocolError; no room for this client: Overloaded
+    link = hub.open_session(body.voice_name, sample_rate=RATE, client=client)
     turn = _Turn()
     encoder = stream_encoder(body.response_format, RATE)
     pieces = _encoded(hub, link, body, encoder, turn)
@@ -251,7 +251,11 @@ def router(hub: Hub) -> APIRouter:
             return openai_error(401, "bad or missing bearer token", "unauthorized")
         try:
             body = parse_request(await request.body())
-            return await speech(hub, body)
+            return await speech(hub, body, client_identity(request.client))
+        except Overloaded as exc:
+            response = openai_error(429, str(exc), "overloaded")
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+            return response
         except ProtocolError as exc:
             code, _, param = exc.code.partition(":")
             if exc.code == "unknown_voice":

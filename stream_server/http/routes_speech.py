@@ -20,7 +20,7 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, check_text
 from stream_server.audio_out.encode import encode_audio
-from stream_server.http.auth import authorized
+from stream_server.http.auth import authorized, client_identity
 from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason
 
@@ -55,7 +55,8 @@ def router(hub: Hub) -> APIRouter:
         """Speak `text` and return the whole audio (the plan's load test calls this)."""
         if not authorized(token, request.headers):
             return unauthorized()
-        return await speak_response(hub, body.text, body.voice, body.format, body.sample_rate)
+        client = client_identity(request.client)
+        return await speak_response(hub, body.text, body.voice, body.format, body.sample_rate, client=client)
 
     return r
 
@@ -68,9 +69,11 @@ def check_speakable(text: str) -> None:
         )
 
 
-async def speak_response(hub: Hub, text: str, voice: str | None, fmt: str, sample_rate: int) -> Response:
+async def speak_response(
+    hub: Hub, text: str, voice: str | None, fmt: str, sample_rate: int, *, client: str | None = None
+) -> Response:
     check_speakable(text)
-    link = hub.open_session(voice, sample_rate=sample_rate)
+    link = hub.open_session(voice, sample_rate=sample_rate, client=client)
     errors: list[str] = []  # codes of sentences no voice could speak
     pcm: list[bytes] = []
     try:

@@ -10,11 +10,11 @@ import dataclasses
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from broker.errors import ProtocolError
+from broker.errors import Overloaded, ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
-from stream_server.http.auth import authorized
+from stream_server.http.auth import authorized, client_identity
 from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
 
@@ -65,8 +65,12 @@ def _attach(hub: Hub, websocket: WebSocket) -> tuple[SessionLink | None, Ready |
     wanted = parse_resume(query.get("session_id"), query.get("heard"))
     if wanted is not None and (link := hub.detached.resume(*wanted)) is not None:
         return link, dataclasses.replace(link.core.ready_message(), resumed=True, received=link.received)
+    peer = websocket.client
+    client = client_identity((peer.host, peer.port) if peer else None)
     try:
-        link = hub.open_session(resumable=True)
+        link = hub.open_session(resumable=True, client=client)
+    except Overloaded as exc:
+        return None, Error(exc.code, str(exc), retry_after_ms=round(exc.retry_after_s * 1000))
     except ProtocolError as exc:
         return None, Error(exc.code, str(exc))
     return link, link.core.ready_message()

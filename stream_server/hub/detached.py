@@ -35,6 +35,7 @@ class Detached:
         link.detached = True
         log.info("session_detached", session_id=link.session_id, sent=link.log.sent)
         link.expiry = self.hub.spawn(self._expire(link, attachment), f"resume-grace:{link.session_id}")
+        self.hub.session_detached(link)  # no new audio; the detached cap (core/admission.py)
 
     async def _expire(self, link: SessionLink, attachment: int) -> None:
         await asyncio.sleep(self.hub.config.resume_grace_s)  # the deadline itself, not a poll
@@ -50,6 +51,9 @@ class Detached:
         replay = link.log.since(heard)
         if replay is None:
             log.info("resume_refused", session_id=session_id, heard=heard, first=link.log.first)
+            return None
+        if not self.hub.session_reattached(link):
+            log.info("resume_refused", session_id=session_id, heard=heard, reason="overloaded")
             return None
         link.end()  # the writer of the old socket stops
         queue: asyncio.Queue[Outgoing] = asyncio.Queue(OUT_QUEUE_FRAMES)

@@ -33,6 +33,7 @@ from broker.wire import Message
 from broker.ws_protocol import Error
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import WORKERS, Action, Cause
+from stream_server.core.admission import AdmissionLimits
 from stream_server.core.cache import SentenceCache
 from stream_server.core.health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from stream_server.core.jobs import JobTracker
@@ -86,7 +87,14 @@ class Hub(Interpreter):
         self.sessions = Sessions(
             SessionSettings(
                 config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead
-            )
+            ),
+            AdmissionLimits(
+                config.max_sessions,
+                config.max_detached,
+                config.client_max_sessions,
+                config.client_max_in_flight,
+                config.retry_after_s,
+            ),
         )
         self.cache = (
             SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s)
@@ -180,13 +188,25 @@ class Hub(Interpreter):
         *,
         resumable: bool = False,
         session_id: str | None = None,
+        client: str | None = None,
     ) -> SessionLink:
-        """A new session. ``resumable`` (websocket) keeps frames for a resume; ``session_id``
-        (MQTT-only) is the publisher's. Both are claimed, so other gateways leave their MQTT
-        input alone (stream_server/core/claims.py)."""
+        """A new session of ``client`` (its share: core/admission.py; ``Overloaded`` when there is
+        no room). ``resumable`` (websocket) keeps frames for a resume; ``session_id`` (MQTT-only)
+        is the publisher's. Both are claimed, so other gateways leave their MQTT input alone
+        (stream_server/core/claims.py)."""
         resolved = self.voices.get(voice).name
         frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
-        link = self.sessions.open(resolved, sample_rate, fmt, session_id, frames)
+        try:
+            opened = self.sessions.open(
+                resolved, sample_rate, fmt, session_id, frames, client=client, now=self.clock()
+            )
+        except ProtocolError as exc:
+            self.metrics.dropped.labels(exc.code).inc()
+            log.warning("session_refused", client=client, code=exc.code, error=str(exc))
+            raise
+        for old in opened.evicted:
+            self.close_session(old, CloseReason.DETACHED_EVICTED)
+        link = opened.link
         if resumable or session_id is not None:
             self.mqtt_sessions.claim(link.session_id)
         self.metrics.sessions.set(len(self.sessions))
@@ -195,7 +215,8 @@ class Hub(Interpreter):
 
     def close_session(self, link: SessionLink, reason: CloseReason = CloseReason.CLOSED) -> None:
         """Disconnect: cancel the session's queued and running jobs everywhere."""
-        if not self.sessions.close(link, reason):
+        released = self.sessions.close(link, reason)
+        if released is None:
             return
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
@@ -203,6 +224,24 @@ class Hub(Interpreter):
         self.mqtt_sessions.release(link.session_id)
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
+        self.submit_released(released)
+
+    def session_detached(self, link: SessionLink) -> None:
+        """Its socket dropped (``detached.py``): no new audio; close what the detached cap says."""
+        plan = self.sessions.admission.detach(link.session_id, self.clock())
+        if plan.pull_back:
+            link.core.restart_sentences(plan.pull_back)
+            self.feed(self.scheduler.cancel_sentences(link.session_id, frozenset(plan.pull_back)))
+        for sid in plan.evict:
+            if (old := self.sessions.get(sid)) is not None:
+                self.metrics.dropped.labels(CloseReason.DETACHED_EVICTED.value).inc()
+                self.close_session(old, CloseReason.DETACHED_EVICTED)
+
+    def session_reattached(self, link: SessionLink) -> bool:
+        """A client resumes it: False when the attached pool is full (it stays detached)."""
+        admitted, released = self.sessions.admission.attach(link.session_id)
+        self.submit_released(released)
+        return admitted
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""

@@ -144,10 +144,15 @@ class Interpreter:
                 if self.config.publish_session_events:
                     self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
             case Dispatch(sentence=sentence):
-                if not self._from_cache(link, sentence):
+                if self._from_cache(link, sentence):
+                    pass
+                elif self.sessions.admission.dispatch(sentence.session_id, sentence.seq):
                     self._queue.extend(self.scheduler.submit(sentence, self.clock()))
+                else:  # held: the client's share is in use, or the session is detached
+                    self.metrics.dropped.labels("sentence_held").inc()
             case CancelJobs(session_id=session_id):
                 self._queue.extend(self.scheduler.cancel_session(session_id))
+                self.submit_released(self.sessions.admission.cancelled(session_id))
             case TurnOver(session_id=session_id, turn=turn):
                 self.scheduler.end_turn(session_id, turn)
 
@@ -214,6 +219,7 @@ class Interpreter:
                 pcm = self.jobs.finish(job_id)
                 if tier == WORKERS and pcm and self.cache is not None:
                     self.cache.put(cache_key(s.voice, s.sample_rate, s.text), pcm, engine, self.clock())
+                self.submit_released(self.sessions.admission.finished(s.session_id, s.seq))
                 if link is not None:
                     self._feed_later(link, link.core.sentence_done(s.seq))
             case GiveUp(reason=reason) if s.background:
@@ -221,9 +227,18 @@ class Interpreter:
             case GiveUp(reason=reason):
                 self.metrics.sentence("text", False, None)
                 log.error("speech_failed", session_id=s.session_id, seq=s.seq, reason=reason)
+                self.submit_released(self.sessions.admission.finished(s.session_id, s.seq))
                 if link is not None:
                     message = f"no voice could speak this sentence ({reason})"
                     self._feed_later(link, link.core.sentence_failed(s.seq, "speech_unavailable", message))
+
+    def submit_released(self, released: list[tuple[str, int]]) -> None:
+        """Held sentences their client's share lets go now (core/admission.py)."""
+        for session_id, seq in released:
+            link = self.sessions.get(session_id)
+            st = link.core.sentences.get(seq) if link is not None else None
+            if st is not None:
+                self.feed(self.scheduler.submit(st.sentence, self.clock()))
 
     def _feed_later(self, link: SessionLink, outs: list[Out]) -> None:
         self._queue.extend(ForSession(link, out) for out in outs)
