@@ -3,6 +3,10 @@
 answers only GET, and we need POST /tts and /v1/audio/speech plus an OpenAPI document on the same
 port (see docs/architecture.md).
 
+Every request passes ``guard.Guard`` first (auth before any body is read, body and concurrency
+limits). Validation errors say where and what, never echo the input back; a body that cannot be
+decoded is a 400 ``bad_json``.
+
 Routes live in modules by concern (``routes_ws``, ``routes_speech``, ``routes_health``,
 ``routes_web``), each a ``router(hub)``; a new router is one more line in ``ROUTERS``.
 """
@@ -20,6 +24,7 @@ from fastapi.responses import JSONResponse
 
 from broker.errors import Overloaded, ProtocolError
 from stream_server.http import openai_api, routes_health, routes_speech, routes_status, routes_web, routes_ws
+from stream_server.http.guard import Guard, GuardSettings
 from stream_server.hub.hub import Hub
 
 VERSION = routes_health.VERSION
@@ -65,9 +70,31 @@ def create_app(hub: Hub) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            hub.metrics.bad_input.labels("http", "bad_json").inc()
+            body = {"error": {"code": "bad_json", "message": "the body is not valid JSON"}}
+            return AsciiJSONResponse(body, status_code=400)
         hub.metrics.bad_input.labels("http", "invalid_request").inc()
-        return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        # Where and what only: never the input (it may be large, or someone else's secret).
+        short = [
+            {"loc": e.get("loc", ()), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors[:5]
+        ]
+        return AsciiJSONResponse({"detail": jsonable_encoder(short)}, status_code=422)
 
     for make in ROUTERS:
         app.include_router(make(hub))
+    c = hub.config
+    settings = GuardSettings(
+        auth_token=c.auth_token,
+        read_token=c.read_token,
+        max_body_bytes=c.max_body_bytes,
+        body_timeout_s=c.body_timeout_s,
+        max_concurrent=c.http_max_concurrent,
+        allowed_origins=c.allowed_origins,
+        retry_after_s=c.retry_after_s,
+    )
+    app.add_middleware(
+        Guard, settings=settings, refused=lambda code: hub.metrics.bad_input.labels("http", code).inc()
+    )
     return app

@@ -100,7 +100,7 @@ def parse_request(raw: bytes) -> SpeechRequest:
         data = json.loads(text)
         body = SpeechRequest.model_validate(data)
         body.input.encode("utf-8")  # a lone surrogate ("\ud800") is no text
-    except (UnicodeError, json.JSONDecodeError) as exc:
+    except (UnicodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting: no 500
         raise ProtocolError("the body is not valid UTF-8 JSON", code="bad_json") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
