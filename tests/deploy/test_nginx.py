@@ -139,10 +139,8 @@ def test_one_client_flooding_requests_gets_429_from_nginx(tmp_path: Path) -> Non
     # limit_req acts before the upstream: a dead one answers 502 to what gets through.
     nginx = Nginx(tmp_path, "127.0.0.1:1")
     try:
-        statuses = []
         with httpx.Client(base_url=f"http://127.0.0.1:{nginx.port}", timeout=T) as c:
-            for _ in range(120):
-                statuses.append(c.get("/health").status_code)
+            statuses = [c.get("/health").status_code for _ in range(120)]
     finally:
         nginx.stop()
     assert statuses[0] == 502
