@@ -118,6 +118,7 @@ class GatewayConfig:
     header_timeout_s: float = 10.0  # SESAME_HEADER_TIMEOUT (ms in env)
     body_timeout_s: float = 10.0  # SESAME_BODY_TIMEOUT (ms in env)
     http_max_concurrent: int = 64  # SESAME_HTTP_MAX_CONCURRENT
+    encode_threads: int = 2  # SESAME_ENCODE_THREADS: mp3/ogg/flac encoding off the event loop
     record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
     # SESAME_SUPERVISOR_STATE (set by `sesame-voice up`): its restarts, shown in /ready and /metrics
     supervisor_state: str | None = None
@@ -199,6 +200,7 @@ class GatewayConfig:
             header_timeout_s=env.ms("SESAME_HEADER_TIMEOUT", 10.0),
             body_timeout_s=env.ms("SESAME_BODY_TIMEOUT", 10.0),
             http_max_concurrent=env.int("SESAME_HTTP_MAX_CONCURRENT", 64, lo=1),
+            encode_threads=env.int("SESAME_ENCODE_THREADS", 2, lo=1, hi=64),
             record_dir=env.raw("SESAME_RECORD_DIR"),
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
             drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),

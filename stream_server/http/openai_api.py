@@ -178,15 +178,15 @@ async def _encoded(
         elif pending:
             whole = from_pcm16(b"".join(pending))
             pending.clear()
-            samples = await asyncio.to_thread(time_stretch, whole, RATE, body.speed)
+            samples = await hub.encoder.run(time_stretch, whole, RATE, body.speed)
         else:
             continue
         turn.samples += len(samples)
         # Encoding and stretching cost up to ~0.1 s of CPU per second of audio (docs/benchmarks.md):
-        # off the event loop, so heartbeats and other sessions never wait on them.
-        if out := await asyncio.to_thread(encoder.encode, np.asarray(samples)):
+        # off the event loop, in the hub's bounded pool, so heartbeats and sessions never wait.
+        if out := await hub.encoder.run(encoder.encode, np.asarray(samples)):
             yield out
-    if out := await asyncio.to_thread(encoder.finish):
+    if out := await hub.encoder.run(encoder.finish):
         yield out
 
 

@@ -102,5 +102,6 @@ async def speak_response(
     headers = {"X-Sesame-Undelivered-Sentences": str(len(errors))}
     if fmt == "pcm16":
         return Response(b"".join(pcm), media_type=MEDIA_TYPES["pcm16"], headers=headers)
-    audio = encode_audio(np.asarray(from_pcm16(b"".join(pcm))), sample_rate, fmt)
+    # Off the event loop (audio_out/encoder_pool.py): a long mp3 would stall every session.
+    audio = await hub.encoder.run(encode_audio, np.asarray(from_pcm16(b"".join(pcm))), sample_rate, fmt)
     return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -31,6 +31,7 @@ from broker.link import MqttLink
 from broker.messages import Heartbeat
 from broker.wire import Message
 from broker.ws_protocol import Error
+from stream_server.audio_out.encoder_pool import EncoderPool
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import WORKERS, Action, Cause
 from stream_server.core.admission import AdmissionLimits
@@ -121,6 +122,7 @@ class Hub(Interpreter):
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
         self.detached = Detached(self)
+        self.encoder = EncoderPool(config.encode_threads)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self._queue: deque[Work] = deque()
         self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
@@ -152,6 +154,7 @@ class Hub(Interpreter):
                     yield self
                 finally:
                     self.local.cancel_all()
+                    self.encoder.close()
                     for task in list(self._tasks):
                         task.cancel()
         finally:
@@ -225,23 +228,6 @@ class Hub(Interpreter):
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
         self.submit_released(released)
-
-    def session_detached(self, link: SessionLink) -> None:
-        """Its socket dropped (``detached.py``): no new audio; close what the detached cap says."""
-        plan = self.sessions.admission.detach(link.session_id, self.clock())
-        if plan.pull_back:
-            link.core.restart_sentences(plan.pull_back)
-            self.feed(self.scheduler.cancel_sentences(link.session_id, frozenset(plan.pull_back)))
-        for sid in plan.evict:
-            if (old := self.sessions.get(sid)) is not None:
-                self.metrics.dropped.labels(CloseReason.DETACHED_EVICTED.value).inc()
-                self.close_session(old, CloseReason.DETACHED_EVICTED)
-
-    def session_reattached(self, link: SessionLink) -> bool:
-        """A client resumes it: False when the attached pool is full (it stays detached)."""
-        admitted, released = self.sessions.admission.attach(link.session_id)
-        self.submit_released(released)
-        return admitted
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""

@@ -17,6 +17,8 @@ from broker import logs, topics
 from broker.audio import chunk_samples, from_pcm16, to_pcm16
 from broker.messages import Heartbeat, Job
 from broker.wire import Message
+from stream_server.audio_out.encode import encoded_frame
+from stream_server.audio_out.encoder_pool import EncoderPool
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import (
     WORKERS,
@@ -37,7 +39,7 @@ from stream_server.core.health import SampleHealth
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preload, Preloader
 from stream_server.core.scheduler import Scheduler
-from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, Out, TurnOver
+from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, EncodeAudio, Out, TurnOver
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
 from stream_server.monitoring.metrics import Metrics
@@ -68,6 +70,7 @@ class Interpreter:
     jobs: JobTracker
     preloader: Preloader
     local: LocalTiers
+    encoder: EncoderPool
     out: MqttOut
     reply_to: str
     _queue: deque[Work]
@@ -143,6 +146,11 @@ class Interpreter:
                 self._push(link, frame)
                 if self.config.publish_session_events:
                     self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+            case EncodeAudio(seq=seq, sample_rate=rate, fmt=fmt, pcm=pcm):
+                # Off the event loop; what the session sends next waits behind it, in order.
+                encoding = self.encoder.submit(encoded_frame, seq, rate, fmt, pcm)
+                link.waiting.append(encoding)
+                encoding.add_done_callback(lambda _: self._pump(link))
             case Dispatch(sentence=sentence):
                 if self._from_cache(link, sentence):
                     pass
@@ -157,6 +165,33 @@ class Interpreter:
                 self.scheduler.end_turn(session_id, turn)
 
     def _push(self, link: SessionLink, item: Message | bytes) -> None:
+        if link.waiting:  # behind a sentence being encoded
+            link.waiting.append(item)
+            return
+        self._push_now(link, item)
+
+    def _pump(self, link: SessionLink) -> None:
+        """Send what waited behind encodings, up to the next one not finished."""
+        while link.waiting:
+            head = link.waiting[0]
+            if isinstance(head, asyncio.Future):
+                if not head.done():
+                    return
+                link.waiting.popleft()
+                if head.cancelled():
+                    continue
+                if (exc := head.exception()) is not None:
+                    log.error("encode_failed", session_id=link.session_id, error=repr(exc))
+                    continue
+                frame = head.result()
+                self._push_now(link, frame)
+                if self.config.publish_session_events:
+                    self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+            else:
+                link.waiting.popleft()
+                self._push_now(link, head)
+
+    def _push_now(self, link: SessionLink, item: Message | bytes) -> None:
         if link.push(item):
             return
         self.metrics.dropped.labels("client_too_slow").inc()
@@ -231,6 +266,23 @@ class Interpreter:
                 if link is not None:
                     message = f"no voice could speak this sentence ({reason})"
                     self._feed_later(link, link.core.sentence_failed(s.seq, "speech_unavailable", message))
+
+    def session_detached(self, link: SessionLink) -> None:
+        """Its socket dropped (``detached.py``): no new audio; close what the detached cap says."""
+        plan = self.sessions.admission.detach(link.session_id, self.clock())
+        if plan.pull_back:
+            link.core.restart_sentences(plan.pull_back)
+            self.feed(self.scheduler.cancel_sentences(link.session_id, frozenset(plan.pull_back)))
+        for sid in plan.evict:
+            if (old := self.sessions.get(sid)) is not None:
+                self.metrics.dropped.labels(CloseReason.DETACHED_EVICTED.value).inc()
+                self.close_session(old, CloseReason.DETACHED_EVICTED)
+
+    def session_reattached(self, link: SessionLink) -> bool:
+        """A client resumes it: False when the attached pool is full (it stays detached)."""
+        admitted, released = self.sessions.admission.attach(link.session_id)
+        self.submit_released(released)
+        return admitted
 
     def submit_released(self, released: list[tuple[str, int]]) -> None:
         """Held sentences their client's share lets go now (core/admission.py)."""

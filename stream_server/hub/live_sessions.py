@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -54,6 +55,8 @@ class SessionLink:
     attachment: int = 0
     detached: bool = False  # its socket dropped: frames go to the log only, for a resume
     expiry: asyncio.Task[None] | None = None
+    # Sentences being encoded off the loop (mp3, ogg, ...) and what the session sent after them.
+    waiting: deque[asyncio.Future[bytes] | Message | bytes] = field(default_factory=deque)
 
     @property
     def session_id(self) -> str:

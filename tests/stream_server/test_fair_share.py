@@ -3,6 +3,7 @@ the engines busy, and one client's sentences cannot take every engine from anoth
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -10,14 +11,15 @@ from dataclasses import replace
 import pytest
 
 from broker import topics
+from broker.audio import AudioFrame, Encoding
 from broker.errors import Overloaded
-from broker.messages import Cancel, Job, worker_messages
-from broker.ws_protocol import Speak
+from broker.messages import Cancel, Job, JobAck, JobDone, worker_messages
+from broker.ws_protocol import Speak, TurnEnd
 from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason
 from synth_worker.voices import VoiceMap
 from tests.conftest import T
-from tests.stream_server.test_hub import GW, Clock, config, heartbeat, jobs_of
+from tests.stream_server.test_hub import GW, Clock, config, frame, heartbeat, jobs_of
 from tests.support.memlink import MemoryLink
 
 THREE = "One is here now. Two is here now. Three is here now. Four is here now."
@@ -107,3 +109,35 @@ async def test_one_clients_sentences_in_flight_are_capped_and_others_go_at_once(
         await mqtt.wait_until(
             lambda: sum(len(jobs_for(mqtt, link.session_id)) for link in greedy[1:]) == 2, T
         )
+
+
+async def test_an_mp3_session_is_encoded_off_the_loop_and_stays_in_order() -> None:
+    async with hub() as (h, mqtt):
+        link = h.open_session(fmt="mp3", client="addr:x")
+        h.receive(link, Speak("First one is here. Second one is here."))
+        await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 2, T)
+        for job in jobs_for(mqtt, link.session_id):
+            audio, events = (
+                topics.job_audio(h.reply_to, job.job_id),
+                topics.job_events(h.reply_to, job.job_id),
+            )
+            await mqtt.deliver(events, JobAck(job.job_id, "w1").to_bytes())
+            await mqtt.deliver(audio, frame(job.seq, 0, samples=24_000))
+            await mqtt.deliver(events, JobDone(job.job_id, "w1", 1, 24_000, 24_000, "bark").to_bytes())
+        items: list[object] = []
+        async with asyncio.timeout(T):
+            while not isinstance(items[-1] if items else None, TurnEnd):
+                items.append(await link.out.get())
+    kinds = [type(i).__name__ if not isinstance(i, bytes) else "audio" for i in items]
+    assert kinds == [
+        "SentenceStart",
+        "audio",
+        "SentenceEnd",
+        "SentenceStart",
+        "audio",
+        "SentenceEnd",
+        "TurnEnd",
+    ]
+    frames = [AudioFrame.from_bytes(i) for i in items if isinstance(i, bytes)]
+    assert [f.seq for f in frames] == [0, 1]
+    assert all(f.encoding is Encoding.MP3 and len(f.payload) > 500 for f in frames)
