@@ -127,7 +127,7 @@ class GatewayConfig:
     max_sessions: int = 1000  # SESAME_MAX_SESSIONS: attached sessions (core/admission.py)
     max_detached: int = 100  # SESAME_MAX_DETACHED: sessions kept for a resume
     client_max_sessions: int = 16  # SESAME_CLIENT_MAX_SESSIONS: open sessions per client
-    client_max_in_flight: int = 8  # SESAME_CLIENT_MAX_IN_FLIGHT: sentences synthesized at once
+    client_max_in_flight: int = 3  # SESAME_CLIENT_MAX_IN_FLIGHT: sentences synthesized at once
     retry_after_s: float = 2.0  # SESAME_RETRY_AFTER (ms in env): what `overloaded` suggests
     # Websocket resume (docs/protocol.md): how long a session whose socket dropped is kept, and
     # how many of its last frames are kept for the client to pick up from.
@@ -207,7 +207,7 @@ class GatewayConfig:
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
             max_detached=env.int("SESAME_MAX_DETACHED", 100, lo=0),
             client_max_sessions=env.int("SESAME_CLIENT_MAX_SESSIONS", 16, lo=1),
-            client_max_in_flight=env.int("SESAME_CLIENT_MAX_IN_FLIGHT", 8, lo=1),
+            client_max_in_flight=env.int("SESAME_CLIENT_MAX_IN_FLIGHT", 3, lo=1),
             retry_after_s=env.ms("SESAME_RETRY_AFTER", 2.0),
             resume_grace_s=env.ms("SESAME_RESUME_GRACE", 30.0),
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),

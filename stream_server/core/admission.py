@@ -31,7 +31,7 @@ class AdmissionLimits:
     max_sessions: int = 1000  # SESAME_MAX_SESSIONS: attached sessions
     max_detached: int = 100  # SESAME_MAX_DETACHED
     client_sessions: int = 16  # SESAME_CLIENT_MAX_SESSIONS
-    client_in_flight: int = 8  # SESAME_CLIENT_MAX_IN_FLIGHT: sentences being synthesized
+    client_in_flight: int = 3  # SESAME_CLIENT_MAX_IN_FLIGHT: sentences being synthesized
     retry_after_s: float = 2.0  # SESAME_RETRY_AFTER (ms in env): what a refusal suggests
 
 
