@@ -16,6 +16,9 @@ import pytest
 import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from broker.errors import ConfigError
 from stream_server.config import GatewayConfig
@@ -333,3 +336,14 @@ async def test_websocket_origin_is_checked_when_set(origin: str | None, allowed:
     await guard({"type": "websocket", "path": "/ws", "headers": headers}, Channel([]), send)
     assert reached is allowed
     assert (sent == []) is allowed
+
+
+async def test_a_websocket_from_another_origin_is_refused_on_the_wire() -> None:
+    async with served(header_timeout_s=T, allowed_origins=("https://maya.example",)) as port:
+        url = f"ws://127.0.0.1:{port}/ws"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, origin=Origin("https://evil.example")):
+                pass
+        assert refused.value.response.status_code == 403
+        async with connect(url, origin=Origin("https://maya.example")) as ws:
+            assert json.loads(await ws.recv())["type"] == "ready"
