@@ -61,8 +61,10 @@ class Result:
         heard = sorted(p.ttfa_s for p in self.polite if p.ttfa_s is not None)
         primary = sum(1 for p in self.polite if p.ttfa_s is not None and not p.fell_back)
         refused = [p.refused for p in self.polite if p.refused]
+        ready = [p.ready_s for p in self.polite if p.ready_s is not None]
         return {
             "clients": len(self.polite),
+            "ready_max_ms": round(max(ready) * 1000, 1) if ready else None,
             "ttfa_p50_ms": round(heard[len(heard) // 2] * 1000, 1) if heard else None,
             "ttfa_max_ms": round(heard[-1] * 1000, 1) if heard else None,
             "primary_voice": primary,
@@ -241,12 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = asyncio.run(run(args.scenarios.split(",")))
     print(f"\npolite clients beside an abusive one, on {machine()}")
-    print(f"{'scenario':<8} {'clients':>7} {'TTFA p50':>9} {'TTFA max':>9} {'primary':>8}  refused / note")
+    columns = ("clients", "ready max", "TTFA p50", "TTFA max", "primary")
+    print(f"{'scenario':<8} " + " ".join(f"{c:>9}" for c in columns) + "  note")
     for name, r in results.items():
-        print(
-            f"{name:<8} {r['clients']:>7} {r['ttfa_p50_ms']!s:>9} {r['ttfa_max_ms']!s:>9} "
-            f"{r['primary_voice']!s:>8}  {r['refused'] or ''} {r['note']}"
-        )
+        cells = (r["clients"], r["ready_max_ms"], r["ttfa_p50_ms"], r["ttfa_max_ms"], r["primary_voice"])
+        note = f"{r['refused'] or ''} {r['note']}".strip()
+        print(f"{name:<8} " + " ".join(f"{c!s:>9}" for c in cells) + f"  {note}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
