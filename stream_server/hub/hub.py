@@ -208,6 +208,7 @@ class Hub(Interpreter):
             log.warning("session_refused", client=client, code=exc.code, error=str(exc))
             raise
         for old in opened.evicted:
+            self.metrics.dropped.labels(CloseReason.DETACHED_EVICTED.value).inc()
             self.close_session(old, CloseReason.DETACHED_EVICTED)
         link = opened.link
         if resumable or session_id is not None:
