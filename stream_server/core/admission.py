@@ -23,6 +23,7 @@ submit.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 
@@ -94,17 +95,18 @@ class Admission:
         self._clients.setdefault(client, []).append(session_id)
         return Admitted(tuple(evict))
 
-    def detach(self, session_id: str, now: float) -> DetachPlan:
-        """Its socket dropped: detached from now. It makes no new audio: its sentences in flight
-        beyond the first go back to wait (``pull_back``, to be cancelled at the engines), and the
-        oldest detached sessions beyond the detached cap are to be closed (possibly this one)."""
+    def detach(self, session_id: str, now: float, speaking: Collection[int] = ()) -> DetachPlan:
+        """Its socket dropped: detached from now. It makes no new audio: of its sentences in flight
+        only the first one whose audio is being made (in ``speaking``) goes on; the others go back
+        to wait (``pull_back``, to be cancelled at the engines). The oldest detached sessions
+        beyond the detached cap are to be closed (possibly this one)."""
         s = self._sessions.get(session_id)
         if s is None or s.detached_at is not None:
             return DetachPlan()
         s.detached_at = now
         self._detached[session_id] = now
-        flying = sorted(s.in_flight)
-        pulled = tuple(flying[1:])
+        going = min((q for q in s.in_flight if q in speaking), default=None)
+        pulled = tuple(sorted(q for q in s.in_flight if q != going))
         s.in_flight.difference_update(pulled)
         s.held.extendleft(reversed(pulled))
         evict: list[str] = []

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
+from stream_server.config import is_loopback
+
 
 def authorized(token: str | None, headers: Mapping[str, str], query_token: str | None = None) -> bool:
     """True when no token is configured, or the request carries it (constant-time comparison)."""
@@ -22,8 +24,14 @@ def authorized(token: str | None, headers: Mapping[str, str], query_token: str |
     return bearer or query
 
 
-def client_identity(client: tuple[str, int] | None) -> str:
+def client_identity(client: tuple[str, int] | None) -> str | None:
     """Whose share a request counts against (core/admission.py): its address. Behind nginx that is
     the forwarded address (uvicorn takes X-Forwarded-For from the proxies in FORWARDED_ALLOW_IPS,
-    loopback by default). The one shared SESAME_AUTH_TOKEN does not tell clients apart."""
-    return f"addr:{client[0]}" if client else "addr:unknown"
+    loopback by default, rightmost first). The one shared SESAME_AUTH_TOKEN does not tell clients
+    apart. None (each session a share of its own) for a client on this host itself: loopback with
+    no forwarded address (a load test, ``say``, the supervisor's probes)."""
+    if client is None:
+        return "addr:unknown"
+    if is_loopback(client[0]):
+        return None
+    return f"addr:{client[0]}"

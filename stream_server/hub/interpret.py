@@ -269,7 +269,8 @@ class Interpreter:
 
     def session_detached(self, link: SessionLink) -> None:
         """Its socket dropped (``detached.py``): no new audio; close what the detached cap says."""
-        plan = self.sessions.admission.detach(link.session_id, self.clock())
+        speaking = [seq for seq, st in link.core.sentences.items() if st.chunks or st.started]
+        plan = self.sessions.admission.detach(link.session_id, self.clock(), speaking)
         if plan.pull_back:
             link.core.restart_sentences(plan.pull_back)
             self.feed(self.scheduler.cancel_sentences(link.session_id, frozenset(plan.pull_back)))

@@ -105,7 +105,7 @@ def test_a_detached_session_makes_no_new_audio_beyond_the_sentence_in_flight() -
     a.open("s", "c", 0.0)
     for q in range(3):
         assert a.dispatch("s", q)
-    plan = a.detach("s", 1.0)
+    plan = a.detach("s", 1.0, speaking={0, 2})  # audio is being made for 0 (and 2, not playing)
     assert plan == DetachPlan(evict=(), pull_back=(1, 2))
     assert a.in_flight("c") == 1
     assert a.dispatch("s", 3) is False  # held while detached
@@ -140,3 +140,13 @@ def test_sentences_of_sessions_not_admitted_here_are_not_held() -> None:
     a = core(client_in_flight=1)
     assert all(a.dispatch("preload", q) for q in range(5))
     assert a.finished("preload", 0) == []
+
+
+def test_a_detached_session_with_no_audio_being_made_keeps_nothing_in_flight() -> None:
+    a = core(client_in_flight=5, max_sessions=5)
+    a.open("s", "c", 0.0)
+    for q in range(3):
+        a.dispatch("s", q)
+    assert a.detach("s", 1.0).pull_back == (0, 1, 2)
+    assert a.in_flight("c") == 0
+    assert a.attach("s") == (True, [("s", 0), ("s", 1), ("s", 2)])

@@ -84,8 +84,12 @@ async def test_a_detached_session_makes_no_audio_beyond_the_sentence_in_flight()
         h.receive(link, Speak(THREE))
         await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 3, T)
         jobs = jobs_for(mqtt, link.session_id)
+        # The first sentence's audio is being made: it goes on; the lookahead's jobs are stopped.
+        await mqtt.deliver(
+            topics.job_events(h.reply_to, jobs[0].job_id), JobAck(jobs[0].job_id, "w1").to_bytes()
+        )
+        await mqtt.deliver(topics.job_audio(h.reply_to, jobs[0].job_id), frame(0, 0))
         h.detached.detach(link, link.attachment)
-        # The lookahead's jobs are stopped at the worker; the first sentence goes on.
         later = {j.job_id for j in jobs if j.seq > 0}
         await mqtt.wait_until(lambda: later <= cancelled(mqtt), T)
         assert jobs[0].job_id not in cancelled(mqtt)

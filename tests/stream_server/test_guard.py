@@ -23,6 +23,7 @@ from websockets.typing import Origin
 from broker.errors import ConfigError
 from stream_server.config import GatewayConfig
 from stream_server.http.app import create_app
+from stream_server.http.auth import client_identity
 from stream_server.http.guard import Guard, GuardSettings, Message
 from stream_server.http.slow_headers import deadlined_h11
 from stream_server.hub.hub import Hub
@@ -347,3 +348,17 @@ async def test_a_websocket_from_another_origin_is_refused_on_the_wire() -> None:
         assert refused.value.response.status_code == 403
         async with connect(url, origin=Origin("https://maya.example")) as ws:
             assert json.loads(await ws.recv())["type"] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("peer", "identity"),
+    [
+        (("203.0.113.7", 5000), "addr:203.0.113.7"),
+        (("10.1.0.1", 1), "addr:10.1.0.1"),
+        (("127.0.0.1", 5000), None),  # this host itself, with no forwarded address: no quota
+        (("::1", 5000), None),
+        (None, "addr:unknown"),
+    ],
+)
+def test_client_identity_is_the_address(peer: tuple[str, int] | None, identity: str | None) -> None:
+    assert client_identity(peer) == identity
