@@ -136,6 +136,9 @@ class GatewayConfig:
     # MQTT-only sessions: closed after this long without a message from their publisher.
     mqtt_session_idle_s: float = 300.0  # SESAME_MQTT_SESSION_IDLE (ms in env)
     log_level: str = "INFO"
+    # SESAME_DEBUG_STAMPS: stamp each hop of every sentence (jobs ask workers to stamp theirs) and
+    # log one ``hop_stamps`` line per job (bench/ttfa_timeline.py). Off by default.
+    debug_stamps: bool = False
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
@@ -213,5 +216,6 @@ class GatewayConfig:
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
             mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
             log_level=env.str("LOG_LEVEL", "INFO"),
+            debug_stamps=env.bool("SESAME_DEBUG_STAMPS", False),
             monitor=MonitorConfig.from_env(env),
         )

@@ -10,19 +10,25 @@ writer of the old socket (which may not be known to be dead yet).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from broker import logs
+from stream_server.hub.fair_share import FairShare
 from stream_server.hub.live_sessions import OUT_QUEUE_FRAMES, CloseReason, Outgoing, SessionLink
-
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
+from stream_server.hub.ports import SessionHost, TaskHost
 
 log = logs.get("sesame.resume")
 
 
+class DetachHost(SessionHost, TaskHost, Protocol):
+    """What ``Detached`` needs of the hub."""
+
+    @property
+    def fair(self) -> FairShare: ...
+
+
 class Detached:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: DetachHost) -> None:
         self.hub = hub
 
     def detach(self, link: SessionLink, attachment: int) -> None:
@@ -35,7 +41,7 @@ class Detached:
         link.detached = True
         log.info("session_detached", session_id=link.session_id, sent=link.log.sent)
         link.expiry = self.hub.spawn(self._expire(link, attachment), f"resume-grace:{link.session_id}")
-        self.hub.session_detached(link)  # no new audio; the detached cap (core/admission.py)
+        self.hub.fair.detached(link)  # no new audio; the detached cap (core/admission.py)
 
     async def _expire(self, link: SessionLink, attachment: int) -> None:
         await asyncio.sleep(self.hub.config.resume_grace_s)  # the deadline itself, not a poll
@@ -52,7 +58,7 @@ class Detached:
         if replay is None:
             log.info("resume_refused", session_id=session_id, heard=heard, first=link.log.first)
             return None
-        if not self.hub.session_reattached(link):
+        if not self.hub.fair.reattached(link):
             log.info("resume_refused", session_id=session_id, heard=heard, reason="overloaded")
             return None
         link.end()  # the writer of the old socket stops

@@ -20,29 +20,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import logs, topics
 from broker.errors import ProtocolError
 from broker.link import MqttLink
-from broker.messages import Heartbeat
 from broker.wire import Message
 from broker.ws_protocol import Error
 from stream_server.audio_out.encoder_pool import EncoderPool
 from stream_server.config import GatewayConfig
-from stream_server.core.actions import WORKERS, Action, Cause
-from stream_server.core.admission import AdmissionLimits
+from stream_server.core.actions import WORKERS, Cause
 from stream_server.core.cache import SentenceCache
 from stream_server.core.health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preloader
 from stream_server.core.scheduler import Scheduler
+from stream_server.core.stamps import HopStamps
 from stream_server.hub.detached import Detached
+from stream_server.hub.fair_share import FairShare
 from stream_server.hub.interpret import Interpreter, Work
-from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
+from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import (
     LocalAudio,
     LocalDone,
@@ -51,8 +50,8 @@ from stream_server.hub.local_tiers import (
     LocalTiers,
     ProbeDone,
 )
+from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
-from stream_server.hub.shutdown import Drainer
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
 from stream_server.mqtt.outbound import MqttOut, Publish
@@ -60,15 +59,12 @@ from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
-if TYPE_CHECKING:
-    from stream_server.monitoring.monitor import Monitor
-
 log = logs.get("sesame.gateway")
 
 __all__ = ["Hub", "SessionLink"]
 
 
-class Hub(Interpreter):
+class Hub:
     def __init__(
         self,
         config: GatewayConfig,
@@ -78,6 +74,7 @@ class Hub(Interpreter):
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         link: MqttLink | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.config = config
         self.voices = voices
@@ -85,24 +82,14 @@ class Hub(Interpreter):
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
         self.reply_to = topics.reply_root(config.gateway_id)
-        self.sessions = Sessions(
-            SessionSettings(
-                config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead
-            ),
-            AdmissionLimits(
-                config.max_sessions,
-                config.max_detached,
-                config.client_max_sessions,
-                config.client_max_in_flight,
-                config.retry_after_s,
-            ),
-        )
+        self.sessions = Sessions.from_config(config)
         self.cache = (
             SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s)
             if config.cache_enabled
             else None
         )
         self.jobs = JobTracker()
+        self.stamps = HopStamps() if config.debug_stamps else None
         self.preloader = Preloader(config.preload_phrases, voices.default, self.cache)
         self.health = HealthSampler(config.health_check_interval_s, clock())
         self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
@@ -124,13 +111,28 @@ class Hub(Interpreter):
         self.detached = Detached(self)
         self.encoder = EncoderPool(config.encode_threads)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
-        self._queue: deque[Work] = deque()
-        self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
-        self.observers: list[Callable[[Action | Heartbeat], None]] = []
-        self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
-        self._draining = False
-        self._timers_dirty = False
+        self.observers = observers or Observers()
         self._wake = asyncio.Event()
+        self.interpreter = Interpreter(
+            config,
+            metrics=self.metrics,
+            clock=clock,
+            scheduler=self.scheduler,
+            sessions=self.sessions,
+            cache=self.cache,
+            jobs=self.jobs,
+            stamps=self.stamps,
+            preloader=self.preloader,
+            local=self.local,
+            encoder=self.encoder,
+            out=self.out,
+            reply_to=self.reply_to,
+            observers=self.observers,
+            close_session=self.close_session,
+            sample_health=self._sample_health,
+            deadline_moved=self.deadline_moved,
+        )
+        self.fair = FairShare(self.interpreter)
         self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -199,18 +201,7 @@ class Hub(Interpreter):
         (stream_server/core/claims.py)."""
         resolved = self.voices.get(voice).name
         frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
-        try:
-            opened = self.sessions.open(
-                resolved, sample_rate, fmt, session_id, frames, client=client, now=self.clock()
-            )
-        except ProtocolError as exc:
-            self.metrics.dropped.labels(exc.code).inc()
-            log.warning("session_refused", client=client, code=exc.code, error=str(exc))
-            raise
-        for old in opened.evicted:
-            self.metrics.dropped.labels(CloseReason.DETACHED_EVICTED.value).inc()
-            self.close_session(old, CloseReason.DETACHED_EVICTED)
-        link = opened.link
+        link = self.fair.open(resolved, sample_rate, fmt, session_id=session_id, frames=frames, client=client)
         if resumable or session_id is not None:
             self.mqtt_sessions.claim(link.session_id)
         self.metrics.sessions.set(len(self.sessions))
@@ -225,15 +216,17 @@ class Hub(Interpreter):
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        if self.stamps is not None:
+            self.stamps.forget_session(link.session_id)
         self.mqtt_sessions.release(link.session_id)
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
-        self.submit_released(released)
+        self.interpreter.submit_released(released)
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
         self.metrics.bad_input.labels(path, exc.code).inc()
-        self._push(link, Error(exc.code, str(exc)))
+        self.interpreter.push(link, Error(exc.code, str(exc)))
         if path == "mqtt":
             self.publish_event(link.session_id, exc)
 
@@ -247,6 +240,14 @@ class Hub(Interpreter):
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         return self._spawn(coro, name)
 
+    def feed(self, work: Iterable[Work]) -> None:
+        """What a core returned for an event, carried out in order (``Interpreter.feed``)."""
+        self.interpreter.feed(work)
+
+    def audio(self, job_id: str, pcm: bytes) -> None:
+        """Audio of ``job_id`` (a worker's or a local engine's) for its session."""
+        self.interpreter.audio(job_id, pcm)
+
     def deadline_moved(self) -> None:
         """A core's next deadline may be earlier now: the deadline task looks again."""
         self._wake.set()
@@ -256,10 +257,12 @@ class Hub(Interpreter):
         if msg.type == "start":
             self.voices.get(getattr(msg, "voice", None))  # unknown voice -> ProtocolError
         now = self.clock()
+        if self.stamps is not None:
+            self.stamps.text_in(link.session_id, now)
         outs = link.core.receive(msg, now)
         if self.recorder is not None:
             self.recorder.record_message(link.session_id, now, msg)
-        self._feed_session(link, outs)
+        self.interpreter.feed_session(link, outs)
 
     # ---- events from the edges -------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from enum import Enum
 
 from broker.errors import Overloaded
 from broker.wire import Message
+from stream_server.config import GatewayConfig
 from stream_server.core.admission import Admission, AdmissionLimits, Refused
 from stream_server.core.resume import ReplayLog
 from stream_server.core.session import SessionCore
@@ -101,6 +102,14 @@ class Opened:
 
 
 class Sessions:
+    @classmethod
+    def from_config(cls, c: GatewayConfig) -> Sessions:
+        settings = SessionSettings(c.max_sessions, c.max_length, c.first_chunk_min_chars, c.lookahead)
+        limits = AdmissionLimits(
+            c.max_sessions, c.max_detached, c.client_max_sessions, c.client_max_in_flight, c.retry_after_s
+        )
+        return cls(settings, limits)
+
     def __init__(self, settings: SessionSettings, limits: AdmissionLimits | None = None) -> None:
         self.settings = settings
         self.admission = Admission(limits or AdmissionLimits(max_sessions=settings.max_sessions))
