@@ -9,6 +9,7 @@ tags are asserted, and every metric family the gateway exports must arrive under
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from tests.conftest import Service, T
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "deploy" / "datadog" / "conf.yaml"
+READ_TOKEN = "read-only-token"
 OK, CRITICAL = 0, 2  # Datadog service check statuses
 
 
@@ -37,9 +39,18 @@ def conf() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Service]:
     with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
+        env = {
+            "SESAME_TIERS": "espeak-ng",
+            "SESAME_CACHE_ENABLED": "false",
+            "SESAME_AUTH_TOKEN": "speak-token",
+            "SESAME_READ_TOKEN": READ_TOKEN,
+        }
+        svc = Service(broker, None, env)
         try:
-            reply = httpx.post(f"{svc.http_url}/tts", json={"text": "Hello there."}, timeout=12 * T)
+            bearer = {"Authorization": "Bearer speak-token"}
+            reply = httpx.post(
+                f"{svc.http_url}/tts", json={"text": "Hello there."}, headers=bearer, timeout=12 * T
+            )
             assert reply.status_code == 200  # one spoken sentence: counters and a TTFA sample
             yield svc
         finally:
@@ -47,11 +58,16 @@ def gateway() -> Iterator[Service]:
 
 
 def run_check(endpoint: str) -> str:
-    """One run of the check on conf.yaml's first instance pointed at ``endpoint``; its error, or ''."""
+    """One run of the check on conf.yaml's first instance pointed at ``endpoint``; its error, or ''.
+    The read-only token is in a file, as compose mounts it at the conf's reader path."""
     instance = {**conf()["instances"][0], "openmetrics_endpoint": endpoint}
-    aggregator.reset()
-    check = OpenMetricsBaseCheckV2("openmetrics", conf()["init_config"], [instance])
-    error: str = check.run()
+    with tempfile.TemporaryDirectory() as tmp:
+        token = Path(tmp) / "sesame-read-token"
+        token.write_text(READ_TOKEN + "\n")
+        instance["auth_token"] = {**instance["auth_token"], "reader": {"type": "file", "path": str(token)}}
+        aggregator.reset()
+        check = OpenMetricsBaseCheckV2("openmetrics", conf()["init_config"], [instance])
+        error: str = check.run()
     return error
 
 
@@ -82,7 +98,7 @@ def test_every_metric_the_gateway_exports_reaches_datadog(gateway: Service) -> N
     missing = {name for name in expected if not any(a == name or a.startswith(name + ".") for a in arrived)}
     # families with labels but no sample yet (no fallback, no alert, no probe on this gateway)
     # are not in the scrape at all; the rest must have arrived
-    scraped = httpx.get(f"{gateway.http_url}/metrics", timeout=5 * T).text
+    scraped = httpx.get(f"{gateway.http_url}/metrics?token={READ_TOKEN}", timeout=5 * T).text
     with_samples = {
         "sesame." + family.name.removeprefix("sesame_")
         for family in text_string_to_metric_families(scraped)
