@@ -157,3 +157,35 @@ class MqttUrl:
         # Never print the password.
         user = f"{self.username}@" if self.username else ""
         return f"mqtt://{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttNodes:
+    """``SESAME_MQTT_URL``: one broker, or the nodes of one broker cluster, comma-separated, in the
+    order the link tries them (``mqtt://a:1883,mqtt://b:1883``)."""
+
+    urls: tuple[MqttUrl, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> MqttNodes:
+        parts = [part.strip() for part in text.split(",")]
+        if any(not part for part in parts):
+            raise ConfigError(f"SESAME_MQTT_URL has an empty entry in {text!r}")
+        urls = tuple(MqttUrl.parse(part) for part in parts)
+        if len(set(urls)) != len(urls):
+            raise ConfigError("SESAME_MQTT_URL names one broker node twice")
+        return cls(urls)
+
+    @classmethod
+    def of(cls, url: MqttUrl | MqttNodes) -> MqttNodes:
+        return url if isinstance(url, MqttNodes) else cls((url,))
+
+    @property
+    def first(self) -> MqttUrl:
+        return self.urls[0]
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def __str__(self) -> str:
+        return ",".join(str(url) for url in self.urls)

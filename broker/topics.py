@@ -87,7 +87,8 @@ def session_topic(session_id: str, kind: str) -> str:
     return f"{ROOT}/sessions/{check_id(session_id, 'session_id')}/{kind}"
 
 
-SHARED_SESSION_OPEN = f"$share/{GATEWAYS_SHARE}/{ROOT}/sessions/+/open"
+ALL_SESSION_OPEN = f"{ROOT}/sessions/+/open"  # a broker without shared subscriptions: every gateway
+SHARED_SESSION_OPEN = f"$share/{GATEWAYS_SHARE}/{ALL_SESSION_OPEN}"
 ALL_SESSION_CLAIMS = f"{ROOT}/sessions/+/claim"
 ALL_SESSION_FLUSH = f"{ROOT}/sessions/+/flush"
 ALL_SESSION_CANCEL = f"{ROOT}/sessions/+/cancel"

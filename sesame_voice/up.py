@@ -32,7 +32,7 @@ from pathlib import Path
 from broker import logs
 from broker.errors import ConfigError
 from broker.launcher import CONFIG_TEMPLATE, free_port
-from broker.settings import Env, MqttUrl
+from broker.settings import Env, MqttNodes, MqttUrl
 from stream_server.http.listen import listening_socket
 
 from .child_process import ChildSpec
@@ -239,7 +239,7 @@ async def _supervise(
 ) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"])
+    mqtt_url = MqttNodes.parse(env["SESAME_MQTT_URL"])  # one broker, or a cluster's nodes
     async with Supervisor(
         SupervisorCore(config.policy),
         mqtt_url=mqtt_url,

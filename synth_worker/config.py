@@ -3,7 +3,7 @@
 | variable                       | default                 | meaning                                         |
 | ------------------------------ | ----------------------- | ----------------------------------------------- |
 | SESAME_WORKER_ID               | worker-<host>-<random>  | topic level naming this worker                  |
-| SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker                                      |
+| SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker (cluster: nodes, comma-separated)    |
 | SESAME_ENGINE                  | bark                    | bark, piper or espeak-ng                        |
 | SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
 | SESAME_PIPER_THREADS           | cores / 2 (at least 1)  | onnxruntime threads per Piper child process     |
@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from broker.errors import ConfigError, ProtocolError
-from broker.settings import Env, MqttUrl
+from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
 from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
@@ -77,7 +77,7 @@ def parse_speaker(raw: str | None) -> int | str | None:
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     worker_id: str
-    mqtt_url: MqttUrl
+    mqtt_url: MqttNodes
     engine: EngineName = "bark"
     model: str = DEFAULT_MODEL
     model_cache: str | None = None
@@ -129,7 +129,7 @@ class WorkerConfig:
             raise ConfigError(f"SESAME_ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
         config = cls(
             worker_id=e.str("SESAME_WORKER_ID", "") or default_worker_id(),
-            mqtt_url=MqttUrl.parse(e.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            mqtt_url=MqttNodes.parse(e.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
             engine=engine,
             model=e.str("SESAME_MODEL", DEFAULT_MODEL),
             model_cache=e.raw("SESAME_MODEL_CACHE"),

@@ -126,6 +126,15 @@ class Scheduler:
             return []
         return self._fail(task, reason, now, cause)
 
+    def broker_moved(self, now: float) -> list[Action]:
+        """The link dropped and came back (on another broker node): what workers published to us
+        in between is lost, so each worker job in flight is sent again (the broker's fault)."""
+        actions: list[Action] = []
+        for job_id, task in list(self.tasks.items()):
+            if task.attempt is not None and task.attempt.tier == WORKERS and task.attempt.job_id == job_id:
+                actions += self._fail(task, "broker_moved", now, Cause.BROKER)
+        return actions
+
     def busy(self) -> bool:
         """Whether anything is being synthesized (phrase preloading waits until nothing is)."""
         return bool(self.tasks)

@@ -54,6 +54,7 @@ from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
+from stream_server.mqtt.link_events import LinkEvents
 from stream_server.mqtt.outbound import MqttOut, Publish
 from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
@@ -105,9 +106,9 @@ class Hub:
             ],
         )
         self.link.on_message = self._on_mqtt
-        self.link.on_connect = self._on_connect
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
+        self.link_events = LinkEvents(self.link, self.metrics, self.out, self.mqtt_sessions, self._moved)
         self.detached = Detached(self)
         self.encoder = EncoderPool(config.encode_threads)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
@@ -274,8 +275,9 @@ class Hub:
             self.metrics.bad_input.labels("mqtt", exc.code).inc()
             log.warning("bad_mqtt_payload", topic=topic, code=exc.code, error=str(exc))
 
-    async def _on_connect(self, _link: MqttLink) -> None:
-        self.out.resend_cancels()
+    def _moved(self) -> None:
+        """The link landed on another broker node: worker jobs in flight go out again."""
+        self.feed(self.scheduler.broker_moved(self.clock()))
 
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
@@ -299,7 +301,7 @@ class Hub:
         return [
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
-            self.mqtt_sessions.claims.next_deadline(),
+            self.mqtt_sessions.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -337,6 +339,7 @@ class Hub:
             ready=bool(tiers),
             tiers=tuple(tiers),
             broker_connected=self.link.connected.is_set(),
+            broker_node=None if self.link.node is None else str(self.link.node),
             workers=tuple(WorkerReadiness.of(w) for w in self.scheduler.registry.workers.values()),
             sessions=len(self.sessions),
         )

@@ -22,7 +22,7 @@ from broker.audio import AudioFrame
 from broker.errors import BrokerError, EngineError, ProtocolError, error_code
 from broker.link import MqttLink
 from broker.messages import Cancel, Job, JobDone, JobError, worker_messages
-from broker.settings import MqttUrl
+from broker.settings import MqttNodes
 from stream_server.monitoring.probes import PROBE_TEXT
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 
@@ -47,7 +47,7 @@ class ProbeRunner:
     def __init__(
         self,
         *,
-        mqtt_url: MqttUrl,
+        mqtt_url: MqttNodes,
         gateway_id: str,
         engines: Mapping[str, Engine],
         voice: str,

@@ -16,7 +16,6 @@ from broker.audio import AudioFrame
 from broker.errors import ProtocolError
 from broker.messages import Heartbeat, JobAck, JobDone, JobError, WorkerStatus, worker_messages
 from broker.topics import ReplyTopic, SessionTopic, WorkerTopic, parse
-from broker.ws_protocol import Flush, SessionText, Text, session_text_messages
 from stream_server.core.actions import Action
 from stream_server.core.jobs import JobTracker
 from stream_server.core.scheduler import Scheduler
@@ -73,29 +72,13 @@ def route(hub: InboundHost, topic: str, payload: bytes) -> None:
                 raise ProtocolError("status topic and payload disagree", code="bad_status")
             hub.feed(hub.scheduler.status(st, hub.clock()))
         case SessionTopic(session_id=session_id, kind="text"):
-            _text(hub, session_id, payload)
+            hub.mqtt_sessions.text(session_id, payload)
         case SessionTopic(
             session_id=session_id, kind="open" | "flush" | "cancel" | "close" | "claim" as kind
         ):
             hub.mqtt_sessions.handle(kind, session_id, payload)
         case other:
             raise ProtocolError(f"the gateway does not take {other!r}", code="bad_topic")
-
-
-def _text(hub: InboundHost, session_id: str, payload: bytes) -> None:
-    link = hub.sessions.get(session_id)
-    if link is None:
-        hub.mqtt_sessions.unknown(session_id)  # quiet when another gateway holds it
-        return
-    hub.mqtt_sessions.touched(session_id)
-    try:
-        msg = session_text_messages.decode(payload)
-        assert isinstance(msg, SessionText)
-        hub.receive(link, Text(msg.text))
-        if msg.flush:
-            hub.receive(link, Flush())
-    except ProtocolError as exc:
-        hub.refuse(link, exc, path="mqtt")
 
 
 def _audio(hub: InboundHost, job_id: str, payload: bytes) -> None:
