@@ -196,10 +196,9 @@ class Hub:
         session_id: str | None = None,
         client: str | None = None,
     ) -> SessionLink:
-        """A new session of ``client`` (its share: core/admission.py; ``Overloaded`` when there is
-        no room). ``resumable`` (websocket) keeps frames for a resume; ``session_id`` (MQTT-only)
-        is the publisher's. Both are claimed, so other gateways leave their MQTT input alone
-        (stream_server/core/claims.py)."""
+        """A new session of ``client`` (its share: hub/fair_share.py). ``resumable`` (websocket) keeps
+        frames for a resume; ``session_id`` (MQTT-only) is the publisher's. Both are claimed, so
+        other gateways leave their MQTT input alone (core/claims.py)."""
         resolved = self.voices.get(voice).name
         frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
         link = self.fair.open(resolved, sample_rate, fmt, session_id=session_id, frames=frames, client=client)
