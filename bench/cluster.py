@@ -35,10 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _stack import REPO, Proc, machine
+from _stack import Proc, machine
 
 from broker.launcher import free_port
 from clients.stats import Playout
@@ -63,6 +60,7 @@ from clients.voice_events import (
     TurnEnded,
 )
 from tests.support.cluster import Cluster
+from tests.support.nginx import Nginx, upstream_of
 
 FAULTS = ("broker", "gateway", "worker")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -116,37 +114,6 @@ class Run:
         return time.monotonic() - self.t0
 
 
-class Nginx:
-    """Debian's nginx on loopback: the production proxy settings, an upstream of the gateways."""
-
-    def __init__(self, prefix: Path, gateways: list[int]) -> None:
-        self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
-        self.prefix, self.port = prefix, free_port()
-        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in gateways)
-        (prefix / "upstream.conf").write_text(
-            f"upstream sesame_gateway {{\n    least_conn;\n{servers}\n    keepalive 32;\n}}\n"
-        )
-        temp = "\n".join(
-            f"    {k}_temp_path {prefix}/tmp-{k};"
-            for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        user = "user root;\n" if os.getuid() == 0 else ""
-        (prefix / "nginx.conf").write_text(
-            f"{user}worker_processes 1;\npid {prefix}/nginx.pid;\nerror_log {prefix}/error.log warn;\n"
-            f"events {{ worker_connections 1024; }}\nhttp {{\n    access_log off;\n{temp}\n"
-            "    map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n"
-            f"    include {prefix}/upstream.conf;\n    server {{\n        listen 127.0.0.1:{self.port};\n"
-            f"        include {REPO}/deploy/nginx/sesame-proxy.conf;\n    }}\n}}\n"
-        )
-        subprocess.run(self._cmd(), check=True, timeout=30)  # daemonizes once it listens
-
-    def _cmd(self, *extra: str) -> list[str]:
-        return [self.binary, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"), *extra]
-
-    def stop(self) -> None:
-        subprocess.run(self._cmd("-s", "quit"), timeout=30, check=False, capture_output=True)
-
-
 class Deployment:
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
         self.cluster = Cluster(heartbeat_ms=500, start_timeout=60).start()
@@ -182,7 +149,8 @@ class Deployment:
                         300,
                         f"{worker} ready on {gw}",
                     )
-            self.nginx = Nginx(tmp, [self.ports["g1"], self.ports["g2"]])
+            gateways = [f"127.0.0.1:{self.ports[gw]}" for gw in ("g1", "g2")]
+            self.nginx = Nginx(tmp, upstream_of(gateways))
         except BaseException:
             self.close()
             raise
