@@ -20,6 +20,9 @@ of that turn still on a higher tier are moved too, so the listener hears at most
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
 from broker.messages import Heartbeat, WorkerStatus
 from stream_server.core.actions import (
     WORKERS,
@@ -42,9 +45,15 @@ from stream_server.core.workers import WorkerChange, WorkerRegistry
 
 
 class Scheduler:
-    def __init__(self, config: FailoverConfig, job_prefix: str = "j") -> None:
+    def __init__(
+        self,
+        config: FailoverConfig,
+        job_prefix: str = "j",
+        token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    ) -> None:
         self.config = config
-        self.job_prefix = job_prefix
+        self.job_prefix = job_prefix[:24]
+        self._token = token  # 128 random bits: a job id cannot be guessed (docs/security.md)
         self.registry = WorkerRegistry(
             config.missed_heartbeats, config.retry_delay_s, config.worker_retention_s
         )
@@ -53,7 +62,6 @@ class Scheduler:
         }
         self.tasks: dict[str, Task] = {}  # job_id of the current attempt -> task
         self.sticky: dict[str, tuple[int, int]] = {}  # session_id -> (turn, lowest tier index)
-        self._next_job = 0
         self._probing: set[str] = set()
 
     # ---- queries --------------------------------------------------------------------------
@@ -244,8 +252,7 @@ class Scheduler:
                 worker.assigned.discard(att.job_id)
 
     def _new_job_id(self) -> str:
-        self._next_job += 1
-        return f"{self.job_prefix}{self._next_job}"
+        return f"{self.job_prefix}{self._token()}"
 
     def _fail(self, task: Task, reason: str, now: float, cause: Cause) -> list[Action]:
         att = task.attempt

@@ -82,7 +82,6 @@ class Hub:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
-        self.reply_to = topics.reply_root(config.gateway_id)
         self.sessions = Sessions.from_config(config)
         self.cache = (
             SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s)
@@ -127,7 +126,6 @@ class Hub:
             local=self.local,
             encoder=self.encoder,
             out=self.out,
-            reply_to=self.reply_to,
             observers=self.observers,
             close_session=self.close_session,
             sample_health=self._sample_health,

@@ -78,7 +78,6 @@ class Interpreter:
         local: LocalTiers,
         encoder: EncoderPool,
         out: MqttOut,
-        reply_to: str,
         observers: Observers,
         close_session: Callable[[SessionLink, CloseReason], None],
         sample_health: Callable[[SampleHealth], None],
@@ -96,7 +95,6 @@ class Interpreter:
         self.local = local
         self.encoder = encoder  # mp3/ogg/flac off the event loop (audio_out/encoder_pool.py)
         self.out = out
-        self.reply_to = reply_to
         # Monitoring (stream_server/monitoring/hooks.py) sees every action carried out and heartbeat read.
         self.observers = observers
         self.close_session = close_session
@@ -226,8 +224,9 @@ class Interpreter:
         self.observers(action)
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
-                self.jobs.sent(job_id)
-                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate)
+                self.jobs.sent(job_id, worker_id)
+                reply_to = topics.reply_to(self.config.gateway_id, worker_id)
+                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, reply_to, s.sample_rate)
                 if self.stamps is not None:
                     self.stamps.job(job_id, s.session_id, s.seq, self.clock())
                     job = replace(job, stamp=True)

@@ -37,6 +37,7 @@ from stream_server.core.claims import (
     ClearClaim,
     CountUnknown,
     DropSession,
+    ImpossibleClaim,
     PublishClaim,
     claim_messages,
 )
@@ -133,7 +134,7 @@ class MqttSessions:
             claim = claim_messages.decode(payload) if payload else None
             if claim is not None and not isinstance(claim, Claim):
                 raise ProtocolError("not a claim", code="bad_message")
-            self._carry_out(self.claims.seen(session_id, claim, self.hub.clock()))
+            self._carry_out(self.claims.seen(session_id, claim, self.hub.clock(), time.time()))
             self.hub.deadline_moved()
             return
         link = self.hub.sessions.get(session_id)
@@ -293,6 +294,9 @@ class MqttSessions:
                     if (link := self.hub.sessions.get(sid)) is not None:
                         log.warning("session_claim_lost", session_id=sid)
                         self.hub.close_session(link, CloseReason.CLAIM_LOST)
+                case ImpossibleClaim(session_id=sid, gateway_id=gw, reason=reason):
+                    self.hub.metrics.bad_input.labels("mqtt", "impossible_claim").inc()
+                    log.warning("claim_ignored", session_id=sid, gateway_id=gw, reason=reason)
                 case CountUnknown(session_id=sid):
                     self.hub.metrics.bad_input.labels("mqtt", "unknown_session").inc()
                     log.warning("bad_mqtt_payload", session_id=sid, code="unknown_session")

@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 
+from broker import topics
 from broker.errors import ConfigError
 from broker.launcher import Mosquitto, free_port
 from broker.link import MqttLink
@@ -38,6 +39,11 @@ def test_a_bad_list_is_a_config_error_naming_the_variable(text: str, says: str) 
     assert "SESAME_MQTT_URL" in str(err.value)
 
 
+# The brokers run the production ACL: a worker user may both write and read its own status topic.
+USER = "w-probe"
+TOPIC = topics.worker_status(USER)
+
+
 class Probe:
     """A link on ``nodes`` subscribed to one topic, recording connections and messages."""
 
@@ -47,7 +53,7 @@ class Probe:
         self.link = MqttLink(
             nodes,
             f"probe-{free_port()}",
-            subscriptions=[("sesame/v1/test/nodes", 1)],
+            subscriptions=[(TOPIC, 1)],
             on_message=self._message,
             on_connect=self._connected,
             backoff_max=0.2,
@@ -71,26 +77,28 @@ class Probe:
 async def test_a_dead_first_node_is_skipped() -> None:
     with Mosquitto() as live:
         dead = MqttUrl("127.0.0.1", free_port())
-        probe = Probe(MqttNodes((dead, live.url)))
+        node = live.url_for(USER)
+        probe = Probe(MqttNodes((dead, node)))
         async with probe.link:
-            await probe.landed_on(live.url)
-            assert probe.link.node == live.url and probe.link.refused == {}
-            await probe.link.publish("sesame/v1/test/nodes", b"one")
+            await probe.landed_on(node)
+            assert probe.link.node == node and probe.link.refused == {}
+            await probe.link.publish(TOPIC, b"one")
             async with asyncio.timeout(2 * T):
                 assert await probe.messages.get() == b"one"
 
 
 async def test_the_link_moves_on_when_its_node_dies_and_subscribes_there_again() -> None:
     with Mosquitto() as a, Mosquitto() as b:
-        probe = Probe(MqttNodes((a.url, b.url)))
+        node_a, node_b = a.url_for(USER), b.url_for(USER)  # each node's own credentials
+        probe = Probe(MqttNodes((node_a, node_b)))
         async with probe.link:
-            await probe.landed_on(a.url)
+            await probe.landed_on(node_a)
             a.stop()  # the node dies
-            await probe.landed_on(b.url)
-            assert probe.landed == [a.url, b.url]  # on_connect ran again, on b
-            await probe.link.publish("sesame/v1/test/nodes", b"two")
+            await probe.landed_on(node_b)
+            assert probe.landed == [node_a, node_b]  # on_connect ran again, on b
+            await probe.link.publish(TOPIC, b"two")
             async with asyncio.timeout(2 * T):
                 assert await probe.messages.get() == b"two"  # subscribed on b
             b.stop()
             a.start()  # back to the first once the second dies too
-            await probe.landed_on(a.url)
+            await probe.landed_on(node_a)

@@ -139,6 +139,11 @@ class Cluster:
         """Every node, ``a`` first (what a ``Stack`` given this cluster as its broker uses)."""
         return MqttNodes.parse(self.urls("a"))
 
+    def url_for(self, user: str) -> MqttNodes:
+        """aedes has no users: every client of this stand-in cluster is anonymous (the broker's ACL
+        is mosquitto's: docs/security.md), so every role gets the nodes' address."""
+        return self.url
+
     def urls(self, first: str = "a") -> str:
         order = [first, *(n for n in self.nodes if n != first)]
         return str(MqttNodes(tuple(self.nodes[n].url for n in order)))

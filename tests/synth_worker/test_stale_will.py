@@ -28,8 +28,10 @@ def stack(mosquitto: Mosquitto) -> Iterator[Service]:
 
 async def online_again(broker: Mosquitto, worker_id: str, pid: int) -> WorkerStatus:
     """The worker's status (retained, then live) until it is ``online`` from ``pid``."""
-    url = broker.url
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+    url = broker.url_for("monitor")  # statuses are the monitor's to read
+    async with aiomqtt.Client(
+        url.host, url.port, username=url.username, password=url.password, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
         await client.subscribe(topics.worker_status(worker_id), 1)
         async with asyncio.timeout(4 * T):
             async for message in client.messages:
@@ -44,8 +46,10 @@ async def online_again(broker: Mosquitto, worker_id: str, pid: int) -> WorkerSta
 async def test_a_replayed_will_is_answered_with_online(stack: Service, mosquitto: Mosquitto) -> None:
     worker = stack.start_worker("w-stale", engine="espeak-ng")
     will = WorkerStatus(worker_id="w-stale", state="offline", pid=worker.pid)
-    url = mosquitto.url
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as client:
+    url = mosquitto.url_for("w-stale")  # the broker replays the worker's own will: its user
+    async with aiomqtt.Client(
+        url.host, url.port, username=url.username, password=url.password, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
         await client.publish(topics.worker_status("w-stale"), will.to_bytes(), qos=1, retain=True)
     await asyncio.to_thread(worker.wait_event, "stale_last_will", 4 * T)
     await online_again(mosquitto, "w-stale", worker.pid)
