@@ -15,6 +15,7 @@ from broker.audio import AudioFrame, Encoding
 from broker.errors import Overloaded
 from broker.messages import Cancel, Job, JobAck, JobDone, worker_messages
 from broker.ws_protocol import Speak, TurnEnd
+from stream_server.core.resume import ResumeRequest
 from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason
 from synth_worker.voices import VoiceMap
@@ -86,15 +87,16 @@ async def test_a_detached_session_makes_no_audio_beyond_the_sentence_in_flight()
         jobs = jobs_for(mqtt, link.session_id)
         # The first sentence's audio is being made: it goes on; the lookahead's jobs are stopped.
         await mqtt.deliver(
-            topics.job_events(h.reply_to, jobs[0].job_id), JobAck(jobs[0].job_id, "w1").to_bytes()
+            topics.job_events(jobs[0].reply_to, jobs[0].job_id), JobAck(jobs[0].job_id, "w1").to_bytes()
         )
-        await mqtt.deliver(topics.job_audio(h.reply_to, jobs[0].job_id), frame(0, 0))
+        await mqtt.deliver(topics.job_audio(jobs[0].reply_to, jobs[0].job_id), frame(0, 0))
+        token = h.detached.issue(link)  # the resume token of the session's ready
         h.detached.detach(link, link.attachment)
         later = {j.job_id for j in jobs if j.seq > 0}
         await mqtt.wait_until(lambda: later <= cancelled(mqtt), T)
         assert jobs[0].job_id not in cancelled(mqtt)
         # A resume sends them again.
-        assert h.detached.resume(link.session_id, 0) is link
+        assert h.detached.resume(ResumeRequest(link.session_id, 0, token), "10.0.0.1") is link
         await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 5, T)
         assert [j.seq for j in jobs_for(mqtt, link.session_id)[3:]] == [1, 2]
 
@@ -122,8 +124,8 @@ async def test_an_mp3_session_is_encoded_off_the_loop_and_stays_in_order() -> No
         await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 2, T)
         for job in jobs_for(mqtt, link.session_id):
             audio, events = (
-                topics.job_audio(h.reply_to, job.job_id),
-                topics.job_events(h.reply_to, job.job_id),
+                topics.job_audio(job.reply_to, job.job_id),
+                topics.job_events(job.reply_to, job.job_id),
             )
             await mqtt.deliver(events, JobAck(job.job_id, "w1").to_bytes())
             await mqtt.deliver(audio, frame(job.seq, 0, samples=24_000))
