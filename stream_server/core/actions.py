@@ -61,7 +61,7 @@ class CancelJob:
 
 
 @dataclass(frozen=True, slots=True)
-class FellBack:
+class FailedOver:
     sentence: Sentence
     from_engine: str
     to_engine: str
@@ -96,8 +96,10 @@ class WorkerChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class Probe:
+class ProbeTier:
     tier: str
 
 
-Action = SendJob | RunLocal | CancelJob | FellBack | Completed | GiveUp | TierChanged | WorkerChanged | Probe
+Action = (
+    SendJob | RunLocal | CancelJob | FailedOver | Completed | GiveUp | TierChanged | WorkerChanged | ProbeTier
+)

@@ -2,7 +2,7 @@
 
 Every event (a client message, an MQTT message, a local engine's result, a deadline) is fed to a
 pure core (``SessionCore``, ``Scheduler``, ``JobTracker``, ``Preloader``, ``HealthSampler``); what
-the cores return is appended to one queue, which ``_drain`` carries out in order, without
+the cores return is appended to one queue, which ``Interpreter._run_queue`` carries out in order, without
 recursion: carrying out an action may feed another core, whose actions go to the back of the same
 queue. All cores are driven from this one event loop, so they need no locks.
 
@@ -299,6 +299,7 @@ class Hub:
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
             self.mqtt_sessions.next_deadline(),
+            self.detached.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -309,6 +310,7 @@ class Hub:
         work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
+        self.detached.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:

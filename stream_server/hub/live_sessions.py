@@ -56,7 +56,6 @@ class SessionLink:
     attachment: int = 0
     detached: bool = False  # its socket dropped: frames go to the log only, for a resume
     resume_digest: bytes | None = None  # SHA-256 of the resume token of its last ready
-    expiry: asyncio.Task[None] | None = None
     # Sentences being encoded off the loop (mp3, ogg, ...) and what the session sent after them.
     waiting: deque[asyncio.Future[bytes] | Message | bytes] = field(default_factory=deque)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from broker import topics
 from broker.messages import Job
 from synth_worker.core import WorkerCore
-from synth_worker.job_actions import Start
+from synth_worker.job_actions import StartJob
 from synth_worker.job_intake import start_order
 
 NOW = 1_000.0
@@ -25,7 +25,7 @@ def job(session: str, seq: int, text: str) -> Job:
 
 
 def started(actions: Sequence[object]) -> list[str]:
-    return [j.job_id for a in actions if isinstance(a, Start) for j in a.jobs]
+    return [j.job_id for a in actions if isinstance(a, StartJob) for j in a.jobs]
 
 
 def test_a_turns_short_first_clause_starts_before_queued_long_sentences() -> None:
