@@ -42,7 +42,7 @@ class Admitted:
 
 
 @dataclass(frozen=True, slots=True)
-class Refused:
+class NoRoom:
     message: str
     retry_after_s: float
     code: str = "overloaded"
@@ -55,7 +55,9 @@ class DetachPlan:
 
 
 @dataclass(slots=True)
-class _Session:
+class _Held:
+    """A session as admission sees it: whose it is, since when detached, its sentences."""
+
     client: str
     opened_at: float
     detached_at: float | None = None
@@ -66,24 +68,24 @@ class _Session:
 class Admission:
     def __init__(self, limits: AdmissionLimits) -> None:
         self.limits = limits
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, _Held] = {}
         self._detached: dict[str, float] = {}  # insertion order = detach order: oldest first
         self._clients: dict[str, list[str]] = {}  # client -> its session ids, oldest first
 
     # ---- sessions -------------------------------------------------------------------------------
 
-    def open(self, session_id: str, client: str, now: float) -> Admitted | Refused:
+    def open(self, session_id: str, client: str, now: float) -> Admitted | NoRoom:
         """Admit a new attached session (or refuse it); ``evict`` are detached sessions to close
         first (they are forgotten here already)."""
         lim = self.limits
         if self.attached_count() >= lim.max_sessions:
-            return Refused("the gateway is at its session limit", lim.retry_after_s)
+            return NoRoom("the gateway is at its session limit", lim.retry_after_s)
         evict: list[str] = []
         mine = self._clients.get(client, [])
         if len(mine) >= lim.client_sessions:
             own = next((s for s in self._detached if self._sessions[s].client == client), None)
             if own is None:
-                return Refused(
+                return NoRoom(
                     f"this client has {len(mine)} sessions open (the quota is {lim.client_sessions})",
                     lim.retry_after_s,
                 )
@@ -91,7 +93,7 @@ class Admission:
             self._forget(own)
         while len(self._sessions) >= lim.max_sessions and self._detached:
             evict.append(self._oldest_detached())
-        self._sessions[session_id] = _Session(client, now)
+        self._sessions[session_id] = _Held(client, now)
         self._clients.setdefault(client, []).append(session_id)
         return Admitted(tuple(evict))
 
@@ -115,7 +117,7 @@ class Admission:
         return DetachPlan(tuple(evict), pulled if session_id not in evict else ())
 
     def attach(self, session_id: str) -> tuple[bool, list[tuple[str, int]]]:
-        """A client resumes it: (admitted, its held sentences that may go now). Refused when the
+        """A client resumes it: (admitted, its held sentences that may go now). NoRoom when the
         attached pool is full (the session stays detached)."""
         s = self._sessions.get(session_id)
         if s is None:

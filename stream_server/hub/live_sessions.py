@@ -19,7 +19,7 @@ from enum import Enum
 from broker.errors import Overloaded
 from broker.wire import Message
 from stream_server.config import GatewayConfig
-from stream_server.core.admission import Admission, AdmissionLimits, Refused
+from stream_server.core.admission import Admission, AdmissionLimits, NoRoom
 from stream_server.core.resume import ReplayLog
 from stream_server.core.session import SessionCore
 
@@ -132,7 +132,7 @@ class Sessions:
         session_id = session_id or uuid.uuid4().hex[:20]
         client = client or f"session:{session_id}"  # no identity (MQTT-only): a share of its own
         decision = self.admission.open(session_id, client, now)
-        if isinstance(decision, Refused):
+        if isinstance(decision, NoRoom):
             raise Overloaded(decision.message, decision.retry_after_s)
         evicted = [link for sid in decision.evict if (link := self._live.get(sid)) is not None]
         core = SessionCore(

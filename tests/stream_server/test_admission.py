@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream_server.core.admission import Admission, AdmissionLimits, Admitted, DetachPlan, Refused
+from stream_server.core.admission import Admission, AdmissionLimits, Admitted, DetachPlan, NoRoom
 
 
 def core(**kw: float) -> Admission:
@@ -47,13 +47,13 @@ def test_no_detached_pool_closes_the_session_that_drops() -> None:
     ("opened", "detached", "client", "expect"),
     [
         # (sessions the client has, of which detached, who opens, admitted / evicted / refused)
-        (3, 0, "c", Refused("this client has 3 sessions open (the quota is 3)", 1.5)),
+        (3, 0, "c", NoRoom("this client has 3 sessions open (the quota is 3)", 1.5)),
         (3, 1, "c", Admitted(evict=("c0",))),  # its own oldest detached makes room
         (3, 0, "other", Admitted()),  # another client is not held back by c's quota
         (2, 0, "c", Admitted()),
     ],
 )
-def test_client_session_quota(opened: int, detached: int, client: str, expect: Admitted | Refused) -> None:
+def test_client_session_quota(opened: int, detached: int, client: str, expect: Admitted | NoRoom) -> None:
     a = core(max_sessions=10)
     for i in range(opened):
         a.open(f"c{i}", "c", float(i))
@@ -67,7 +67,7 @@ def test_a_full_gateway_refuses_with_retry_after() -> None:
     a.open("a", "x", 0.0)
     a.open("b", "y", 0.0)
     refused = a.open("c", "z", 0.0)
-    assert isinstance(refused, Refused)
+    assert isinstance(refused, NoRoom)
     assert refused.code == "overloaded" and refused.retry_after_s == 1.5
     a.close("a")
     assert a.open("c", "z", 1.0) == Admitted()
