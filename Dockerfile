@@ -11,5 +11,10 @@ COPY sesame_voice sesame_voice
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir ".[piper]"
 ENV LOG_LEVEL=INFO
+# Not root: a user of its own, owning nothing but its state directory. The gateway listens on
+# 0.0.0.0 inside the container, so it needs SESAME_AUTH_TOKEN (it refuses to start without).
+RUN useradd --system --uid 10001 --home-dir /var/lib/sesame --create-home sesame
+USER sesame
+ENV SESAME_STATE_DIR=/var/lib/sesame/state
 EXPOSE 8000
 CMD ["sesame-voice", "gateway", "--host", "0.0.0.0"]

@@ -2,6 +2,7 @@
 
     SesameError
     ├── ProtocolError            bad input on any wire (websocket, HTTP body, MQTT payload); has a code
+    │   └── Overloaded           no room now (the gateway's or this client's share); has retry_after_s
     ├── ConfigError              a setting that cannot be used
     ├── BrokerError              the MQTT link failed (translated from aiomqtt.MqttError)
     ├── BrokerStartError         the local mosquitto could not be started
@@ -29,6 +30,15 @@ class ProtocolError(SesameError):
     def __init__(self, message: str, code: str = "bad_message") -> None:
         super().__init__(message)
         self.code = code
+
+
+class Overloaded(ProtocolError):
+    """Refused for lack of room (the gateway's or this client's share): try again after
+    ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message, code="overloaded")
+        self.retry_after_s = retry_after_s
 
 
 class ConfigError(SesameError):

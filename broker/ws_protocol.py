@@ -140,6 +140,7 @@ class Error(Message):
     message: str
     seq: int | None = None
     text: str | None = None  # undelivered text when speech could not be produced
+    retry_after_ms: int | None = None  # `overloaded`: when to try again
 
 
 @server_messages.register

@@ -25,6 +25,13 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query + list(params.items()))))
 
 
+def without_secrets(url: str) -> str:
+    """``url`` fit to print or log: a ``token`` in its query is masked."""
+    parts = urlsplit(url)
+    query = [(k, "***" if k == "token" else v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
 def consume(unheard: str, sentence: str) -> str:
     """``unheard`` after the spoken ``sentence`` (the gateway normalizes whitespace in sentences)."""
     target = "".join(sentence.split())

@@ -267,15 +267,22 @@ def parse(argv: list[str], environ: dict[str, str]) -> SayConfig:
     )
 
 
+def _masked(exc: BaseException) -> str:
+    """An error fit to print: the token never appears in it, wherever it came from."""
+    message = str(exc)
+    token = os.environ.get("SESAME_AUTH_TOKEN", "").strip()
+    return message.replace(token, "***") if token else message
+
+
 def main(argv: list[str]) -> int:
     try:
         config = parse(argv, dict(os.environ))
         outcome = asyncio.run(say(config, sys.stdin.buffer, sys.stderr))
     except (SayError, ProtocolError) as exc:
-        print(f"sesame-voice say: {exc}", file=sys.stderr)
+        print(f"sesame-voice say: {_masked(exc)}", file=sys.stderr)
         return 2
     except ConnectionLost as exc:
-        print(f"sesame-voice say: {exc}", file=sys.stderr)
+        print(f"sesame-voice say: {_masked(exc)}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         return 130

@@ -39,7 +39,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from broker.errors import ProtocolError
 from clients.endpoint import configured_url, gateway_urls
-from clients.reconnect import Backoff, consume, with_query
+from clients.reconnect import Backoff, consume, with_query, without_secrets
 from clients.voice_events import (
     AudioChunk,
     Connected,
@@ -98,8 +98,9 @@ class VoiceClient:
         backoff: Backoff = Backoff(),  # noqa: B008 (a frozen dataclass)
         open_timeout_s: float = 10.0,
     ) -> None:
-        url = gateway_urls(url or configured_url()).ws  # http(s) base or ws(s) URL; else BadUrl
-        self.url = with_query(url, token=token) if token else url
+        self.url = gateway_urls(url or configured_url()).ws  # http(s) base or ws(s) URL; else BadUrl
+        # A header, never the URL's query: URLs end up in proxy logs and error messages.
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.backoff = backoff
         self.open_timeout_s = open_timeout_s
         if format not in FORMATS:
@@ -144,9 +145,15 @@ class VoiceClient:
 
     async def _open(self, url: str) -> Connected:
         try:
-            ws = await connect(url, open_timeout=self.open_timeout_s, close_timeout=1, max_size=1 << 22)
+            ws = await connect(
+                url,
+                additional_headers=self._headers,
+                open_timeout=self.open_timeout_s,
+                close_timeout=1,
+                max_size=1 << 22,
+            )
         except (OSError, InvalidHandshake, TimeoutError) as exc:
-            raise ConnectionLost(f"cannot connect to {url}: {exc}") from exc
+            raise ConnectionLost(f"cannot connect to {without_secrets(url)}: {exc}") from exc
         try:
             first = decode(await ws.recv())
         except ConnectionClosed as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,25 @@ def _phrases(env: Env) -> tuple[str, ...]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"SESAME_PRELOAD_PHRASES={path}: {exc}") from exc
     return tuple(line.strip() for line in lines if line.strip())
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+def check_exposure(host: str, token: str | None, allow_open: bool) -> None:
+    """Fail closed: serving beyond loopback needs SESAME_AUTH_TOKEN, unless SESAME_ALLOW_OPEN=1
+    says it is meant (the gateway then logs a warning at start)."""
+    if token is None and not allow_open and not is_loopback(host):
+        raise ConfigError(
+            f"SESAME_HOST={host} is beyond loopback and SESAME_AUTH_TOKEN is not set: anyone could "
+            "use the gateway. Set a token, bind 127.0.0.1 behind nginx, or SESAME_ALLOW_OPEN=1."
+        )
 
 
 def default_state_dir() -> str:
@@ -88,12 +108,25 @@ class GatewayConfig:
     health_check_interval_s: float = 10.0  # SESAME_HEALTH_CHECK_INTERVAL (ms in env)
     publish_session_events: bool = True
     auth_token: str | None = None
+    read_token: str | None = None  # SESAME_READ_TOKEN: /metrics and the status endpoints only
+    allow_open: bool = False  # SESAME_ALLOW_OPEN: serve beyond loopback without a token
+    allowed_origins: tuple[str, ...] = ()  # SESAME_ALLOWED_ORIGINS: for /ws; empty: any
+    # HTTP limits before work (http/guard.py, http/slow_headers.py)
+    max_body_bytes: int = 65_536  # SESAME_MAX_BODY_BYTES
+    header_timeout_s: float = 10.0  # SESAME_HEADER_TIMEOUT (ms in env)
+    body_timeout_s: float = 10.0  # SESAME_BODY_TIMEOUT (ms in env)
+    http_max_concurrent: int = 64  # SESAME_HTTP_MAX_CONCURRENT
+    encode_threads: int = 2  # SESAME_ENCODE_THREADS: mp3/ogg/flac encoding off the event loop
     record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
     # SESAME_SUPERVISOR_STATE (set by `sesame-voice up`): its restarts, shown in /ready and /metrics
     supervisor_state: str | None = None
     # SESAME_DRAIN_TIMEOUT_MS: on SIGTERM, how long turns in flight may finish before 1012
     drain_timeout_s: float = 30.0
-    max_sessions: int = 1000
+    max_sessions: int = 1000  # SESAME_MAX_SESSIONS: attached sessions (core/admission.py)
+    max_detached: int = 100  # SESAME_MAX_DETACHED: sessions kept for a resume
+    client_max_sessions: int = 16  # SESAME_CLIENT_MAX_SESSIONS: open sessions per client
+    client_max_in_flight: int = 3  # SESAME_CLIENT_MAX_IN_FLIGHT: sentences synthesized at once
+    retry_after_s: float = 2.0  # SESAME_RETRY_AFTER (ms in env): what `overloaded` suggests
     # Websocket resume (docs/protocol.md): how long a session whose socket dropped is kept, and
     # how many of its last frames are kept for the client to pick up from.
     resume_grace_s: float = 30.0  # SESAME_RESUME_GRACE (ms in env); 0 turns resume off
@@ -129,12 +162,14 @@ class GatewayConfig:
             probe_interval_s=env.ms("SESAME_PROBE_INTERVAL", DEFAULTS.probe_interval_s),
             worker_retention_s=env.ms("SESAME_WORKER_RETENTION", DEFAULTS.worker_retention_s),
         )
+        host = env.str("SESAME_HOST", "127.0.0.1")
+        check_exposure(host, env.raw("SESAME_AUTH_TOKEN"), env.bool("SESAME_ALLOW_OPEN", False))
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")
         return cls(
             mqtt_url=MqttNodes.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
             gateway_id=gateway_id,
-            host=env.str("SESAME_HOST", "127.0.0.1"),
+            host=host,
             port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
             failover=failover,
             max_length=env.int("SESAME_MAX_LENGTH", 200, lo=20, hi=4000),
@@ -155,10 +190,24 @@ class GatewayConfig:
             health_check_interval_s=env.ms("SESAME_HEALTH_CHECK_INTERVAL", 10.0),
             publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", True),
             auth_token=env.raw("SESAME_AUTH_TOKEN"),
+            read_token=env.raw("SESAME_READ_TOKEN"),
+            allow_open=env.bool("SESAME_ALLOW_OPEN", False),
+            allowed_origins=tuple(
+                o.strip() for o in env.str("SESAME_ALLOWED_ORIGINS", "").split(",") if o.strip()
+            ),
+            max_body_bytes=env.int("SESAME_MAX_BODY_BYTES", 65_536, lo=1024),
+            header_timeout_s=env.ms("SESAME_HEADER_TIMEOUT", 10.0),
+            body_timeout_s=env.ms("SESAME_BODY_TIMEOUT", 10.0),
+            http_max_concurrent=env.int("SESAME_HTTP_MAX_CONCURRENT", 64, lo=1),
+            encode_threads=env.int("SESAME_ENCODE_THREADS", 2, lo=1, hi=64),
             record_dir=env.raw("SESAME_RECORD_DIR"),
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
             drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
             max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
+            max_detached=env.int("SESAME_MAX_DETACHED", 100, lo=0),
+            client_max_sessions=env.int("SESAME_CLIENT_MAX_SESSIONS", 16, lo=1),
+            client_max_in_flight=env.int("SESAME_CLIENT_MAX_IN_FLIGHT", 3, lo=1),
+            retry_after_s=env.ms("SESAME_RETRY_AFTER", 2.0),
             resume_grace_s=env.ms("SESAME_RESUME_GRACE", 30.0),
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
             mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),

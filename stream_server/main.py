@@ -22,6 +22,7 @@ from broker.sdnotify import Notifier
 from stream_server.core.actions import WORKERS, Action
 from stream_server.http.app import create_app
 from stream_server.http.listen import listening_socket
+from stream_server.http.slow_headers import deadlined_h11
 from stream_server.hub.hub import Hub
 from stream_server.hub.observers import Observers
 from stream_server.hub.shutdown import Drainer
@@ -33,7 +34,7 @@ from stream_server.monitoring.status_view import HubView
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
-from .config import GatewayConfig
+from .config import GatewayConfig, is_loopback
 
 log = logs.get("sesame.gateway")
 
@@ -72,6 +73,7 @@ async def _serve(
                 app,
                 host=config.host,
                 port=config.port,
+                http=deadlined_h11(config.header_timeout_s),
                 ws="websockets-sansio",
                 ws_max_size=1 << 20,
                 # No permessage-deflate: audio frames are PCM or already-compressed codecs, which
@@ -175,5 +177,7 @@ def main(argv: list[str]) -> int:
         print(f"sesame-voice gateway: {exc}")
         return 2
     logs.configure(config.log_level)
+    if config.auth_token is None and not is_loopback(config.host):
+        log.warning("auth_off_beyond_loopback", host=config.host, reason="SESAME_ALLOW_OPEN=1")
     asyncio.run(serve(config))
     return 0

@@ -135,7 +135,8 @@ class EspeakEngine:
         wav = await self._run(request.text, voice, cancel)
         if wav.samples.size == 0:
             raise EngineError("espeak-ng produced no audio")
-        out = normalize_loudness(resample(wav.samples, wav.sample_rate, request.sample_rate))
+        # Off the event loop: resampling a long sentence to 48 kHz takes tens of ms (bench/loop_lag.py).
+        out = await asyncio.to_thread(_to_rate, wav.samples, wav.sample_rate, request.sample_rate)
         for piece in chunk_samples(out, request.sample_rate, self.chunk_ms):
             yield EngineChunk(piece, request.sample_rate)
 
@@ -184,3 +185,7 @@ class EspeakEngine:
                 raise EngineError(f"espeak-ng has no voice {voice!r}", code="unknown_voice")
             raise EngineError(f"espeak-ng failed: {message}")
         return parse_wav(out)
+
+
+def _to_rate(samples: Samples, src_rate: int, dst_rate: int) -> Samples:
+    return normalize_loudness(resample(samples, src_rate, dst_rate))

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from broker.audio import Encoding
+from broker.audio import AudioFrame, Encoding, from_pcm16
 
 ENCODINGS = {
     "pcm16": Encoding.PCM16,
@@ -33,3 +33,9 @@ def encode_audio(samples: np.ndarray, sample_rate: int, fmt: str) -> bytes:
     buf = io.BytesIO()
     sf.write(buf, samples, sample_rate, format=container, subtype=subtype)
     return buf.getvalue()
+
+
+def encoded_frame(seq: int, sample_rate: int, fmt: str, pcm: bytes) -> bytes:
+    """A sentence's PCM16 as one binary frame holding the whole encoded file (docs/protocol.md)."""
+    payload = encode_audio(np.asarray(from_pcm16(pcm)), sample_rate, fmt)
+    return AudioFrame(seq, 0, sample_rate, payload, ENCODINGS[fmt]).to_bytes()

@@ -155,13 +155,19 @@ class Scheduler:
 
     def cancel_session(self, session_id: str) -> list[Action]:
         """Barge-in or disconnect: stop everything of the session, queued and running."""
+        self.sticky.pop(session_id, None)
+        return self.cancel_sentences(session_id)
+
+    def cancel_sentences(self, session_id: str, seqs: frozenset[int] | None = None) -> list[Action]:
+        """Stop these sentences of the session (all when None), queued or running; they may be
+        submitted again (a detached session's lookahead: core/admission.py)."""
         actions: list[Action] = []
         for job_id, task in list(self.tasks.items()):
-            if task.sentence.session_id == session_id and task.attempt is not None:
+            s = task.sentence
+            if s.session_id == session_id and (seqs is None or s.seq in seqs) and task.attempt is not None:
                 del self.tasks[job_id]
                 self._release(task.attempt)
                 actions.append(CancelJob(job_id, task.attempt.tier, task.attempt.worker_id, session_id))
-        self.sticky.pop(session_id, None)
         return actions
 
     def end_turn(self, session_id: str, turn: int) -> None:

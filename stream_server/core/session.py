@@ -5,6 +5,8 @@ messages and engine results, and carry out what it returns:
 
 - ``Emit``: a JSON message for the client (and the session's MQTT events topic);
 - ``EmitAudio``: a binary audio frame;
+- ``EncodeAudio``: a whole sentence to encode (mp3, ogg, flac, wav) off the event loop, then send as
+  one frame, in its place among the session's messages;
 - ``Dispatch``: a sentence to synthesize (to the scheduler);
 - ``CancelJobs``: drop the session's queued and running jobs (barge-in);
 - ``TurnOver``: a turn ended (the scheduler lifts a sticky fallback).
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from broker.audio import AudioFrame, from_pcm16
+from broker.audio import AudioFrame
 from broker.errors import ProtocolError
 from broker.wire import Message
 from broker.ws_protocol import (
@@ -39,7 +41,6 @@ from broker.ws_protocol import (
     Text,
     TurnEnd,
 )
-from stream_server.audio_out.encode import ENCODINGS, encode_audio
 from stream_server.core.actions import Sentence
 from stream_server.core.segmenter import SentenceSegmenter
 
@@ -53,6 +54,14 @@ class Emit:
 class EmitAudio:
     frame: bytes
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeAudio:
+    seq: int
+    sample_rate: int
+    fmt: str
+    pcm: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +80,7 @@ class TurnOver:
     turn: int
 
 
-Out = Emit | EmitAudio | Dispatch | CancelJobs | TurnOver
+Out = Emit | EmitAudio | EncodeAudio | Dispatch | CancelJobs | TurnOver
 
 
 @dataclass(slots=True)
@@ -219,6 +228,14 @@ class SessionCore:
         outs.append(Emit(Cancelled(turn)))
         return outs
 
+    def restart_sentences(self, seqs: tuple[int, ...]) -> None:
+        """These sentences' jobs were stopped before they played (the session was detached): the
+        audio they had made is dropped, as they will be made again."""
+        for seq in seqs:
+            st = self.sentences.get(seq)
+            if st is not None and not st.started and not st.done:
+                st.chunks.clear()
+
     # ---- engine results -------------------------------------------------------------------
 
     def audio(self, seq: int, engine: str, pcm: bytes, cached: bool = False) -> list[Out]:
@@ -314,6 +331,4 @@ class SessionCore:
         pcm = b"".join(st.chunks)
         st.chunks.clear()
         st.samples = len(pcm) // 2
-        payload = encode_audio(from_pcm16(pcm), self.sample_rate, self.format)
-        frame = AudioFrame(st.sentence.seq, 0, self.sample_rate, payload, ENCODINGS[self.format])
-        return [EmitAudio(frame.to_bytes(), st.sentence.seq)]
+        return [EncodeAudio(st.sentence.seq, self.sample_rate, self.format, pcm)]

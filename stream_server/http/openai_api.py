@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from broker import logs
 from broker.audio import HEADER_SIZE, from_pcm16
-from broker.errors import ProtocolError
+from broker.errors import Overloaded, ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, SentenceEnd, SentenceStart, Speak, TurnEnd
 from stream_server.audio_out.formats import (
     MEDIA_TYPES,
@@ -47,7 +47,7 @@ from stream_server.audio_out.formats import (
     stream_encoder,
 )
 from stream_server.audio_out.stretch import MAX_SPEED, MIN_SPEED, time_stretch
-from stream_server.http.auth import authorized
+from stream_server.http.auth import authorized, client_identity
 from stream_server.http.ports import SpeechHost
 from stream_server.http.routes_speech import check_speakable
 from stream_server.hub.live_sessions import CloseReason, SessionLink
@@ -98,7 +98,7 @@ def parse_request(raw: bytes) -> SpeechRequest:
         data = json.loads(text)
         body = SpeechRequest.model_validate(data)
         body.input.encode("utf-8")  # a lone surrogate ("\ud800") is no text
-    except (UnicodeError, json.JSONDecodeError) as exc:
+    except (UnicodeError, json.JSONDecodeError, RecursionError) as exc:  # deep nesting: no 500
         raise ProtocolError("the body is not valid UTF-8 JSON", code="bad_json") from exc
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -176,21 +176,21 @@ async def _encoded(
         elif pending:
             whole = from_pcm16(b"".join(pending))
             pending.clear()
-            samples = await asyncio.to_thread(time_stretch, whole, RATE, body.speed)
+            samples = await hub.encoder.run(time_stretch, whole, RATE, body.speed)
         else:
             continue
         turn.samples += len(samples)
         # Encoding and stretching cost up to ~0.1 s of CPU per second of audio (docs/benchmarks.md):
-        # off the event loop, so heartbeats and other sessions never wait on them.
-        if out := await asyncio.to_thread(encoder.encode, np.asarray(samples)):
+        # off the event loop, in the hub's bounded pool, so heartbeats and sessions never wait.
+        if out := await hub.encoder.run(encoder.encode, np.asarray(samples)):
             yield out
-    if out := await asyncio.to_thread(encoder.finish):
+    if out := await hub.encoder.run(encoder.finish):
         yield out
 
 
-async def speech(hub: SpeechHost, body: SpeechRequest) -> Response:
-    # unknown voice: ProtocolError
-    link = hub.open_session(body.voice_name, sample_rate=RATE)
+async def speech(hub: SpeechHost, body: SpeechRequest, client: str | None = None) -> Response:
+    # unknown voice: ProtocolError; no room for this client: Overloaded
+    link = hub.open_session(body.voice_name, sample_rate=RATE, client=client)
     turn = _Turn()
     encoder = stream_encoder(body.response_format, RATE)
     pieces = _encoded(hub, link, body, encoder, turn)
@@ -249,7 +249,11 @@ def router(hub: SpeechHost) -> APIRouter:
             return openai_error(401, "bad or missing bearer token", "unauthorized")
         try:
             body = parse_request(await request.body())
-            return await speech(hub, body)
+            return await speech(hub, body, client_identity(request.client))
+        except Overloaded as exc:
+            response = openai_error(429, str(exc), "overloaded")
+            response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+            return response
         except ProtocolError as exc:
             code, _, param = exc.code.partition(":")
             if exc.code == "unknown_voice":

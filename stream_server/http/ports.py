@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from stream_server.audio_out.encoder_pool import EncoderPool
 from stream_server.config import GatewayConfig
 from stream_server.core.health import Readiness
 from stream_server.hub.detached import Detached
@@ -23,6 +24,9 @@ class SpeechHost(SessionHost, Protocol):
 
     @property
     def metrics(self) -> Metrics: ...
+
+    @property
+    def encoder(self) -> EncoderPool: ...
 
 
 class WebsocketHost(SessionHost, Protocol):

@@ -20,7 +20,7 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, check_text
 from stream_server.audio_out.encode import encode_audio
-from stream_server.http.auth import authorized
+from stream_server.http.auth import authorized, client_identity
 from stream_server.http.ports import SpeechHost
 from stream_server.hub.live_sessions import CloseReason
 
@@ -55,7 +55,8 @@ def router(hub: SpeechHost) -> APIRouter:
         """Speak `text` and return the whole audio (the plan's load test calls this)."""
         if not authorized(token, request.headers):
             return unauthorized()
-        return await speak_response(hub, body.text, body.voice, body.format, body.sample_rate)
+        client = client_identity(request.client)
+        return await speak_response(hub, body.text, body.voice, body.format, body.sample_rate, client=client)
 
     return r
 
@@ -69,10 +70,10 @@ def check_speakable(text: str) -> None:
 
 
 async def speak_response(
-    hub: SpeechHost, text: str, voice: str | None, fmt: str, sample_rate: int
+    hub: SpeechHost, text: str, voice: str | None, fmt: str, sample_rate: int, *, client: str | None = None
 ) -> Response:
     check_speakable(text)
-    link = hub.open_session(voice, sample_rate=sample_rate)
+    link = hub.open_session(voice, sample_rate=sample_rate, client=client)
     errors: list[str] = []  # codes of sentences no voice could speak
     pcm: list[bytes] = []
     try:
@@ -101,5 +102,6 @@ async def speak_response(
     headers = {"X-Sesame-Undelivered-Sentences": str(len(errors))}
     if fmt == "pcm16":
         return Response(b"".join(pcm), media_type=MEDIA_TYPES["pcm16"], headers=headers)
-    audio = encode_audio(np.asarray(from_pcm16(b"".join(pcm))), sample_rate, fmt)
+    # Off the event loop (audio_out/encoder_pool.py): a long mp3 would stall every session.
+    audio = await hub.encoder.run(encode_audio, np.asarray(from_pcm16(b"".join(pcm))), sample_rate, fmt)
     return Response(audio, media_type=MEDIA_TYPES[fmt], headers=headers)

@@ -11,11 +11,11 @@ import dataclasses
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from broker.errors import ProtocolError
+from broker.errors import Overloaded, ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
-from stream_server.http.auth import authorized
+from stream_server.http.auth import authorized, client_identity
 from stream_server.http.ports import WebsocketHost
 from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
 from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
@@ -79,8 +79,12 @@ def _attach(hub: WebsocketHost, websocket: WebSocket) -> tuple[SessionLink | Non
         if isinstance(resumed, SessionLink):
             ready = dataclasses.replace(resumed.core.ready_message(), resumed=True, received=resumed.received)
             return resumed, dataclasses.replace(ready, resume_token=hub.detached.issue(resumed))
+    address = websocket.client
+    client = client_identity((address.host, address.port) if address else None)
     try:
-        link = hub.open_session(resumable=True)
+        link = hub.open_session(resumable=True, client=client)
+    except Overloaded as exc:
+        return None, Error(exc.code, str(exc), retry_after_ms=round(exc.retry_after_s * 1000))
     except ProtocolError as exc:
         return None, Error(exc.code, str(exc))
     return link, dataclasses.replace(link.core.ready_message(), resume_token=hub.detached.issue(link))

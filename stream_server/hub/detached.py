@@ -19,6 +19,7 @@ from typing import Protocol
 from broker import logs
 from stream_server.core.expiry import ExpiryBook
 from stream_server.core.resume import ResumeRequest, ResumeThrottle, new_token, token_matches
+from stream_server.hub.fair_share import FairShare
 from stream_server.hub.live_sessions import OUT_QUEUE_FRAMES, CloseReason, Outgoing, SessionLink
 from stream_server.hub.ports import SessionHost
 from stream_server.monitoring.metrics import Metrics
@@ -35,6 +36,7 @@ class Refused(Enum):
     BAD_TOKEN = "bad_token"
     LOG_GONE = "log_gone"  # the frames the client needs have left the replay log
     THROTTLED = "throttled"  # too many failed resumes from this peer
+    OVERLOADED = "overloaded"  # no room for it among the attached sessions (core/admission.py)
 
 
 class DetachHost(SessionHost, Protocol):
@@ -45,6 +47,9 @@ class DetachHost(SessionHost, Protocol):
 
     @property
     def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def fair(self) -> FairShare: ...
 
     def deadline_moved(self) -> None: ...
 
@@ -74,6 +79,7 @@ class Detached:
         log.info("session_detached", session_id=link.session_id, sent=link.log.sent)
         self.grace.expire_at(link.session_id, self.hub.clock() + self.hub.config.resume_grace_s)
         self.hub.deadline_moved()
+        self.hub.fair.detached(link)  # no new audio; the detached cap (core/admission.py)
 
     def next_deadline(self) -> float | None:
         return self.grace.next_deadline()
@@ -107,6 +113,9 @@ class Detached:
                 "resume_refused", session_id=session_id, reason="log_gone", heard=heard, first=link.log.first
             )
             return Refused.LOG_GONE
+        if not self.hub.fair.reattached(link):  # the attached pool is full (core/admission.py)
+            log.info("resume_refused", session_id=session_id, reason=Refused.OVERLOADED.value, heard=heard)
+            return Refused.OVERLOADED
         if not link.detached:
             log.info("session_taken_over", session_id=session_id)  # the old socket closes (4001)
         link.end()  # the writer of the old socket stops

@@ -1,19 +1,12 @@
-"""The gateway's interpreter: events in, the pure cores decide, one action queue carried out.
+"""The gateway's hub: events in, the pure cores decide, the ``Interpreter`` carries out their actions.
 
 Every event (a client message, an MQTT message, a local engine's result, a deadline) is fed to a
-pure core (``SessionCore``, ``Scheduler``, ``JobTracker``, ``Preloader``, ``HealthSampler``); what
-the cores return is appended to one queue, which ``Interpreter._run_queue`` carries out in order, without
-recursion: carrying out an action may feed another core, whose actions go to the back of the same
-queue. All cores are driven from this one event loop, so they need no locks.
+pure core; what the cores return goes to one queue, carried out in order without recursion. All
+cores are driven from this one event loop, so they need no locks.
 
 Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
-until the earliest one, or until an event may have moved it earlier (``feed`` marks that; audio
-chunks of a sentence already playing do not). An idle gateway does not wake up. To add a core
-with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
-
-The I/O is elsewhere: ``mqtt_out`` (publishes), ``local_tiers`` (in-process engines and probes),
-``sessions`` (admission, per-session queues), ``mqtt_in`` (topic routing).
-"""
+until the earliest one, or until an event may have moved it earlier. To add a core with a timer,
+add it to ``_timed()`` and its actions to ``_carry_out``. The I/O is in ``mqtt/`` and ``local_tiers``."""
 
 from __future__ import annotations
 
@@ -30,6 +23,7 @@ from broker.errors import ProtocolError
 from broker.link import MqttLink
 from broker.wire import Message
 from broker.ws_protocol import Error
+from stream_server.audio_out.encoder_pool import EncoderPool
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import WORKERS, Cause
 from stream_server.core.cache import SentenceCache
@@ -39,8 +33,9 @@ from stream_server.core.preload import Preloader
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.stamps import HopStamps
 from stream_server.hub.detached import Detached
+from stream_server.hub.fair_share import FairShare
 from stream_server.hub.interpret import Interpreter, Work
-from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
+from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import (
     LocalAudio,
     LocalDone,
@@ -84,11 +79,7 @@ class Hub:
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
         self.tier_operator = TierOperator(self.scheduler, Path(config.monitor.state_dir) / TIER_SWITCH_FILE)
-        self.sessions = Sessions(
-            SessionSettings(
-                config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead
-            )
-        )
+        self.sessions = Sessions.from_config(config)
         self.cache = (
             SentenceCache(int(config.cache_max_mb * 1e6), config.cache_ttl_s)
             if config.cache_enabled
@@ -115,6 +106,7 @@ class Hub:
         self.mqtt_sessions = MqttSessions(self)
         self.link_events = LinkEvents(self.link, self.metrics, self.out, self.mqtt_sessions, self._moved)
         self.detached = Detached(self)
+        self.encoder = EncoderPool(config.encode_threads)
         self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
         self.observers = observers or Observers()
         self._wake = asyncio.Event()
@@ -129,12 +121,14 @@ class Hub:
             stamps=self.stamps,
             preloader=self.preloader,
             local=self.local,
+            encoder=self.encoder,
             out=self.out,
             observers=self.observers,
             close_session=self.close_session,
             sample_health=self._sample_health,
             deadline_moved=self.deadline_moved,
         )
+        self.fair = FairShare(self.interpreter)
         self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -158,6 +152,7 @@ class Hub:
                     yield self
                 finally:
                     self.local.cancel_all()
+                    self.encoder.close()
                     for task in list(self._tasks):
                         task.cancel()
         finally:
@@ -194,13 +189,14 @@ class Hub:
         *,
         resumable: bool = False,
         session_id: str | None = None,
+        client: str | None = None,
     ) -> SessionLink:
-        """A new session. ``resumable`` (websocket) keeps frames for a resume; ``session_id``
-        (MQTT-only) is the publisher's. Both are claimed, so other gateways leave their MQTT
-        input alone (stream_server/core/claims.py)."""
+        """A new session of ``client`` (its share: hub/fair_share.py). ``resumable`` (websocket) keeps
+        frames for a resume; ``session_id`` (MQTT-only) is the publisher's. Both are claimed, so
+        other gateways leave their MQTT input alone (core/claims.py)."""
         resolved = self.voices.get(voice).name
         frames = self.config.resume_frames if resumable and self.config.resume_grace_s > 0 else 0
-        link = self.sessions.open(resolved, sample_rate, fmt, session_id, frames)
+        link = self.fair.open(resolved, sample_rate, fmt, session_id=session_id, frames=frames, client=client)
         if resumable or session_id is not None:
             self.mqtt_sessions.claim(link.session_id)
         self.metrics.sessions.set(len(self.sessions))
@@ -209,7 +205,8 @@ class Hub:
 
     def close_session(self, link: SessionLink, reason: CloseReason = CloseReason.CLOSED) -> None:
         """Disconnect: cancel the session's queued and running jobs everywhere."""
-        if not self.sessions.close(link, reason):
+        released = self.sessions.close(link, reason)
+        if released is None:
             return
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
@@ -219,6 +216,7 @@ class Hub:
         self.mqtt_sessions.release(link.session_id)
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
+        self.interpreter.submit_released(released)
 
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""

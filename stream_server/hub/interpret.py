@@ -10,6 +10,7 @@ knows whose they are.
 
 from __future__ import annotations
 
+from asyncio import Future
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -17,6 +18,8 @@ from dataclasses import dataclass, replace
 from broker import logs, topics
 from broker.messages import Job
 from broker.wire import Message
+from stream_server.audio_out.encode import encoded_frame
+from stream_server.audio_out.encoder_pool import EncoderPool
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import (
     WORKERS,
@@ -37,7 +40,7 @@ from stream_server.core.health import SampleHealth
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preload, Preloader
 from stream_server.core.scheduler import Scheduler
-from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, Out, TurnOver
+from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, EncodeAudio, Out, TurnOver
 from stream_server.core.stamps import HopStamps
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
@@ -73,6 +76,7 @@ class Interpreter:
         stamps: HopStamps | None,
         preloader: Preloader,
         local: LocalTiers,
+        encoder: EncoderPool,
         out: MqttOut,
         observers: Observers,
         close_session: Callable[[SessionLink, CloseReason], None],
@@ -89,6 +93,7 @@ class Interpreter:
         self.stamps = stamps  # SESAME_DEBUG_STAMPS
         self.preloader = preloader
         self.local = local
+        self.encoder = encoder  # mp3/ogg/flac off the event loop (audio_out/encoder_pool.py)
         self.out = out
         # Monitoring (stream_server/monitoring/hooks.py) sees every action carried out and heartbeat read.
         self.observers = observers
@@ -159,17 +164,53 @@ class Interpreter:
                 self.push(link, frame)
                 if self.config.publish_session_events:
                     self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+            case EncodeAudio(seq=seq, sample_rate=rate, fmt=fmt, pcm=pcm):
+                # Off the event loop; what the session sends next waits behind it, in order.
+                encoding = self.encoder.submit(encoded_frame, seq, rate, fmt, pcm)
+                link.waiting.append(encoding)
+                encoding.add_done_callback(lambda _: self._pump(link))
             case Dispatch(sentence=sentence):
                 if self.stamps is not None:
                     self.stamps.cut(sentence.session_id, sentence.seq, self.clock())
-                if not self._from_cache(link, sentence):
+                if self._from_cache(link, sentence):
+                    pass
+                elif self.sessions.admission.dispatch(sentence.session_id, sentence.seq):
                     self._queue.extend(self.scheduler.submit(sentence, self.clock()))
+                else:  # held: the client's share is in use, or the session is detached
+                    self.metrics.dropped.labels("sentence_held").inc()
             case CancelJobs(session_id=session_id):
                 self._queue.extend(self.scheduler.cancel_session(session_id))
+                self.submit_released(self.sessions.admission.cancelled(session_id))
             case TurnOver(session_id=session_id, turn=turn):
                 self.scheduler.end_turn(session_id, turn)
 
     def push(self, link: SessionLink, item: Message | bytes) -> None:
+        if link.waiting:  # behind a sentence being encoded
+            link.waiting.append(item)
+            return
+        self._push_now(link, item)
+
+    def _pump(self, link: SessionLink) -> None:
+        """Send what waited behind encodings, up to the next one not finished."""
+        while link.waiting:
+            head = link.waiting[0]
+            if isinstance(head, Future):
+                if not head.done():
+                    return
+                link.waiting.popleft()
+                if head.cancelled():
+                    continue
+                if (exc := head.exception()) is not None:
+                    log.error("encode_failed", session_id=link.session_id, error=repr(exc))
+                    continue
+                frame = head.result()
+                self._push_now(link, frame)
+                if self.config.publish_session_events:
+                    self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+            else:
+                self._push_now(link, link.waiting.popleft())  # type: ignore[arg-type]
+
+    def _push_now(self, link: SessionLink, item: Message | bytes) -> None:
         if link.push(item):
             return
         self.metrics.dropped.labels("client_too_slow").inc()
@@ -237,6 +278,7 @@ class Interpreter:
                     log.info("hop_stamps", job_id=job_id, session_id=s.session_id, seq=s.seq, hops=hops)
                 if tier == WORKERS and pcm and self.cache is not None:
                     self.cache.put(cache_key(s.voice, s.sample_rate, s.text), pcm, engine, self.clock())
+                self.submit_released(self.sessions.admission.finished(s.session_id, s.seq))
                 if link is not None:
                     self._feed_later(link, link.core.sentence_done(s.seq))
             case GiveUp(reason=reason) if s.background:
@@ -244,9 +286,18 @@ class Interpreter:
             case GiveUp(reason=reason):
                 self.metrics.sentence("text", False, None)
                 log.error("speech_failed", session_id=s.session_id, seq=s.seq, reason=reason)
+                self.submit_released(self.sessions.admission.finished(s.session_id, s.seq))
                 if link is not None:
                     message = f"no voice could speak this sentence ({reason})"
                     self._feed_later(link, link.core.sentence_failed(s.seq, "speech_unavailable", message))
+
+    def submit_released(self, released: list[tuple[str, int]]) -> None:
+        """Held sentences their client's share lets go now (core/admission.py)."""
+        for session_id, seq in released:
+            link = self.sessions.get(session_id)
+            st = link.core.sentences.get(seq) if link is not None else None
+            if st is not None:
+                self.feed(self.scheduler.submit(st.sentence, self.clock()))
 
     def _feed_later(self, link: SessionLink, outs: list[Out]) -> None:
         self._queue.extend(ForSession(link, out) for out in outs)

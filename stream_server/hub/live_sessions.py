@@ -1,4 +1,5 @@
-"""The live sessions: admission, and each session's bounded outgoing queue (back-pressure).
+"""The live sessions: admission (the fair-share core, ``core/admission.py``), and each session's
+bounded outgoing queue (back-pressure).
 
 Each session has a bounded queue of what is to be sent to its client (``OUT_QUEUE_FRAMES``): typed
 server messages, binary audio frames, and ``None`` when the session is closing. A client that does
@@ -11,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-from broker.errors import ProtocolError
+from broker.errors import Overloaded
 from broker.wire import Message
+from stream_server.config import GatewayConfig
+from stream_server.core.admission import Admission, AdmissionLimits, NoRoom
 from stream_server.core.resume import ReplayLog
 from stream_server.core.session import SessionCore
 
@@ -35,11 +39,13 @@ class CloseReason(Enum):
     MQTT_CLOSE = "mqtt_close"  # an MQTT-only session's publisher closed it
     MQTT_IDLE = "mqtt_idle"  # an MQTT-only session's publisher fell silent
     CLAIM_LOST = "claim_lost"  # another gateway holds it (stream_server/core/claims.py)
+    DETACHED_EVICTED = "detached_evicted"  # detached, and its room was needed (core/admission.py)
 
 
 @dataclass(eq=False)
 class SessionLink:
     core: SessionCore
+    client: str = "local"  # whose share it counts against (core/admission.py)
     out: asyncio.Queue[Outgoing] = field(default_factory=lambda: asyncio.Queue(OUT_QUEUE_FRAMES))
     closed: bool = False
     close_reason: CloseReason | None = None
@@ -50,6 +56,8 @@ class SessionLink:
     attachment: int = 0
     detached: bool = False  # its socket dropped: frames go to the log only, for a resume
     resume_digest: bytes | None = None  # SHA-256 of the resume token of its last ready
+    # Sentences being encoded off the loop (mp3, ogg, ...) and what the session sent after them.
+    waiting: deque[asyncio.Future[bytes] | Message | bytes] = field(default_factory=deque)
 
     @property
     def session_id(self) -> str:
@@ -87,9 +95,24 @@ class SessionSettings:
     lookahead: int
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    link: SessionLink
+    evicted: list[SessionLink]  # detached sessions whose room it took: the hub closes them
+
+
 class Sessions:
-    def __init__(self, settings: SessionSettings) -> None:
+    @classmethod
+    def from_config(cls, c: GatewayConfig) -> Sessions:
+        settings = SessionSettings(c.max_sessions, c.max_length, c.first_chunk_min_chars, c.lookahead)
+        limits = AdmissionLimits(
+            c.max_sessions, c.max_detached, c.client_max_sessions, c.client_max_in_flight, c.retry_after_s
+        )
+        return cls(settings, limits)
+
+    def __init__(self, settings: SessionSettings, limits: AdmissionLimits | None = None) -> None:
         self.settings = settings
+        self.admission = Admission(limits or AdmissionLimits(max_sessions=settings.max_sessions))
         self._live: dict[str, SessionLink] = {}
 
     def open(
@@ -99,12 +122,19 @@ class Sessions:
         fmt: str,
         session_id: str | None = None,
         resume_frames: int = 0,
-    ) -> SessionLink:
-        """A new session; ``session_id`` when the client chose it (MQTT-only), ``resume_frames``
-        the frames kept for a resume (websocket)."""
-        if len(self._live) >= self.settings.max_sessions:
-            raise ProtocolError("the gateway is at its session limit", code="overloaded")
+        *,
+        client: str | None = None,
+        now: float = 0.0,
+    ) -> Opened:
+        """A new session of ``client``; ``session_id`` when the client chose it (MQTT-only),
+        ``resume_frames`` the frames kept for a resume (websocket). ``Overloaded`` when there is
+        no room for it."""
         session_id = session_id or uuid.uuid4().hex[:20]
+        client = client or f"session:{session_id}"  # no identity (MQTT-only): a share of its own
+        decision = self.admission.open(session_id, client, now)
+        if isinstance(decision, NoRoom):
+            raise Overloaded(decision.message, decision.retry_after_s)
+        evicted = [link for sid in decision.evict if (link := self._live.get(sid)) is not None]
         core = SessionCore(
             session_id,
             voice=voice,
@@ -114,17 +144,18 @@ class Sessions:
             first_chunk_min_chars=self.settings.first_chunk_min_chars,
             lookahead=self.settings.lookahead,
         )
-        link = SessionLink(core, log=ReplayLog(resume_frames))
+        link = SessionLink(core, client=client, log=ReplayLog(resume_frames))
         self._live[session_id] = link
-        return link
+        return Opened(link, evicted)
 
-    def close(self, link: SessionLink, reason: CloseReason) -> bool:
-        """Forget the session; False if it was already closed."""
+    def close(self, link: SessionLink, reason: CloseReason) -> list[tuple[str, int]] | None:
+        """Forget the session; None if it was already closed, else the sentences of the client's
+        other sessions that its share lets go now."""
         if self._live.pop(link.session_id, None) is None:
-            return False
+            return None
         link.closed = True
         link.close_reason = link.close_reason or reason
-        return True
+        return self.admission.close(link.session_id)
 
     def get(self, session_id: str) -> SessionLink | None:
         return self._live.get(session_id)

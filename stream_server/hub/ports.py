@@ -35,6 +35,7 @@ class SessionHost(Protocol):
         *,
         resumable: bool = ...,
         session_id: str | None = ...,
+        client: str | None = ...,
     ) -> SessionLink: ...
 
     def close_session(self, link: SessionLink, reason: CloseReason = ...) -> None: ...

@@ -76,6 +76,24 @@ def test_no_gateway_exits_3(tmp_path: Path) -> None:
     assert "cannot connect" in done.stderr
 
 
+def test_the_token_is_never_printed(tmp_path: Path) -> None:
+    from broker.launcher import free_port
+
+    secret = "tok-never-printed"
+    url = f"ws://127.0.0.1:{free_port()}/ws?token={secret}"
+    done = subprocess.run(
+        [sys.executable, "-m", "sesame_voice.cli", "say", "--url", url, "Hi.", "-o", str(tmp_path / "x.wav")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "SESAME_AUTH_TOKEN": secret},
+        timeout=12 * T,
+        check=False,
+    )
+    assert done.returncode == 3 and "cannot connect" in done.stderr
+    assert secret not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

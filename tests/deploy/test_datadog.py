@@ -9,6 +9,8 @@ tags are asserted, and every metric family the gateway exports must arrive under
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,13 @@ from datadog_checks.base import OpenMetricsBaseCheckV2
 from datadog_checks.base.stubs import aggregator
 from prometheus_client.parser import text_string_to_metric_families
 
+from broker.launcher import Mosquitto
 from stream_server.monitoring.metrics import Metrics
 from tests.conftest import Service, T
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "deploy" / "datadog" / "conf.yaml"
+READ_TOKEN = "read-only-token"
 OK, CRITICAL = 0, 2  # Datadog service check statuses
 
 
@@ -33,19 +37,37 @@ def conf() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway(espeak_gateway: Service) -> Service:
-    """The shared espeak-ng gateway (tests/conftest.py) after one spoken sentence (counters, TTFA)."""
-    reply = httpx.post(f"{espeak_gateway.http_url}/tts", json={"text": "Hello there."}, timeout=12 * T)
-    assert reply.status_code == 200
-    return espeak_gateway
+def gateway() -> Iterator[Service]:
+    with Mosquitto() as broker:
+        env = {
+            "SESAME_TIERS": "espeak-ng",
+            "SESAME_CACHE_ENABLED": "false",
+            "SESAME_AUTH_TOKEN": "speak-token",
+            "SESAME_READ_TOKEN": READ_TOKEN,
+        }
+        svc = Service(broker, None, env)
+        try:
+            bearer = {"Authorization": "Bearer speak-token"}
+            reply = httpx.post(
+                f"{svc.http_url}/tts", json={"text": "Hello there."}, headers=bearer, timeout=12 * T
+            )
+            assert reply.status_code == 200  # one spoken sentence: counters and a TTFA sample
+            yield svc
+        finally:
+            svc.close()
 
 
 def run_check(endpoint: str) -> str:
-    """One run of the check on conf.yaml's first instance pointed at ``endpoint``; its error, or ''."""
+    """One run of the check on conf.yaml's first instance pointed at ``endpoint``; its error, or ''.
+    The read-only token is in a file, as compose mounts it at the conf's reader path."""
     instance = {**conf()["instances"][0], "openmetrics_endpoint": endpoint}
-    aggregator.reset()
-    check = OpenMetricsBaseCheckV2("openmetrics", conf()["init_config"], [instance])
-    error: str = check.run()
+    with tempfile.TemporaryDirectory() as tmp:
+        token = Path(tmp) / "sesame-read-token"
+        token.write_text(READ_TOKEN + "\n")
+        instance["auth_token"] = {**instance["auth_token"], "reader": {"type": "file", "path": str(token)}}
+        aggregator.reset()
+        check = OpenMetricsBaseCheckV2("openmetrics", conf()["init_config"], [instance])
+        error: str = check.run()
     return error
 
 
@@ -76,7 +98,7 @@ def test_every_metric_the_gateway_exports_reaches_datadog(gateway: Service) -> N
     missing = {name for name in expected if not any(a == name or a.startswith(name + ".") for a in arrived)}
     # families with labels but no sample yet (no fallback, no alert, no probe on this gateway)
     # are not in the scrape at all; the rest must have arrived
-    scraped = httpx.get(f"{gateway.http_url}/metrics", timeout=5 * T).text
+    scraped = httpx.get(f"{gateway.http_url}/metrics?token={READ_TOKEN}", timeout=5 * T).text
     with_samples = {
         "sesame." + family.name.removeprefix("sesame_")
         for family in text_string_to_metric_families(scraped)

@@ -14,6 +14,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from broker.launcher import Mosquitto, free_port
@@ -77,6 +78,18 @@ async def test_flipping_the_upstream_under_load_fails_no_turn(
     assert all(o.sentences > 0 for o in result.outcomes)
 
 
+def test_one_client_flooding_requests_gets_429_from_nginx(tmp_path: Path) -> None:
+    # limit_req acts before the upstream: a dead one answers 502 to what gets through.
+    nginx = Nginx(tmp_path, "127.0.0.1:1")
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{nginx.port}", timeout=T) as c:
+            statuses = [c.get("/health").status_code for _ in range(120)]
+    finally:
+        nginx.stop()
+    assert statuses[0] == 502
+    assert statuses.count(429) > 0
+
+
 def test_a_config_nginx_rejects_is_not_switched_to(tmp_path: Path) -> None:
     (tmp_path / "upstream.conf").write_text("upstream sesame_gateway { server 127.0.0.1:1; }\n")
     (tmp_path / "nginx.conf").write_text(nginx_main(tmp_path, free_port()))
@@ -124,6 +137,7 @@ def test_the_production_tls_config_passes_nginx_t(tmp_path: Path) -> None:
     )
     shutil.copy(REPO / "deploy" / "nginx" / "sesame-proxy.conf", sesame)
     shutil.copy(REPO / "deploy" / "nginx" / "upstream.conf", sesame)
+    shutil.copy(REPO / "deploy" / "nginx" / "limits.conf", sesame)
     site = (REPO / "deploy" / "nginx.conf").read_text().replace("/etc/nginx/sesame/", f"{sesame}/")
     (tmp_path / "site.conf").write_text(site)
     temp = "\n".join(

@@ -37,6 +37,7 @@ http {{
 {temp}
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     include {prefix}/upstream.conf;
+    include {REPO}/deploy/nginx/limits.conf;
     server {{
         listen 127.0.0.1:{port};
         include {REPO}/deploy/nginx/sesame-proxy.conf;

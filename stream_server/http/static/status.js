@@ -157,7 +157,8 @@ function render(s) {
   $("live").textContent = `live · updated ${new Date(s.at).toLocaleTimeString()}`;
 }
 
-const source = new EventSource("/api/status/events");
+// With auth on, the page is opened as /status?token=… (EventSource cannot send headers).
+const source = new EventSource("/api/status/events" + location.search);
 source.addEventListener("status", (e) => render(JSON.parse(e.data)));
 source.addEventListener("open", () => $("live").classList.add("on"));
 source.addEventListener("error", () => {
