@@ -3,16 +3,21 @@
 ``MqttLink`` is an async context manager owning one named task, in its own TaskGroup. Inside, it
 connects, subscribes, runs ``on_connect`` (a worker republishes its retained status there), and
 hands every incoming message to ``on_message``. A handler that raises is logged and the loop goes
-on: one bad payload never stops the link. When the connection drops it reconnects with jittered
-exponential backoff.
+on: one bad payload never stops the link. ``backlog()`` says how much has arrived and is not read
+yet (messages queued in the client, bytes in the socket); ``on_caught_up`` is called each time a
+handled message leaves nothing unread (the gateway judges a worker's silence only then). When the
+connection drops it reconnects with jittered exponential backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import random
 import socket
+import struct
+import termios
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 
@@ -27,6 +32,7 @@ from .settings import MqttUrl
 OnMessage = Callable[[str, bytes], Awaitable[None]]
 OnConnect = Callable[["MqttLink"], Awaitable[None]]
 OnDisconnect = Callable[[], None]
+OnCaughtUp = Callable[[], None]
 
 log = logs.get("sesame.mqtt")
 
@@ -46,6 +52,7 @@ class MqttLink:
         on_message: OnMessage | None = None,
         on_connect: OnConnect | None = None,
         on_disconnect: OnDisconnect | None = None,
+        on_caught_up: OnCaughtUp | None = None,
         will: Will | None = None,
         keepalive: int = 5,
         backoff_initial: float = 0.05,
@@ -58,6 +65,7 @@ class MqttLink:
         self.on_message = on_message
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect  # called (synchronously) when a connection is lost
+        self.on_caught_up = on_caught_up  # called (synchronously) when a message left nothing unread
         self.will = will
         self.keepalive = keepalive
         self.backoff_initial = backoff_initial
@@ -138,6 +146,22 @@ class MqttLink:
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
 
+    def backlog(self) -> int:
+        """Messages received and not yet handed to ``on_message`` plus unread bytes in the socket
+        (0 when not connected)."""
+        client = self._client
+        if client is None:
+            return 0
+        waiting = len(client.messages)
+        sock = client._client.socket()  # paho's socket: what the kernel holds for us
+        if sock is None or waiting:
+            return waiting
+        try:
+            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return 0
+        return int(struct.unpack("i", raw)[0])
+
     async def _run(self) -> None:
         delay = self.backoff_initial
         while not self._closing:
@@ -204,3 +228,5 @@ class MqttLink:
                     raise
                 except Exception:  # one bad message never stops the link
                     log.exception("mqtt_handler_failed", topic=message.topic.value)
+                if self.on_caught_up is not None and not self.backlog():
+                    self.on_caught_up()

@@ -84,6 +84,7 @@ class Scheduler:
             return []
         att = task.attempt
         att.acked_at = now
+        self._seen(att, now)
         worker = self.registry.workers.get(att.worker_id or "")
         rtf = worker.rtf if worker is not None else 0.0
         if rtf > 0:
@@ -100,6 +101,7 @@ class Scheduler:
         if task is None or task.attempt is None:
             return None
         att = task.attempt
+        self._seen(att, now)
         if att.acked_at is None:
             att.acked_at = now
         if att.first_audio_at is None:
@@ -112,6 +114,7 @@ class Scheduler:
         if task is None or task.attempt is None:
             return []
         att = task.attempt
+        self._seen(att, now)
         self._release(att)
         actions: list[Action] = []
         if att.tier != WORKERS:
@@ -124,6 +127,8 @@ class Scheduler:
         task = self.tasks.get(job_id)
         if task is None:
             return []
+        if cause is Cause.ENGINE and task.attempt is not None:
+            self._seen(task.attempt, now)  # the worker said so itself
         return self._fail(task, reason, now, cause)
 
     def busy(self) -> bool:
@@ -176,9 +181,14 @@ class Scheduler:
                 times.append(due)
         return min(times, default=None)
 
-    def handle_timer(self, now: float) -> list[Action]:
-        """Act on every deadline that has passed by ``now``."""
-        actions = self._worker_changes(self.registry.handle_timer(now), now)
+    def caught_up(self, now: float) -> list[Action]:
+        """The gateway has read everything that arrived until ``now`` (silence can be judged)."""
+        return self._worker_changes(self.registry.caught_up(now), now)
+
+    def handle_timer(self, now: float, read_through: float | None = None) -> list[Action]:
+        """Act on every deadline that has passed by ``now``; a worker's silence only up to
+        ``read_through`` (what arrived before it has been read; None: everything has)."""
+        actions = self._worker_changes(self.registry.handle_timer(now, read_through), now)
         cfg = self.config
         for task in list(self.tasks.values()):
             att = task.attempt
@@ -221,6 +231,10 @@ class Scheduler:
                     )
                     actions += self._fail(task, reason, now, Cause.WORKER_GONE)
         return actions
+
+    def _seen(self, att: Attempt, now: float) -> None:
+        if att.worker_id is not None:
+            self.registry.seen(att.worker_id, now)
 
     def _release(self, att: Attempt) -> None:
         if att.worker_id is not None:

@@ -110,6 +110,8 @@ class Hub(Interpreter):
         )
         self.link.on_message = self._on_mqtt
         self.link.on_connect = self._on_connect
+        self.link.on_caught_up = self._caught_up
+        self._read_through = clock()  # when the MQTT reader last had nothing unread
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
         self.detached = Detached(self)
@@ -248,6 +250,12 @@ class Hub(Interpreter):
     async def _on_connect(self, _link: MqttLink) -> None:
         self.out.resend_cancels()
 
+    def _caught_up(self) -> None:
+        """The MQTT reader has nothing unread: a worker's silence can be judged up to now."""
+        self._read_through = now = self.clock()
+        if any(w.unconfirmed for w in self.scheduler.registry.workers.values()):
+            self.feed(self.scheduler.caught_up(now))
+
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
 
@@ -278,7 +286,11 @@ class Hub(Interpreter):
 
     def handle_timer(self, now: float) -> None:
         """Wake every core whose deadline has passed and carry out what they decide."""
-        work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
+        read_through = now if not self.link.backlog() else self._read_through
+        work: list[Work] = [
+            *self.scheduler.handle_timer(now, read_through),
+            *self.health.handle_timer(now),
+        ]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
 
