@@ -40,6 +40,9 @@ class Job(Message):
     sample_rate: int = 24_000
     # Seconds since the epoch after which the result is useless (the gateway has failed over).
     expires_at: float | None = None
+    # Seconds from when the job was sent until its listener needs its first audio (0: now; None:
+    # not said, as 0). Workers serve the earliest need first (relative: no two hosts' clocks compared).
+    need_in_s: float | None = None
 
     def validate(self) -> None:
         check_id(self.job_id, "job_id")
@@ -54,6 +57,8 @@ class Job(Message):
             raise ProtocolError("reply_to must be a sesame/ topic without wildcards", code="bad_topic")
         if self.seq < 0:
             raise ProtocolError("seq must be >= 0", code="bad_field")
+        if self.need_in_s is not None and not 0 <= self.need_in_s <= 3600:
+            raise ProtocolError("need_in_s must be 0..3600", code="bad_field")
 
 
 @worker_messages.register

@@ -92,7 +92,10 @@ class Scheduler:
             budget = self.config.first_audio_base_s + self.config.first_audio_slack * rtf * audio_s * (
                 queue_position + 1
             )
-            att.deadline = now + min(self.config.timeout_s, budget)
+            # Late by the worker's pace *and* by its listener's need (less the time a fallback
+            # needs to start): a sentence needed in 8 s does not fail over at 2 s.
+            need = task.sentence.need_at - self.config.first_audio_base_s
+            att.deadline = min(now + self.config.timeout_s, max(now + budget, need))
         return []
 
     def chunk(self, job_id: str, now: float) -> Task | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from broker import logs, topics
 from broker.audio import chunk_samples, from_pcm16, to_pcm16
@@ -139,13 +139,16 @@ class Interpreter:
                     self.out.send(
                         Publish(topics.session_events(link.session_id), message.to_bytes(), 0), control=False
                     )
-            case EmitAudio(frame=frame):
+            case EmitAudio(frame=frame, seconds=seconds):
+                link.core.playback.sent(seconds, self.clock())
                 self._push(link, frame)
                 if self.config.publish_session_events:
                     self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
             case Dispatch(sentence=sentence):
                 if not self._from_cache(link, sentence):
-                    self._queue.extend(self.scheduler.submit(sentence, self.clock()))
+                    now = self.clock()
+                    need_at = link.core.playback.need_at(link.core.audio_ahead_s(sentence.seq), now)
+                    self._queue.extend(self.scheduler.submit(replace(sentence, need_at=need_at), now))
             case CancelJobs(session_id=session_id):
                 self._queue.extend(self.scheduler.cancel_session(session_id))
             case TurnOver(session_id=session_id, turn=turn):
@@ -167,7 +170,11 @@ class Interpreter:
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                 self.jobs.sent(job_id)
-                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate)
+                need_in_s = round(max(0.0, s.need_at - self.clock()), 3)
+                job = Job(
+                    job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate,
+                    need_in_s=need_in_s,
+                )  # fmt: skip
                 payload = job.to_bytes()
                 expiry = max(1, round(expires))
                 self.out.send(Publish(topics.worker_jobs(worker_id), payload, 1, job_id, expiry_s=expiry))
