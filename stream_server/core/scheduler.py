@@ -265,7 +265,8 @@ class Scheduler:
                 if cause is Cause.ENGINE:
                     self.registry.cool_down(att.worker_id, now)
         else:
-            actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))
+            if cause is not Cause.BUSY:  # a tier too busy to start it in time is not broken
+                actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))
             task.tier_index += 1
         return actions + self._place(task, now, att.engine, reason)
 
@@ -285,28 +286,26 @@ class Scheduler:
                     task.attempt = Attempt(job_id, tier, worker.engine, worker.worker_id, now, deadline)
                     worker.assigned.add(job_id)
                     self.tasks[job_id] = task
-                    return [
-                        *self._fell_back(task, from_engine, worker.engine, reason, now),
-                        SendJob(job_id, worker.worker_id, s, self.config.timeout_s),
-                    ]
+                    send = SendJob(job_id, worker.worker_id, s, self.config.timeout_s)
+                    return self._fell_back(task, from_engine, worker.engine, reason, now, send)
             elif not s.background and self.breakers[tier].allow(now):
                 job_id = self._new_job_id()
                 task.attempt = Attempt(job_id, tier, tier, None, now, now + self.config.timeout_s)
                 self.tasks[job_id] = task
-                return [*self._fell_back(task, from_engine, tier, reason, now), RunLocal(job_id, tier, s)]
+                return self._fell_back(task, from_engine, tier, reason, now, RunLocal(job_id, tier, s))
             task.tier_index += 1
         task.attempt = None
-        return [
-            *self._fell_back(task, from_engine, "text", reason, now),
-            GiveUp(s, reason or "no_voice_available"),
-        ]
+        give_up = GiveUp(s, reason or "no_voice_available")
+        return self._fell_back(task, from_engine, "text", reason, now, give_up)
 
-    def _fell_back(
-        self, task: Task, from_engine: str | None, to_engine: str, reason: str, now: float
+    def _fell_back(  # noqa: PLR0917
+        self, task: Task, from_engine: str | None, to_engine: str, reason: str, now: float, then: Action
     ) -> list[Action]:
+        """``then`` (the task's own next attempt) goes before the turn's other sentences follow it
+        down (``_stick``): a capped tier starts the earliest sentence of the turn first."""
         if from_engine is None:
-            return []
-        actions: list[Action] = [FellBack(task.sentence, from_engine, to_engine, reason)]
+            return [then]
+        actions: list[Action] = [FellBack(task.sentence, from_engine, to_engine, reason), then]
         if task.tier_index > 0:
             actions += self._stick(task, now)
         return actions

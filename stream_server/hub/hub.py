@@ -38,11 +38,13 @@ from stream_server.core.health import HealthSampler, Readiness, SampleHealth, Wo
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preloader
 from stream_server.core.scheduler import Scheduler
+from stream_server.core.tier_queue import TierQueue
 from stream_server.hub.detached import Detached
 from stream_server.hub.interpret import Interpreter, Work
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
 from stream_server.hub.local_tiers import (
     LocalAudio,
+    LocalBusy,
     LocalDone,
     LocalEvent,
     LocalFailed,
@@ -115,7 +117,9 @@ class Hub(Interpreter):
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
         self.detached = Detached(self)
-        self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
+        caps = TierQueue(config.local_tier_caps, config.local_tier_queue_s)
+        t = config.failover.timeout_s
+        self.local = LocalTiers(engines, voices.default, t, self._spawn, self._local, queue=caps, clock=clock)
         self._queue: deque[Work] = deque()
         self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
         self.observers: list[Callable[[Action | Heartbeat], None]] = []
@@ -268,6 +272,8 @@ class Hub(Interpreter):
                 self.feed(self.scheduler.done(job_id, now))
             case LocalFailed(job_id=job_id, code=code):
                 self.feed(self.scheduler.failed(job_id, code, now))
+            case LocalBusy(job_id=job_id):
+                self.feed(self.scheduler.failed(job_id, "tier_busy", now, Cause.BUSY))
             case ProbeDone(tier=tier, ok=ok, reason=reason):
                 self.feed(self.scheduler.probe_result(tier, ok, now, reason))
 
@@ -279,6 +285,7 @@ class Hub(Interpreter):
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
             self.mqtt_sessions.claims.next_deadline(),
+            self.local.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -293,6 +300,7 @@ class Hub(Interpreter):
         ]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
+        self.local.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:
