@@ -1,7 +1,7 @@
 """Bark pipeline pieces for bench/bark_worker.py: the four stages run one by one with every stage's
 tokens kept (greedy), and teacher-forced checks of each stage.
 
-``run_stages`` mirrors ``synth_worker.bark.synthesis.BarkSynthesizer.generate_rows`` (same tokenizer call,
+``run_stages`` mirrors ``synth_worker.bark.synthesizer.BarkSynthesizer.generate_rows`` (same tokenizer call,
 same generation configs, per-row semantic caps) but returns the tokens as well as the audio, and can
 run the fine stage through ``synth_worker.bark.fast.fine_generate_rows``. The benchmark checks that
 it gives the synthesizer's audio before using it.
@@ -27,7 +27,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.models.bark import generation_configuration_bark as gcb
 
 from synth_worker.bark.fast import fine_generate_rows
-from synth_worker.bark.synthesis import encode_texts as encode
+from synth_worker.bark.synthesizer import encode_texts as encode
 from synth_worker.devmodel import SIZES, build_dev_model, built_by_this_builder
 
 

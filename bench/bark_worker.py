@@ -6,7 +6,7 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
 (``do_sample=False``, fine stage argmax), speaker ``v2/en_speaker_0`` of the checkpoint:
 
 1. **baseline**: ``BarkModel.generate()`` with the semantic cap the engine uses;
-   **staged**: the four stages run one by one (the engine's way: ``synth_worker.bark.synthesis``), timed;
+   **staged**: the four stages run one by one (the engine's way: ``synth_worker.bark.synthesizer``), timed;
    check: the same audio as ``generate()`` (and as ``BarkSynthesizer.generate_rows``), bit for bit.
 2. **semantic cap**: ``generate()`` with its default length (up to 768 semantic tokens; random
    weights never emit the end token) against the engine's cap; check: the capped semantic tokens are
@@ -73,7 +73,8 @@ from bench._stack import REPO, machine
 from broker import logs
 from clients.stats import table
 from synth_worker.bark.fast import fine_generate_rows, reduced_precision
-from synth_worker.bark.synthesis import MAX_SEMANTIC_TOKENS, BarkSettings, BarkSynthesizer, semantic_cap
+from synth_worker.bark.settings import MAX_SEMANTIC_TOKENS, BarkSettings, semantic_cap
+from synth_worker.bark.synthesizer import BarkSynthesizer
 from synth_worker.engine import CancelToken
 
 HEADER = "bark worker: per-stage time, real-time factor and exact speed-ups (greedy, random weights)"

@@ -38,8 +38,9 @@ from websockets.exceptions import ConnectionClosed
 
 from bench._stack import Stack, machine
 from broker.audio import AudioFrame
-from clients.loadtest import DEFAULT_TEXTS, LoadConfig, report
+from clients.load_requests import DEFAULT_TEXTS, LoadConfig
 from clients.loadtest import run as run_load
+from clients.report import report
 from clients.stats import Playout, Summary, table
 
 HEADER = (

@@ -35,7 +35,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench._stack import Stack, machine
 from clients import protocol
-from clients.loadtest import DEFAULT_TEXTS
+from clients.load_requests import DEFAULT_TEXTS
 from clients.stats import Summary, table
 from synth_worker.engine import CancelToken, SynthesisRequest
 from synth_worker.espeak import EspeakEngine

@@ -81,7 +81,8 @@ def build(name: str, bark_dir: Path | None, tokens: int) -> tuple[Any, str]:
         from synth_worker.espeak import EspeakEngine
 
         return EspeakEngine(), "one process per request"
-    from synth_worker.bark.synthesis import BarkEngine, BarkSettings
+    from synth_worker.bark.engine import BarkEngine
+    from synth_worker.bark.settings import BarkSettings
 
     assert bark_dir is not None
     settings = BarkSettings(model=str(bark_dir), device="cpu", semantic_max_tokens=tokens, seed=1)

@@ -52,7 +52,8 @@ import pysbd
 
 from bench import _rules_segmenter
 from bench._stack import REPO, Stack, machine
-from clients.replay import SessionResult, TextClock, replay, summarize
+from clients.replay import replay
+from clients.replay_analysis import SessionResult, TextClock, summarize
 from clients.stats import Summary, table
 from clients.trace import load_trace
 from stream_server.core import segmenter as sesame

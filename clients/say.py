@@ -31,7 +31,8 @@ import numpy as np
 
 from broker.errors import ProtocolError
 
-from .voice_client import (
+from .voice_client import VoiceClient
+from .voice_events import (
     ConnectionLost,
     FellBack,
     Reconnecting,
@@ -39,7 +40,6 @@ from .voice_client import (
     SentenceFailed,
     TurnCancelled,
     TurnEnded,
-    VoiceClient,
 )
 
 FORMATS = {

@@ -28,19 +28,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import numpy as np
-import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from broker.audio import Encoding, from_pcm16
-from broker.errors import ProtocolError, SesameError
+from broker.errors import ProtocolError
+from clients.reconnect import Backoff, consume, with_query
+from clients.voice_events import (
+    AudioChunk,
+    Connected,
+    ConnectionLost,
+    Event,
+    FellBack,
+    Reconnecting,
+    SentenceAudio,
+    SentenceFailed,
+    SentenceStarted,
+    TurnCancelled,
+    TurnEnded,
+)
 
 from .protocol import (
     AudioFrame,
@@ -65,146 +74,11 @@ FORMATS = ("pcm16", "wav", "flac", "ogg", "mp3")
 RECONNECT_CODES = frozenset({1012, 1006, 1011, 1001})  # restart, dropped, server error, going away
 
 
-class ConnectionLost(SesameError):
-    """The gateway could not be reached again within the reconnect attempts."""
-
-    code = "connection_lost"
-
-
-# ---- events -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Connected:
-    session_id: str
-    sample_rate: int
-    format: str
-    voice: str
-    resumed: bool = False  # True after a reconnect that found the session
-    received: int = 0  # on resume: how many of this session's client frames the gateway has
-
-
-@dataclass(frozen=True, slots=True)
-class SentenceStarted:
-    seq: int
-    turn: int
-    text: str
-    engine: str
-    cached: bool
-    restart: bool  # an engine failed mid-sentence: drop what was not played of this seq
-
-
-@dataclass(frozen=True, slots=True)
-class AudioChunk:
-    seq: int
-    index: int
-    sample_rate: int
-    payload: bytes
-    encoding: Encoding
-
-
-@dataclass(frozen=True, slots=True)
-class SentenceAudio:
-    """One whole sentence: pcm16 samples (or one encoded file with format wav/flac/ogg/mp3)."""
-
-    seq: int
-    turn: int
-    text: str
-    engine: str
-    cached: bool
-    sample_rate: int
-    audio: bytes
-    samples: int
-
-    def pcm(self) -> npt.NDArray[np.float32]:
-        return from_pcm16(self.audio)
-
-
-@dataclass(frozen=True, slots=True)
-class SentenceFailed:
-    """No voice could speak sentence ``seq`` (``text``), or bad input (seq and text are None)."""
-
-    code: str
-    message: str
-    seq: int | None
-    text: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FellBack:
-    seq: int
-    from_engine: str
-    to_engine: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class TurnEnded:
-    turn: int
-
-
-@dataclass(frozen=True, slots=True)
-class TurnCancelled:
-    turn: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnecting:
-    attempt: int
-    delay_s: float
-    close_code: int | None
-
-
-Event = (
-    Connected
-    | SentenceStarted
-    | AudioChunk
-    | SentenceAudio
-    | SentenceFailed
-    | FellBack
-    | TurnEnded
-    | TurnCancelled
-    | Reconnecting
-)
-
-
 @dataclass(slots=True)
 class _Current:
     start: SentenceStarted
     chunks: list[bytes] = field(default_factory=list)
     sample_rate: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Jittered exponential backoff between reconnect attempts."""
-
-    first_s: float = 0.1
-    max_s: float = 5.0
-    attempts: int = 10
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_s, self.first_s * 2**attempt) * random.uniform(0.5, 1.0))
-
-
-def _with_query(url: str, **params: str) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in params]
-    return urlunsplit(parts._replace(query=urlencode(query + list(params.items()))))
-
-
-def consume(unheard: str, sentence: str) -> str:
-    """``unheard`` after the spoken ``sentence`` (the gateway normalizes whitespace in sentences)."""
-    target = "".join(sentence.split())
-    i = matched = 0
-    while i < len(unheard) and matched < len(target):
-        ch = unheard[i]
-        if not ch.isspace():
-            if ch != target[matched]:
-                return unheard  # not a prefix: keep everything (better heard twice than lost)
-            matched += 1
-        i += 1
-    return unheard[i:] if matched == len(target) else unheard
 
 
 class VoiceClient:
@@ -218,10 +92,10 @@ class VoiceClient:
         format: str = "pcm16",
         sample_rate: int = 24_000,
         token: str | None = None,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = Backoff(),  # noqa: B008 (a frozen dataclass)
         open_timeout_s: float = 10.0,
     ) -> None:
-        self.url = _with_query(url, token=token) if token else url
+        self.url = with_query(url, token=token) if token else url
         self.backoff = backoff
         self.open_timeout_s = open_timeout_s
         if format not in FORMATS:
@@ -369,7 +243,7 @@ class VoiceClient:
             self._events.put_nowait(Reconnecting(attempt + 1, delay, code))
             await asyncio.sleep(delay)
             assert self.session_id is not None
-            url = _with_query(self.url, session_id=self.session_id, heard=str(self._heard))
+            url = with_query(self.url, session_id=self.session_id, heard=str(self._heard))
             try:
                 ready = await self._open_resume(url)
             except ConnectionLost:

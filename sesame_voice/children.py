@@ -30,13 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import signal
-import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -48,41 +45,11 @@ from broker.link import MqttLink
 from broker.messages import Heartbeat, decode_worker_message
 from broker.settings import MqttUrl
 
+from .child_process import ChildSpec, die_with_parent, signal_group, signal_main
 from .notify import NotifyListener
-from .supervisor import Action, Kill, Probe, Role, Spawn, SupervisorCore
+from .supervisor import Action, Kill, Probe, Spawn, SupervisorCore
 
 log = logs.get("sesame.supervisor")
-
-PR_SET_PDEATHSIG = 1
-
-
-@dataclass(frozen=True, slots=True)
-class ChildSpec:
-    name: str
-    role: Role
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
-    worker_id: str | None = None
-    health_url: str | None = None
-    pass_fds: tuple[int, ...] = ()  # the gateway's listening socket, shared across its reloads
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _signal_main(pid: int, sig: int) -> None:
-    """SIGTERM goes to the child itself: it drains, and its own children (espeak-ng, say) keep
-    working meanwhile. The group gets SIGKILL afterwards, for anything left behind."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 class Supervisor:
@@ -210,12 +177,12 @@ class Supervisor:
         proc = self.procs.get(name)
         if proc is not None:
             log.info("child_retiring", child=name, pid=proc.pid)
-            _signal_group(proc.pid, signal.SIGCONT)
-            _signal_main(proc.pid, signal.SIGTERM)  # it drains, using its own children meanwhile
+            signal_group(proc.pid, signal.SIGCONT)
+            signal_main(proc.pid, signal.SIGTERM)  # it drains, using its own children meanwhile
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.stop_timeout_s):
                     await proc.wait()
-            _signal_group(proc.pid, signal.SIGKILL)  # whatever it left behind
+            signal_group(proc.pid, signal.SIGKILL)  # whatever it left behind
             if self.notify is not None:
                 self.notify.forget(proc.pid)
         self.specs.pop(name, None)
@@ -229,8 +196,8 @@ class Supervisor:
             names = [n for n, s in self.specs.items() if order[s.role] == rank and n in self.procs]
             procs = [self.procs[n] for n in names]
             for proc in procs:
-                _signal_group(proc.pid, signal.SIGCONT)  # a frozen process cannot handle SIGTERM
-                _signal_main(proc.pid, signal.SIGTERM)
+                signal_group(proc.pid, signal.SIGCONT)  # a frozen process cannot handle SIGTERM
+                signal_main(proc.pid, signal.SIGTERM)
             if procs:
                 _, pending = await asyncio.wait(
                     [asyncio.ensure_future(p.wait()) for p in procs], timeout=self.stop_timeout_s
@@ -238,7 +205,7 @@ class Supervisor:
                 for proc in procs:
                     if proc.returncode is None:
                         log.warning("child_killed_at_stop", pid=proc.pid)
-                    _signal_group(proc.pid, signal.SIGKILL)  # it, or whatever it left behind
+                    signal_group(proc.pid, signal.SIGKILL)  # it, or whatever it left behind
                 if pending:
                     await asyncio.wait(pending, timeout=5.0)
         self._write_state()
@@ -255,7 +222,7 @@ class Supervisor:
                     proc = self.procs.get(name)
                     if proc is not None:
                         log.warning("child_killed", child=name, pid=proc.pid, reason=reason)
-                        _signal_group(proc.pid, signal.SIGKILL)
+                        signal_group(proc.pid, signal.SIGKILL)
                 case Probe(name=name):
                     self._tg.create_task(self._probe(name), name=f"probe:{name}")
         if actions:
@@ -271,7 +238,7 @@ class Supervisor:
                 *spec.argv,
                 env={**os.environ, **spec.env},
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # prctl only; takes no locks
+                preexec_fn=die_with_parent,  # prctl only; takes no locks
                 pass_fds=spec.pass_fds,
             )
         except OSError as exc:

@@ -35,7 +35,8 @@ from broker.launcher import CONFIG_TEMPLATE, free_port
 from broker.settings import Env, MqttUrl
 from stream_server.http.listen import listening_socket
 
-from .children import ChildSpec, Supervisor
+from .child_process import ChildSpec
+from .children import Supervisor
 from .notify import NotifyListener
 from .supervisor import Policy, SupervisorCore
 

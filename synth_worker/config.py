@@ -45,7 +45,7 @@ from broker.errors import ConfigError, ProtocolError
 from broker.settings import Env, MqttUrl
 from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
-from synth_worker.bark.synthesis import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
+from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
 
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")

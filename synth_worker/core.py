@@ -1,7 +1,7 @@
 """The worker's job logic, without I/O: a plain class fed events, handing back actions.
 
 ``WorkerCore`` holds the state (loading -> warming -> ready; draining; unavailable), the bounded
-job queue and the jobs running now. The asyncio adapter (``runtime.Worker``) feeds it MQTT
+job queue and the jobs running now. The asyncio adapter (``synth_worker.worker.process.Worker``) feeds it MQTT
 payloads, engine outcomes and the clock (``now`` is passed in; the core never reads a clock), and
 carries out what it returns:
 
@@ -36,10 +36,7 @@ those that are: the adapter reports them and exits so its supervisor replaces th
 
 from __future__ import annotations
 
-import json
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 from broker import logs, topics
 from broker.errors import EngineUnavailable, ProtocolError, error_code
@@ -51,60 +48,14 @@ from broker.messages import (
     JobDone,
     JobError,
     WorkerState,
-    decode_worker_message,
 )
-from broker.wire import Message
+from synth_worker.job_actions import Action, Send, Start, Stop
+from synth_worker.job_figures import Counters, Rtf
+from synth_worker.job_intake import decode_as, salvage_ids, start_order
 
 log = logs.get("sesame.worker")
 
-RTF_WINDOW = 20  # jobs the reported real-time factor is measured over
 CHARS_PER_SECOND = 14.0  # speech rate for a job's expected audio length (as the gateway estimates)
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    topic: str
-    message: Message
-    qos: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Start:
-    jobs: tuple[Job, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Stop:
-    job_id: str
-
-
-Action = Send | Start | Stop
-
-
-@dataclass(slots=True)
-class Counters:
-    accepted: int = 0
-    done: int = 0
-    failed: int = 0
-    cancelled: int = 0
-    expired: int = 0
-    rejected: int = 0  # overloaded, draining, unavailable, too long
-    duplicates: int = 0
-    bad_messages: int = 0
-
-
-@dataclass(slots=True)
-class _Rtf:
-    samples: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RTF_WINDOW))
-
-    def add(self, compute_s: float, audio_s: float) -> None:
-        if audio_s > 0 and compute_s >= 0:
-            self.samples.append((compute_s, audio_s))
-
-    @property
-    def value(self) -> float:
-        audio = sum(a for _, a in self.samples)
-        return sum(c for c, _ in self.samples) / audio if audio > 0 else 0.0
 
 
 class WorkerCore:
@@ -140,7 +91,7 @@ class WorkerCore:
         self.queue: deque[Job] = deque()
         self.running: dict[str, Job] = {}
         self.counters = Counters()
-        self._rtf = _Rtf()
+        self._rtf = Rtf()
         self._seq = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -213,7 +164,7 @@ class WorkerCore:
 
     def receive_job(self, payload: bytes, now: float) -> list[Action]:
         try:
-            job = _decode(payload, Job)
+            job = decode_as(payload, Job)
         except ProtocolError as exc:
             return self._bad_job(payload, exc)
         if job.job_id in self.running or any(q.job_id == job.job_id for q in self.queue):
@@ -254,7 +205,7 @@ class WorkerCore:
 
     def receive_cancel(self, payload: bytes) -> list[Action]:
         try:
-            message = _decode(payload, Cancel)
+            message = decode_as(payload, Cancel)
         except ProtocolError as exc:
             self.counters.bad_messages += 1
             log.warning("bad_cancel_message", code=exc.code, error=str(exc), size=len(payload))
@@ -383,55 +334,9 @@ class WorkerCore:
 
     def _bad_job(self, payload: bytes, exc: ProtocolError) -> list[Action]:
         self.counters.bad_messages += 1
-        job_id, reply_to = _salvage_ids(payload)
+        job_id, reply_to = salvage_ids(payload)
         log.warning("bad_job_message", code=exc.code, error=str(exc), size=len(payload), job_id=job_id)
         if job_id is None or reply_to is None:
             return []
         error = JobError(job_id=job_id, worker_id=self.worker_id, code=exc.code, message=str(exc))
         return [Send(topics.job_events(reply_to, job_id), error)]
-
-
-M = TypeVar("M", bound=Message)
-
-
-def start_order(queue: deque[Job]) -> list[Job]:
-    """The queue in the order jobs should start: each time, the shortest text among the sessions'
-    earliest queued jobs (ties: the earliest queued), so a session's jobs keep their own order."""
-    rest = list(queue)
-    order: list[Job] = []
-    while rest:
-        seen: set[str] = set()
-        heads: list[int] = []
-        for i, job in enumerate(rest):
-            if job.session_id not in seen:
-                seen.add(job.session_id)
-                heads.append(i)
-        order.append(rest.pop(min(heads, key=lambda i: (len(rest[i].text), i))))
-    return order
-
-
-def _decode(payload: bytes, cls: type[M]) -> M:
-    message = decode_worker_message(payload)
-    if not isinstance(message, cls):
-        raise ProtocolError(f"expected a {cls.type!r} message, got {message.type!r}", code="unexpected_type")
-    return message
-
-
-def _salvage_ids(payload: bytes) -> tuple[str | None, str | None]:
-    """From a payload that failed to decode, a job_id and reply_to good enough to answer to."""
-    try:
-        data: Any = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return None, None
-    if not isinstance(data, dict):
-        return None, None
-    job_id, reply_to = data.get("job_id"), data.get("reply_to")
-    if not isinstance(job_id, str) or not isinstance(reply_to, str):
-        return None, None
-    try:
-        topics.check_id(job_id, "job_id")
-    except ProtocolError:
-        return None, None
-    if not reply_to.startswith("sesame/") or any(c in reply_to for c in "+#") or len(reply_to) > 256:
-        return job_id, None
-    return job_id, reply_to

@@ -99,7 +99,7 @@ def build_dev_model(
     )
     from transformers.models.bark.generation_configuration_bark import BarkGenerationConfig
 
-    from synth_worker.bark.synthesis import quiet_transformers
+    from synth_worker.bark.loading import quiet_transformers
 
     quiet_transformers()
     if hidden % heads:

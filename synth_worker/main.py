@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level)
     structlog.contextvars.bind_contextvars(worker_id=config.worker_id)
 
-    from .runtime import EXIT_STUCK, build_engine, run_worker
+    from .worker.engine_factory import build_engine
+    from .worker.process import EXIT_STUCK, run_worker
 
     try:
         engine = build_engine(config)

@@ -48,3 +48,21 @@ def test_the_checker_sees_imports() -> None:
 def test_the_local_stack_harness_is_not_shipped() -> None:
     assert not (REPO / "clients" / "localstack.py").exists()
     assert (REPO / "tests" / "support" / "localstack.py").is_file()
+
+
+MAX_MODULE_LINES = 350
+SHIPPED = ("broker", "stream_server", "synth_worker", "clients", "sesame_voice")
+
+
+def module_lines(package: str) -> dict[str, int]:
+    return {
+        str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in sorted((REPO / package).rglob("*.py"))
+    }
+
+
+@pytest.mark.parametrize("package", SHIPPED)
+def test_no_shipped_module_is_over_350_lines(package: str) -> None:
+    lines = module_lines(package)
+    assert lines, f"{package} has no modules"
+    assert {name: n for name, n in lines.items() if n > MAX_MODULE_LINES} == {}

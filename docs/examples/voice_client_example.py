@@ -14,7 +14,8 @@ import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from clients.voice_client import FellBack, SentenceAudio, SentenceFailed, TurnEnded, VoiceClient
+from clients.voice_client import VoiceClient
+from clients.voice_events import FellBack, SentenceAudio, SentenceFailed, TurnEnded
 
 REPLY = "Hello, I'm Maya. The weather today is mild. Would you like a reminder for your walk?"
 

@@ -30,12 +30,12 @@ the same order, so a fixed seed draws the same random numbers as ``generate()`` 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from broker import logs
+from synth_worker.bark.static_cache import FullStep, StaticCache, forward
+from synth_worker.bark.step_capture import compiled, graphed
 
 if TYPE_CHECKING:
     import torch
@@ -59,129 +59,6 @@ def resolve_step_mode(mode: StepMode, device: str) -> StepMode:
             log.info("bark_step_mode_eager_on_cpu", requested=mode, device=device)
         return "eager"
     return "cuda-graph" if mode == "auto" else mode
-
-
-@dataclass(slots=True)
-class StaticCache:
-    """Keys and values of every layer: (layers, batch, heads, max_len, head_dim), preallocated."""
-
-    keys: torch.Tensor
-    values: torch.Tensor
-
-    @classmethod
-    def allocate(cls, model: Any, batch: int, max_len: int) -> StaticCache:
-        import torch
-
-        cfg = model.config
-        heads = cfg.num_heads
-        shape = (cfg.num_layers, batch, heads, max_len, cfg.hidden_size // heads)
-        weight = model.lm_head.weight
-        return cls(
-            torch.zeros(shape, dtype=weight.dtype, device=weight.device),
-            torch.zeros(shape, dtype=weight.dtype, device=weight.device),
-        )
-
-    @property
-    def batch(self) -> int:
-        return int(self.keys.shape[1])
-
-    @property
-    def max_len(self) -> int:
-        return int(self.keys.shape[3])
-
-
-def _split(t: torch.Tensor, heads: int) -> torch.Tensor:
-    b, s, e = t.shape
-    return t.view(b, s, heads, e // heads).permute(0, 2, 1, 3)
-
-
-def _attend(
-    attn: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None
-) -> torch.Tensor:
-    """BarkSelfAttention._attn, op for op (eager); ``mask`` additive, already causal when given for
-    a full-cache step."""
-    import torch
-
-    weights = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    q_len, k_len = q.size(-2), k.size(-2)
-    if q_len > 1:
-        causal = attn.bias[:, :, k_len - q_len : k_len, :k_len]
-        weights = weights.masked_fill(causal == 0, torch.finfo(weights.dtype).min)
-    if mask is not None:
-        weights = weights + mask
-    weights = torch.nn.functional.softmax(weights, dim=-1).to(v.dtype)
-    return torch.matmul(weights, v)
-
-
-def forward(
-    model: Any,
-    embeds: torch.Tensor,
-    *,
-    positions: torch.Tensor,
-    cache: StaticCache,
-    start: int,
-    mask: torch.Tensor | None,
-) -> torch.Tensor:
-    """Run ``embeds`` (batch, seq, hidden) at cache positions ``start..start+seq``; returns the
-    float32 logits of the last position (batch, vocab). ``mask``: additive, over keys 0..start+seq."""
-    import torch
-
-    heads = model.config.num_heads
-    hidden = embeds + model.position_embeds_layer(positions)
-    end = start + embeds.shape[1]
-    for i, block in enumerate(model.layers):
-        attn = block.attn
-        q, k, v = attn.att_proj(block.layernorm_1(hidden)).split(attn.embed_dim, dim=2)
-        cache.keys[i, :, :, start:end] = _split(k, heads)
-        cache.values[i, :, :, start:end] = _split(v, heads)
-        out = _attend(attn, _split(q, heads), cache.keys[i, :, :, :end], cache.values[i, :, :, :end], mask)
-        out = out.transpose(1, 2).contiguous()
-        out = attn.out_proj(out.view((*out.size()[:-2], attn.embed_dim)))
-        hidden = hidden + out
-        hidden = hidden + block.mlp(block.layernorm_2(hidden))
-    last = model.layernorm_final(hidden[:, -1:])
-    logits: torch.Tensor = model.lm_head(last)[:, -1]
-    return logits.to(copy=True, dtype=torch.float32)
-
-
-class FullStep:
-    """One token for every row against the whole static cache, with every input a fixed tensor:
-    the shape CUDA graphs and ``torch.compile`` need. ``pos`` (1,) is the cache index being
-    written; ``pads`` (batch,) each row's left padding."""
-
-    def __init__(self, model: Any, cache: StaticCache) -> None:
-        import torch
-
-        self.model = model
-        self.cache = cache
-        dev = cache.keys.device
-        self.pads = torch.zeros((cache.batch,), dtype=torch.long, device=dev)
-        self.ids = torch.zeros((cache.batch, 1), dtype=torch.long, device=dev)
-        self.pos = torch.zeros((1,), dtype=torch.long, device=dev)
-        self.keys_at = torch.arange(cache.max_len, device=dev)
-
-    def __call__(self) -> torch.Tensor:
-        import torch
-
-        model, cache = self.model, self.cache
-        heads = model.config.num_heads
-        positions = (self.pos - self.pads)[:, None]  # (batch, 1): each row counts from its first token
-        visible = (self.keys_at[None] >= self.pads[:, None]) & (self.keys_at[None] <= self.pos)
-        minimum = torch.finfo(cache.keys.dtype).min
-        mask = torch.where(visible, 0.0, minimum).to(cache.keys.dtype)[:, None, None, :]
-        hidden = model.input_embeds_layer(self.ids) + model.position_embeds_layer(positions)
-        for i, block in enumerate(model.layers):
-            attn = block.attn
-            q, k, v = attn.att_proj(block.layernorm_1(hidden)).split(attn.embed_dim, dim=2)
-            cache.keys[i].index_copy_(2, self.pos, _split(k, heads))
-            cache.values[i].index_copy_(2, self.pos, _split(v, heads))
-            out = _attend(attn, _split(q, heads), cache.keys[i], cache.values[i], mask)
-            out = out.transpose(1, 2).contiguous()
-            out = attn.out_proj(out.view((*out.size()[:-2], attn.embed_dim)))
-            hidden = hidden + out
-            hidden = hidden + block.mlp(block.layernorm_2(hidden))
-        logits: torch.Tensor = model.lm_head(model.layernorm_final(hidden))[:, -1]
-        return logits.float()
 
 
 class Decoder:
@@ -294,7 +171,7 @@ class Decoder:
         batch = cache.batch
         if batch not in self._steps:
             full = FullStep(self.model, cache)
-            run = _graphed(full) if self.mode == "cuda-graph" else _compiled(full)
+            run = graphed(full) if self.mode == "cuda-graph" else compiled(full)
             self._steps[batch] = (full, run)
         return self._steps[batch]
 
@@ -344,44 +221,3 @@ def _sample_loop(
     if not out:
         return torch.zeros((logits.shape[0], 0), dtype=torch.long, device=logits.device)
     return torch.stack(out, dim=1)
-
-
-def _graphed(full: FullStep) -> Callable[[], torch.Tensor]:
-    """Capture ``full`` in a CUDA graph (after warm-up runs on a side stream); returns replay."""
-    import torch
-
-    stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            full()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        logits = full()
-    log.info("bark_step_graphed", batch=full.cache.batch, max_len=full.cache.max_len)
-
-    def replay() -> torch.Tensor:
-        graph.replay()
-        return logits.clone()
-
-    return replay
-
-
-def _compiled(full: FullStep) -> Callable[[], torch.Tensor]:
-    """``full`` through ``torch.compile(mode="reduce-overhead")``: static shapes, one graph."""
-    import torch
-    import torch._dynamo
-
-    # the cache is written in place every step: static addresses let the CUDA graphs that
-    # reduce-overhead records keep that mutation instead of falling back to eager
-    for t in (full.cache.keys, full.cache.values, full.ids, full.pos, full.pads, full.keys_at):
-        torch._dynamo.mark_static_address(t)
-    compiled = torch.compile(full.__call__, mode="reduce-overhead", fullgraph=True, dynamic=False)
-
-    def run() -> torch.Tensor:
-        torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-        logits: torch.Tensor = compiled()
-        return logits.clone()
-
-    return run

@@ -1,6 +1,6 @@
 """Bark pieces measured by bench/bark_worker.py: one the engine uses, one opt-in.
 
-``fine_generate_rows`` (used by ``synth_worker.bark.synthesis`` for every batch)
+``fine_generate_rows`` (used by ``synth_worker.bark.synthesizer`` for every batch)
     Bark's fine stage for a *batch* whose rows have different lengths. transformers'
     ``BarkFineModel.generate`` pads the batch to its longest row, so a shorter row's window holds the
     longer row's extra coarse frames where, generated alone, it would hold padding; the fine model

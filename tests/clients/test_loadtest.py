@@ -13,19 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clients.loadtest import (
-    DEFAULT_TEXTS,
-    LoadConfig,
-    Outcome,
-    ProgressBar,
-    RunResult,
-    main,
-    read_texts,
-    render,
-    report,
-    schedule,
-    ws_url,
-)
+from clients.load_requests import DEFAULT_TEXTS, LoadConfig, Outcome, RunResult, schedule, ws_url
+from clients.loadtest import ProgressBar, main, read_texts
+from clients.report import render, report
 from clients.stats import Playout, Summary, percentile, table
 
 # --- percentiles ---------------------------------------------------------------------------------------

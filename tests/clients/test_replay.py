@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 
 from broker.ws_protocol import Flush, Speak, Start, Text
-from clients.replay import (
-    Received,
-    Sent,
-    TextClock,
-    analyze_session,
-    compare,
-    main,
-    render_comparison,
-    render_summary,
-    results_dict,
-    summarize,
-)
+from clients.replay import main
+from clients.replay_analysis import Received, Sent, TextClock, analyze_session, compare, summarize
+from clients.report import render_comparison, render_summary, results_dict
 from clients.timeline import render_html
 from clients.trace import Trace, TraceError, TraceEvent, dump_events, load_trace, parse_trace
 from clients.traces.make_traces import build, tokenize

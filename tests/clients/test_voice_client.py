@@ -15,9 +15,10 @@ import pytest
 
 from broker.audio import rms_dbfs
 from broker.launcher import Mosquitto
-from clients.voice_client import (
+from clients.reconnect import Backoff, consume
+from clients.voice_client import VoiceClient
+from clients.voice_events import (
     AudioChunk,
-    Backoff,
     Connected,
     ConnectionLost,
     Event,
@@ -27,8 +28,6 @@ from clients.voice_client import (
     SentenceStarted,
     TurnCancelled,
     TurnEnded,
-    VoiceClient,
-    consume,
 )
 from tests.conftest import Service, T
 from tests.support.localstack import REPO, Proc

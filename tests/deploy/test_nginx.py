@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from broker.launcher import Mosquitto, free_port
-from clients import loadtest
+from clients import load_requests, loadtest
 from tests.conftest import T
 from tests.support.localstack import Stack
 
@@ -103,7 +103,7 @@ async def test_flipping_the_upstream_under_load_fails_no_turn(
     blue, green = two_gateways
     nginx = Nginx(tmp_path, f"127.0.0.1:{blue.port}")
     try:
-        cfg = loadtest.LoadConfig(
+        cfg = load_requests.LoadConfig(
             url=f"http://127.0.0.1:{nginx.port}",
             mode="ws",
             rate=4.0,

@@ -13,7 +13,7 @@ import os
 import signal
 from pathlib import Path
 
-from clients import loadtest
+from clients import load_requests, loadtest
 from tests.conftest import T
 from tests.sesame_voice.test_up_supervised import Up
 
@@ -23,7 +23,7 @@ async def test_a_reload_under_load_fails_no_turn(tmp_path: Path, dev_model_dir: 
     try:
         up.wait(0, "gateway_listening", 12 * T)
         up.wait(0, "worker_change", 12 * T, worker_id="worker-1", up=True)
-        cfg = loadtest.LoadConfig(
+        cfg = load_requests.LoadConfig(
             url=f"http://127.0.0.1:{up.port}",
             mode="ws",
             rate=3.0,

@@ -12,13 +12,10 @@ import pytest
 
 from broker.audio import rms_dbfs
 from broker.errors import EngineCancelled, EngineUnavailable, ProtocolError
-from synth_worker.bark.synthesis import (
-    WARM_UP_FRAMES,
-    BarkEngine,
-    BarkSettings,
-    BarkSynthesizer,
-    semantic_cap,
-)
+from synth_worker.bark.checkpoint import WARM_UP_FRAMES
+from synth_worker.bark.engine import BarkEngine
+from synth_worker.bark.settings import BarkSettings, semantic_cap
+from synth_worker.bark.synthesizer import BarkSynthesizer
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 from tests.conftest import T
 

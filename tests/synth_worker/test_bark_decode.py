@@ -18,8 +18,10 @@ import torch
 
 from broker.errors import EngineUnavailable
 from synth_worker.bark.decode import Decoder, resolve_step_mode
+from synth_worker.bark.engine import BarkEngine
+from synth_worker.bark.settings import BarkSettings
 from synth_worker.bark.stages import Sampling, UnsupportedConfig, coarse_generate, semantic_generate
-from synth_worker.bark.synthesis import BarkEngine, BarkSettings, BarkSynthesizer, encode_texts
+from synth_worker.bark.synthesizer import BarkSynthesizer, encode_texts
 from synth_worker.engine import CancelToken
 
 TEXTS = ["A sentence of a few words, for the test.", "Hi."]
@@ -240,7 +242,7 @@ def test_the_cuda_step_computes_the_eager_steps_tokens(
     """``FullStep`` (what a CUDA graph or torch.compile replays: the whole static cache, the mask
     built from the position tensors, the write by ``index_copy_``) run eagerly on the CPU, against
     the eager step: the same greedy tokens."""
-    from synth_worker.bark.decode import FullStep
+    from synth_worker.bark.static_cache import FullStep
 
     model = synth.model.coarse_acoustics
     prompt = torch.randint(10_000, 12_048, (2, 30), generator=torch.Generator().manual_seed(4))
@@ -263,7 +265,7 @@ def test_the_cuda_step_computes_the_eager_steps_tokens(
 def test_the_decoder_settings_come_from_the_environment() -> None:
     from broker.errors import ConfigError
     from synth_worker.config import WorkerConfig
-    from synth_worker.runtime import build_engine
+    from synth_worker.worker.engine_factory import build_engine
 
     default = WorkerConfig.from_env({})
     assert (default.bark_decoder, default.bark_step) == ("static", "auto")
@@ -284,7 +286,7 @@ def test_the_compiled_step_traces_as_one_graph(synth: BarkSynthesizer) -> None:
     """What ``SESAME_BARK_STEP=compile`` hands to torch.compile traces without a graph break
     (``fullgraph=True``; the eager backend here: inductor and CUDA graphs need a GPU) and computes
     the eager step's logits."""
-    from synth_worker.bark.decode import FullStep
+    from synth_worker.bark.static_cache import FullStep
 
     model = synth.model.coarse_acoustics
     with torch.inference_mode():

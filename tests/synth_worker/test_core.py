@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from broker import topics
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, JobError, decode_worker_message
-from synth_worker.core import Send, Start, Stop, WorkerCore
+from synth_worker.core import WorkerCore
+from synth_worker.job_actions import Send, Start, Stop
 
 NOW = 1_000.0
 REPLY = topics.reply_root("gw")

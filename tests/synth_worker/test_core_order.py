@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from broker import topics
 from broker.messages import Job
-from synth_worker.core import Start, WorkerCore, start_order
+from synth_worker.core import WorkerCore
+from synth_worker.job_actions import Start
+from synth_worker.job_intake import start_order
 
 NOW = 1_000.0
 REPLY = topics.reply_root("gw")

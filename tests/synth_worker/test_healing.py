@@ -21,9 +21,10 @@ from broker.messages import Job, JobDone, JobError, WorkerStatus, decode_worker_
 from broker.sdnotify import Notifier
 from synth_worker import health
 from synth_worker.config import WorkerConfig
-from synth_worker.core import Send, Start, WorkerCore
+from synth_worker.core import WorkerCore
 from synth_worker.engine import AudioChunk, CancelToken, SynthesisRequest
-from synth_worker.runtime import EXIT_STUCK, Worker
+from synth_worker.job_actions import Send, Start
+from synth_worker.worker.process import EXIT_STUCK, Worker
 from tests.conftest import T
 from tests.synth_worker.support import Listener, WorkerProcess
 

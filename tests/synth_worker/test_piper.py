@@ -14,9 +14,10 @@ from broker.audio import rms_dbfs
 from broker.errors import EngineCancelled, EngineError, EngineUnavailable
 from synth_worker.config import WorkerConfig
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
-from synth_worker.piper import PiperEngine, packaged_model
-from synth_worker.runtime import build_engine
+from synth_worker.piper import PiperEngine
+from synth_worker.piper_process import packaged_model
 from synth_worker.voices import DEFAULT_VOICES, Voice, VoiceMap
+from synth_worker.worker.engine_factory import build_engine
 from tests.conftest import T
 
 pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")

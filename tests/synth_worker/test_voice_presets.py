@@ -41,7 +41,8 @@ def test_all_lists_named_voices_first_then_presets_once() -> None:
 
 def test_bark_engine_speaks_a_preset_voice_with_that_speaker_prompt(dev_model_dir: Path) -> None:
     # The checkpoint's prompts are looked up by that name (test_bark.py loads "v2/en_speaker_1").
-    from synth_worker.bark.synthesis import BarkEngine, BarkSettings
+    from synth_worker.bark.engine import BarkEngine
+    from synth_worker.bark.settings import BarkSettings
 
     e = BarkEngine(BarkSettings(model=str(dev_model_dir)))
     try:

@@ -1,0 +1,1 @@
+"""The worker process: the asyncio adapter around ``synth_worker.core.WorkerCore``."""

@@ -1,0 +1,184 @@
+"""The worker's state, its MQTT handlers, and the jobs it runs: what the worker's other parts
+(heartbeat, model preparation, watchdog and drain) build on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import structlog
+
+from broker import logs, topics
+from broker.audio import AudioFrame, to_pcm16
+from broker.errors import BrokerError, EngineCancelled, EngineError
+from broker.link import MqttLink, Will
+from broker.messages import Job, WorkerStatus
+from broker.sdnotify import Notifier
+from synth_worker.config import WorkerConfig
+from synth_worker.core import WorkerCore
+from synth_worker.engine import CancelToken, SynthesisRequest
+from synth_worker.job_actions import Action, Send, Start, Stop
+from synth_worker.worker.engine_factory import WorkerEngine
+
+log = logs.get("sesame.worker")
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("sesame-voice")
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+class WorkerBase:
+    """The worker's state, MQTT handlers and job runner; ``Worker`` adds its long-lived tasks."""
+
+    def __init__(
+        self,
+        config: WorkerConfig,
+        engine: WorkerEngine,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.engine = engine
+        self.clock = clock
+        wid = config.worker_id
+        self.core = WorkerCore(
+            wid,
+            engine=engine.name,
+            model=engine.model,
+            pid=os.getpid(),
+            interval_s=config.heartbeat_interval_s,
+            max_queue=config.max_queue,
+            max_length=config.max_length,
+            max_batch=config.max_batch,
+            version=package_version(),
+            stuck_factor=config.stuck_factor,
+            stuck_floor_s=config.stuck_floor_s,
+        )
+        self._status_topic = topics.worker_status(wid)
+        self._jobs_topic = topics.worker_jobs(wid)
+        offline = WorkerStatus(worker_id=wid, state="offline", pid=os.getpid())
+        self.link = MqttLink(
+            config.mqtt_url,
+            client_id=f"sesame-worker-{wid}",
+            subscriptions=[(self._jobs_topic, 1), (topics.CANCEL, 1)],
+            on_message=self._on_message,
+            on_connect=self._on_connect,
+            will=Will(self._status_topic, offline.to_bytes(), qos=1, retain=True),
+        )
+        self._tg: asyncio.TaskGroup | None = None
+        self._jobs: dict[str, asyncio.Task[None]] = {}
+        self._cancels: dict[str, CancelToken] = {}
+        self._stopping = asyncio.Event()
+        self._stuck = asyncio.Event()
+        self._unavailable = asyncio.Event()  # a job found the engine unusable: heal it
+        self._jobs_changed = asyncio.Event()
+        self._beat_now = asyncio.Event()
+        self._notifier = Notifier()
+        self._health_path = None if config.health_file is None else Path(config.health_file)
+        self._load_s = 0.0
+
+    def stop(self) -> None:
+        """Begin draining (safe to call more than once, from a signal handler)."""
+        self._stopping.set()
+
+    # --- MQTT --------------------------------------------------------------------------------------
+
+    async def _on_connect(self, link: MqttLink) -> None:
+        status = WorkerStatus(worker_id=self.config.worker_id, state="online", pid=os.getpid())
+        await link.publish(self._status_topic, status.to_bytes(), qos=1, retain=True)
+        self._beat_now.set()
+
+    async def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self._jobs_topic:
+            await self._apply(self.core.receive_job(payload, self.clock()))
+        elif topic == topics.CANCEL:
+            await self._apply(self.core.receive_cancel(payload))
+        else:
+            log.warning("unexpected_topic", topic=topic)
+
+    async def _publish_offline(self) -> None:
+        status = WorkerStatus(worker_id=self.config.worker_id, state="offline", pid=os.getpid())
+        try:
+            await self.link.publish(self._status_topic, status.to_bytes(), qos=1, retain=True)
+        except BrokerError as exc:
+            log.warning("offline_status_not_published", error=str(exc))
+
+    async def _run_job(self, job: Job, cancel: CancelToken) -> None:
+        structlog.contextvars.bind_contextvars(job_id=job.job_id, session_id=job.session_id)
+        audio_topic = topics.job_audio(job.reply_to, job.job_id)
+        start = time.perf_counter()
+        chunks = samples = 0
+        try:
+            request = SynthesisRequest(text=job.text, voice=job.voice, sample_rate=job.sample_rate)
+            async for chunk in self.engine.synthesize(request, cancel):
+                _check_cancel(cancel)
+                frame = AudioFrame(
+                    seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
+                )
+                await self.link.publish(audio_topic, frame.to_bytes(), qos=1)
+                chunks += 1
+                samples += len(chunk.samples)
+            _check_audio(chunks)
+            actions = self.core.job_done(
+                job.job_id,
+                chunks=chunks,
+                samples=samples,
+                sample_rate=job.sample_rate,
+                synth_s=time.perf_counter() - start,
+                now=self.clock(),
+            )
+        except asyncio.CancelledError:
+            self.core.job_failed(job.job_id, EngineCancelled("worker stopped"), self.clock())
+            raise
+        except Exception as exc:
+            if not isinstance(exc, (EngineError, BrokerError)) and getattr(exc, "code", None) is None:
+                log.exception("job_crashed", job_id=job.job_id)
+            actions = self.core.job_failed(job.job_id, exc, self.clock())
+        finally:
+            self._jobs.pop(job.job_id, None)
+            self._cancels.pop(job.job_id, None)
+            self._jobs_changed.set()
+        if self.core.state == "unavailable":
+            self._unavailable.set()
+        await self._apply(actions)
+
+    # --- actions -----------------------------------------------------------------------------------
+
+    async def _apply(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Send(topic=topic, message=message, qos=qos):
+                    try:
+                        await self.link.publish(topic, message.to_bytes(), qos=qos)
+                    except BrokerError as exc:
+                        log.warning("publish_failed", topic=topic, type=message.type, error=str(exc))
+                case Start(jobs=jobs):
+                    assert self._tg is not None
+                    for job in jobs:
+                        token = CancelToken()
+                        self._cancels[job.job_id] = token
+                        self._jobs[job.job_id] = self._tg.create_task(
+                            self._run_job(job, token), name=f"job:{job.job_id}"
+                        )
+                    self._jobs_changed.set()
+                case Stop(job_id=job_id):
+                    running = self._cancels.get(job_id)
+                    if running is not None:
+                        running.cancel()
+
+
+def _check_cancel(cancel: CancelToken) -> None:
+    if cancel.cancelled:
+        raise EngineCancelled("cancelled")
+
+
+def _check_audio(chunks: int) -> None:
+    if chunks == 0:
+        raise EngineError("the engine produced no audio")
