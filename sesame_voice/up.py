@@ -13,6 +13,15 @@ role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway show
 The workers' engine: SESAME_ENGINE where set; else Bark when its weights are on this machine
 (``--dev-model``, a SESAME_MODEL directory, or the model in the local Hugging Face cache); else
 Piper, the offline neural voice, so a fresh machine runs a real worker path with a natural voice.
+
+How many workers (SESAME_WORKERS or ``--workers`` where given; else ``default_workers``): a Piper
+worker speaks one sentence at a time on one core (its onnxruntime child runs SESAME_PIPER_THREADS=1
+thread: one session fast, many sessions fair), so ``up`` starts one per core, at most 16 (beyond,
+the one gateway's event loop is the limit): 2 on 2 cores, 8 on 8, 16 on 32. The gateway, mosquitto
+and the in-process tiers share those cores; the tiers are capped to a quarter of them
+(SESAME_PIPER_TIER_CONCURRENCY, SESAME_ESPEAK_CONCURRENCY), and jobs start by playback deadline, so
+a core is never idle while a listener waits. A Bark worker batches sessions itself and uses every
+core (torch threads): one.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from broker import logs
@@ -50,7 +59,7 @@ CLI = (sys.executable, "-m", "sesame_voice.cli")
 class UpConfig:
     port: int
     host: str
-    workers: int
+    workers: int | None  # None: default_workers(engine, cores), once the engine is known
     run_dir: Path
     policy: Policy
     probe_timeout_s: float
@@ -75,13 +84,17 @@ class UpConfig:
         return cls(
             port=port if port is not None else e.int("SESAME_PORT", 8000, lo=1, hi=65535),
             host=e.str("SESAME_HOST", "127.0.0.1"),
-            workers=workers if workers is not None else e.int("SESAME_WORKERS", 1, lo=0, hi=64),
+            workers=workers if workers is not None else _workers_setting(e),
             run_dir=Path(run_dir),
             policy=policy,
             probe_timeout_s=e.ms("SESAME_HEALTH_PROBE_TIMEOUT_MS", 2.0),
             stop_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0) + 10.0,
             reload_ready_timeout_s=e.ms("SESAME_RELOAD_READY_TIMEOUT_MS", 120.0),
         )
+
+    @property
+    def worker_count(self) -> int:
+        return 1 if self.workers is None else self.workers
 
     def pid_path(self) -> Path:
         return self.run_dir / f"up-{self.port}.pid"
@@ -93,7 +106,12 @@ class UpConfig:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sesame-voice up", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="gateway port (SESAME_PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=None, help="workers (SESAME_WORKERS, default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="workers (SESAME_WORKERS; default one per core for Piper, one for Bark)",
+    )
     parser.add_argument(
         "--dev-model",
         action="store_true",
@@ -122,11 +140,28 @@ def main(argv: list[str]) -> int:
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
     if not env.get("SESAME_ENGINE"):
         env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
+    if config.workers is None:
+        config = replace(config, workers=default_workers(env["SESAME_ENGINE"], os.cpu_count() or 1))
     try:
         return asyncio.run(_up(config, env))
     except ConfigError as exc:
         log.error("bad_config", error=str(exc))  # noqa: TRY400
         return 2
+
+
+def default_workers(engine: str, cores: int) -> int:
+    """Workers ``up`` starts when SESAME_WORKERS is not set: one per core for the one-core engines
+    (Piper, espeak-ng), at most 16; one Bark worker (it batches and uses every core itself)."""
+    if engine == "bark":
+        return 1
+    return max(1, min(16, cores))
+
+
+def _workers_setting(e: Env) -> int | None:
+    raw = e.raw("SESAME_WORKERS")
+    if raw is None or raw.strip().lower() in ("", "auto"):
+        return None
+    return e.int("SESAME_WORKERS", 1, lo=0, hi=64)
 
 
 def _bark_weights_here(env: dict[str, str]) -> bool:
@@ -163,7 +198,7 @@ class _Stack:
         )
 
     def start_workers(self) -> None:
-        for slot in range(1, self.config.workers + 1):
+        for slot in range(1, self.config.worker_count + 1):
             spec = self.worker_spec(slot, 0)
             self.slots[slot] = (spec.name, 0)
             self.sup.add(spec)
@@ -270,7 +305,7 @@ async def _supervise(
             "up_started",
             url=f"http://{config.host}:{config.port}/",
             broker=str(mqtt_url),
-            workers=config.workers,
+            workers=config.worker_count,
             pid=os.getpid(),
             pid_file=str(config.pid_path()),
         )
