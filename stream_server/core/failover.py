@@ -43,3 +43,15 @@ class Task:
     attempt: Attempt | None = None
     worker_tries: int = 0
     failed_workers: set[str] = field(default_factory=set)
+
+
+def first_audio_deadline(
+    config: FailoverConfig, sentence: Sentence, rtf: float, queue_position: int, now: float
+) -> float:
+    """When the first audio of a worker job is late, counted from ``now`` (its ack, or the worker
+    finishing a job ahead of it): late by the worker's pace (``base + slack x rtf x expected audio x
+    (jobs ahead + 1)``) *and* by its listener's need, less a fallback's ``base`` lead (a sentence
+    needed in 8 s does not fail over at 2 s); at most ``timeout_s`` away."""
+    audio_s = len(sentence.text) / config.chars_per_second
+    pace = config.first_audio_base_s + config.first_audio_slack * rtf * audio_s * (queue_position + 1)
+    return min(now + config.timeout_s, max(now + pace, sentence.need_at - config.first_audio_base_s))

@@ -37,7 +37,7 @@ from stream_server.core.actions import (
     WorkerChanged,
 )
 from stream_server.core.breaker import CircuitBreaker, Transition
-from stream_server.core.failover import Attempt, FailoverConfig, Task
+from stream_server.core.failover import Attempt, FailoverConfig, Task, first_audio_deadline
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
 
@@ -88,14 +88,7 @@ class Scheduler:
         worker = self.registry.workers.get(att.worker_id or "")
         rtf = worker.rtf if worker is not None else 0.0
         if rtf > 0:
-            audio_s = len(task.sentence.text) / self.config.chars_per_second
-            budget = self.config.first_audio_base_s + self.config.first_audio_slack * rtf * audio_s * (
-                queue_position + 1
-            )
-            # Late by the worker's pace *and* by its listener's need (less the time a fallback
-            # needs to start): a sentence needed in 8 s does not fail over at 2 s.
-            need = task.sentence.need_at - self.config.first_audio_base_s
-            att.deadline = min(now + self.config.timeout_s, max(now + budget, need))
+            att.deadline = first_audio_deadline(self.config, task.sentence, rtf, queue_position, now)
         return []
 
     def chunk(self, job_id: str, now: float) -> Task | None:
@@ -119,6 +112,7 @@ class Scheduler:
         att = task.attempt
         self._seen(att, now)
         self._release(att)
+        self._progressed(att.worker_id, now)
         actions: list[Action] = []
         if att.tier != WORKERS:
             actions += self._breaker_event(att.tier, self.breakers[att.tier].record_success(now))
@@ -234,6 +228,18 @@ class Scheduler:
                     )
                     actions += self._fail(task, reason, now, Cause.WORKER_GONE)
         return actions
+
+    def _progressed(self, worker_id: str | None, now: float) -> None:
+        """The worker finished a job: the jobs it holds that have not begun get their own budget
+        again from now (a slow worker making progress is not failed over for its queue)."""
+        worker = self.registry.workers.get(worker_id or "")
+        if worker is None or worker.rtf <= 0:
+            return
+        for t in [self.tasks[j] for j in worker.assigned if j in self.tasks]:
+            att = t.attempt
+            if att is not None and att.acked_at is not None and att.first_audio_at is None:
+                late = first_audio_deadline(self.config, t.sentence, worker.rtf, 0, now)
+                att.deadline = max(att.deadline, min(late, att.acked_at + self.config.timeout_s))
 
     def _seen(self, att: Attempt, now: float) -> None:
         if att.worker_id is not None:

@@ -81,3 +81,19 @@ def test_a_sentence_fails_over_when_its_listener_would_run_dry(need_at: float, l
     assert not s.handle_timer(deadline - 0.01)
     [fb] = [a for a in s.handle_timer(deadline) if isinstance(a, FellBack)]
     assert fb.reason == "first_audio_timeout"
+
+
+def test_a_worker_that_finishes_a_job_gives_the_ones_behind_it_their_budget_again() -> None:
+    """Progress, not a clock from dispatch: a slow worker working through its queue keeps it."""
+    s = Scheduler(CFG)
+    s.heartbeat(hb(0.1), 0.0)
+    first, second = (
+        next(a for a in s.submit(Sentence("s1", 0, i, "Hello there.", "maya"), 0.0) if isinstance(a, SendJob))
+        for i in (0, 1)
+    )
+    s.ack(first.job_id, 0.1, queue_position=0)
+    s.ack(second.job_id, 0.1, queue_position=1)  # late by the pace alone at ~1.61
+    s.chunk(first.job_id, 1.2)
+    s.done(first.job_id, 1.4)
+    assert not [a for a in s.handle_timer(2.0) if isinstance(a, FellBack)]
+    assert s.next_deadline() == pytest.approx(1.4 + 1.257, abs=0.01)
