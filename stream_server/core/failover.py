@@ -1,7 +1,8 @@
-"""Failover settings and the state of one sentence's attempts (plain data for the scheduler)."""
+"""Failover settings, the state of one sentence's attempts, and when a first audio is late (pure)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stream_server.core.actions import WORKERS, Sentence
@@ -55,3 +56,34 @@ def first_audio_deadline(
     audio_s = len(sentence.text) / config.chars_per_second
     pace = config.first_audio_base_s + config.first_audio_slack * rtf * audio_s * (queue_position + 1)
     return min(now + config.timeout_s, max(now + pace, sentence.need_at - config.first_audio_base_s))
+
+
+def budget_again(config: FailoverConfig, held: Iterable[Task], rtf: float, now: float) -> None:
+    """A worker finished a job: the jobs it holds that were acked and have not begun get their own
+    budget again from now (a slow worker making progress is not failed over for its queue)."""
+    if rtf <= 0:
+        return
+    for task in held:
+        att = task.attempt
+        if att is not None and att.acked_at is not None and att.first_audio_at is None:
+            late = first_audio_deadline(config, task.sentence, rtf, 0, now)
+            att.deadline = max(att.deadline, min(late, att.acked_at + config.timeout_s))
+
+
+def ahead_not_begun(tasks: Iterable[Task], task: Task, now: float) -> float | None:
+    """The latest deadline, still to come, of an earlier sentence of ``task``'s turn that has no
+    audio yet: ``task`` is heard after it, so its listener cannot need it before."""
+    s = task.sentence
+    return max(
+        (
+            t.attempt.deadline
+            for t in tasks
+            if t.sentence.session_id == s.session_id
+            and t.sentence.turn == s.turn
+            and t.sentence.seq < s.seq
+            and t.attempt is not None
+            and t.attempt.first_audio_at is None
+            and t.attempt.deadline > now
+        ),
+        default=None,
+    )

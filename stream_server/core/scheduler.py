@@ -1,21 +1,21 @@
 """The failover state machine: where each sentence is spoken, and what happens when that fails. Pure.
 
-Fed events with the current time (``submit``, ``ack``, ``chunk``, ``done``, ``failed``,
-``heartbeat``, ``status``, ``handle_timer``, ``probe_result``), it returns actions for the adapter
-(stream_server/hub/hub.py) to carry out. No asyncio, no clock, no sockets. ``next_deadline()`` says when
-it next needs ``handle_timer`` (the earliest ack, first-audio or stall deadline, heartbeat expiry
-or probe); the adapter sleeps exactly until then, so an idle gateway does not wake up.
+Fed events with the current time (``submit``, ``ack``, ``chunk``, ``done``, ``failed``, ``heartbeat``,
+``status``, ``caught_up``, ``handle_timer``, ``probe_result``), it returns actions for the adapter
+(stream_server/hub/hub.py) to carry out. No asyncio, no clock, no sockets. ``next_deadline()``:
+when it next needs ``handle_timer`` (the earliest ack, first-audio or stall deadline, heartbeat
+expiry or probe); the adapter sleeps exactly until then: an idle gateway does not wake up.
 
 Tiers, in order: the worker pool ("workers": Bark workers over MQTT), then in-process engines
 (elevenlabs, edge-tts, piper, espeak-ng), then ``GiveUp``: an error frame carrying the text. Never silence.
 
 A sentence's attempt fails over when: its worker dies (last will or missed heartbeats); no ack
-within ``ack_timeout_s``; no first audio by a deadline derived from the worker's reported
-real-time factor and queue (bounded by SESAME_TIMEOUT); no chunk for ``stall_timeout_s`` mid
-sentence; or the engine reports an error. It first goes to another ready worker (up to
-``max_retries`` worker attempts), then down the tiers whose circuit breaker allows. When a sentence
-of a turn falls to a lower tier, the turn stays there (sticky) until it ends: the later sentences
-of that turn still on a higher tier are moved too, so the listener hears at most one switch.
+within ``ack_timeout_s``; no first audio by its deadline (``failover.first_audio_deadline``: the
+worker's pace and the listener's need; never before an earlier sentence of its session has begun);
+no chunk for ``stall_timeout_s`` mid sentence; or the engine reports an error. It first goes to
+another ready worker (up to ``max_retries`` worker attempts), then down the tiers whose breaker
+allows. When a sentence of a turn falls to a lower tier, the turn stays there (sticky) until it
+ends: the later sentences of that turn still on a higher tier are moved too (one switch).
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ from stream_server.core.actions import (
     WorkerChanged,
 )
 from stream_server.core.breaker import CircuitBreaker, Transition
-from stream_server.core.failover import Attempt, FailoverConfig, Task, first_audio_deadline
+from stream_server.core.failover import (
+    Attempt,
+    FailoverConfig,
+    Task,
+    ahead_not_begun,
+    budget_again,
+    first_audio_deadline,
+)
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
 
@@ -128,8 +135,7 @@ class Scheduler:
             self._seen(task.attempt, now)  # the worker said so itself
         return self._fail(task, reason, now, cause)
 
-    def busy(self) -> bool:
-        """Whether anything is being synthesized (phrase preloading waits until nothing is)."""
+    def busy(self) -> bool:  # anything being synthesized? (phrase preloading waits until not)
         return bool(self.tasks)
 
     def cancel_session(self, session_id: str) -> list[Action]:
@@ -194,8 +200,10 @@ class Scheduler:
             if att.worker_id is not None and att.acked_at is None:
                 if now >= att.sent_at + cfg.ack_timeout_s:
                     actions += self._fail(task, "ack_timeout", now, Cause.ENGINE)
-            elif att.first_audio_at is None:
-                if now >= att.deadline:
+            elif att.first_audio_at is None and now >= att.deadline:
+                if (ahead := ahead_not_begun(self.tasks.values(), task, now)) is not None:
+                    att.deadline = ahead + cfg.first_audio_base_s  # heard after that one: not needed yet
+                else:
                     actions += self._fail(task, "first_audio_timeout", now, Cause.ENGINE)
             elif att.last_chunk_at is not None and now >= att.last_chunk_at + cfg.stall_timeout_s:
                 actions += self._fail(task, "stall", now, Cause.ENGINE)
@@ -221,25 +229,17 @@ class Scheduler:
                 continue
             for task in list(self.tasks.values()):
                 if task.attempt is not None and task.attempt.worker_id == change.worker_id:
-                    reason = (
-                        "worker_dead"
-                        if change.reason in ("last_will", "missed_heartbeats")
-                        else (f"worker_{change.reason}")
+                    dead = change.reason in ("last_will", "missed_heartbeats")
+                    actions += self._fail(
+                        task, "worker_dead" if dead else f"worker_{change.reason}", now, Cause.WORKER_GONE
                     )
-                    actions += self._fail(task, reason, now, Cause.WORKER_GONE)
         return actions
 
     def _progressed(self, worker_id: str | None, now: float) -> None:
-        """The worker finished a job: the jobs it holds that have not begun get their own budget
-        again from now (a slow worker making progress is not failed over for its queue)."""
         worker = self.registry.workers.get(worker_id or "")
-        if worker is None or worker.rtf <= 0:
-            return
-        for t in [self.tasks[j] for j in worker.assigned if j in self.tasks]:
-            att = t.attempt
-            if att is not None and att.acked_at is not None and att.first_audio_at is None:
-                late = first_audio_deadline(self.config, t.sentence, worker.rtf, 0, now)
-                att.deadline = max(att.deadline, min(late, att.acked_at + self.config.timeout_s))
+        if worker is not None:
+            held = [self.tasks[j] for j in worker.assigned if j in self.tasks]
+            budget_again(self.config, held, worker.rtf, now)
 
     def _seen(self, att: Attempt, now: float) -> None:
         if att.worker_id is not None:

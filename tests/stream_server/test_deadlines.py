@@ -97,3 +97,20 @@ def test_a_worker_that_finishes_a_job_gives_the_ones_behind_it_their_budget_agai
     s.done(first.job_id, 1.4)
     assert not [a for a in s.handle_timer(2.0) if isinstance(a, FellBack)]
     assert s.next_deadline() == pytest.approx(1.4 + 1.257, abs=0.01)
+
+
+def test_a_sentence_is_not_late_before_the_one_ahead_of_it_has_begun() -> None:
+    """Its listener hears it after the earlier one: while that one has no audio (and is not late
+    itself), the later one waits with it instead of failing over on its own."""
+    s = Scheduler(CFG)
+    s.heartbeat(hb(0.1), 0.0)
+    jobs = [
+        next(a for a in s.submit(Sentence("s1", 0, i, text, "maya"), 0.0) if isinstance(a, SendJob))
+        for i, text in enumerate(("Hello there.", "Short."))
+    ]
+    for job in jobs:
+        s.ack(job.job_id, 0.1, queue_position=0)  # late by their pace at ~1.36 and ~1.23
+    assert not [a for a in s.handle_timer(1.25) if isinstance(a, FellBack)]
+    assert s.next_deadline() == pytest.approx(1.357, abs=0.01)  # the first one's own
+    [fb] = [a for a in s.handle_timer(1.36) if isinstance(a, FellBack)]
+    assert fb.sentence.seq == 0  # (and the turn follows it down: one switch)
