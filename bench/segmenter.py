@@ -17,7 +17,13 @@ Test sets:
   bench/data/ud_english_ewt_test.jsonl, one paragraph a line as its list of sentences, 854
   paragraphs, 2077 sentences): each paragraph's sentences joined with spaces; boundary precision,
   recall and F1 (a boundary is the number of letters and digits before it, so whitespace and
-  dropped punctuation do not matter), and how many paragraphs come out exactly right.
+  dropped punctuation do not matter), and how many paragraphs come out exactly right;
+* **lists+names**: the project's own 53 held-out cases (bench/data/golden_lists_names_en.json):
+  enumerated lists (numbers, letters, roman numerals, bullets) and abbreviations before a
+  capitalized name, scored like the Golden Rules.
+
+"sesame at the gateway's settings" is the same segmenter with ``max_length`` 200 and the first
+chunk cut at 20 characters (``SESAME_FIRST_CHUNK_MIN_CHARS``): the sentences a client sees on /ws.
 
 "streamed" feeds the text in random fragments of 1-8 characters (seeded); ``max_length`` is 1000
 for accuracy so the long-sentence rule does not count. The cost table streams the EWT text in
@@ -73,6 +79,11 @@ Whole = Callable[[str], list[str]]
 
 def load_golden() -> list[tuple[str, list[str]]]:
     cases = json.loads((DATA / "golden_rules_en.json").read_text(encoding="utf-8"))["cases"]
+    return [(c["text"], c["sentences"]) for c in cases]
+
+
+def load_lists_names() -> list[tuple[str, list[str]]]:
+    cases = json.loads((DATA / "golden_lists_names_en.json").read_text(encoding="utf-8"))["cases"]
     return [(c["text"], c["sentences"]) for c in cases]
 
 
@@ -146,6 +157,10 @@ def contenders() -> dict[str, tuple[Whole, Callable[[], Streaming]]]:
             lambda t: sesame.segment(t, max_length=ACCURACY_MAX),
             lambda: sesame.SentenceSegmenter(max_length=ACCURACY_MAX),
         ),
+        "sesame at the gateway's settings": (
+            lambda t: sesame.segment(t, max_length=200, first_chunk_min_chars=20),
+            lambda: sesame.SentenceSegmenter(max_length=200, first_chunk_min_chars=20),
+        ),
         "rules (before)": (
             lambda t: _rules_segmenter.segment(t, max_length=ACCURACY_MAX),
             lambda: _rules_segmenter.SentenceSegmenter(max_length=ACCURACY_MAX),
@@ -171,7 +186,10 @@ def norm(sentences: list[str]) -> list[str]:
     return [" ".join(s.split()) for s in sentences if s.strip()]
 
 
-def accuracy(golden: list[tuple[str, list[str]]], ewt: list[list[str]]) -> list[dict[str, object]]:
+Cases = list[tuple[str, list[str]]]
+
+
+def accuracy(golden: Cases, ewt: list[list[str]], ours: Cases) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for name, (whole, make) in contenders().items():
         for mode in ("whole", "streamed"):
@@ -181,6 +199,7 @@ def accuracy(golden: list[tuple[str, list[str]]], ewt: list[list[str]]) -> list[
                 return norm(whole(text) if mode == "whole" else stream(make, fragments(text, rnd)))  # noqa: B023
 
             right = sum(run(text) == expected for text, expected in golden)
+            own = sum(run(text) == expected for text, expected in ours)
             hit = pred = gold = exact = 0
             for sentences in ewt:
                 got = run(" ".join(sentences))
@@ -193,6 +212,7 @@ def accuracy(golden: list[tuple[str, list[str]]], ewt: list[list[str]]) -> list[
             f1 = 2 * p * r / max(p + r, 1e-9)
             rows.append({
                 "segmenter": name, "mode": mode, "golden": right, "golden_of": len(golden),
+                "ours": own, "ours_of": len(ours),
                 "ewt_p": p, "ewt_r": r, "ewt_f1": f1, "ewt_exact": exact, "ewt_paragraphs": len(ewt),
             })  # fmt: skip
     return rows
@@ -311,20 +331,21 @@ def main() -> int:
     )
     ap.add_argument("--traces", default="*.jsonl", help="which clients/traces/ files --ttfa replays (a glob)")
     args = ap.parse_args()
-    golden, ewt = load_golden(), load_ewt()
+    golden, ewt, ours = load_golden(), load_ewt(), load_lists_names()
     if args.smoke:
-        golden, ewt = golden[:6], ewt[:12]
+        golden, ewt, ours = golden[:6], ewt[:12], ours[::9]
     print(HEADER)
-    acc = accuracy(golden, ewt)
+    acc = accuracy(golden, ewt, ours)
     print()
     print(
         table(
-            ["segmenter", "mode", "golden rules", "EWT P", "EWT R", "EWT F1", "EWT paragraphs exact"],
+            ["segmenter", "mode", "golden rules", "lists+names", "EWT P", "EWT R", "EWT F1", "EWT exact"],
             [
                 [
                     r["segmenter"],
                     r["mode"],
                     f"{r['golden']}/{r['golden_of']}",
+                    f"{r['ours']}/{r['ours_of']}",
                     f"{r['ewt_p']:.3f}",
                     f"{r['ewt_r']:.3f}",
                     f"{r['ewt_f1']:.3f}",
@@ -332,7 +353,7 @@ def main() -> int:
                 ]
                 for r in acc
             ],
-            align="llrrrrr",
+            align="llrrrrrr",
         )
     )
     costs = cost(ewt, repeats=1 if args.smoke else 3)

@@ -4,8 +4,9 @@
 connects, subscribes, runs ``on_connect`` (a worker republishes its retained status there), and
 hands every incoming message to ``on_message``. A handler that raises is logged and the loop goes
 on: one bad payload never stops the link. ``backlog()`` says how much has arrived and is not read
-yet (messages queued in the client, bytes in the socket); ``on_caught_up`` is called each time a
-handled message leaves nothing unread (the gateway judges a worker's silence only then). When the
+yet (messages queued in the client, bytes in the socket), ``read_through(now)`` up to when
+everything that arrived has been read (on the monotonic clock), and ``on_caught_up`` is called
+each time a handled message leaves nothing unread (the gateway judges a worker's silence only so). When the
 connection drops it reconnects with jittered exponential backoff.
 """
 
@@ -18,6 +19,7 @@ import random
 import socket
 import struct
 import termios
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 
@@ -66,6 +68,7 @@ class MqttLink:
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect  # called (synchronously) when a connection is lost
         self.on_caught_up = on_caught_up  # called (synchronously) when a message left nothing unread
+        self._caught_up_at = time.monotonic()
         self.will = will
         self.keepalive = keepalive
         self.backoff_initial = backoff_initial
@@ -162,6 +165,11 @@ class MqttLink:
             return 0
         return int(struct.unpack("i", raw)[0])
 
+    def read_through(self, now: float) -> float:
+        """Everything that arrived before the returned time has been read: ``now`` when nothing
+        waits unread, else when the reader last had nothing unread."""
+        return now if not self.backlog() else min(now, self._caught_up_at)
+
     async def _run(self) -> None:
         delay = self.backoff_initial
         while not self._closing:
@@ -228,5 +236,7 @@ class MqttLink:
                     raise
                 except Exception:  # one bad message never stops the link
                     log.exception("mqtt_handler_failed", topic=message.topic.value)
-                if self.on_caught_up is not None and not self.backlog():
-                    self.on_caught_up()
+                if not self.backlog():
+                    self._caught_up_at = time.monotonic()
+                    if self.on_caught_up is not None:
+                        self.on_caught_up()

@@ -20,6 +20,9 @@ from .wire import Message, Registry
 PROTOCOL_VERSION = 1
 MAX_JOB_TEXT = 4000
 
+# The hops of one stamped job on the worker, in the order of ``JobDone.stamps``.
+WORKER_HOPS = ("worker_received", "engine_started", "first_samples", "first_published")
+
 WorkerState = Literal["loading", "warming", "ready", "draining", "unavailable", "offline"]
 
 worker_messages = Registry("worker")
@@ -43,6 +46,10 @@ class Job(Message):
     # Seconds from when the job was sent until its listener needs its first audio (0: now; None:
     # not said, as 0). Workers serve the earliest need first (relative: no two hosts' clocks compared).
     need_in_s: float | None = None
+    # Debug (SESAME_DEBUG_STAMPS on the gateway): the worker stamps this job's hops (``WORKER_HOPS``)
+    # and returns them in its ``done``. Off by default, and then not on the wire at all.
+    stamp: bool = False
+    omitted_at_default = frozenset({"stamp"})
 
     def validate(self) -> None:
         check_id(self.job_id, "job_id")
@@ -101,6 +108,14 @@ class JobDone(Message):
     sample_rate: int
     engine: str
     synth_ms: float = 0.0
+    # A stamped job's hops on the worker, ``time.monotonic()`` seconds in ``WORKER_HOPS`` order
+    # (one clock per machine: comparable with the gateway's stamps when both run on one host).
+    stamps: tuple[float, ...] = ()
+    omitted_at_default = frozenset({"stamps"})
+
+    def validate(self) -> None:
+        if self.stamps and len(self.stamps) != len(WORKER_HOPS):
+            raise ProtocolError(f"stamps must be {len(WORKER_HOPS)} numbers", code="bad_field")
 
 
 @worker_messages.register

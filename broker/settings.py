@@ -1,6 +1,11 @@
 """Reading settings from the environment: typed, validated, with the variable named in every error.
 
 Each process builds its frozen config dataclass once at its entry point from these helpers.
+
+The plan's compose file names some settings without the ``SESAME_`` prefix (``MODEL_NAME``,
+``USE_GPU``, ``CACHE_DIR``, ``MAX_WORKERS``, ``PRELOAD_MODELS``). Where such a name means what one
+of ours means, it is read as an alias (``PLAN_ALIASES``): used when our name is unset, our name
+winning when both are set. ``USE_GPU`` true/false reads as ``SESAME_DEVICE`` cuda/cpu.
 """
 
 from __future__ import annotations
@@ -8,7 +13,7 @@ from __future__ import annotations
 import builtins
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -21,13 +26,58 @@ TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
 
+def _same(value: str) -> str:
+    return value
+
+
+def _use_gpu(value: str) -> str:
+    if value.lower() in TRUE:
+        return "cuda"
+    if value.lower() in FALSE:
+        return "cpu"
+    raise ConfigError(f"USE_GPU={value!r} is not a boolean (use true/false)")
+
+
+@dataclass(frozen=True, slots=True)
+class Alias:
+    """A name from the plan read in place of one of ours (``of``), its value converted."""
+
+    name: str
+    of: str
+    convert: Callable[[str], str] = _same
+
+
+PLAN_ALIASES: tuple[Alias, ...] = (
+    Alias("MODEL_NAME", "SESAME_MODEL"),
+    Alias("CACHE_DIR", "SESAME_MODEL_CACHE"),
+    Alias("USE_GPU", "SESAME_DEVICE", _use_gpu),
+    Alias("PRELOAD_MODELS", "SESAME_PRELOAD_MODELS"),
+    Alias("MAX_WORKERS", "SESAME_WORKERS"),
+)
+_ALIAS_OF = {alias.of: alias for alias in PLAN_ALIASES}
+
+
 class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._env = os.environ if environ is None else environ
 
     def raw(self, name: builtins.str) -> builtins.str | None:
+        value = self._get(name)
+        if value is None and (alias := _ALIAS_OF.get(name)) is not None:
+            found = self._get(alias.name)
+            return None if found is None else alias.convert(found)
+        return value
+
+    def _get(self, name: builtins.str) -> builtins.str | None:
         value = self._env.get(name)
         return None if value is None or value.strip() == "" else value.strip()
+
+    def label(self, name: builtins.str) -> builtins.str:
+        """The variable a value was read from, for errors: ``MAX_WORKERS (as SESAME_WORKERS)``."""
+        alias = _ALIAS_OF.get(name)
+        if alias is not None and self._get(name) is None and self._get(alias.name) is not None:
+            return f"{alias.name} (as {name})"
+        return name
 
     def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         return self.raw(name) or default
@@ -39,8 +89,8 @@ class Env:
         try:
             value = int(raw)
         except ValueError as exc:
-            raise ConfigError(f"{name}={raw!r} is not an integer") from exc
-        return _bounded(name, value, lo, hi)
+            raise ConfigError(f"{self.label(name)}={raw!r} is not an integer") from exc
+        return _bounded(self.label(name), value, lo, hi)
 
     def float(
         self,
@@ -55,10 +105,10 @@ class Env:
         try:
             value = float(raw)
         except ValueError as exc:
-            raise ConfigError(f"{name}={raw!r} is not a number") from exc
+            raise ConfigError(f"{self.label(name)}={raw!r} is not a number") from exc
         if math.isnan(value):
-            raise ConfigError(f"{name} is NaN")
-        return _bounded(name, value, lo, hi)
+            raise ConfigError(f"{self.label(name)} is NaN")
+        return _bounded(self.label(name), value, lo, hi)
 
     def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self.raw(name)
@@ -68,7 +118,7 @@ class Env:
             return True
         if raw.lower() in FALSE:
             return False
-        raise ConfigError(f"{name}={raw!r} is not a boolean (use true/false)")
+        raise ConfigError(f"{self.label(name)}={raw!r} is not a boolean (use true/false)")
 
     def ms(self, name: builtins.str, default_s: builtins.float) -> builtins.float:
         """The plan gives durations in milliseconds (SESAME_TIMEOUT=10000); we keep seconds inside."""

@@ -28,6 +28,9 @@ class Message:
     type: ClassVar[str]
     # Field name -> name on the wire, for a wire name that cannot be a Python identifier.
     wire_names: ClassVar[dict[str, str]] = {}
+    # Fields left off the wire while they hold their default (debug fields, off by default): a
+    # peer that predates them still decodes the message.
+    omitted_at_default: ClassVar[frozenset[str]] = frozenset()
 
     def validate(self) -> None:
         """Extra checks beyond types; raise ProtocolError."""
@@ -36,6 +39,8 @@ class Message:
         out: dict[str, Any] = {"type": self.type}
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
+            if f.name in self.omitted_at_default and value == f.default:
+                continue
             out[self.wire_names.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
         return out
 

@@ -9,7 +9,6 @@ import random
 import wave
 from dataclasses import dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -17,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from broker.errors import ProtocolError
 from clients import protocol
+from clients.endpoint import gateway_urls
 from clients.stats import Playout
 
 Mode = Literal["tts", "ws"]
@@ -56,17 +56,16 @@ class LoadConfig:
 
     @property
     def ws_url(self) -> str:
-        return ws_url(self.url)
+        return gateway_urls(self.url).ws
+
+    @property
+    def tts_url(self) -> str:
+        return gateway_urls(self.url).http + "/tts"
 
 
-def ws_url(http_url: str) -> str:
-    """http://host:port[/...] -> ws://host:port/ws (https -> wss)."""
-    parts = urlsplit(http_url)
-    scheme = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}.get(parts.scheme)
-    if scheme is None or not parts.netloc:
-        raise ValueError(f"not an http(s) or ws(s) URL: {http_url!r}")
-    path = parts.path if parts.path.endswith("/ws") else parts.path.rstrip("/") + "/ws"
-    return urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+def ws_url(url: str) -> str:
+    """The websocket endpoint of the gateway at ``url`` (an http(s) base or a ws(s) URL)."""
+    return gateway_urls(url).ws
 
 
 def schedule(rate: float, duration_s: float, arrivals: Arrivals = "uniform", seed: int = 0) -> list[float]:
@@ -116,7 +115,7 @@ async def run_tts(
     first: float | None = None
     try:
         async with asyncio.timeout(cfg.timeout_s):
-            url = cfg.url.rstrip("/") + "/tts"
+            url = cfg.tts_url
             async with client.stream("POST", url, json={"text": text, "voice": cfg.voice}) as r:
                 async for chunk in r.aiter_bytes():
                     if first is None and chunk:

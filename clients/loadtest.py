@@ -38,6 +38,7 @@ from typing import TextIO
 
 import httpx
 
+from clients.endpoint import BadUrl, configured_url, gateway_urls
 from clients.load_requests import (
     DEFAULT_TEXTS,
     LoadConfig,
@@ -46,7 +47,6 @@ from clients.load_requests import (
     run_tts,
     run_ws,
     schedule,
-    ws_url,
 )
 from clients.report import render, report
 
@@ -158,7 +158,11 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, Path | None]:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default %(default)s)")
+    p.add_argument(
+        "--url",
+        default=configured_url(),
+        help="the gateway: an http(s) base or a ws(s) URL (default: SESAME_URL, else %(default)s)",
+    )
     p.add_argument("--mode", choices=("tts", "ws"), default="tts")
     p.add_argument("--rate", type=float, default=5.0, help="requests (tts) or sessions (ws) per second")
     p.add_argument("--duration", type=float, default=10.0, help="seconds of scheduled starts")
@@ -176,8 +180,11 @@ def parse_args(argv: Sequence[str]) -> tuple[LoadConfig, Path | None]:
     if a.rate <= 0 or a.duration <= 0 or a.concurrency < 1 or a.timeout <= 0:
         p.error("--rate, --duration, --timeout must be positive and --concurrency at least 1")
     try:
+        gateway_urls(a.url)
+    except BadUrl as exc:
+        p.exit(2, f"sesame-voice loadtest: {exc}\n")
+    try:
         texts = read_texts(a.texts) if a.texts else DEFAULT_TEXTS
-        ws_url(a.url)
     except (OSError, ValueError) as exc:
         p.error(str(exc))
     cfg = LoadConfig(

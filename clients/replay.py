@@ -35,7 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from broker.errors import ProtocolError
 from clients import protocol
-from clients.load_requests import ws_url
+from clients.endpoint import configured_url, gateway_urls
 from clients.replay_analysis import (
     Received,
     Sent,
@@ -200,7 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trace", type=Path, help="JSONL trace (clients/traces/*.jsonl or a SESAME_RECORD_DIR file)"
     )
     p.add_argument("--speed", type=float, default=1.0, help="time scale: 2 plays twice as fast")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="the gateway (default %(default)s)")
+    p.add_argument(
+        "--url",
+        default=configured_url(),
+        help="the gateway: an http(s) base or a ws(s) URL (default: SESAME_URL, else %(default)s)",
+    )
     p.add_argument(
         "--out", type=Path, default=Path("replay-out"), help="directory for results.json + timeline.html"
     )
@@ -223,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         trace = load_trace(a.trace)
-        url = ws_url(a.url)
+        url = gateway_urls(a.url).ws  # BadUrl is a ValueError: one line, exit 2
         old = json.loads(a.compare.read_text(encoding="utf-8")) if a.compare else None
     except (OSError, ValueError, TraceError) as exc:
         sys.stderr.write(f"sesame-voice replay: {exc}\n")

@@ -31,6 +31,7 @@ import numpy as np
 
 from broker.errors import ProtocolError
 
+from .endpoint import BadUrl, configured_url, gateway_urls
 from .voice_client import VoiceClient
 from .voice_events import (
     ConnectionLost,
@@ -229,7 +230,11 @@ def parse(argv: list[str], environ: dict[str, str]) -> SayConfig:
     parser.add_argument("--format", choices=sorted(FORMATS), help="file format (default: from the suffix)")
     parser.add_argument("--voice", help="voice name (GET /v1/audio/voices lists them)")
     parser.add_argument("--sample-rate", type=int, default=24_000, help="Hz (default 24000)")
-    parser.add_argument("--url", default=environ.get("SESAME_URL", "ws://127.0.0.1:8000/ws"))
+    parser.add_argument(
+        "--url",
+        default=configured_url(environ),
+        help="the gateway: an http(s) base or a ws(s) URL (default: SESAME_URL, else %(default)s)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     a = parser.parse_args(argv)
     fmt = a.format
@@ -241,11 +246,15 @@ def parse(argv: list[str], environ: dict[str, str]) -> SayConfig:
             )
     if fmt == "ogg" and a.sample_rate not in OPUS_RATES:
         raise SayError("ogg (Opus) needs --sample-rate 8000, 12000, 16000, 24000 or 48000")
+    try:
+        url = gateway_urls(a.url).ws
+    except BadUrl as exc:
+        raise SayError(str(exc)) from None
     text = None if a.text in (None, "-") else a.text
     if text is not None and not text.strip():
         raise SayError("nothing to say: the text is empty")
     return SayConfig(
-        url=a.url,
+        url=url,
         text=text,
         output=a.output,
         format=fmt or "wav",

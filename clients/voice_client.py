@@ -36,6 +36,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from broker.errors import ProtocolError
+from clients.endpoint import configured_url, gateway_urls
 from clients.reconnect import Backoff, consume, with_query
 from clients.voice_events import (
     AudioChunk,
@@ -86,7 +87,7 @@ class VoiceClient:
 
     def __init__(
         self,
-        url: str = "ws://127.0.0.1:8000/ws",
+        url: str | None = None,
         *,
         voice: str | None = None,
         format: str = "pcm16",
@@ -95,6 +96,7 @@ class VoiceClient:
         backoff: Backoff = Backoff(),  # noqa: B008 (a frozen dataclass)
         open_timeout_s: float = 10.0,
     ) -> None:
+        url = gateway_urls(url or configured_url()).ws  # http(s) base or ws(s) URL; else BadUrl
         self.url = with_query(url, token=token) if token else url
         self.backoff = backoff
         self.open_timeout_s = open_timeout_s

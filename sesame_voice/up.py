@@ -166,13 +166,13 @@ def _workers_setting(e: Env) -> int | None:
 
 def _bark_weights_here(env: dict[str, str]) -> bool:
     """Whether SESAME_MODEL is a checkpoint on this machine (a directory, or in the HF cache)."""
-    model = env.get("SESAME_MODEL") or "suno/bark-small"
+    model = Env(env).raw("SESAME_MODEL") or "suno/bark-small"  # or the plan's MODEL_NAME
     if Path(model).is_dir():
         return True
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        cached = try_to_load_from_cache(model, "config.json", cache_dir=env.get("SESAME_MODEL_CACHE") or None)
+        cached = try_to_load_from_cache(model, "config.json", cache_dir=Env(env).raw("SESAME_MODEL_CACHE"))
     except ValueError:  # not a hub id either (a path that does not exist)
         return False
     return isinstance(cached, str)

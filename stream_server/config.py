@@ -108,6 +108,9 @@ class GatewayConfig:
     # may wait for one before it moves on (stream_server/core/tier_queue.py).
     local_tier_caps: Mapping[str, int] = field(default_factory=lambda: {"piper": 1, "espeak-ng": 2})
     local_tier_queue_s: float = 1.0  # SESAME_LOCAL_TIER_QUEUE_MS
+    # SESAME_DEBUG_STAMPS: stamp each hop of every sentence (jobs ask workers to stamp theirs) and
+    # log one ``hop_stamps`` line per job (bench/ttfa_timeline.py). Off by default.
+    debug_stamps: bool = False
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     @classmethod
@@ -171,6 +174,7 @@ class GatewayConfig:
             log_level=env.str("LOG_LEVEL", "INFO"),
             local_tier_caps=_local_tier_caps(env),
             local_tier_queue_s=env.ms("SESAME_LOCAL_TIER_QUEUE_MS", 1.0),
+            debug_stamps=env.bool("SESAME_DEBUG_STAMPS", False),
             monitor=MonitorConfig.from_env(env),
         )
 

@@ -1,4 +1,8 @@
-"""``sesame-voice gateway``: the websocket + HTTP gateway process."""
+"""``sesame-voice gateway``: the websocket + HTTP gateway process, and its composition root.
+
+This is the one module that knows the concrete ``Hub``: it builds the hub, the monitor, the
+SIGTERM drainer and the HTTP app, and passes each what it needs (the others see the hub through
+small ports: ``hub/ports.py``, ``http/ports.py``, and the ports beside their users)."""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from stream_server.core.actions import WORKERS, Action
 from stream_server.http.app import create_app
 from stream_server.http.listen import listening_socket
 from stream_server.hub.hub import Hub
+from stream_server.hub.observers import Observers
 from stream_server.hub.shutdown import Drainer
 from stream_server.hub.shutdown_target import HubDrainTarget
 from stream_server.hub.tier_engines import build_local_engines, close_engines
@@ -55,9 +60,13 @@ async def serve(config: GatewayConfig, started: asyncio.Event | None = None) -> 
 async def _serve(
     config: GatewayConfig, voices: VoiceMap, engines: dict[str, Engine], started: asyncio.Event | None
 ) -> None:
-    async with Hub(config, voices, engines) as hub, monitoring(config, hub) as monitor:
-        hub.monitor = monitor
-        app = create_app(hub)
+    observers = Observers()
+    async with (
+        Hub(config, voices, engines, observers=observers) as hub,
+        monitoring(config, hub, observers) as monitor,
+    ):
+        drainer = Drainer(HubDrainTarget(hub), timeout_s=config.drain_timeout_s)
+        app = create_app(hub, monitor, drainer)
         server = _Server(
             uvicorn.Config(
                 app,
@@ -65,6 +74,9 @@ async def _serve(
                 port=config.port,
                 ws="websockets-sansio",
                 ws_max_size=1 << 20,
+                # No permessage-deflate: audio frames are PCM or already-compressed codecs, which
+                # deflate barely shrinks; compressing every frame cost the gateway CPU and time.
+                ws_per_message_deflate=False,
                 ws_ping_interval=20,
                 log_level="warning",
                 lifespan="off",
@@ -78,10 +90,10 @@ async def _serve(
             def on_signal() -> None:
                 # The first SIGTERM drains (a successor may share the socket); a second one, or
                 # one before serving, stops at once.
-                if hub.drainer is not None or not server.started:
+                if drainer.draining or not server.started:
                     server.should_exit = True
                     return
-                tg.create_task(_drain(hub, server, config), name="drain")
+                tg.create_task(_drain(drainer, server), name="drain")
 
             for sig in (signal.SIGTERM, signal.SIGINT):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -102,20 +114,20 @@ async def _serve(
                     started.set()
 
 
-async def _drain(hub: Hub, server: uvicorn.Server, config: GatewayConfig) -> None:
+async def _drain(drainer: Drainer, server: uvicorn.Server) -> None:
     """SIGTERM: stop accepting (a successor shares the listening socket), let the turns in flight
-    finish, tell each session to reconnect (1012), then stop (``drain.py``, ``drainer.py``)."""
+    finish, tell each session to reconnect (1012), then stop (``core/shutdown.py``,
+    ``hub/shutdown.py``)."""
     for listener in getattr(server, "servers", []):
         listener.close()
     Notifier().notify("STOPPING=1")
-    hub.drainer = Drainer(HubDrainTarget(hub), timeout_s=config.drain_timeout_s)
     try:
-        await hub.drainer.run()
+        await drainer.run()
     finally:
         server.should_exit = True
 
 
-def monitoring(config: GatewayConfig, hub: Hub) -> Monitor:
+def monitoring(config: GatewayConfig, hub: Hub, observers: Observers) -> Monitor:
     """Probes, persisted uptime and alerts (docs/monitoring.md), fed by the hub's decisions."""
     paths = tuple(t for t in config.failover.tiers if t == WORKERS or t in hub.local.engines)
     monitor = Monitor(
@@ -138,7 +150,7 @@ def monitoring(config: GatewayConfig, hub: Hub) -> Monitor:
             up = worker is not None and worker.up
         observe(monitor, item, worker_up=up)
 
-    hub.observers.append(feed)
+    observers.subscribe(feed)
     return monitor
 
 

@@ -6,7 +6,7 @@
 | SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker                                      |
 | SESAME_ENGINE                  | bark                    | bark, piper or espeak-ng                        |
 | SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
-| SESAME_PIPER_THREADS           | 1                       | onnxruntime threads per Piper child process     |
+| SESAME_PIPER_THREADS           | cores / 2 (at least 1)  | onnxruntime threads per Piper child process     |
 | SESAME_MODEL                   | suno/bark-small         | Bark checkpoint directory or cached hub id      |
 | SESAME_MODEL_CACHE             | (HF default cache)      | where cached hub ids are looked up              |
 | SESAME_SPEAKER_ID              | (voice map)             | default voice's Bark speaker: N or preset name  |
@@ -49,6 +49,15 @@ from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOK
 
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
+
+
+def piper_threads(cpus: int, workers: int = 1) -> int:
+    """onnxruntime threads per Piper child when SESAME_PIPER_THREADS is not set: half the machine's
+    cores shared among the Piper workers on it (the other half is the gateway's, the broker's and
+    the other processes'), at most 4 (a Piper voice gains little past that), at least 1. On a
+    shared 2-core machine that is 1, which measured fastest there (docs/benchmarks.md). Whoever
+    starts N workers on one machine (``sesame-voice up``) passes ``piper_threads(cpus, N)``."""
+    return max(1, min(4, cpus // (2 * max(1, workers))))
 
 
 def default_worker_id() -> str:
@@ -146,7 +155,7 @@ class WorkerConfig:
             stuck_floor_s=e.ms("SESAME_STUCK_FLOOR_MS", 60.0),
             health_file=e.raw("SESAME_HEALTH_FILE"),
             piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
-            piper_threads=e.int("SESAME_PIPER_THREADS", 1, lo=0, hi=64),
+            piper_threads=e.int("SESAME_PIPER_THREADS", piper_threads(os.cpu_count() or 1), lo=0, hi=64),
             bark_decoder=e.str("SESAME_BARK_DECODER", "static").lower(),  # type: ignore[arg-type]
             bark_step=e.str("SESAME_BARK_STEP", "auto").lower(),  # type: ignore[arg-type]
         )

@@ -9,7 +9,7 @@ and raises ``EngineCancelled``. Blocking work (Bark inference, file decoding) ru
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -31,12 +31,24 @@ class AudioChunk:
 
 @dataclass(slots=True)
 class CancelToken:
-    """Set from the event loop, read from inference threads."""
+    """Set from the event loop, read from inference threads; an engine awaiting something on the
+    loop asks to be told (``on_cancel``) instead of polling."""
 
     event: threading.Event = field(default_factory=threading.Event)
+    _callbacks: list[Callable[[], None]] = field(default_factory=list)
 
     def cancel(self) -> None:
         self.event.set()
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback()
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on the loop, from ``cancel``) when cancelled; at once if it already is."""
+        if self.cancelled:
+            callback()
+        else:
+            self._callbacks.append(callback)
 
     @property
     def cancelled(self) -> bool:

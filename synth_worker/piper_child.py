@@ -12,13 +12,20 @@ stdin: one JSON object per line, ``{"op": "say", "id": N, "text": "..."}`` or
 
 stdout: frames of a 9-byte header ``<cII`` (kind, id, payload length) and the payload:
 
-    R  id 0   ready: JSON {"sample_rate": int, "load_s": float}, once the model is loaded and warm
-    A  id N   audio: PCM16 little-endian mono at the voice's sample rate (one sentence of the text)
+    R  id 0   ready: JSON {"sample_rate": int, "load_s": float, "rms_dbfs": float, "peak": float}, once
+              the model is loaded and warm; rms_dbfs and peak are those of a calibration sentence
+    A  id N   audio: PCM16 little-endian mono at the voice's sample rate: one clause of the text, as
+              the model makes it (no per-clause normalization: the parent applies one gain per voice)
     D  id N   done: every sentence of request N was written
     C  id N   cancelled: request N stopped (before it started, or between two sentences)
     X  id N   error: UTF-8 message (id 0: the model could not be loaded; the child then exits 1)
 
 Requests are spoken one at a time, in order; a cancel is read while another request speaks.
+
+Clauses: each sentence's phonemes are cut after a clause mark (``, ; :``) and each clause goes
+through the model alone, so the first audio of a long sentence waits only for its first clause.
+The model starts and ends every clause in silence, so clauses join without a click; left raw (not
+peak-normalized per clause, as piper does per sentence), the level does not jump at the joins.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import time
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct("<cII")
+CLAUSE_MARKS = frozenset(",;:")
+CALIBRATION = "The quick brown fox jumps over the lazy dog, and then it rests in the shade."
 
 
 class Output:
@@ -62,6 +71,8 @@ def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], ca
 
 
 def load_voice(model: str, config: str | None, threads: int) -> Any:
+    """The model with ``threads`` intra-op threads (0: onnxruntime's default, one per core). The
+    threads sleep when idle instead of spinning: a worker shares its cores with others."""
     import onnxruntime
     from piper import PiperVoice
     from piper.config import PiperConfig
@@ -72,15 +83,54 @@ def load_voice(model: str, config: str | None, threads: int) -> Any:
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     return PiperVoice(session=session, config=piper_config)
 
 
+def clauses(phonemes: list[str]) -> list[list[str]]:
+    """A sentence's phonemes cut after each clause mark (the mark stays with its clause)."""
+    out: list[list[str]] = [[]]
+    for phoneme in phonemes:
+        if not out[-1] and phoneme.isspace():
+            continue  # a clause does not start with the space after the mark
+        out[-1].append(phoneme)
+        if phoneme in CLAUSE_MARKS:
+            out.append([])
+    return [c for c in out if any(p.isalpha() for p in c)]  # a lone mark is not a clause
+
+
+def raw_audio(voice: Any, phonemes: list[str]) -> Any:
+    """One clause through the model: float32 samples, not normalized."""
+    import numpy as np
+    from piper import SynthesisConfig
+
+    ids = voice.phonemes_to_ids(phonemes)
+    audio = voice.phoneme_ids_to_audio(ids, SynthesisConfig(normalize_audio=False))
+    return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+
+def pcm16(audio: Any) -> bytes:
+    import numpy as np
+
+    return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
+
+
+def calibrate(voice: Any) -> dict[str, float]:
+    """RMS (dBFS) and peak of the voice's raw output on a calibration sentence."""
+    import numpy as np
+
+    audio = np.concatenate([raw_audio(voice, c) for s in voice.phonemize(CALIBRATION) for c in clauses(s)])
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return {"rms_dbfs": 20.0 * float(np.log10(max(rms, 1e-6))), "peak": float(np.max(np.abs(audio)))}
+
+
 def speak(voice: Any, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
-    for chunk in voice.synthesize(text):
-        if rid in cancelled:
-            break
-        out.frame(b"A", rid, chunk.audio_int16_bytes)
+    for sentence in voice.phonemize(text):
+        for clause in clauses(sentence):
+            if rid in cancelled:
+                break
+            out.frame(b"A", rid, pcm16(raw_audio(voice, clause)))
     if rid in cancelled:
         cancelled.discard(rid)
         out.frame(b"C", rid)
@@ -101,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # every load failure is reported to the parent, then the child exits
         out.frame(b"X", 0, f"{type(exc).__name__}: {exc}".encode())
         return 1
-    for _ in voice.synthesize("Ready."):  # onnxruntime's first run is slow: take it here, not on a job
-        pass
-    ready = {"sample_rate": int(voice.config.sample_rate), "load_s": time.perf_counter() - start}
+    # onnxruntime's first run is slow: take it here (with the calibration), not on a job.
+    level = calibrate(voice)
+    ready = {"sample_rate": int(voice.config.sample_rate), "load_s": time.perf_counter() - start, **level}
     out.frame(b"R", 0, json.dumps(ready).encode())
     work: queue.Queue[tuple[int, str] | None] = queue.Queue()
     cancelled: set[int] = set()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker import logs
+from broker.audio import TARGET_RMS_DBFS
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.engine import CancelToken
 from synth_worker.voices import PACKAGED_PIPER_VOICE
@@ -25,10 +26,18 @@ from synth_worker.voices import PACKAGED_PIPER_VOICE
 log = logs.get("sesame.piper")
 
 HEADER = struct.Struct("<cII")
-CANCEL_POLL_S = 0.02  # how often a waiting request checks its job's cancel token
 INSTALL_HINT = "pip install 'sesame-voice[piper]'"
 
 Frame = tuple[bytes, bytes]  # (kind, payload)
+CANCELLED_HERE = b"K"  # not from the child: the job's cancel token was set
+
+
+def voice_gain(rms_dbfs: float, peak: float, max_gain_db: float = 24.0) -> float:
+    """One gain for all of a voice's clauses: its calibration sentence at the project's loudness
+    (``TARGET_RMS_DBFS``, as ``normalize_loudness``), lowered if that would push its peak past 0.95.
+    A constant gain, so the level never jumps between clauses of a sentence."""
+    gain = 10 ** (min(max_gain_db, TARGET_RMS_DBFS - rms_dbfs) / 20)
+    return min(gain, 0.95 / peak) if peak > 0 else gain
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +76,7 @@ class PiperChild:
         self.threads = threads
         self.load_timeout_s = load_timeout_s
         self.sample_rate = 0
+        self.gain = 1.0  # one gain for every clause of this voice (from the child's calibration)
         self._proc: asyncio.subprocess.Process | None = None
         self._alive = False  # false once its stdout closed: the child is gone or going
         self._reader: asyncio.Task[None] | None = None
@@ -107,7 +117,9 @@ class PiperChild:
             if kind != b"R":
                 await self.stop()
                 raise EngineUnavailable(f"Piper cannot load {self.model.onnx}: {self._why(payload)}")
-            self.sample_rate = int(json.loads(payload)["sample_rate"])
+            report = json.loads(payload)
+            self.sample_rate = int(report["sample_rate"])
+            self.gain = voice_gain(float(report["rms_dbfs"]), float(report["peak"]))
             return loop.time() - began
 
     async def _spawn(self) -> None:
@@ -164,18 +176,20 @@ class PiperChild:
         return payload.decode(errors="replace") or " | ".join(self._tail) or "no message"
 
     async def say(self, text: str, cancel: CancelToken, timeout_s: float) -> AsyncGenerator[bytes, None]:
-        """PCM16 sentences of ``text``; EngineCancelled, EngineTimeout or EngineError."""
+        """PCM16 clauses of ``text``, as the model makes them; EngineCancelled (at once when
+        ``cancel`` is set), EngineTimeout or EngineError."""
         if not self.running:
             await self.start()
         rid = next(self._ids)
         frames: asyncio.Queue[Frame] = asyncio.Queue()
         self._pending[rid] = frames
+        cancel.on_cancel(lambda: frames.put_nowait((CANCELLED_HERE, b"")))
         finished = False
         try:
             await self._send({"op": "say", "id": rid, "text": " ".join(text.split())})
             async with asyncio.timeout(timeout_s):
                 while True:
-                    kind, payload = await self._next(frames, cancel)
+                    kind, payload = await frames.get()
                     if kind == b"A":
                         yield payload
                     elif kind == b"D":
@@ -183,6 +197,8 @@ class PiperChild:
                         return
                     elif kind == b"C":
                         finished = True
+                        raise EngineCancelled("cancelled")
+                    elif kind == CANCELLED_HERE:  # the child is told to drop the rest (finally)
                         raise EngineCancelled("cancelled")
                     else:
                         finished = True
@@ -194,15 +210,6 @@ class PiperChild:
             if not finished and self.running:
                 with contextlib.suppress(EngineError):
                     await self._send({"op": "cancel", "id": rid})
-
-    @staticmethod
-    async def _next(frames: asyncio.Queue[Frame], cancel: CancelToken) -> Frame:
-        while True:
-            if cancel.cancelled:
-                raise EngineCancelled("cancelled")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(CANCEL_POLL_S):
-                    return await frames.get()
 
     async def _send(self, message: dict[str, object]) -> None:
         proc = self._proc

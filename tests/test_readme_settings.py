@@ -1,8 +1,10 @@
 """The README's settings table and the settings the code reads, checked against each other.
 
 Every environment variable the product reads (a ``SESAME_*``, ``ELEVENLABS_*`` or ``LOG_LEVEL``
-string in its source) has a row, every row names a variable the code reads, and the unit column
-is true: a duration read as milliseconds (``Env.ms``) says ``ms``, and nothing else does.
+string in its source, and the plan's names read as aliases, ``broker.settings.PLAN_ALIASES``) has a
+row, every row names a variable the code reads, and the unit column is true: a duration read as
+milliseconds (``Env.ms``) says ``ms``, and nothing else does. An alias's row names the setting it
+stands for.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+
+from broker.settings import PLAN_ALIASES
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("broker", "stream_server", "synth_worker", "sesame_voice", "clients")
@@ -38,7 +42,7 @@ def code_settings() -> tuple[set[str], set[str]]:
                     and isinstance(node.args[0], ast.Constant)
                 ):
                     ms.add(str(node.args[0].value))
-    return names, ms
+    return names | {alias.name for alias in PLAN_ALIASES}, ms
 
 
 def readme_rows() -> dict[str, str]:
@@ -74,3 +78,10 @@ def test_the_unit_column_says_ms_exactly_for_millisecond_settings() -> None:
     assert sorted(v for v in ms if rows.get(v) != "ms") == []
     assert sorted(v for v, unit in rows.items() if unit == "ms" and v not in ms) == []
     assert rows["SESAME_CACHE_TTL"] == "s"
+
+
+def test_each_plan_alias_row_names_the_setting_it_stands_for() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8").split("## Settings", 1)[1]
+    for alias in PLAN_ALIASES:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{alias.name}` |"))
+        assert f"`{alias.of}`" in row, alias

@@ -1,4 +1,4 @@
-"""Audio for HTTP answers: streaming encoders, pitch-preserving speed, OpenAI's SSE framing. Pure.
+"""Audio for HTTP answers: streaming encoders and OpenAI's SSE framing. Pure.
 
 Nothing here touches a socket or a clock: an encoder is fed float samples as they arrive and hands
 back the bytes that are ready, so ``POST /v1/audio/speech`` can send the first sentence while later
@@ -17,10 +17,7 @@ Formats (OpenAI's ``response_format`` names):
 - ``flac`` is sent whole, at the end: a streamed FLAC cannot know its length, and its STREAMINFO
   then says 0 samples, which libsndfile-based readers (Python's soundfile among them) cannot read.
 
-Speed: ``time_stretch`` changes duration without changing pitch with Rubber Band, through Spotify's
-``pedalboard`` (its wheels bundle the library), for every engine's audio alike. espeak-ng's own
-rate (words per minute) was measured and not used: doubling it gives 0.31-0.61 of the samples
-depending on the text, not the 0.5 that ``speed=2`` means (docs/benchmarks.md, "speed").
+Speed (pitch-preserving time-stretch) is ``stretch.py``.
 """
 
 from __future__ import annotations
@@ -47,7 +44,6 @@ MEDIA_TYPES: dict[str, str] = {
     "pcm": "audio/pcm",
 }
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
-MIN_SPEED, MAX_SPEED = 0.25, 4.0
 # PyAV muxer and encoder for each format.
 _AV_FORMATS: dict[str, tuple[str, str]] = {
     "mp3": ("mp3", "libmp3lame"),
@@ -62,25 +58,6 @@ class StreamEncoder(Protocol):
     def encode(self, samples: Samples) -> bytes: ...
 
     def finish(self) -> bytes: ...
-
-
-def check_speed(speed: float) -> float:
-    if not MIN_SPEED <= speed <= MAX_SPEED:
-        raise ProtocolError(f"speed must be between {MIN_SPEED} and {MAX_SPEED}", code="bad_speed")
-    return float(speed)
-
-
-def time_stretch(samples: Samples, sample_rate: int, speed: float) -> Samples:
-    """Play ``speed`` times faster (0.25-4.0) at the same pitch: about len/speed samples."""
-    check_speed(speed)
-    x = np.asarray(samples, dtype=np.float32)
-    if speed == 1.0 or len(x) == 0:
-        return x
-    import pedalboard  # local: loads the Rubber Band library
-
-    out = pedalboard.time_stretch(x, float(sample_rate), stretch_factor=float(speed))
-    stretched: Samples = np.ascontiguousarray(out.reshape(-1), dtype=np.float32)
-    return stretched
 
 
 class PcmEncoder:

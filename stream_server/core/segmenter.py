@@ -23,6 +23,11 @@ How a cut is decided (docs/segmentation.md explains the choices):
 * Pieces with no letter or digit ("." of a spaced ellipsis, stray punctuation) join the sentence
   before them (or after them, at the start of a window); a sentence with no letter or digit is
   never emitted (a turn or paragraph of punctuation alone is dropped).
+* A cut right after a colon and a possible list marker ("Buy these: 1." | "Milk") is provisional:
+  pysbd moves it before the marker once the next marker arrives ("Buy these:" | "1. Milk" |
+  "2. Eggs"). It is taken once a window shows the sentence after it ending too, or at the block's
+  end (or the length limit). Without the colon the first cut is taken as before: pysbd's list rule
+  would also turn "It was 1. Then it was 2." into "It was" | "1. Then it was" | "2.".
 * A sentence longer than ``max_length`` characters is cut at its last clause boundary (comma,
   semicolon, colon, em or en dash, followed by whitespace) within the limit, else at its last word
   boundary, else hard at the limit.
@@ -54,8 +59,14 @@ MIN_MAX_LENGTH = 8
 _WHITESPACE = re.compile(r"\s+")
 # A window ends at whitespace, or after a run of full-width stops (and closing quotes).
 _WINDOW_END = re.compile(rf"\s|[\u3002\uff01\uff1f]+[{re.escape(CLOSERS)}]*")
-# A list item's marker alone ("a.", "• 9.", "2)") is not a sentence: it joins the item.
-_LIST_MARKER = re.compile(r"[-*\u2022\u2043]? ?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})[.)]{1,2}")
+# A list item's marker alone ("a.", "• 9.", "2)", "(b)") is not a sentence: it joins the item.
+_LIST_MARKER = re.compile(r"[-*\u2022\u2043]? ?\(?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1,4})[.)]{1,2}")
+# A sentence ending in a colon and what pysbd may read as the first marker of a list ("these: 1.",
+# "steps: a.", "one: (b)"): a number of one or two digits, a lowercase letter or roman numeral,
+# with "." or ")". Only after a colon: pysbd also reads consecutive numbers that end sentences
+# ("It was 1. Then it was 2.") as a list, and those sentences are kept.
+_ENDS_WITH_MARKER = re.compile(r":\s*[-\u2022\u2043(]?(?:\d{1,2}|[a-z]|[ivx]{2,4})(?:\.\)?|\))$")
+_ROMAN = frozenset("ivxIVX")
 _CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)")
 
 
@@ -100,6 +111,7 @@ class SentenceSegmenter:
         self._buf = ""  # canonical unemitted text; starts with a non-space character or is empty
         self._first = True
         self._seen = 0  # windows of the front sentence ending at or before this gave no cut
+        self._provisional: int | None = None  # a cut after a possible list marker, not yet taken
 
     @property
     def pending(self) -> str:
@@ -124,6 +136,7 @@ class SentenceSegmenter:
         self._buf = ""
         self._first = True
         self._seen = 0
+        self._provisional = None
 
     # -- the core -------------------------------------------------------------------------------
 
@@ -143,6 +156,7 @@ class SentenceSegmenter:
                 self._first = False
             self._buf = self._buf[resume:]
             self._seen = 0
+            self._provisional = None
         return out
 
     def _decide(self, *, final: bool) -> tuple[int, int] | None:
@@ -165,7 +179,7 @@ class SentenceSegmenter:
             cut = self._window(last, is_last=True)
             return cut if cut is not None else (last, block_end)
         if body > top:
-            end = self._length_cut(buf)
+            end = self._provisional if self._provisional is not None else self._length_cut(buf)
             return end, end
         return None
 
@@ -201,6 +215,10 @@ class SentenceSegmenter:
         first = bounds[0] if bounds else None
         if early is not None and (first is None or early < first):
             return early, early
+        if first is not None and not is_last and _after_marker(window, bounds):
+            if self._provisional is None:
+                self._provisional = first
+            return None  # the next marker may still move the cut before this one
         if first is not None:
             return first, first
         if _after_wide(window):
@@ -273,25 +291,51 @@ def _after_wide(text: str) -> bool:
     return text.rstrip(CLOSERS)[-1:] in WIDE_TERMINATORS
 
 
+def _after_marker(window: str, bounds: list[int]) -> bool:
+    """Is the first cut provisional: right after a possible list marker, with no later sentence
+    of the window to confirm it (a later piece that is only a marker, "2.", confirms nothing)?"""
+    if not _ENDS_WITH_MARKER.search(window[: bounds[0]].rstrip()):
+        return False
+    return all(_LIST_MARKER.fullmatch(window[b:].strip()) for b in bounds[1:])
+
+
 def _list_marker(buf: str, at: int) -> bool | None:
-    """Is there a list item marker ("12. ", "3) ", "- ") at ``at``? None: not known yet."""
+    """Is there a list item marker at ``at``: a bullet ("- "), a number, letter or roman numeral
+    with "." or ")" ("12. ", "b) ", "iv. ", "1.) "), or one in parentheses ("(a) ")?
+    None: not known yet."""
     n = len(buf)
     if at >= n:
         return None
     if buf[at] in BULLETS:
         return None if at + 1 >= n else buf[at + 1] == " "
-    d = at
-    while d < n and d - at < 4 and buf[d].isdigit():
-        d += 1
-    if d == at or d - at > 3:
+    paren = buf[at] == "("
+    start = end = at + 1 if paren else at
+    while end < n and end - start < 5 and buf[end].isascii() and buf[end].isalnum():
+        end += 1
+    token = buf[start:end]
+    if end >= n:
+        return None if not token or _marker_token(token) else False
+    if not _marker_token(token):
         return False
-    if d >= n:
-        return None
-    if buf[d] not in ".)":
+    if paren:
+        closers = ")"
+    elif buf[end] == "." and end + 1 < n and buf[end + 1] == ")":
+        end += 1  # "1.)"
+        closers = ")"
+    else:
+        closers = ".)"
+    if buf[end] not in closers:
         return False
-    if d + 1 >= n:
-        return None
-    return buf[d + 1].isspace()
+    return None if end + 1 >= n else buf[end + 1].isspace()
+
+
+def _marker_token(token: str) -> bool:
+    """A list marker's number (up to three digits), letter, or roman numeral (up to four)."""
+    if token.isdigit():
+        return len(token) <= 3
+    if len(token) == 1:
+        return token.isalpha()
+    return len(token) <= 4 and set(token) <= _ROMAN and (token.islower() or token.isupper())
 
 
 def segment(text: str, max_length: int = DEFAULT_MAX_LENGTH, first_chunk_min_chars: int = 0) -> list[str]:

@@ -4,35 +4,27 @@ answers only GET, and we need POST /tts and /v1/audio/speech plus an OpenAPI doc
 port (see docs/architecture.md).
 
 Routes live in modules by concern (``routes_ws``, ``routes_speech``, ``routes_health``,
-``routes_web``), each a ``router(hub)``; a new router is one more line in ``ROUTERS``.
+``routes_status``, ``openai_api``, ``routes_web``), each a ``router(...)`` taking the port it needs
+(``http/ports.py``); the monitor and the SIGTERM drainer are passed in by the composition root.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from broker.errors import ProtocolError
 from stream_server.http import openai_api, routes_health, routes_speech, routes_status, routes_web, routes_ws
-from stream_server.hub.hub import Hub
+from stream_server.http.ports import GatewayHost
+from stream_server.hub.shutdown import Drainer
+from stream_server.monitoring.monitor import Monitor
 
 VERSION = routes_health.VERSION
-
-# The static web client's catch-all route must come last.
-ROUTERS: tuple[Callable[[Hub], APIRouter], ...] = (
-    routes_health.router,
-    routes_speech.router,
-    openai_api.router,
-    routes_ws.router,
-    routes_status.router,
-    routes_web.router,
-)
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -43,7 +35,8 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
 
 
-def create_app(hub: Hub) -> FastAPI:
+def create_app(hub: GatewayHost, monitor: Monitor | None = None, drainer: Drainer | None = None) -> FastAPI:
+    """The app; without ``monitor`` the status routes answer 503, without ``drainer`` it never drains."""
     app = FastAPI(
         title="sesame-voice",
         version=VERSION,
@@ -61,6 +54,10 @@ def create_app(hub: Hub) -> FastAPI:
         hub.metrics.bad_input.labels("http", "invalid_request").inc()
         return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
 
-    for make in ROUTERS:
-        app.include_router(make(hub))
+    app.include_router(routes_health.router(hub, monitor, drainer))
+    app.include_router(routes_speech.router(hub))
+    app.include_router(openai_api.router(hub))
+    app.include_router(routes_ws.router(hub, drainer))
+    app.include_router(routes_status.router(hub, monitor))
+    app.include_router(routes_web.router())  # the static web client's catch-all route comes last
     return app

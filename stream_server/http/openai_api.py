@@ -5,7 +5,7 @@ unchanged (point ``base_url`` at ``http://HOST:8000/v1``):
 
 - ``response_format`` mp3 (default), opus (Ogg), aac (ADTS), flac, wav, pcm (24 kHz PCM16, no header);
 - ``speed`` 0.25-4.0 divides the duration by ``speed`` without changing pitch: each sentence is
-  time-stretched (``audio_formats.time_stretch``, Rubber Band) once it is whole. Not through
+  time-stretched (``audio_out.stretch.time_stretch``, WSOLA) once it is whole. Not through
   espeak-ng's own rate: its words per minute do not scale durations in proportion (measured,
   docs/benchmarks.md "speed"), so ``speed=2`` would not give half the audio as OpenAI defines it;
 
@@ -38,20 +38,18 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, SentenceEnd, SentenceStart, Speak, TurnEnd
 from stream_server.audio_out.formats import (
-    MAX_SPEED,
     MEDIA_TYPES,
-    MIN_SPEED,
     SpeechFormat,
     SpeechUsage,
     StreamEncoder,
     sse_audio_delta,
     sse_audio_done,
     stream_encoder,
-    time_stretch,
 )
+from stream_server.audio_out.stretch import MAX_SPEED, MIN_SPEED, time_stretch
 from stream_server.http.auth import authorized
+from stream_server.http.ports import SpeechHost
 from stream_server.http.routes_speech import check_speakable
-from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 
 log = logs.get("sesame.openai")
@@ -135,7 +133,7 @@ _END = b""  # the end of a sentence
 Piece = bytes | _Start  # pcm16 audio, a sentence start, or _END
 
 
-async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[Piece]:
+async def _pieces(hub: SpeechHost, link: SessionLink, text: str, turn: _Turn) -> AsyncIterator[Piece]:
     """The session's sentences as they come: a start (engine), its PCM16 audio, its end."""
     hub.receive(link, Speak(text))
     loop = asyncio.get_running_loop()
@@ -161,7 +159,7 @@ async def _pieces(hub: Hub, link: SessionLink, text: str, turn: _Turn) -> AsyncI
 
 
 async def _encoded(
-    hub: Hub, link: SessionLink, body: SpeechRequest, encoder: StreamEncoder, turn: _Turn
+    hub: SpeechHost, link: SessionLink, body: SpeechRequest, encoder: StreamEncoder, turn: _Turn
 ) -> AsyncGenerator[bytes, None]:
     """The encoded audio, piece by piece: at speed 1 as it arrives; at another speed each sentence
     is time-stretched once it is whole."""
@@ -190,7 +188,7 @@ async def _encoded(
         yield out
 
 
-async def speech(hub: Hub, body: SpeechRequest) -> Response:
+async def speech(hub: SpeechHost, body: SpeechRequest) -> Response:
     # unknown voice: ProtocolError
     link = hub.open_session(body.voice_name, sample_rate=RATE)
     turn = _Turn()
@@ -236,7 +234,7 @@ async def speech(hub: Hub, body: SpeechRequest) -> Response:
     return StreamingResponse(audio(), media_type=MEDIA_TYPES[body.response_format])
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: SpeechHost) -> APIRouter:
     """The /v1 routes."""
     router = APIRouter()
     token = hub.config.auth_token

@@ -9,13 +9,15 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from stream_server.hub.hub import Hub
+from stream_server.http.ports import HealthHost
+from stream_server.hub.shutdown import Drainer
+from stream_server.monitoring.monitor import Monitor
 from stream_server.monitoring.restarts import SupervisorCollector, read_state
 
 VERSION = "0.1.0"
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: HealthHost, monitor: Monitor | None = None, drainer: Drainer | None = None) -> APIRouter:
     r = APIRouter()
     started = time.monotonic()
     supervisor_state = Path(hub.config.supervisor_state) if hub.config.supervisor_state else None
@@ -33,7 +35,7 @@ def router(hub: Hub) -> APIRouter:
         `sesame-voice up`, with the supervisor's restarts."""
         state = hub.readiness()
         body = state.to_json()
-        draining = hub.drainer is not None
+        draining = drainer is not None and drainer.draining
         if draining:
             body["ready"], body["draining"] = False, True
         supervisor = read_state(supervisor_state)
@@ -60,7 +62,7 @@ def router(hub: Hub) -> APIRouter:
             model_loaded=loaded,
             model_name=model,
             memory_mb=rss_mb,
-            persisted=hub.monitor.figures if hub.monitor is not None else None,
+            persisted=monitor.figures if monitor is not None else None,
         )
 
     return r

@@ -21,7 +21,7 @@ from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, check_text
 from stream_server.audio_out.encode import encode_audio
 from stream_server.http.auth import authorized
-from stream_server.hub.hub import Hub
+from stream_server.http.ports import SpeechHost
 from stream_server.hub.live_sessions import CloseReason
 
 MEDIA_TYPES = {
@@ -44,7 +44,7 @@ def unauthorized() -> JSONResponse:
     return JSONResponse({"error": {"code": "unauthorized", "message": "bad token"}}, status_code=401)
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: SpeechHost) -> APIRouter:
     r = APIRouter()
     token = hub.config.auth_token
 
@@ -68,7 +68,9 @@ def check_speakable(text: str) -> None:
         )
 
 
-async def speak_response(hub: Hub, text: str, voice: str | None, fmt: str, sample_rate: int) -> Response:
+async def speak_response(
+    hub: SpeechHost, text: str, voice: str | None, fmt: str, sample_rate: int
+) -> Response:
     check_speakable(text)
     link = hub.open_session(voice, sample_rate=sample_rate)
     errors: list[str] = []  # codes of sentences no voice could speak

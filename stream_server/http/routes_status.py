@@ -18,7 +18,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 
-from stream_server.hub.hub import Hub
+from stream_server.http.ports import HealthHost
 from stream_server.monitoring.monitor import Monitor
 from stream_server.monitoring.status_view import HubView, build_status
 
@@ -26,7 +26,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 PUSH_EVERY_S = 2.0
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: HealthHost, monitor: Monitor | None = None) -> APIRouter:
     r = APIRouter()
     view = HubView(hub)
 
@@ -48,22 +48,22 @@ def router(hub: Hub) -> APIRouter:
     @r.get("/api/status")
     async def status_json() -> Response:
         """Workers, tiers and breakers, persisted uptime, the month's budget, TTFA, incidents."""
-        if hub.monitor is None:
+        if monitor is None:
             return not_running()
-        return JSONResponse(snapshot(hub.monitor))
+        return JSONResponse(snapshot(monitor))
 
     @r.get("/api/status/events")
     async def status_events(request: Request) -> Response:
         """Server-sent events: ``event: status`` with the same JSON as ``/api/status``."""
-        monitor = hub.monitor
         if monitor is None:
             return not_running()
+        live = monitor
 
         async def stream() -> AsyncIterator[str]:
-            with monitor.changes.subscribe() as changed:
+            with live.changes.subscribe() as changed:
                 while not await request.is_disconnected():
                     changed.clear()
-                    yield f"event: status\ndata: {json.dumps(snapshot(monitor), separators=(',', ':'))}\n\n"
+                    yield f"event: status\ndata: {json.dumps(snapshot(live), separators=(',', ':'))}\n\n"
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(PUSH_EVERY_S):
                             await changed.wait()

@@ -7,13 +7,10 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from stream_server.hub.hub import Hub
-
 WEB_DIR = Path(__file__).resolve().parents[2] / "clients" / "web"
 
 
-def router(hub: Hub) -> APIRouter:
-    del hub  # static files only
+def router() -> APIRouter:
     r = APIRouter(include_in_schema=False)
 
     @r.get("/")

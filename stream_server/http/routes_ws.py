@@ -15,13 +15,14 @@ from broker.wire import MAX_JSON_BYTES, Message
 from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
 from stream_server.http.auth import authorized
-from stream_server.hub.hub import Hub
+from stream_server.http.ports import WebsocketHost
 from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
+from stream_server.hub.shutdown import Drainer
 
 CLEAN_CLOSE = (1000, 1001)  # the client said goodbye: no resume
 
 
-def router(hub: Hub) -> APIRouter:
+def router(hub: WebsocketHost, drainer: Drainer | None = None) -> APIRouter:
     r = APIRouter()
 
     @r.websocket("/ws")
@@ -30,12 +31,12 @@ def router(hub: Hub) -> APIRouter:
             await websocket.close(code=1008, reason="unauthorized")
             return
         await websocket.accept()
-        await serve_websocket(hub, websocket)
+        await serve_websocket(hub, websocket, drainer)
 
     return r
 
 
-async def serve_websocket(hub: Hub, websocket: WebSocket) -> None:
+async def serve_websocket(hub: WebsocketHost, websocket: WebSocket, drainer: Drainer | None) -> None:
     link, ready = _attach(hub, websocket)
     if link is None:
         await websocket.send_text(ready.to_json())
@@ -44,10 +45,10 @@ async def serve_websocket(hub: Hub, websocket: WebSocket) -> None:
     attachment, queue = link.attachment, link.out
     await websocket.send_text(ready.to_json())
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_write(websocket, queue, link, hub), name=f"ws-writer:{link.session_id}")
+        tg.create_task(_write(websocket, queue, link, drainer), name=f"ws-writer:{link.session_id}")
         clean = False
         try:
-            clean = await _read(hub, websocket, link, attachment)
+            clean = await _read(hub, websocket, link, attachment, drainer)
         finally:
             if link.attachment != attachment:
                 pass  # a resume on another socket has the session now
@@ -59,7 +60,7 @@ async def serve_websocket(hub: Hub, websocket: WebSocket) -> None:
                 queue.put_nowait(None)
 
 
-def _attach(hub: Hub, websocket: WebSocket) -> tuple[SessionLink | None, Ready | Error]:
+def _attach(hub: WebsocketHost, websocket: WebSocket) -> tuple[SessionLink | None, Ready | Error]:
     """The session for this socket: the one it resumes (``?session_id=&heard=``), else a new one."""
     query = websocket.query_params
     wanted = parse_resume(query.get("session_id"), query.get("heard"))
@@ -72,7 +73,9 @@ def _attach(hub: Hub, websocket: WebSocket) -> tuple[SessionLink | None, Ready |
     return link, link.core.ready_message()
 
 
-async def _read(hub: Hub, websocket: WebSocket, link: SessionLink, attachment: int) -> bool:
+async def _read(
+    hub: WebsocketHost, websocket: WebSocket, link: SessionLink, attachment: int, drainer: Drainer | None
+) -> bool:
     """Client frames into the hub until the socket ends; True for a clean close (1000/1001)."""
     try:
         while not link.closed and link.attachment == attachment:
@@ -84,8 +87,8 @@ async def _read(hub: Hub, websocket: WebSocket, link: SessionLink, attachment: i
                 hub.receive(link, decode_frame(message.get("text")))
             except ProtocolError as exc:
                 hub.refuse(link, exc)
-            if hub.drainer is not None:
-                hub.drainer.poke()
+            if drainer is not None and drainer.draining:
+                drainer.poke()
     except WebSocketDisconnect as exc:
         return exc.code in CLEAN_CLOSE
     return False
@@ -99,7 +102,9 @@ def decode_frame(raw_text: str | None) -> Message:
     return client_messages.decode(raw_text)
 
 
-async def _write(websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: SessionLink, hub: Hub) -> None:
+async def _write(
+    websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: SessionLink, drainer: Drainer | None
+) -> None:
     try:
         while True:
             item = await queue.get()
@@ -116,7 +121,7 @@ async def _write(websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: Ses
                 await websocket.send_bytes(item)
             else:
                 await websocket.send_text(item.to_json())
-                if isinstance(item, TurnEnd) and hub.drainer is not None:
-                    hub.drainer.poke()  # this session may be idle now
+                if isinstance(item, TurnEnd) and drainer is not None and drainer.draining:
+                    drainer.poke()  # this session may be idle now
     except (WebSocketDisconnect, RuntimeError, OSError):
         return

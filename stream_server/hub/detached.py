@@ -10,19 +10,21 @@ writer of the old socket (which may not be known to be dead yet).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from broker import logs
 from stream_server.hub.live_sessions import OUT_QUEUE_FRAMES, CloseReason, Outgoing, SessionLink
-
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
+from stream_server.hub.ports import SessionHost, TaskHost
 
 log = logs.get("sesame.resume")
 
 
+class DetachHost(SessionHost, TaskHost, Protocol):
+    """What ``Detached`` needs of the hub."""
+
+
 class Detached:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: DetachHost) -> None:
         self.hub = hub
 
     def detach(self, link: SessionLink, attachment: int) -> None:

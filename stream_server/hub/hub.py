@@ -7,12 +7,8 @@ recursion: carrying out an action may feed another core, whose actions go to the
 queue. All cores are driven from this one event loop, so they need no locks.
 
 Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
-until the earliest one, or until an event may have moved it earlier (``feed`` marks that; audio
-chunks of a sentence already playing do not). An idle gateway does not wake up. To add a core
-with a timer, add it to ``_timed()`` and its actions to ``_carry_out``.
-
-The I/O is elsewhere: ``mqtt_out`` (publishes), ``local_tiers`` (in-process engines and probes),
-``sessions`` (admission, per-session queues), ``mqtt_in`` (topic routing).
+until the earliest, or until an event may have moved it (``feed``). A core with a timer goes in
+``_timed()``. I/O is elsewhere: ``mqtt_out``, ``local_tiers``, ``sessions``, ``mqtt_in``.
 """
 
 from __future__ import annotations
@@ -20,39 +16,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from broker import logs, topics
 from broker.errors import ProtocolError
 from broker.link import MqttLink
-from broker.messages import Heartbeat
 from broker.wire import Message
 from broker.ws_protocol import Error
 from stream_server.config import GatewayConfig
-from stream_server.core.actions import WORKERS, Action, Cause
+from stream_server.core.actions import WORKERS, Cause
 from stream_server.core.cache import SentenceCache
 from stream_server.core.health import HealthSampler, Readiness, SampleHealth, WorkerReadiness
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preloader
 from stream_server.core.scheduler import Scheduler
-from stream_server.core.tier_queue import TierQueue
+from stream_server.core.stamps import HopStamps
 from stream_server.hub.detached import Detached
 from stream_server.hub.interpret import Interpreter, Work
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions, SessionSettings
 from stream_server.hub.local_tiers import (
     LocalAudio,
-    LocalBusy,
     LocalDone,
     LocalEvent,
     LocalFailed,
     LocalTiers,
     ProbeDone,
 )
+from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
-from stream_server.hub.shutdown import Drainer
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
 from stream_server.mqtt.outbound import MqttOut, Publish
@@ -60,15 +53,12 @@ from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
 from synth_worker.voices import VoiceMap
 
-if TYPE_CHECKING:
-    from stream_server.monitoring.monitor import Monitor
-
 log = logs.get("sesame.gateway")
 
 __all__ = ["Hub", "SessionLink"]
 
 
-class Hub(Interpreter):
+class Hub:
     def __init__(
         self,
         config: GatewayConfig,
@@ -78,6 +68,7 @@ class Hub(Interpreter):
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         link: MqttLink | None = None,
+        observers: Observers | None = None,
     ) -> None:
         self.config = config
         self.voices = voices
@@ -96,6 +87,7 @@ class Hub(Interpreter):
             else None
         )
         self.jobs = JobTracker()
+        self.stamps = HopStamps() if config.debug_stamps else None
         self.preloader = Preloader(config.preload_phrases, voices.default, self.cache)
         self.health = HealthSampler(config.health_check_interval_s, clock())
         self.recorder = Recorder.from_config(config.record_dir, config.gateway_id)
@@ -113,20 +105,33 @@ class Hub(Interpreter):
         self.link.on_message = self._on_mqtt
         self.link.on_connect = self._on_connect
         self.link.on_caught_up = self._caught_up
-        self._read_through = clock()  # when the MQTT reader last had nothing unread
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
         self.detached = Detached(self)
-        caps = TierQueue(config.local_tier_caps, config.local_tier_queue_s)
-        t = config.failover.timeout_s
-        self.local = LocalTiers(engines, voices.default, t, self._spawn, self._local, queue=caps, clock=clock)
-        self._queue: deque[Work] = deque()
-        self.drainer: Drainer | None = None  # set when SIGTERM starts the gateway's drain (main.py)
-        self.observers: list[Callable[[Action | Heartbeat], None]] = []
-        self.monitor: Monitor | None = None  # set by main when monitoring runs (routes_status.py)
-        self._draining = False
-        self._timers_dirty = False
+        self.local = LocalTiers(
+            engines, voices.default, config.failover.timeout_s, self._spawn, self._local,
+            caps=config.local_tier_caps, queue_s=config.local_tier_queue_s, clock=clock,
+        )  # fmt: skip
+        self.observers = observers or Observers()
         self._wake = asyncio.Event()
+        self.interpreter = Interpreter(
+            config,
+            metrics=self.metrics,
+            clock=clock,
+            scheduler=self.scheduler,
+            sessions=self.sessions,
+            cache=self.cache,
+            jobs=self.jobs,
+            stamps=self.stamps,
+            preloader=self.preloader,
+            local=self.local,
+            out=self.out,
+            reply_to=self.reply_to,
+            observers=self.observers,
+            close_session=self.close_session,
+            sample_health=self._sample_health,
+            deadline_moved=self.deadline_moved,
+        )
         self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -206,6 +211,8 @@ class Hub(Interpreter):
         self.metrics.sessions.set(len(self.sessions))
         assert link.close_reason is not None
         log.info("session_closed", session_id=link.session_id, reason=link.close_reason.value)
+        if self.stamps is not None:
+            self.stamps.forget_session(link.session_id)
         self.mqtt_sessions.release(link.session_id)
         link.end()  # whatever reads the session's queue stops
         self.feed(self.scheduler.cancel_session(link.session_id))
@@ -213,7 +220,7 @@ class Hub(Interpreter):
     def refuse(self, link: SessionLink, exc: ProtocolError, path: str = "websocket") -> None:
         """Answer bad client input with an error frame; the session keeps serving."""
         self.metrics.bad_input.labels(path, exc.code).inc()
-        self._push(link, Error(exc.code, str(exc)))
+        self.interpreter.push(link, Error(exc.code, str(exc)))
         if path == "mqtt":
             self.publish_event(link.session_id, exc)
 
@@ -227,6 +234,14 @@ class Hub(Interpreter):
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         return self._spawn(coro, name)
 
+    def feed(self, work: Iterable[Work]) -> None:
+        """What a core returned for an event, carried out in order (``Interpreter.feed``)."""
+        self.interpreter.feed(work)
+
+    def audio(self, job_id: str, pcm: bytes) -> None:
+        """Audio of ``job_id`` (a worker's or a local engine's) for its session."""
+        self.interpreter.audio(job_id, pcm)
+
     def deadline_moved(self) -> None:
         """A core's next deadline may be earlier now: the deadline task looks again."""
         self._wake.set()
@@ -236,10 +251,12 @@ class Hub(Interpreter):
         if msg.type == "start":
             self.voices.get(getattr(msg, "voice", None))  # unknown voice -> ProtocolError
         now = self.clock()
+        if self.stamps is not None:
+            self.stamps.text_in(link.session_id, now)
         outs = link.core.receive(msg, now)
         if self.recorder is not None:
             self.recorder.record_message(link.session_id, now, msg)
-        self._feed_session(link, outs)
+        self.interpreter.feed_session(link, outs)
 
     # ---- events from the edges -------------------------------------------------------------------
 
@@ -255,10 +272,8 @@ class Hub(Interpreter):
         self.out.resend_cancels()
 
     def _caught_up(self) -> None:
-        """The MQTT reader has nothing unread: a worker's silence can be judged up to now."""
-        self._read_through = now = self.clock()
-        if any(w.unconfirmed for w in self.scheduler.registry.workers.values()):
-            self.feed(self.scheduler.caught_up(now))
+        if actions := self.scheduler.caught_up(self.clock()):  # silence judged once all is read
+            self.feed(actions)
 
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
@@ -270,10 +285,8 @@ class Hub(Interpreter):
                 self.audio(job_id, pcm)
             case LocalDone(job_id=job_id):
                 self.feed(self.scheduler.done(job_id, now))
-            case LocalFailed(job_id=job_id, code=code):
-                self.feed(self.scheduler.failed(job_id, code, now))
-            case LocalBusy(job_id=job_id):
-                self.feed(self.scheduler.failed(job_id, "tier_busy", now, Cause.BUSY))
+            case LocalFailed(job_id=job_id, code=code, busy=busy):
+                self.feed(self.scheduler.failed(job_id, code, now, Cause.BUSY if busy else Cause.ENGINE))
             case ProbeDone(tier=tier, ok=ok, reason=reason):
                 self.feed(self.scheduler.probe_result(tier, ok, now, reason))
 
@@ -293,11 +306,8 @@ class Hub(Interpreter):
 
     def handle_timer(self, now: float) -> None:
         """Wake every core whose deadline has passed and carry out what they decide."""
-        read_through = now if not self.link.backlog() else self._read_through
-        work: list[Work] = [
-            *self.scheduler.handle_timer(now, read_through),
-            *self.health.handle_timer(now),
-        ]
+        read_through = self.link.read_through(now)
+        work: list[Work] = [*self.scheduler.handle_timer(now, read_through), *self.health.handle_timer(now)]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
         self.local.handle_timer(now)

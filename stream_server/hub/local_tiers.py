@@ -2,9 +2,10 @@
 
 The scheduler decides (``RunLocal``, ``CancelJob``, ``Probe``); this module runs the engine as a
 named task in the hub's TaskGroup and reports what happened as typed events (``LocalAudio``,
-``LocalDone``, ``LocalFailed``, ``LocalBusy``, ``ProbeDone``) through one callback. When a tier with
+``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. When a tier with
 a concurrency cap is full, the pure ``TierQueue`` decides which waiting sentence starts next and
-which waited too long (``LocalBusy``: the scheduler moves it on). No decisions are made here.
+which waited too long (``LocalFailed`` with ``busy``: the scheduler moves it on, its breaker
+untouched). No decisions are made here.
 The engines themselves are built in ``tiers.py``.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,13 +44,7 @@ class LocalDone:
 class LocalFailed:
     job_id: str
     code: str
-
-
-@dataclass(frozen=True, slots=True)
-class LocalBusy:
-    """The tier could not start the job within its queue deadline (busy, not broken)."""
-
-    job_id: str
+    busy: bool = False  # the tier could not start it by its queue deadline: busy, not broken
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +54,7 @@ class ProbeDone:
     reason: str
 
 
-LocalEvent = LocalAudio | LocalDone | LocalFailed | LocalBusy | ProbeDone
+LocalEvent = LocalAudio | LocalDone | LocalFailed | ProbeDone
 Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
 
@@ -78,13 +73,14 @@ class LocalTiers:
         spawn: Spawn,
         report: Callable[[LocalEvent], None],
         *,
-        queue: TierQueue | None = None,
+        caps: Mapping[str, int] | None = None,
+        queue_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engines = engines
         self.default_voice = default_voice
         self.probe_timeout_s = probe_timeout_s
-        self.queue = queue or TierQueue({}, probe_timeout_s)
+        self.queue = TierQueue(caps or {}, queue_s)  # caps per tier; queue_s: SESAME_LOCAL_TIER_QUEUE_MS
         self.clock = clock
         self._spawn = spawn
         self._report = report
@@ -113,7 +109,7 @@ class LocalTiers:
     def handle_timer(self, now: float) -> None:
         for busy in self.queue.handle_timer(now):
             log.info("local_tier_busy", tier=busy.tier, job_id=busy.job_id)
-            self._report(LocalBusy(busy.job_id))
+            self._report(LocalFailed(busy.job_id, "tier_busy", busy=True))
 
     def cancel(self, job_id: str) -> None:
         running = self._running.pop(job_id, None)

@@ -3,14 +3,10 @@ reconnect (a ``reconnect`` message, then the websocket writer closes the socket 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from broker.ws_protocol import Reconnect
 from stream_server.core.session import SessionCore
 from stream_server.hub.live_sessions import CloseReason
-
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
+from stream_server.hub.ports import SessionHost
 
 
 def busy(core: SessionCore) -> bool:
@@ -19,7 +15,7 @@ def busy(core: SessionCore) -> bool:
 
 
 class HubDrainTarget:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: SessionHost) -> None:
         self.hub = hub
 
     def live_sessions(self) -> list[tuple[str, bool]]:

@@ -27,6 +27,7 @@ from broker.settings import MqttUrl
 from stream_server.config import MonitorConfig
 from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore, WebhookSender
 from stream_server.monitoring.crash_watch import CrashWatch
+from stream_server.monitoring.gateway_view import Changes, GatewayView
 from stream_server.monitoring.metrics import Metrics
 from stream_server.monitoring.probe_runner import ProbeRunner
 from stream_server.monitoring.probes import (
@@ -38,7 +39,6 @@ from stream_server.monitoring.probes import (
     Sample,
     StartProbe,
 )
-from stream_server.monitoring.status_view import Changes, GatewayView
 from stream_server.monitoring.store_writer import (
     Figures,
     Job,

@@ -7,65 +7,23 @@ time-to-first-audio and the fallbacks by engine. Pure functions of what they are
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from stream_server.core.actions import TierChanged
+from stream_server.config import GatewayConfig
+from stream_server.core.actions import Action, TierChanged
+from stream_server.core.scheduler import Scheduler
+from stream_server.hub.local_tiers import LocalTiers
+from stream_server.monitoring.gateway_view import GatewayView
 from stream_server.monitoring.metrics import Metrics, percentile
+from stream_server.monitoring.monitor import Monitor
 from stream_server.monitoring.probes import PRIMARY
 
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
-    from stream_server.monitoring.monitor import Monitor
-
 TTFA_BUCKET_S = 30.0
-
-
-class GatewayView(Protocol):
-    """What the monitor reads from the gateway (``HubView`` below is the hub's)."""
-
-    def ready_workers(self) -> list[tuple[str, bool]]:
-        """(worker_id, busy) of every ready worker; busy: it has listeners' jobs."""
-        ...
-
-    def busy_tiers(self) -> set[str]:
-        """In-process tiers with a listener's sentence in synthesis now."""
-        ...
-
-    def tier_probe_failed(self, tier: str, reason: str) -> None:
-        """A health probe of an in-process tier failed: its circuit breaker should know."""
-        ...
-
-    def supervisor_state(self) -> object:
-        """The supervisor's state (parsed JSON), or None when the gateway is not supervised.
-        Blocking (a small file): called in a thread."""
-        ...
-
-
-class Changes:
-    """Wakes every open status page when what it shows changed."""
-
-    def __init__(self) -> None:
-        self._events: set[asyncio.Event] = set()
-
-    @contextlib.contextmanager
-    def subscribe(self) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._events.add(event)
-        try:
-            yield event
-        finally:
-            self._events.discard(event)
-
-    def notify(self) -> None:
-        for event in self._events:
-            event.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +48,31 @@ class TierRow:
     reason: str
 
 
+class ViewedGateway(Protocol):
+    """What ``HubView`` reads of the gateway (the hub, built in stream_server/main.py)."""
+
+    @property
+    def config(self) -> GatewayConfig: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def scheduler(self) -> Scheduler: ...
+    @property
+    def local(self) -> LocalTiers: ...
+    def feed(self, work: Iterable[Action]) -> None: ...
+
+
+class StatusSource(GatewayView, Protocol):
+    """What the status document reads of the gateway besides what the monitor reads."""
+
+    def workers(self) -> list[WorkerRow]: ...
+    def tiers(self) -> list[TierRow]: ...
+
+
 class HubView:
     """The monitor's and the status page's window on the gateway (``Hub``)."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: ViewedGateway) -> None:
         self.hub = hub
 
     def ready_workers(self) -> list[tuple[str, bool]]:
@@ -199,7 +178,7 @@ def voice_state(monitor: Monitor, tiers: list[TierRow], engines: list[str]) -> d
     }
 
 
-def build_status(monitor: Monitor, view: HubView, metrics: Metrics, now: float) -> dict[str, object]:
+def build_status(monitor: Monitor, view: StatusSource, metrics: Metrics, now: float) -> dict[str, object]:
     tiers = view.tiers()
     figures = monitor.figures
     voice = voice_state(monitor, tiers, sorted({w.engine for w in view.workers() if w.alive}))

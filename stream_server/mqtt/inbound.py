@@ -9,19 +9,49 @@ that does not parse raises ``ProtocolError`` (the hub counts and logs it).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from broker.audio import AudioFrame
 from broker.errors import ProtocolError
 from broker.messages import Heartbeat, JobAck, JobDone, JobError, WorkerStatus, worker_messages
 from broker.topics import ReplyTopic, SessionTopic, WorkerTopic, parse
 from broker.ws_protocol import Flush, SessionText, Text, session_text_messages
+from stream_server.core.actions import Action
+from stream_server.core.jobs import JobTracker
+from stream_server.core.scheduler import Scheduler
+from stream_server.core.stamps import HopStamps
+from stream_server.hub.ports import SessionHost
+from stream_server.mqtt.topic_sessions import MqttSessions
 
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
+
+class InboundHost(SessionHost, Protocol):
+    """What the routing of MQTT messages needs of the hub."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def scheduler(self) -> Scheduler: ...
+
+    @property
+    def jobs(self) -> JobTracker: ...
+
+    @property
+    def stamps(self) -> HopStamps | None: ...
+
+    @property
+    def mqtt_sessions(self) -> MqttSessions: ...
+
+    @property
+    def observers(self) -> Callable[[Action | Heartbeat], None]: ...
+
+    def feed(self, work: Iterable[Action]) -> None: ...
+
+    def audio(self, job_id: str, pcm: bytes) -> None: ...
 
 
-def route(hub: Hub, topic: str, payload: bytes) -> None:
+def route(hub: InboundHost, topic: str, payload: bytes) -> None:
     match parse(topic):
         case ReplyTopic(gateway_id=gateway_id, job_id=job_id, kind=kind):
             if gateway_id != hub.config.gateway_id:
@@ -35,8 +65,7 @@ def route(hub: Hub, topic: str, payload: bytes) -> None:
             if not isinstance(hb, Heartbeat) or hb.worker_id != worker_id:
                 raise ProtocolError("heartbeat topic and payload disagree", code="bad_heartbeat")
             actions = hub.scheduler.heartbeat(hb, hub.clock())
-            for observe in hub.observers:
-                observe(hb)
+            hub.observers(hb)
             hub.feed(actions)
         case WorkerTopic(worker_id=worker_id, kind="status"):
             st = worker_messages.decode(payload)
@@ -53,7 +82,7 @@ def route(hub: Hub, topic: str, payload: bytes) -> None:
             raise ProtocolError(f"the gateway does not take {other!r}", code="bad_topic")
 
 
-def _text(hub: Hub, session_id: str, payload: bytes) -> None:
+def _text(hub: InboundHost, session_id: str, payload: bytes) -> None:
     link = hub.sessions.get(session_id)
     if link is None:
         hub.mqtt_sessions.unknown(session_id)  # quiet when another gateway holds it
@@ -69,7 +98,7 @@ def _text(hub: Hub, session_id: str, payload: bytes) -> None:
         hub.refuse(link, exc, path="mqtt")
 
 
-def _audio(hub: Hub, job_id: str, payload: bytes) -> None:
+def _audio(hub: InboundHost, job_id: str, payload: bytes) -> None:
     frame = AudioFrame.from_bytes(payload)
     complete = hub.jobs.chunk(job_id)
     hub.audio(job_id, frame.payload)
@@ -77,12 +106,14 @@ def _audio(hub: Hub, job_id: str, payload: bytes) -> None:
         hub.feed(hub.scheduler.done(job_id, hub.clock()))
 
 
-def _job_event(hub: Hub, job_id: str, payload: bytes) -> None:
+def _job_event(hub: InboundHost, job_id: str, payload: bytes) -> None:
     now = hub.clock()
     match worker_messages.decode(payload):
         case JobAck(queue_position=pos):
             hub.feed(hub.scheduler.ack(job_id, now, pos))
-        case JobDone(chunks=chunks):
+        case JobDone(chunks=chunks, stamps=stamps):
+            if stamps and hub.stamps is not None:
+                hub.stamps.worker(job_id, stamps)
             # Audio and events travel on two topics; wait until every chunk is here.
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from broker import logs, topics
 from broker.errors import ProtocolError
@@ -37,10 +38,9 @@ from stream_server.core.claims import (
     claim_messages,
 )
 from stream_server.hub.live_sessions import CloseReason, SessionLink
-from stream_server.mqtt.outbound import Publish
-
-if TYPE_CHECKING:
-    from stream_server.hub.hub import Hub
+from stream_server.hub.ports import SessionHost, TaskHost
+from stream_server.monitoring.metrics import Metrics
+from stream_server.mqtt.outbound import MqttOut, Publish
 
 log = logs.get("sesame.mqtt_sessions")
 
@@ -86,8 +86,25 @@ def decode_control(kind: str, payload: bytes) -> Message:
     return msg
 
 
+class TopicSessionHost(SessionHost, TaskHost, Protocol):
+    """What ``MqttSessions`` needs of the hub."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def out(self) -> MqttOut: ...
+
+    def publish_event(self, session_id: str, event: Message | ProtocolError) -> None: ...
+
+    def deadline_moved(self) -> None: ...
+
+
 class MqttSessions:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: TopicSessionHost) -> None:
         self.hub = hub
         self.claims = ClaimBook(hub.config.gateway_id, CLAIM_WINDOW_S)
         self._last_seen: dict[str, float] = {}  # MQTT-only sessions -> last message from the publisher

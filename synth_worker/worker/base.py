@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from broker import logs, topics
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
-from broker.messages import Job, WorkerStatus
+from broker.messages import Job, JobAck, JobDone, WorkerStatus
 from broker.sdnotify import Notifier
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
@@ -25,6 +26,8 @@ from synth_worker.job_actions import Action, Send, Start, Stop
 from synth_worker.worker.engine_factory import WorkerEngine
 
 log = logs.get("sesame.worker")
+
+ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
 
 
 def package_version() -> str:
@@ -83,6 +86,7 @@ class WorkerBase:
         self._notifier = Notifier()
         self._health_path = None if config.health_file is None else Path(config.health_file)
         self._load_s = 0.0
+        self._arrived: dict[str, float] = {}  # accepted job -> time.monotonic() it came in
 
     def stop(self) -> None:
         """Begin draining (safe to call more than once, from a signal handler)."""
@@ -97,7 +101,14 @@ class WorkerBase:
 
     async def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self._jobs_topic:
-            await self._apply(self.core.receive_job(payload, self.clock()))
+            arrived = time.monotonic()
+            actions = self.core.receive_job(payload, self.clock())
+            for action in actions:  # an accepted job's ack: when it came in (debug stamps)
+                if isinstance(action, Send) and isinstance(action.message, JobAck):
+                    self._arrived[action.message.job_id] = arrived
+                    while len(self._arrived) > ARRIVALS_KEPT:
+                        del self._arrived[next(iter(self._arrived))]
+            await self._apply(actions)
         elif topic == topics.CANCEL:
             await self._apply(self.core.receive_cancel(payload))
         else:
@@ -114,15 +125,22 @@ class WorkerBase:
         structlog.contextvars.bind_contextvars(job_id=job.job_id, session_id=job.session_id)
         audio_topic = topics.job_audio(job.reply_to, job.job_id)
         start = time.perf_counter()
+        # Debug stamps (Job.stamp): received, engine started, first samples, first chunk published.
+        received = self._arrived.pop(job.job_id, None)
+        stamps = [time.monotonic() if received is None else received, time.monotonic()]
         chunks = samples = 0
         try:
             request = SynthesisRequest(text=job.text, voice=job.voice, sample_rate=job.sample_rate)
             async for chunk in self.engine.synthesize(request, cancel):
+                if chunks == 0:
+                    stamps.append(time.monotonic())
                 _check_cancel(cancel)
                 frame = AudioFrame(
                     seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
                 )
                 await self.link.publish(audio_topic, frame.to_bytes(), qos=1)
+                if chunks == 0:
+                    stamps.append(time.monotonic())
                 chunks += 1
                 samples += len(chunk.samples)
             _check_audio(chunks)
@@ -134,6 +152,7 @@ class WorkerBase:
                 synth_s=time.perf_counter() - start,
                 now=self.clock(),
             )
+            actions = with_stamps(actions, job, tuple(stamps))
         except asyncio.CancelledError:
             self.core.job_failed(job.job_id, EngineCancelled("worker stopped"), self.clock())
             raise
@@ -152,7 +171,10 @@ class WorkerBase:
     # --- actions -----------------------------------------------------------------------------------
 
     async def _apply(self, actions: list[Action]) -> None:
-        for action in actions:
+        # Jobs start before the replies are awaited (a QoS 1 publish waits for the broker's PUBACK):
+        # an accepted job's engine does not wait a round trip behind its ack. The ack still goes
+        # out first: its packet is written before the job's task first runs.
+        for action in sorted(actions, key=lambda a: not isinstance(a, (Start, Stop))):
             match action:
                 case Send(topic=topic, message=message, qos=qos):
                     try:
@@ -172,6 +194,18 @@ class WorkerBase:
                     running = self._cancels.get(job_id)
                     if running is not None:
                         running.cancel()
+
+
+def with_stamps(actions: list[Action], job: Job, stamps: tuple[float, ...]) -> list[Action]:
+    """A stamped job's ``done`` carries the worker's hop stamps (``Job.stamp``, a debug field)."""
+    if not job.stamp:
+        return actions
+    return [
+        replace(a, message=replace(a.message, stamps=stamps))
+        if isinstance(a, Send) and isinstance(a.message, JobDone)
+        else a
+        for a in actions
+    ]
 
 
 def _check_cancel(cancel: CancelToken) -> None:

@@ -26,7 +26,10 @@ BENCHES = {
     "local_engines.py": ("local engines: TTFA, RTF", "cpu s per s of speech"),
     "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
     "segmenter.py": ("segmenter: accuracy on the Golden Rules", "EWT P  EWT R"),
+    "stretch.py": ("stretch: WSOLA (gateway) against Rubber Band", "pitch error cents p50"),
     "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
+    "ttfa_timeline.py": ("ttfa timeline: where the time to first audio goes", "since sent ms"),
+    "piper_clauses.py": ("piper clauses: time to the first samples", "p50 ms  p90 ms"),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -39,6 +40,7 @@ jobs = st.builds(
     reply_to=reply_to,
     sample_rate=st.integers(8000, 48_000),
     expires_at=st.none() | finite,
+    stamp=st.booleans(),
 )
 cancels = st.builds(
     Cancel, job_ids=st.lists(ids, min_size=1, max_size=5).map(tuple), session_id=st.none() | ids
@@ -53,6 +55,7 @@ dones = st.builds(
     sample_rate=st.integers(8000, 48_000),
     engine=st.sampled_from(["bark", "espeak-ng"]),
     synth_ms=finite,
+    stamps=st.just(()) | st.tuples(finite, finite, finite, finite),
 )
 errors = st.builds(
     JobError, job_id=ids, worker_id=ids, code=st.text(max_size=30), message=st.text(max_size=200)
@@ -189,3 +192,21 @@ def test_a_heartbeat_without_the_worker_figures_still_decodes() -> None:
     assert isinstance(beat, Heartbeat)
     assert (beat.batch_size, beat.model_load_s) == (0, 0.0)
     assert beat.stage_ms() == {"semantic": 0.0, "coarse": 0.0, "fine": 0.0, "codec": 0.0}
+
+
+def test_debug_stamp_fields_stay_off_the_wire_until_used() -> None:
+    """A peer that predates them (strict decoding rejects unknown fields) still reads the message."""
+    job = Job(job_id="j1", session_id="s1", seq=0, text="Hi.", voice="maya", reply_to="sesame/v1/replies/gw")
+    assert "stamp" not in job.to_dict()
+    assert dataclasses.replace(job, stamp=True).to_dict()["stamp"] is True
+    done = JobDone(job_id="j1", worker_id="w", chunks=1, samples=10, sample_rate=24_000, engine="piper")
+    assert "stamps" not in done.to_dict()
+    stamped = decode_worker_message(json.dumps({**done.to_dict(), "stamps": [1.0, 2.0, 3.0, 4.0]}).encode())
+    assert isinstance(stamped, JobDone) and stamped.stamps == (1.0, 2.0, 3.0, 4.0)
+
+
+def test_stamps_must_name_every_worker_hop() -> None:
+    done = JobDone(job_id="j1", worker_id="w", chunks=1, samples=10, sample_rate=24_000, engine="piper")
+    with pytest.raises(ProtocolError) as info:
+        decode_worker_message(json.dumps({**done.to_dict(), "stamps": [1.0, 2.0]}).encode())
+    assert info.value.code == "bad_field"

@@ -28,7 +28,7 @@ def compose() -> dict[str, Any]:
 
 def test_every_service_restarts_and_has_a_health_check() -> None:
     services = compose()["services"]
-    assert set(services) == {"mosquitto", "worker", "gateway-blue", "gateway-green"}
+    assert set(services) == {"mosquitto", "worker", "gateway-blue", "gateway-green", "datadog-agent"}
     for name, svc in services.items():
         assert svc.get("restart") == "always", name
         assert svc.get("healthcheck", {}).get("test"), name

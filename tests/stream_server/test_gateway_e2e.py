@@ -153,3 +153,11 @@ async def test_common_phrases_are_preloaded_into_the_cache(mosquitto: Mosquitto,
     assert [(s["cached"], s["engine"]) for s in starts] == [(True, "bark"), (False, "bark")]
     ends = turn.of("sentence_end")
     assert len(turn.audio(0)) == ends[0]["samples"] > 0
+
+
+async def test_websocket_audio_is_not_deflated(service: Service) -> None:
+    """The client offers permessage-deflate (websockets does by default); the gateway declines it."""
+    async with connect(service.ws_url) as ws:
+        assert ws.response is not None
+        assert "permessage-deflate" not in (ws.response.headers.get("Sec-WebSocket-Extensions") or "")
+        await ws.recv()  # ready: the session works uncompressed

@@ -1,4 +1,6 @@
-"""The pure audio pieces of POST /v1/audio/speech: streaming encoders, speed, SSE framing."""
+"""The pure audio pieces of POST /v1/audio/speech: streaming encoders, SSE framing.
+
+Speed (the time-stretch) is tested in test_stretch.py."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from stream_server.audio_out.formats import (
     sse_audio_delta,
     sse_audio_done,
     stream_encoder,
-    time_stretch,
     wav_stream_header,
 )
 
@@ -85,22 +86,6 @@ def test_unknown_format_and_bad_opus_rate_are_typed_errors() -> None:
     with pytest.raises(ProtocolError) as info:
         stream_encoder("opus", 22050)
     assert info.value.code == "bad_sample_rate"
-
-
-@pytest.mark.parametrize("speed", [0.25, 0.5, 1.5, 2.0, 4.0])
-def test_speed_changes_duration_not_pitch(speed: float) -> None:
-    x = tone(2.0, hz=300.0)
-    y = time_stretch(x, RATE, speed)
-    assert len(y) == pytest.approx(len(x) / speed, rel=0.05)
-    middle = y[len(y) // 4 : 3 * len(y) // 4]
-    assert dominant_hz(middle, RATE) == pytest.approx(300, abs=10)
-
-
-@pytest.mark.parametrize("speed", [0.0, 0.2, 4.5, -1.0])
-def test_speed_out_of_range_is_refused(speed: float) -> None:
-    with pytest.raises(ProtocolError) as info:
-        time_stretch(tone(0.1), RATE, speed)
-    assert info.value.code == "bad_speed"
 
 
 def test_sse_events_have_openais_shape() -> None:

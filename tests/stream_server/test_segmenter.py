@@ -217,6 +217,12 @@ PIECES = [
     "3.14",
     "1.",
     "2)",
+    "1.)",
+    "a.",
+    "b)",
+    "(c)",
+    "ii.",
+    "- 2.",
     "-",
     "...",
     "\u2026",
@@ -349,3 +355,48 @@ def test_a_list_marker_stays_with_its_item() -> None:
         "\u2022 9. The first item",
         "\u2022 10. The second",
     ]
+
+
+def test_a_list_after_text_starts_at_its_first_marker() -> None:
+    # pysbd reads "1." before a capital as a sentence end until the next marker arrives; the cut
+    # after a possible marker waits for it (or for the sentence after it to end)
+    seg = SentenceSegmenter()
+    assert seg.feed("Buy these: 1. Milk ") == []
+    assert seg.feed("2. Eggs ") == ["Buy these:", "1. Milk"]
+    assert seg.flush() == ["2. Eggs"]
+    assert segment("Pick one: a. tea b. coffee") == ["Pick one:", "a. tea", "b. coffee"]
+
+
+def test_a_cut_after_a_colon_and_a_number_waits_for_the_next_sentence_to_end() -> None:
+    seg = SentenceSegmenter()
+    assert seg.feed("The total: 3. Then I stopped. ") == []
+    assert seg.feed("It ") == ["The total: 3.", "Then I stopped."]
+
+
+def test_sentences_ending_in_consecutive_numbers_are_not_a_list() -> None:
+    # pysbd reads "0." and "1." as list markers here ("This is sentence number" | "0. This is ...")
+    seg = SentenceSegmenter()
+    assert seg.feed("I counted to 3. Then ") == ["I counted to 3."]
+    text = "This is sentence number 0. This is sentence number 1. This is sentence number 2."
+    assert segment(text) == [f"This is sentence number {i}." for i in range(3)]
+    assert segment("We have 2. The rest were sold.") == ["We have 2.", "The rest were sold."]
+
+
+def test_a_provisional_cut_is_kept_when_the_sentence_grows_too_long() -> None:
+    text = "The total: 2. " + "and then more words " * 12
+    out = segment(text, max_length=60)
+    assert out[0] == "The total: 2."
+    assert all(len(s) <= 60 for s in out)
+
+
+@pytest.mark.parametrize("marker", ["a.", "b)", "(c)", "ii.", "IV.", "B.", "1.)", "12."])
+def test_a_line_break_before_any_list_marker_ends_a_sentence(marker: str) -> None:
+    assert segment(f"Steps:\n{marker} Mix it") == ["Steps:", f"{marker} Mix it"]
+    seg = SentenceSegmenter()
+    assert [s for ch in f"Steps:\n{marker} Mix it" for s in seg.feed(ch)] == ["Steps:"]
+
+
+@pytest.mark.parametrize("line", ["ab. no", "(ab) no", "1234. no", "iiiii. no", "a.b no", "(a. no"])
+def test_a_line_break_before_other_words_is_a_space(line: str) -> None:
+    word = line.split(maxsplit=1)[0]
+    assert segment(f"Steps\n{line}")[0].startswith(f"Steps {word}")  # no cut at the line break

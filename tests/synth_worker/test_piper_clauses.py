@@ -1,0 +1,94 @@
+"""The Piper child speaks clause by clause: the first clause of a long sentence comes out alone, and
+the clauses join without a seam (each starts and ends in silence; the level does not jump)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from broker.audio import TARGET_RMS_DBFS
+from synth_worker.config import piper_threads
+from synth_worker.piper_child import clauses
+from synth_worker.piper_process import packaged_model, voice_gain
+from tests.conftest import T
+
+pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
+
+HEADER = struct.Struct("<cII")
+TEXT = "Well, I have booked the table for seven o'clock, and I will send you the address in a minute."
+
+
+def test_phonemes_are_cut_after_each_clause_mark_and_lone_marks_are_dropped() -> None:
+    assert clauses(list("wel, ai hav; the table.")) == [list("wel,"), list("ai hav;"), list("the table.")]
+    assert clauses(list("ab")) == [list("ab")]
+    assert clauses(list(", .")) == []
+    assert clauses(list("ab, .")) == [list("ab,")]
+
+
+def read_frame(stdout: object) -> tuple[bytes, int, bytes]:
+    head = stdout.read(HEADER.size)  # type: ignore[attr-defined]
+    kind, rid, size = HEADER.unpack(head)
+    return kind, rid, stdout.read(size) if size else b""  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def spoken() -> tuple[dict[str, float], list[np.ndarray]]:
+    """The child's ready report and the clauses of TEXT, as the child sends them."""
+    model = packaged_model()
+    args = ["-m", "synth_worker.piper_child", "--model", str(model.onnx), "--config", str(model.config)]
+    proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        kind, _, payload = read_frame(proc.stdout)
+        assert kind == b"R", payload
+        ready = json.loads(payload)
+        proc.stdin.write(json.dumps({"op": "say", "id": 1, "text": TEXT}).encode() + b"\n")
+        proc.stdin.flush()
+        pieces = []
+        while (frame := read_frame(proc.stdout))[0] == b"A":
+            pieces.append(np.frombuffer(frame[2], dtype="<i2").astype(np.float32) / 32768.0)
+        assert frame[:2] == (b"D", 1)
+    finally:
+        proc.stdin.close()
+        proc.wait(30 * T)
+    return ready, pieces
+
+
+def test_each_clause_is_its_own_frame_and_the_first_is_short(
+    spoken: tuple[dict[str, float], list[np.ndarray]],
+) -> None:
+    ready, pieces = spoken
+    assert len(pieces) == 3  # "Well," / "I have booked ... o'clock," / "and I will send ..."
+    rate = ready["sample_rate"]
+    assert len(pieces[0]) / rate < 0.8 < len(pieces[1]) / rate
+    assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
+
+
+def test_clauses_join_without_a_seam(spoken: tuple[dict[str, float], list[np.ndarray]]) -> None:
+    ready, pieces = spoken
+    edge = int(ready["sample_rate"] * 0.005)  # the 5 ms either side of every join
+    for before, after in itertools.pairwise(pieces):
+        assert float(np.max(np.abs(before[-edge:]))) < 0.01, "a clause ends in silence"
+        assert float(np.max(np.abs(after[:edge]))) < 0.01, "a clause starts in silence"
+    levels = [20 * np.log10(np.sqrt(np.mean(np.square(p[np.abs(p) > 0.01])))) for p in pieces]
+    assert max(levels) - min(levels) < 6.0, f"the level jumps between clauses: {levels}"
+
+
+def test_one_gain_per_voice_brings_the_calibration_to_the_target_level_without_clipping() -> None:
+    assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.3) == pytest.approx(10 ** (6 / 20))
+    assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.9) == pytest.approx(0.95 / 0.9)  # the peak limits it
+    assert voice_gain(-200.0, 0.0) == pytest.approx(10 ** (24 / 20))  # never more than +24 dB
+
+
+def test_piper_threads_follow_the_machine_and_the_workers_on_it() -> None:
+    assert piper_threads(2) == 1  # a shared 2-core machine: one thread measured fastest
+    assert piper_threads(8) == 4
+    assert piper_threads(64) == 4
+    assert piper_threads(8, workers=2) == 2
+    assert piper_threads(8, workers=16) == 1
