@@ -3,10 +3,13 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBS := mosquitto mosquitto-clients espeak-ng chromium prometheus nginx openssl
+DEBS := mosquitto mosquitto-clients espeak-ng chromium prometheus nginx openssl redis-server nodejs
+# The two-node broker cluster of the tests and bench/cluster.py (aedes + Redis), pinned by its lock.
+CLUSTER := tests/support/aedes
+CLUSTER_STAMP := $(CLUSTER)/node_modules/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test check system-deps venv lint format-check typecheck bench clean
+.PHONY: up test check system-deps venv node-deps lint format-check typecheck bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +20,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Debian's nodejs may come without npm (NodeSource's carries its own): install it only then.
+$(CLUSTER_STAMP): $(CLUSTER)/package.json $(CLUSTER)/package-lock.json
+	command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq npm; }
+	cd $(CLUSTER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CLUSTER_STAMP)
+
+node-deps: system-deps $(CLUSTER_STAMP)
 
 system-deps:
 	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,7 +41,7 @@ up: system-deps venv
 	$(VENV)/bin/sesame-voice up $(UP_ARGS)
 
 # `make test` runs the static checks first (lint, format, strict types), then every test.
-test: system-deps venv check
+test: system-deps venv node-deps check
 	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15
 
 check: lint format-check typecheck
@@ -46,8 +57,8 @@ format-check: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
-bench: venv
+bench: venv node-deps
 	for b in bench/*.py; do $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build *.egg-info $(CLUSTER)/node_modules

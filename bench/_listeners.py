@@ -36,7 +36,7 @@ from bench._stack import Stack, machine
 from broker.audio import AudioFrame
 from clients.loadtest import DEFAULT_TEXTS
 from clients.stats import Playout, Summary, table
-from sesame_voice.up import default_workers
+from sesame_voice.capacity import default_workers
 
 PREBUFFER_S = 0.1
 MIN_GAP_S = 0.02  # shorter silences are not heard as a gap (they still count in seconds of gaps)

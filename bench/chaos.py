@@ -50,6 +50,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from broker import topics
 from broker.audio import AudioFrame
+from broker.credentials import Credentials
 from broker.errors import ProtocolError
 from broker.launcher import free_port
 from broker.link import MqttLink
@@ -413,7 +414,8 @@ def start_up(args: argparse.Namespace, tmp: Path) -> tuple[Proc, Target, str, Mq
             300,
             f"worker-{i} ready",
         )
-    broker = MqttUrl.parse(str(started["broker"]))
+    # Heartbeats are read as `monitor`, with the credentials `up` made (0600, never on a command line).
+    broker = Credentials.from_client_options(Path(str(started["credentials"])) / "clients" / "monitor")
     return up, Target(up, tmp / f"supervisor-{port}.json", model), f"ws://127.0.0.1:{port}/ws", broker
 
 

@@ -34,14 +34,21 @@ from bench._stack import REPO, Proc, machine
 from broker import topics
 from broker.launcher import Mosquitto
 from broker.messages import Heartbeat, worker_messages
+from broker.settings import MqttUrl
 from clients.stats import Summary, table
 
 HEADER = "worker ready time: process start -> first `ready` heartbeat (Bark, local checkpoint)"
 
 
-async def first_ready(port: int, worker_id: str, started: asyncio.Event, limit_s: float) -> float:
-    """Monotonic time the first ready heartbeat of ``worker_id`` arrived."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"bench-ready-{worker_id}") as client:
+async def first_ready(url: MqttUrl, worker_id: str, started: asyncio.Event, limit_s: float) -> float:
+    """Monotonic time the first ready heartbeat of ``worker_id`` arrived (read as ``monitor``)."""
+    async with aiomqtt.Client(
+        url.host,
+        url.port,
+        username=url.username,
+        password=url.password,
+        identifier=f"bench-ready-{worker_id}",
+    ) as client:
         await client.subscribe(topics.worker_heartbeat(worker_id), qos=0)
         started.set()
         async with asyncio.timeout(limit_s):
@@ -59,13 +66,13 @@ def one_run(
 ) -> dict[str, float]:
     async def go() -> dict[str, float]:
         subscribed = asyncio.Event()
-        waiter = asyncio.create_task(first_ready(broker.port, worker_id, subscribed, timeout))
+        waiter = asyncio.create_task(first_ready(broker.url_for("monitor"), worker_id, subscribed, timeout))
         await subscribed.wait()
         t0 = time.monotonic()
         proc = Proc(
             ["worker"],
             {
-                "SESAME_MQTT_URL": str(broker.url),
+                "SESAME_MQTT_URL": broker.url_for(worker_id).env_value(),
                 "SESAME_WORKER_ID": worker_id,
                 "SESAME_ENGINE": "bark",
                 "SESAME_MODEL": str(model),

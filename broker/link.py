@@ -1,13 +1,22 @@
-"""The MQTT edge: one aiomqtt client (MQTT v5) that reconnects on its own.
+"""The MQTT edge: one aiomqtt client (MQTT v5) that reconnects on its own, to any node of a cluster.
 
 ``MqttLink`` is an async context manager owning one named task, in its own TaskGroup. Inside, it
-connects, subscribes, runs ``on_connect`` (a worker republishes its retained status there), and
-hands every incoming message to ``on_message``. A handler that raises is logged and the loop goes
-on: one bad payload never stops the link. ``backlog()`` says how much has arrived and is not read
-yet (messages queued in the client, bytes in the socket), ``read_through(now)`` up to when
-everything that arrived has been read (on the monotonic clock), and ``on_caught_up`` is called
-each time a handled message leaves nothing unread (the gateway judges a worker's silence only so). When the
-connection drops it reconnects with jittered exponential backoff.
+connects, subscribes, runs ``on_connect`` (a worker republishes its retained status there, a
+gateway its claims), and hands every incoming message to ``on_message``. A handler that raises is
+logged and the loop goes on: one bad payload never stops the link.
+
+Broker nodes (``SESAME_MQTT_URL=mqtt://a:1883,mqtt://b:1883``) are tried in order: a node that
+refuses the connection, or whose connection drops, is left for the next one, with jittered
+exponential backoff between tries (reset once a connection holds). ``node`` is the node in use
+(``None`` between connections). Each connection subscribes afresh and reads the SUBACK: aiomqtt's
+``subscribe()`` does not raise on a refused subscription, so a reason code of 0x80 or more is
+logged and kept in ``refused`` (topic -> code) for ``on_connect`` to act on (a broker without
+shared subscriptions refuses ``$share/...`` with 0x9E).
+
+``backlog()`` says how much has arrived and is not read yet (messages queued in the client, bytes
+in the socket), ``read_through(now)`` up to when everything that arrived has been read (on the
+monotonic clock), and ``on_caught_up`` is called each time a handled message leaves nothing unread
+(the gateway judges a worker's silence only so).
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from paho.mqtt.properties import Properties
 
 from . import logs
 from .errors import BrokerError
-from .settings import MqttUrl
+from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
 OnConnect = Callable[["MqttLink"], Awaitable[None]]
@@ -47,7 +56,7 @@ class Will:
 class MqttLink:
     def __init__(
         self,
-        url: MqttUrl,
+        url: MqttUrl | MqttNodes,
         client_id: str,
         *,
         subscriptions: Sequence[tuple[str, int]] = (),
@@ -61,7 +70,7 @@ class MqttLink:
         backoff_max: float = 2.0,
         publish_timeout_s: float = 2.0,
     ) -> None:
-        self.url = url
+        self.nodes = MqttNodes.of(url)
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
@@ -76,6 +85,9 @@ class MqttLink:
         self.publish_timeout_s = publish_timeout_s
         self.connected = asyncio.Event()
         self.connects = 0
+        self.node: MqttUrl | None = None  # the broker node of the current connection
+        self.refused: dict[str, int] = {}  # topic -> SUBACK reason code, on the current connection
+        self._next = 0  # index in nodes of the node to try next
         self._client: aiomqtt.Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -109,7 +121,7 @@ class MqttLink:
             async with asyncio.timeout(within_s):
                 await self.connected.wait()
         except TimeoutError as exc:
-            raise BrokerError(f"no MQTT connection to {self.url} within {within_s}s") from exc
+            raise BrokerError(f"no MQTT connection to {self.nodes} within {within_s}s") from exc
 
     async def close(self) -> None:
         """Disconnect cleanly (a clean disconnect does not fire the last will)."""
@@ -170,40 +182,78 @@ class MqttLink:
         waits unread, else when the reader last had nothing unread."""
         return now if not self.backlog() else min(now, self._caught_up_at)
 
+    async def subscribe(self, topic: str, qos: int, *, instead_of: str | None = None) -> int:
+        """Subscribe on this connection and on every later one (in place of ``instead_of``, which
+        is dropped from the list). Returns the SUBACK reason code (0x80 or more: refused)."""
+        self.subscriptions = [(t, q) for t, q in self.subscriptions if t not in (topic, instead_of)]
+        self.subscriptions.append((topic, qos))
+        self.refused.pop(instead_of or topic, None)
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise BrokerError("not connected to the MQTT broker")
+        try:
+            return await self._subscribe(client, topic, qos)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"subscribe to {topic} failed: {exc}") from exc
+
+    async def _subscribe(self, client: aiomqtt.Client, topic: str, qos: int) -> int:
+        code = _suback_code(await client.subscribe(topic, qos=qos))
+        if code >= 0x80:
+            self.refused[topic] = code
+            log.warning(
+                "mqtt_subscription_refused", topic=topic, reason_code=hex(code), broker=str(self.node)
+            )
+        return code
+
     async def _run(self) -> None:
         delay = self.backoff_initial
         while not self._closing:
+            node = self.nodes.urls[self._next % len(self.nodes)]
             try:
-                await self._session()
+                await self._session(node)
                 delay = self.backoff_initial
             except (aiomqtt.MqttError, BrokerError) as exc:
                 log.warning(
-                    "mqtt_disconnected", client_id=self.client_id, error=str(exc), retry_in_s=round(delay, 3)
+                    "mqtt_disconnected",
+                    client_id=self.client_id,
+                    broker=str(node),
+                    error=str(exc),
+                    retry_in_s=round(delay, 3),
                 )
             except Exception:  # whatever broke this connection, the link must come back
-                log.exception("mqtt_session_failed", client_id=self.client_id, retry_in_s=round(delay, 3))
+                log.exception(
+                    "mqtt_session_failed",
+                    client_id=self.client_id,
+                    broker=str(node),
+                    retry_in_s=round(delay, 3),
+                )
             finally:
                 was_connected = self.connected.is_set()
                 self.connected.clear()
                 self._client = None
-                if was_connected and self.on_disconnect is not None:
-                    self.on_disconnect()
+                self.node = None
+                if was_connected:
+                    delay = self.backoff_initial  # a connection held: a drop starts the backoff anew
+                    if self.on_disconnect is not None:
+                        self.on_disconnect()
             if self._closing:
                 return
+            # A node that failed or dropped us is left for the next one (a dead cluster node).
+            self._next = (self._next + 1) % len(self.nodes)
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # jittered exponential backoff
             delay = min(self.backoff_max, delay * 2)
 
-    async def _session(self) -> None:
+    async def _session(self, node: MqttUrl) -> None:
         will = None
         if self.will is not None:
             will = aiomqtt.Will(
                 self.will.topic, self.will.payload, qos=self.will.qos, retain=self.will.retain
             )
         client = aiomqtt.Client(
-            self.url.host,
-            self.url.port,
-            username=self.url.username,
-            password=self.url.password,
+            node.host,
+            node.port,
+            username=node.username,
+            password=node.password,
             identifier=self.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             will=will,
@@ -218,11 +268,13 @@ class MqttLink:
         client.pending_calls_threshold = 1_000_000
         async with client:
             self._client = client
-            for topic, qos in self.subscriptions:
-                await client.subscribe(topic, qos=qos)
+            self.node = node
+            self.refused = {}
+            for topic, qos in list(self.subscriptions):
+                await self._subscribe(client, topic, qos)
             self.connects += 1
             self.connected.set()
-            log.info("mqtt_connected", client_id=self.client_id, broker=str(self.url), connects=self.connects)
+            log.info("mqtt_connected", client_id=self.client_id, broker=str(node), connects=self.connects)
             if self.on_connect is not None:
                 await self.on_connect(self)
             async for message in client.messages:
@@ -240,3 +292,10 @@ class MqttLink:
                     self._caught_up_at = time.monotonic()
                     if self.on_caught_up is not None:
                         self.on_caught_up()
+
+
+def _suback_code(granted: Sequence[object]) -> int:
+    """The worst reason code of a SUBACK (MQTT v5 ``ReasonCode`` objects, or v3 granted QoS ints,
+    where 0x80 is the refusal)."""
+    codes = [value if isinstance(value, int) else int(getattr(value, "value", 0x80)) for value in granted]
+    return max(codes, default=0x80)

@@ -16,6 +16,7 @@ SECRET_KEYS = frozenset(
         "password",
         "api_key",
         "token",
+        "resume_token",
         "auth_token",
         "access_token",
         "secret",

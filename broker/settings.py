@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .errors import ConfigError
 
@@ -151,9 +151,58 @@ class MqttUrl:
             port = parts.port or 1883
         except ValueError as exc:
             raise ConfigError("SESAME_MQTT_URL has an invalid port") from exc
-        return cls(parts.hostname, port, parts.username, parts.password)
+        user, password = parts.username, parts.password
+        return cls(
+            parts.hostname,
+            port,
+            None if user is None else unquote(user),
+            None if password is None else unquote(password),
+        )
+
+    def env_value(self) -> str:
+        """The URL with its password, for SESAME_MQTT_URL in a child's environment. Never log it."""
+        if self.username is None:
+            return str(self)
+        secret = f":{quote(self.password, safe='')}" if self.password is not None else ""
+        return f"mqtt://{quote(self.username, safe='')}{secret}@{self.host}:{self.port}"
 
     def __str__(self) -> str:
         # Never print the password.
         user = f"{self.username}@" if self.username else ""
         return f"mqtt://{user}{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttNodes:
+    """``SESAME_MQTT_URL``: one broker, or the nodes of one broker cluster, comma-separated, in the
+    order the link tries them (``mqtt://a:1883,mqtt://b:1883``)."""
+
+    urls: tuple[MqttUrl, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> MqttNodes:
+        parts = [part.strip() for part in text.split(",")]
+        if any(not part for part in parts):
+            raise ConfigError(f"SESAME_MQTT_URL has an empty entry in {text!r}")
+        urls = tuple(MqttUrl.parse(part) for part in parts)
+        if len(set(urls)) != len(urls):
+            raise ConfigError("SESAME_MQTT_URL names one broker node twice")
+        return cls(urls)
+
+    @classmethod
+    def of(cls, url: MqttUrl | MqttNodes) -> MqttNodes:
+        return url if isinstance(url, MqttNodes) else cls((url,))
+
+    @property
+    def first(self) -> MqttUrl:
+        return self.urls[0]
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def env_value(self) -> str:
+        """The nodes with their passwords, for SESAME_MQTT_URL in a child's environment. Never log it."""
+        return ",".join(url.env_value() for url in self.urls)
+
+    def __str__(self) -> str:
+        return ",".join(str(url) for url in self.urls)

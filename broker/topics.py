@@ -47,6 +47,12 @@ def reply_root(gateway_id: str) -> str:
     return f"{ROOT}/replies/{check_id(gateway_id, 'gateway_id')}"
 
 
+def reply_to(gateway_id: str, worker_id: str) -> str:
+    """Where ``worker_id`` answers this gateway's jobs: the worker id is a level of the topic, so
+    the broker's ACL (a worker writes only ``replies/+/{its user}/#``) authenticates each reply."""
+    return f"{reply_root(gateway_id)}/{check_id(worker_id, 'worker_id')}"
+
+
 def job_events(reply_to: str, job_id: str) -> str:
     """JSON job events (ack, done, job_error) for one job."""
     return f"{reply_to}/{check_id(job_id, 'job_id')}/events"
@@ -87,7 +93,8 @@ def session_topic(session_id: str, kind: str) -> str:
     return f"{ROOT}/sessions/{check_id(session_id, 'session_id')}/{kind}"
 
 
-SHARED_SESSION_OPEN = f"$share/{GATEWAYS_SHARE}/{ROOT}/sessions/+/open"
+ALL_SESSION_OPEN = f"{ROOT}/sessions/+/open"  # a broker without shared subscriptions: every gateway
+SHARED_SESSION_OPEN = f"$share/{GATEWAYS_SHARE}/{ALL_SESSION_OPEN}"
 ALL_SESSION_CLAIMS = f"{ROOT}/sessions/+/claim"
 ALL_SESSION_FLUSH = f"{ROOT}/sessions/+/flush"
 ALL_SESSION_CANCEL = f"{ROOT}/sessions/+/cancel"
@@ -107,9 +114,10 @@ class WorkerTopic:
 
 @dataclass(frozen=True, slots=True)
 class ReplyTopic:
-    """``sesame/v1/replies/{gateway_id}/{job_id}/{events|audio}``"""
+    """``sesame/v1/replies/{gateway_id}/{worker_id}/{job_id}/{events|audio}``"""
 
     gateway_id: str
+    worker_id: str
     job_id: str
     kind: Literal["events", "audio"]
 
@@ -160,9 +168,12 @@ def parse(topic: str) -> Topic:
     area = parts[2]
     if area == "workers" and len(parts) == 5 and parts[4] in _WORKER_KINDS:
         return WorkerTopic(check_id(parts[3], "worker_id"), _WORKER_KINDS[parts[4]])
-    if area == "replies" and len(parts) == 6 and parts[5] in _REPLY_KINDS:
+    if area == "replies" and len(parts) == 7 and parts[6] in _REPLY_KINDS:
         return ReplyTopic(
-            check_id(parts[3], "gateway_id"), check_id(parts[4], "job_id"), _REPLY_KINDS[parts[5]]
+            check_id(parts[3], "gateway_id"),
+            check_id(parts[4], "worker_id"),
+            check_id(parts[5], "job_id"),
+            _REPLY_KINDS[parts[6]],
         )
     if area == "sessions" and len(parts) == 5 and parts[4] in _SESSION_KINDS:
         return SessionTopic(check_id(parts[3], "session_id"), _SESSION_KINDS[parts[4]])

@@ -98,6 +98,9 @@ class Ready(Message):
     protocol: int = PROTOCOL_VERSION
     resumed: bool = False  # a reconnect picked up this session (docs/protocol.md, resume)
     received: int = 0  # on resume: the client frames of this session the gateway has received
+    # The secret a resume needs (``?session_id=&resume_token=&heard=``); new on every ready, only
+    # on the websocket (never on MQTT, never logged). None when the session cannot be resumed.
+    resume_token: str | None = None
 
 
 @server_messages.register

@@ -16,7 +16,9 @@ barge-in.
 
 Reconnect: when the gateway closes with 1012 (service restart) or the socket drops, the client
 reconnects with jittered exponential backoff and resumes the session: it opens
-``/ws?session_id=ID&heard=N`` where N counts the server frames it has received, and the gateway
+``/ws?session_id=ID&resume_token=T&heard=N`` where T is the resume token of the last ``ready`` it
+got (the secret that makes it the session's owner; docs/security.md) and N counts the server
+frames it has received, and the gateway
 that holds the session answers ``ready`` with ``resumed: true`` and ``received`` (the client frames
 it has), then sends frame N onward. The client resends its own frames after ``received``. No
 sentence is lost or heard twice. When no gateway holds the session any more (it was restarted),
@@ -111,6 +113,7 @@ class VoiceClient:
         self._closing = False
         self._up = asyncio.Event()
         self._heard = 0  # server frames received in this session (after ready)
+        self._resume_token: str | None = None  # of the last ready: never logged, never shown
         self._sent: list[str] = []  # every client frame of this session, in order
         self._unheard = ""  # text sent whose sentences have not been heard yet
         self._flushed = False  # a flush followed the last text of _unheard
@@ -155,6 +158,7 @@ class VoiceClient:
             await ws.close()
             raise ProtocolError(f"expected ready, got {type(first).__name__}", code="bad_message")
         self._ws = ws
+        self._resume_token = first.resume_token
         return Connected(
             first.session_id, first.sample_rate, first.format, first.voice, first.resumed, first.received
         )
@@ -245,7 +249,12 @@ class VoiceClient:
             self._events.put_nowait(Reconnecting(attempt + 1, delay, code))
             await asyncio.sleep(delay)
             assert self.session_id is not None
-            url = with_query(self.url, session_id=self.session_id, heard=str(self._heard))
+            url = with_query(
+                self.url,
+                session_id=self.session_id,
+                resume_token=self._resume_token or "",
+                heard=str(self._heard),
+            )
             try:
                 ready = await self._open_resume(url)
             except ConnectionLost:
@@ -317,6 +326,8 @@ class VoiceClient:
             case Cancelled():
                 self._current = None
                 return TurnCancelled(msg.turn)
+            case Ready(resume_token=token) if token is not None:
+                self._resume_token = token  # every ready makes the previous token void
         return None  # a `ready` that answers a `start`
 
     def _delivered(self, seq: int, text: str) -> None:

@@ -10,8 +10,9 @@
 # 4. drain the old gateway: SIGTERM; it stops accepting, lets the turns in flight finish
 #    (SESAME_DRAIN_TIMEOUT_MS), closes each websocket with 1012 + a `reconnect` message (clients
 #    reconnect through nginx to the new one), and exits; `docker compose stop -t` bounds it
-# 5. roll the workers one at a time: start one with the new image, wait until it is healthy,
-#    stop (drain) one old one
+# 5. roll the workers one at a time (each is its own service and broker user: worker-a,
+#    worker-b, ...): recreate it with the new image (the old one drains on SIGTERM first) and wait
+#    until it is healthy before the next; the others serve meanwhile
 # 6. record TAG as live and the previous one for deploy/rollback.sh (DEPLOY_STATE_DIR)
 set -euo pipefail
 tag=${1:?usage: deploy.sh TAG}
@@ -52,22 +53,19 @@ if $compose ps --status running --services | grep -qx "gateway-$old"; then
     $compose stop -t "$drain_s" gateway-$old
 fi
 
-# Workers, one at a time: one more with the new image, healthy, then one old one drained.
-old_workers=$($compose ps -q worker)
-count=$(echo "$old_workers" | grep -c . || true)
-for id in $old_workers; do
-    SESAME_TAG=$tag $compose up -d --no-deps --no-recreate --scale worker=$((count + 1)) worker
-    newest=$($compose ps -q worker | grep -vxF "$old_workers" | tail -1)
+# Workers, one at a time: each is recreated with the new image and healthy before the next.
+for service in $($compose config --services | grep -x 'worker-.*'); do
+    SESAME_TAG=$tag $compose up -d --no-deps -t "$drain_s" "$service"
+    id=$($compose ps -q "$service")
     deadline=$((SECONDS + ready_timeout))
-    until [ "$(docker inspect -f '{{.State.Health.Status}}' "$newest")" = healthy ]; do
+    until [ "$(docker inspect -f '{{.State.Health.Status}}' "$id")" = healthy ]; do
         if [ $SECONDS -ge $deadline ]; then
-            echo "deploy: new worker $newest not healthy within ${ready_timeout}s; stopping here" >&2
+            echo "deploy: $service not healthy within ${ready_timeout}s; stopping here" >&2
             exit 1
         fi
         sleep 2
     done
-    docker stop -t "$drain_s" "$id" >/dev/null && docker rm "$id" >/dev/null
-    echo "deploy: worker $id replaced by $newest"
+    echo "deploy: $service runs $tag"
 done
 
 cp "$state/tag" "$state/previous_tag" 2>/dev/null || true

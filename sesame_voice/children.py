@@ -43,7 +43,7 @@ from broker import logs, topics
 from broker.errors import ProtocolError
 from broker.link import MqttLink
 from broker.messages import Heartbeat, decode_worker_message
-from broker.settings import MqttUrl
+from broker.settings import MqttNodes
 
 from .child_process import ChildSpec, die_with_parent, signal_group, signal_main
 from .notify import NotifyListener
@@ -57,7 +57,7 @@ class Supervisor:
         self,
         core: SupervisorCore,
         *,
-        mqtt_url: MqttUrl | None,
+        mqtt_url: MqttNodes | None,
         state_path: Path | None,
         probe_timeout_s: float = 2.0,
         stop_timeout_s: float = 40.0,

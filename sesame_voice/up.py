@@ -7,21 +7,18 @@ gateway whose ``/health`` does not answer are killed and replaced (``sesame_voic
 
 Signals: SIGTERM or Ctrl-C stop everything (gateway, workers, broker, in that order) and exit 0;
 SIGHUP (what ``sesame-voice reload`` sends) replaces the workers one at a time without dropping a
-job. The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
+job. The local broker is configured as production is (``broker/launcher.py``): anonymous clients
+are refused; its generated credentials live in ``{run_dir}/broker-{port}`` (0700, files 0600), each
+child gets only its own (the gateway ``gateway``, each worker a user named by its id, the supervisor
+``monitor``), and ``up_started`` says how to listen with mosquitto_sub as ``listener``.
+The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
 role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
 
 The workers' engine: SESAME_ENGINE where set; else Bark when its weights are on this machine
 (``--dev-model``, a SESAME_MODEL directory, or the model in the local Hugging Face cache); else
 Piper, the offline neural voice, so a fresh machine runs a real worker path with a natural voice.
 
-How many workers (SESAME_WORKERS or ``--workers`` where given; else ``default_workers``): a Piper
-worker speaks one sentence at a time on one core (its onnxruntime child runs SESAME_PIPER_THREADS=1
-thread: one session fast, many sessions fair), so ``up`` starts one per core, at most 16 (beyond,
-the one gateway's event loop is the limit): 2 on 2 cores, 8 on 8, 16 on 32. The gateway, mosquitto
-and the in-process tiers share those cores; the tiers are capped to a quarter of them
-(SESAME_PIPER_TIER_CONCURRENCY, SESAME_ESPEAK_CONCURRENCY), and jobs start by playback deadline, so
-a core is never idle while a listener waits. A Bark worker batches sessions itself and uses every
-core (torch threads): one.
+How many workers: ``sesame_voice/capacity.py`` (SESAME_WORKERS, else one per core for Piper).
 """
 
 from __future__ import annotations
@@ -39,11 +36,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from broker import logs
+from broker.credentials import Credentials, private_dir
 from broker.errors import ConfigError
-from broker.launcher import CONFIG_TEMPLATE, free_port
-from broker.settings import Env, MqttUrl
+from broker.launcher import free_port, local_config
+from broker.settings import Env, MqttNodes, MqttUrl
 from stream_server.http.listen import listening_socket
 
+from .capacity import default_workers, workers_setting
 from .child_process import ChildSpec
 from .children import Supervisor
 from .notify import NotifyListener
@@ -84,7 +83,7 @@ class UpConfig:
         return cls(
             port=port if port is not None else e.int("SESAME_PORT", 8000, lo=1, hi=65535),
             host=e.str("SESAME_HOST", "127.0.0.1"),
-            workers=workers if workers is not None else _workers_setting(e),
+            workers=workers if workers is not None else workers_setting(e),
             run_dir=Path(run_dir),
             policy=policy,
             probe_timeout_s=e.ms("SESAME_HEALTH_PROBE_TIMEOUT_MS", 2.0),
@@ -149,21 +148,6 @@ def main(argv: list[str]) -> int:
         return 2
 
 
-def default_workers(engine: str, cores: int) -> int:
-    """Workers ``up`` starts when SESAME_WORKERS is not set: one per core for the one-core engines
-    (Piper, espeak-ng), at most 16; one Bark worker (it batches and uses every core itself)."""
-    if engine == "bark":
-        return 1
-    return max(1, min(16, cores))
-
-
-def _workers_setting(e: Env) -> int | None:
-    raw = e.raw("SESAME_WORKERS")
-    if raw is None or raw.strip().lower() in ("", "auto"):
-        return None
-    return e.int("SESAME_WORKERS", 1, lo=0, hi=64)
-
-
 def _bark_weights_here(env: dict[str, str]) -> bool:
     """Whether SESAME_MODEL is a checkpoint on this machine (a directory, or in the HF cache)."""
     model = Env(env).raw("SESAME_MODEL") or "suno/bark-small"  # or the plan's MODEL_NAME
@@ -181,8 +165,10 @@ def _bark_weights_here(env: dict[str, str]) -> bool:
 class _Stack:
     """The children of one ``up``: their specs, and the rolling reload of the workers."""
 
-    def __init__(self, config: UpConfig, env: dict[str, str], sup: Supervisor) -> None:
-        self.config, self.env, self.sup = config, env, sup
+    def __init__(
+        self, config: UpConfig, env: dict[str, str], sup: Supervisor, broker: LocalBroker | None
+    ) -> None:
+        self.config, self.env, self.sup, self.broker = config, env, sup, broker
         self.slots: dict[int, tuple[str, int]] = {}  # slot -> (child name, generation)
         self.gateway: tuple[str, int] = ("gateway", 0)
         # Made once, inherited by every gateway (stream_server/http/listen.py): see the reload.
@@ -193,9 +179,10 @@ class _Stack:
     def worker_spec(self, slot: int, generation: int) -> ChildSpec:
         base = self.env.get("SESAME_WORKER_ID", "worker")
         wid = f"{base}-{slot}" if generation == 0 else f"{base}-{slot}-r{generation}"
-        return ChildSpec(
-            wid, "worker", (*CLI, "worker"), {**self.env, "SESAME_WORKER_ID": wid}, worker_id=wid
-        )
+        env = {**self.env, "SESAME_WORKER_ID": wid}
+        if self.broker is not None:
+            env["SESAME_MQTT_URL"] = self.broker.worker_url(wid, self.sup).env_value()
+        return ChildSpec(wid, "worker", (*CLI, "worker"), env, worker_id=wid)
 
     def start_workers(self) -> None:
         for slot in range(1, self.config.worker_count + 1):
@@ -208,6 +195,8 @@ class _Stack:
         url = f"http://{host}:{self.config.port}/health"
         name = "gateway" if generation == 0 else f"gateway-r{generation}"
         env = {**self.env, "SESAME_LISTEN_FD": str(self.listener.fileno())}
+        if self.broker is not None:
+            env["SESAME_MQTT_URL"] = self.broker.url("gateway").env_value()
         return ChildSpec(
             name, "gateway", (*CLI, "gateway"), env, health_url=url, pass_fds=(self.listener.fileno(),)
         )
@@ -239,24 +228,55 @@ class _Stack:
             log.info("reload_done", ok=ok)
 
 
-def _broker_spec(workdir: Path) -> tuple[ChildSpec, MqttUrl]:
-    port = free_port()
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        raise ConfigError("mosquitto is not installed (Debian package 'mosquitto'; `make up` installs it)")
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(CONFIG_TEMPLATE.format(port=port))
-    return ChildSpec("broker", "broker", (binary, "-c", str(conf))), MqttUrl("127.0.0.1", port)
+class LocalBroker:
+    """``up``'s own mosquitto: the production configuration and ACL, credentials made here."""
+
+    def __init__(self, run_dir: Path, worker_ids: list[str]) -> None:
+        self.port = free_port()
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise ConfigError(
+                "mosquitto is not installed (Debian package 'mosquitto'; `make up` installs it)"
+            )
+        self.credentials = Credentials(run_dir / f"broker-{self.port}")
+        for wid in worker_ids:  # the first workers' users exist before the broker starts
+            self.credentials.add_worker(wid)
+        conf = self.credentials.dir / "mosquitto.conf"
+        conf.write_text(local_config(self.port, self.credentials.passwd_path))
+        self.spec = ChildSpec("broker", "broker", (binary, "-c", str(conf)))
+        self.listener_home = self.credentials.client_options("listener", "127.0.0.1", self.port)
+        self.credentials.client_options("monitor", "127.0.0.1", self.port)
+
+    def url(self, user: str) -> MqttUrl:
+        return self.credentials.url(user, "127.0.0.1", self.port)
+
+    def worker_url(self, worker_id: str, sup: Supervisor) -> MqttUrl:
+        """A worker's own user; a new one (a reload's worker) makes the broker reread its users.
+        Should the worker connect before that, it is refused once and retries (broker/link.py)."""
+        if self.credentials.add_worker(worker_id) and (proc := sup.procs.get("broker")) is not None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGHUP)
+        return self.url(worker_id)
+
+    def listen_hint(self) -> str:
+        return (
+            f"XDG_CONFIG_HOME={self.listener_home} mosquitto_sub -v "
+            "-t 'sesame/v1/sessions/+/events' -t 'sesame/v1/sessions/+/audio'"
+        )
 
 
 async def _up(config: UpConfig, env: dict[str, str]) -> int:
-    config.run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.run_dir)
     env["SESAME_SUPERVISOR_STATE"] = str(config.state_path())
-    with tempfile.TemporaryDirectory(prefix="sesame-up-") as tmp:
+    with contextlib.ExitStack() as cleanup:
         broker = None
         if not env.get("SESAME_MQTT_URL"):
-            broker, url = _broker_spec(Path(tmp))
-            env["SESAME_MQTT_URL"] = str(url)
+            base = env.get("SESAME_WORKER_ID", "worker")
+            broker = LocalBroker(
+                config.run_dir, [f"{base}-{slot}" for slot in range(1, config.worker_count + 1)]
+            )
+            cleanup.callback(shutil.rmtree, broker.credentials.dir, True)  # its credentials go with it
+            env["SESAME_MQTT_URL"] = broker.url("gateway").env_value()
         notify = await NotifyListener(config.run_dir / f"notify-{config.port}.sock").start()
         env["NOTIFY_SOCKET"] = str(notify.path)
         try:
@@ -270,11 +290,14 @@ async def _up(config: UpConfig, env: dict[str, str]) -> int:
 
 
 async def _supervise(
-    config: UpConfig, env: dict[str, str], broker: ChildSpec | None, notify: NotifyListener
+    config: UpConfig, env: dict[str, str], broker: LocalBroker | None, notify: NotifyListener
 ) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    mqtt_url = MqttUrl.parse(env["SESAME_MQTT_URL"])
+    # One broker, or a cluster's nodes; our own broker is read as `monitor`.
+    mqtt_url = (
+        MqttNodes.parse(env["SESAME_MQTT_URL"]) if broker is None else MqttNodes.of(broker.url("monitor"))
+    )
     async with Supervisor(
         SupervisorCore(config.policy),
         mqtt_url=mqtt_url,
@@ -283,9 +306,9 @@ async def _supervise(
         stop_timeout_s=config.stop_timeout_s,
         notify=notify,
     ) as sup:
-        stack = _Stack(config, env, sup)
+        stack = _Stack(config, env, sup, broker)
         if broker is not None:
-            sup.add(broker)
+            sup.add(broker.spec)
             assert sup.link is not None
             await sup.link.wait_connected(30.0)  # workers and gateway would only retry meanwhile
         stack.start_workers()
@@ -305,6 +328,8 @@ async def _supervise(
             "up_started",
             url=f"http://{config.host}:{config.port}/",
             broker=str(mqtt_url),
+            listen_with=broker.listen_hint() if broker is not None else None,
+            credentials=str(broker.credentials.dir) if broker is not None else None,
             workers=config.worker_count,
             pid=os.getpid(),
             pid_file=str(config.pid_path()),

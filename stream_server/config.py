@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from broker.errors import ConfigError
-from broker.settings import Env, MqttUrl
+from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from stream_server.core.actions import WORKERS
 from stream_server.core.failover import FailoverConfig
@@ -67,7 +67,7 @@ class MonitorConfig:
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    mqtt_url: MqttUrl
+    mqtt_url: MqttNodes
     gateway_id: str
     host: str = "127.0.0.1"
     port: int = 8000
@@ -141,7 +141,7 @@ class GatewayConfig:
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")
         return cls(
-            mqtt_url=MqttUrl.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            mqtt_url=MqttNodes.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
             gateway_id=gateway_id,
             host=env.str("SESAME_HOST", "127.0.0.1"),
             port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),

@@ -2,8 +2,8 @@
 
 | variable                       | default                 | meaning                                         |
 | ------------------------------ | ----------------------- | ----------------------------------------------- |
-| SESAME_WORKER_ID               | worker-<host>-<random>  | topic level naming this worker                  |
-| SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker                                      |
+| SESAME_WORKER_ID               | its MQTT user, or random | topic level naming this worker (its MQTT user) |
+| SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker (cluster: nodes, comma-separated)    |
 | SESAME_ENGINE                  | bark                    | bark, piper or espeak-ng                        |
 | SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
 | SESAME_PIPER_THREADS           | cores / 2 (at least 1)  | onnxruntime threads per Piper child process     |
@@ -41,8 +41,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from broker.credentials import is_role
 from broker.errors import ConfigError, ProtocolError
-from broker.settings import Env, MqttUrl
+from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
 from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
@@ -77,7 +78,7 @@ def parse_speaker(raw: str | None) -> int | str | None:
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     worker_id: str
-    mqtt_url: MqttUrl
+    mqtt_url: MqttNodes
     engine: EngineName = "bark"
     model: str = DEFAULT_MODEL
     model_cache: str | None = None
@@ -111,6 +112,14 @@ class WorkerConfig:
             check_id(self.worker_id, "worker_id")
         except ProtocolError as exc:
             raise ConfigError(f"SESAME_WORKER_ID={self.worker_id!r}: {exc}") from exc
+        if is_role(self.worker_id):
+            raise ConfigError(f"SESAME_WORKER_ID={self.worker_id!r} is a broker role, not a worker")
+        user = self.mqtt_url.first.username
+        if user is not None and user != self.worker_id:
+            # The broker's ACL lets a worker publish only under its own user name (docs/security.md).
+            raise ConfigError(
+                f"SESAME_WORKER_ID={self.worker_id!r} differs from the MQTT user {user!r} of SESAME_MQTT_URL"
+            )
         if self.engine not in ENGINES:
             raise ConfigError(f"SESAME_ENGINE={self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.bark_decoder not in DECODERS:
@@ -127,9 +136,10 @@ class WorkerConfig:
         engine = e.str("SESAME_ENGINE", "bark").lower()
         if engine not in ENGINES:
             raise ConfigError(f"SESAME_ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
+        nodes = MqttNodes.parse(e.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883"))
         config = cls(
-            worker_id=e.str("SESAME_WORKER_ID", "") or default_worker_id(),
-            mqtt_url=MqttUrl.parse(e.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            worker_id=e.str("SESAME_WORKER_ID", "") or nodes.first.username or default_worker_id(),
+            mqtt_url=nodes,
             engine=engine,
             model=e.str("SESAME_MODEL", DEFAULT_MODEL),
             model_cache=e.raw("SESAME_MODEL_CACHE"),

@@ -28,7 +28,6 @@ from .voices import VoiceMap
 log = logs.get("sesame.espeak")
 
 BINARY = "espeak-ng"
-CANCEL_POLL_S = 0.02  # how often a running process checks its job's cancel token
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,28 +157,21 @@ class EspeakEngine:
             )
         except OSError as exc:
             raise EngineUnavailable(f"{self.binary} cannot run: {exc}") from exc
-        # No extra task: the synthesis runs in the caller's task; a timer kills the process when
-        # the job is cancelled, which ends communicate().
-        loop = asyncio.get_running_loop()
+        # No extra task: the synthesis runs in the caller's task; the cancel token kills the
+        # process when the job is cancelled (no polling), which ends communicate().
 
-        watch: list[asyncio.TimerHandle] = []
-
-        def check_cancel() -> None:
-            if cancel.cancelled and proc.returncode is None:
+        def kill_on_cancel() -> None:
+            if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
-            else:
-                watch[:] = [loop.call_later(CANCEL_POLL_S, check_cancel)]
 
-        check_cancel()
+        cancel.on_cancel(kill_on_cancel)
         try:
             async with asyncio.timeout(self.timeout_s):
                 out, err = await proc.communicate(text.encode("utf-8"))
         except TimeoutError as exc:
             raise EngineTimeout(f"espeak-ng took longer than {self.timeout_s}s") from exc
         finally:
-            for handle in watch:
-                handle.cancel()
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()

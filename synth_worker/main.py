@@ -22,7 +22,7 @@ import structlog
 
 from broker import logs
 from broker.errors import ConfigError
-from broker.settings import MqttUrl
+from broker.settings import MqttNodes
 
 from .config import ENGINES, WorkerConfig, parse_speaker
 
@@ -33,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a synthesis worker: takes jobs over MQTT, streams audio back, heartbeats.",
     )
     p.add_argument("--worker-id", help="SESAME_WORKER_ID")
-    p.add_argument("--mqtt-url", help="SESAME_MQTT_URL (mqtt://host:port)")
+    p.add_argument("--mqtt-url", help="SESAME_MQTT_URL (mqtt://host:port, or several comma-separated)")
     p.add_argument("--engine", choices=ENGINES, help="SESAME_ENGINE")
     p.add_argument("--model", help="SESAME_MODEL: checkpoint directory or cached hub id")
     p.add_argument("--piper-voice", help="SESAME_PIPER_VOICE: a Piper .onnx model (engine piper)")
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "worker_id": args.worker_id,
-        "mqtt_url": MqttUrl.parse(args.mqtt_url) if args.mqtt_url else None,
+        "mqtt_url": MqttNodes.parse(args.mqtt_url) if args.mqtt_url else None,
         "engine": args.engine,
         "model": args.model,
         "piper_voice": args.piper_voice,

@@ -94,6 +94,11 @@ export class SesameVoice {
     this._url = null;
     this._startOpts = null; // replayed after a reconnect
     this._pending = []; // messages sent while reconnecting, sent once the new session is ready
+    // Resume (docs/protocol.md): the server frames of this session received after its opening
+    // `ready`, every client frame sent in it, and the secret of the last `ready` (docs/security.md).
+    this._heard = 0;
+    this._sent = [];
+    this._resumeToken = null;
     this._reconnecting = false;
     this._attempt = 0;
     this._userClosed = false;
@@ -164,6 +169,9 @@ export class SesameVoice {
     this._closeSocket();
     this._url = url;
     this._userClosed = false;
+    this._heard = 0;
+    this._sent = [];
+    this._resumeToken = null;
     return this._open(url);
   }
 
@@ -172,9 +180,13 @@ export class SesameVoice {
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     const ready = this._nextReady();
+    let opening = true; // the first frame is the `ready` (or error) that answers the connect
     ws.onopen = () => this._emit("open", { url });
     ws.onmessage = (event) => {
-      if (this.ws === ws) this.receive(event.data);
+      if (this.ws !== ws) return;
+      if (opening) opening = false;
+      else this._heard += 1;
+      this.receive(event.data);
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
@@ -203,9 +215,27 @@ export class SesameVoice {
     this._reconnectTimer = null;
     if (this._userClosed) return;
     try {
-      await this._open(this._url);
-      this._bySeq.clear(); // a new session numbers its sentences from 0 again
-      if (this._startOpts) await this.start(this._startOpts, true);
+      // Resume the session when the gateway still holds it: its id, the token of its last
+      // `ready`, and how many of its frames arrived. Otherwise the answer is a new session.
+      const previous = this.session ? this.session.session_id : null;
+      let url = this._url;
+      if (previous && this._resumeToken) {
+        const u = new URL(this._url);
+        u.searchParams.set("session_id", previous);
+        u.searchParams.set("resume_token", this._resumeToken);
+        u.searchParams.set("heard", String(this._heard));
+        url = u.toString();
+      }
+      const ready = await this._open(url);
+      if (ready.resumed && ready.session_id === previous) {
+        // The gateway replays what this client did not hear; send again what it did not get.
+        for (const raw of this._sent.slice(ready.received)) this.ws.send(raw);
+      } else {
+        this._heard = 0;
+        this._sent = [];
+        this._bySeq.clear(); // a new session numbers its sentences from 0 again
+        if (this._startOpts) await this.start(this._startOpts, true);
+      }
     } catch (err) {
       // A socket that closed again schedules the next attempt itself (onclose). One that is open
       // but refused the replayed `start` will not get better: stop and say so.
@@ -229,7 +259,7 @@ export class SesameVoice {
     const msg = { type: "start" };
     for (const key of ["voice", "format", "sample_rate"]) if (opts[key] !== undefined) msg[key] = opts[key];
     const ready = this._nextReady("start");
-    this.ws.send(JSON.stringify(msg)); // not queued: a replayed start must go first
+    this._sendNow(msg); // not queued: a replayed start must go first
     return ready;
   }
 
@@ -298,9 +328,15 @@ export class SesameVoice {
     return new Promise((resolve, reject) => this._readyWaiters.push({ kind, resolve, reject }));
   }
 
+  _sendNow(msg) {
+    const raw = JSON.stringify(msg);
+    this._sent.push(raw);
+    this.ws.send(raw);
+  }
+
   _send(msg) {
     if (this.connected && !this._reconnecting) {
-      this.ws.send(JSON.stringify(msg));
+      this._sendNow(msg);
       return;
     }
     if (this.autoReconnect && this._url && !this._userClosed && (this._reconnecting || this.ws === null)) {
@@ -338,6 +374,7 @@ export class SesameVoice {
     switch (msg.type) {
       case "ready":
         this.session = msg;
+        if (msg.resume_token) this._resumeToken = msg.resume_token; // each ready voids the last
         this._ensureAudio(msg.sample_rate || 24000);
         for (const waiter of this._readyWaiters.splice(0)) waiter.resolve(msg);
         this._emit("ready", msg);

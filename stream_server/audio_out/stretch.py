@@ -76,10 +76,9 @@ def _best_offset(xp: np.ndarray, natural: int, nominal: int, frame: int, search:
     """The slide in [-search, search] of the frame at ``nominal`` whose waveform best matches the
     natural continuation of the previous frame (``xp[natural : natural + frame]``)."""
     template = xp[natural : natural + frame]
+    if not np.any(np.abs(template) > _EPS):
+        return 0  # silence before: keep the nominal place
     region = xp[nominal - search : nominal + search + frame]
     corr = np.correlate(region, template, mode="valid")  # one value per slide
     energy = np.convolve(region * region, np.ones(frame), mode="valid")
-    score = corr / np.sqrt(energy + _EPS)
-    if not np.any(np.abs(template) > _EPS):
-        return 0  # silence before: keep the nominal place
-    return int(np.argmax(score)) - search
+    return int(np.argmax(corr / np.sqrt(energy + _EPS))) - search

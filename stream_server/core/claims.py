@@ -18,12 +18,22 @@ retained message).
 A claim is a lease: it holds for ``lease_s`` after it was seen, the holder publishes it again every
 ``lease_s / 2``, and the retained copy carries an MQTT message expiry of ``lease_s``. So the claims
 of a gateway that crashed lapse by themselves, and its sessions' ids can be opened again elsewhere.
+
+Only the gateway role may write claims (broker/mosquitto.acl). Even so, a claim with an impossible
+``claimed_at`` is ignored (``ImpossibleClaim``): one not a positive finite number, one from the
+future (beyond ``skew_s`` of clock difference between gateways), and one that would take a session
+we hold with a time earlier than our own claim by more than ``skew_s``: a real rival claims within
+moments of us (the same ``open`` twice), never long before a session we made or were handed first.
+A ``claimed_at: 0`` therefore closes nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from broker.errors import ProtocolError
+from broker.topics import check_id
 from broker.wire import Message, Registry
 
 claim_messages = Registry("claim")
@@ -36,6 +46,13 @@ class Claim(Message):
     gateway_id: str
     claimed_at: float  # wall-clock seconds; only a tie-break that every gateway computes alike
     lease_s: float = 60.0
+
+    def validate(self) -> None:
+        check_id(self.gateway_id, "gateway_id")
+        if not (math.isfinite(self.claimed_at) and self.claimed_at > 0):
+            raise ProtocolError("claimed_at must be a positive time", code="impossible_claim")
+        if not (math.isfinite(self.lease_s) and 0 < self.lease_s <= 3600):
+            raise ProtocolError("lease_s must be in (0, 3600]", code="bad_field")
 
     @property
     def rank(self) -> tuple[float, str]:
@@ -67,14 +84,26 @@ class CountUnknown:
     session_id: str
 
 
-ClaimAction = PublishClaim | ClearClaim | DropSession | CountUnknown
+@dataclass(frozen=True, slots=True)
+class ImpossibleClaim:
+    """A claim whose time cannot be true was ignored."""
+
+    session_id: str
+    gateway_id: str
+    reason: str
+
+
+ClaimAction = PublishClaim | ClearClaim | DropSession | CountUnknown | ImpossibleClaim
 
 
 class ClaimBook:
-    def __init__(self, gateway_id: str, window_s: float = 2.0, lease_s: float = 60.0) -> None:
+    def __init__(
+        self, gateway_id: str, window_s: float = 2.0, lease_s: float = 60.0, skew_s: float = 10.0
+    ) -> None:
         self.gateway_id = gateway_id
         self.window_s = window_s
         self.lease_s = lease_s
+        self.skew_s = skew_s
         self.owners: dict[str, Claim] = {}
         self._until: dict[str, float] = {}  # session -> when the claim lapses (others') / is renewed (ours)
         self._orphans: dict[str, float] = {}  # session -> when its unclaimed text counts as unknown
@@ -99,10 +128,20 @@ class ClaimBook:
         self._until.pop(session_id, None)
         return [ClearClaim(session_id)]
 
-    def seen(self, session_id: str, claim: Claim | None, now: float) -> list[ClaimAction]:
-        """A claim (or its clearing, None) arrived on the broker, ours included."""
-        self._orphans.pop(session_id, None)
+    def seen(self, session_id: str, claim: Claim | None, now: float, wall_now: float) -> list[ClaimAction]:
+        """A claim (or its clearing, None) arrived on the broker, ours included. ``wall_now``: the
+        wall clock, to judge the claim's own time by."""
         current = self.owners.get(session_id)
+        if claim is not None and claim.gateway_id != self.gateway_id:
+            if claim.claimed_at > wall_now + self.skew_s:
+                return [ImpossibleClaim(session_id, claim.gateway_id, "future")]
+            if (
+                self._mine(session_id)
+                and current is not None
+                and claim.claimed_at < current.claimed_at - self.skew_s
+            ):
+                return [ImpossibleClaim(session_id, claim.gateway_id, "before_ours")]
+        self._orphans.pop(session_id, None)
         if claim is None:
             if current is not None and not self._mine(session_id):
                 del self.owners[session_id]

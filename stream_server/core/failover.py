@@ -87,3 +87,20 @@ def ahead_not_begun(tasks: Iterable[Task], task: Task, now: float) -> float | No
         ),
         default=None,
     )
+
+
+def followers(tasks: Iterable[Task], task: Task, level: int) -> list[tuple[Task, Attempt]]:
+    """The later sentences of ``task``'s turn still above tier ``level`` with no audio yet: they
+    follow it down (one audible switch of voice per turn, not a flip-flop)."""
+    s = task.sentence
+    return [
+        (t, t.attempt)
+        for t in tasks
+        if t is not task
+        and t.sentence.session_id == s.session_id
+        and t.sentence.turn == s.turn
+        and t.sentence.seq > s.seq
+        and t.tier_index < level
+        and t.attempt is not None
+        and t.attempt.first_audio_at is None
+    ]

@@ -47,12 +47,14 @@ class Readiness:
     broker_connected: bool
     workers: tuple[WorkerReadiness, ...]
     sessions: int
+    broker_node: str | None = None  # the node of SESAME_MQTT_URL the link is on (None: none)
 
     def to_json(self) -> dict[str, object]:
         return {
             "ready": self.ready,
             "tiers": list(self.tiers),
             "broker_connected": self.broker_connected,
+            "broker_node": self.broker_node,
             "workers": [w.to_json() for w in self.workers],
             "sessions": self.sessions,
         }

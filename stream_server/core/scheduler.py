@@ -20,6 +20,9 @@ ends: the later sentences of that turn still on a higher tier are moved too (one
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
 from broker.messages import Heartbeat, WorkerStatus
 from stream_server.core.actions import (
     WORKERS,
@@ -44,14 +47,21 @@ from stream_server.core.failover import (
     ahead_not_begun,
     budget_again,
     first_audio_deadline,
+    followers,
 )
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
 
 class Scheduler:
-    def __init__(self, config: FailoverConfig, job_prefix: str = "j") -> None:
+    def __init__(
+        self,
+        config: FailoverConfig,
+        job_prefix: str = "j",
+        token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+    ) -> None:
         self.config = config
-        self.job_prefix = job_prefix
+        self.job_prefix = job_prefix[:24]
+        self._token = token  # 128 random bits: a job id cannot be guessed (docs/security.md)
         self.registry = WorkerRegistry(
             config.missed_heartbeats, config.retry_delay_s, config.worker_retention_s
         )
@@ -60,7 +70,6 @@ class Scheduler:
         }
         self.tasks: dict[str, Task] = {}  # job_id of the current attempt -> task
         self.sticky: dict[str, tuple[int, int]] = {}  # session_id -> (turn, lowest tier index)
-        self._next_job = 0
         self._probing: set[str] = set()
 
     # ---- queries --------------------------------------------------------------------------
@@ -91,7 +100,7 @@ class Scheduler:
             return []
         att = task.attempt
         att.acked_at = now
-        self._seen(att, now)
+        self.registry.seen(att.worker_id, now)
         worker = self.registry.workers.get(att.worker_id or "")
         rtf = worker.rtf if worker is not None else 0.0
         if rtf > 0:
@@ -104,7 +113,7 @@ class Scheduler:
         if task is None or task.attempt is None:
             return None
         att = task.attempt
-        self._seen(att, now)
+        self.registry.seen(att.worker_id, now)
         if att.acked_at is None:
             att.acked_at = now
         if att.first_audio_at is None:
@@ -117,7 +126,7 @@ class Scheduler:
         if task is None or task.attempt is None:
             return []
         att = task.attempt
-        self._seen(att, now)
+        self.registry.seen(att.worker_id, now)
         self._release(att)
         self._progressed(att.worker_id, now)
         actions: list[Action] = []
@@ -132,8 +141,17 @@ class Scheduler:
         if task is None:
             return []
         if cause is Cause.ENGINE and task.attempt is not None:
-            self._seen(task.attempt, now)  # the worker said so itself
+            self.registry.seen(task.attempt.worker_id, now)  # the worker said so itself
         return self._fail(task, reason, now, cause)
+
+    def broker_moved(self, now: float) -> list[Action]:
+        """The link dropped and came back (on another broker node): what workers published to us
+        in between is lost, so each worker job in flight is sent again (the broker's fault)."""
+        actions: list[Action] = []
+        for job_id, task in list(self.tasks.items()):
+            if task.attempt is not None and task.attempt.tier == WORKERS and task.attempt.job_id == job_id:
+                actions += self._fail(task, "broker_moved", now, Cause.BROKER)
+        return actions
 
     def busy(self) -> bool:  # anything being synthesized? (phrase preloading waits until not)
         return bool(self.tasks)
@@ -236,14 +254,8 @@ class Scheduler:
         return actions
 
     def _progressed(self, worker_id: str | None, now: float) -> None:
-        worker = self.registry.workers.get(worker_id or "")
-        if worker is not None:
-            held = [self.tasks[j] for j in worker.assigned if j in self.tasks]
-            budget_again(self.config, held, worker.rtf, now)
-
-    def _seen(self, att: Attempt, now: float) -> None:
-        if att.worker_id is not None:
-            self.registry.seen(att.worker_id, now)
+        if (w := self.registry.workers.get(worker_id or "")) is not None:
+            budget_again(self.config, [self.tasks[j] for j in w.assigned if j in self.tasks], w.rtf, now)
 
     def _release(self, att: Attempt) -> None:
         if att.worker_id is not None:
@@ -252,8 +264,7 @@ class Scheduler:
                 worker.assigned.discard(att.job_id)
 
     def _new_job_id(self) -> str:
-        self._next_job += 1
-        return f"{self.job_prefix}{self._next_job}"
+        return f"{self.job_prefix}{self._token()}"
 
     def _fail(self, task: Task, reason: str, now: float, cause: Cause) -> list[Action]:
         att = task.attempt
@@ -325,23 +336,12 @@ class Scheduler:
         )
         self.sticky[s.session_id] = (s.turn, level)
         actions: list[Action] = []
-        for other in list(self.tasks.values()):
-            o = other.sentence
-            if (
-                other is not task
-                and o.session_id == s.session_id
-                and o.turn == s.turn
-                and o.seq > s.seq
-                and other.tier_index < level
-                and other.attempt is not None
-                and other.attempt.first_audio_at is None
-            ):
-                att = other.attempt
-                self.tasks.pop(att.job_id, None)
-                self._release(att)
-                actions.append(CancelJob(att.job_id, att.tier, att.worker_id, o.session_id))
-                other.tier_index = level
-                actions += self._place(other, now, None, "")
+        for other, att in followers(list(self.tasks.values()), task, level):
+            self.tasks.pop(att.job_id, None)
+            self._release(att)
+            actions.append(CancelJob(att.job_id, att.tier, att.worker_id, s.session_id))
+            other.tier_index = level
+            actions += self._place(other, now, None, "")
         return actions
 
     def _breaker_event(self, tier: str, transition: Transition | None) -> list[Action]:

@@ -92,9 +92,10 @@ class WorkerRegistry:
             self.workers[st.worker_id] = WorkerInfo(st.worker_id, last_seen=now, pid=st.pid)
         return []
 
-    def seen(self, worker_id: str, now: float) -> None:
-        """A message other than a heartbeat came from this worker: it is alive now."""
-        w = self.workers.get(worker_id)
+    def seen(self, worker_id: str | None, now: float) -> None:
+        """A message other than a heartbeat came from this worker (None: from no worker): it is
+        alive now."""
+        w = None if worker_id is None else self.workers.get(worker_id)
         if w is not None and w.alive:
             w.last_seen, w.unconfirmed = max(w.last_seen, now), False
 

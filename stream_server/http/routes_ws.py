@@ -1,6 +1,7 @@
 """``/ws``: the streaming websocket (docs/protocol.md). Reads client frames into the hub; one named
 writer task per socket sends what the session's queue holds. A socket that drops without a close
-leaves its session detached for a resume (``detached.py``); ``?session_id=&heard=`` picks it up."""
+leaves its session detached for a resume (``detached.py``); ``?session_id=&resume_token=&heard=``
+picks it up: the token is the secret of the session's last ``ready``, so only its owner can."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
 from stream_server.http.auth import authorized
 from stream_server.http.ports import WebsocketHost
+from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
 from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
 from stream_server.hub.shutdown import Drainer
 
@@ -40,12 +42,16 @@ async def serve_websocket(hub: WebsocketHost, websocket: WebSocket, drainer: Dra
     link, ready = _attach(hub, websocket)
     if link is None:
         await websocket.send_text(ready.to_json())
-        await websocket.close(code=1013, reason=ready.code if isinstance(ready, Error) else "")
+        throttled = isinstance(ready, Error) and ready.code == "resume_throttled"
+        await websocket.close(
+            code=1008 if throttled else 1013, reason=ready.code if isinstance(ready, Error) else ""
+        )
         return
     attachment, queue = link.attachment, link.out
     await websocket.send_text(ready.to_json())
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_write(websocket, queue, link, drainer), name=f"ws-writer:{link.session_id}")
+        writer = _write(websocket, queue, link, drainer=drainer, detached=hub.detached, attachment=attachment)
+        tg.create_task(writer, name=f"ws-writer:{link.session_id}")
         clean = False
         try:
             clean = await _read(hub, websocket, link, attachment, drainer)
@@ -61,16 +67,23 @@ async def serve_websocket(hub: WebsocketHost, websocket: WebSocket, drainer: Dra
 
 
 def _attach(hub: WebsocketHost, websocket: WebSocket) -> tuple[SessionLink | None, Ready | Error]:
-    """The session for this socket: the one it resumes (``?session_id=&heard=``), else a new one."""
+    """The session for this socket: the one it resumes (``?session_id=&resume_token=&heard=``),
+    else a new one. Each ready carries a new resume token."""
     query = websocket.query_params
-    wanted = parse_resume(query.get("session_id"), query.get("heard"))
-    if wanted is not None and (link := hub.detached.resume(*wanted)) is not None:
-        return link, dataclasses.replace(link.core.ready_message(), resumed=True, received=link.received)
+    wanted = parse_resume(query.get("session_id"), query.get("heard"), query.get("resume_token"))
+    if wanted is not None:
+        peer = websocket.client.host if websocket.client is not None else ""
+        resumed = hub.detached.resume(wanted, peer)
+        if resumed is Refused.THROTTLED:
+            return None, Error("resume_throttled", "too many failed resumes: try again later")
+        if isinstance(resumed, SessionLink):
+            ready = dataclasses.replace(resumed.core.ready_message(), resumed=True, received=resumed.received)
+            return resumed, dataclasses.replace(ready, resume_token=hub.detached.issue(resumed))
     try:
         link = hub.open_session(resumable=True)
     except ProtocolError as exc:
         return None, Error(exc.code, str(exc))
-    return link, link.core.ready_message()
+    return link, dataclasses.replace(link.core.ready_message(), resume_token=hub.detached.issue(link))
 
 
 async def _read(
@@ -103,12 +116,20 @@ def decode_frame(raw_text: str | None) -> Message:
 
 
 async def _write(
-    websocket: WebSocket, queue: asyncio.Queue[Outgoing], link: SessionLink, drainer: Drainer | None
+    websocket: WebSocket,
+    queue: asyncio.Queue[Outgoing],
+    link: SessionLink,
+    *,
+    drainer: Drainer | None,
+    detached: Detached,
+    attachment: int,
 ) -> None:
     try:
         while True:
             item = await queue.get()
             if item is None:
+                if link.attachment != attachment and not link.closed:  # a resume took the session
+                    await websocket.close(code=RESUMED_ELSEWHERE, reason="session resumed elsewhere")
                 if link.close_reason is CloseReason.GATEWAY_RELOAD:
                     await websocket.close(code=1012, reason="gateway reload: reconnect")
                 if link.close_reason is CloseReason.CLIENT_TOO_SLOW:
@@ -120,6 +141,8 @@ async def _write(
             if isinstance(item, bytes):
                 await websocket.send_bytes(item)
             else:
+                if isinstance(item, Ready):  # a start's ready: a new token, on this socket only
+                    item = dataclasses.replace(item, resume_token=detached.issue(link))
                 await websocket.send_text(item.to_json())
                 if isinstance(item, TurnEnd) and drainer is not None and drainer.draining:
                     drainer.poke()  # this session may be idle now

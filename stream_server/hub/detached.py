@@ -3,29 +3,61 @@
 
 ``detach`` keeps the session for ``SESAME_RESUME_GRACE`` (a task sleeping until exactly then,
 cancelled by a resume); meanwhile its frames go to its log only. ``resume`` hands a reconnecting
-client the session with every frame from the count it heard queued on a fresh queue, and ends the
-writer of the old socket (which may not be known to be dead yet).
+client that shows the session's resume token the session with every frame from the count it heard
+queued on a fresh queue, and ends the writer of the old socket (which may not be known to be dead
+yet, or may still be attached: it is then closed with ``RESUMED_ELSEWHERE``). ``issue`` makes the
+token of each ``ready``. A wrong token is counted against the peer (``resume.ResumeThrottle``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from enum import Enum
 from typing import Protocol
 
 from broker import logs
+from stream_server.core.resume import ResumeRequest, ResumeThrottle, new_token, token_matches
 from stream_server.hub.live_sessions import OUT_QUEUE_FRAMES, CloseReason, Outgoing, SessionLink
 from stream_server.hub.ports import SessionHost, TaskHost
+from stream_server.monitoring.metrics import Metrics
 
 log = logs.get("sesame.resume")
+
+RESUMED_ELSEWHERE = 4001  # close code of a socket whose session a resume took over
+
+
+class Refused(Enum):
+    """Why a resume was not honoured (the client gets a new session, or, throttled, a refusal)."""
+
+    NOT_HELD = "not_held"  # no such session here (closed, expired, another gateway, resume off)
+    BAD_TOKEN = "bad_token"
+    LOG_GONE = "log_gone"  # the frames the client needs have left the replay log
+    THROTTLED = "throttled"  # too many failed resumes from this peer
 
 
 class DetachHost(SessionHost, TaskHost, Protocol):
     """What ``Detached`` needs of the hub."""
 
+    @property
+    def metrics(self) -> Metrics: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
 
 class Detached:
     def __init__(self, hub: DetachHost) -> None:
         self.hub = hub
+        self.throttle = ResumeThrottle()
+
+    def issue(self, link: SessionLink) -> str | None:
+        """A new resume token for the ``ready`` about to be sent (None when resume is off); the
+        previous one stops working."""
+        if link.log.limit == 0:
+            return None
+        token, link.resume_digest = new_token()
+        return token
 
     def detach(self, link: SessionLink, attachment: int) -> None:
         """The socket of ``attachment`` dropped without a close: keep the session for a resume."""
@@ -43,16 +75,29 @@ class Detached:
         if link.detached and link.attachment == attachment:
             self.hub.close_session(link, CloseReason.RESUME_EXPIRED)
 
-    def resume(self, session_id: str, heard: int) -> SessionLink | None:
-        """The session with frames ``heard``... queued for the new socket, or None (not held here,
-        closed, or those frames have left the log)."""
+    def resume(self, wanted: ResumeRequest, peer: str) -> SessionLink | Refused:
+        """The session with frames ``heard``... queued for the new socket, or why not."""
+        now = self.hub.clock()
+        session_id, heard = wanted.session_id, wanted.heard
+        if not self.throttle.allowed(peer, now):
+            self.hub.metrics.bad_input.labels("websocket", "resume_throttled").inc()
+            return Refused.THROTTLED
         link = self.hub.sessions.get(session_id)
         if link is None or link.closed or link.log.limit == 0:
-            return None
+            return Refused.NOT_HELD
+        if not token_matches(link.resume_digest, wanted.token):
+            self.throttle.failed(peer, now)
+            self.hub.metrics.bad_input.labels("websocket", "bad_resume_token").inc()
+            log.warning("resume_refused", session_id=session_id, reason=Refused.BAD_TOKEN.value, peer=peer)
+            return Refused.BAD_TOKEN
         replay = link.log.since(heard)
         if replay is None:
-            log.info("resume_refused", session_id=session_id, heard=heard, first=link.log.first)
-            return None
+            log.info(
+                "resume_refused", session_id=session_id, reason="log_gone", heard=heard, first=link.log.first
+            )
+            return Refused.LOG_GONE
+        if not link.detached:
+            log.info("session_taken_over", session_id=session_id)  # the old socket closes (4001)
         link.end()  # the writer of the old socket stops
         queue: asyncio.Queue[Outgoing] = asyncio.Queue(OUT_QUEUE_FRAMES)
         for item in replay:

@@ -48,6 +48,7 @@ from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.inbound import route
+from stream_server.mqtt.link_events import LinkEvents
 from stream_server.mqtt.outbound import MqttOut, Publish
 from stream_server.mqtt.topic_sessions import MqttSessions
 from synth_worker.engine import Engine
@@ -75,7 +76,6 @@ class Hub:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.scheduler = Scheduler(config.failover, job_prefix=f"{config.gateway_id}.")
-        self.reply_to = topics.reply_root(config.gateway_id)
         self.sessions = Sessions(
             SessionSettings(
                 config.max_sessions, config.max_length, config.first_chunk_min_chars, config.lookahead
@@ -103,10 +103,10 @@ class Hub:
             ],
         )
         self.link.on_message = self._on_mqtt
-        self.link.on_connect = self._on_connect
         self.link.on_caught_up = self._caught_up
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
+        self.link_events = LinkEvents(self.link, self.metrics, self.out, self.mqtt_sessions, self._moved)
         self.detached = Detached(self)
         self.local = LocalTiers(
             engines, voices.default, config.failover.timeout_s, self._spawn, self._local,
@@ -126,7 +126,6 @@ class Hub:
             preloader=self.preloader,
             local=self.local,
             out=self.out,
-            reply_to=self.reply_to,
             observers=self.observers,
             close_session=self.close_session,
             sample_health=self._sample_health,
@@ -268,8 +267,9 @@ class Hub:
             self.metrics.bad_input.labels("mqtt", exc.code).inc()
             log.warning("bad_mqtt_payload", topic=topic, code=exc.code, error=str(exc))
 
-    async def _on_connect(self, _link: MqttLink) -> None:
-        self.out.resend_cancels()
+    def _moved(self) -> None:
+        """The link landed on another broker node: worker jobs in flight go out again."""
+        self.feed(self.scheduler.broker_moved(self.clock()))
 
     def _caught_up(self) -> None:
         if actions := self.scheduler.caught_up(self.clock()):  # silence judged once all is read
@@ -297,7 +297,7 @@ class Hub:
         return [
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
-            self.mqtt_sessions.claims.next_deadline(),
+            self.mqtt_sessions.next_deadline(),
             self.local.next_deadline(),
         ]
 
@@ -338,6 +338,7 @@ class Hub:
             ready=bool(tiers),
             tiers=tuple(tiers),
             broker_connected=self.link.connected.is_set(),
+            broker_node=None if self.link.node is None else str(self.link.node),
             workers=tuple(WorkerReadiness.of(w) for w in self.scheduler.registry.workers.values()),
             sessions=len(self.sessions),
         )

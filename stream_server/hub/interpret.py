@@ -74,7 +74,6 @@ class Interpreter:
         preloader: Preloader,
         local: LocalTiers,
         out: MqttOut,
-        reply_to: str,
         observers: Observers,
         close_session: Callable[[SessionLink, CloseReason], None],
         sample_health: Callable[[SampleHealth], None],
@@ -91,7 +90,6 @@ class Interpreter:
         self.preloader = preloader
         self.local = local
         self.out = out
-        self.reply_to = reply_to
         # Monitoring (stream_server/monitoring/hooks.py) sees every action carried out and heartbeat read.
         self.observers = observers
         self.close_session = close_session
@@ -188,11 +186,11 @@ class Interpreter:
         self.observers(action)
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
-                self.jobs.sent(job_id)
+                self.jobs.sent(job_id, worker_id)
+                reply_to = topics.reply_to(self.config.gateway_id, worker_id)
                 need_in_s = round(max(0.0, s.need_at - self.clock()), 3)
                 job = Job(
-                    job_id, s.session_id, s.seq, s.text, s.voice, self.reply_to, s.sample_rate,
-                    need_in_s=need_in_s,
+                    job_id, s.session_id, s.seq, s.text, s.voice, reply_to, s.sample_rate, need_in_s=need_in_s
                 )  # fmt: skip
                 if self.stamps is not None:
                     self.stamps.job(job_id, s.session_id, s.seq, self.clock())

@@ -70,6 +70,12 @@ class Metrics:
             "sesame_tier_available", "1 when a tier can take work", ["tier"], registry=r
         )
         self.sessions = Gauge("sesame_active_sessions", "Open sessions", registry=r)
+        self.mqtt_node = Gauge(
+            "sesame_mqtt_node", "1 for the broker node the link is on, 0 for the others", ["node"], registry=r
+        )
+        self.mqtt_connects = Counter(
+            "sesame_mqtt_connects_total", "Connections made, by broker node", ["node"], registry=r
+        )
         self.bad_input = Counter(
             "sesame_bad_input_total", "Refused input by path and code", ["path", "code"], registry=r
         )

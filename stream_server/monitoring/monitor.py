@@ -23,7 +23,7 @@ from types import TracebackType
 
 from broker import logs
 from broker.messages import Heartbeat
-from broker.settings import MqttUrl
+from broker.settings import MqttNodes
 from stream_server.config import MonitorConfig
 from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore, WebhookSender
 from stream_server.monitoring.crash_watch import CrashWatch
@@ -67,7 +67,7 @@ class Monitor:
         paths: tuple[str, ...],
         engines: Mapping[str, Engine],
         voice: str,
-        mqtt_url: MqttUrl,
+        mqtt_url: MqttNodes,
         gateway_id: str,
         metrics: Metrics,
         view: GatewayView,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from broker.audio import AudioFrame
 from broker.errors import BrokerError, EngineError, ProtocolError, error_code
 from broker.link import MqttLink
 from broker.messages import Cancel, Job, JobDone, JobError, worker_messages
-from broker.settings import MqttUrl
+from broker.settings import MqttNodes
 from stream_server.monitoring.probes import PROBE_TEXT
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 
@@ -47,7 +48,7 @@ class ProbeRunner:
     def __init__(
         self,
         *,
-        mqtt_url: MqttUrl,
+        mqtt_url: MqttNodes,
         gateway_id: str,
         engines: Mapping[str, Engine],
         voice: str,
@@ -60,7 +61,8 @@ class ProbeRunner:
         self.timeout_s = timeout_s
         self.on_result = on_result
         self.spawn = spawn
-        self.reply_root = topics.reply_root(f"{gateway_id}-probe")
+        self.probe_gateway = f"{gateway_id}-probe"
+        self.reply_root = topics.reply_root(self.probe_gateway)
         self.primary: _PrimaryProbe | None = None
         self._local: dict[str, asyncio.Task[None]] = {}
         self.link = MqttLink(
@@ -79,10 +81,16 @@ class ProbeRunner:
     # ---- the primary --------------------------------------------------------------------------
 
     def start_primary(self, probe_id: str, worker_id: str, now: float) -> None:
-        job_id = f"{probe_id}-{int(now * 1000)}"
+        job_id = f"{probe_id}-{secrets.token_urlsafe(12)}"  # unguessable, as the gateway's
         self.primary = _PrimaryProbe(probe_id, job_id, worker_id, time.perf_counter())
         job = Job(
-            job_id, "probe", 0, PROBE_TEXT, self.voice, self.reply_root, expires_at=now + self.timeout_s
+            job_id,
+            "probe",
+            0,
+            PROBE_TEXT,
+            self.voice,
+            topics.reply_to(self.probe_gateway, worker_id),
+            expires_at=now + self.timeout_s,
         )
         self.spawn(self._publish(topics.worker_jobs(worker_id), job.to_bytes()), f"probe-job:{job_id}")
 
@@ -99,8 +107,12 @@ class ProbeRunner:
         probe = self.primary
         try:
             parsed = topics.parse(topic)  # only reply topics are subscribed
-            if probe is None or not isinstance(parsed, topics.ReplyTopic) or parsed.job_id != probe.job_id:
-                return  # a late reply of a probe that timed out or gave way
+            if (
+                probe is None
+                or not isinstance(parsed, topics.ReplyTopic)
+                or (parsed.job_id, parsed.worker_id) != (probe.job_id, probe.worker_id)
+            ):
+                return  # a late reply of a probe that timed out or gave way, or not its worker's
             if parsed.kind == "audio":
                 AudioFrame.from_bytes(payload)
                 probe.chunks += 1

@@ -5,12 +5,14 @@ events and audio for MQTT listeners. When a queue is full the publish is dropped
 (``sesame_dropped_total{what="mqtt_publish"}``); a dropped or failed job is reported back
 (``on_job_unsent``) so that the scheduler fails it over. Cancels that could not be published
 (broker down) are sent again on reconnect, so a worker does not spend its time on sentences nobody
-is waiting for.
+is waiting for. When the link drops, publishes wait up to ``LINK_WAIT_S`` for it to land on a
+broker node again (the next node of a cluster takes a moment), then fail at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +25,7 @@ from stream_server.monitoring.metrics import Metrics
 log = logs.get("sesame.gateway")
 
 MQTT_OUT_QUEUE = 20_000
+LINK_WAIT_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,7 @@ class MqttOut:
         self.control: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
         self.bulk: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
         self.unsent_cancels: set[str] = set()
+        self._grace_until = 0.0  # loop time until which a publish waits for the link to come back
 
     def send(self, item: Publish, control: bool = True) -> None:
         queue = self.control if control else self.bulk
@@ -71,9 +75,20 @@ class MqttOut:
             log.info("resending_cancels", jobs=len(job_ids))
             self.cancel(job_ids)
 
+    def link_lost(self) -> None:
+        """The link dropped: publishes wait up to LINK_WAIT_S for it to land on a broker node
+        again (a cluster node's death is a move, not an outage), then fail at once."""
+        self._grace_until = asyncio.get_running_loop().time() + LINK_WAIT_S
+
     async def run(self, queue: asyncio.Queue[Publish]) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             item = await queue.get()
+            left = self._grace_until - loop.time()
+            if left > 0 and not self.link.connected.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self.link.connected.wait()
             try:
                 await self.link.publish(
                     item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s

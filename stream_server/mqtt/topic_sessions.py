@@ -5,7 +5,9 @@ A device or service with no websocket publishes on ``sesame/v1/sessions/{id}/...
 - ``open``: ``{"type":"open","voice":…,"format":…,"sample_rate":…}`` (every field optional; an empty
   payload is ``{"type":"open"}``). It reaches one gateway (shared subscription); that gateway opens
   the session with the publisher's id, claims it (``claims.py``) and publishes ``ready`` on
-  ``…/events``.
+  ``…/events``. On a broker that refuses the shared subscription (its SUBACK is read on every
+  connection) the gateway subscribes to ``open`` plainly and opens by claim alone
+  (``open_bids.py``: every gateway bids, the claim race picks one), logged once.
 - ``text`` (as for any session), ``flush``, ``cancel``, ``close``: payload empty or
   ``{"type":"flush"}`` etc.
 - The session's events (JSON) and audio frames (binary) go to ``…/events`` and ``…/audio``, as for
@@ -24,9 +26,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from broker import logs, topics
-from broker.errors import ProtocolError
+from broker.errors import BrokerError, ProtocolError
+from broker.link import MqttLink
 from broker.wire import Message, Registry
-from broker.ws_protocol import AudioFormat, CancelTurn, Flush, Start
+from broker.ws_protocol import AudioFormat, CancelTurn, Flush, SessionText, Start, Text, session_text_messages
 from stream_server.core.claims import (
     Claim,
     ClaimAction,
@@ -34,9 +37,11 @@ from stream_server.core.claims import (
     ClearClaim,
     CountUnknown,
     DropSession,
+    ImpossibleClaim,
     PublishClaim,
     claim_messages,
 )
+from stream_server.core.open_bids import Bid, OpenBids
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.ports import SessionHost, TaskHost
 from stream_server.monitoring.metrics import Metrics
@@ -45,6 +50,7 @@ from stream_server.mqtt.outbound import MqttOut, Publish
 log = logs.get("sesame.mqtt_sessions")
 
 CLAIM_WINDOW_S = 2.0
+OPEN_BID_WINDOW_S = 0.5  # claim-only opening: how long a bid waits for the claim race to settle
 control_messages = Registry("session control")
 
 
@@ -107,6 +113,8 @@ class MqttSessions:
     def __init__(self, hub: TopicSessionHost) -> None:
         self.hub = hub
         self.claims = ClaimBook(hub.config.gateway_id, CLAIM_WINDOW_S)
+        self.bids = OpenBids(OPEN_BID_WINDOW_S)
+        self.claim_only = False  # the broker refused the shared subscription for open
         self._last_seen: dict[str, float] = {}  # MQTT-only sessions -> last message from the publisher
 
     @staticmethod
@@ -126,14 +134,14 @@ class MqttSessions:
             claim = claim_messages.decode(payload) if payload else None
             if claim is not None and not isinstance(claim, Claim):
                 raise ProtocolError("not a claim", code="bad_message")
-            self._carry_out(self.claims.seen(session_id, claim, self.hub.clock()))
+            self._carry_out(self.claims.seen(session_id, claim, self.hub.clock(), time.time()))
             self.hub.deadline_moved()
             return
         link = self.hub.sessions.get(session_id)
         if link is None:
             if kind == "open":
                 self._open(session_id, payload)
-            else:
+            elif not self.bids.hold(session_id, kind, payload):
                 self.unknown(session_id)
             return
         if session_id in self._last_seen:
@@ -153,10 +161,47 @@ class MqttSessions:
             case CloseControl():
                 self.hub.close_session(link, CloseReason.MQTT_CLOSE)
 
-    def touched(self, session_id: str) -> None:
-        """The publisher sent text to one of our MQTT-only sessions."""
+    def text(self, session_id: str, payload: bytes) -> None:
+        """Text published on a session's text topic (any session: websocket ones have it too)."""
+        link = self.hub.sessions.get(session_id)
+        if link is None:
+            if not self.bids.hold(session_id, "text", payload):
+                self.unknown(session_id)  # quiet when another gateway holds it
+            return
         if session_id in self._last_seen:
             self._last_seen[session_id] = self.hub.clock()
+        try:
+            msg = session_text_messages.decode(payload)
+            assert isinstance(msg, SessionText)
+            self.hub.receive(link, Text(msg.text))
+            if msg.flush:
+                self.hub.receive(link, Flush())
+        except ProtocolError as exc:
+            self.hub.refuse(link, exc, path="mqtt")
+
+    async def connected(self, link: MqttLink) -> None:
+        """A connection to a broker node: our claims again on the node we landed on (a node
+        that lost its retained messages still knows them), and claim-only opening if this node
+        refused the shared subscription."""
+        for sid, claim in list(self.claims.owners.items()):
+            if claim.gateway_id == self.hub.config.gateway_id:
+                self._carry_out([PublishClaim(sid, claim)])
+        code = link.refused.get(topics.SHARED_SESSION_OPEN)
+        if code is None or self.claim_only:
+            return
+        try:
+            await link.subscribe(topics.ALL_SESSION_OPEN, 1, instead_of=topics.SHARED_SESSION_OPEN)
+        except BrokerError as exc:  # the link drops and comes back: this runs again then
+            log.warning("claim_only_subscribe_failed", error=str(exc))
+            return
+        self.claim_only = True
+        log.warning(
+            "mqtt_shared_subscription_refused",
+            reason_code=hex(code),
+            broker=str(link.node),
+            opening="claim_only",
+            bid_window_s=self.bids.window_s,
+        )
 
     def unknown(self, session_id: str) -> None:
         """Input for a session this gateway does not hold: quiet when another one holds it."""
@@ -169,6 +214,28 @@ class MqttSessions:
         if self.claims.held_elsewhere(session_id, self.hub.clock()):
             log.info("mqtt_session_held_elsewhere", session_id=session_id)
             return
+        if self.claim_only:
+            if self.bids.bid(session_id, payload, self.hub.clock()):
+                self.claim(session_id)
+                self.hub.deadline_moved()
+            return
+        self._open_now(session_id, payload)
+
+    def _bid_closed(self, bid: Bid) -> None:
+        claim = self.claims.owners.get(bid.session_id)
+        if claim is None or claim.gateway_id != self.hub.config.gateway_id:
+            log.info("mqtt_session_bid_lost", session_id=bid.session_id)
+            return
+        if bid.dropped:
+            log.warning("mqtt_session_bid_overflow", session_id=bid.session_id, dropped=bid.dropped)
+        self._open_now(bid.session_id, bid.open_payload)
+        for kind, payload in bid.held:
+            if kind == "text":
+                self.text(bid.session_id, payload)
+            else:
+                self.handle(kind, bid.session_id, payload)
+
+    def _open_now(self, session_id: str, payload: bytes) -> None:
         try:
             topics.check_id(session_id, "session_id")
             msg = decode_control("open", payload)
@@ -205,6 +272,9 @@ class MqttSessions:
     # ---- claims -------------------------------------------------------------------------------
 
     def claim(self, session_id: str) -> None:
+        held = self.claims.owners.get(session_id)
+        if held is not None and held.gateway_id == self.hub.config.gateway_id:
+            return  # ours already (a bid that won): a later claim would rank behind it
         self._carry_out(self.claims.claim(session_id, time.time(), self.hub.clock()))
         self.hub.deadline_moved()
 
@@ -224,10 +294,19 @@ class MqttSessions:
                     if (link := self.hub.sessions.get(sid)) is not None:
                         log.warning("session_claim_lost", session_id=sid)
                         self.hub.close_session(link, CloseReason.CLAIM_LOST)
+                case ImpossibleClaim(session_id=sid, gateway_id=gw, reason=reason):
+                    self.hub.metrics.bad_input.labels("mqtt", "impossible_claim").inc()
+                    log.warning("claim_ignored", session_id=sid, gateway_id=gw, reason=reason)
                 case CountUnknown(session_id=sid):
                     self.hub.metrics.bad_input.labels("mqtt", "unknown_session").inc()
                     log.warning("bad_mqtt_payload", session_id=sid, code="unknown_session")
 
+    def next_deadline(self) -> float | None:
+        deadlines = (self.claims.next_deadline(), self.bids.next_deadline())
+        return min((d for d in deadlines if d is not None), default=None)
+
     def handle_timer(self, now: float) -> None:
-        """The claim book's deadline passed (the hub's deadline task calls this)."""
+        """The claim book's or a bid's deadline passed (the hub's deadline task calls this)."""
         self._carry_out(self.claims.handle_timer(now))
+        for bid in self.bids.handle_timer(now):
+            self._bid_closed(bid)

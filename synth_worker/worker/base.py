@@ -17,7 +17,7 @@ from broker import logs, topics
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink, Will
-from broker.messages import Job, JobAck, JobDone, WorkerStatus
+from broker.messages import Job, JobAck, JobDone, WorkerStatus, worker_messages
 from broker.sdnotify import Notifier
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
@@ -28,6 +28,13 @@ from synth_worker.worker.engine_factory import WorkerEngine
 log = logs.get("sesame.worker")
 
 ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
+
+
+def replayed_will(payload: bytes, pid: int) -> bool:
+    """Whether a status on our own status topic is an ``offline`` of process ``pid`` (ours): our
+    last will, if we did not say it ourselves. Another pid's is an earlier run's, left alone."""
+    status = worker_messages.decode(payload) if payload else None
+    return isinstance(status, WorkerStatus) and status.state == "offline" and status.pid == pid
 
 
 def package_version() -> str:
@@ -70,7 +77,9 @@ class WorkerBase:
         self.link = MqttLink(
             config.mqtt_url,
             client_id=f"sesame-worker-{wid}",
-            subscriptions=[(self._jobs_topic, 1), (topics.CANCEL, 1)],
+            # Its own status too: a broker cluster may replay this worker's last will from a dead
+            # node after the worker moved to another (aedes does); the worker then says online again.
+            subscriptions=[(self._jobs_topic, 1), (topics.CANCEL, 1), (self._status_topic, 1)],
             on_message=self._on_message,
             on_connect=self._on_connect,
             will=Will(self._status_topic, offline.to_bytes(), qos=1, retain=True),
@@ -86,6 +95,7 @@ class WorkerBase:
         self._notifier = Notifier()
         self._health_path = None if config.health_file is None else Path(config.health_file)
         self._load_s = 0.0
+        self._said_offline = False  # this worker published its own offline status (stopping)
         self._arrived: dict[str, float] = {}  # accepted job -> time.monotonic() it came in
 
     def stop(self) -> None:
@@ -111,10 +121,21 @@ class WorkerBase:
             await self._apply(actions)
         elif topic == topics.CANCEL:
             await self._apply(self.core.receive_cancel(payload))
+        elif topic == self._status_topic:
+            await self._own_status(payload)
         else:
             log.warning("unexpected_topic", topic=topic)
 
+    async def _own_status(self, payload: bytes) -> None:
+        """Our own status came back: an ``offline`` from this very process that we did not say
+        is our last will, replayed by a broker node after the link moved away from a dead one."""
+        if self._said_offline or not self.link.connected.is_set() or not replayed_will(payload, os.getpid()):
+            return
+        await self._on_connect(self.link)  # online again (acknowledged by the broker), then the log
+        log.warning("stale_last_will", broker=str(self.link.node))
+
     async def _publish_offline(self) -> None:
+        self._said_offline = True
         status = WorkerStatus(worker_id=self.config.worker_id, state="offline", pid=os.getpid())
         try:
             await self.link.publish(self._status_topic, status.to_bytes(), qos=1, retain=True)

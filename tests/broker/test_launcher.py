@@ -1,14 +1,18 @@
-"""The local mosquitto launcher: starts on a free port, stops, restarts; clients reconnect."""
+"""The local mosquitto launcher: starts on a free port, stops, restarts; clients reconnect; it runs
+the production configuration and ACL with generated, private credentials."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import stat
+from pathlib import Path
 
 import pytest
 
+from broker.credentials import ROLES
 from broker.errors import BrokerError
-from broker.launcher import Mosquitto
+from broker.launcher import ACL, PRODUCTION_CONFIG, Mosquitto
 from broker.link import MqttLink
 from tests.conftest import T
 
@@ -34,7 +38,9 @@ async def test_start_stop_restart_and_reconnect() -> None:
             if len(connects) >= 2:
                 second.set()
 
-        async with MqttLink(broker.url, "launcher-test", on_connect=on_connect, backoff_max=0.2) as link:
+        async with MqttLink(
+            broker.url_for("monitor"), "launcher-test", on_connect=on_connect, backoff_max=0.2
+        ) as link:
             await link.wait_connected(T)
             broker.stop()
             assert not accepts(broker.port)
@@ -63,3 +69,30 @@ def test_context_manager_and_restart() -> None:
         broker.restart()
         assert broker.proc is not first and broker.proc is not None and broker.proc.poll() is None
         assert accepts(broker.port)
+
+
+def test_the_local_broker_runs_the_production_config_with_private_generated_credentials() -> None:
+    with Mosquitto() as broker:
+        conf = broker.config_path.read_text()
+        production = PRODUCTION_CONFIG.read_text().splitlines()
+        # Every production line is there, but the listener (loopback) and the two file paths.
+        kept = [
+            line
+            for line in production
+            if line.split(" ", 1)[0] not in ("listener", "password_file", "acl_file")
+        ]
+        assert all(line in conf.splitlines() for line in kept)
+        assert "allow_anonymous false" in conf and f"acl_file {ACL}" in conf
+        assert Path("deploy/mosquitto.acl").resolve() == ACL.resolve()  # one ACL file
+        assert Path("deploy/mosquitto.conf").resolve() == PRODUCTION_CONFIG.resolve()
+        creds = broker.credentials
+        assert stat.S_IMODE(creds.dir.stat().st_mode) == 0o700
+        assert stat.S_IMODE(creds.passwd_path.stat().st_mode) == 0o600
+        broker.url_for("w-launcher")  # a worker user, added to the running broker
+        text = creds.passwd_path.read_text()
+        assert {line.split(":", 1)[0] for line in text.splitlines()} == {*ROLES, "w-launcher"}
+        assert broker.url_for("gateway").password not in text  # only hashes on disk
+        assert all(line.split(":", 1)[1].startswith("$7$") for line in text.splitlines())
+        home = creds.client_options("listener", "127.0.0.1", broker.port)
+        assert stat.S_IMODE((home / "mosquitto_sub").stat().st_mode) == 0o600
+        assert str(broker.url_for("listener")) == f"mqtt://listener@127.0.0.1:{broker.port}"  # no password

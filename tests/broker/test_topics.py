@@ -32,9 +32,12 @@ def test_parsers_invert_builders(worker_id: str, job_id: str) -> None:
     assert topics.parse(topics.worker_heartbeat(worker_id)) == topics.WorkerTopic(worker_id, "heartbeat")
     assert topics.parse(topics.worker_status(worker_id)) == topics.WorkerTopic(worker_id, "status")
     assert topics.parse(topics.worker_jobs(worker_id)) == topics.WorkerTopic(worker_id, "jobs")
-    root = topics.reply_root(worker_id)
-    assert topics.parse(topics.job_events(root, job_id)) == topics.ReplyTopic(worker_id, job_id, "events")
-    assert topics.parse(topics.job_audio(root, job_id)) == topics.ReplyTopic(worker_id, job_id, "audio")
+    root = topics.reply_to("gw", worker_id)  # the worker id is a level of every reply topic
+    assert topics.parse(topics.job_events(root, job_id)) == topics.ReplyTopic(
+        "gw", worker_id, job_id, "events"
+    )
+    assert topics.parse(topics.job_audio(root, job_id)) == topics.ReplyTopic("gw", worker_id, job_id, "audio")
+    assert topics.all_replies("gw") == f"{topics.reply_root('gw')}/#"
     assert topics.parse(topics.session_text(worker_id)) == topics.SessionTopic(worker_id, "text")
     assert topics.parse(topics.session_events(worker_id)) == topics.SessionTopic(worker_id, "events")
     assert topics.parse(topics.session_audio(worker_id)) == topics.SessionTopic(worker_id, "audio")

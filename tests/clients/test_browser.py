@@ -8,7 +8,10 @@ Stop silences the player at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -311,3 +314,69 @@ def test_speak_a_paragraph_beside_other_listeners(page: Page, service: Service) 
         stop.set()
         others.join(12 * T)
     assert not others.is_alive()
+
+
+class CuttableRelay:
+    """A TCP relay on loopback (threads) whose connections the test can cut with a reset."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True, name="relay-accept").start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                client, _ = self.server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+                with self._lock:
+                    self._conns += [client, upstream]
+                for src, dst in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+
+    def cut(self) -> None:
+        """Drop both sides without a close frame, like a dropped network (shutdown wakes the pumps'
+        reads; a close with no linger then resets)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def test_a_dropped_socket_resumes_the_session_with_its_token(page: Page, service: Service) -> None:
+    """The web client resumes as the session's owner (docs/security.md): it reconnects with the
+    session id, the resume token of its last ready and the frames it heard; each sentence is heard
+    once, in order, and the gateway answers ``resumed: true``."""
+    relay = CuttableRelay(service.port)
+    try:
+        first = page.evaluate(
+            "async (url) => (await window.sesame.connect(url)).session_id", f"ws://127.0.0.1:{relay.port}/ws"
+        )
+        page.evaluate("(text) => window.sesame.speak(text)", PARAGRAPH)
+        wait(page, "() => window.sesame.stats.framesReceived > 0", 12 * T)
+        assert stats(page)["turns"] == 0  # mid-turn
+        relay.cut()
+        wait(page, TURN_PLAYED, 24 * T, arg=1)
+        session = page.evaluate("() => window.sesame.session")
+        assert session["resumed"] is True and session["session_id"] == first
+        assert page.evaluate("() => window.sesame.reconnects") == 1
+        heard = page.evaluate("() => window.sesame.sentences.map((r) => [r.text, r.samples > 0, r.restarts])")
+        assert heard == [[text, True, 0] for text in SENTENCES]  # each once, whole, in order
+    finally:
+        relay.close()

@@ -180,14 +180,19 @@ def sentences(events: list[Event]) -> list[str]:
 LONG = [f"This is sentence number {i}." for i in range(10)]
 
 
+@pytest.mark.parametrize("sample_rate", [24_000, 16_000])
 async def test_a_dropped_socket_resumes_the_session_with_no_frame_lost_or_repeated(
-    espeak_gateway: Service,
+    espeak_gateway: Service, sample_rate: int
 ) -> None:
+    """The resume needs the session's token (docs/security.md); at 16 kHz the client sends a
+    ``start``, whose ``ready`` brings a new token that voids the first: the client resumes with it."""
     events: list[Event] = []
     cut = False
     async with CuttableProxy(espeak_gateway.port) as proxy:
         url = f"ws://127.0.0.1:{proxy.port}/ws"
-        async with VoiceClient(url, backoff=Backoff(first_s=0.05, attempts=20)) as voice:
+        async with VoiceClient(
+            url, sample_rate=sample_rate, backoff=Backoff(first_s=0.05, attempts=20)
+        ) as voice:
             await voice.speak(" ".join(LONG))
             async with asyncio.timeout(12 * T):
                 async for event in voice.events():

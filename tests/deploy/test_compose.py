@@ -28,7 +28,14 @@ def compose() -> dict[str, Any]:
 
 def test_every_service_restarts_and_has_a_health_check() -> None:
     services = compose()["services"]
-    assert set(services) == {"mosquitto", "worker", "gateway-blue", "gateway-green", "datadog-agent"}
+    assert set(services) == {
+        "mosquitto",
+        "worker-a",
+        "worker-b",
+        "gateway-blue",
+        "gateway-green",
+        "datadog-agent",
+    }
     for name, svc in services.items():
         assert svc.get("restart") == "always", name
         assert svc.get("healthcheck", {}).get("test"), name
@@ -37,15 +44,29 @@ def test_every_service_restarts_and_has_a_health_check() -> None:
 
 def test_commands_are_real_subcommands_with_accepted_flags() -> None:
     services = compose()["services"]
-    for name in ("worker", "gateway-blue", "gateway-green"):
+    for name in ("worker-a", "worker-b", "gateway-blue", "gateway-green"):
         command = services[name]["command"]
         assert command[0] == "sesame-voice" and command[1] in SUBCOMMANDS, name
-    check = services["worker"]["healthcheck"]["test"]
+    check = services["worker-a"]["healthcheck"]["test"]
     assert check[:3] == ["CMD", "sesame-voice", "worker"]
     args = worker_parser().parse_args(check[3:])
     assert args.check_health is True
-    env = dict(e.split("=", 1) for e in services["worker"]["environment"])
+    env = services["worker-a"]["environment"]
     assert env["SESAME_HEALTH_FILE"].startswith("/")
+
+
+def test_each_worker_is_its_own_broker_user_and_no_password_is_on_a_command_line() -> None:
+    """docs/security.md: the ACL's %u patterns need one user per worker, named by its id."""
+    services = compose()["services"]
+    workers = [name for name in services if name.startswith("worker-")]
+    for name in workers:
+        url = services[name]["environment"]["SESAME_MQTT_URL"]
+        assert url.startswith(f"mqtt://{name}:"), name  # user = service = worker id
+        assert "SESAME_WORKER_ID" not in services[name]["environment"]  # it defaults to the user
+    for name, svc in services.items():
+        assert "-P" not in svc["healthcheck"]["test"], name
+    acl = (REPO / "deploy" / "mosquitto.acl").read_text()
+    assert "pattern write sesame/v1/workers/%u/heartbeat" in acl
 
 
 def test_blue_and_green_differ_only_in_their_loopback_port() -> None:

@@ -20,67 +20,11 @@ from broker.launcher import Mosquitto, free_port
 from clients import load_requests, loadtest
 from tests.conftest import T
 from tests.support.localstack import Stack
+from tests.support.nginx import NGINX, Nginx, nginx_main
 
 REPO = Path(__file__).resolve().parents[2]
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx not installed (make system-deps)")
-
-
-def nginx_main(prefix: Path, port: int) -> str:
-    temp = "\n".join(
-        f"    {kind}_temp_path {prefix}/tmp-{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    user = "user root;\n" if os.getuid() == 0 else ""
-    return f"""{user}worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-{temp}
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    include {prefix}/upstream.conf;
-    server {{
-        listen 127.0.0.1:{port};
-        include {REPO}/deploy/nginx/sesame-proxy.conf;
-    }}
-}}
-"""
-
-
-class Nginx:
-    def __init__(self, prefix: Path, upstream: str) -> None:
-        self.prefix = prefix
-        self.port = free_port()
-        (prefix / "nginx.conf").write_text(nginx_main(prefix, self.port))
-        self.env = {
-            **os.environ,
-            "NGINX_UPSTREAM_CONF": str(prefix / "upstream.conf"),
-            "NGINX": f"{NGINX} -p {prefix} -c {prefix / 'nginx.conf'}",
-        }
-        (prefix / "upstream.conf").write_text(f"upstream sesame_gateway {{ server {upstream}; }}\n")
-        # nginx daemonizes: when this returns 0 its sockets are bound and it accepts.
-        subprocess.run([NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf")], check=True, timeout=T)
-
-    def switch(self, upstream: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(REPO / "deploy" / "switch-upstream.sh"), upstream],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=2 * T,
-            check=False,
-        )
-
-    def stop(self) -> None:
-        subprocess.run(
-            [NGINX, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"), "-s", "quit"],
-            timeout=T,
-            check=False,
-            capture_output=True,
-        )
 
 
 @pytest.fixture
@@ -101,7 +45,7 @@ async def test_flipping_the_upstream_under_load_fails_no_turn(
     two_gateways: tuple[Stack, Stack], tmp_path: Path
 ) -> None:
     blue, green = two_gateways
-    nginx = Nginx(tmp_path, f"127.0.0.1:{blue.port}")
+    nginx = Nginx(tmp_path, f"127.0.0.1:{blue.port}", timeout=T)
     try:
         cfg = load_requests.LoadConfig(
             url=f"http://127.0.0.1:{nginx.port}",

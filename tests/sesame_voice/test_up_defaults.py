@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from broker.errors import ConfigError
-from sesame_voice.up import UpConfig, default_workers
+from sesame_voice.capacity import default_workers
+from sesame_voice.up import UpConfig
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from stream_server.core.actions import GiveUp, SendJob, Sentence
 from stream_server.core.cache import SentenceCache, cache_key
 from stream_server.core.failover import FailoverConfig
 from stream_server.core.health import HealthSampler, SampleHealth
-from stream_server.core.jobs import JobTracker
+from stream_server.core.jobs import JobTracker, Sender
 from stream_server.core.preload import Preload, Preloader
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.workers import WorkerRegistry
@@ -25,7 +25,7 @@ def hb(worker_id: str = "w1", interval_s: float = 0.5) -> Heartbeat:
 
 def test_done_waits_for_its_chunks_and_late_chunks_are_ignored() -> None:
     t = JobTracker()
-    t.sent("j1")
+    t.sent("j1", "w1")
     assert not t.chunk("j1")
     assert not t.done("j1", 3)  # two still on the way
     assert not t.chunk("j1")
@@ -34,6 +34,16 @@ def test_done_waits_for_its_chunks_and_late_chunks_are_ignored() -> None:
     t.keep("j1", b"cd")
     assert t.finish("j1") == b"abcd"
     assert not t.chunk("j1") and not t.done("j1", 1) and len(t) == 0
+
+
+def test_a_reply_counts_only_from_the_worker_the_job_was_sent_to() -> None:
+    t = JobTracker()
+    t.sent("j1", "w1")
+    assert t.sender("j1", "w1") is Sender.ASSIGNED
+    assert t.sender("j1", "w2") is Sender.WRONG_FIRST  # logged once per worker...
+    assert t.sender("j1", "w2") is Sender.WRONG  # ...counted every time
+    assert t.sender("j2", "w1") is Sender.UNKNOWN  # not in flight (late, or a local tier's job)
+    assert t.sender("j1", "w3") is Sender.WRONG_FIRST
 
 
 def test_jobs_never_sent_are_not_tracked() -> None:
@@ -45,7 +55,7 @@ def test_jobs_never_sent_are_not_tracked() -> None:
 
 def test_done_after_every_chunk_completes_at_once() -> None:
     t = JobTracker()
-    t.sent("j1")
+    t.sent("j1", "w1")
     t.chunk("j1")
     assert t.done("j1", 1)
     t.forget("j1")

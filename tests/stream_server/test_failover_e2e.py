@@ -195,8 +195,14 @@ async def test_mqtt_text_topic_speaks_into_a_live_session(stack: Service) -> Non
     stack.start_worker("bark-1")
     async with connect(stack.ws_url) as ws:
         session_id = json.loads(await ws.recv())["session_id"]
-        url = stack.broker.url
-        async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
+        url = stack.broker.url_for("device")  # writes session text and reads session events
+        async with aiomqtt.Client(
+            url.host,
+            url.port,
+            username=url.username,
+            password=url.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+        ) as mqtt:
             await mqtt.subscribe(f"sesame/v1/sessions/{session_id}/events")
             await mqtt.publish(
                 f"sesame/v1/sessions/{session_id}/text",
@@ -220,7 +226,6 @@ async def test_garbage_on_every_gateway_topic_changes_nothing(stack: Service) ->
     gateway_id = next(
         e["gateway_id"] for e in stack.gateway.events() if e.get("event") == "gateway_listening"
     )
-    url = stack.broker.url
     garbage = [
         ("sesame/v1/workers/bark-1/heartbeat", b"{not json"),
         (
@@ -232,14 +237,23 @@ async def test_garbage_on_every_gateway_topic_changes_nothing(stack: Service) ->
             "sesame/v1/workers/bark-1/status",
             json.dumps({"type": "status", "worker_id": "bark-1", "state": "sideways"}).encode(),
         ),
-        (f"sesame/v1/replies/{gateway_id}/nojob/events", json.dumps({"type": "done"}).encode()),
-        (f"sesame/v1/replies/{gateway_id}/nojob/audio", b"SV\x01"),
-        (f"sesame/v1/replies/{gateway_id}/nojob/audio", b"x" * 64),
+        (f"sesame/v1/replies/{gateway_id}/bark-1/nojob/events", json.dumps({"type": "done"}).encode()),
+        (f"sesame/v1/replies/{gateway_id}/bark-1/nojob/audio", b"SV\x01"),
+        (f"sesame/v1/replies/{gateway_id}/bark-1/nojob/audio", b"x" * 64),
         ("sesame/v1/sessions/nosuchsession/text", json.dumps({"type": "text", "text": "hi"}).encode()),
     ]
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
-        for topic, payload in garbage:
-            await mqtt.publish(topic, payload, qos=1)
+    # Worker topics as the worker's own user (a worker's credentials, gone bad), text as a device.
+    for user, sent in (("bark-1", garbage[:-1]), ("device", garbage[-1:])):
+        url = stack.broker.url_for(user)
+        async with aiomqtt.Client(
+            url.host,
+            url.port,
+            username=url.username,
+            password=url.password,
+            protocol=aiomqtt.ProtocolVersion.V5,
+        ) as mqtt:
+            for topic, payload in sent:
+                await mqtt.publish(topic, payload, qos=1)
     stack.gateway.wait_events("bad_mqtt_payload", len(garbage), 4 * T)
     # The worker is still up (a forged heartbeat did not kill or replace it) and speech goes on.
     async with connect(stack.ws_url) as ws:

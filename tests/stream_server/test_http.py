@@ -94,7 +94,14 @@ async def test_ready_is_typed_json() -> None:
     async with client() as c:
         r = await c.get("/ready")
     assert r.status_code == 503
-    assert r.json() == {"ready": False, "tiers": [], "broker_connected": True, "workers": [], "sessions": 0}
+    assert r.json() == {
+        "ready": False,
+        "tiers": [],
+        "broker_connected": True,
+        "broker_node": "mqtt://127.0.0.1:1",  # the node of SESAME_MQTT_URL the link is on
+        "workers": [],
+        "sessions": 0,
+    }
 
 
 @pytest.mark.parametrize(

@@ -92,7 +92,7 @@ async def test_a_client_that_does_not_read_is_closed_with_client_too_slow() -> N
         link.out = asyncio.Queue(3)
         h.receive(link, Speak("One sentence here."))
         job = await first_job(mqtt)
-        audio = topics.job_audio(h.reply_to, job.job_id)
+        audio = topics.job_audio(job.reply_to, job.job_id)
         for i in range(6):
             await mqtt.deliver(audio, frame(job.seq, i))
         assert link.closed and link.close_reason is CloseReason.CLIENT_TOO_SLOW
@@ -176,7 +176,10 @@ async def test_chunks_after_done_are_ignored_and_held_nowhere() -> None:
         link = h.open_session()
         h.receive(link, Speak("Short one."))
         job = await first_job(mqtt)
-        audio, events = topics.job_audio(h.reply_to, job.job_id), topics.job_events(h.reply_to, job.job_id)
+        audio, events = (
+            topics.job_audio(job.reply_to, job.job_id),
+            topics.job_events(job.reply_to, job.job_id),
+        )
         await mqtt.deliver(events, JobAck(job.job_id, "w1").to_bytes())
         # done overtakes the last chunk: the sentence ends only once both chunks are here.
         await mqtt.deliver(audio, frame(job.seq, 0))

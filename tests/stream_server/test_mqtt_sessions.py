@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -58,7 +59,7 @@ class Sub:
 
     @classmethod
     async def start(cls, broker: Mosquitto, *topics: str) -> Sub:
-        args = ["-h", "127.0.0.1", "-p", str(broker.url.port), "-V", "mqttv5", "-d", "-F", "MSG %t %x"]
+        args = ["-d", "-F", "MSG %t %x"]
         for topic in topics:
             args += ["-t", topic]
         proc = await asyncio.create_subprocess_exec(
@@ -68,6 +69,7 @@ class Sub:
             *args,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            env=as_device(broker),
         )
         sub = cls(proc)
         async with asyncio.timeout(2 * T):
@@ -111,13 +113,18 @@ class Sub:
         await self.proc.wait()
 
 
+def as_device(broker: Mosquitto) -> dict[str, str]:
+    """mosquitto_sub/pub as the ``device`` role, its password in an options file (as README shows)."""
+    home = broker.credentials.client_options("device", "127.0.0.1", broker.port)
+    return {**os.environ, "XDG_CONFIG_HOME": str(home)}
+
+
 async def pub(broker: Mosquitto, session_id: str, kind: str, payload: str | None = None) -> None:
     topic = f"sesame/v1/sessions/{session_id}/{kind}"
     body = ["-n"] if payload is None else ["-m", payload]
     proc = await asyncio.create_subprocess_exec(
-        "mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.url.port), "-V", "mqttv5", "-q", "1",
-        "-t", topic, *body,
-    )  # fmt: skip
+        "mosquitto_pub", "-q", "1", "-t", topic, *body, env=as_device(broker)
+    )
     assert await proc.wait() == 0
 
 

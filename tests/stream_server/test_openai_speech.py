@@ -112,8 +112,10 @@ async def test_first_bytes_of_a_long_text_arrive_before_its_last_sentence_is_mad
     ended: list[int] = []  # seqs whose sentence_end the gateway published (session events on MQTT)
     seen_at_first_byte: int | None = None
     all_ended = asyncio.Event()
-    url = gateway.broker.url
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as mqtt:
+    url = gateway.broker.url_for("listener")
+    async with aiomqtt.Client(
+        url.host, url.port, username=url.username, password=url.password, protocol=aiomqtt.ProtocolVersion.V5
+    ) as mqtt:
         await mqtt.subscribe("sesame/v1/sessions/+/events")
 
         async def listen() -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from stream_server.core.resume import ReplayLog, parse_resume
+from stream_server.core.resume import (
+    ReplayLog,
+    ResumeRequest,
+    ResumeThrottle,
+    new_token,
+    parse_resume,
+    token_matches,
+)
 
 
 def test_since_gives_exactly_the_frames_not_heard() -> None:
@@ -35,7 +42,7 @@ def test_a_zero_limit_keeps_nothing() -> None:
 @pytest.mark.parametrize(
     ("session_id", "heard", "expected"),
     [
-        ("abc123", "7", ("abc123", 7)),
+        ("abc123", "7", ResumeRequest("abc123", 7, "tok")),
         ("abc123", None, None),
         (None, "7", None),
         ("abc123", "-1", None),
@@ -44,5 +51,34 @@ def test_a_zero_limit_keeps_nothing() -> None:
         ("abc", "1" * 13, None),
     ],
 )
-def test_parse_resume(session_id: str | None, heard: str | None, expected: tuple[str, int] | None) -> None:
-    assert parse_resume(session_id, heard) == expected
+def test_parse_resume(session_id: str | None, heard: str | None, expected: ResumeRequest | None) -> None:
+    assert parse_resume(session_id, heard, "tok") == expected
+
+
+def test_a_resume_token_is_long_random_kept_as_a_digest_and_matched_exactly() -> None:
+    token, digest = new_token()
+    other, _ = new_token()
+    assert len(token) >= 32 and token != other  # 24 random bytes, url-safe base64
+    assert digest != token.encode() and len(digest) == 32  # SHA-256, not the token
+    assert token_matches(digest, token)
+    assert (
+        not token_matches(digest, other) and not token_matches(digest, "") and not token_matches(None, token)
+    )
+    assert token not in repr(parse_resume("abc", "1", token))  # never printed
+
+
+def test_failed_resumes_are_throttled_per_peer_until_the_window_passes() -> None:
+    throttle = ResumeThrottle(max_failures=3, window_s=60.0)
+    for i in range(3):
+        assert throttle.allowed("10.0.0.1", float(i))
+        throttle.failed("10.0.0.1", float(i))
+    assert not throttle.allowed("10.0.0.1", 10.0)
+    assert throttle.allowed("10.0.0.2", 10.0)  # another peer is not held up
+    assert throttle.allowed("10.0.0.1", 60.5)  # the first failure left the window
+
+
+def test_the_throttle_holds_a_bounded_number_of_peers() -> None:
+    throttle = ResumeThrottle(max_failures=1, window_s=60.0, max_peers=10)
+    for i in range(100):
+        throttle.failed(f"peer-{i}", 1.0)
+    assert len(throttle._failures) <= 10

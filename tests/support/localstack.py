@@ -152,7 +152,11 @@ class Stack:
         self.model_dir = model_dir
         self.start_timeout = start_timeout
         self.port = free_port()
-        self.env = {"SESAME_MQTT_URL": str(self.broker.url), "SESAME_PORT": str(self.port)}
+        # Each process gets its own broker user (broker/launcher.py): the gateway its role's.
+        self.env = {
+            "SESAME_MQTT_URL": self.broker.url_for("gateway").env_value(),
+            "SESAME_PORT": str(self.port),
+        }
         # A stack keeps its uptime history (SESAME_STATE_DIR) to itself unless told where to keep it.
         self._state: tempfile.TemporaryDirectory[str] | None = None
         if "SESAME_STATE_DIR" not in (gateway_env or {}):
@@ -182,6 +186,7 @@ class Stack:
         wenv = {
             **self.env,
             "SESAME_WORKER_ID": worker_id,
+            "SESAME_MQTT_URL": self.broker.url_for(worker_id).env_value(),
             "SESAME_ENGINE": engine,
             "SESAME_HEARTBEAT_INTERVAL_MS": "200",
             # Random weights can sample Bark's end token early; seed 1 gives full-length audio.

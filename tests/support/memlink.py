@@ -36,11 +36,13 @@ class MemoryLink(MqttLink):
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[MqttLink]:
+        self.node = self.nodes.first
         self.connected.set()
         try:
             yield self
         finally:
             self.connected.clear()
+            self.node = None
 
     async def publish(
         self,
@@ -66,8 +68,10 @@ class MemoryLink(MqttLink):
 
     def disconnect(self) -> None:
         self.connected.clear()
+        self.node = None
 
     async def reconnect(self) -> None:
+        self.node = self.nodes.first
         self.connected.set()
         if self.on_connect is not None:
             await self.on_connect(self)

@@ -23,6 +23,7 @@ from typing import Any
 
 from broker import topics
 from broker.audio import AudioFrame
+from broker.launcher import Mosquitto
 from broker.link import MqttLink
 from broker.messages import JobAck, JobDone, JobError, decode_worker_message
 from broker.settings import MqttUrl
@@ -35,12 +36,13 @@ class WorkerProcess:
     """``sesame-voice worker`` as a child process; its JSON log lines are collected as dicts."""
 
     def __init__(
-        self, url: MqttUrl, env: Mapping[str, str] | None = None, worker_id: str | None = None
+        self, broker: Mosquitto, env: Mapping[str, str] | None = None, worker_id: str | None = None
     ) -> None:
         self.worker_id = worker_id or f"w-{uuid.uuid4().hex[:10]}"
         full_env = {
             **os.environ,
-            "SESAME_MQTT_URL": f"mqtt://{url.host}:{url.port}",
+            # Its own broker user, named by its id (the ACL's %u patterns).
+            "SESAME_MQTT_URL": broker.url_for(self.worker_id).env_value(),
             "SESAME_WORKER_ID": self.worker_id,
             "SESAME_HEARTBEAT_INTERVAL_MS": "200",
             "LOG_LEVEL": "info",
@@ -137,9 +139,11 @@ class JobOutcome:
 
 
 class Listener:
-    """An MQTT client that records every message on its subscriptions (QoS 1)."""
+    """An MQTT client that records every message on its subscriptions (QoS 1). Given the broker,
+    it connects as the ``gateway`` role (the tests play the gateway); given a URL, as its user."""
 
-    def __init__(self, url: MqttUrl, filters: list[str]) -> None:
+    def __init__(self, broker: Mosquitto | MqttUrl, filters: list[str]) -> None:
+        url = broker.url_for("gateway") if isinstance(broker, Mosquitto) else broker
         self.url = url
         self.link = MqttLink(
             url,

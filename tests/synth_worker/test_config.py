@@ -14,7 +14,7 @@ from synth_worker.main import _overrides, _parser, main
 def test_defaults_follow_the_plan() -> None:
     c = WorkerConfig.from_env({})
     check_id(c.worker_id)
-    assert c.mqtt_url == MqttUrl("127.0.0.1", 1883)
+    assert c.mqtt_url.urls == (MqttUrl("127.0.0.1", 1883),)
     assert (c.engine, c.model, c.temperature, c.max_length) == ("bark", "suno/bark-small", 0.7, 200)
     assert c.preload_models and c.warmup_on_start
     assert c.heartbeat_interval_s == 0.5
@@ -42,7 +42,8 @@ def test_env_values_are_parsed() -> None:
             "SESAME_DEVICE": "CPU",
         }
     )
-    assert c.worker_id == "gpu-1" and c.mqtt_url == MqttUrl("broker", 1884) and c.engine == "espeak-ng"
+    assert c.worker_id == "gpu-1" and c.engine == "espeak-ng"
+    assert c.mqtt_url.urls == (MqttUrl("broker", 1884),)
     assert (c.speaker_id, c.temperature, c.max_length, c.max_queue, c.semantic_max_tokens) == (
         15,
         0.5,
@@ -83,7 +84,7 @@ def test_flags_override_env() -> None:
         {"SESAME_ENGINE": "bark", "SESAME_HEARTBEAT_INTERVAL_MS": "900"}, **_overrides(args)
     )
     assert c.engine == "espeak-ng" and c.heartbeat_interval_s == 0.1 and not c.warmup_on_start
-    assert c.mqtt_url == MqttUrl("h", 2) and c.preload_models  # unset flags leave env/defaults
+    assert c.mqtt_url.urls == (MqttUrl("h", 2),) and c.preload_models  # unset flags leave env/defaults
 
 
 def test_worker_main_returns_2_on_bad_config(monkeypatch: pytest.MonkeyPatch) -> None:

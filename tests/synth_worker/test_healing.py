@@ -29,14 +29,14 @@ from tests.conftest import T
 from tests.synth_worker.support import Listener, WorkerProcess
 
 
-def make_job(text: str = "Hello there.", n: int = 1) -> Job:
+def make_job(text: str = "Hello there.", n: int = 1, worker: str = "w1") -> Job:
     return Job(
         job_id=f"j{n}-{uuid.uuid4().hex[:6]}",
         session_id="s1",
         seq=n,
         text=text,
         voice="maya",
-        reply_to=topics.reply_root("gw1"),
+        reply_to=topics.reply_to("gw1", worker),
     )
 
 
@@ -169,7 +169,7 @@ async def test_a_model_that_appears_later_makes_the_unavailable_worker_ready(
     model = tmp_path / "bark-later"
     health_file = tmp_path / "health.json"
     worker = WorkerProcess(
-        mosquitto.url,
+        mosquitto,
         {
             "SESAME_MODEL": str(model),
             "SESAME_MODEL_RETRY_MS": "300",
@@ -178,7 +178,7 @@ async def test_a_model_that_appears_later_makes_the_unavailable_worker_ready(
         },
     )
     try:
-        async with Listener(mosquitto.url, [topics.worker_heartbeat(worker.worker_id)]) as mqtt:
+        async with Listener(mosquitto, [topics.worker_heartbeat(worker.worker_id)]) as mqtt:
             await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "unavailable", 6 * T)
             assert not health.check(health_file, time.time()).ok
             worker.wait_log("model_retry_scheduled", 2 * T)
@@ -192,8 +192,8 @@ async def test_a_model_that_appears_later_makes_the_unavailable_worker_ready(
         ready = worker.wait_log("worker_ready", T)
         assert ready["attempt"] > 1
         assert health.check(health_file, time.time()).ok
-        job = make_job("Now I can speak.")
-        async with Listener(mosquitto.url, [f"{job.reply_to}/#"]) as mqtt:
+        job = make_job("Now I can speak.", worker=worker.worker_id)
+        async with Listener(mosquitto, [f"{job.reply_to}/#"]) as mqtt:
             await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
             outcome = await mqtt.job(job.reply_to, job.job_id, 12 * T)
         assert isinstance(outcome.end, JobDone) and outcome.end.engine == "bark"
@@ -241,17 +241,17 @@ async def test_a_stuck_job_is_reported_and_the_worker_exits_to_be_replaced(mosqu
     wid = f"w-{uuid.uuid4().hex[:8]}"
     config = WorkerConfig(
         worker_id=wid,
-        mqtt_url=mosquitto.url,
+        mqtt_url=mosquitto.url_for(wid),
         heartbeat_interval_s=0.2,
         stuck_floor_s=0.5,
         stuck_factor=10.0,
         drain_timeout_s=30.0,
     )
     worker = Worker(config, engine)  # type: ignore[arg-type]
-    job = make_job("This will never finish.")
+    job = make_job("This will never finish.", worker=wid)
     try:
         async with Listener(
-            mosquitto.url, [f"{job.reply_to}/#", topics.worker_status(wid), topics.worker_heartbeat(wid)]
+            mosquitto, [f"{job.reply_to}/#", topics.worker_status(wid), topics.worker_heartbeat(wid)]
         ) as mqtt:
             run = asyncio.create_task(worker.run())
             await mqtt.heartbeat(wid, lambda hb: hb.state == "ready", 4 * T)

@@ -22,7 +22,7 @@ pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
 
 @pytest.fixture(scope="module")
 def piper_worker(shared_mosquitto: Mosquitto) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(shared_mosquitto.url, {"SESAME_ENGINE": "piper", "SESAME_MAX_LENGTH": "1000"})
+    worker = WorkerProcess(shared_mosquitto, {"SESAME_ENGINE": "piper", "SESAME_MAX_LENGTH": "1000"})
     try:
         worker.wait_log("worker_ready", 6 * T)
         yield worker
@@ -33,9 +33,11 @@ def piper_worker(shared_mosquitto: Mosquitto) -> Iterator[WorkerProcess]:
 async def test_piper_job_streams_24khz_speech_over_mqtt(
     shared_mosquitto: Mosquitto, piper_worker: WorkerProcess
 ) -> None:
-    job = make_job("Hello there, my friend. It is good to hear you again.", seq=3)
+    job = make_job(
+        "Hello there, my friend. It is good to hear you again.", seq=3, worker=piper_worker.worker_id
+    )
     beats = topics.worker_heartbeat(piper_worker.worker_id)
-    async with Listener(shared_mosquitto.url, [reply_filter(job), beats]) as mqtt:
+    async with Listener(shared_mosquitto, [reply_filter(job), beats]) as mqtt:
         beat = await mqtt.heartbeat(piper_worker.worker_id, lambda hb: hb.state == "ready", 2 * T)
         await mqtt.publish(topics.worker_jobs(piper_worker.worker_id), job.to_bytes())
         outcome = await mqtt.job(job.reply_to, job.job_id, 4 * T)
@@ -56,8 +58,11 @@ async def test_cancel_stops_a_running_piper_job(
     shared_mosquitto: Mosquitto, piper_worker: WorkerProcess
 ) -> None:
     # Twenty sentences (under SESAME_MAX_LENGTH), ~40 s of speech: Piper sends each as it is made.
-    job = make_job(" ".join(f"This is sentence number {n} of the story." for n in range(20)))
-    async with Listener(shared_mosquitto.url, [reply_filter(job)]) as mqtt:
+    job = make_job(
+        " ".join(f"This is sentence number {n} of the story." for n in range(20)),
+        worker=piper_worker.worker_id,
+    )
+    async with Listener(shared_mosquitto, [reply_filter(job)]) as mqtt:
         await mqtt.publish(topics.worker_jobs(piper_worker.worker_id), job.to_bytes())
         audio_topic = topics.job_audio(job.reply_to, job.job_id)
         await mqtt.wait_for(lambda r: r.topic == audio_topic, 4 * T)
@@ -71,9 +76,9 @@ async def test_missing_voice_files_heartbeat_unavailable_with_reason(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     missing = tmp_path / "nobody.onnx"
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "piper", "SESAME_PIPER_VOICE": str(missing)})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "piper", "SESAME_PIPER_VOICE": str(missing)})
     try:
-        async with Listener(mosquitto.url, [topics.worker_heartbeat(worker.worker_id)]) as mqtt:
+        async with Listener(mosquitto, [topics.worker_heartbeat(worker.worker_id)]) as mqtt:
             beat = await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "unavailable", 4 * T)
         assert beat.reason == f"Piper voice file missing: {missing}"
         assert worker.alive  # it stays up and says why: no crash loop
@@ -82,14 +87,14 @@ async def test_missing_voice_files_heartbeat_unavailable_with_reason(
 
 
 async def test_batched_piper_jobs_each_get_their_own_audio(mosquitto: Mosquitto) -> None:
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "piper", "SESAME_MAX_BATCH": "2"})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "piper", "SESAME_MAX_BATCH": "2"})
     try:
         worker.wait_log("worker_ready", 6 * T)
         short, long = (
-            make_job("Yes.", seq=0),
-            make_job("This one is a good deal longer than the other one.", seq=1),
+            make_job("Yes.", seq=0, worker=worker.worker_id),
+            make_job("This one is a good deal longer than the other one.", seq=1, worker=worker.worker_id),
         )
-        async with Listener(mosquitto.url, [reply_filter(short), reply_filter(long)]) as mqtt:
+        async with Listener(mosquitto, [reply_filter(short), reply_filter(long)]) as mqtt:
             for job in (short, long):
                 await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
             done_short = await mqtt.job(short.reply_to, short.job_id, 4 * T)
@@ -103,12 +108,15 @@ async def test_batched_piper_jobs_each_get_their_own_audio(mosquitto: Mosquitto)
 
 
 async def test_sigterm_drains_a_running_piper_job_then_goes_offline(mosquitto: Mosquitto) -> None:
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "piper"})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "piper"})
     try:
         worker.wait_log("worker_ready", 6 * T)
-        job = make_job("Finish this sentence before you leave, please. And this one too, if you can.")
+        job = make_job(
+            "Finish this sentence before you leave, please. And this one too, if you can.",
+            worker=worker.worker_id,
+        )
         status_topic = topics.worker_status(worker.worker_id)
-        async with Listener(mosquitto.url, [reply_filter(job), status_topic]) as mqtt:
+        async with Listener(mosquitto, [reply_filter(job), status_topic]) as mqtt:
             await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
             await mqtt.wait_for(lambda r: r.topic == topics.job_events(job.reply_to, job.job_id), 2 * T)
             worker.signal(signal.SIGTERM)

@@ -23,7 +23,8 @@ from .support import Listener, WorkerProcess
 INTERVAL_S = 0.2
 
 
-def make_job(text: str, *, seq: int = 0, voice: str = "maya", **extra: object) -> Job:
+def make_job(text: str, *, worker: str, seq: int = 0, voice: str = "maya", **extra: object) -> Job:
+    """A job for ``worker``: its replies go under its own id, the only place the ACL lets it write."""
     gateway = f"gw-{uuid.uuid4().hex[:8]}"
     return Job(
         job_id=f"j-{uuid.uuid4().hex[:10]}",
@@ -31,7 +32,7 @@ def make_job(text: str, *, seq: int = 0, voice: str = "maya", **extra: object) -
         seq=seq,
         text=text,
         voice=voice,
-        reply_to=topics.reply_root(gateway),
+        reply_to=topics.reply_to(gateway, worker),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -47,7 +48,7 @@ def audio_of(frames: list) -> np.ndarray:  # type: ignore[type-arg]
 @pytest.fixture(scope="module")
 def bark_worker(shared_mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[WorkerProcess]:
     worker = WorkerProcess(
-        shared_mosquitto.url,
+        shared_mosquitto,
         # A fixed seed: random weights may sample Bark's end token early; seed 1 does not for these texts.
         {
             "SESAME_ENGINE": "bark",
@@ -66,8 +67,8 @@ def bark_worker(shared_mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Wo
 async def test_bark_job_streams_numbered_audio_matching_done(
     shared_mosquitto: Mosquitto, bark_worker: WorkerProcess
 ) -> None:
-    job = make_job("Hello there, my friend.", seq=7)
-    async with Listener(shared_mosquitto.url, [reply_filter(job)]) as mqtt:
+    job = make_job("Hello there, my friend.", seq=7, worker=bark_worker.worker_id)
+    async with Listener(shared_mosquitto, [reply_filter(job)]) as mqtt:
         await mqtt.publish(topics.worker_jobs(bark_worker.worker_id), job.to_bytes())
         outcome = await mqtt.job(job.reply_to, job.job_id, 6 * T)
 
@@ -90,9 +91,9 @@ async def test_bark_job_streams_numbered_audio_matching_done(
 async def test_heartbeats_keep_rhythm_while_bark_generates(
     shared_mosquitto: Mosquitto, bark_worker: WorkerProcess
 ) -> None:
-    job = make_job("The quick brown fox jumps over the lazy dog.")
+    job = make_job("The quick brown fox jumps over the lazy dog.", worker=bark_worker.worker_id)
     beats_topic = topics.worker_heartbeat(bark_worker.worker_id)
-    async with Listener(shared_mosquitto.url, [reply_filter(job), beats_topic]) as mqtt:
+    async with Listener(shared_mosquitto, [reply_filter(job), beats_topic]) as mqtt:
         await mqtt.heartbeat(bark_worker.worker_id, lambda hb: hb.state == "ready", 2 * T)
         await mqtt.publish(topics.worker_jobs(bark_worker.worker_id), job.to_bytes())
         outcome = await mqtt.job(job.reply_to, job.job_id, 8 * T)
@@ -110,9 +111,12 @@ async def test_heartbeats_keep_rhythm_while_bark_generates(
 
 
 async def test_cancel_stops_running_bark_job(shared_mosquitto: Mosquitto, bark_worker: WorkerProcess) -> None:
-    long_job = make_job("This sentence is long enough to keep the tiny model busy for many seconds. " * 4)
+    long_job = make_job(
+        "This sentence is long enough to keep the tiny model busy for many seconds. " * 4,
+        worker=bark_worker.worker_id,
+    )
     beats_topic = topics.worker_heartbeat(bark_worker.worker_id)
-    async with Listener(shared_mosquitto.url, [reply_filter(long_job), beats_topic]) as mqtt:
+    async with Listener(shared_mosquitto, [reply_filter(long_job), beats_topic]) as mqtt:
         await mqtt.publish(topics.worker_jobs(bark_worker.worker_id), long_job.to_bytes())
         mark = len(mqtt.received)
         await mqtt.heartbeat(bark_worker.worker_id, lambda hb: hb.jobs_in_flight == 1, 2 * T, start=mark)
@@ -122,8 +126,8 @@ async def test_cancel_stops_running_bark_job(shared_mosquitto: Mosquitto, bark_w
         stopped_in = time.monotonic() - cancelled_at
 
         # The inference thread is free again: the next job starts at once and completes.
-        follow = make_job("Next.")
-        async with Listener(shared_mosquitto.url, [reply_filter(follow)]) as mqtt2:
+        follow = make_job("Next.", worker=bark_worker.worker_id)
+        async with Listener(shared_mosquitto, [reply_filter(follow)]) as mqtt2:
             await mqtt2.publish(topics.worker_jobs(bark_worker.worker_id), follow.to_bytes())
             after = await mqtt2.job(follow.reply_to, follow.job_id, 4 * T)
 
@@ -138,10 +142,10 @@ async def test_garbage_on_job_topic_does_not_kill_worker(
     shared_mosquitto: Mosquitto, bark_worker: WorkerProcess
 ) -> None:
     jobs_topic = topics.worker_jobs(bark_worker.worker_id)
-    bad = make_job("x")
+    bad = make_job("x", worker=bark_worker.worker_id)
     wrong_types = bad.to_dict() | {"seq": "3"}  # decodable ids, wrong field type
-    good = make_job("Still here.")
-    async with Listener(shared_mosquitto.url, [reply_filter(bad), reply_filter(good)]) as mqtt:
+    good = make_job("Still here.", worker=bark_worker.worker_id)
+    async with Listener(shared_mosquitto, [reply_filter(bad), reply_filter(good)]) as mqtt:
         for garbage in (b"\xff\xfe\x00not json", b"{", b"[1,2]", b'{"type":"nope"}', b"x" * 300_000):
             await mqtt.publish(jobs_topic, garbage)
         await mqtt.publish(jobs_topic, json.dumps(wrong_types))
@@ -158,11 +162,11 @@ async def test_garbage_on_job_topic_does_not_kill_worker(
 async def test_refusals_expired_too_long_unknown_voice(
     shared_mosquitto: Mosquitto, bark_worker: WorkerProcess
 ) -> None:
-    expired = make_job("Too late.", expires_at=time.time() - 1.0)
-    too_long = make_job("a" * 401)
-    unknown_voice = make_job("Who am I?", voice="nobody")
+    expired = make_job("Too late.", expires_at=time.time() - 1.0, worker=bark_worker.worker_id)
+    too_long = make_job("a" * 401, worker=bark_worker.worker_id)
+    unknown_voice = make_job("Who am I?", voice="nobody", worker=bark_worker.worker_id)
     jobs = (expired, too_long, unknown_voice)
-    async with Listener(shared_mosquitto.url, [reply_filter(j) for j in jobs]) as mqtt:
+    async with Listener(shared_mosquitto, [reply_filter(j) for j in jobs]) as mqtt:
         for job in jobs:
             await mqtt.publish(topics.worker_jobs(bark_worker.worker_id), job.to_bytes())
         outcomes = [await mqtt.job(j.reply_to, j.job_id, 2 * T) for j in jobs]
@@ -175,11 +179,11 @@ async def test_refusals_expired_too_long_unknown_voice(
 
 async def test_missing_model_heartbeats_unavailable_with_reason(mosquitto: Mosquitto, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "bark", "SESAME_MODEL": str(missing)})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "bark", "SESAME_MODEL": str(missing)})
     try:
-        job = make_job("Anyone?")
+        job = make_job("Anyone?", worker=worker.worker_id)
         async with Listener(
-            mosquitto.url, [topics.worker_heartbeat(worker.worker_id), reply_filter(job)]
+            mosquitto, [topics.worker_heartbeat(worker.worker_id), reply_filter(job)]
         ) as mqtt:
             beat = await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "unavailable", 4 * T)
             await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
@@ -196,11 +200,11 @@ async def test_missing_model_heartbeats_unavailable_with_reason(mosquitto: Mosqu
 
 
 async def test_espeak_worker_speaks(mosquitto: Mosquitto) -> None:
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "espeak-ng"})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "espeak-ng"})
     try:
-        job = make_job("Hello from the offline voice.", seq=2, sample_rate=16_000)
+        job = make_job("Hello from the offline voice.", seq=2, sample_rate=16_000, worker=worker.worker_id)
         async with Listener(
-            mosquitto.url, [reply_filter(job), topics.worker_heartbeat(worker.worker_id)]
+            mosquitto, [reply_filter(job), topics.worker_heartbeat(worker.worker_id)]
         ) as mqtt:
             beat = await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "ready", 4 * T)
             await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
@@ -217,10 +221,10 @@ async def test_espeak_worker_speaks(mosquitto: Mosquitto) -> None:
 
 
 async def test_sigkill_makes_status_offline_via_last_will(mosquitto: Mosquitto) -> None:
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "espeak-ng"})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "espeak-ng"})
     try:
         status_topic = topics.worker_status(worker.worker_id)
-        async with Listener(mosquitto.url, [status_topic]) as mqtt:
+        async with Listener(mosquitto, [status_topic]) as mqtt:
 
             def status(state: str):  # type: ignore[no-untyped-def]
                 return lambda r: r.topic == status_topic and decode_worker_message(r.payload).state == state
@@ -237,17 +241,17 @@ async def test_sigkill_makes_status_offline_via_last_will(mosquitto: Mosquitto) 
         worker.close()
 
     # The offline status is retained: a newcomer reads it at once.
-    async with Listener(mosquitto.url, [status_topic]) as late:
+    async with Listener(mosquitto, [status_topic]) as late:
         retained = await late.wait_for(lambda r: r.topic == status_topic, 2 * T)
     assert decode_worker_message(retained.payload).state == "offline"  # type: ignore[attr-defined]
 
 
 async def test_sigterm_finishes_job_then_goes_offline(mosquitto: Mosquitto) -> None:
-    worker = WorkerProcess(mosquitto.url, {"SESAME_ENGINE": "espeak-ng"})
+    worker = WorkerProcess(mosquitto, {"SESAME_ENGINE": "espeak-ng"})
     try:
-        job = make_job("Finish this sentence before you leave, please.")
+        job = make_job("Finish this sentence before you leave, please.", worker=worker.worker_id)
         status_topic = topics.worker_status(worker.worker_id)
-        async with Listener(mosquitto.url, [reply_filter(job), status_topic]) as mqtt:
+        async with Listener(mosquitto, [reply_filter(job), status_topic]) as mqtt:
             await mqtt.wait_for(
                 lambda r: r.topic == status_topic and decode_worker_message(r.payload).state == "online",  # type: ignore[attr-defined]
                 4 * T,

@@ -1,0 +1,403 @@
+"""Scale-out: two gateways behind nginx, a two-node broker cluster, a worker on each node; kill
+one of each under open-loop turns. Does anything get lost or said twice?
+
+    redis + aedes nodes a, b   (tests/support/cluster.py; `make node-deps`)
+    gateway g1 on a,b  gateway g2 on b,a     (SESAME_MQTT_URL lists both nodes, its own first)
+    worker w-a on a,b  worker w-b on b,a     (Piper by default: --engine)
+    nginx: upstream of g1 and g2 (deploy/nginx/upstream-two.conf's shape, sesame-proxy.conf)
+
+Turns start on schedule (``--rate`` per second, open loop), each a new ``VoiceClient`` session
+through nginx streaming, a word every ``--word-ms`` as an LLM writes, two sentences whose text is
+unique to the turn (so a turn is in flight for about two seconds); the client's own
+reconnect logic (resume, or a fresh session with the unheard text said again) does the client
+side. Every ``--fault-every`` seconds the next fault, in this order, each once:
+
+    broker    SIGKILL aedes node a (g1 and w-a move to node b)
+    gateway   SIGKILL g1 (its clients reconnect through nginx to g2)
+    worker    SIGKILL w-b (g2's jobs go to w-a)
+
+Nothing is restarted: after the three faults one node, one gateway and one worker serve. After
+the schedule, turns go on until every fault has healed or ``--heal-timeout`` passes.
+
+Per sentence (by its text): ``spoken`` (heard, once), ``texted`` (an error frame with its text),
+``lost`` (neither), ``doubled`` (heard or texted more than once). The longest silence a listener
+heard inside a turn (playout clock, from the audio chunks' arrival). Per fault: ``moved_s`` (broker:
+until every process that was on the dead node logged its connection to the other) and ``heal_s``:
+until a turn started after the fault (and after the move) has been heard whole, every sentence
+from a worker's voice.
+
+    .venv/bin/python bench/cluster.py --duration 90 --rate 1 --fault-every 20 --json cluster.json
+    .venv/bin/python bench/cluster.py --smoke     # ~40 s, espeak-ng workers only, each fault once
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _stack import Proc, machine
+
+from broker.launcher import free_port
+from clients.stats import Playout
+from clients.voice_client import VoiceClient
+from clients.voice_events import (
+    AudioChunk,
+    ConnectionLost,
+    Reconnecting,
+    SentenceAudio,
+    SentenceFailed,
+    TurnEnded,
+)
+from tests.support.cluster import Cluster
+from tests.support.nginx import Nginx, upstream_of
+
+FAULTS = ("broker", "gateway", "worker")
+WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def say(n: int) -> str:
+    return " ".join(WORDS[int(d)] for d in str(n))
+
+
+@dataclass
+class Sentence:
+    turn: int
+    text: str
+    heard: list[str] = field(default_factory=list)  # engine per delivery ("text" for an error frame)
+    texted_at: float | None = None
+
+    @property
+    def outcome(self) -> str:
+        if not self.heard:
+            return "lost"
+        return "texted" if self.heard[0] == "text" else "spoken"
+
+
+@dataclass
+class TurnRun:
+    number: int
+    started_at: float
+    ended_at: float | None = None
+    sentences: list[Sentence] = field(default_factory=list)
+    reconnects: int = 0
+    silence_s: float = 0.0
+
+
+@dataclass
+class Fault:
+    kind: str
+    at: float
+    target: str
+    moved_s: float | None = None
+    heal_s: float | None = None
+
+
+@dataclass
+class Run:
+    t0: float
+    engine: str
+    turns: list[TurnRun] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+
+class Deployment:
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        self.cluster = Cluster(heartbeat_ms=500, start_timeout=60).start()
+        self.procs: dict[str, Proc] = {}
+        self.ports: dict[str, int] = {}
+        self.nginx: Nginx | None = None
+        base = {
+            "SESAME_TIERS": args.tiers,
+            "SESAME_CACHE_ENABLED": "false",
+            "SESAME_RETRY_DELAY": "0",
+            "SESAME_STATE_DIR": str(tmp),
+        }
+        try:
+            for gw, node in (("g1", "a"), ("g2", "b")):
+                self.ports[gw] = free_port()
+                env = {**base, "SESAME_GATEWAY_ID": gw, "SESAME_PORT": str(self.ports[gw])}
+                env["SESAME_MQTT_URL"] = self.cluster.urls(node)
+                self.procs[gw] = Proc(["gateway"], env, gw)
+            for gw in ("g1", "g2"):
+                self.procs[gw].wait_event("gateway_listening", 120)
+            for worker, node in (("w-a", "a"), ("w-b", "b")):
+                env = {"SESAME_WORKER_ID": worker, "SESAME_ENGINE": args.engine}
+                env |= {"SESAME_MQTT_URL": self.cluster.urls(node), "SESAME_HEARTBEAT_INTERVAL_MS": "200"}
+                self.procs[worker] = Proc(["worker"], env, worker)
+            for gw in ("g1", "g2"):
+                for worker in ("w-a", "w-b"):
+                    self.procs[gw].wait_for(
+                        lambda e, w=worker: (
+                            e.get("event") == "worker_change"  # type: ignore[misc]
+                            and e.get("worker_id") == w
+                            and e.get("up") is True
+                        ),
+                        300,
+                        f"{worker} ready on {gw}",
+                    )
+            gateways = [f"127.0.0.1:{self.ports[gw]}" for gw in ("g1", "g2")]
+            self.nginx = Nginx(tmp, upstream_of(gateways))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def ws_url(self) -> str:
+        assert self.nginx is not None
+        return f"ws://127.0.0.1:{self.nginx.port}/ws"
+
+    def node_at(self, name: str, mono: float) -> str | None:
+        """The node ``name`` was last connected to before ``mono`` (monotonic), from its log."""
+        urls = {str(n.url): key for key, n in self.cluster.nodes.items()}
+        last = None
+        for at, e in self.procs[name].timed_events():
+            if at < mono and e.get("event") == "mqtt_connected" and e.get("client_id") != f"{name}-monitor":
+                last = urls.get(str(e.get("broker")))
+        return last
+
+    def connected_to(self, name: str, node: str, since_mono: float) -> float | None:
+        """When ``name`` logged its connection to ``node`` after ``since_mono`` (monotonic)."""
+        url = str(self.cluster.nodes[node].url)
+        for at, e in self.procs[name].timed_events():
+            if (
+                at >= since_mono
+                and e.get("event") == "mqtt_connected"
+                and e.get("broker") == url
+                and e.get("client_id") != f"{name}-monitor"
+            ):
+                return at
+        return None
+
+    def keep_logs(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, proc in self.procs.items():
+            (folder / f"{name}.log").write_text("\n".join(proc.lines) + "\n")
+        for name, node in self.cluster.nodes.items():
+            (folder / f"node-{name}.log").write_text("\n".join(node.lines) + "\n")
+
+    def close(self) -> None:
+        if self.nginx is not None:
+            self.nginx.stop()
+        for proc in self.procs.values():
+            proc.stop(30)
+        self.cluster.close()
+
+
+async def words(text: str, gap_s: float) -> AsyncIterator[str]:
+    """The turn as an LLM writes it: a word every ``gap_s``."""
+    for i, word in enumerate(text.split(" ")):
+        if i:
+            await asyncio.sleep(gap_s)
+        yield word if i == 0 else " " + word
+
+
+async def one_turn(run: Run, url: str, number: int, timeout_s: float, word_s: float) -> None:
+    texts = [f"Turn {say(number)} begins here.", f"Turn {say(number)} is done now."]
+    turn = TurnRun(number, run.now(), sentences=[Sentence(number, t) for t in texts])
+    run.turns.append(turn)
+    by_text = {s.text: s for s in turn.sentences}
+    play = Playout()
+    try:
+        async with asyncio.timeout(timeout_s), VoiceClient(url) as voice:
+            sender = asyncio.create_task(voice.stream(words(" ".join(texts), word_s)))
+            try:
+                await listen(voice, turn, play, by_text)
+            finally:
+                sender.cancel()
+    except (TimeoutError, ConnectionLost, OSError):
+        pass  # what was not heard stays lost
+    turn.ended_at = run.now()
+    turn.silence_s = play.max_gap_s
+
+
+async def listen(voice: VoiceClient, turn: TurnRun, play: Playout, by_text: dict[str, Sentence]) -> None:
+    loop = asyncio.get_running_loop()
+    async for event in voice.events():
+        match event:
+            case AudioChunk(payload=payload, sample_rate=rate):
+                play.audio(loop.time(), len(payload) / 2 / rate)
+            case SentenceAudio(text=text, engine=engine) if text in by_text:
+                by_text[text].heard.append(engine)
+            case SentenceFailed(text=text) if text in by_text:
+                by_text[text].heard.append("text")
+                by_text[text].texted_at = loop.time()
+            case Reconnecting():
+                turn.reconnects += 1
+            case TurnEnded() if all(s.heard for s in turn.sentences):
+                # A fresh session after a reconnect ends the turn when its re-sent text is
+                # heard; the turn is whole when every sentence was heard.
+                return
+
+
+def healed(run: Run) -> bool:
+    """Every fault of the cycle was injected and has healed (turns go on until then)."""
+    for fault in run.faults:
+        if fault.heal_s is None:
+            heal(run, fault)
+    return len(run.faults) == len(FAULTS) and all(f.heal_s is not None for f in run.faults)
+
+
+def heal(run: Run, fault: Fault) -> None:
+    """The first turn started after the fault (and the move) heard whole from workers' voices."""
+    since = fault.at + (fault.moved_s or 0.0)
+    fault.heal_s = None
+    for turn in run.turns:
+        if turn.started_at < since or turn.ended_at is None:
+            continue
+        if all(s.heard and s.heard[0] == run.engine for s in turn.sentences):
+            fault.heal_s = round(turn.ended_at - fault.at, 2)
+            return
+
+
+async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
+    run = Run(time.monotonic(), args.engine)
+    tasks: set[asyncio.Task[None]] = set()
+    next_fault = args.fault_every
+    number = 0
+    end = args.duration
+    while run.now() < end or (not healed(run) and run.now() < end + args.heal_timeout):
+        task = asyncio.create_task(one_turn(run, dep.ws_url, number, args.turn_timeout, args.word_ms / 1000))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        number += 1
+        if len(run.faults) < len(FAULTS) and run.now() >= next_fault:
+            kind = FAULTS[len(run.faults)]
+            fault = Fault(kind, run.now(), {"broker": "node a", "gateway": "g1", "worker": "w-b"}[kind])
+            mono = time.monotonic()
+            if kind == "broker":
+                dep.cluster.kill("a")
+            else:
+                dep.procs["g1" if kind == "gateway" else "w-b"].signal(signal.SIGKILL)
+            run.faults.append(fault)
+            next_fault += args.fault_every
+            if kind == "broker":
+                watch = asyncio.create_task(moved(dep, fault, mono))
+                tasks.add(watch)
+                watch.add_done_callback(tasks.discard)
+        await asyncio.sleep(1.0 / args.rate)
+    if tasks:
+        await asyncio.wait(tasks, timeout=args.turn_timeout + 5)
+    for fault in run.faults:
+        heal(run, fault)
+    return run
+
+
+async def moved(dep: Deployment, fault: Fault, mono: float) -> None:
+    """Until every process that was on node a when it died is connected to node b."""
+    on_a = [name for name in dep.procs if dep.node_at(name, mono) == "a"]
+    for _ in range(600):
+        times = [dep.connected_to(name, "b", mono) for name in on_a]
+        if all(t is not None for t in times):
+            fault.moved_s = round(max((t for t in times if t is not None), default=mono) - mono, 2)
+            return
+        await asyncio.sleep(0.1)
+
+
+def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
+    sentences = [s for t in run.turns for s in t.sentences]
+    outcomes = Counter(s.outcome for s in sentences)
+    engines = Counter(s.heard[0] for s in sentences if s.heard and s.heard[0] != "text")
+    return {
+        "machine": machine(),
+        "config": {k: getattr(args, k) for k in ("duration", "rate", "fault_every", "engine", "tiers")},
+        "turns": len(run.turns),
+        "sentences": len(sentences),
+        "spoken": outcomes["spoken"],
+        "texted": outcomes["texted"],
+        "lost": outcomes["lost"],
+        "doubled": sum(1 for s in sentences if len(s.heard) > 1),
+        "engines": dict(engines),
+        "reconnected_turns": sum(1 for t in run.turns if t.reconnects),
+        "texted_at_s": [round(s.texted_at - run.t0, 2) for s in sentences if s.texted_at is not None],
+        "longest_silence_s": round(max((t.silence_s for t in run.turns), default=0.0), 3),
+        "faults": [
+            {
+                "kind": f.kind,
+                "at_s": round(f.at, 2),
+                "target": f.target,
+                "moved_s": f.moved_s,
+                "heal_s": f.heal_s,
+            }
+            for f in run.faults
+        ],
+        "all_healed": len(run.faults) == len(FAULTS) and all(f.heal_s is not None for f in run.faults),
+    }
+
+
+def render(rep: dict[str, object]) -> str:
+    lines = [
+        "cluster: two gateways behind nginx, two broker nodes, two workers; one of each killed",
+        f"machine: {rep['machine']}; config {rep['config']}",
+        "",
+        "turns  sentences  spoken  texted  lost  doubled  reconnected turns  longest silence (s)",
+        f"{rep['turns']:>5}  {rep['sentences']:>9}  {rep['spoken']:>6}  {rep['texted']:>6}  "
+        f"{rep['lost']:>4}  {rep['doubled']:>7}  {rep['reconnected_turns']:>17}  "
+        f"{rep['longest_silence_s']:>19}",
+        f"engines: {rep['engines']}",
+        "",
+        "fault     at (s)  target   moved (s)  heal (s)",
+    ]
+    lines += [
+        f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<7}  {f['moved_s']!s:>9}  {f['heal_s']!s:>8}"
+        for f in rep["faults"]  # type: ignore[attr-defined]
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=90.0, help="seconds of turns")
+    p.add_argument("--rate", type=float, default=1.0, help="turns per second (open loop)")
+    p.add_argument("--fault-every", type=float, default=20.0, help="seconds between faults")
+    p.add_argument("--engine", default="piper", choices=("piper", "espeak-ng"), help="the workers' engine")
+    p.add_argument("--tiers", default="workers,espeak-ng", help="the gateways' SESAME_TIERS")
+    p.add_argument("--turn-timeout", type=float, default=60.0)
+    p.add_argument(
+        "--heal-timeout", type=float, default=60.0, help="after the schedule, turns go on until healed"
+    )
+    p.add_argument("--word-ms", type=float, default=150.0, help="the client streams a word every this often")
+    p.add_argument("--json", type=Path)
+    p.add_argument("--logs", type=Path, help="write every process's log lines into this folder")
+    p.add_argument(
+        "--smoke", action="store_true", help="40 s, 1 turn/s, a fault every 10 s, espeak-ng workers only"
+    )
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.duration, args.rate, args.fault_every = 40.0, 1.0, 10.0
+        args.engine, args.tiers = "espeak-ng", "workers"  # every sentence heard is a worker's
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    with tempfile.TemporaryDirectory(prefix="sesame-cluster-bench-") as tmp:
+        dep = Deployment(args, Path(tmp))
+        try:
+            run = asyncio.run(drive(args, dep))
+        finally:
+            if args.logs is not None:
+                dep.keep_logs(args.logs)
+            dep.close()
+    rep = report(run, args)
+    print(render(rep))
+    if args.json:
+        args.json.write_text(json.dumps(rep, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
