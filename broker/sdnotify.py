@@ -21,10 +21,6 @@ class Notifier:
         self.address = "\0" + address[1:] if address.startswith("@") else address
         self._sock: socket.socket | None = None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def notify(self, *fields: str) -> bool:
         """Send ``KEY=value`` lines; False when not under systemd or the socket is gone."""
         if not self.address:

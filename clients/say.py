@@ -91,7 +91,7 @@ class SayConfig:
 
 
 @dataclass(slots=True)
-class Outcome:
+class SayOutcome:
     spoken: int = 0
     samples: int = 0
     undelivered: list[str] | None = None
@@ -167,13 +167,13 @@ async def stdin_chunks(stream: BinaryIO) -> AsyncIterator[str]:
             return
 
 
-async def say(config: SayConfig, stdin: BinaryIO, progress: TextIO) -> Outcome:
+async def say(config: SayConfig, stdin: BinaryIO, progress: TextIO) -> SayOutcome:
     sink: Sink = (
         FileSink(config.output, config.format, config.sample_rate)
         if config.output is not None
         else await PlayerSink.start(config.sample_rate)
     )
-    outcome = Outcome(undelivered=[])
+    outcome = SayOutcome(undelivered=[])
     try:
         async with VoiceClient(
             config.url, voice=config.voice, sample_rate=config.sample_rate, token=config.token
@@ -199,7 +199,9 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return exc
 
 
-async def _listen(client: VoiceClient, sink: Sink, outcome: Outcome, progress: TextIO, quiet: bool) -> None:
+async def _listen(
+    client: VoiceClient, sink: Sink, outcome: SayOutcome, progress: TextIO, quiet: bool
+) -> None:
     assert outcome.undelivered is not None
     async for event in client.events():
         match event:

@@ -146,16 +146,6 @@ class Playout:
         return Played(start, self.end, gap)
 
 
-def rate_label(count: int, seconds: float) -> str:
-    return f"{count / seconds:.2f}/s" if seconds > 0 else "-"
-
-
-def format_ms(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return f"{value * 1000:.1f}"
-
-
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "", align: str = "") -> str:
     """A plain text table. ``align`` has one letter per column, ``l`` or ``r``; by default the first
     column is left-aligned and the others right-aligned."""

@@ -12,9 +12,7 @@ from broker.errors import ConfigError
 from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from stream_server.core.actions import WORKERS
-from stream_server.core.failover import FailoverConfig
-
-LOCAL_TIERS = ("elevenlabs", "edge-tts", "piper", "espeak-ng")
+from stream_server.core.failover import DEFAULTS, LOCAL_TIERS, FailoverConfig
 
 # PLAN.md 4.2, preloadCommonPhrases.
 COMMON_PHRASES = (
@@ -116,9 +114,7 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
         env = Env(environ)
-        tiers = tuple(
-            t.strip() for t in env.str("SESAME_TIERS", ",".join((WORKERS, *LOCAL_TIERS))).split(",")
-        )
+        tiers = tuple(t.strip() for t in env.str("SESAME_TIERS", ",".join(DEFAULTS.tiers)).split(","))
         for tier in tiers:
             if tier not in (WORKERS, *LOCAL_TIERS):
                 raise ConfigError(
@@ -129,14 +125,14 @@ class GatewayConfig:
             tiers = tuple(t for t in tiers if t != "elevenlabs")  # not configured: not a tier at all
         failover = FailoverConfig(
             tiers=tiers,
-            ack_timeout_s=env.ms("SESAME_ACK_TIMEOUT", 1.0),
-            timeout_s=env.ms("SESAME_TIMEOUT", 10.0),
-            stall_timeout_s=env.ms("SESAME_STALL_TIMEOUT", 2.0),
-            max_retries=env.int("SESAME_MAX_RETRIES", 3, lo=0, hi=100),
-            retry_delay_s=env.ms("SESAME_RETRY_DELAY", 1.0),
-            missed_heartbeats=env.int("SESAME_MISSED_HEARTBEATS", 3, lo=1, hi=100),
-            probe_interval_s=env.ms("SESAME_PROBE_INTERVAL", 5.0),
-            worker_retention_s=env.ms("SESAME_WORKER_RETENTION", 300.0),
+            ack_timeout_s=env.ms("SESAME_ACK_TIMEOUT", DEFAULTS.ack_timeout_s),
+            timeout_s=env.ms("SESAME_TIMEOUT", DEFAULTS.timeout_s),
+            stall_timeout_s=env.ms("SESAME_STALL_TIMEOUT", DEFAULTS.stall_timeout_s),
+            max_retries=env.int("SESAME_MAX_RETRIES", DEFAULTS.max_retries, lo=0, hi=100),
+            retry_delay_s=env.ms("SESAME_RETRY_DELAY", DEFAULTS.retry_delay_s),
+            missed_heartbeats=env.int("SESAME_MISSED_HEARTBEATS", DEFAULTS.missed_heartbeats, lo=1, hi=100),
+            probe_interval_s=env.ms("SESAME_PROBE_INTERVAL", DEFAULTS.probe_interval_s),
+            worker_retention_s=env.ms("SESAME_WORKER_RETENTION", DEFAULTS.worker_retention_s),
         )
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")

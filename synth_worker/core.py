@@ -6,7 +6,7 @@ payloads, engine outcomes and the clock (``now`` is passed in; the core never re
 carries out what it returns:
 
     Send(topic, message, qos)  publish a JSON message (acks, done, job errors)
-    Start(jobs)                synthesize these jobs now (one batch: same voice, run together)
+    StartJob(jobs)                synthesize these jobs now (one batch: same voice, run together)
     Stop(job_id)               a running job was cancelled: set its cancel token
 
 Rules, in the order a job meets them (each refusal is a JobError with the code in brackets):
@@ -50,7 +50,7 @@ from broker.messages import (
     JobError,
     WorkerState,
 )
-from synth_worker.job_actions import Action, Send, Start, Stop
+from synth_worker.job_actions import Action, Send, StartJob, Stop
 from synth_worker.job_figures import Counters, Rtf
 from synth_worker.job_intake import JobOrder, decode_as, salvage_ids
 
@@ -326,7 +326,7 @@ class WorkerCore:
             self.started_at[job.job_id] = now
             self.order.started(job, (*self.queue, *self.running.values()))
         if batch:
-            actions.append(Start(tuple(batch)))
+            actions.append(StartJob(tuple(batch)))
         return actions
 
     def _take_queue(self) -> list[Job]:

@@ -68,7 +68,7 @@ from broker.errors import (
     ProtocolError,
 )
 
-from .engine import AudioChunk, CancelToken, SynthesisRequest
+from .engine import CancelToken, EngineChunk, SynthesisRequest
 from .mp3stream import Mp3StreamDecoder
 from .netstream import check_timeouts, relay
 from .pcm_stream import PcmShaper
@@ -135,7 +135,7 @@ class EdgeTTSEngine:
     def __repr__(self) -> str:
         return f"EdgeTTSEngine(endpoint={urlsplit(self.endpoint).netloc!r})"
 
-    async def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         if cancel.cancelled:
             raise EngineCancelled("synthesis cancelled")
         try:
@@ -156,7 +156,7 @@ class EdgeTTSEngine:
         decoder = Mp3StreamDecoder()
         shaper: PcmShaper | None = None
 
-        def shape(samples: Samples, final: bool) -> list[AudioChunk]:
+        def shape(samples: Samples, final: bool) -> list[EngineChunk]:
             nonlocal shaper
             if shaper is None:
                 if not decoder.sample_rate:

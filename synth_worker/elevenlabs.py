@@ -54,7 +54,7 @@ from broker.errors import (
     ProtocolError,
 )
 
-from .engine import AudioChunk, CancelToken, SynthesisRequest
+from .engine import CancelToken, EngineChunk, SynthesisRequest
 from .netstream import check_timeouts, relay
 from .pcm_stream import PcmShaper
 from .voices import VoiceMap
@@ -149,7 +149,7 @@ class ElevenLabsEngine:
     ) -> None:
         await self.aclose()
 
-    async def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         if cancel.cancelled:
             raise EngineCancelled("synthesis cancelled")
         if not request.text.strip():

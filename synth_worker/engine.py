@@ -24,7 +24,7 @@ class SynthesisRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class AudioChunk:
+class EngineChunk:
     samples: Samples
     sample_rate: int
 
@@ -59,6 +59,6 @@ class CancelToken:
 class Engine(Protocol):
     name: str  # "bark", "elevenlabs", "edge-tts", "espeak-ng"
 
-    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         """Yield audio chunks in order; raise EngineError on failure, EngineCancelled when cancelled."""
         ...

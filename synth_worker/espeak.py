@@ -22,7 +22,7 @@ from broker import logs
 from broker.audio import Samples, chunk_samples, normalize_loudness, resample
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable, ProtocolError
 
-from .engine import AudioChunk, CancelToken, SynthesisRequest
+from .engine import CancelToken, EngineChunk, SynthesisRequest
 from .voices import VoiceMap
 
 log = logs.get("sesame.espeak")
@@ -125,10 +125,10 @@ class EspeakEngine:
     def close(self) -> None:
         """Nothing held between requests."""
 
-    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         return self._synthesize(request, cancel)
 
-    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         voice = self.voices.get(request.voice).espeak_voice
         if cancel.cancelled:
             raise EngineCancelled("cancelled before synthesis started")
@@ -137,7 +137,7 @@ class EspeakEngine:
             raise EngineError("espeak-ng produced no audio")
         out = normalize_loudness(resample(wav.samples, wav.sample_rate, request.sample_rate))
         for piece in chunk_samples(out, request.sample_rate, self.chunk_ms):
-            yield AudioChunk(piece, request.sample_rate)
+            yield EngineChunk(piece, request.sample_rate)
 
     async def _run(self, text: str, voice: str, cancel: CancelToken) -> Wav:
         if voice.startswith("-") or not voice.strip():

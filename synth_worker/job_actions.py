@@ -16,7 +16,7 @@ class Send:
 
 
 @dataclass(frozen=True, slots=True)
-class Start:
+class StartJob:
     jobs: tuple[Job, ...]
 
 
@@ -25,4 +25,4 @@ class Stop:
     job_id: str
 
 
-Action = Send | Start | Stop
+Action = Send | StartJob | Stop

@@ -25,7 +25,7 @@ import numpy as np
 
 from broker.audio import TARGET_RMS_DBFS, Samples
 
-from .engine import AudioChunk
+from .engine import EngineChunk
 
 _EMPTY: Samples = np.zeros(0, dtype=np.float32)
 
@@ -170,13 +170,13 @@ class PcmShaper:
         self._loudness = RunningLoudness(dst_rate) if loudness else None
         self._pending: Samples = _EMPTY
 
-    def feed(self, samples: Samples) -> list[AudioChunk]:
+    def feed(self, samples: Samples) -> list[EngineChunk]:
         return self._cut(self._resampler.feed(samples), final=False)
 
-    def flush(self) -> list[AudioChunk]:
+    def flush(self) -> list[EngineChunk]:
         return self._cut(self._resampler.flush(), final=True)
 
-    def _cut(self, fresh: Samples, final: bool) -> list[AudioChunk]:
+    def _cut(self, fresh: Samples, final: bool) -> list[EngineChunk]:
         buf = np.concatenate([self._pending, fresh]) if len(self._pending) else fresh
         n_full = len(buf) // self.step * self.step
         end = len(buf) if final else n_full
@@ -184,6 +184,6 @@ class PcmShaper:
         self._pending = _EMPTY if final else buf[n_full:]
         return chunks
 
-    def _chunk(self, samples: Samples) -> AudioChunk:
+    def _chunk(self, samples: Samples) -> EngineChunk:
         shaped = self._loudness.process(samples) if self._loudness is not None else samples
-        return AudioChunk(np.asarray(shaped, dtype=np.float32), self.dst_rate)
+        return EngineChunk(np.asarray(shaped, dtype=np.float32), self.dst_rate)

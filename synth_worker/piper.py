@@ -34,7 +34,7 @@ import numpy as np
 
 from broker.audio import chunk_samples
 from broker.errors import EngineCancelled, EngineError, EngineUnavailable
-from synth_worker.engine import AudioChunk, CancelToken, SynthesisRequest
+from synth_worker.engine import CancelToken, EngineChunk, SynthesisRequest
 from synth_worker.pcm_stream import StreamResampler
 from synth_worker.piper_process import INSTALL_HINT, PiperChild, resolve_model
 from synth_worker.voices import VoiceMap
@@ -118,10 +118,10 @@ class PiperEngine:
         for child in self._children.values():
             await child.stop()
 
-    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         return self._synthesize(request, cancel)
 
-    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         voice = self.voices.get(request.voice)
         if not voice.piper_voice:
             raise EngineError(
@@ -148,7 +148,7 @@ class PiperEngine:
                 whole = len(pending) // step * step
                 for piece in chunk_samples(pending[:whole], request.sample_rate, self.chunk_ms):
                     _check(cancel)
-                    yield AudioChunk(piece, request.sample_rate)
+                    yield EngineChunk(piece, request.sample_rate)
                 pending = pending[whole:]
         if resampler is None:
             raise EngineError("Piper produced no audio")
@@ -156,7 +156,7 @@ class PiperEngine:
             np.concatenate([pending, resampler.flush()]), request.sample_rate, self.chunk_ms
         ):
             _check(cancel)
-            yield AudioChunk(piece, request.sample_rate)
+            yield EngineChunk(piece, request.sample_rate)
 
 
 def _check(cancel: CancelToken) -> None:

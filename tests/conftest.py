@@ -15,6 +15,9 @@ from broker import logs
 from broker.launcher import Mosquitto
 from tests.support.localstack import Stack
 
+# Shared fixtures from plugin modules (no test module imports a fixture by name).
+pytest_plugins = ["tests.cloud.fixtures"]
+
 T = 5.0 * float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
 
 logs.configure("INFO", json=True)
@@ -48,6 +51,19 @@ class Service(Stack):
 
     def __init__(self, broker: Mosquitto, model_dir: Path | None, env: dict[str, str]) -> None:
         super().__init__(env, broker=broker, model_dir=model_dir, start_timeout=6 * T)
+
+
+@pytest.fixture(scope="session")
+def espeak_gateway() -> Iterator[Service]:
+    """Broker + gateway, espeak-ng its only tier, no cache: one per test process, shared by every test
+    that only opens sessions on it (each its own); a test that stops, kills or reconfigures a gateway
+    builds its own stack."""
+    with Mosquitto() as broker:
+        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
+        try:
+            yield svc
+        finally:
+            svc.close()
 
 
 @pytest.fixture(scope="module")

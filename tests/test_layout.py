@@ -182,3 +182,14 @@ def test_no_hub_field_is_set_from_outside() -> None:
                     if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "hub"
                 ]
     assert found == []
+
+
+def test_no_class_name_means_two_things() -> None:
+    """A class name is defined once across the shipped packages (a reader who sees it knows which)."""
+    where: dict[str, list[str]] = {}
+    for package in SHIPPED:
+        for path in sorted((REPO / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(str(path.relative_to(REPO)))
+    assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}

@@ -65,7 +65,7 @@ class CancelJob:
 
 
 @dataclass(frozen=True, slots=True)
-class FellBack:
+class FailedOver:
     sentence: Sentence
     from_engine: str
     to_engine: str
@@ -100,8 +100,10 @@ class WorkerChanged:
 
 
 @dataclass(frozen=True, slots=True)
-class Probe:
+class ProbeTier:
     tier: str
 
 
-Action = SendJob | RunLocal | CancelJob | FellBack | Completed | GiveUp | TierChanged | WorkerChanged | Probe
+Action = (
+    SendJob | RunLocal | CancelJob | FailedOver | Completed | GiveUp | TierChanged | WorkerChanged | ProbeTier
+)

@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 
 from stream_server.core.actions import WORKERS, Sentence
 
+# The in-process tiers, in their default order after the worker pool (SESAME_TIERS).
+LOCAL_TIERS = ("elevenlabs", "edge-tts", "piper", "espeak-ng")
+
 
 @dataclass(frozen=True, slots=True)
 class FailoverConfig:
-    tiers: tuple[str, ...] = (WORKERS, "elevenlabs", "edge-tts", "espeak-ng")
+    """The failover settings; their defaults are written here only (``GatewayConfig.from_env``
+    reads them from ``DEFAULTS``)."""
+
+    tiers: tuple[str, ...] = (WORKERS, *LOCAL_TIERS)
     ack_timeout_s: float = 1.0
     timeout_s: float = 10.0  # SESAME_TIMEOUT: the most any attempt waits for its first audio
     first_audio_base_s: float = 1.0
@@ -22,6 +28,9 @@ class FailoverConfig:
     chars_per_second: float = 14.0  # speech rate used to estimate a sentence's audio length
     probe_interval_s: float = 5.0
     worker_retention_s: float = 300.0  # SESAME_WORKER_RETENTION: a dead worker is forgotten then
+
+
+DEFAULTS = FailoverConfig()
 
 
 @dataclass(slots=True)

@@ -30,9 +30,9 @@ from stream_server.core.actions import (
     CancelJob,
     Cause,
     Completed,
-    FellBack,
+    FailedOver,
     GiveUp,
-    Probe,
+    ProbeTier,
     RunLocal,
     SendJob,
     Sentence,
@@ -228,7 +228,7 @@ class Scheduler:
         for tier, breaker in self.breakers.items():
             if tier not in self._probing and breaker.probe_due(now):
                 self._probing.add(tier)
-                actions.append(Probe(tier))
+                actions.append(ProbeTier(tier))
         return actions
 
     def probe_result(self, tier: str, ok: bool, now: float, reason: str = "") -> list[Action]:
@@ -322,7 +322,7 @@ class Scheduler:
         down (``_stick``): a capped tier starts the earliest sentence of the turn first."""
         if from_engine is None:
             return [then]
-        actions: list[Action] = [FellBack(task.sentence, from_engine, to_engine, reason), then]
+        actions: list[Action] = [FailedOver(task.sentence, from_engine, to_engine, reason), then]
         if task.tier_index > 0:
             actions += self._stick(task, now)
         return actions

@@ -127,6 +127,9 @@ class WorkerRegistry:
                 w.last_seen = now  # still holds jobs being failed over: forget it later
         return changes
 
+    def unconfirmed(self) -> bool:
+        return any(w.unconfirmed for w in self.workers.values())
+
     def caught_up(self, now: float) -> list[WorkerChange]:
         """Everything that arrived until ``now`` has been read: judge the unconfirmed workers."""
         changes: list[WorkerChange] = []

@@ -1,8 +1,8 @@
 """Websocket sessions whose socket dropped, kept for a resume (docs/protocol.md): the adapter over
 ``resume.ReplayLog``.
 
-``detach`` keeps the session for ``SESAME_RESUME_GRACE`` (a task sleeping until exactly then,
-cancelled by a resume); meanwhile its frames go to its log only. ``resume`` hands a reconnecting
+``detach`` keeps the session for ``SESAME_RESUME_GRACE`` (an ``ExpiryBook`` deadline on the hub's
+deadline task, dropped by a resume); meanwhile its frames go to its log only. ``resume`` hands a reconnecting
 client that shows the session's resume token the session with every frame from the count it heard
 queued on a fresh queue, and ends the writer of the old socket (which may not be known to be dead
 yet, or may still be attached: it is then closed with ``RESUMED_ELSEWHERE``). ``issue`` makes the
@@ -17,9 +17,10 @@ from enum import Enum
 from typing import Protocol
 
 from broker import logs
+from stream_server.core.expiry import ExpiryBook
 from stream_server.core.resume import ResumeRequest, ResumeThrottle, new_token, token_matches
 from stream_server.hub.live_sessions import OUT_QUEUE_FRAMES, CloseReason, Outgoing, SessionLink
-from stream_server.hub.ports import SessionHost, TaskHost
+from stream_server.hub.ports import SessionHost
 from stream_server.monitoring.metrics import Metrics
 
 log = logs.get("sesame.resume")
@@ -36,7 +37,7 @@ class Refused(Enum):
     THROTTLED = "throttled"  # too many failed resumes from this peer
 
 
-class DetachHost(SessionHost, TaskHost, Protocol):
+class DetachHost(SessionHost, Protocol):
     """What ``Detached`` needs of the hub."""
 
     @property
@@ -45,11 +46,14 @@ class DetachHost(SessionHost, TaskHost, Protocol):
     @property
     def clock(self) -> Callable[[], float]: ...
 
+    def deadline_moved(self) -> None: ...
+
 
 class Detached:
     def __init__(self, hub: DetachHost) -> None:
         self.hub = hub
         self.throttle = ResumeThrottle()
+        self.grace = ExpiryBook()  # detached session -> the end of its resume grace
 
     def issue(self, link: SessionLink) -> str | None:
         """A new resume token for the ``ready`` about to be sent (None when resume is off); the
@@ -68,12 +72,19 @@ class Detached:
             return
         link.detached = True
         log.info("session_detached", session_id=link.session_id, sent=link.log.sent)
-        link.expiry = self.hub.spawn(self._expire(link, attachment), f"resume-grace:{link.session_id}")
+        self.grace.expire_at(link.session_id, self.hub.clock() + self.hub.config.resume_grace_s)
+        self.hub.deadline_moved()
 
-    async def _expire(self, link: SessionLink, attachment: int) -> None:
-        await asyncio.sleep(self.hub.config.resume_grace_s)  # the deadline itself, not a poll
-        if link.detached and link.attachment == attachment:
-            self.hub.close_session(link, CloseReason.RESUME_EXPIRED)
+    def next_deadline(self) -> float | None:
+        return self.grace.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        """Close the detached sessions whose grace ended (a resume drops a session's deadline, a
+        new detach sets a new one, so a session found still detached here is this deadline's)."""
+        for session_id in self.grace.handle_timer(now):
+            link = self.hub.sessions.get(session_id)
+            if link is not None and link.detached and not link.closed:
+                self.hub.close_session(link, CloseReason.RESUME_EXPIRED)
 
     def resume(self, wanted: ResumeRequest, peer: str) -> SessionLink | Refused:
         """The session with frames ``heard``... queued for the new socket, or why not."""
@@ -105,8 +116,6 @@ class Detached:
         link.out = queue
         link.attachment += 1
         link.detached = False
-        if link.expiry is not None:
-            link.expiry.cancel()
-            link.expiry = None
+        self.grace.drop(session_id)
         log.info("session_resumed", session_id=session_id, heard=heard, replayed=len(replay))
         return link

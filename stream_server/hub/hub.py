@@ -2,9 +2,8 @@
 
 Every event (a client message, an MQTT message, a local engine's result, a deadline) is fed to a
 pure core (``SessionCore``, ``Scheduler``, ``JobTracker``, ``Preloader``, ``HealthSampler``); what
-the cores return is appended to one queue, which ``_drain`` carries out in order, without
-recursion: carrying out an action may feed another core, whose actions go to the back of the same
-queue. All cores are driven from this one event loop, so they need no locks.
+they return goes on one queue that ``Interpreter._run_queue`` carries out in order, no recursion
+(an action may feed a core: its actions go to the back). One event loop: no locks.
 
 Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
 until the earliest, or until an event may have moved it (``feed``). A core with a timer goes in
@@ -271,9 +270,8 @@ class Hub:
         """The link landed on another broker node: worker jobs in flight go out again."""
         self.feed(self.scheduler.broker_moved(self.clock()))
 
-    def _caught_up(self) -> None:
-        if actions := self.scheduler.caught_up(self.clock()):  # silence judged once all is read
-            self.feed(actions)
+    def _caught_up(self) -> None:  # the MQTT reader has read all that came: judge silences
+        self.feed(self.scheduler.caught_up(self.clock())) if self.scheduler.registry.unconfirmed() else None
 
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
@@ -299,6 +297,7 @@ class Hub:
             self.health.next_deadline(),
             self.mqtt_sessions.next_deadline(),
             self.local.next_deadline(),
+            self.detached.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -311,6 +310,7 @@ class Hub:
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
         self.local.handle_timer(now)
+        self.detached.handle_timer(now)
 
     async def _deadlines(self) -> None:
         while True:

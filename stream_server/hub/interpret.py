@@ -1,4 +1,4 @@
-"""The one place the cores' decisions are carried out: an action queue, drained in order.
+"""The one place the cores' decisions are carried out: an action queue, carried out in order.
 
 ``Interpreter`` turns actions into effects (a frame for a client, a job on MQTT, a local engine
 started, a metric, a log line). The hub builds one and hands it the cores and adapters it carries
@@ -23,9 +23,9 @@ from stream_server.core.actions import (
     Action,
     CancelJob,
     Completed,
-    FellBack,
+    FailedOver,
     GiveUp,
-    Probe,
+    ProbeTier,
     RunLocal,
     SendJob,
     Sentence,
@@ -96,27 +96,27 @@ class Interpreter:
         self._sample_health = sample_health
         self._deadline_moved = deadline_moved
         self._queue: deque[Work] = deque()
-        self._draining = False
+        self._running = False
         self._timers_dirty = False  # a deadline may have moved earlier since the deadline task last looked
 
     # ---- feeding the queue -------------------------------------------------------------------
 
     def feed(self, work: Iterable[Work]) -> None:
         """What a core returned for an event. Any core event may move a deadline: the deadline task
-        looks again after the drain."""
+        looks again once the queue has been run."""
         self._timers_dirty = True
         self._queue.extend(work)
-        self._drain()
+        self._run_queue()
 
     def feed_session(self, link: SessionLink, outs: Iterable[Out]) -> None:
         """A session's outputs: no deadline moves unless one becomes a scheduler action."""
         self._queue.extend(ForSession(link, out) for out in outs)
-        self._drain()
+        self._run_queue()
 
-    def _drain(self) -> None:
-        if self._draining:
-            return  # an outer drain is running: it will reach what was just queued
-        self._draining = True
+    def _run_queue(self) -> None:
+        if self._running:
+            return  # an outer run is going on: it will reach what was just queued
+        self._running = True
         try:
             while True:
                 while self._queue:
@@ -129,7 +129,7 @@ class Interpreter:
                     break
                 self._queue.extend(preload)
         finally:
-            self._draining = False
+            self._running = False
         if self._timers_dirty:  # a deadline may have moved earlier: the deadline task looks again
             self._timers_dirty = False
             self._deadline_moved()
@@ -206,7 +206,7 @@ class Interpreter:
                 if worker_id is not None:
                     self.out.cancel((job_id,))
                 self.local.cancel(job_id)
-            case FellBack() | Completed() | GiveUp():
+            case FailedOver() | Completed() | GiveUp():
                 self._sentence_outcome(action)
             case TierChanged(tier=tier, available=available, reason=reason):
                 self.metrics.tier_available.labels(tier).set(1 if available else 0)
@@ -217,16 +217,16 @@ class Interpreter:
                 self.metrics.workers_up.set(self.scheduler.registry.ready_count(self.clock()))
                 self.metrics.workers_alive.set(self.scheduler.registry.alive_count())
                 log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
-            case Probe(tier=tier):
+            case ProbeTier(tier=tier):
                 self.local.probe(tier)
 
-    def _sentence_outcome(self, action: FellBack | Completed | GiveUp) -> None:
+    def _sentence_outcome(self, action: FailedOver | Completed | GiveUp) -> None:
         s = action.sentence
         link = self.sessions.get(s.session_id)
         match action:
-            case FellBack() if s.background:
+            case FailedOver() if s.background:
                 pass  # preloading is best effort; it is not a listener's fallback
-            case FellBack(from_engine=f, to_engine=t, reason=reason):
+            case FailedOver(from_engine=f, to_engine=t, reason=reason):
                 self.metrics.fell_back(f, t, reason)
                 log.warning(
                     "fallback", session_id=s.session_id, seq=s.seq, from_engine=f, to_engine=t, reason=reason

@@ -50,7 +50,6 @@ class SessionLink:
     attachment: int = 0
     detached: bool = False  # its socket dropped: frames go to the log only, for a resume
     resume_digest: bytes | None = None  # SHA-256 of the resume token of its last ready
-    expiry: asyncio.Task[None] | None = None
 
     @property
     def session_id(self) -> str:

@@ -1,6 +1,6 @@
 """Running the in-process fallback tiers (elevenlabs, edge-tts, piper, espeak-ng) and their probes.
 
-The scheduler decides (``RunLocal``, ``CancelJob``, ``Probe``); this module runs the engine as a
+The scheduler decides (``RunLocal``, ``CancelJob``, ``ProbeTier``); this module runs the engine as a
 named task in the hub's TaskGroup and reports what happened as typed events (``LocalAudio``,
 ``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. When a tier with
 a concurrency cap is full, the pure ``TierQueue`` decides which waiting sentence starts next and
@@ -26,7 +26,7 @@ from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 
 log = logs.get("sesame.gateway")
 
-PROBE_TEXT = "Probe."
+PROBE_TEXT = "ProbeTier."
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,21 +283,21 @@ class WebhookSender:
         self._on_outcome = on_outcome or (lambda _o: None)
         self._client: httpx.AsyncClient | None = None
         self._tg: asyncio.TaskGroup | None = None
+        self._delivering: asyncio.Task[None] | None = None  # the one task it runs (no TaskGroup privates)
         self.delivered: list[Alert] = []  # bounded record of what went out (the status page lists it)
 
     async def __aenter__(self) -> WebhookSender:
         self._client = httpx.AsyncClient(timeout=self.timeout_s)
         self._tg = asyncio.TaskGroup()
         await self._tg.__aenter__()
-        self._tg.create_task(self._deliver_loop(), name="alert-webhook")
+        self._delivering = self._tg.create_task(self._deliver_loop(), name="alert-webhook")
         return self
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        assert self._tg is not None and self._client is not None
-        for task in list(getattr(self._tg, "_tasks", ())):
-            task.cancel()
+        assert self._tg is not None and self._client is not None and self._delivering is not None
+        self._delivering.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._tg.__aexit__(None, None, None)
         await self._client.aclose()

@@ -12,7 +12,7 @@ from stream_server.core.actions import (
     WORKERS,
     Action,
     Completed,
-    FellBack,
+    FailedOver,
     SendJob,
     TierChanged,
     WorkerChanged,
@@ -34,7 +34,7 @@ def observe(monitor: Monitor, item: Action | Heartbeat, *, worker_up: bool = Fal
             monitor.listener_needs(PRIMARY)
         case Completed(tier=tier):  # a preloaded phrase Bark spoke is Bark speaking too
             monitor.sentence(path_of(tier), True)
-        case FellBack(sentence=s, from_engine=from_engine) if not s.background:
+        case FailedOver(sentence=s, from_engine=from_engine) if not s.background:
             monitor.sentence(path_of(from_engine), False)
         case TierChanged(tier=tier, available=available, reason=reason):
             monitor.tier_changed(tier, available, reason)

@@ -91,6 +91,7 @@ class Monitor:
         self._up_workers: set[str] = set()
         self._wake = asyncio.Event()
         self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # its own, so stopping needs no TaskGroup privates
         self._next_compact = 0.0
         self.sender = (
             WebhookSender(config.alert_webhook, source=gateway_id, on_outcome=self._delivery)
@@ -122,8 +123,8 @@ class Monitor:
         await self.runner.prepare()
         await self.runner.link.__aenter__()
         self.probes.start(self.clock())
-        self._tg.create_task(self._timer(), name="monitor-timer")
-        self._tg.create_task(self.writer.run(), name="monitor-store")
+        self._spawn(self._timer(), "monitor-timer")
+        self._spawn(self.writer.run(), "monitor-store")
         return self
 
     async def __aexit__(
@@ -133,7 +134,7 @@ class Monitor:
         if self.sender is not None:
             await self.sender.__aexit__(None, None, None)
         assert self._tg is not None
-        for task in list(getattr(self._tg, "_tasks", ())):
+        for task in list(self._tasks):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._tg.__aexit__(None, None, None)
@@ -330,4 +331,7 @@ class Monitor:
 
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         assert self._tg is not None
-        return self._tg.create_task(coro, name=name)  # type: ignore[arg-type]
+        task: asyncio.Task[None] = self._tg.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

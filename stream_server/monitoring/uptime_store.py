@@ -226,14 +226,6 @@ class UptimeStore:
             ]
         )
 
-    def record_round(self, now: float, results: list[tuple[str, bool, float | None]]) -> None:
-        """Several paths' samples (path, ok, latency_ms) at ``now`` in one transaction."""
-        calls: list[tuple[str, tuple[object, ...]]] = []
-        for path, ok, latency_ms in results:
-            calls.append(("INSERT OR IGNORE INTO paths (name) VALUES (?)", (path,)))
-            calls.append((INSERT_SAMPLE, (path, now, int(ok), latency_ms)))
-        self._write(calls)
-
     def incident(self, now: float, kind: str, path: str, text: str) -> None:
         self._write(
             [

@@ -1,4 +1,4 @@
-"""The gateway's MQTT publishes: two bounded queues, each drained by one named task (an adapter).
+"""The gateway's MQTT publishes: two bounded queues, each emptied by one named task (an adapter).
 
 Jobs and cancels go on the control queue, so they never wait behind the bulk copies of session
 events and audio for MQTT listeners. When a queue is full the publish is dropped and counted

@@ -19,7 +19,6 @@ from its publisher. This module is the adapter; the decisions about claims are `
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from stream_server.core.claims import (
     PublishClaim,
     claim_messages,
 )
+from stream_server.core.expiry import ExpiryBook
 from stream_server.core.open_bids import Bid, OpenBids
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.ports import SessionHost, TaskHost
@@ -115,7 +115,7 @@ class MqttSessions:
         self.claims = ClaimBook(hub.config.gateway_id, CLAIM_WINDOW_S)
         self.bids = OpenBids(OPEN_BID_WINDOW_S)
         self.claim_only = False  # the broker refused the shared subscription for open
-        self._last_seen: dict[str, float] = {}  # MQTT-only sessions -> last message from the publisher
+        self.idle = ExpiryBook()  # MQTT-only session -> when it closes unless its publisher speaks
 
     @staticmethod
     def subscriptions() -> list[tuple[str, int]]:
@@ -144,8 +144,7 @@ class MqttSessions:
             elif not self.bids.hold(session_id, kind, payload):
                 self.unknown(session_id)
             return
-        if session_id in self._last_seen:
-            self._last_seen[session_id] = self.hub.clock()
+        self._heard_from(session_id)
         try:
             msg = decode_control(kind, payload)
         except ProtocolError as exc:
@@ -168,8 +167,7 @@ class MqttSessions:
             if not self.bids.hold(session_id, "text", payload):
                 self.unknown(session_id)  # quiet when another gateway holds it
             return
-        if session_id in self._last_seen:
-            self._last_seen[session_id] = self.hub.clock()
+        self._heard_from(session_id)
         try:
             msg = session_text_messages.decode(payload)
             assert isinstance(msg, SessionText)
@@ -245,29 +243,24 @@ class MqttSessions:
             self.hub.metrics.bad_input.labels("mqtt", exc.code).inc()
             self.hub.publish_event(session_id, exc)
             return
-        self._last_seen[session_id] = self.hub.clock()
+        self.idle.expire_at(session_id, self.hub.clock() + self.hub.config.mqtt_session_idle_s)
+        self.hub.deadline_moved()
         self.hub.publish_event(session_id, link.core.ready_message())
-        self.hub.spawn(self._drain(link), f"mqtt-session:{session_id}")
+        self.hub.spawn(self._discard_output(link), f"mqtt-session:{session_id}")
         log.info("mqtt_session_opened", session_id=session_id, voice=link.core.voice)
 
-    async def _drain(self, link: SessionLink) -> None:
-        """Nobody reads the session's own queue (its copies go to MQTT): empty it, and close the
-        session when its publisher has been silent for the idle time."""
-        idle_s = self.hub.config.mqtt_session_idle_s
+    def _heard_from(self, session_id: str) -> None:
+        if session_id in self.idle:  # a later deadline: the deadline task finds it when it wakes
+            self.idle.expire_at(session_id, self.hub.clock() + self.hub.config.mqtt_session_idle_s)
+
+    async def _discard_output(self, link: SessionLink) -> None:
+        """Nobody reads the session's own queue (its copies go to MQTT): empty it until the session
+        ends. Its idle timeout is ``idle``'s deadline, on the hub's deadline task."""
         try:
-            while not link.closed:
-                left = self._last_seen.get(link.session_id, 0.0) + idle_s - self.hub.clock()
-                if left <= 0:
-                    self.hub.close_session(link, CloseReason.MQTT_IDLE)
-                    break
-                try:
-                    async with asyncio.timeout(left):
-                        if await link.out.get() is None:
-                            break
-                except TimeoutError:
-                    continue
+            while not link.closed and await link.out.get() is not None:
+                pass
         finally:
-            self._last_seen.pop(link.session_id, None)
+            self.idle.drop(link.session_id)
 
     # ---- claims -------------------------------------------------------------------------------
 
@@ -302,11 +295,16 @@ class MqttSessions:
                     log.warning("bad_mqtt_payload", session_id=sid, code="unknown_session")
 
     def next_deadline(self) -> float | None:
-        deadlines = (self.claims.next_deadline(), self.bids.next_deadline())
+        deadlines = (self.claims.next_deadline(), self.bids.next_deadline(), self.idle.next_deadline())
         return min((d for d in deadlines if d is not None), default=None)
 
     def handle_timer(self, now: float) -> None:
-        """The claim book's or a bid's deadline passed (the hub's deadline task calls this)."""
+        """The claim book's, a bid's or an idle session's deadline passed (the hub's deadline task
+        calls this)."""
         self._carry_out(self.claims.handle_timer(now))
         for bid in self.bids.handle_timer(now):
             self._bid_closed(bid)
+        for session_id in self.idle.handle_timer(now):
+            link = self.hub.sessions.get(session_id)
+            if link is not None and not link.closed:
+                self.hub.close_session(link, CloseReason.MQTT_IDLE)

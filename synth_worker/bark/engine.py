@@ -18,7 +18,7 @@ from synth_worker.bark.checkpoint import StageTimes
 from synth_worker.bark.inference_thread import InferenceThread
 from synth_worker.bark.settings import BarkSettings, Speaker
 from synth_worker.bark.synthesizer import BarkSynthesizer, finish_audio
-from synth_worker.engine import AudioChunk, CancelToken, SynthesisRequest
+from synth_worker.engine import CancelToken, EngineChunk, SynthesisRequest
 from synth_worker.voices import VoiceMap
 
 log = logs.get("sesame.bark")
@@ -104,10 +104,10 @@ class BarkEngine:
             return self.default_speaker
         return entry.bark_speaker
 
-    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         return self._synthesize(request, cancel)
 
-    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         speaker = self.speaker_for(request.voice)
         if cancel.cancelled:
             raise EngineCancelled("cancelled before synthesis started")
@@ -121,7 +121,7 @@ class BarkEngine:
             cancel.cancel()  # the thread stops at its next check
             raise
         for piece in chunk_samples(samples, request.sample_rate, self.settings.chunk_ms):
-            yield AudioChunk(piece, request.sample_rate)
+            yield EngineChunk(piece, request.sample_rate)
 
     def _dispatch(self) -> None:
         queue = self._queue

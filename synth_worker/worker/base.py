@@ -22,7 +22,7 @@ from broker.sdnotify import Notifier
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
 from synth_worker.engine import CancelToken, SynthesisRequest
-from synth_worker.job_actions import Action, Send, Start, Stop
+from synth_worker.job_actions import Action, Send, StartJob, Stop
 from synth_worker.worker.engine_factory import WorkerEngine
 
 log = logs.get("sesame.worker")
@@ -195,14 +195,14 @@ class WorkerBase:
         # Jobs start before the replies are awaited (a QoS 1 publish waits for the broker's PUBACK):
         # an accepted job's engine does not wait a round trip behind its ack. The ack still goes
         # out first: its packet is written before the job's task first runs.
-        for action in sorted(actions, key=lambda a: not isinstance(a, (Start, Stop))):
+        for action in sorted(actions, key=lambda a: not isinstance(a, (StartJob, Stop))):
             match action:
                 case Send(topic=topic, message=message, qos=qos):
                     try:
                         await self.link.publish(topic, message.to_bytes(), qos=qos)
                     except BrokerError as exc:
                         log.warning("publish_failed", topic=topic, type=message.type, error=str(exc))
-                case Start(jobs=jobs):
+                case StartJob(jobs=jobs):
                     assert self._tg is not None
                     for job in jobs:
                         token = CancelToken()

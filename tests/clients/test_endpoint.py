@@ -7,13 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
-from broker.launcher import Mosquitto
 from clients.endpoint import BadUrl, GatewayUrls, configured_url, gateway_urls
 from clients.voice_client import VoiceClient
 from clients.voice_events import SentenceAudio, TurnEnded
@@ -107,14 +105,9 @@ def test_a_bad_sesame_url_is_one_line_too() -> None:
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            yield svc
-        finally:
-            svc.close()
+@pytest.fixture
+def gateway(espeak_gateway: Service) -> Service:
+    return espeak_gateway  # the shared espeak-ng gateway (tests/conftest.py)
 
 
 def test_say_speaks_through_the_plans_http_sesame_url(gateway: Service, tmp_path: Path) -> None:

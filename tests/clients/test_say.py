@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,6 @@ from tests.conftest import Service, T
 from tests.support.localstack import REPO
 
 TEXT = "Hello there. How are you?"
-
-
-@pytest.fixture(scope="module")
-def espeak_gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            yield svc
-        finally:
-            svc.close()
 
 
 def say(url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

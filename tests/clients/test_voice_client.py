@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -33,16 +33,6 @@ from tests.conftest import Service, T
 from tests.support.localstack import REPO, Proc
 
 THREE = "The sun rose over the hills. Birds began to sing! Was it morning already?"
-
-
-@pytest.fixture(scope="module")
-def espeak_gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            yield svc
-        finally:
-            svc.close()
 
 
 async def tokens(text: str, size: int = 3) -> AsyncIterator[str]:

@@ -1,9 +1,6 @@
-"""pytest fixtures for the cloud stand-ins; reuse them from any test module with
-
-    from tests.cloud.fixtures import edge_server, elevenlabs_server  # noqa: F401
-
-(``tests/cloud/conftest.py`` already does this for tests under ``tests/cloud``.) Each test gets a
-fresh server in mode "ok"; set ``.mode`` to make it misbehave.
+"""pytest fixtures for the cloud stand-ins, a plugin every test sees (``pytest_plugins`` in
+tests/conftest.py): a test names ``edge_server`` or ``elevenlabs_server`` as an argument, nothing is
+imported. Each test gets a fresh server in mode "ok"; set ``.mode`` to make it misbehave.
 
     elevenlabs_server  -> ElevenLabsStandIn: .base_url, .api_key, .mode, .requests, .request_seen,
                           .disconnected

@@ -9,7 +9,6 @@ tags are asserted, and every metric family the gateway exports must arrive under
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from datadog_checks.base import OpenMetricsBaseCheckV2
 from datadog_checks.base.stubs import aggregator
 from prometheus_client.parser import text_string_to_metric_families
 
-from broker.launcher import Mosquitto
 from stream_server.monitoring.metrics import Metrics
 from tests.conftest import Service, T
 
@@ -35,15 +33,11 @@ def conf() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            reply = httpx.post(f"{svc.http_url}/tts", json={"text": "Hello there."}, timeout=12 * T)
-            assert reply.status_code == 200  # one spoken sentence: counters and a TTFA sample
-            yield svc
-        finally:
-            svc.close()
+def gateway(espeak_gateway: Service) -> Service:
+    """The shared espeak-ng gateway (tests/conftest.py) after one spoken sentence (counters, TTFA)."""
+    reply = httpx.post(f"{espeak_gateway.http_url}/tts", json={"text": "Hello there."}, timeout=12 * T)
+    assert reply.status_code == 200
+    return espeak_gateway
 
 
 def run_check(endpoint: str) -> str:

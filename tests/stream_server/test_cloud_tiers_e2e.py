@@ -14,7 +14,6 @@ from websockets.asyncio.client import connect
 from broker.launcher import Mosquitto
 from tests.cloud.edge_server import EdgeStandIn
 from tests.cloud.elevenlabs_server import ElevenLabsStandIn
-from tests.cloud.fixtures import edge_server, elevenlabs_server  # noqa: F401 - fixtures
 from tests.conftest import Service, T
 from tests.wsclient import Turn, collect, send
 
@@ -44,8 +43,8 @@ def gateway(broker: Mosquitto, el: ElevenLabsStandIn, edge: EdgeStandIn, tiers: 
 @pytest.fixture
 def stack(
     mosquitto: Mosquitto,
-    elevenlabs_server: ElevenLabsStandIn,  # noqa: F811 - the imported fixture  # noqa: F811
-    edge_server: EdgeStandIn,  # noqa: F811 - the imported fixture
+    elevenlabs_server: ElevenLabsStandIn,
+    edge_server: EdgeStandIn,
 ) -> Iterator[tuple[Service, ElevenLabsStandIn, EdgeStandIn]]:
     svc = gateway(mosquitto, elevenlabs_server, edge_server, "elevenlabs,edge-tts,espeak-ng")
     try:
@@ -104,8 +103,8 @@ async def test_both_clouds_failing_falls_to_espeak(
 
 async def test_no_voice_left_sends_the_text_with_an_error(
     mosquitto: Mosquitto,
-    elevenlabs_server: ElevenLabsStandIn,  # noqa: F811 - the imported fixture
-    edge_server: EdgeStandIn,  # noqa: F811 - the imported fixture  # noqa: F811
+    elevenlabs_server: ElevenLabsStandIn,
+    edge_server: EdgeStandIn,
 ) -> None:
     svc = gateway(mosquitto, elevenlabs_server, edge_server, "elevenlabs,edge-tts")
     elevenlabs_server.mode, edge_server.mode = "401", "silence"  # after the start's probe round

@@ -7,7 +7,7 @@ import pytest
 
 from broker.messages import Heartbeat
 from broker.ws_protocol import Speak
-from stream_server.core.actions import WORKERS, FellBack, SendJob, Sentence
+from stream_server.core.actions import WORKERS, FailedOver, SendJob, Sentence
 from stream_server.core.failover import FailoverConfig
 from stream_server.core.playback import PlaybackClock, expected_audio_s
 from stream_server.core.scheduler import Scheduler
@@ -79,7 +79,7 @@ def test_a_sentence_fails_over_when_its_listener_would_run_dry(need_at: float, l
     deadline = s.next_deadline()
     assert deadline == pytest.approx(late_at, abs=0.01)
     assert not s.handle_timer(deadline - 0.01)
-    [fb] = [a for a in s.handle_timer(deadline) if isinstance(a, FellBack)]
+    [fb] = [a for a in s.handle_timer(deadline) if isinstance(a, FailedOver)]
     assert fb.reason == "first_audio_timeout"
 
 
@@ -95,7 +95,7 @@ def test_a_worker_that_finishes_a_job_gives_the_ones_behind_it_their_budget_agai
     s.ack(second.job_id, 0.1, queue_position=1)  # late by the pace alone at ~1.61
     s.chunk(first.job_id, 1.2)
     s.done(first.job_id, 1.4)
-    assert not [a for a in s.handle_timer(2.0) if isinstance(a, FellBack)]
+    assert not [a for a in s.handle_timer(2.0) if isinstance(a, FailedOver)]
     assert s.next_deadline() == pytest.approx(1.4 + 1.257, abs=0.01)
 
 
@@ -110,7 +110,7 @@ def test_a_sentence_is_not_late_before_the_one_ahead_of_it_has_begun() -> None:
     ]
     for job in jobs:
         s.ack(job.job_id, 0.1, queue_position=0)  # late by their pace at ~1.36 and ~1.23
-    assert not [a for a in s.handle_timer(1.25) if isinstance(a, FellBack)]
+    assert not [a for a in s.handle_timer(1.25) if isinstance(a, FailedOver)]
     assert s.next_deadline() == pytest.approx(1.357, abs=0.01)  # the first one's own
-    [fb] = [a for a in s.handle_timer(1.36) if isinstance(a, FellBack)]
+    [fb] = [a for a in s.handle_timer(1.36) if isinstance(a, FailedOver)]
     assert fb.sentence.seq == 0  # (and the turn follows it down: one switch)

@@ -21,6 +21,7 @@ from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, worker_mess
 from broker.ws_protocol import CancelTurn, Error, SentenceEnd, Speak, TurnEnd
 from stream_server.config import GatewayConfig
 from stream_server.core.failover import FailoverConfig
+from stream_server.core.resume import ResumeRequest
 from stream_server.hub.hub import Hub
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.mqtt.outbound import Publish
@@ -259,3 +260,51 @@ async def test_the_ack_timeout_fires_close_to_its_deadline_in_real_time() -> Non
         # Generous: a loaded CI machine may be slow to run the loop, but never early, and nowhere
         # near a polling interval's worth of lateness on an idle loop.
         assert 0.0 <= late < 0.25 * T
+
+
+async def test_a_detached_session_is_closed_when_its_grace_ends_on_the_deadline_task() -> None:
+    async with running_hub() as (h, _, clock):
+        link = h.open_session(resumable=True)
+        h.detached.detach(link, link.attachment)
+        grace = h.config.resume_grace_s
+        assert h.detached.next_deadline() == pytest.approx(clock.now + grace)
+        assert h.next_deadline() is not None and h.next_deadline() <= clock.now + grace  # type: ignore[operator]
+        clock.now += grace - 0.001
+        h.handle_timer(clock.now)
+        assert not link.closed and h.sessions.get(link.session_id) is link
+        clock.now += 0.001
+        h.handle_timer(clock.now)
+        assert link.closed and link.close_reason is CloseReason.RESUME_EXPIRED
+        assert h.detached.next_deadline() is None
+
+
+async def test_a_resumed_session_outlives_the_grace_of_its_old_socket() -> None:
+    async with running_hub() as (h, _, clock):
+        link = h.open_session(resumable=True)
+        token = h.detached.issue(link)
+        assert token is not None
+        h.detached.detach(link, link.attachment)
+        assert h.detached.resume(ResumeRequest(link.session_id, 0, token), "peer") is link
+        assert h.detached.next_deadline() is None
+        clock.now += h.config.resume_grace_s + 1.0
+        h.handle_timer(clock.now)
+        assert not link.closed and not link.detached
+
+
+async def test_an_mqtt_only_session_closes_when_its_publisher_is_silent_for_the_idle_time() -> None:
+    async with running_hub() as (h, mqtt, clock):
+        await mqtt.deliver(topics.session_topic("mq1", "open"), b"")
+        link = h.sessions.get("mq1")
+        assert link is not None
+        idle = h.config.mqtt_session_idle_s
+        assert h.mqtt_sessions.idle.next_deadline() == pytest.approx(clock.now + idle)
+        assert h.mqtt_sessions.next_deadline() <= clock.now + idle  # type: ignore[operator]
+        clock.now += idle / 2
+        await mqtt.deliver(topics.session_topic("mq1", "flush"), b"")  # the publisher speaks
+        clock.now += idle / 2 + 0.001
+        h.handle_timer(clock.now)
+        assert not link.closed
+        clock.now += idle / 2
+        h.handle_timer(clock.now)
+        assert link.closed and link.close_reason is CloseReason.MQTT_IDLE
+        assert h.mqtt_sessions.idle.next_deadline() is None

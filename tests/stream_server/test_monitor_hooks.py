@@ -10,7 +10,7 @@ from broker.messages import Heartbeat
 from stream_server.core.actions import (
     CancelJob,
     Completed,
-    FellBack,
+    FailedOver,
     GiveUp,
     SendJob,
     Sentence,
@@ -44,8 +44,8 @@ class Heard:
         (Completed(LISTENER, "j1", "bark", "workers", 0.2), [("sentence", ("workers", True))]),
         (Completed(LISTENER, "j1", "espeak-ng", "espeak-ng", 0.1), [("sentence", ("espeak-ng", True))]),
         (Completed(PRELOAD, "j1", "bark", "workers", 0.2), [("sentence", ("workers", True))]),
-        (FellBack(LISTENER, "bark", "espeak-ng", "worker_dead"), [("sentence", ("workers", False))]),
-        (FellBack(LISTENER, "edge-tts", "espeak-ng", "timeout"), [("sentence", ("edge-tts", False))]),
+        (FailedOver(LISTENER, "bark", "espeak-ng", "worker_dead"), [("sentence", ("workers", False))]),
+        (FailedOver(LISTENER, "edge-tts", "espeak-ng", "timeout"), [("sentence", ("edge-tts", False))]),
         (TierChanged("edge-tts", False, "timeout"), [("tier_changed", ("edge-tts", False, "timeout"))]),
         (
             WorkerChanged(WorkerChange("bark-1", False, "last_will")),

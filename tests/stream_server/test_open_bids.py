@@ -50,7 +50,7 @@ def test_three_gateways_bid_and_exactly_one_opens_in_any_order(order: tuple[int,
         published.append(claim.claim)
     for g in gateways:
         for i in order:
-            books[g].seen("s1", published[i], 0.2)
+            books[g].seen("s1", published[i], 0.2, walls[g] + 0.2)
     opened = []
     for g in gateways:
         for bid in bids[g].handle_timer(0.5):

@@ -7,7 +7,7 @@ import base64
 import contextlib
 import io
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import aiomqtt
 import av
@@ -17,20 +17,14 @@ import openai
 import pytest
 
 from broker.audio import rms_dbfs
-from broker.launcher import Mosquitto
 from tests.conftest import Service, T
 
 TEXT = "Hello there. How are you today?"
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Service]:
-    with Mosquitto() as broker:
-        svc = Service(broker, None, {"SESAME_TIERS": "espeak-ng", "SESAME_CACHE_ENABLED": "false"})
-        try:
-            yield svc
-        finally:
-            svc.close()
+@pytest.fixture
+def gateway(espeak_gateway: Service) -> Service:
+    return espeak_gateway  # the shared espeak-ng gateway (tests/conftest.py)
 
 
 @contextlib.asynccontextmanager

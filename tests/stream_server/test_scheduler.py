@@ -12,9 +12,9 @@ from stream_server.core.actions import (
     CancelJob,
     Cause,
     Completed,
-    FellBack,
+    FailedOver,
     GiveUp,
-    Probe,
+    ProbeTier,
     RunLocal,
     SendJob,
     Sentence,
@@ -94,7 +94,7 @@ def test_dead_by_last_will_fails_over_to_next_tier() -> None:
     [job] = of(s.submit(sentence(), 0.0), SendJob)
     actions = s.status(WorkerStatus(worker_id="w1", state="offline"), 0.3)
     assert of(actions, WorkerChanged)[0].change.reason == "last_will"
-    [fb] = of(actions, FellBack)
+    [fb] = of(actions, FailedOver)
     assert (fb.from_engine, fb.to_engine, fb.reason) == ("bark", "edge-tts", "worker_dead")
     assert of(actions, CancelJob)[0].job_id == job.job_id
     assert of(actions, RunLocal)[0].tier == "edge-tts"
@@ -130,9 +130,9 @@ def test_with_two_workers_a_dead_ones_job_moves_to_the_other_not_a_lower_tier() 
 def test_ack_timeout() -> None:
     s = sched("w1")
     s.submit(sentence(), 0.0)
-    assert not of(s.handle_timer(0.9), FellBack)
+    assert not of(s.handle_timer(0.9), FailedOver)
     s.heartbeat(hb("w1", seq=2), 1.0)
-    [fb] = of(s.handle_timer(1.1), FellBack)
+    [fb] = of(s.handle_timer(1.1), FailedOver)
     assert fb.reason == "ack_timeout"
 
 
@@ -144,9 +144,9 @@ def test_first_audio_deadline_follows_reported_speed() -> None:
     # budget = 1.0 + 3 * 0.5 * (28 / 14) * 1 = 4.0 s after the ack
     for t in (1.0, 2.0, 3.0, 4.0):
         s.heartbeat(hb("w1", seq=int(t * 10), rtf=0.5), t)
-        assert not of(s.handle_timer(t), FellBack)
+        assert not of(s.handle_timer(t), FailedOver)
     s.heartbeat(hb("w1", seq=99, rtf=0.5), 4.2)
-    [fb] = of(s.handle_timer(4.2), FellBack)
+    [fb] = of(s.handle_timer(4.2), FailedOver)
     assert fb.reason == "first_audio_timeout"
 
 
@@ -156,7 +156,7 @@ def test_first_audio_deadline_is_bounded_by_sesame_timeout() -> None:
     job = of(s.submit(sentence(), 0.0), SendJob)[0]
     s.ack(job.job_id, 0.0)
     s.heartbeat(hb("w1", seq=5, rtf=50.0), 2.05)
-    assert of(s.handle_timer(2.1), FellBack)[0].reason == "first_audio_timeout"
+    assert of(s.handle_timer(2.1), FailedOver)[0].reason == "first_audio_timeout"
 
 
 def test_stall_mid_sentence() -> None:
@@ -165,9 +165,9 @@ def test_stall_mid_sentence() -> None:
     s.ack(job.job_id, 0.1)
     assert s.chunk(job.job_id, 0.5) is not None
     s.heartbeat(hb("w1", seq=2), 2.0)
-    assert not of(s.handle_timer(2.4), FellBack)
+    assert not of(s.handle_timer(2.4), FailedOver)
     s.heartbeat(hb("w1", seq=3), 2.5)
-    assert of(s.handle_timer(2.6), FellBack)[0].reason == "stall"
+    assert of(s.handle_timer(2.6), FailedOver)[0].reason == "stall"
 
 
 def test_worker_error_retries_on_another_worker() -> None:
@@ -220,7 +220,7 @@ def test_every_tier_failing_gives_up_with_the_text() -> None:
     actions = s.failed(run2.job_id, "engine_error", 0.2)
     [give_up] = of(actions, GiveUp)
     assert give_up.sentence.text == "Say this."
-    assert of(actions, FellBack)[0].to_engine == "text"
+    assert of(actions, FailedOver)[0].to_engine == "text"
 
 
 def test_breaker_opens_skips_probes_and_closes() -> None:
@@ -230,10 +230,10 @@ def test_breaker_opens_skips_probes_and_closes() -> None:
     assert not of(actions, TierChanged)[0].available
     # The open tier is skipped at once for the next sentence.
     assert of(s.submit(sentence(1, turn=1), 0.2), RunLocal)[0].tier == "espeak-ng"
-    assert not of(s.handle_timer(1.0), Probe)
-    probes = of(s.handle_timer(6.0), Probe)
+    assert not of(s.handle_timer(1.0), ProbeTier)
+    probes = of(s.handle_timer(6.0), ProbeTier)
     assert [p.tier for p in probes] == ["edge-tts"]
-    assert not of(s.handle_timer(6.1), Probe)  # one probe at a time
+    assert not of(s.handle_timer(6.1), ProbeTier)  # one probe at a time
     closed = s.probe_result("edge-tts", True, 6.5)
     assert of(closed, TierChanged)[0].available
     assert of(s.submit(sentence(2, turn=2), 7.0), RunLocal)[0].tier == "edge-tts"
@@ -293,7 +293,7 @@ def test_a_broker_move_sends_every_worker_job_in_flight_again_to_the_same_worker
     again = of(out, SendJob)
     assert [j.worker_id for j in again] == ["w1", "w1"]
     assert {j.job_id for j in again}.isdisjoint({j.job_id for j in jobs})
-    assert {f.reason for f in of(out, FellBack)} == {"broker_moved"}
+    assert {f.reason for f in of(out, FailedOver)} == {"broker_moved"}
     assert s.broker_moved(0.6) != [] and of(s.submit(sentence(2, turn=1), 0.7), SendJob)
 
 

@@ -12,7 +12,7 @@ from broker import topics
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, JobError, decode_worker_message
 from synth_worker.core import WorkerCore
-from synth_worker.job_actions import Send, Start, Stop
+from synth_worker.job_actions import Send, StartJob, Stop
 
 NOW = 1_000.0
 REPLY = topics.reply_root("gw")
@@ -33,7 +33,7 @@ def sent(actions: list, cls: type) -> list:  # type: ignore[type-arg]
 
 
 def started(actions: list) -> list[str]:  # type: ignore[type-arg]
-    return [j.job_id for a in actions if isinstance(a, Start) for j in a.jobs]
+    return [j.job_id for a in actions if isinstance(a, StartJob) for j in a.jobs]
 
 
 def test_accepted_job_is_acked_then_started() -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from broker import topics
 from broker.messages import Job
 from synth_worker.core import WorkerCore
-from synth_worker.job_actions import Start
+from synth_worker.job_actions import StartJob
 from synth_worker.job_intake import start_order
 
 NOW = 1_000.0
@@ -26,7 +26,7 @@ def job(session: str, seq: int, text: str) -> Job:
 
 
 def started(actions: Sequence[object]) -> list[str]:
-    return [j.job_id for a in actions if isinstance(a, Start) for j in a.jobs]
+    return [j.job_id for a in actions if isinstance(a, StartJob) for j in a.jobs]
 
 
 def test_a_turns_short_first_clause_starts_before_queued_long_sentences() -> None:
@@ -53,7 +53,7 @@ def test_a_listener_waiting_now_passes_other_sessions_lookahead() -> None:
     c.receive_job(replace(job("a", 1, "Short."), need_in_s=4.0).to_bytes(), NOW)
     c.receive_job(replace(job("a", 2, "Short."), need_in_s=8.0).to_bytes(), NOW)
     c.receive_job(replace(job("c", 5, long), need_in_s=1.0).to_bytes(), NOW)
-    acks = [a for a in c.receive_job(job("b", 0, long).to_bytes(), NOW + 0.1) if not isinstance(a, Start)]
+    acks = [a for a in c.receive_job(job("b", 0, long).to_bytes(), NOW + 0.1) if not isinstance(a, StartJob)]
     assert acks[0].message.queue_position == 1  # type: ignore[attr-defined]  # only a-0 before it
     order = []
     running = "a-0"

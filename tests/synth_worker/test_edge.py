@@ -11,9 +11,8 @@ from edge_tts.constants import SEC_MS_GEC_VERSION
 from broker.audio import rms_dbfs
 from broker.errors import ConfigError, EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.edge import EdgeTTSEngine
-from synth_worker.engine import AudioChunk, CancelToken, Engine, SynthesisRequest
+from synth_worker.engine import CancelToken, Engine, EngineChunk, SynthesisRequest
 from tests.cloud.edge_server import EdgeStandIn
-from tests.cloud.fixtures import blackhole_port, edge_server, refused_port  # noqa: F401
 from tests.cloud.speech import speech
 from tests.conftest import T
 
@@ -30,7 +29,7 @@ def engine(server: EdgeStandIn, **kwargs: object) -> EdgeTTSEngine:
 
 async def collect(
     eng: EdgeTTSEngine, text: str = TEXT, rate: int = 24_000, cancel: CancelToken | None = None
-) -> list[AudioChunk]:
+) -> list[EngineChunk]:
     async with asyncio.timeout(T):
         return [
             c async for c in eng.synthesize(SynthesisRequest(text, "maya", rate), cancel or CancelToken())
@@ -38,7 +37,7 @@ async def collect(
 
 
 @pytest.mark.parametrize("rate", [24_000, 16_000, 48_000])
-async def test_speaks_at_the_requested_rate(edge_server: EdgeStandIn, rate: int) -> None:  # noqa: F811
+async def test_speaks_at_the_requested_rate(edge_server: EdgeStandIn, rate: int) -> None:
     eng = engine(edge_server)
     chunks = await collect(eng, rate=rate)
     assert isinstance(eng, Engine)
@@ -60,7 +59,7 @@ async def test_speaks_at_the_requested_rate(edge_server: EdgeStandIn, rate: int)
     assert turn.headers["Cookie"].startswith("muid=")
 
 
-async def test_markup_in_text_is_escaped_and_prosody_sent(edge_server: EdgeStandIn) -> None:  # noqa: F811
+async def test_markup_in_text_is_escaped_and_prosody_sent(edge_server: EdgeStandIn) -> None:
     eng = engine(edge_server, rate="+10%", pitch="-5Hz")
     text = 'Tom & Jerry say "<hi>" at 3 > 2.'
     assert await collect(eng, text)
@@ -81,7 +80,7 @@ async def test_markup_in_text_is_escaped_and_prosody_sent(edge_server: EdgeStand
     ],
 )
 async def test_failures_are_typed(  # noqa: PLR0917
-    edge_server: EdgeStandIn,  # noqa: F811
+    edge_server: EdgeStandIn,
     mode: str,
     deadlines: dict[str, float],
     error: type[EngineError],
@@ -96,14 +95,14 @@ async def test_failures_are_typed(  # noqa: PLR0917
     assert edge_server.handshakes == handshakes
 
 
-async def test_refused_port_is_unavailable(refused_port: int) -> None:  # noqa: F811
+async def test_refused_port_is_unavailable(refused_port: int) -> None:
     eng = EdgeTTSEngine(f"ws://127.0.0.1:{refused_port}/consumer/speech/synthesize/readaloud/edge/v1")
     with pytest.raises(EngineUnavailable) as caught:
         await collect(eng)
     assert caught.value.code == "unreachable"
 
 
-async def test_unanswered_connect_costs_only_the_connect_timeout(blackhole_port: int) -> None:  # noqa: F811
+async def test_unanswered_connect_costs_only_the_connect_timeout(blackhole_port: int) -> None:
     eng = EdgeTTSEngine(
         f"ws://127.0.0.1:{blackhole_port}/edge/v1", connect_timeout=SHORT, first_audio_timeout=T
     )
@@ -112,7 +111,7 @@ async def test_unanswered_connect_costs_only_the_connect_timeout(blackhole_port:
     assert caught.value.code == "connect_timeout"
 
 
-async def test_cancel_mid_stream_stops_and_hangs_up(edge_server: EdgeStandIn) -> None:  # noqa: F811
+async def test_cancel_mid_stream_stops_and_hangs_up(edge_server: EdgeStandIn) -> None:
     edge_server.mode = "stall"  # some audio, then the connection stays open
     eng = engine(edge_server, stall_timeout=T * 2)
     cancel = CancelToken()
@@ -126,7 +125,7 @@ async def test_cancel_mid_stream_stops_and_hangs_up(edge_server: EdgeStandIn) ->
     assert await asyncio.to_thread(edge_server.disconnected.wait, T)
 
 
-async def test_cancel_while_the_server_is_silent(edge_server: EdgeStandIn) -> None:  # noqa: F811
+async def test_cancel_while_the_server_is_silent(edge_server: EdgeStandIn) -> None:
     edge_server.mode = "silence"
     eng = engine(edge_server, first_audio_timeout=T * 2)
     cancel = CancelToken()
@@ -142,7 +141,7 @@ async def test_cancel_while_the_server_is_silent(edge_server: EdgeStandIn) -> No
     assert await asyncio.to_thread(edge_server.disconnected.wait, T)
 
 
-async def test_bad_requests_fail_before_the_network(edge_server: EdgeStandIn) -> None:  # noqa: F811
+async def test_bad_requests_fail_before_the_network(edge_server: EdgeStandIn) -> None:
     eng = engine(edge_server)
     with pytest.raises(EngineError) as empty:
         await collect(eng, " \x0b ")

@@ -10,10 +10,9 @@ import pytest
 from broker.audio import rms_dbfs
 from broker.errors import ConfigError, EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.elevenlabs import ElevenLabsEngine, VoiceSettings, choose_pcm_rate
-from synth_worker.engine import AudioChunk, CancelToken, Engine, SynthesisRequest
+from synth_worker.engine import CancelToken, Engine, EngineChunk, SynthesisRequest
 from synth_worker.voices import DEFAULT_VOICES
 from tests.cloud.elevenlabs_server import ElevenLabsStandIn
-from tests.cloud.fixtures import blackhole_port, elevenlabs_server, refused_port  # noqa: F401
 from tests.cloud.speech import speech
 from tests.conftest import T
 
@@ -29,7 +28,7 @@ def engine(server: ElevenLabsStandIn, **kwargs: object) -> ElevenLabsEngine:
 
 async def collect(
     eng: ElevenLabsEngine, text: str = TEXT, rate: int = 24_000, cancel: CancelToken | None = None
-) -> list[AudioChunk]:
+) -> list[EngineChunk]:
     async with asyncio.timeout(T):
         return [
             c async for c in eng.synthesize(SynthesisRequest(text, "maya", rate), cancel or CancelToken())
@@ -40,7 +39,7 @@ async def collect(
     ("rate", "asked"), [(24_000, 24_000), (16_000, 16_000), (48_000, 24_000), (8_000, 16_000)]
 )
 async def test_speaks_at_the_requested_rate(
-    elevenlabs_server: ElevenLabsStandIn,  # noqa: F811
+    elevenlabs_server: ElevenLabsStandIn,
     rate: int,
     asked: int,
 ) -> None:
@@ -64,7 +63,7 @@ async def test_speaks_at_the_requested_rate(
     assert seen.key_ok and seen.body == {"text": TEXT, "model_id": "eleven_flash_v2_5"}
 
 
-async def test_voice_settings_and_model_are_sent(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
+async def test_voice_settings_and_model_are_sent(elevenlabs_server: ElevenLabsStandIn) -> None:
     settings = VoiceSettings(
         stability=0.3, similarity_boost=0.9, style=0.1, use_speaker_boost=False, speed=1.1
     )
@@ -96,7 +95,7 @@ async def test_voice_settings_and_model_are_sent(elevenlabs_server: ElevenLabsSt
     ],
 )
 async def test_failures_are_typed(
-    elevenlabs_server: ElevenLabsStandIn,  # noqa: F811
+    elevenlabs_server: ElevenLabsStandIn,
     mode: str,
     deadlines: dict[str, float],
     error: type[EngineError],
@@ -114,10 +113,10 @@ async def test_failures_are_typed(
     assert elevenlabs_server.api_key not in str(caught.value)
 
 
-async def test_audio_before_a_stall_or_drop_is_delivered(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
+async def test_audio_before_a_stall_or_drop_is_delivered(elevenlabs_server: ElevenLabsStandIn) -> None:
     elevenlabs_server.mode = "die"
     eng = engine(elevenlabs_server)
-    got: list[AudioChunk] = []
+    got: list[EngineChunk] = []
     try:
         with pytest.raises(EngineError):
             async with asyncio.timeout(T):
@@ -128,7 +127,7 @@ async def test_audio_before_a_stall_or_drop_is_delivered(elevenlabs_server: Elev
     assert got and rms_dbfs(np.concatenate([c.samples for c in got])) > -40
 
 
-async def test_wrong_key_is_auth_failed_and_never_shown(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
+async def test_wrong_key_is_auth_failed_and_never_shown(elevenlabs_server: ElevenLabsStandIn) -> None:
     secret = "sk-wrong-key-do-not-print"
     eng = ElevenLabsEngine(secret, elevenlabs_server.base_url)
     try:
@@ -142,7 +141,7 @@ async def test_wrong_key_is_auth_failed_and_never_shown(elevenlabs_server: Eleve
     assert not elevenlabs_server.requests[-1].key_ok
 
 
-async def test_refused_port_is_unavailable(refused_port: int) -> None:  # noqa: F811
+async def test_refused_port_is_unavailable(refused_port: int) -> None:
     eng = ElevenLabsEngine("k", f"http://127.0.0.1:{refused_port}")
     try:
         with pytest.raises(EngineUnavailable) as caught:
@@ -152,7 +151,7 @@ async def test_refused_port_is_unavailable(refused_port: int) -> None:  # noqa: 
     assert caught.value.code == "unreachable"
 
 
-async def test_unanswered_connect_costs_only_the_connect_timeout(blackhole_port: int) -> None:  # noqa: F811
+async def test_unanswered_connect_costs_only_the_connect_timeout(blackhole_port: int) -> None:
     eng = ElevenLabsEngine(
         "k", f"http://127.0.0.1:{blackhole_port}", connect_timeout=SHORT, first_byte_timeout=T
     )
@@ -164,7 +163,7 @@ async def test_unanswered_connect_costs_only_the_connect_timeout(blackhole_port:
     assert caught.value.code == "connect_timeout"
 
 
-async def test_cancel_mid_stream_stops_and_hangs_up(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
+async def test_cancel_mid_stream_stops_and_hangs_up(elevenlabs_server: ElevenLabsStandIn) -> None:
     elevenlabs_server.mode = "stall"  # sends some audio, then keeps the connection open
     eng = engine(elevenlabs_server, stall_timeout=T * 2)
     cancel = CancelToken()
@@ -181,7 +180,7 @@ async def test_cancel_mid_stream_stops_and_hangs_up(elevenlabs_server: ElevenLab
     assert await asyncio.to_thread(elevenlabs_server.disconnected.wait, T)
 
 
-async def test_cancel_while_the_server_is_silent(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
+async def test_cancel_while_the_server_is_silent(elevenlabs_server: ElevenLabsStandIn) -> None:
     elevenlabs_server.mode = "silence"
     eng = engine(elevenlabs_server, first_byte_timeout=T * 2)
     cancel = CancelToken()
@@ -200,7 +199,7 @@ async def test_cancel_while_the_server_is_silent(elevenlabs_server: ElevenLabsSt
     assert await asyncio.to_thread(elevenlabs_server.disconnected.wait, T)
 
 
-async def test_bad_requests_fail_before_the_network(elevenlabs_server: ElevenLabsStandIn) -> None:  # noqa: F811
+async def test_bad_requests_fail_before_the_network(elevenlabs_server: ElevenLabsStandIn) -> None:
     eng = engine(elevenlabs_server)
     try:
         with pytest.raises(EngineError) as empty:

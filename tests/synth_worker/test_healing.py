@@ -22,8 +22,8 @@ from broker.sdnotify import Notifier
 from synth_worker import health
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
-from synth_worker.engine import AudioChunk, CancelToken, SynthesisRequest
-from synth_worker.job_actions import Send, Start
+from synth_worker.engine import CancelToken, EngineChunk, SynthesisRequest
+from synth_worker.job_actions import Send, StartJob
 from synth_worker.worker.process import EXIT_STUCK, Worker
 from tests.conftest import T
 from tests.synth_worker.support import Listener, WorkerProcess
@@ -56,7 +56,7 @@ def test_unavailable_heals_to_ready_and_takes_jobs() -> None:
     assert c.ready(1.0) == []
     assert c.state == "ready"
     actions = c.receive_job(make_job().to_bytes(), 2.0)
-    assert any(isinstance(a, Start) for a in actions)
+    assert any(isinstance(a, StartJob) for a in actions)
 
 
 def test_draining_does_not_come_back_to_ready() -> None:
@@ -221,10 +221,10 @@ class HangingEngine:
     def close(self) -> None:
         self.release.set()
 
-    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[AudioChunk]:
+    def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         return self._run(request)
 
-    async def _run(self, request: SynthesisRequest) -> AsyncIterator[AudioChunk]:
+    async def _run(self, request: SynthesisRequest) -> AsyncIterator[EngineChunk]:
         def block() -> None:
             self.entered.set()
             self.release.wait(60 * T)  # ignores cancel, as a wedged torch kernel would
@@ -233,7 +233,7 @@ class HangingEngine:
         thread.start()
         while thread.is_alive():
             await asyncio.to_thread(thread.join, 0.05)
-        yield AudioChunk(np.zeros(240, np.float32), request.sample_rate)
+        yield EngineChunk(np.zeros(240, np.float32), request.sample_rate)
 
 
 async def test_a_stuck_job_is_reported_and_the_worker_exits_to_be_replaced(mosquitto: Mosquitto) -> None:

@@ -1,0 +1,18 @@
+"""The failover defaults are written once (``FailoverConfig``) and the environment reader uses them."""
+
+from __future__ import annotations
+
+from stream_server.config import GatewayConfig
+from stream_server.core.actions import WORKERS
+from stream_server.core.failover import DEFAULTS, LOCAL_TIERS, FailoverConfig
+
+
+def test_the_default_tiers_are_every_tier_piper_included() -> None:
+    assert FailoverConfig().tiers == (WORKERS, "elevenlabs", "edge-tts", "piper", "espeak-ng")
+    assert DEFAULTS.tiers == (WORKERS, *LOCAL_TIERS)
+
+
+def test_an_empty_environment_gives_the_dataclass_defaults() -> None:
+    env = {"ELEVENLABS_API_KEY": "k"}  # without a key elevenlabs is not a tier at all
+    assert GatewayConfig.from_env(env).failover == FailoverConfig()
+    assert GatewayConfig.from_env({}).failover.tiers == (WORKERS, "edge-tts", "piper", "espeak-ng")
