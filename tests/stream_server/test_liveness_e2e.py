@@ -67,8 +67,10 @@ async def test_busy_is_not_dead(stack: Service) -> None:
         for p in burners:
             p.kill()
             p.wait()
-    url = stack.broker.url
-    async with aiomqtt.Client(url.host, url.port, protocol=aiomqtt.ProtocolVersion.V5) as watch:
+    url = stack.broker.url_for("monitor")  # reads heartbeats
+    async with aiomqtt.Client(
+        url.host, url.port, username=url.username, password=url.password, protocol=aiomqtt.ProtocolVersion.V5
+    ) as watch:
         await watch.subscribe("sesame/v1/workers/w1/heartbeat")
         stack.gateway.signal(signal.SIGSTOP)
         try:
