@@ -13,6 +13,8 @@ gateway's streaming capacity, not synthesis.
    passes with zero underruns and zero errors.
 2. **POST /tts.** Open-loop rates (``clients.loadtest``), each for a few seconds: the highest rate
    whose p99 stays under 1 s with no errors.
+3. **``--listeners``**: people talking to Piper workers, N rising until the first gap or fallback,
+   and the greedy case (``--greedy K``): ``bench/_listeners.py``.
 
     .venv/bin/python bench/capacity.py [--steps 25,50,100,150,200,250,300] [--step-seconds 12]
                                        [--tts-rates 20,40,80,160,240,320] [--json OUT] [--smoke]
@@ -207,6 +209,11 @@ def tts_step(url: str, rate: float, seconds: float) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if "--listeners" in args:  # the listeners' capacity on synthesis (bench/_listeners.py)
+        from bench._listeners import main as listeners
+
+        return listeners(args)
     ap = argparse.ArgumentParser(description=HEADER)
     ap.add_argument("--steps", default="25,50,100,150,200,250,300", help="concurrent sessions per step")
     ap.add_argument(
@@ -229,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tts-seconds", type=float, default=6.0)
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true", help="one small step of each (for the test suite)")
-    a = ap.parse_args(argv)
+    a = ap.parse_args(args)
     steps = [5] if a.smoke else [int(x) for x in a.steps.split(",")]
     rates = [5.0] if a.smoke else [float(x) for x in a.tts_rates.split(",")]
     seconds = 3.0 if a.smoke else a.step_seconds

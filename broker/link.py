@@ -12,14 +12,23 @@ exponential backoff between tries (reset once a connection holds). ``node`` is t
 ``subscribe()`` does not raise on a refused subscription, so a reason code of 0x80 or more is
 logged and kept in ``refused`` (topic -> code) for ``on_connect`` to act on (a broker without
 shared subscriptions refuses ``$share/...`` with 0x9E).
+
+``backlog()`` says how much has arrived and is not read yet (messages queued in the client, bytes
+in the socket), ``read_through(now)`` up to when everything that arrived has been read (on the
+monotonic clock), and ``on_caught_up`` is called each time a handled message leaves nothing unread
+(the gateway judges a worker's silence only so).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import random
 import socket
+import struct
+import termios
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 
@@ -34,6 +43,7 @@ from .settings import MqttNodes, MqttUrl
 OnMessage = Callable[[str, bytes], Awaitable[None]]
 OnConnect = Callable[["MqttLink"], Awaitable[None]]
 OnDisconnect = Callable[[], None]
+OnCaughtUp = Callable[[], None]
 
 log = logs.get("sesame.mqtt")
 
@@ -53,6 +63,7 @@ class MqttLink:
         on_message: OnMessage | None = None,
         on_connect: OnConnect | None = None,
         on_disconnect: OnDisconnect | None = None,
+        on_caught_up: OnCaughtUp | None = None,
         will: Will | None = None,
         keepalive: int = 5,
         backoff_initial: float = 0.05,
@@ -65,6 +76,8 @@ class MqttLink:
         self.on_message = on_message
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect  # called (synchronously) when a connection is lost
+        self.on_caught_up = on_caught_up  # called (synchronously) when a message left nothing unread
+        self._caught_up_at = time.monotonic()
         self.will = will
         self.keepalive = keepalive
         self.backoff_initial = backoff_initial
@@ -147,6 +160,27 @@ class MqttLink:
             ) from exc
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+
+    def backlog(self) -> int:
+        """Messages received and not yet handed to ``on_message`` plus unread bytes in the socket
+        (0 when not connected)."""
+        client = self._client
+        if client is None:
+            return 0
+        waiting = len(client.messages)
+        sock = client._client.socket()  # paho's socket: what the kernel holds for us
+        if sock is None or waiting:
+            return waiting
+        try:
+            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return 0
+        return int(struct.unpack("i", raw)[0])
+
+    def read_through(self, now: float) -> float:
+        """Everything that arrived before the returned time has been read: ``now`` when nothing
+        waits unread, else when the reader last had nothing unread."""
+        return now if not self.backlog() else min(now, self._caught_up_at)
 
     async def subscribe(self, topic: str, qos: int, *, instead_of: str | None = None) -> int:
         """Subscribe on this connection and on every later one (in place of ``instead_of``, which
@@ -254,6 +288,10 @@ class MqttLink:
                     raise
                 except Exception:  # one bad message never stops the link
                     log.exception("mqtt_handler_failed", topic=message.topic.value)
+                if not self.backlog():
+                    self._caught_up_at = time.monotonic()
+                    if self.on_caught_up is not None:
+                        self.on_caught_up()
 
 
 def _suback_code(granted: Sequence[object]) -> int:

@@ -43,6 +43,9 @@ class Job(Message):
     sample_rate: int = 24_000
     # Seconds since the epoch after which the result is useless (the gateway has failed over).
     expires_at: float | None = None
+    # Seconds from when the job was sent until its listener needs its first audio (0: now; None:
+    # not said, as 0). Workers serve the earliest need first (relative: no two hosts' clocks compared).
+    need_in_s: float | None = None
     # Debug (SESAME_DEBUG_STAMPS on the gateway): the worker stamps this job's hops (``WORKER_HOPS``)
     # and returns them in its ``done``. Off by default, and then not on the wire at all.
     stamp: bool = False
@@ -61,6 +64,8 @@ class Job(Message):
             raise ProtocolError("reply_to must be a sesame/ topic without wildcards", code="bad_topic")
         if self.seq < 0:
             raise ProtocolError("seq must be >= 0", code="bad_field")
+        if self.need_in_s is not None and not 0 <= self.need_in_s <= 3600:
+            raise ProtocolError("need_in_s must be 0..3600", code="bad_field")
 
 
 @worker_messages.register

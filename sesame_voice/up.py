@@ -34,7 +34,7 @@ import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from broker import logs
@@ -42,6 +42,7 @@ from broker.credentials import private_dir
 from broker.errors import ConfigError
 from broker.settings import Env, MqttNodes
 
+from .capacity import default_workers, workers_setting
 from .children import Supervisor
 from .local_broker import LocalBroker
 from .notify import NotifyListener
@@ -59,7 +60,7 @@ DEV_MODEL_DIR = Path(".models/bark-dev")
 class UpConfig:
     port: int
     host: str
-    workers: int
+    workers: int | None  # None: default_workers(engine, cores), once the engine is known
     run_dir: Path
     policy: Policy
     probe_timeout_s: float
@@ -84,13 +85,17 @@ class UpConfig:
         return cls(
             port=port if port is not None else e.int("SESAME_PORT", 8000, lo=1, hi=65535),
             host=e.str("SESAME_HOST", "127.0.0.1"),
-            workers=workers if workers is not None else e.int("SESAME_WORKERS", 1, lo=0, hi=64),
+            workers=workers if workers is not None else workers_setting(e),
             run_dir=Path(run_dir),
             policy=policy,
             probe_timeout_s=e.ms("SESAME_HEALTH_PROBE_TIMEOUT_MS", 2.0),
             stop_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0) + 10.0,
             reload_ready_timeout_s=e.ms("SESAME_RELOAD_READY_TIMEOUT_MS", 120.0),
         )
+
+    @property
+    def worker_count(self) -> int:
+        return 1 if self.workers is None else self.workers
 
     def pid_path(self) -> Path:
         return self.run_dir / f"up-{self.port}.pid"
@@ -105,7 +110,12 @@ class UpConfig:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sesame-voice up", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="gateway port (SESAME_PORT, default 8000)")
-    parser.add_argument("--workers", type=int, default=None, help="workers (SESAME_WORKERS, default 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="workers (SESAME_WORKERS; default: sesame_voice/capacity.py)",
+    )
     parser.add_argument(
         "--dev-model",
         action="store_true",
@@ -134,6 +144,8 @@ def main(argv: list[str]) -> int:
         env["SESAME_MODEL"] = str(DEV_MODEL_DIR.resolve())
     if not env.get("SESAME_ENGINE"):
         env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
+    if config.workers is None:
+        config = replace(config, workers=default_workers(env["SESAME_ENGINE"], os.cpu_count() or 1))
     config.run_dir.mkdir(parents=True, exist_ok=True)
     reaper = Reaper(config.state_path())  # before any child: whatever happens to us, none outlives us
     try:
@@ -204,7 +216,9 @@ async def _up(config: UpConfig, env: dict[str, str]) -> int:
         broker = None
         if not env.get("SESAME_MQTT_URL"):
             base = env.get("SESAME_WORKER_ID", "worker")
-            broker = LocalBroker(config.run_dir, [f"{base}-{slot}" for slot in range(1, config.workers + 1)])
+            broker = LocalBroker(
+                config.run_dir, [f"{base}-{slot}" for slot in range(1, config.worker_count + 1)]
+            )
             cleanup.callback(shutil.rmtree, broker.credentials.dir, True)  # its credentials go with it
             env["SESAME_MQTT_URL"] = broker.url("gateway").env_value()
         notify = await NotifyListener(config.run_dir / f"notify-{config.port}.sock").start()
@@ -241,7 +255,9 @@ async def _supervise(
         notify=notify,
     ) as sup:
         signals.sup = sup
-        stack_config = StackConfig(config.host, config.port, config.workers, config.reload_ready_timeout_s)
+        stack_config = StackConfig(
+            config.host, config.port, config.worker_count, config.reload_ready_timeout_s
+        )
         stack = Stack(stack_config, env, sup, ReloadReport(config.reload_report_path()), broker)
         try:
             if broker is not None:
@@ -268,7 +284,7 @@ async def _supervise(
                 broker=str(mqtt_url),
                 listen_with=broker.listen_hint() if broker is not None else None,
                 credentials=str(broker.credentials.dir) if broker is not None else None,
-                workers=config.workers,
+                workers=config.worker_count,
                 pid=os.getpid(),
                 pid_file=str(config.pid_path()),
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,10 @@ class GatewayConfig:
     # MQTT-only sessions: closed after this long without a message from their publisher.
     mqtt_session_idle_s: float = 300.0  # SESAME_MQTT_SESSION_IDLE (ms in env)
     log_level: str = "INFO"
+    # Concurrency caps of the in-process tiers that use this machine's CPU, and how long a sentence
+    # may wait for one before it moves on (stream_server/core/tier_queue.py).
+    local_tier_caps: Mapping[str, int] = field(default_factory=lambda: {"piper": 1, "espeak-ng": 2})
+    local_tier_queue_s: float = 1.0  # SESAME_LOCAL_TIER_QUEUE_MS
     # SESAME_DEBUG_STAMPS: stamp each hop of every sentence (jobs ask workers to stamp theirs) and
     # log one ``hop_stamps`` line per job (bench/ttfa_timeline.py). Off by default.
     debug_stamps: bool = False
@@ -212,6 +217,18 @@ class GatewayConfig:
             resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
             mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
             log_level=env.str("LOG_LEVEL", "INFO"),
+            local_tier_caps=_local_tier_caps(env),
+            local_tier_queue_s=env.ms("SESAME_LOCAL_TIER_QUEUE_MS", 1.0),
             debug_stamps=env.bool("SESAME_DEBUG_STAMPS", False),
             monitor=MonitorConfig.from_env(env),
         )
+
+
+def _local_tier_caps(env: Env) -> dict[str, int]:
+    """A quarter of the cores for the Piper tier (at least 1), as many for espeak-ng (at least 2):
+    fallbacks never take the cores the primary voice's workers need."""
+    quarter = max(1, (os.cpu_count() or 1) // 4)
+    return {
+        "piper": env.int("SESAME_PIPER_TIER_CONCURRENCY", quarter, lo=1, hi=256),
+        "espeak-ng": env.int("SESAME_ESPEAK_CONCURRENCY", max(2, quarter), lo=1, hi=256),
+    }

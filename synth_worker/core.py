@@ -17,14 +17,15 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
 - when SESAME_MAX_QUEUE jobs already wait: [overloaded] (counted, logged; never queued);
-- else it is acknowledged with the number of jobs running or queued when it arrived (a shorter job
-  may still start before it: see below) and queued.
-One batch runs at a time; when it ends the next one starts, led by the shortest job at the head of
-its session's queue (ties: the earliest; ``start_order``): a turn's first clause, short by the
-gateway's first-chunk cut, is never queued behind longer jobs, and a session's own jobs keep their
-order. A cancel drops queued jobs at once ([cancelled]) and stops running ones (the engine raises
-EngineCancelled -> [cancelled]). Draining refuses queued jobs ([draining]) so the gateway can place
-them elsewhere at once, and lets the running batch finish.
+- else it is queued and acknowledged with its place in the start order (jobs running plus the
+  queued jobs that would start before it; a job arriving later may still pass it: see below).
+One batch runs at a time; then the next starts, led by the job whose listener needs it first
+(``need_in_s`` after it arrived; a need already past is now), ties round robin across sessions,
+then the shortest text (``start_order``, broker/deadline_order.py's rule): a first sentence never
+waits behind other sessions' lookahead, a short first clause never behind longer jobs, and a
+session's jobs keep their order; the ack's ``queue_position`` is the job's place in that order. A
+cancel drops queued jobs ([cancelled]) and stops running ones (EngineCancelled -> [cancelled]);
+draining refuses queued jobs ([draining], placed elsewhere at once) and lets the batch finish.
 
 Healing: an ``unavailable`` worker may become ``warming``/``ready`` again (the adapter retries the
 model on a schedule). A running job is **stuck** when it has run longer than
@@ -51,7 +52,7 @@ from broker.messages import (
 )
 from synth_worker.job_actions import Action, Send, StartJob, Stop
 from synth_worker.job_figures import Counters, Rtf
-from synth_worker.job_intake import decode_as, salvage_ids, start_order
+from synth_worker.job_intake import JobOrder, decode_as, salvage_ids
 
 log = logs.get("sesame.worker")
 
@@ -89,6 +90,7 @@ class WorkerCore:
         self.state: WorkerState = "loading"
         self.reason: str | None = None
         self.queue: deque[Job] = deque()
+        self.order = JobOrder(max_sessions=4 * max_queue + 64)
         self.running: dict[str, Job] = {}
         self.counters = Counters()
         self._rtf = Rtf()
@@ -194,8 +196,11 @@ class WorkerCore:
                 "job_overloaded", job_id=job.job_id, queue_depth=len(self.queue), max_queue=self.max_queue
             )
             return [self._error(job, "overloaded", f"queue full ({self.max_queue} jobs waiting)")]
-        ahead = len(self.running) + len(self.queue)
         self.queue.append(job)
+        self.order.queued(job, now)
+        ahead = len(self.running) + next(
+            i for i, j in enumerate(self.order.order(self.queue, now)) if j is job
+        )
         self.counters.accepted += 1
         log.info(
             "job_accepted", job_id=job.job_id, session_id=job.session_id, ahead=ahead, chars=len(job.text)
@@ -219,6 +224,7 @@ class WorkerCore:
         actions: list[Action] = []
         for job in [j for j in self.queue if named(j)]:
             self.queue.remove(job)
+            self.order.forget(job.job_id)
             self.counters.cancelled += 1
             actions.append(self._error(job, "cancelled", "cancelled while queued"))
         actions.extend(Stop(job.job_id) for job in self.running.values() if named(job))
@@ -302,11 +308,12 @@ class WorkerCore:
             return []
         actions: list[Action] = []
         batch: list[Job] = []
-        for job in start_order(self.queue):
+        for job in self.order.order(self.queue, now):
             if len(batch) >= self.max_batch:
                 break
             if job.expires_at is not None and job.expires_at <= now:
                 self.queue.remove(job)
+                self.order.forget(job.job_id)
                 self.counters.expired += 1
                 actions.append(self._error(job, "expired", "job expired while queued"))
                 continue
@@ -317,13 +324,14 @@ class WorkerCore:
         for job in batch:
             self.running[job.job_id] = job
             self.started_at[job.job_id] = now
+            self.order.started(job, (*self.queue, *self.running.values()))
         if batch:
             actions.append(StartJob(tuple(batch)))
         return actions
 
     def _take_queue(self) -> list[Job]:
-        jobs = list(self.queue)
-        self.queue.clear()
+        jobs, self.queue = list(self.queue), deque()
+        self.order.clear()
         return jobs
 
     def _error(self, job: Job, code: str, message: str) -> Send:

@@ -24,6 +24,9 @@ class Sentence:
     # Background work (phrase preloading for the cache): only the primary voice may speak it,
     # never a fallback tier, and nobody is waiting for it.
     background: bool = False
+    # When its listener needs its first audio (the gateway's clock): when the audio sent before it
+    # runs out at real-time playback (stream_server/core/playback.py). 0: now (a first sentence).
+    need_at: float = 0.0
 
 
 class Cause(Enum):
@@ -32,6 +35,7 @@ class Cause(Enum):
     ENGINE = "engine"  # the engine or worker failed it, or it timed out: exclude and cool down
     WORKER_GONE = "worker_gone"  # the worker died or stopped taking jobs: exclude, no cool-down
     BROKER = "broker"  # the broker could not carry the job: not the worker's fault
+    BUSY = "busy"  # an in-process tier could not start it in time: busy, not broken (no breaker)
 
 
 # Actions ---------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Failover settings and the state of one sentence's attempts (plain data for the scheduler)."""
+"""Failover settings, the state of one sentence's attempts, and when a first audio is late (pure)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from stream_server.core.actions import WORKERS, Sentence
@@ -52,3 +53,63 @@ class Task:
     attempt: Attempt | None = None
     worker_tries: int = 0
     failed_workers: set[str] = field(default_factory=set)
+
+
+def first_audio_deadline(
+    config: FailoverConfig, sentence: Sentence, rtf: float, queue_position: int, now: float
+) -> float:
+    """When the first audio of a worker job is late, counted from ``now`` (its ack, or the worker
+    finishing a job ahead of it): late by the worker's pace (``base + slack x rtf x expected audio x
+    (jobs ahead + 1)``) *and* by its listener's need, less a fallback's ``base`` lead (a sentence
+    needed in 8 s does not fail over at 2 s); at most ``timeout_s`` away."""
+    audio_s = len(sentence.text) / config.chars_per_second
+    pace = config.first_audio_base_s + config.first_audio_slack * rtf * audio_s * (queue_position + 1)
+    return min(now + config.timeout_s, max(now + pace, sentence.need_at - config.first_audio_base_s))
+
+
+def budget_again(config: FailoverConfig, held: Iterable[Task], rtf: float, now: float) -> None:
+    """A worker finished a job: the jobs it holds that were acked and have not begun get their own
+    budget again from now (a slow worker making progress is not failed over for its queue)."""
+    if rtf <= 0:
+        return
+    for task in held:
+        att = task.attempt
+        if att is not None and att.acked_at is not None and att.first_audio_at is None:
+            late = first_audio_deadline(config, task.sentence, rtf, 0, now)
+            att.deadline = max(att.deadline, min(late, att.acked_at + config.timeout_s))
+
+
+def ahead_not_begun(tasks: Iterable[Task], task: Task, now: float) -> float | None:
+    """The latest deadline, still to come, of an earlier sentence of ``task``'s turn that has no
+    audio yet: ``task`` is heard after it, so its listener cannot need it before."""
+    s = task.sentence
+    return max(
+        (
+            t.attempt.deadline
+            for t in tasks
+            if t.sentence.session_id == s.session_id
+            and t.sentence.turn == s.turn
+            and t.sentence.seq < s.seq
+            and t.attempt is not None
+            and t.attempt.first_audio_at is None
+            and t.attempt.deadline > now
+        ),
+        default=None,
+    )
+
+
+def followers(tasks: Iterable[Task], task: Task, level: int) -> list[tuple[Task, Attempt]]:
+    """The later sentences of ``task``'s turn still above tier ``level`` with no audio yet: they
+    follow it down (one audible switch of voice per turn, not a flip-flop)."""
+    s = task.sentence
+    return [
+        (t, t.attempt)
+        for t in tasks
+        if t is not task
+        and t.sentence.session_id == s.session_id
+        and t.sentence.turn == s.turn
+        and t.sentence.seq > s.seq
+        and t.tier_index < level
+        and t.attempt is not None
+        and t.attempt.first_audio_at is None
+    ]

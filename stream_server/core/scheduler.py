@@ -1,22 +1,10 @@
 """The failover state machine: where each sentence is spoken, and what happens when that fails. Pure.
 
-Fed events with the current time (``submit``, ``ack``, ``chunk``, ``done``, ``failed``,
-``heartbeat``, ``status``, ``handle_timer``, ``probe_result``), it returns actions for the adapter
-(stream_server/hub/hub.py) to carry out. No asyncio, no clock, no sockets. ``next_deadline()`` says when
-it next needs ``handle_timer`` (the earliest ack, first-audio or stall deadline, heartbeat expiry
-or probe); the adapter sleeps exactly until then, so an idle gateway does not wake up.
-
-Tiers, in order: the worker pool ("workers": Bark workers over MQTT), then in-process engines
-(elevenlabs, edge-tts, piper, espeak-ng), then ``GiveUp``: an error frame carrying the text. Never silence.
-
-A sentence's attempt fails over when: its worker dies (last will or missed heartbeats); no ack
-within ``ack_timeout_s``; no first audio by a deadline derived from the worker's reported
-real-time factor and queue (bounded by SESAME_TIMEOUT); no chunk for ``stall_timeout_s`` mid
-sentence; or the engine reports an error. It first goes to another ready worker (up to
-``max_retries`` worker attempts), then down the tiers whose circuit breaker allows. When a sentence
-of a turn falls to a lower tier, the turn stays there (sticky) until it ends: the later sentences
-of that turn still on a higher tier are moved too, so the listener hears at most one switch.
-"""
+Fed events with the current time, it returns actions for the hub to carry out; ``next_deadline()``
+says when it next needs ``handle_timer``. Tiers: the worker pool, the in-process engines, then
+``GiveUp`` (an error frame carrying the text). An attempt fails over (another ready worker, then down
+the tiers whose breaker allows) when its worker dies, no ack comes in time, first audio misses
+``failover.first_audio_deadline``, a chunk stalls, or the engine errs. A turn that fell stays down."""
 
 from __future__ import annotations
 
@@ -40,7 +28,15 @@ from stream_server.core.actions import (
     WorkerChanged,
 )
 from stream_server.core.breaker import CircuitBreaker, Transition
-from stream_server.core.failover import Attempt, FailoverConfig, Task
+from stream_server.core.failover import (
+    Attempt,
+    FailoverConfig,
+    Task,
+    ahead_not_begun,
+    budget_again,
+    first_audio_deadline,
+    followers,
+)
 from stream_server.core.tier_switch import carry_over
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
@@ -98,14 +94,11 @@ class Scheduler:
             return []
         att = task.attempt
         att.acked_at = now
+        self.registry.seen(att.worker_id, now)
         worker = self.registry.workers.get(att.worker_id or "")
         rtf = worker.rtf if worker is not None else 0.0
         if rtf > 0:
-            audio_s = len(task.sentence.text) / self.config.chars_per_second
-            budget = self.config.first_audio_base_s + self.config.first_audio_slack * rtf * audio_s * (
-                queue_position + 1
-            )
-            att.deadline = now + min(self.config.timeout_s, budget)
+            att.deadline = first_audio_deadline(self.config, task.sentence, rtf, queue_position, now)
         return []
 
     def chunk(self, job_id: str, now: float) -> Task | None:
@@ -114,6 +107,7 @@ class Scheduler:
         if task is None or task.attempt is None:
             return None
         att = task.attempt
+        self.registry.seen(att.worker_id, now)
         if att.acked_at is None:
             att.acked_at = now
         if att.first_audio_at is None:
@@ -126,7 +120,9 @@ class Scheduler:
         if task is None or task.attempt is None:
             return []
         att = task.attempt
+        self.registry.seen(att.worker_id, now)
         self._release(att)
+        self._progressed(att.worker_id, now)
         actions: list[Action] = []
         if att.tier != WORKERS:
             actions += self._breaker_event(att.tier, self.breakers[att.tier].record_success(now))
@@ -138,6 +134,8 @@ class Scheduler:
         task = self.tasks.get(job_id)
         if task is None:
             return []
+        if cause is Cause.ENGINE and task.attempt is not None:
+            self.registry.seen(task.attempt.worker_id, now)  # the worker said so itself
         return self._fail(task, reason, now, cause)
 
     def broker_moved(self, now: float) -> list[Action]:
@@ -149,8 +147,7 @@ class Scheduler:
                 actions += self._fail(task, "broker_moved", now, Cause.BROKER)
         return actions
 
-    def busy(self) -> bool:
-        """Whether anything is being synthesized (phrase preloading waits until nothing is)."""
+    def busy(self) -> bool:  # anything being synthesized? (phrase preloading waits until not)
         return bool(self.tasks)
 
     def cancel_session(self, session_id: str) -> list[Action]:
@@ -205,9 +202,14 @@ class Scheduler:
                 times.append(due)
         return min(times, default=None)
 
-    def handle_timer(self, now: float) -> list[Action]:
-        """Act on every deadline that has passed by ``now``."""
-        actions = self._worker_changes(self.registry.handle_timer(now), now)
+    def caught_up(self, now: float) -> list[Action]:
+        """The gateway has read everything that arrived until ``now`` (silence can be judged)."""
+        return self._worker_changes(self.registry.caught_up(now), now)
+
+    def handle_timer(self, now: float, read_through: float | None = None) -> list[Action]:
+        """Act on every deadline that has passed by ``now``; a worker's silence only up to
+        ``read_through`` (what arrived before it has been read; None: everything has)."""
+        actions = self._worker_changes(self.registry.handle_timer(now, read_through), now)
         cfg = self.config
         for task in list(self.tasks.values()):
             att = task.attempt
@@ -216,8 +218,10 @@ class Scheduler:
             if att.worker_id is not None and att.acked_at is None:
                 if now >= att.sent_at + cfg.ack_timeout_s:
                     actions += self._fail(task, "ack_timeout", now, Cause.ENGINE)
-            elif att.first_audio_at is None:
-                if now >= att.deadline:
+            elif att.first_audio_at is None and now >= att.deadline:
+                if (ahead := ahead_not_begun(self.tasks.values(), task, now)) is not None:
+                    att.deadline = ahead + cfg.first_audio_base_s  # heard after that one: not needed yet
+                else:
                     actions += self._fail(task, "first_audio_timeout", now, Cause.ENGINE)
             elif att.last_chunk_at is not None and now >= att.last_chunk_at + cfg.stall_timeout_s:
                 actions += self._fail(task, "stall", now, Cause.ENGINE)
@@ -243,13 +247,15 @@ class Scheduler:
                 continue
             for task in list(self.tasks.values()):
                 if task.attempt is not None and task.attempt.worker_id == change.worker_id:
-                    reason = (
-                        "worker_dead"
-                        if change.reason in ("last_will", "missed_heartbeats")
-                        else (f"worker_{change.reason}")
+                    dead = change.reason in ("last_will", "missed_heartbeats")
+                    actions += self._fail(
+                        task, "worker_dead" if dead else f"worker_{change.reason}", now, Cause.WORKER_GONE
                     )
-                    actions += self._fail(task, reason, now, Cause.WORKER_GONE)
         return actions
+
+    def _progressed(self, worker_id: str | None, now: float) -> None:
+        if (w := self.registry.workers.get(worker_id or "")) is not None:
+            budget_again(self.config, [self.tasks[j] for j in w.assigned if j in self.tasks], w.rtf, now)
 
     def _release(self, att: Attempt) -> None:
         if att.worker_id is not None:
@@ -276,7 +282,8 @@ class Scheduler:
                 if cause is Cause.ENGINE:
                     self.registry.cool_down(att.worker_id, now)
         else:
-            actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))
+            if cause is not Cause.BUSY:  # a tier too busy to start it in time is not broken
+                actions += self._breaker_event(att.tier, self.breakers[att.tier].record_failure(now, reason))
             task.tier_index += 1
         return actions + self._place(task, now, att.engine, reason)
 
@@ -296,28 +303,26 @@ class Scheduler:
                     task.attempt = Attempt(job_id, tier, worker.engine, worker.worker_id, now, deadline)
                     worker.assigned.add(job_id)
                     self.tasks[job_id] = task
-                    return [
-                        *self._fell_back(task, from_engine, worker.engine, reason, now),
-                        SendJob(job_id, worker.worker_id, s, self.config.timeout_s),
-                    ]
+                    send = SendJob(job_id, worker.worker_id, s, self.config.timeout_s)
+                    return self._fell_back(task, from_engine, worker.engine, reason, now, send)
             elif tier not in self.disabled and not s.background and self.breakers[tier].allow(now):
                 job_id = self._new_job_id()
                 task.attempt = Attempt(job_id, tier, tier, None, now, now + self.config.timeout_s)
                 self.tasks[job_id] = task
-                return [*self._fell_back(task, from_engine, tier, reason, now), RunLocal(job_id, tier, s)]
+                return self._fell_back(task, from_engine, tier, reason, now, RunLocal(job_id, tier, s))
             task.tier_index += 1
         task.attempt = None
-        return [
-            *self._fell_back(task, from_engine, "text", reason, now),
-            GiveUp(s, reason or "no_voice_available"),
-        ]
+        give_up = GiveUp(s, reason or "no_voice_available")
+        return self._fell_back(task, from_engine, "text", reason, now, give_up)
 
-    def _fell_back(
-        self, task: Task, from_engine: str | None, to_engine: str, reason: str, now: float
+    def _fell_back(  # noqa: PLR0917
+        self, task: Task, from_engine: str | None, to_engine: str, reason: str, now: float, then: Action
     ) -> list[Action]:
+        """``then`` (the task's own next attempt) goes before the turn's other sentences follow it
+        down (``_stick``): a capped tier starts the earliest sentence of the turn first."""
         if from_engine is None:
-            return []
-        actions: list[Action] = [FailedOver(task.sentence, from_engine, to_engine, reason)]
+            return [then]
+        actions: list[Action] = [FailedOver(task.sentence, from_engine, to_engine, reason), then]
         if task.tier_index > 0:
             actions += self._stick(task, now)
         return actions
@@ -331,23 +336,12 @@ class Scheduler:
         )
         self.sticky[s.session_id] = (s.turn, level)
         actions: list[Action] = []
-        for other in list(self.tasks.values()):
-            o = other.sentence
-            if (
-                other is not task
-                and o.session_id == s.session_id
-                and o.turn == s.turn
-                and o.seq > s.seq
-                and other.tier_index < level
-                and other.attempt is not None
-                and other.attempt.first_audio_at is None
-            ):
-                att = other.attempt
-                self.tasks.pop(att.job_id, None)
-                self._release(att)
-                actions.append(CancelJob(att.job_id, att.tier, att.worker_id, o.session_id))
-                other.tier_index = level
-                actions += self._place(other, now, None, "")
+        for other, att in followers(list(self.tasks.values()), task, level):
+            self.tasks.pop(att.job_id, None)
+            self._release(att)
+            actions.append(CancelJob(att.job_id, att.tier, att.worker_id, s.session_id))
+            other.tier_index = level
+            actions += self._place(other, now, None, "")
         return actions
 
     def _breaker_event(self, tier: str, transition: Transition | None) -> list[Action]:

@@ -42,6 +42,7 @@ from broker.ws_protocol import (
     TurnEnd,
 )
 from stream_server.core.actions import Sentence
+from stream_server.core.playback import PlaybackClock, expected_audio_s
 from stream_server.core.segmenter import SentenceSegmenter
 
 
@@ -54,6 +55,7 @@ class Emit:
 class EmitAudio:
     frame: bytes
     seq: int
+    seconds: float = 0.0  # of audio (the session's playback clock follows it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class SessionCore:
         self._segmenter = self._new_segmenter()
         self.closed = False
         self.dropped_frames = 0
+        self.playback = PlaybackClock()  # fed by whoever sends EmitAudio on (with ``now``)
 
     def _new_segmenter(self) -> SentenceSegmenter:
         return SentenceSegmenter(max_length=self.max_length, first_chunk_min_chars=self.first_chunk_min_chars)
@@ -215,6 +218,18 @@ class SessionCore:
             if not st.done:
                 in_flight += 1
         return outs
+
+    def audio_ahead_s(self, seq: int) -> float:
+        """Audio still to be sent before sentence ``seq``: the unsent part of each sentence ahead of
+        it (expected from its text; what it has sent already subtracted)."""
+        total = 0.0
+        for ahead in self.queue:
+            if ahead >= seq:
+                break
+            st = self.sentences[ahead]
+            sent_s = st.samples / self.sample_rate if self.sample_rate else 0.0
+            total += max(0.0, expected_audio_s(st.sentence.text) - sent_s)
+        return total
 
     def cancel(self) -> list[Out]:
         """Barge-in: drop everything queued or playing; the session stays usable."""
@@ -319,7 +334,7 @@ class SessionCore:
         outs: list[Out] = []
         for pcm in st.chunks:
             frame = AudioFrame(st.sentence.seq, st.sent_index, self.sample_rate, pcm)
-            outs.append(EmitAudio(frame.to_bytes(), st.sentence.seq))
+            outs.append(EmitAudio(frame.to_bytes(), st.sentence.seq, len(pcm) / 2 / self.sample_rate))
             st.sent_index += 1
             st.samples += len(pcm) // 2
         st.chunks.clear()

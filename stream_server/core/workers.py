@@ -1,7 +1,12 @@
 """The worker registry: who is alive and ready, from heartbeats and retained status. Pure.
 
-A worker is dead when its last will says offline, or it misses ``missed_heartbeats`` in a row
-(measured against the interval the worker itself reports). A worker that is draining, loading,
+A worker is dead when its last will says offline, or it is silent for ``missed_heartbeats``
+intervals (measured against the interval the worker itself reports). Every message from a worker is
+a sign of life (``seen``: its acks, audio frames, done and errors, not only heartbeats), and silence
+is judged only up to ``read_through``: the time up to which the gateway has read what arrived. A
+worker whose silence ran out while messages were still unread is *unconfirmed*: it is judged again
+by ``caught_up(now)`` once the reader has caught up (a busy gateway reading late never declares a
+busy worker dead), and no deadline is asked for it meanwhile. A worker that is draining, loading,
 warming or unavailable is alive but gets no new jobs. A worker that failed a job is cooled down
 for ``retry_delay_s`` (the plan's SESAME_RETRY_DELAY) before it gets jobs again. A dead worker is
 forgotten ``retention_s`` after it was last heard from (workers with generated ids get a new id on
@@ -29,6 +34,7 @@ class WorkerInfo:
     rtf: float = 0.0
     pid: int | None = None
     alive: bool = True
+    unconfirmed: bool = False  # silent past its window, but messages were still unread then
     cooldown_until: float = 0.0
     assigned: set[str] = field(default_factory=set)  # job ids we sent and not yet finished
 
@@ -66,9 +72,9 @@ class WorkerRegistry:
         if w is None:
             w = self.workers[hb.worker_id] = WorkerInfo(hb.worker_id)
         was_up = w.up
-        w.alive = True
+        w.alive, w.unconfirmed = True, False
         w.state, w.engine, w.model, w.reason = hb.state, hb.engine, hb.model, hb.reason
-        w.last_seen, w.interval_s = now, hb.interval_s
+        w.last_seen, w.interval_s = max(w.last_seen, now), hb.interval_s
         w.queue_depth, w.jobs_in_flight, w.rtf, w.pid = hb.queue_depth, hb.jobs_in_flight, hb.rtf, hb.pid
         if w.up and not was_up:
             changes.append(WorkerChange(w.worker_id, True, "ready"))
@@ -86,21 +92,34 @@ class WorkerRegistry:
             self.workers[st.worker_id] = WorkerInfo(st.worker_id, last_seen=now, pid=st.pid)
         return []
 
+    def seen(self, worker_id: str | None, now: float) -> None:
+        """A message other than a heartbeat came from this worker (None: from no worker): it is
+        alive now."""
+        w = None if worker_id is None else self.workers.get(worker_id)
+        if w is not None and w.alive:
+            w.last_seen, w.unconfirmed = max(w.last_seen, now), False
+
     def _expires_at(self, w: WorkerInfo) -> float:
         if w.alive:
             return w.last_seen + self.missed_heartbeats * w.interval_s
         return w.last_seen + self.retention_s
 
     def next_deadline(self) -> float | None:
-        """When a live worker's heartbeats run out, or a dead one is to be forgotten."""
-        return min((self._expires_at(w) for w in self.workers.values()), default=None)
+        """When a live worker's heartbeats run out, or a dead one is to be forgotten (an unconfirmed
+        worker waits for ``caught_up`` instead)."""
+        return min((self._expires_at(w) for w in self.workers.values() if not w.unconfirmed), default=None)
 
-    def handle_timer(self, now: float) -> list[WorkerChange]:
+    def handle_timer(self, now: float, read_through: float | None = None) -> list[WorkerChange]:
+        """Act on what is due. ``read_through``: everything that arrived before it has been read
+        (None: everything that arrived has been); silence is judged only up to there."""
+        judged = now if read_through is None else min(now, read_through)
         changes: list[WorkerChange] = []
         for w in list(self.workers.values()):
-            if now < self._expires_at(w):
+            if now < self._expires_at(w) or w.unconfirmed:
                 continue
-            if w.alive:
+            if w.alive and judged < self._expires_at(w):
+                w.unconfirmed = True  # its heartbeat may be among what is still unread
+            elif w.alive:
                 changes.append(self._kill(w, "missed_heartbeats"))
             elif not w.assigned:
                 del self.workers[w.worker_id]
@@ -108,8 +127,21 @@ class WorkerRegistry:
                 w.last_seen = now  # still holds jobs being failed over: forget it later
         return changes
 
+    def unconfirmed(self) -> bool:
+        return any(w.unconfirmed for w in self.workers.values())
+
+    def caught_up(self, now: float) -> list[WorkerChange]:
+        """Everything that arrived until ``now`` has been read: judge the unconfirmed workers."""
+        changes: list[WorkerChange] = []
+        for w in list(self.workers.values()):
+            if w.unconfirmed:
+                w.unconfirmed = False
+                if w.alive and now >= self._expires_at(w):
+                    changes.append(self._kill(w, "missed_heartbeats"))
+        return changes
+
     def _kill(self, w: WorkerInfo, reason: str) -> WorkerChange:
-        w.alive = False
+        w.alive, w.unconfirmed = False, False
         w.state = "offline"
         return WorkerChange(w.worker_id, False, reason)
 

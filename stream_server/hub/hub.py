@@ -1,12 +1,8 @@
 """The gateway's hub: events in, the pure cores decide, the ``Interpreter`` carries out their actions.
 
-Every event (a client message, an MQTT message, a local engine's result, a deadline) is fed to a
-pure core; what the cores return goes to one queue, carried out in order without recursion. All
-cores are driven from this one event loop, so they need no locks.
-
-Time: each core says when it next needs waking (``next_deadline()``); the ``deadlines`` task sleeps
-until the earliest one, or until an event may have moved it earlier. To add a core with a timer,
-add it to ``_timed()`` and its actions to ``_carry_out``. The I/O is in ``mqtt/`` and ``local_tiers``."""
+One event loop drives every core (no locks); what they return is carried out in order, without
+recursion. Time: the ``deadlines`` task sleeps until the earliest ``next_deadline()`` of the cores in
+``_timed()``, or until an event may have moved it earlier. The I/O is in ``mqtt/`` and ``local_tiers``."""
 
 from __future__ import annotations
 
@@ -102,12 +98,16 @@ class Hub:
             ],
         )
         self.link.on_message = self._on_mqtt
+        self.link.on_caught_up = self._caught_up
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
         self.link_events = LinkEvents(self.link, self.metrics, self.out, self.mqtt_sessions, self._moved)
         self.detached = Detached(self)
         self.encoder = EncoderPool(config.encode_threads)
-        self.local = LocalTiers(engines, voices.default, config.failover.timeout_s, self._spawn, self._local)
+        self.local = LocalTiers(
+            engines, voices.default, config.failover.timeout_s, self._spawn, self._local,
+            caps=config.local_tier_caps, queue_s=config.local_tier_queue_s, clock=clock,
+        )  # fmt: skip
         self.observers = observers or Observers()
         self._wake = asyncio.Event()
         self.interpreter = Interpreter(
@@ -236,11 +236,9 @@ class Hub:
         return self._spawn(coro, name)
 
     def feed(self, work: Iterable[Work]) -> None:
-        """What a core returned for an event, carried out in order (``Interpreter.feed``)."""
         self.interpreter.feed(work)
 
     def audio(self, job_id: str, pcm: bytes) -> None:
-        """Audio of ``job_id`` (a worker's or a local engine's) for its session."""
         self.interpreter.audio(job_id, pcm)
 
     def deadline_moved(self) -> None:
@@ -273,6 +271,9 @@ class Hub:
         """The link landed on another broker node: worker jobs in flight go out again."""
         self.feed(self.scheduler.broker_moved(self.clock()))
 
+    def _caught_up(self) -> None:  # the MQTT reader has read all that came: judge silences
+        self.feed(self.scheduler.caught_up(self.clock())) if self.scheduler.registry.unconfirmed() else None
+
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))
 
@@ -283,19 +284,19 @@ class Hub:
                 self.audio(job_id, pcm)
             case LocalDone(job_id=job_id):
                 self.feed(self.scheduler.done(job_id, now))
-            case LocalFailed(job_id=job_id, code=code):
-                self.feed(self.scheduler.failed(job_id, code, now))
+            case LocalFailed(job_id=job_id, code=code, busy=busy):
+                self.feed(self.scheduler.failed(job_id, code, now, Cause.BUSY if busy else Cause.ENGINE))
             case ProbeDone(tier=tier, ok=ok, reason=reason):
                 self.feed(self.scheduler.probe_result(tier, ok, now, reason))
 
     # ---- time ------------------------------------------------------------------------------------
 
     def _timed(self) -> list[float | None]:
-        """Every core's next deadline (the seam for cores with timers)."""
         return [
             self.scheduler.next_deadline(),
             self.health.next_deadline(),
             self.mqtt_sessions.next_deadline(),
+            self.local.next_deadline(),
             self.detached.next_deadline(),
         ]
 
@@ -304,9 +305,11 @@ class Hub:
 
     def handle_timer(self, now: float) -> None:
         """Wake every core whose deadline has passed and carry out what they decide."""
-        work: list[Work] = [*self.scheduler.handle_timer(now), *self.health.handle_timer(now)]
+        read_through = self.link.read_through(now)
+        work: list[Work] = [*self.scheduler.handle_timer(now, read_through), *self.health.handle_timer(now)]
         self.feed(work)
         self.mqtt_sessions.handle_timer(now)
+        self.local.handle_timer(now)
         self.detached.handle_timer(now)
 
     async def _deadlines(self) -> None:

@@ -160,11 +160,13 @@ class Interpreter:
                     self.out.send(
                         Publish(topics.session_events(link.session_id), message.to_bytes(), 0), control=False
                     )
-            case EmitAudio(frame=frame):
+            case EmitAudio(frame=frame, seconds=seconds):
+                link.core.playback.sent(seconds, self.clock())
                 self.push(link, frame)
                 if self.config.publish_session_events:
                     self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
             case EncodeAudio(seq=seq, sample_rate=rate, fmt=fmt, pcm=pcm):
+                link.core.playback.sent(len(pcm) / 2 / rate, self.clock())
                 # Off the event loop; what the session sends next waits behind it, in order.
                 encoding = self.encoder.submit(encoded_frame, seq, rate, fmt, pcm)
                 link.waiting.append(encoding)
@@ -175,7 +177,7 @@ class Interpreter:
                 if self._from_cache(link, sentence):
                     pass
                 elif self.sessions.admission.dispatch(sentence.session_id, sentence.seq):
-                    self._queue.extend(self.scheduler.submit(sentence, self.clock()))
+                    self._queue.extend(self._submit(link, sentence))
                 else:  # held: the client's share is in use, or the session is detached
                     self.metrics.dropped.labels("sentence_held").inc()
             case CancelJobs(session_id=session_id):
@@ -226,7 +228,10 @@ class Interpreter:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                 self.jobs.sent(job_id, worker_id)
                 reply_to = topics.reply_to(self.config.gateway_id, worker_id)
-                job = Job(job_id, s.session_id, s.seq, s.text, s.voice, reply_to, s.sample_rate)
+                need_in_s = round(max(0.0, s.need_at - self.clock()), 3)
+                job = Job(
+                    job_id, s.session_id, s.seq, s.text, s.voice, reply_to, s.sample_rate, need_in_s=need_in_s
+                )  # fmt: skip
                 if self.stamps is not None:
                     self.stamps.job(job_id, s.session_id, s.seq, self.clock())
                     job = replace(job, stamp=True)
@@ -296,8 +301,14 @@ class Interpreter:
         for session_id, seq in released:
             link = self.sessions.get(session_id)
             st = link.core.sentences.get(seq) if link is not None else None
-            if st is not None:
-                self.feed(self.scheduler.submit(st.sentence, self.clock()))
+            if link is not None and st is not None:
+                self.feed(self._submit(link, st.sentence))
+
+    def _submit(self, link: SessionLink, sentence: Sentence) -> list[Action]:
+        """To the scheduler, with the time its listener will need it (the playback deadline)."""
+        now = self.clock()
+        need_at = link.core.playback.need_at(link.core.audio_ahead_s(sentence.seq), now)
+        return self.scheduler.submit(replace(sentence, need_at=need_at), now)
 
     def _feed_later(self, link: SessionLink, outs: list[Out]) -> None:
         self._queue.extend(ForSession(link, out) for out in outs)

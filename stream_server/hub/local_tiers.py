@@ -2,14 +2,18 @@
 
 The scheduler decides (``RunLocal``, ``CancelJob``, ``ProbeTier``); this module runs the engine as a
 named task in the hub's TaskGroup and reports what happened as typed events (``LocalAudio``,
-``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. No decisions are made here.
+``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. When a tier with
+a concurrency cap is full, the pure ``TierQueue`` decides which waiting sentence starts next and
+which waited too long (``LocalFailed`` with ``busy``: the scheduler moves it on, its breaker
+untouched). No decisions are made here.
 The engines themselves are built in ``tiers.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +21,7 @@ from broker import logs
 from broker.audio import resample, to_pcm16
 from broker.errors import EngineCancelled, EngineError, error_code
 from stream_server.core.actions import Sentence
+from stream_server.core.tier_queue import TierQueue, TierStart
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 
 log = logs.get("sesame.gateway")
@@ -39,6 +44,7 @@ class LocalDone:
 class LocalFailed:
     job_id: str
     code: str
+    busy: bool = False  # the tier could not start it by its queue deadline: busy, not broken
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,31 +72,54 @@ class LocalTiers:
         probe_timeout_s: float,
         spawn: Spawn,
         report: Callable[[LocalEvent], None],
+        *,
+        caps: Mapping[str, int] | None = None,
+        queue_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engines = engines
         self.default_voice = default_voice
         self.probe_timeout_s = probe_timeout_s
+        self.queue = TierQueue(caps or {}, queue_s)  # caps per tier; queue_s: SESAME_LOCAL_TIER_QUEUE_MS
+        self.clock = clock
         self._spawn = spawn
         self._report = report
         self._running: dict[str, _Running] = {}
 
     def start(self, job_id: str, tier: str, s: Sentence) -> bool:
-        """Start ``s`` on ``tier``; False when no such engine is configured."""
-        engine = self.engines.get(tier)
-        if engine is None:
+        """Start ``s`` on ``tier`` (or queue it behind the tier's cap); False when no such engine
+        is configured."""
+        if tier not in self.engines:
             return False
-        token = CancelToken()
-        task = self._spawn(self._run(job_id, engine, s, token), f"local:{tier}:{job_id}")
-        self._running[job_id] = _Running(task, token)
+        self._start(self.queue.offer(job_id, tier, s, self.clock()))
         return True
+
+    def _start(self, starts: list[TierStart]) -> None:
+        for st in starts:
+            token = CancelToken()
+            task = self._spawn(
+                self._run(st.job_id, self.engines[st.tier], st.sentence, token),
+                f"local:{st.tier}:{st.job_id}",
+            )
+            self._running[st.job_id] = _Running(task, token)
+
+    def next_deadline(self) -> float | None:
+        return self.queue.next_deadline()
+
+    def handle_timer(self, now: float) -> None:
+        for busy in self.queue.handle_timer(now):
+            log.info("local_tier_busy", tier=busy.tier, job_id=busy.job_id)
+            self._report(LocalFailed(busy.job_id, "tier_busy", busy=True))
 
     def cancel(self, job_id: str) -> None:
         running = self._running.pop(job_id, None)
         if running is not None:
             running.token.cancel()
             running.task.cancel()
+        self._start(self.queue.finished(job_id, self.clock()))
 
     def cancel_all(self) -> None:
+        self.queue.clear()
         for job_id in list(self._running):
             self.cancel(job_id)
 
@@ -98,6 +127,12 @@ class LocalTiers:
         self._spawn(self._probe(tier), f"probe:{tier}")
 
     async def _run(self, job_id: str, engine: Engine, s: Sentence, token: CancelToken) -> None:
+        try:
+            await self._synthesize(job_id, engine, s, token)
+        finally:
+            self._start(self.queue.finished(job_id, self.clock()))  # its slot to the next one waiting
+
+    async def _synthesize(self, job_id: str, engine: Engine, s: Sentence, token: CancelToken) -> None:
         request = SynthesisRequest(s.text, s.voice, s.sample_rate)
         try:
             async for chunk in engine.synthesize(request, token):

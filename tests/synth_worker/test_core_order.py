@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,6 +41,36 @@ def test_a_turns_short_first_clause_starts_before_queued_long_sentences() -> Non
     assert started(done) == ["b-0"]
     done = c.job_done("b-0", chunks=1, samples=240, sample_rate=24_000, synth_s=0.1, now=NOW)
     assert started(done) == ["a-1"]
+
+
+def test_a_listener_waiting_now_passes_other_sessions_lookahead() -> None:
+    """Earliest playback need first: session a's lookahead (needed in 4 and 8 s) waits while b's
+    first sentence (needed now) and c's next one (needed in 1 s) start; the ack says the place."""
+    c = WorkerCore("w1", engine="piper", model="m", pid=1, interval_s=0.5, max_queue=8)
+    c.ready(NOW)
+    long = "A long sentence that takes a while to synthesize, with a clause or two. "
+    assert started(c.receive_job(job("a", 0, long).to_bytes(), NOW)) == ["a-0"]
+    c.receive_job(replace(job("a", 1, "Short."), need_in_s=4.0).to_bytes(), NOW)
+    c.receive_job(replace(job("a", 2, "Short."), need_in_s=8.0).to_bytes(), NOW)
+    c.receive_job(replace(job("c", 5, long), need_in_s=1.0).to_bytes(), NOW)
+    acks = [a for a in c.receive_job(job("b", 0, long).to_bytes(), NOW + 0.1) if not isinstance(a, StartJob)]
+    assert acks[0].message.queue_position == 1  # type: ignore[attr-defined]  # only a-0 before it
+    order = []
+    running = "a-0"
+    for _ in range(4):
+        [nxt] = started(
+            c.job_done(running, chunks=1, samples=240, sample_rate=24_000, synth_s=0.1, now=NOW + 0.2)
+        )
+        order.append(nxt)
+        running = nxt
+    assert order == ["b-0", "c-5", "a-1", "a-2"]
+
+
+def test_listeners_already_waiting_are_served_round_robin() -> None:
+    """Every need past: the session that started a job longest ago goes first, so one session's
+    many sentences cannot hold the worker ahead of another's."""
+    queue = deque([job("a", 1, "Same."), job("a", 2, "Same."), job("b", 0, "Same.")])
+    assert [j.job_id for j in start_order(queue, NOW, served={"a": 2, "b": 1})] == ["b-0", "a-1", "a-2"]
 
 
 def test_a_sessions_own_jobs_keep_their_order_even_when_later_ones_are_shorter() -> None:

@@ -1,0 +1,38 @@
+"""When a session's listener runs dry: the playback deadline of its next sentence. Pure.
+
+The listener plays the audio it was sent at real time, from when it arrived. ``PlaybackClock``
+follows that from what the session sends (``sent(seconds, now)``): ``heard_until`` is when the
+audio sent so far has finished playing. A sentence is needed when everything before it has been
+heard: ``need_at(ahead_s, now)``, where ``ahead_s`` is the audio still to come before it (sentences
+ahead of it not yet sent, estimated from their text). A session that is not playing needs its next
+sentence now. The scheduler and the workers serve the earliest need first, and a sentence whose need
+is far is not failed over early (docs/architecture.md, "Scheduling by playback deadline").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CHARS_PER_SECOND = 14.0  # speech rate for a sentence's expected audio (as the failover estimate)
+
+
+def expected_audio_s(text: str) -> float:
+    """Seconds of speech a text is expected to make."""
+    return len(text) / CHARS_PER_SECOND
+
+
+@dataclass(slots=True)
+class PlaybackClock:
+    heard_until: float = 0.0  # when the audio sent so far has been played (the gateway's clock)
+
+    def sent(self, seconds: float, now: float) -> None:
+        """Audio of ``seconds`` went to the listener at ``now``."""
+        self.heard_until = max(self.heard_until, now) + max(0.0, seconds)
+
+    def buffered_s(self, now: float) -> float:
+        """Audio sent and not yet played."""
+        return max(0.0, self.heard_until - now)
+
+    def need_at(self, ahead_s: float, now: float) -> float:
+        """When a sentence with ``ahead_s`` of audio still to come before it is needed."""
+        return max(now, self.heard_until) + max(0.0, ahead_s)
