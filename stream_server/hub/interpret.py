@@ -1,11 +1,9 @@
 """The one place the cores' decisions are carried out: an action queue, carried out in order.
 
 ``Interpreter`` turns actions into effects (a frame for a client, a job on MQTT, a local engine
-started, a metric, a log line). The hub builds one and hands it the cores and adapters it carries
-out actions on; the two things it asks of the hub (closing a session, sampling health) and the
-deadline task's wake-up are passed in as callables. Feeding a core while carrying out an action
-appends to the same queue; nothing recurses. Session outputs travel as ``ForSession`` so the queue
-knows whose they are.
+started, a metric, a log line). The hub builds it with the cores and adapters it acts on, and
+callables for what it asks of the hub. Feeding a core while carrying out an action appends to the
+same queue; nothing recurses. Session outputs travel as ``ForSession``, so the queue knows whose.
 """
 
 from __future__ import annotations

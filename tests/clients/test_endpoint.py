@@ -63,7 +63,7 @@ def test_sesame_url_is_the_default() -> None:
 
 def test_voice_client_takes_either_form_and_refuses_others(monkeypatch: pytest.MonkeyPatch) -> None:
     assert VoiceClient("http://h:8000").url == "ws://h:8000/ws"
-    assert VoiceClient("wss://h/ws", token="t").url == "wss://h/ws?token=t"
+    assert VoiceClient("wss://h/ws", token="t").url == "wss://h/ws"  # the token goes in a header
     monkeypatch.setenv("SESAME_URL", "https://voice.example")
     assert VoiceClient().url == "wss://voice.example/ws"
     with pytest.raises(BadUrl):

@@ -44,7 +44,9 @@ def cli(url: str, *args: str, token: str | None = TOKEN) -> subprocess.Completed
 
 
 def get_json(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=T) as r:
+    # /api/status needs the token when auth is on (issue 19)
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=T) as r:
         data: dict[str, Any] = json.load(r)
     return data
 

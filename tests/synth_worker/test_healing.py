@@ -19,6 +19,7 @@ from broker import topics
 from broker.launcher import Mosquitto
 from broker.messages import Job, JobDone, JobError, WorkerStatus, decode_worker_message
 from broker.sdnotify import Notifier
+from broker.settings import MqttNodes
 from synth_worker import health
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
@@ -241,7 +242,7 @@ async def test_a_stuck_job_is_reported_and_the_worker_exits_to_be_replaced(mosqu
     wid = f"w-{uuid.uuid4().hex[:8]}"
     config = WorkerConfig(
         worker_id=wid,
-        mqtt_url=mosquitto.url_for(wid),
+        mqtt_url=MqttNodes.of(mosquitto.url_for(wid)),
         heartbeat_interval_s=0.2,
         stuck_floor_s=0.5,
         stuck_factor=10.0,
