@@ -16,6 +16,12 @@ side. Every ``--fault-every`` seconds the next fault, in this order, each once:
     gateway   SIGKILL g1 (its clients reconnect through nginx to g2)
     worker    SIGKILL w-b (g2's jobs go to w-a)
 
+With ``--browser N``, N pages of the web client (clients/web, served by the gateways through
+nginx) run in headless Chromium beside them, each one session speaking turns one after another
+(two sentences unique to the page and turn, a word every ``--word-ms``), the web client's own
+reconnect logic doing the client side (bench/_web_pages.py); the gateway killed is then the one
+holding the first page's session. The report has a row per kind of client.
+
 Nothing is restarted: after the three faults one node, one gateway and one worker serve. After
 the schedule, turns go on until every fault has healed or ``--heal-timeout`` passes.
 
@@ -28,6 +34,7 @@ from a worker's voice.
 
     .venv/bin/python bench/cluster.py --duration 90 --rate 1 --fault-every 20 --json cluster.json
     .venv/bin/python bench/cluster.py --smoke     # ~40 s, espeak-ng workers only, each fault once
+    .venv/bin/python bench/cluster.py --smoke --browser 2     # and two web-client pages
 """
 
 from __future__ import annotations
@@ -42,11 +49,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _stack import Proc, machine
+from _web_pages import WebPage, speak_turn, web_pages
 
 from broker.launcher import free_port
 from clients.stats import Playout
@@ -92,6 +101,7 @@ class TurnRun:
     sentences: list[Sentence] = field(default_factory=list)
     reconnects: int = 0
     silence_s: float = 0.0
+    kind: str = "VoiceClient"  # or "web" (a page of clients/web in Chromium)
 
 
 @dataclass
@@ -109,6 +119,8 @@ class Run:
     engine: str
     turns: list[TurnRun] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    web_sentences: dict[str, Sentence] = field(default_factory=dict)  # by text, every page's
+    web_failures: list[str] = field(default_factory=list)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -159,6 +171,21 @@ class Deployment:
     def ws_url(self) -> str:
         assert self.nginx is not None
         return f"ws://127.0.0.1:{self.nginx.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        assert self.nginx is not None
+        return f"http://127.0.0.1:{self.nginx.port}"
+
+    def gateway_of(self, session_id: str) -> str | None:
+        """The gateway that opened ``session_id`` (from its log)."""
+        for gw in ("g1", "g2"):
+            if any(
+                e.get("event") == "session_open" and e.get("session_id") == session_id
+                for e in self.procs[gw].events()
+            ):
+                return gw
+        return None
 
     def node_at(self, name: str, mono: float) -> str | None:
         """The node ``name`` was last connected to before ``mono`` (monotonic), from its log."""
@@ -243,6 +270,31 @@ async def listen(voice: VoiceClient, turn: TurnRun, play: Playout, by_text: dict
                 return
 
 
+async def web_turns(run: Run, web: WebPage, stop: asyncio.Event, args: argparse.Namespace) -> None:
+    """One page's turns, one after another, until ``stop``."""
+    number = 0
+    while not stop.is_set():
+        said = f"Page {say(web.index)} turn {say(number)}"
+        turn = TurnRun(number, run.now(), kind="web")
+        turn.sentences = [Sentence(number, f"{said} begins here."), Sentence(number, f"{said} is done now.")]
+        run.turns.append(turn)
+        run.web_sentences.update({s.text: s for s in turn.sentences})
+        texts = [s.text for s in turn.sentences]
+        got = await speak_turn(web, texts, args.word_ms / 1000, args.turn_timeout, partial(heard_on_web, run))
+        turn.reconnects, turn.silence_s, failures = got
+        turn.ended_at = run.now()
+        run.web_failures += failures
+        number += 1
+
+
+def heard_on_web(run: Run, text: str, engine: str) -> None:
+    sentence = run.web_sentences.get(text)
+    if sentence is not None:
+        sentence.heard.append(engine)
+        if engine == "text" and sentence.texted_at is None:
+            sentence.texted_at = time.monotonic()
+
+
 def healed(run: Run) -> bool:
     """Every fault of the cycle was injected and has healed (turns go on until then)."""
     for fault in run.faults:
@@ -264,7 +316,28 @@ def heal(run: Run, fault: Fault) -> None:
 
 
 async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
-    run = Run(time.monotonic(), args.engine)
+    async with web_pages(dep.http_url, args.browser, 120) as pages:
+        run = Run(time.monotonic(), args.engine)
+        stop = asyncio.Event()
+        paging = [asyncio.create_task(web_turns(run, web, stop, args)) for web in pages]
+        await open_loop(args, dep, run, pages)
+        stop.set()
+        await asyncio.wait(paging, timeout=args.turn_timeout + 5)
+        for web in pages:  # what came in after a page's last turn was over
+            for text, engine in (await web.take()).delivered:
+                heard_on_web(run, text, engine)
+        for task in paging:
+            if not task.done():
+                task.cancel()
+                run.web_failures.append("a page's last turn did not end in time")
+            elif task.exception() is not None:
+                run.web_failures.append(f"page task: {task.exception()!r}")
+    for fault in run.faults:
+        heal(run, fault)
+    return run
+
+
+async def open_loop(args: argparse.Namespace, dep: Deployment, run: Run, pages: list[WebPage]) -> None:
     tasks: set[asyncio.Task[None]] = set()
     next_fault = args.fault_every
     number = 0
@@ -276,12 +349,15 @@ async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
         number += 1
         if len(run.faults) < len(FAULTS) and run.now() >= next_fault:
             kind = FAULTS[len(run.faults)]
-            fault = Fault(kind, run.now(), {"broker": "node a", "gateway": "g1", "worker": "w-b"}[kind])
+            target = {"broker": "node a", "gateway": "g1", "worker": "w-b"}[kind]
+            if kind == "gateway" and pages and pages[0].sessions:
+                target = dep.gateway_of(pages[0].sessions[-1]) or target  # a page's gateway dies
+            fault = Fault(kind, run.now(), target)
             mono = time.monotonic()
             if kind == "broker":
                 dep.cluster.kill("a")
             else:
-                dep.procs["g1" if kind == "gateway" else "w-b"].signal(signal.SIGKILL)
+                dep.procs[target].signal(signal.SIGKILL)
             run.faults.append(fault)
             next_fault += args.fault_every
             if kind == "broker":
@@ -291,9 +367,6 @@ async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
         await asyncio.sleep(1.0 / args.rate)
     if tasks:
         await asyncio.wait(tasks, timeout=args.turn_timeout + 5)
-    for fault in run.faults:
-        heal(run, fault)
-    return run
 
 
 async def moved(dep: Deployment, fault: Fault, mono: float) -> None:
@@ -307,23 +380,36 @@ async def moved(dep: Deployment, fault: Fault, mono: float) -> None:
         await asyncio.sleep(0.1)
 
 
-def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
-    sentences = [s for t in run.turns for s in t.sentences]
+def tally(turns: list[TurnRun]) -> dict[str, object]:
+    sentences = [s for t in turns for s in t.sentences]
     outcomes = Counter(s.outcome for s in sentences)
-    engines = Counter(s.heard[0] for s in sentences if s.heard and s.heard[0] != "text")
     return {
-        "machine": machine(),
-        "config": {k: getattr(args, k) for k in ("duration", "rate", "fault_every", "engine", "tiers")},
-        "turns": len(run.turns),
+        "turns": len(turns),
         "sentences": len(sentences),
         "spoken": outcomes["spoken"],
         "texted": outcomes["texted"],
         "lost": outcomes["lost"],
         "doubled": sum(1 for s in sentences if len(s.heard) > 1),
-        "engines": dict(engines),
-        "reconnected_turns": sum(1 for t in run.turns if t.reconnects),
+        "engines": dict(Counter(s.heard[0] for s in sentences if s.heard and s.heard[0] != "text")),
+        "reconnected_turns": sum(1 for t in turns if t.reconnects),
+        "longest_silence_s": round(max((t.silence_s for t in turns), default=0.0), 3),
+    }
+
+
+def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
+    sentences = [s for t in run.turns for s in t.sentences]
+    kinds = [kind for kind in ("VoiceClient", "web") if any(t.kind == kind for t in run.turns)]
+    return {
+        "machine": machine(),
+        "config": {
+            k: getattr(args, k) for k in ("duration", "rate", "fault_every", "engine", "tiers", "browser")
+        },
+        **tally(run.turns),  # every client
+        "by_client": {kind: tally([t for t in run.turns if t.kind == kind]) for kind in kinds},
+        "web_lost": [s.text for s in run.web_sentences.values() if not s.heard],
+        "web_doubled": {s.text: s.heard for s in run.web_sentences.values() if len(s.heard) > 1},
+        "web_failures": run.web_failures,
         "texted_at_s": [round(s.texted_at - run.t0, 2) for s in sentences if s.texted_at is not None],
-        "longest_silence_s": round(max((t.silence_s for t in run.turns), default=0.0), 3),
         "faults": [
             {
                 "kind": f.kind,
@@ -343,14 +429,21 @@ def render(rep: dict[str, object]) -> str:
         "cluster: two gateways behind nginx, two broker nodes, two workers; one of each killed",
         f"machine: {rep['machine']}; config {rep['config']}",
         "",
-        "turns  sentences  spoken  texted  lost  doubled  reconnected turns  longest silence (s)",
-        f"{rep['turns']:>5}  {rep['sentences']:>9}  {rep['spoken']:>6}  {rep['texted']:>6}  "
-        f"{rep['lost']:>4}  {rep['doubled']:>7}  {rep['reconnected_turns']:>17}  "
-        f"{rep['longest_silence_s']:>19}",
-        f"engines: {rep['engines']}",
-        "",
-        "fault     at (s)  target   moved (s)  heal (s)",
+        "client       turns  sentences  spoken  texted  lost  doubled  reconnected turns"
+        "  longest silence (s)",
     ]
+    by_client: dict[str, dict[str, object]] = rep["by_client"]  # type: ignore[assignment]
+    for kind, row in by_client.items():
+        lines.append(
+            f"{kind:<11}  {row['turns']:>5}  {row['sentences']:>9}  {row['spoken']:>6}  {row['texted']:>6}  "
+            f"{row['lost']:>4}  {row['doubled']:>7}  {row['reconnected_turns']:>17}  "
+            f"{row['longest_silence_s']:>19}"
+        )
+    lines += [f"engines ({kind}): {row['engines']}" for kind, row in by_client.items()]
+    for key in ("web_lost", "web_doubled", "web_failures"):
+        if rep[key]:
+            lines.append(f"{key}: {rep[key]}")
+    lines += ["", "fault     at (s)  target   moved (s)  heal (s)"]
     lines += [
         f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<7}  {f['moved_s']!s:>9}  {f['heal_s']!s:>8}"
         for f in rep["faults"]  # type: ignore[attr-defined]
@@ -370,6 +463,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--heal-timeout", type=float, default=60.0, help="after the schedule, turns go on until healed"
     )
     p.add_argument("--word-ms", type=float, default=150.0, help="the client streams a word every this often")
+    p.add_argument(
+        "--browser", type=int, default=0, help="pages of the web client in headless Chromium beside them"
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--logs", type=Path, help="write every process's log lines into this folder")
     p.add_argument(

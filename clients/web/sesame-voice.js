@@ -66,6 +66,23 @@ function resampleLinear(samples, from, to) {
   return out;
 }
 
+/** `unheard` after the heard `sentence` (whitespace aside, as the gateway normalizes it); kept whole
+ * when the sentence is not its beginning (better heard twice than lost). As clients/reconnect.py. */
+export function consumeHeard(unheard, sentence) {
+  const target = sentence.replace(/\s+/g, "");
+  let i = 0;
+  let matched = 0;
+  while (i < unheard.length && matched < target.length) {
+    const ch = unheard[i];
+    if (!/\s/.test(ch)) {
+      if (ch !== target[matched]) return unheard;
+      matched += 1;
+    }
+    i += 1;
+  }
+  return matched === target.length ? unheard.slice(i) : unheard;
+}
+
 function defaultUrl() {
   const scheme = globalThis.location && location.protocol === "https:" ? "wss" : "ws";
   return `${scheme}://${globalThis.location ? location.host : "127.0.0.1:8000"}/ws`;
@@ -99,6 +116,10 @@ export class SesameVoice {
     this._heard = 0;
     this._sent = [];
     this._resumeToken = null;
+    // The text of the turn not heard yet (sent or held), said again to a new session after a
+    // reconnect that could not resume (another gateway); and whether a flush followed it.
+    this._unheard = "";
+    this._flushed = false;
     this._reconnecting = false;
     this._attempt = 0;
     this._userClosed = false;
@@ -172,6 +193,8 @@ export class SesameVoice {
     this._heard = 0;
     this._sent = [];
     this._resumeToken = null;
+    this._unheard = "";
+    this._flushed = false;
     return this._open(url);
   }
 
@@ -235,6 +258,12 @@ export class SesameVoice {
         this._sent = [];
         this._bySeq.clear(); // a new session numbers its sentences from 0 again
         if (this._startOpts) await this.start(this._startOpts, true);
+        // Say again what this turn has not heard; it includes the text held meanwhile.
+        this._pending = this._pending.filter((m) => !["text", "flush", "speak"].includes(m.type));
+        if (this._unheard.trim()) {
+          this._sendNow({ type: "text", text: this._unheard });
+          if (this._flushed) this._sendNow({ type: "flush" });
+        }
       }
     } catch (err) {
       // A socket that closed again schedules the next attempt itself (onclose). One that is open
@@ -266,17 +295,22 @@ export class SesameVoice {
   /** Append text (any fragment, even half a word). */
   sendText(fragment) {
     this._beginTurn();
+    this._unheard += fragment;
+    this._flushed = false;
     this._send({ type: "text", text: fragment });
   }
 
   /** End the turn: the server speaks whatever remains. */
   flush() {
+    this._flushed = true;
     this._send({ type: "flush" });
   }
 
   /** Text + flush in one message. */
   speak(text) {
     this._beginTurn();
+    this._unheard += text;
+    this._flushed = true;
     this._send({ type: "speak", text });
   }
 
@@ -284,6 +318,8 @@ export class SesameVoice {
   cancel() {
     this._generation += 1;
     this._discarding = true;
+    this._unheard = "";
+    this._flushed = false;
     if (this.node) this.node.port.postMessage({ type: "clear" });
     if (this.connected) this._send({ type: "cancel" });
     else this._discarding = false; // no server to confirm it; nothing more will arrive anyway
@@ -388,6 +424,7 @@ export class SesameVoice {
           rec.samples = msg.samples;
           rec.done = true;
           rec.endedAt = performance.now();
+          this._unheard = consumeHeard(this._unheard, rec.text);
         }
         if (!this._discarding) this._queue((node) => node.port.postMessage({ type: "sentence_end" }));
         this._emit("sentence_end", msg);
@@ -395,6 +432,8 @@ export class SesameVoice {
       }
       case "turn_end":
         this.stats.turns += 1;
+        this._unheard = "";
+        this._flushed = false;
         if (!this._discarding) this._queue((node) => node.port.postMessage({ type: "turn_end" }));
         this._emit("turn_end", msg);
         break;
@@ -409,6 +448,7 @@ export class SesameVoice {
         this.stats.errors += 1;
         const rec = msg.seq === null || msg.seq === undefined ? null : this._bySeq.get(msg.seq);
         if (rec) rec.error = msg;
+        if (msg.text) this._unheard = consumeHeard(this._unheard, msg.text); // texted: heard as text
         if (rec === null) {
           // A refused `start` (unknown voice, bad rate, too late): fail the promise start() returned.
           const waiters = this._readyWaiters.filter((w) => w.kind === "start");

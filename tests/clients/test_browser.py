@@ -380,3 +380,27 @@ def test_a_dropped_socket_resumes_the_session_with_its_token(page: Page, service
         assert heard == [[text, True, 0] for text in SENTENCES]  # each once, whole, in order
     finally:
         relay.close()
+
+
+def test_a_reconnect_that_cannot_resume_says_the_unheard_text_again(page: Page, service: Service) -> None:
+    """When the gateway cannot resume the session (another gateway behind nginx after a kill; here
+    a resume token it does not know), the web client gets a new session and says again the text of
+    the turn it has not heard (docs/protocol.md): each sentence is heard whole once, in order."""
+    relay = CuttableRelay(service.port)
+    try:
+        first = page.evaluate(
+            "async (url) => (await window.sesame.connect(url)).session_id", f"ws://127.0.0.1:{relay.port}/ws"
+        )
+        page.evaluate("(text) => window.sesame.speak(text)", PARAGRAPH)
+        wait(page, "() => window.sesame.stats.framesReceived > 0", 12 * T)
+        assert stats(page)["turns"] == 0  # mid-turn
+        page.evaluate("() => { window.sesame._resumeToken = 'not-this-sessions-token'; }")
+        relay.cut()
+        wait(page, TURN_PLAYED, 24 * T, arg=1)
+        session = page.evaluate("() => window.sesame.session")
+        assert session["resumed"] is False and session["session_id"] != first
+        assert page.evaluate("() => window.sesame.reconnects") == 1
+        whole = page.evaluate("() => window.sesame.sentences.filter((r) => r.done).map((r) => r.text)")
+        assert whole == SENTENCES  # each once, in order: the half-heard one again from its start
+    finally:
+        relay.close()
