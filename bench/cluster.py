@@ -322,7 +322,8 @@ async def drive(args: argparse.Namespace, dep: Deployment) -> Run:
         paging = [asyncio.create_task(web_turns(run, web, stop, args)) for web in pages]
         await open_loop(args, dep, run, pages)
         stop.set()
-        await asyncio.wait(paging, timeout=args.turn_timeout + 5)
+        if paging:
+            await asyncio.wait(paging, timeout=args.turn_timeout + 5)
         for web in pages:  # what came in after a page's last turn was over
             for text, engine in (await web.take()).delivered:
                 heard_on_web(run, text, engine)
