@@ -7,13 +7,10 @@ Stop silences the player at once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
-from websockets.asyncio.client import connect
 
-from broker.audio import AudioFrame
 from tests.conftest import Service, T
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -263,57 +258,6 @@ def test_player_counts_underruns_drops_restarted_audio_and_shows_unspoken_text(p
     )
     assert "These words were never spoken." in page.inner_text("#errors")
     assert shown_sentences(page)[-1]["engine"] == "not spoken"
-
-
-async def _other_listeners(ws_url: str, n: int, talking: threading.Event, stop: threading.Event) -> None:
-    """``n`` polite listeners beside the page: each speaks a turn, hears it at real-time pace, and
-    speaks again, until ``stop``. ``talking`` is set once every one of them has heard audio."""
-    heard = set()
-
-    async def one(i: int) -> None:
-        async with connect(ws_url, max_size=1 << 22) as ws:
-            await ws.recv()
-            while not stop.is_set():
-                await ws.send(json.dumps({"type": "speak", "text": PARAGRAPH}))
-                audio_s, began = 0.0, time.monotonic()
-                async with asyncio.timeout(24 * T):
-                    while True:
-                        raw = await ws.recv()
-                        if isinstance(raw, bytes):
-                            frame = AudioFrame.from_bytes(raw)
-                            audio_s += frame.samples / frame.sample_rate
-                            heard.add(i)
-                            if len(heard) == n:
-                                talking.set()
-                        elif json.loads(raw)["type"] == "turn_end":
-                            break
-                # The listener hears it at real-time pace (a simulated playback, not a wait).
-                await asyncio.sleep(max(0.0, began + audio_s - time.monotonic()))
-
-    await asyncio.gather(*(one(i) for i in range(n)))
-
-
-def test_speak_a_paragraph_beside_other_listeners(page: Page, service: Service) -> None:
-    """The loaded variant (issue 24): three other listeners talk to the same worker while the page
-    speaks; the page still hears no underrun."""
-    talking, stop = threading.Event(), threading.Event()
-    others = threading.Thread(
-        target=asyncio.run, args=(_other_listeners(service.ws_url, 3, talking, stop),), daemon=True
-    )
-    others.start()
-    try:
-        assert talking.wait(24 * T)
-        page.fill("#text", PARAGRAPH)
-        page.click("#speak")
-        wait(page, TURN_PLAYED, 24 * T, arg=1)
-        s = stats(page)
-        assert s["sentences"] == 3
-        assert s["underruns"] == 0, timeline(page)
-        assert [x["text"] for x in shown_sentences(page)] == SENTENCES
-    finally:
-        stop.set()
-        others.join(12 * T)
-    assert not others.is_alive()
 
 
 class CuttableRelay:
