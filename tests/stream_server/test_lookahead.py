@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from broker.messages import Heartbeat
 from broker.ws_protocol import Speak
-from stream_server.core.actions import Sentence
-from stream_server.core.dispatch_order import DispatchOrder, in_need_order
+from stream_server.core.actions import WORKERS, RunLocal, SendJob, Sentence
+from stream_server.core.dispatch_order import DispatchOrder, in_need_order, needed_first
+from stream_server.core.failover import FailoverConfig
 from stream_server.core.lookahead import Lookahead, next_dispatch
+from stream_server.core.scheduler import Scheduler
 from stream_server.core.session import Dispatch, Out, SessionCore
 from stream_server.hub.live_sessions import Sessions, SessionSettings
 
@@ -90,6 +93,10 @@ def test_a_cancel_forgets_the_lookahead_deadline() -> None:
     assert c.dispatch_at is None
 
 
+def of(actions: list[object], kind: type) -> list[object]:
+    return [a for a in actions if isinstance(a, kind)]
+
+
 def s(session: str, seq: int, need_at: float, chars: int = 20) -> Sentence:
     return Sentence(session, 0, seq, "y" * chars, "maya", 24_000, need_at=need_at)
 
@@ -138,3 +145,27 @@ def test_sessions_due_at_the_same_wake_dispatch_the_listener_running_dry_first()
     assert [link.session_id for link, _ in woken] == ["near", "far"]
     assert [dispatched(outs) for _, outs in woken] == [[1], [1]]
     assert sessions.next_deadline() is None
+
+
+@pytest.mark.parametrize(
+    ("why", "batch", "expected"),
+    [
+        ("earliest need first", [s("a", 0, 19.0), s("b", 0, 13.0)], ["b0", "a0"]),
+        ("needs past are now: every session's first before anyone's second",
+         [s("a", 0, 1.0), s("a", 1, 2.0), s("b", 4, 3.0)], ["a0", "b4", "a1"]),
+        ("then the shorter text", [s("a", 0, 0.0, 80), s("b", 0, 0.0, 20)], ["b0", "a0"]),
+    ],
+)  # fmt: skip
+def test_needed_first(why: str, batch: list[Sentence], expected: list[str]) -> None:
+    assert [f"{x.session_id}{x.seq}" for x in needed_first(batch, lambda x: x, 10.0)] == expected, why
+
+
+def test_a_dead_workers_sentences_fail_over_in_deadline_order() -> None:
+    """The capped tier's free places go to the listener who needs a sentence first, not to the
+    sentence that came first."""
+    sched = Scheduler(FailoverConfig(tiers=(WORKERS, "piper")))
+    sched.heartbeat(Heartbeat("w1", 1, "ready", "piper", "m", 1, 0.0, 0.5), 0.0)
+    for session, need_at in (("later", 30.0), ("soon", 12.0), ("now", 0.0)):
+        assert of(sched.submit(s(session, 0, need_at), 10.0), SendJob)
+    actions = sched.heartbeat(Heartbeat("w1", 1, "unavailable", "piper", "m", 2, 0.0, 0.5, reason="x"), 10.5)
+    assert [a.sentence.session_id for a in actions if isinstance(a, RunLocal)] == ["now", "soon", "later"]
