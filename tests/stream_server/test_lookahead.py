@@ -3,6 +3,8 @@ sessions' sentences are ready at once (core/dispatch_order.py). Pure, no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from broker.messages import Heartbeat
@@ -93,7 +95,7 @@ def test_a_cancel_forgets_the_lookahead_deadline() -> None:
     assert c.dispatch_at is None
 
 
-def of(actions: list[object], kind: type) -> list[object]:
+def of(actions: Sequence[object], kind: type) -> list[object]:
     return [a for a in actions if isinstance(a, kind)]
 
 
