@@ -16,16 +16,12 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - ``unavailable`` (no model): [worker_unavailable]; ``draining``: [draining];
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
-- when SESAME_MAX_QUEUE jobs already wait: [overloaded] (counted, logged; never queued);
+- when it cannot meet its listener's need (job_deadline.py), or SESAME_MAX_QUEUE wait: [overloaded];
 - else it is queued and acknowledged with its place in the start order (jobs running plus the
   queued jobs that would start before it; a job arriving later may still pass it: see below).
-One batch runs at a time; then the next starts, led by the job whose listener needs it first
-(``need_in_s`` after it arrived; a need already past is now), ties round robin across sessions,
-then the shortest text (``start_order``, broker/deadline_order.py's rule): a first sentence never
-waits behind other sessions' lookahead, a short first clause never behind longer jobs, and a
-session's jobs keep their order; the ack's ``queue_position`` is the job's place in that order. A
-cancel drops queued jobs ([cancelled]) and stops running ones (EngineCancelled -> [cancelled]);
-draining refuses queued jobs ([draining], placed elsewhere at once) and lets the batch finish.
+One batch runs at a time, led by the job whose listener needs it first (``need_in_s`` after it
+arrived; ties round robin across sessions: broker/deadline_order.py). A cancel drops queued jobs and
+stops running ones ([cancelled]); draining refuses queued jobs ([draining]), lets the batch finish.
 
 Healing: an ``unavailable`` worker may become ``warming``/``ready`` again (the adapter retries the
 model on a schedule). A running job is **stuck** when it has run longer than
@@ -51,12 +47,11 @@ from broker.messages import (
     WorkerState,
 )
 from synth_worker.job_actions import Action, Send, StartJob, Stop
+from synth_worker.job_deadline import CHARS_PER_SECOND, Running, late_by_s, refusal
 from synth_worker.job_figures import Counters, Rtf
 from synth_worker.job_intake import JobOrder, decode_as, salvage_ids
 
 log = logs.get("sesame.worker")
-
-CHARS_PER_SECOND = 14.0  # speech rate for a job's expected audio length (as the gateway estimates)
 
 
 class WorkerCore:
@@ -68,7 +63,7 @@ class WorkerCore:
         model: str,
         pid: int,
         interval_s: float,
-        max_queue: int = 16,
+        max_queue: int = 256,
         max_length: int = 200,
         max_batch: int = 1,
         version: str = "0",
@@ -184,23 +179,21 @@ class WorkerCore:
             return [self._error(job, "expired", "job expired before it was queued")]
         if len(job.text) > self.max_length:
             self.counters.rejected += 1
-            return [
-                self._error(
-                    job, "text_too_long", f"text has {len(job.text)} characters; limit {self.max_length}"
-                )
-            ]
+            too_long = f"text has {len(job.text)} characters; limit {self.max_length}"
+            return [self._error(job, "text_too_long", too_long)]
         startable = self.state == "ready" and not self.running and not self.queue
-        if len(self.queue) >= self.max_queue and not startable:
-            self.counters.rejected += 1
-            log.warning(
-                "job_overloaded", job_id=job.job_id, queue_depth=len(self.queue), max_queue=self.max_queue
-            )
-            return [self._error(job, "overloaded", f"queue full ({self.max_queue} jobs waiting)")]
         self.queue.append(job)
         self.order.queued(job, now)
-        ahead = len(self.running) + next(
-            i for i, j in enumerate(self.order.order(self.queue, now)) if j is job
-        )
+        order = self.order.order(self.queue, now)
+        ahead = next(i for i, j in enumerate(order) if j is job)
+        late = float("-inf") if startable else self._late_by(job, [a.text for a in order[:ahead]], now)
+        if why := refusal(late, not startable and len(self.queue) > self.max_queue, self.max_queue):
+            self.queue.remove(job)
+            self.order.forget(job.job_id)
+            self.counters.rejected += 1
+            log.warning("job_overloaded", job_id=job.job_id, queue_depth=len(self.queue), why=why)
+            return [self._error(job, "overloaded", why)]
+        ahead += len(self.running)
         self.counters.accepted += 1
         log.info(
             "job_accepted", job_id=job.job_id, session_id=job.session_id, ahead=ahead, chars=len(job.text)
@@ -302,6 +295,12 @@ class WorkerCore:
         )
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _late_by(self, job: Job, ahead: list[str], now: float) -> float:
+        running = [Running(self.started_at[j], r.text) for j, r in self.running.items()]
+        return late_by_s(
+            self.order.need_at[job.job_id], job.text, running, ahead, self.rtf, now, self.max_batch
+        )
 
     def _maybe_start(self, now: float) -> list[Action]:
         if self.running or self.state not in ("ready",):

@@ -24,7 +24,7 @@ from broker.errors import ProtocolError
 from broker.messages import Heartbeat, JobAck, JobDone, JobError, WorkerStatus, worker_messages
 from broker.topics import ReplyTopic, SessionTopic, WorkerTopic, parse
 from broker.wire import Message
-from stream_server.core.actions import Action
+from stream_server.core.actions import Action, Cause
 from stream_server.core.jobs import JobTracker, Sender
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.stamps import HopStamps
@@ -138,7 +138,9 @@ def _job_event(hub: InboundHost, job_id: str, event: Message) -> None:
             # Audio and events travel on two topics; wait until every chunk is here.
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))
-        case JobError(code=code):
-            hub.feed(hub.scheduler.failed(job_id, code, now))
+        case JobError(code=code):  # overloaded: it cannot meet this need; busy, not broken (no cool-down)
+            hub.feed(
+                hub.scheduler.failed(job_id, code, now, Cause.BUSY if code == "overloaded" else Cause.ENGINE)
+            )
         case msg:
             raise ProtocolError(f"unexpected {msg.type!r} on a reply topic", code="unexpected_message")
