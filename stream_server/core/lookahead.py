@@ -7,7 +7,9 @@ playback clock, core/playback.py) plus what the sentences in synthesis are still
 not dispatch more, and its sentences do not take a worker's time from a listener about to run dry;
 a session with nothing buffered and nothing in synthesis (a first sentence) always dispatches now.
 ``SESAME_LOOKAHEAD`` stays as a bound on the count (sentences in synthesis at once, each holding
-its audio until its turn to play), not the rule.
+its audio until its turn to play), not the rule. A session with no real-time listener (``POST /tts``
+and the OpenAI speech route: the audio goes to an HTTP response, fetched as fast as it comes) is
+``unpaced``: only the count bounds it.
 
 ``next_dispatch`` says when the next sentence may go: at or before ``now`` it goes now; a later
 time is a deadline (the session's ``dispatch_at``: the hub's deadline task wakes it then, when the
@@ -17,7 +19,8 @@ sent: the count is full, or the audio still to come alone fills the budget).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +41,8 @@ def next_dispatch(
         return None
     # buffered(t) + coming < budget, where buffered(t) = heard_until - t: from t = that time on.
     return heard_until + coming_s - lookahead.seconds
+
+
+def unpaced(lookahead: Lookahead) -> Lookahead:
+    """No budget of seconds (no real-time listener to pace by): only the count bounds it."""
+    return replace(lookahead, seconds=math.inf)

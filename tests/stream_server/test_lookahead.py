@@ -12,7 +12,7 @@ from broker.ws_protocol import Speak
 from stream_server.core.actions import WORKERS, RunLocal, SendJob, Sentence
 from stream_server.core.dispatch_order import DispatchOrder, in_need_order, needed_first
 from stream_server.core.failover import FailoverConfig
-from stream_server.core.lookahead import Lookahead, next_dispatch
+from stream_server.core.lookahead import Lookahead, next_dispatch, unpaced
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.session import Dispatch, Out, SessionCore
 from stream_server.hub.live_sessions import Sessions, SessionSettings
@@ -36,6 +36,12 @@ def test_next_dispatch(  # noqa: PLR0917
     why: str, in_flight: int, coming_s: float, heard_until: float, now: float, expected: float | None
 ) -> None:
     assert next_dispatch(BUDGET, in_flight, coming_s, heard_until, now) == expected, why
+
+
+def test_a_session_without_a_real_time_listener_is_bounded_by_the_count_only() -> None:
+    """POST /tts and the OpenAI route: an HTTP response is fetched as fast as audio comes."""
+    assert next_dispatch(unpaced(BUDGET), 3, 60.0, 100.0, 10.0) == float("-inf")
+    assert next_dispatch(unpaced(BUDGET), 4, 60.0, 100.0, 10.0) is None
 
 
 def dispatched(outs: list[Out]) -> list[int]:
