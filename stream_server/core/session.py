@@ -123,6 +123,7 @@ class SessionCore:
         self.first_chunk_min_chars = first_chunk_min_chars
         self.lookahead = Lookahead(lookahead_s, lookahead)
         self.dispatch_at: float | None = None  # when the lookahead lets the next sentence go
+        self.dispatch_moved = False  # dispatch_at changed: the hub's deadline task must look again
         self.flood = FloodGate(flood)
         self.turn = 0
         self.next_seq = 0
@@ -193,19 +194,19 @@ class SessionCore:
 
     def _dispatch_more(self) -> list[Out]:
         outs: list[Out] = []
-        in_flight, coming, now = 0, 0.0, self.playback.now
-        self.dispatch_at = None
+        in_flight, coming, now, wait = 0, 0.0, self.playback.now, None
         for seq in self.queue:
             st = self.sentences[seq]
             if not st.dispatched:
                 at = next_dispatch(self.lookahead, in_flight, coming, self.playback.played_by(now), now)
                 if at is None or at > now:
-                    self.dispatch_at = at
+                    wait = at
                     break
                 st.dispatched = True
                 outs.append(Dispatch(st.sentence))
             in_flight += not st.done
             coming += self._coming_s(st)
+        self.dispatch_moved, self.dispatch_at = self.dispatch_moved or wait != self.dispatch_at, wait
         return outs
 
     def waiting(self, now: float) -> Sentence | None:

@@ -84,8 +84,10 @@ def test_a_session_with_plenty_buffered_does_not_dispatch_its_next_turn_yet() ->
     c.playback.sent(10.0, 0.0)
     c.sentence_done(0)
     # A new turn at 1 s: 9 s are still buffered, so its sentence waits until 4 s remain, at 6.
+    c.dispatch_moved = False
     assert dispatched(c.receive(speak([1]), 1.0)) == []
     assert c.dispatch_at == pytest.approx(6.0)
+    assert c.dispatch_moved  # the interpreter wakes the hub's deadline task for it
     assert dispatched(c.wake(6.0)) == [1]
 
 
