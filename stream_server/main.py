@@ -177,7 +177,7 @@ def main(argv: list[str]) -> int:
         print(f"sesame-voice gateway: {exc}")
         return 2
     logs.configure(config.log_level)
-    if config.auth_token is None and not is_loopback(config.host):
+    if config.auth_token is None and not config.client_tokens and not is_loopback(config.host):
         log.warning("auth_off_beyond_loopback", host=config.host, reason="SESAME_ALLOW_OPEN=1")
     asyncio.run(serve(config))
     return 0
