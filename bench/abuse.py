@@ -5,7 +5,8 @@ voice (tier ``workers``) and the in-process espeak-ng tier as its fallback. Each
 address (``X-Forwarded-For`` from loopback, as nginx sends it). Scenarios, one after another:
 
 * ``alone``: ten polite clients at once, each speaks one sentence: their figure alone;
-* ``greedy``: the same ten beside one greedy client holding 16 sessions of long texts;
+* ``greedy``: the same ten beside one greedy client holding 16 sessions of long texts (a process
+  of its own, as a client elsewhere would be: its reading does not delay the polite clients');
 * ``bodies``: the ten beside 20 connections sending 10 MB bodies and 20 trickling bodies;
 * ``flood``: a client (from 8 addresses) opens ``SESAME_MAX_SESSIONS`` sessions, each starts
   speaking, and drops every socket without a close frame; then three polite clients, one after
@@ -36,6 +37,7 @@ import socket
 import statistics
 import sys
 import time
+from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,29 +164,56 @@ async def ten_polite(url: str, round_no: int = 0, clients: int = POLITE) -> list
     return list(await asyncio.gather(*(polite(url, a) for a in addresses)))
 
 
-async def greedy_sessions(url: str, n: int, stop: asyncio.Event) -> None:
+async def greedy_sessions(url: str, n: int, stop: asyncio.Event, opened: asyncio.Event) -> None:
+    """``n`` sessions from one address, each speaking 12 long sentences, reading what comes (a
+    session whose sentences wait for the client's quota hears nothing for a while: it stays)."""
+    ready = 0
+
     async def one(i: int) -> None:
+        nonlocal ready
         try:
             async with connect(url, additional_headers=headers("10.6.6.6")) as ws:
-                if json.loads(await ws.recv())["type"] != "ready":
-                    return
-                await ws.send(json.dumps({"type": "speak", "text": LONG}))
+                if json.loads(await ws.recv())["type"] == "ready":
+                    await ws.send(json.dumps({"type": "speak", "text": LONG}))
+                ready += 1
+                if ready == n:
+                    opened.set()
                 while not stop.is_set():
-                    async with asyncio.timeout(0.5):
-                        await ws.recv()
-        except (ConnectionClosed, InvalidStatus, OSError, TimeoutError):
+                    try:
+                        async with asyncio.timeout(0.5):
+                            await ws.recv()
+                    except TimeoutError:
+                        continue
+        except (ConnectionClosed, InvalidStatus, OSError):
             return
 
     await asyncio.gather(*(one(i) for i in range(n)))
 
 
+async def greedy_client(url: str) -> None:
+    """``--greedy-client URL``: the greedy client as a process of its own (a client elsewhere on the
+    network; it does not share the polite clients' event loop): says ``open`` once its sessions
+    are, and stops when its stdin closes."""
+    stop, opened = asyncio.Event(), asyncio.Event()
+    sessions = asyncio.create_task(greedy_sessions(url, 16, stop, opened))
+    await opened.wait()
+    print("open", flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    stop.set()
+    await sessions
+
+
 async def scenario_greedy(stack: Stack, round_no: int = 0, clients: int = POLITE) -> Result:
-    stop = asyncio.Event()
-    greedy = asyncio.create_task(greedy_sessions(stack.ws_url, 16, stop))
+    greedy = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--greedy-client", stack.ws_url, stdin=PIPE, stdout=PIPE
+    )
+    assert greedy.stdin is not None and greedy.stdout is not None
+    async with asyncio.timeout(60):
+        await greedy.stdout.readline()  # "open": its sessions are open and speaking
     await asyncio.sleep(1.0)  # the greedy client's sessions have filled what they can
     polite = await ten_polite(stack.ws_url, round_no, clients)
-    stop.set()
-    await greedy
+    greedy.stdin.close()
+    await greedy.wait()
     return Result(polite, "beside 16 greedy sessions of 12 sentences each")
 
 
@@ -326,13 +355,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=POLITE, help="polite clients per round")
     parser.add_argument("--smoke", action="store_true", help="alone,greedy: one round of 3 clients")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--greedy-client", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.greedy_client:
+        asyncio.run(greedy_client(args.greedy_client))
+        return 0
     if args.smoke:
         args.scenarios, args.rounds, args.clients = "alone,greedy", 1, 3
     results = asyncio.run(run(args.scenarios.split(","), args.rounds, args.clients))
     print(f"\nabuse: polite clients beside an abusive one, on {machine()}")
     columns = ("clients", "ready max", "TTFA p50", "TTFA max", "1st prim.", "turn prim.")
-    print(f"{'scenario':<8} " + " ".join(f"{c:>10}" for c in columns) + "  note")
+    heading = f"{'scenario':<8} " + " ".join(f"{c:>10}" for c in columns) + "  note"
+    print(heading)
+    print("-" * len(heading))
     for name, r in results.items():
         if name == "ratio":
             continue
