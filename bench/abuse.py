@@ -39,6 +39,7 @@ import sys
 import time
 from asyncio.subprocess import PIPE
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -56,6 +57,7 @@ LONG = " ".join(f"This is sentence number {i} of a very long answer that goes on
 
 @dataclass
 class Polite:
+    session_id: str | None = None
     ready_s: float | None = None
     refused: str | None = None
     ttfa_s: float | None = None
@@ -138,6 +140,7 @@ async def polite(url: str, address: str, within_s: float = 60.0) -> Polite:
                 out.refused = first.get("code", first["type"])
                 return out
             out.ready_s = time.perf_counter() - start
+            out.session_id = first["session_id"]
             sent = time.perf_counter()
             await ws.send(json.dumps({"type": "speak", "text": SENTENCE}))
             while True:
@@ -228,6 +231,29 @@ async def scenario_fair(stack: Stack, rounds: int, clients: int) -> tuple[list[R
         greedy.append(await scenario_greedy(stack, 2 * i + 1, clients))
         await asyncio.sleep(1.0)
     return alone, greedy
+
+
+def others_ahead(worker: list[dict[str, object]], polite: set[str], asked: set[str]) -> list[int]:
+    """From the worker's log: for the first job of each polite session in ``asked``, how many jobs
+    of other (the greedy client's) sessions the worker ran while it waited, the one running when
+    it came included. The worker's order, not the machine's speed: one is what a job that cannot
+    be stopped costs."""
+    accepted: dict[str, tuple[str, float]] = {}
+    runs: list[tuple[float, float, str]] = []  # (start, end, session)
+    for e in worker:
+        when = datetime.fromisoformat(str(e.get("timestamp"))).timestamp()
+        if e.get("event") == "job_accepted":
+            accepted[str(e["job_id"])] = (str(e["session_id"]), when)
+        elif e.get("event") == "job_done" and str(e["job_id"]) in accepted:
+            runs.append((when - float(str(e["synth_s"])), when, accepted[str(e["job_id"])][0]))
+    first: dict[str, tuple[float, float]] = {}
+    for start, _, session in sorted(runs):
+        if session in asked and session not in first:
+            first[session] = (next(t for s, t in accepted.values() if s == session), start)
+    return [
+        sum(1 for s, e, who in runs if who not in polite and s < began and e > came)
+        for came, began in first.values()
+    ]
 
 
 def big_body(port: int, size: int) -> str:
@@ -323,6 +349,10 @@ async def run(scenarios: list[str], rounds: int, clients: int) -> dict[str, dict
                     results["alone"] = pooled(alone, f"{clients} polite clients, nobody else")
                     results["greedy"] = pooled(greedy, "beside 16 greedy sessions of 12 sentences each")
                     results["ratio"] = ratio_figure(alone, greedy)
+                    ids = {p.session_id for r in alone + greedy for p in r.polite if p.session_id}
+                    beside = {p.session_id for r in greedy for p in r.polite if p.session_id}
+                    ahead = others_ahead(stack.workers["w1"].events(), ids, beside)
+                    results["ratio"]["greedy_jobs_ahead"] = {n: ahead.count(n) for n in sorted(set(ahead))}
                     print("ratio", json.dumps(results["ratio"]), flush=True)
                     continue
                 case "alone":
@@ -380,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             f"greedy/alone TTFA p50: {ratio['ratio_p50']}x (95% CI {ratio.get('ratio_ci95')}, "
             f"{ratio.get('samples')} samples); per round pair: {ratio.get('pair_ratios')}"
         )
+        ahead = ratio.get("greedy_jobs_ahead")
+        print(f"greedy jobs run while a polite first sentence waited (jobs: sentences): {ahead}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
