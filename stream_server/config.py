@@ -53,8 +53,9 @@ def check_exposure(host: str, token: str | None, allow_open: bool, clients: int 
     unless SESAME_ALLOW_OPEN=1 says it is meant (the gateway then logs a warning at start)."""
     if token is None and not clients and not allow_open and not is_loopback(host):
         raise ConfigError(
-            f"SESAME_HOST={host} is beyond loopback and SESAME_AUTH_TOKEN is not set: anyone could "
-            "use the gateway. Set a token, bind 127.0.0.1 behind nginx, or SESAME_ALLOW_OPEN=1."
+            f"SESAME_HOST={host} is beyond loopback and no token is set: anyone could use the "
+            "gateway. Set SESAME_AUTH_TOKEN (or clients' own, SESAME_CLIENT_TOKENS), bind 127.0.0.1 "
+            "behind nginx, or SESAME_ALLOW_OPEN=1."
         )
 
 
