@@ -27,11 +27,12 @@ from stream_server.http.slow_headers import deadlined_h11
 from stream_server.hub.hub import Hub
 from stream_server.hub.observers import Observers
 from stream_server.hub.shutdown import Drainer
-from stream_server.hub.tier_engines import build_local_engines, close_engines
+from stream_server.hub.tier_engines import build_local_engines
 from stream_server.monitoring.hooks import observe
 from stream_server.monitoring.monitor import Monitor
 from stream_server.monitoring.status_view import HubView
 from synth_worker.engine import Engine
+from synth_worker.engines import close_engines
 from synth_worker.voices import VoiceMap
 
 from .config import GatewayConfig, is_loopback

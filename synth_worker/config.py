@@ -46,7 +46,8 @@ from broker.errors import ConfigError, ProtocolError
 from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
-from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
+from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, BarkSettings, DecoderName
+from synth_worker.engines import EngineSettings
 
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
@@ -128,6 +129,29 @@ class WorkerConfig:
             )
         if self.bark_step not in STEP_MODES:
             raise ConfigError(f"SESAME_BARK_STEP={self.bark_step!r} is not one of {', '.join(STEP_MODES)}")
+
+    def engine_settings(self) -> EngineSettings:
+        """What ``synth_worker.engines`` builds this worker's engine from."""
+        bark = BarkSettings(
+            model=self.model,
+            cache_dir=self.model_cache,
+            device=self.device,
+            temperature=self.temperature,
+            semantic_max_tokens=self.semantic_max_tokens,
+            torch_threads=self.torch_threads,
+            chunk_ms=self.chunk_ms,
+            max_batch=self.max_batch,
+            seed=self.seed,
+            decoder=self.bark_decoder,
+            step_mode=self.bark_step,
+        )
+        return EngineSettings(
+            chunk_ms=self.chunk_ms,
+            piper_voice=self.piper_voice,
+            piper_threads=self.piper_threads,
+            bark=bark,
+            bark_speaker=self.speaker_id,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:

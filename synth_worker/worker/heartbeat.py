@@ -20,7 +20,7 @@ from broker.sdnotify import Notifier
 from synth_worker import health
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
-from synth_worker.worker.engine_factory import WorkerEngine
+from synth_worker.engines import WorkerEngine
 
 log = logs.get("sesame.worker")
 

@@ -19,8 +19,8 @@ from broker.link import MqttLink
 from broker.messages import Job, JobAck, JobDone
 from synth_worker.core import WorkerCore
 from synth_worker.engine import CancelToken, SynthesisRequest
+from synth_worker.engines import WorkerEngine
 from synth_worker.job_actions import Action, Send, StartJob, Stop
-from synth_worker.worker.engine_factory import WorkerEngine
 
 log = logs.get("sesame.worker")
 

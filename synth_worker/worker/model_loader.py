@@ -12,8 +12,8 @@ from broker.errors import EngineError
 from broker.sdnotify import Notifier
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
+from synth_worker.engines import WorkerEngine
 from synth_worker.job_actions import Action
-from synth_worker.worker.engine_factory import WorkerEngine
 
 log = logs.get("sesame.worker")
 

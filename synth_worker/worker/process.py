@@ -44,8 +44,9 @@ from broker.messages import WorkerStatus, worker_messages
 from broker.sdnotify import Notifier
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
+from synth_worker.engines import WorkerEngine, build_worker_engine
 from synth_worker.model_retry import ModelRetry
-from synth_worker.worker.engine_factory import WorkerEngine, build_engine
+from synth_worker.voices import VoiceMap
 from synth_worker.worker.heartbeat import Heartbeats
 from synth_worker.worker.jobs import JobRunner
 from synth_worker.worker.model_loader import ModelLoader
@@ -269,11 +270,16 @@ def _counters(core: WorkerCore) -> dict[str, int]:
     }
 
 
+def worker_engine(config: WorkerConfig) -> WorkerEngine:
+    """The engine SESAME_ENGINE names, built by the one engine factory (``synth_worker.engines``)."""
+    return build_worker_engine(config.engine, VoiceMap.load(config.voices_path), config.engine_settings())
+
+
 async def run_worker(config: WorkerConfig, engine: WorkerEngine | None = None) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit status."""
     import signal
 
-    worker = Worker(config, engine or build_engine(config))
+    worker = Worker(config, engine or worker_engine(config))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
