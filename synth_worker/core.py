@@ -16,12 +16,12 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - ``unavailable`` (no model): [worker_unavailable]; ``draining``: [draining];
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
-- when it cannot meet its listener's need (job_deadline.py), or SESAME_MAX_QUEUE wait: [overloaded];
+- [overloaded] when it cannot meet its listener's need (job_deadline.py), or SESAME_MAX_QUEUE wait
+  (memory: of them and the newcomer, the one that would start last goes; first sentences stay);
 - else it is queued and acknowledged with its place in the start order (jobs running plus the
   queued jobs that would start before it; a job arriving later may still pass it: see below).
-One batch runs at a time, led by the job whose listener needs it first (``need_in_s`` after it
-arrived; ties round robin across sessions: broker/deadline_order.py). A cancel drops queued jobs and
-stops running ones ([cancelled]); draining refuses queued jobs ([draining]), lets the batch finish.
+One batch at a time, led by the job whose listener needs it first (broker/deadline_order.py). A cancel
+drops queued jobs and stops running ones ([cancelled]); draining refuses queued ones ([draining]).
 
 Healing: an ``unavailable`` worker may become ``warming``/``ready`` again (the adapter retries the
 model on a schedule). A running job is **stuck** when it has run longer than
@@ -182,24 +182,29 @@ class WorkerCore:
             too_long = f"text has {len(job.text)} characters; limit {self.max_length}"
             return [self._error(job, "text_too_long", too_long)]
         startable = self.state == "ready" and not self.running and not self.queue
-        self.queue.append(job)
         self.order.queued(job, now)
-        order = self.order.order(self.queue, now)
+        order = self.order.order(deque([*self.queue, job]), now)
         ahead = next(i for i, j in enumerate(order) if j is job)
-        late = float("-inf") if startable else self._late_by(job, [a.text for a in order[:ahead]], now)
-        if why := refusal(late, not startable and len(self.queue) > self.max_queue, self.max_queue):
-            self.queue.remove(job)
-            self.order.forget(job.job_id)
+        why = None if startable else self._cannot_meet(job, order[:ahead], now)
+        last, shed = (job if why else None), list[Action]()
+        if last is None and len(self.queue) >= self.max_queue and not startable:  # bound on memory:
+            last, why = self.order.last(self.queue, job, now), f"queue full ({self.max_queue} jobs waiting)"
+        if last is not None and why is not None:  # the job that would start last goes
             self.counters.rejected += 1
-            log.warning("job_overloaded", job_id=job.job_id, queue_depth=len(self.queue), why=why)
-            return [self._error(job, "overloaded", why)]
-        ahead += len(self.running)
+            log.warning("job_overloaded", job_id=last.job_id, for_job=job.job_id, why=why)
+            shed = [self._error(last, "overloaded", why)]
+            self.order.forget(last.job_id)
+            if last is job:
+                return shed
+            self.queue.remove(last)
+        self.queue.append(job)
+        ahead += len(self.running)  # what was shed would have started after it
         self.counters.accepted += 1
         log.info(
             "job_accepted", job_id=job.job_id, session_id=job.session_id, ahead=ahead, chars=len(job.text)
         )
         ack = JobAck(job_id=job.job_id, worker_id=self.worker_id, queue_position=ahead)
-        return [Send(topics.job_events(job.reply_to, job.job_id), ack), *self._maybe_start(now)]
+        return [*shed, Send(topics.job_events(job.reply_to, job.job_id), ack), *self._maybe_start(now)]
 
     def receive_cancel(self, payload: bytes) -> list[Action]:
         try:
@@ -222,12 +227,8 @@ class WorkerCore:
             actions.append(self._error(job, "cancelled", "cancelled while queued"))
         actions.extend(Stop(job.job_id) for job in self.running.values() if named(job))
         if actions:
-            log.info(
-                "jobs_cancelled",
-                job_ids=list(message.job_ids),
-                session_id=message.session_id,
-                actions=len(actions),
-            )
+            ids, sid = list(message.job_ids), message.session_id
+            log.info("jobs_cancelled", job_ids=ids, session_id=sid, actions=len(actions))
         return actions
 
     def job_done(
@@ -296,11 +297,10 @@ class WorkerCore:
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _late_by(self, job: Job, ahead: list[str], now: float) -> float:
+    def _cannot_meet(self, job: Job, ahead: list[Job], now: float) -> str | None:
         running = [Running(self.started_at[j], r.text) for j, r in self.running.items()]
-        return late_by_s(
-            self.order.need_at[job.job_id], job.text, running, ahead, self.rtf, now, self.max_batch
-        )
+        need_at, texts = self.order.need_at[job.job_id], [a.text for a in ahead]
+        return refusal(late_by_s(need_at, job.text, running, texts, self.rtf, now, self.max_batch))
 
     def _maybe_start(self, now: float) -> list[Action]:
         if self.running or self.state not in ("ready",):

@@ -10,7 +10,8 @@ later wait behind it, and it does not wait behind them. A worker that has not me
 yet, or can start the job at once, takes it. The gateway then places a refused job on another
 worker, or on the closest tier that can speak it in time (core/scheduler.py).
 
-``SESAME_MAX_QUEUE`` remains, as a bound on memory (jobs held), not as the overload rule.
+``SESAME_MAX_QUEUE`` remains as a bound on memory (jobs held), not as the rule: when it is reached,
+the job that would start last (queued or new) is refused (synth_worker/core.py).
 """
 
 from __future__ import annotations
@@ -55,10 +56,8 @@ def late_by_s(  # noqa: PLR0917
     return first_audio_at - max(need_at, now)
 
 
-def refusal(late_s: float, full: bool, max_queue: int) -> str | None:
-    """Why a job is refused as ``overloaded`` (None: it is taken); ``full``: over SESAME_MAX_QUEUE."""
-    if full:
-        return f"queue full ({max_queue} jobs waiting)"
+def refusal(late_s: float) -> str | None:
+    """Why a job is refused as ``overloaded`` (None: it is taken)."""
     if late_s > LATE_S:
         return f"its first audio would be {late_s:.1f} s late for its listener"
     return None

@@ -138,9 +138,11 @@ def _job_event(hub: InboundHost, job_id: str, event: Message) -> None:
             # Audio and events travel on two topics; wait until every chunk is here.
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))
-        case JobError(code=code):  # overloaded: it cannot meet this need; busy, not broken (no cool-down)
-            hub.feed(
-                hub.scheduler.failed(job_id, code, now, Cause.BUSY if code == "overloaded" else Cause.ENGINE)
-            )
+        case JobError(code="overloaded"):
+            # It cannot meet this need: busy, not broken; the job goes elsewhere, no cool-down
+            # (a cool-down would send every sentence of the next second to a fallback voice).
+            hub.feed(hub.scheduler.failed(job_id, "overloaded", now, Cause.BUSY))
+        case JobError(code=code):
+            hub.feed(hub.scheduler.failed(job_id, code, now))
         case msg:
             raise ProtocolError(f"unexpected {msg.type!r} on a reply topic", code="unexpected_message")

@@ -42,11 +42,10 @@ def test_a_batch_works_the_queue_ahead_off_several_at_a_time() -> None:
 
 
 @pytest.mark.parametrize(
-    ("late", "full", "refused"),
-    [(LATE_S, False, False), (LATE_S + 0.01, False, True), (-5.0, True, True), (float("-inf"), False, False)],
+    ("late", "refused"), [(LATE_S, False), (LATE_S + 0.01, True), (float("-inf"), False)]
 )
-def test_refusal(late: float, full: bool, refused: bool) -> None:
-    assert (refusal(late, full, 16) is not None) == refused
+def test_refusal(late: float, refused: bool) -> None:
+    assert (refusal(late) is not None) == refused
 
 
 def job(session: str, seq: int, seconds: int, need_in_s: float) -> bytes:
