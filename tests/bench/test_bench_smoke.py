@@ -21,6 +21,7 @@ SCALE = float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
 BENCHES = {
     "gateway_overhead.py": ("gateway overhead: time to first audio", "time to first audio (ms)"),
     "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
+    "gateway_cpu.py": ("gateway cpu: sessions per core", "sessions  gateway cores"),
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
     "local_engines.py": ("local engines: TTFA, RTF", "cpu s per s of speech"),
