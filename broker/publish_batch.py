@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import cast
 
 import aiomqtt
 from paho.mqtt.client import PUBLISH, MQTTMessageInfo
@@ -66,7 +67,10 @@ async def publish_qos0(
     written = asyncio.Event()
     client._pending_publishes[mid] = written  # set by aiomqtt's on_publish when paho wrote it
     try:
-        rc = paho._packet_queue(PUBLISH, b"".join(parts), mid, 0, MQTTMessageInfo(mid))
+        # A memoryview: when the socket takes a batch in pieces, paho slices what is left of it
+        # (``packet[pos:]``) for each send; a bytes object would be copied each time.
+        blob = cast(bytes, memoryview(b"".join(parts)))
+        rc = paho._packet_queue(PUBLISH, blob, mid, 0, MQTTMessageInfo(mid))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise BrokerError(f"publish of {len(messages)} messages failed: {rc}")
         async with asyncio.timeout(timeout_s):
