@@ -92,5 +92,3 @@ def test_one_gain_per_voice_brings_the_calibration_to_the_target_level_without_c
     assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.3) == pytest.approx(10 ** (6 / 20))
     assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.9) == pytest.approx(0.95 / 0.9)  # the peak limits it
     assert voice_gain(-200.0, 0.0) == pytest.approx(10 ** (24 / 20))  # never more than +24 dB
-
-

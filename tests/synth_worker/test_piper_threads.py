@@ -40,10 +40,11 @@ def test_the_setting_fixes_the_threads_or_follows_the_machine_and_its_workers() 
     cores = machine_cores()
     assert piper_threads_setting(Env({"SESAME_PIPER_THREADS": "3"})) == PiperThreads(3, 3)
     assert not PiperThreads.fixed(3).adaptive
-    assert piper_threads_setting(Env({})) == piper_threads(cores, one_core_workers(cores))
+    default = piper_threads(cores, one_core_workers(cores))
+    assert piper_threads_setting(Env({})) == default
     auto = {"SESAME_PIPER_THREADS": "auto", "SESAME_WORKERS": "1"}
     assert piper_threads_setting(Env(auto)) == PiperThreads(cores, cores)  # one worker: always all
-    assert piper_threads_setting(Env({"MAX_WORKERS": "auto"})) == piper_threads(cores, one_core_workers(cores))
+    assert piper_threads_setting(Env({"MAX_WORKERS": "auto"})) == default
     with pytest.raises(ConfigError, match="SESAME_PIPER_THREADS"):
         piper_threads_setting(Env({"SESAME_PIPER_THREADS": "many"}))
     with pytest.raises(ConfigError, match="SESAME_WORKERS"):
