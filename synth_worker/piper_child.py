@@ -106,6 +106,21 @@ class Voices:
             self.busy.quiet()
 
 
+def load_voices(model: str, config: str | None, threads: int, shared: int | None, lock: str | None) -> Voices:
+    """The model on ``threads`` threads, and on ``shared`` beside the busy lock where asked. Without
+    the lock (a file that cannot be opened) the child keeps to its share: fair, never oversubscribed."""
+    if shared is None or shared == threads or not lock:
+        return Voices(load_voice(model, config, threads))
+    try:
+        busy = BusyLock(lock)
+    except OSError as exc:
+        print(f"busy lock {lock}: {exc}; speaking on {shared} thread(s) only", file=sys.stderr)
+        return Voices(load_voice(model, config, shared))
+    voices = Voices(load_voice(model, config, threads), load_voice(model, config, shared), busy)
+    calibrate(voices.shared)  # onnxruntime's first run of the second copy, too
+    return voices
+
+
 def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], cancelled: set[int]) -> None:
     """Reader thread: say -> the work queue; cancel -> the cancelled set; EOF -> None (stop)."""
     for raw in stdin:
@@ -203,11 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(sys.stdout.buffer)
     start = time.perf_counter()
     try:
-        voices = Voices(load_voice(args.model, args.config, args.threads))
-        if args.shared_threads is not None and args.shared_threads != args.threads and args.busy_lock:
-            shared = load_voice(args.model, args.config, args.shared_threads)
-            voices = Voices(voices.alone, shared, BusyLock(args.busy_lock))
-            calibrate(shared)  # its first run too
+        voices = load_voices(args.model, args.config, args.threads, args.shared_threads, args.busy_lock)
     except Exception as exc:  # every load failure is reported to the parent, then the child exits
         out.frame(b"X", 0, f"{type(exc).__name__}: {exc}".encode())
         return 1

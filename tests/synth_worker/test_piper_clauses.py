@@ -8,12 +8,13 @@ import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from broker.audio import TARGET_RMS_DBFS
-from synth_worker.piper_child import BusyLock, clauses
+from synth_worker.piper_child import BusyLock, clauses, load_voices
 from synth_worker.piper_process import packaged_model, voice_gain
 from tests.conftest import T
 
@@ -92,3 +93,13 @@ def test_one_gain_per_voice_brings_the_calibration_to_the_target_level_without_c
     assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.3) == pytest.approx(10 ** (6 / 20))
     assert voice_gain(TARGET_RMS_DBFS - 6.0, 0.9) == pytest.approx(0.95 / 0.9)  # the peak limits it
     assert voice_gain(-200.0, 0.0) == pytest.approx(10 ** (24 / 20))  # never more than +24 dB
+
+
+def test_without_its_busy_lock_a_child_keeps_to_its_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = packaged_model()
+    voices = load_voices(str(model.onnx), str(model.config), 2, 1, str(tmp_path / "missing" / "busy"))
+    assert voices.shared is None and voices.busy is None
+    assert voices.alone.session.get_session_options().intra_op_num_threads == 1
+    assert "speaking on 1 thread(s) only" in capsys.readouterr().err
