@@ -3,8 +3,10 @@
 A Piper child holds its voice twice when the two counts differ: once with ``alone`` intra-op
 threads, once with ``shared``. Before each clause it asks the machine's busy lock
 (``synth_worker.piper_child.BusyLock``, a file every Piper child of this user on this machine
-shares) whether another child is speaking right now: alone, the clause runs on ``alone`` threads
-(every core: a single listener's first audio as fast as the machine allows); beside another, on
+shares) whether another child is speaking right now, and ``/proc/loadavg`` whether other work
+keeps more than half the cores runnable: alone on an otherwise idle machine, the clause runs on
+``alone`` threads (every core: a single listener's first audio as fast as the machine allows);
+beside another speaker or on a machine busy with other work, on
 ``shared`` threads (the cores divided among the workers: no oversubscription, each core busy with
 one clause, the most clauses per CPU second). Idle threads sleep instead of spinning, so the
 session that is not used costs memory (about 125 MB for the packaged voice), no CPU.
