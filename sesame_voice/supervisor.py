@@ -22,7 +22,8 @@ Children have a role: ``broker``, ``gateway`` or ``worker``. The rules:
 - **A hung gateway** (``/health`` unanswered within the probe timeout ``unhealthy_after`` times in
   a row, after it has answered once or ``start_grace_s`` has passed) is killed and restarted,
   reason ``unhealthy``. It is probed every ``probe_interval_s``.
-- Every restart is counted by (role, reason) and kept for ``/ready``.
+- Every restart is counted by (role, reason) and kept for ``/ready``; so is every old process a
+  reload had to SIGKILL because it did not exit within its bound (``retire_killed``).
 - ``stop()``: nothing is restarted any more.
 
 ``next_deadline()`` says when the core next needs ``tick(now)``; the adapter sleeps until then or
@@ -106,6 +107,7 @@ class SupervisorCore:
     rng: Callable[[], float] = random.random
     children: dict[str, Child] = field(default_factory=dict)
     restarts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retire_kills: Counter[str] = field(default_factory=Counter)  # role -> old processes SIGKILLed
     mqtt_up: bool = False
     stopping: bool = False
 
@@ -133,6 +135,10 @@ class SupervisorCore:
 
     def stop(self) -> None:
         self.stopping = True
+
+    def retire_killed(self, role: Role) -> None:
+        """A retired (drained) process did not exit within its bound and was SIGKILLed."""
+        self.retire_kills[role] += 1
 
     # --- observations ----------------------------------------------------------------------------
 
@@ -233,6 +239,7 @@ class SupervisorCore:
                 for (role, reason), n in sorted(self.restarts.items())
             ],
             "restarts_total": sum(self.restarts.values()),
+            "retire_kills": dict(sorted(self.retire_kills.items())),
             "children": [
                 {
                     "name": c.name,

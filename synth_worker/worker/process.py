@@ -27,6 +27,7 @@ systemd (``Type=notify``) the heartbeat loop also pings the watchdog and the wor
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 from synth_worker.config import WorkerConfig
 from synth_worker.core import WorkerCore
@@ -103,6 +104,12 @@ async def run_worker(config: WorkerConfig, engine: WorkerEngine | None = None) -
 
     worker = Worker(config, engine or build_engine(config))
     loop = asyncio.get_running_loop()
+    # asyncio.run joins its default executor's threads without a bound (Python 3.11): a
+    # ``to_thread`` call still running at the end (an import while a model loaded) would hold the
+    # worker's exit. Ours is let go at the end instead; a thread of it still busy is then seen
+    # by ``synth_worker.main.held_threads``.
+    executor = ThreadPoolExecutor(thread_name_prefix="worker-io")
+    loop.set_default_executor(executor)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
@@ -110,3 +117,5 @@ async def run_worker(config: WorkerConfig, engine: WorkerEngine | None = None) -
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))  # empty: shut down at once
+        executor.shutdown(wait=False, cancel_futures=True)

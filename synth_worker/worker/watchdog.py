@@ -57,4 +57,9 @@ class StopPaths(WorkerBase):
             log.warning("drain_timeout", cancelling=len(pending))
             for token in self._cancels.values():
                 token.cancel()
-            await asyncio.wait(pending, timeout=max(1.0, self.config.heartbeat_interval_s * 4))
+            _, pending = await asyncio.wait(pending, timeout=max(1.0, self.config.heartbeat_interval_s * 4))
+        if pending:  # deaf to its token (a publish, a pipe): the TaskGroup would wait on it for ever
+            log.warning("drain_cancelling_tasks", jobs=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
