@@ -391,8 +391,15 @@ def report(
         }
     # the verdict: growth of every process that lived at least a minute past its warm-up
     long_lived = [r["growth_pct"] for r in rss.values() if r["lived_s"] >= 60 and r["growth_pct"] is not None]
+    steps = [(at - run.t0, str(e.get("step"))) for at, e in (log or []) if e.get("event") == "reload_step"]
     reloads = [
-        {"at_s": round(f.at, 2), "done_s": round(done - f.at, 2), "ok": ok}
+        {
+            "at_s": round(f.at, 2),
+            "done_s": round(done - f.at, 2),
+            "ok": ok,
+            # where the time went: up's own steps (a new process ready, an old one gone)
+            "steps": [f"{t - f.at:.2f} {text}" for t, text in steps if f.at <= t <= done],
+        }
         for f in run.faults
         if f.kind == "reload"
         for done, ok in [next(((t, k) for t, k in run.reloads_done if t > f.at), (float("nan"), False))]
@@ -486,7 +493,9 @@ def render(rep: dict[str, object]) -> str:
         for f in rep["faults"]  # type: ignore[attr-defined]
     ]
     lines += ["", "reload at (s)  done after (s)  ok"]
-    lines += [f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']}" for r in rep["reloads"]]  # type: ignore[attr-defined]
+    for r in rep["reloads"]:  # type: ignore[attr-defined]
+        lines.append(f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']}")
+        lines += [f"    {step}" for step in r["steps"]]
     lines += [
         "",
         f"largest RSS growth of a process that lived >= 60 s past warm-up: {rep['rss_max_growth_pct']} %",
