@@ -399,6 +399,10 @@ def report(
             "ok": ok,
             # where the time went: up's own steps (a new process ready, an old one gone)
             "steps": [f"{t - f.at:.2f} {text}" for t, text in steps if f.at <= t <= done],
+            # what listeners heard meanwhile: the workers' engine's share of the sentences begun
+            "engine_share": _share(
+                [x for x in run.sentences if x.start_at and f.at <= x.start_at <= done], main
+            ),
         }
         for f in run.faults
         if f.kind == "reload"
@@ -432,6 +436,10 @@ def report(
         "lost_traces": lost_traces(run, log or []),
         "timeline": timeline(run, main),
     }
+
+
+def _share(sentences: list[Sentence], engine: str) -> float | None:
+    return round(sum(s.engine == engine for s in sentences) / len(sentences), 3) if sentences else None
 
 
 def timeline(run: Run, engine: str, window: float = 5.0) -> list[dict[str, float]]:
@@ -492,9 +500,9 @@ def render(rep: dict[str, object]) -> str:
         f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<15}  {f['heal_s']!s:>8}"
         for f in rep["faults"]  # type: ignore[attr-defined]
     ]
-    lines += ["", "reload at (s)  done after (s)  ok"]
+    lines += ["", "reload at (s)  done after (s)  ok     engine share meanwhile"]
     for r in rep["reloads"]:  # type: ignore[attr-defined]
-        lines.append(f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']}")
+        lines.append(f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']!s:<5}  {r['engine_share']}")
         lines += [f"    {step}" for step in r["steps"]]
     lines += [
         "",
