@@ -200,12 +200,13 @@ def _seen(now: float, msg: dict[str, object]) -> str:
     return f"{now:.2f} {msg.get('type')}{seq} {extra}".rstrip()
 
 
-def lost_traces(run: Run, log: list[tuple[float, dict[str, object]]]) -> list[dict[str, object]]:
-    """Each lost sentence: its session, the fault nearest in time, what the client saw, how the
-    turn ended, and the gateway's log lines of its session (every job of it carries its id)."""
+def unspoken_traces(run: Run, log: list[tuple[float, dict[str, object]]]) -> list[dict[str, object]]:
+    """Each sentence not spoken (lost, or only texted): its session, the fault nearest in time,
+    what the client saw, how the turn ended, and the gateway's log lines of its session (every job
+    of it carries its id)."""
     traces = []
     for s in run.sentences:
-        if s.outcome != "lost" or s.trace is None:
+        if s.outcome == "spoken" or s.trace is None:
             continue
         near = min(run.faults, key=lambda f: abs(f.at - s.started_at), default=None)
         lines = [
@@ -216,6 +217,7 @@ def lost_traces(run: Run, log: list[tuple[float, dict[str, object]]]) -> list[di
         ]
         traces.append(
             {
+                "outcome": s.outcome,
                 "turn": s.turn,
                 "seq": s.seq,
                 "started_at_s": round(s.started_at, 2),
@@ -433,7 +435,7 @@ def report(
         "rss_max_growth_pct": max(long_lived, default=None),
         "stack_mb": [(round(t, 1), round(mb, 1)) for t, mb in run.totals],
         "reloads": reloads,
-        "lost_traces": lost_traces(run, log or []),
+        "unspoken_traces": unspoken_traces(run, log or []),
         "timeline": timeline(run, main),
     }
 
@@ -508,11 +510,12 @@ def render(rep: dict[str, object]) -> str:
         "",
         f"largest RSS growth of a process that lived >= 60 s past warm-up: {rep['rss_max_growth_pct']} %",
     ]
-    for t in rep["lost_traces"]:  # type: ignore[attr-defined]
+    for t in rep["unspoken_traces"]:  # type: ignore[attr-defined]
         fault = t["nearest_fault"]
         lines += [
             "",
-            f"LOST: turn {t['turn']} sentence {t['seq']} at {t['started_at_s']} s, session {t['session']}, "
+            f"{str(t['outcome']).upper()}: turn {t['turn']} sentence {t['seq']} at {t['started_at_s']} s, "
+            f"session {t['session']}, "
             f"nearest fault {fault}; the turn ended: {t['ended']}",
             "  client saw: " + " | ".join(t["client_saw"]),
         ]

@@ -84,8 +84,8 @@ def test_a_lost_sentence_explains_itself() -> None:
         (101.2, {"event": "job_failed", "session_id": "s-1", "job_id": "j-1"}),
         (101.3, {"event": "job_done", "session_id": "s-2", "job_id": "j-2"}),
     ]
-    (lost,) = chaos.lost_traces(run, log)
-    assert (lost["turn"], lost["seq"], lost["session"]) == (0, 1, "s-1")
+    (lost,) = chaos.unspoken_traces(run, log)
+    assert (lost["outcome"], lost["turn"], lost["seq"], lost["session"]) == ("lost", 0, 1, "s-1")
     assert lost["nearest_fault"] == {"kind": "broker", "at_s": 0.5, "target": "broker"}
     assert lost["client_saw"] == trace.seen
     assert lost["ended"] == "closed 1012 reconnect"
