@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from broker import logs
-from broker.errors import ConfigError
+from broker.errors import EXIT_CONFIG, ConfigError
 from broker.settings import MqttNodes
 
 from .config import ENGINES, WorkerConfig, parse_speaker
@@ -108,18 +108,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logs.configure(os.environ.get("LOG_LEVEL", "info"))
         logs.get("sesame.worker").error("bad_config", error=str(exc))
-        return 2
+        return EXIT_CONFIG
     logs.configure(config.log_level)
     structlog.contextvars.bind_contextvars(worker_id=config.worker_id)
 
-    from .worker.engine_factory import build_engine
-    from .worker.process import EXIT_STUCK, run_worker
+    from .worker.process import EXIT_STUCK, run_worker, worker_engine
 
     try:
-        engine = build_engine(config)
+        engine = worker_engine(config)
     except ConfigError as exc:
         logs.get("sesame.worker").error("bad_config", error=str(exc))
-        return 2
+        return EXIT_CONFIG
     # SIGUSR1 writes every thread's stack to stderr: what `up` asks for before it SIGKILLs a
     # drained worker that did not exit within its bound (sesame_voice.children.Supervisor.retire).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
