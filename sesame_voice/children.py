@@ -52,8 +52,7 @@ from .supervisor import Action, Kill, Probe, Spawn, SupervisorCore
 
 log = logs.get("sesame.supervisor")
 
-# How one reload step ended: the old process drained and exited, or was SIGKILLed at its bound
-# (the new one serves either way), or the new one was not ready (the old one keeps serving).
+# A reload step's end: the old one exited or was SIGKILLed (the new one serves), or the new one was not ready.
 Replaced = Literal["exited", "killed", "not_ready"]
 
 
@@ -185,9 +184,8 @@ class Supervisor:
 
     async def retire(self, name: str) -> bool:
         """Stop a child for good: SIGTERM (it drains), SIGKILL after ``stop_timeout_s`` (the drain
-        deadline + a margin): never an open-ended wait. False when it had to be killed (logged as
-        ``child_retire_killed``, counted in the state file's ``retire_kills``; a worker is first
-        asked for its threads' stacks with SIGUSR1, see ``synth_worker.main``)."""
+        deadline + a margin), never an open-ended wait. False when killed (``child_retire_killed``,
+        counted in ``retire_kills``; a worker first gets SIGUSR1: its threads' stacks)."""
         self.core.remove(name)
         spec = self.specs.get(name)
         proc = self.procs.get(name)
