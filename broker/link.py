@@ -125,13 +125,21 @@ class MqttLink:
             raise BrokerError(f"no MQTT connection to {self.nodes} within {within_s}s") from exc
 
     async def close(self) -> None:
-        """Disconnect cleanly (a clean disconnect does not fire the last will)."""
+        """Disconnect cleanly (a clean disconnect does not fire the last will), within a bound:
+        aiomqtt waits for its DISCONNECT to be written without one (queued behind every publish
+        not yet sent), so after ``publish_timeout_s`` + 1 s the connection is dropped instead
+        (``mqtt_disconnect_timeout``; the broker then says the last will)."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            _, pending = await asyncio.wait([task], timeout=self.publish_timeout_s + 1.0)
+            if pending:
+                log.warning(
+                    "mqtt_disconnect_timeout", client_id=self.client_id, waited_s=self.publish_timeout_s + 1.0
+                )
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)
         self.connected.clear()
 
     async def publish(

@@ -22,7 +22,11 @@ Children have a role: ``broker``, ``gateway`` or ``worker``. The rules:
 - **A hung gateway** (``/health`` unanswered within the probe timeout ``unhealthy_after`` times in
   a row, after it has answered once or ``start_grace_s`` has passed) is killed and restarted,
   reason ``unhealthy``. It is probed every ``probe_interval_s``.
-- Every restart is counted by (role, reason) and kept for ``/ready``.
+- **A configuration error is not restarted**: a child that exits with ``EXIT_CONFIG`` (78,
+  sysexits' EX_CONFIG: it cannot run as configured, and would only fail again) halts the
+  supervisor (``halted``: the child and its code); ``up`` then stops everything and exits with it.
+- Every restart is counted by (role, reason) and kept for ``/ready``; so is every old process a
+  reload had to SIGKILL because it did not exit within its bound (``retire_killed``).
 - ``stop()``: nothing is restarted any more.
 
 ``next_deadline()`` says when the core next needs ``tick(now)``; the adapter sleeps until then or
@@ -36,6 +40,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from broker.errors import EXIT_CONFIG
 
 Role = Literal["broker", "gateway", "worker"]
 ROLES: tuple[Role, ...] = ("broker", "gateway", "worker")
@@ -106,8 +112,10 @@ class SupervisorCore:
     rng: Callable[[], float] = random.random
     children: dict[str, Child] = field(default_factory=dict)
     restarts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retire_kills: Counter[str] = field(default_factory=Counter)  # role -> old processes SIGKILLed
     mqtt_up: bool = False
     stopping: bool = False
+    halted: tuple[str, int] | None = None  # a child that cannot run as configured, and its code
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -134,6 +142,10 @@ class SupervisorCore:
     def stop(self) -> None:
         self.stopping = True
 
+    def retire_killed(self, role: Role) -> None:
+        """A retired (drained) process did not exit within its bound and was SIGKILLed."""
+        self.retire_kills[role] += 1
+
     # --- observations ----------------------------------------------------------------------------
 
     def started(self, name: str, pid: int, now: float, worker_id: str | None = None) -> None:
@@ -153,6 +165,9 @@ class SupervisorCore:
         if child is None or not child.running:
             return []
         child.running, child.pid = False, None
+        if code == EXIT_CONFIG and child.kill_reason is None:
+            self.halted, self.stopping = (name, code), True  # it would only fail again
+            return []
         reason = child.kill_reason or "exited"
         if now - child.started_at >= self.policy.stable_s:
             child.failures = 0
@@ -233,6 +248,7 @@ class SupervisorCore:
                 for (role, reason), n in sorted(self.restarts.items())
             ],
             "restarts_total": sum(self.restarts.values()),
+            "retire_kills": dict(sorted(self.retire_kills.items())),
             "children": [
                 {
                     "name": c.name,
