@@ -8,12 +8,10 @@ what ``FineDecoder`` saves is work whose result is thrown away or recomputed, an
 - **No fresh 50 MB tensors per layer.** Eager attention allocates the (heads, 1024, 1024) scores
   three times a layer (``q @ k^T``, ``* scale``, softmax); glibc serves blocks that large with a
   fresh ``mmap`` each time, so every layer page-faults 150 MB in (a quarter of a bark-small forward,
-  as system time). Here the scores go to one buffer, kept per decoder (sized for the largest batch
-  and window seen), and the softmax runs in place on it.
-- **The scale on ``q``, not on the scores**, when ``1/sqrt(head_dim)`` is a power of two (64 and
-  16 for Bark's sizes): scaling by a power of two is exact in floating point, so ``(q * s) @ k^T``
-  is ``(q @ k^T) * s`` bit for bit, with 1/16 of the multiplications. Otherwise the scores are
-  scaled in place.
+  as system time). Here the scores go to one buffer kept by the decoder (sized for the largest
+  batch and window seen) and the softmax runs in place on it (``static_cache.attend``).
+- **The scale on ``q``, not on the scores**, when ``1/sqrt(head_dim)`` is a power of two (head
+  size 64 at every Bark size): exact either way, with 1/16 of the multiplications.
 - **Only the codebook embeddings the sum uses** (transformers embeds all eight and drops the rest).
 - **The last layer, the final layer norm and the head on the positions whose prediction is used**:
   the keys and values of the last layer still come from every position, but its queries,
@@ -33,6 +31,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from synth_worker.bark.static_cache import ScoresBuffer, attend
+
 if TYPE_CHECKING:
     import torch
 
@@ -47,27 +47,11 @@ class FineDecoder:
         from transformers.models.bark.modeling_bark import BarkSelfAttention
 
         self.model = model
-        cfg = model.config
-        self.heads = int(cfg.num_heads)
-        self.head_dim = int(cfg.hidden_size) // self.heads
-        self.scale = 1.0 / math.sqrt(self.head_dim)
-        self.scale_on_q = math.frexp(self.scale)[0] == 0.5  # an exact power of two
+        self.heads = int(model.config.num_heads)
         # transformers' eager attention is what this reproduces; another implementation
         # (flash attention on CUDA) runs through the model's own forward
         self.eager = all(type(block.attn) is BarkSelfAttention for block in model.layers)
-        self._scores: torch.Tensor | None = None
-
-    def scores(self, shape: tuple[int, int, int, int]) -> torch.Tensor:
-        """A (batch, heads, queries, keys) view of the buffer, grown when too small."""
-        import torch
-
-        n = math.prod(shape)
-        weight = self.model.position_embeds_layer.weight
-        buf = self._scores
-        if buf is None or buf.numel() < n or buf.dtype != weight.dtype or buf.device != weight.device:
-            self._scores = buf = None  # free the old buffer before allocating the new one
-            self._scores = buf = torch.empty(n, dtype=weight.dtype, device=weight.device)
-        return buf[:n].view(shape)
+        self.scores = ScoresBuffer()
 
     def logits(self, codebook: int, x: torch.Tensor, rows: tuple[int, int]) -> torch.Tensor:
         """``BarkFineModel.forward(codebook, x).logits[:, lo:hi]`` for ``rows`` = (lo, hi)."""
@@ -95,7 +79,7 @@ class FineDecoder:
             q, k, v = attn.att_proj(block.layernorm_1(hidden)).split(attn.embed_dim, dim=2)
             if i == last and trim:
                 q, hidden = q[:, lo:hi], hidden[:, lo:hi]
-            out = self._attend(self._split(q), self._split(k), self._split(v))
+            out = attend(self.scores, self._split(q), self._split(k), self._split(v))
             out = out.transpose(1, 2).contiguous()
             out = attn.out_proj(out.view((*out.size()[:-2], attn.embed_dim)))
             hidden = hidden + out
@@ -108,19 +92,6 @@ class FineDecoder:
     def _split(self, t: torch.Tensor) -> torch.Tensor:
         b, s, e = t.shape
         return t.view(b, s, self.heads, e // self.heads).permute(0, 2, 1, 3)
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """BarkSelfAttention._attn (non-causal, no mask, eval), into the scores buffer."""
-        import torch
-
-        b, h, n, _ = q.shape
-        scores = self.scores((int(b), int(h), int(n), int(k.shape[2])))
-        if self.scale_on_q:
-            torch.matmul(q * self.scale, k.transpose(-1, -2), out=scores)
-        else:
-            torch.matmul(q, k.transpose(-1, -2), out=scores).mul_(self.scale)
-        torch.ops.aten._softmax.out(scores, -1, False, out=scores)
-        return torch.matmul(scores.to(v.dtype), v)
 
 
 def fill_windows(

@@ -147,13 +147,16 @@ def test_row_subsets_of_a_matrix_product_keep_their_bits() -> None:
 def test_the_scores_buffer_is_kept_and_grows_for_a_larger_batch(synth: BarkSynthesizer) -> None:
     decoder = FineDecoder(synth.model.fine_acoustics)
     x = torch.full((1, 64, 8), 1024, dtype=torch.int32)
+    like = torch.zeros(1)
     with torch.inference_mode():
         decoder.logits(2, x, (0, 64))
-        first = decoder.scores((1, 2, 64, 64)).data_ptr()
+        first = decoder.scores.view((1, 2, 64, 64), like).data_ptr()
         decoder.logits(3, x, (0, 64))
-        assert decoder.scores((1, 2, 64, 64)).data_ptr() == first
-        decoder.logits(2, x.expand(3, -1, -1), (0, 64))
-    assert decoder.scores((3, 2, 64, 64)).numel() == 3 * 2 * 64 * 64
+        assert decoder.scores.view((1, 2, 64, 64), like).data_ptr() == first
+        decoder.logits(2, x.expand(3, -1, -1), (0, 64))  # grows it
+        grown = decoder.scores.view((3, 2, 64, 64), like).data_ptr()
+        decoder.logits(2, x.expand(2, -1, -1), (0, 64))
+        assert decoder.scores.view((2, 2, 64, 64), like).data_ptr() == grown  # smaller: reused
 
 
 @pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampled"])
