@@ -11,13 +11,19 @@ shared machine falls on each in turn):
   ``codec_decode``;
 - ``engine``: the engine now: the same semantic and coarse, ``synth_worker.bark.fine``, codec.
 
+Then one coarse prompt pass of 887 positions (``--prompt-pass``; a window whose history is full: 256
+semantic, the infer token, 630 coarse, as every window has with a real speaker's prompt and the
+later windows of a long sentence have without one), transformers' eager attention (fresh tensors)
+against the static decoder's (``static_cache.attend`` on a kept buffer), alternating; check: the
+same logits bit for bit.
+
 CPU time (``time.process_time``: every thread of this process, user and system) is the figure to
 read on a shared machine: other processes do not inflate it, while they do inflate wall time.
 Checks: each variant's audio equals ``generate()``'s sample for sample, and the engine's
 ``BarkSynthesizer.generate_rows`` gives that audio too.
 
     .venv/bin/python bench/bark_e2e.py [--sizes dev,bark-small] [--rounds 2] [--semantic-tokens N]
-                                       [--models DIR] [--json OUT]
+                                       [--models DIR] [--prompt-pass N] [--json OUT] [--smoke]
 
 bark-small (random weights, bark-small's sizes, built by ``synth_worker.devmodel`` when missing) takes
 about 70 s of CPU time a round at the default 24 semantic tokens on one core.
@@ -45,6 +51,7 @@ from broker import logs
 from clients.stats import table
 from synth_worker.bark.fine import fine_generate_rows
 from synth_worker.bark.settings import BarkSettings
+from synth_worker.bark.static_cache import ScoresBuffer, StaticCache, forward
 from synth_worker.bark.synthesizer import BarkSynthesizer, encode_texts
 from synth_worker.engine import CancelToken
 
@@ -111,6 +118,42 @@ def whole(synth: BarkSynthesizer, cap: int) -> Run:
     return audio, {"total": time.process_time() - c0, "wall": wall}
 
 
+def prompt_pass(synth: BarkSynthesizer, size: str, positions: int, rounds: int) -> list[list[object]]:
+    """One coarse prompt pass of ``positions``, without and with the kept scores buffer."""
+    model = synth.model.coarse_acoustics
+    cache = StaticCache.allocate(model, 1, int(model.config.block_size))
+    ids = torch.randint(10_000, 12_048, (1, positions), generator=torch.Generator().manual_seed(0))
+    cpu: dict[str, list[float]] = {"fresh tensors": [], "kept buffer": []}
+    logits: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        embeds = model.input_embeds_layer(ids)
+        where = torch.arange(positions)[None]
+        for r in range(rounds + 1):  # the first round warms both up and is not counted
+            for name, scores in (("fresh tensors", None), ("kept buffer", ScoresBuffer()))[
+                :: 1 - 2 * (r % 2)
+            ]:
+                logits[name], c, _ = clocked(
+                    lambda s=scores: forward(  # type: ignore[misc]
+                        model, embeds, positions=where, cache=cache, start=0, mask=None, scores=s
+                    )
+                )
+                cpu[name] += [c] if r else []
+    same = torch.equal(logits["fresh tensors"], logits["kept buffer"])
+    base = float(np.median(cpu["fresh tensors"]))
+    return [
+        [
+            size,
+            f"coarse prompt pass, {positions} positions: {name}",
+            f"{float(np.median(c)):.3f}",
+            "",
+            f"{float(np.median(c)) / base:.3f}",
+            "",
+            f"logits equal {'PASS' if same else 'FAIL'}" if name == "kept buffer" else "",
+        ]
+        for name, c in cpu.items()
+    ]
+
+
 def bench_size(size: str, path: Path, args: argparse.Namespace) -> tuple[list[list[object]], dict[str, Any]]:
     synth = BarkSynthesizer.load(BarkSettings(model=str(path), device="cpu", temperature=0.0))
     synth.warm_up()
@@ -156,6 +199,8 @@ def bench_size(size: str, path: Path, args: argparse.Namespace) -> tuple[list[li
                 f"{check} {'PASS' if ok else 'FAIL'}",
             ]
         )
+    if args.prompt_pass:
+        out += prompt_pass(synth, size, args.prompt_pass, args.rounds)
     data = {"cap": cap, "audio_s": seconds, "threads": torch.get_num_threads(), "runs": runs, "medians": med}
     return out, data
 
@@ -166,8 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=2, help="rounds of the three variants (median)")
     ap.add_argument("--semantic-tokens", type=int, help="semantic cap (default: 24 bark-small, 150 dev)")
     ap.add_argument("--models", type=Path, default=REPO / ".models", help="where checkpoints are built/kept")
+    ap.add_argument("--prompt-pass", type=int, default=887, help="positions of the prompt pass (0: none)")
     ap.add_argument("--json", type=Path, dest="json_out")
+    ap.add_argument("--smoke", action="store_true", help="dev checkpoint, one round, 30 tokens (tests)")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.sizes, args.rounds, args.semantic_tokens, args.prompt_pass = "dev", 1, 30, 300
     logs.configure(os.environ.get("LOG_LEVEL", "WARNING"))
     started = time.time()
     rows: list[list[object]] = []
@@ -185,7 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"text: {TEXT!r}; speaker v2/en_speaker_0; medians; 'x before' of a stage: against 'before'")
     headers = ["checkpoint", "variant: stage", "CPU s", "wall s", "CPU x ref", "wall x ref", "check"]
     print(table(headers, rows, align="llrrrrl"))
-    print("x ref: a stage against 'before', a total against generate() (below 1: faster)")
+    print(
+        "x ref: a stage against 'before', a total against generate(), the kept buffer against fresh "
+        "tensors (below 1: faster)"
+    )
     if args.json_out:
         args.json_out.write_text(json.dumps({"machine": machine(), "data": data}, indent=1) + "\n")
     return 0
