@@ -46,18 +46,16 @@ import signal
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _stack import Proc, machine
+from _cluster_report import FAULTS, Fault, Run, Sentence, TurnRun, render, report
+from _cluster_stack import Deployment
 from _web_pages import WebPage, speak_turn, web_pages
 
-from broker.launcher import free_port
 from clients.stats import Playout
 from clients.voice_client import VoiceClient
 from clients.voice_events import (
@@ -68,160 +66,12 @@ from clients.voice_events import (
     SentenceFailed,
     TurnEnded,
 )
-from tests.support.cluster import Cluster
-from tests.support.nginx import Nginx, upstream_of
 
-FAULTS = ("broker", "gateway", "worker")
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def say(n: int) -> str:
     return " ".join(WORDS[int(d)] for d in str(n))
-
-
-@dataclass
-class Sentence:
-    turn: int
-    text: str
-    heard: list[str] = field(default_factory=list)  # engine per delivery ("text" for an error frame)
-    texted_at: float | None = None
-
-    @property
-    def outcome(self) -> str:
-        if not self.heard:
-            return "lost"
-        return "texted" if self.heard[0] == "text" else "spoken"
-
-
-@dataclass
-class TurnRun:
-    number: int
-    started_at: float
-    ended_at: float | None = None
-    sentences: list[Sentence] = field(default_factory=list)
-    reconnects: int = 0
-    silence_s: float = 0.0
-    kind: str = "VoiceClient"  # or "web" (a page of clients/web in Chromium)
-
-
-@dataclass
-class Fault:
-    kind: str
-    at: float
-    target: str
-    moved_s: float | None = None
-    heal_s: float | None = None
-
-
-@dataclass
-class Run:
-    t0: float
-    engine: str
-    turns: list[TurnRun] = field(default_factory=list)
-    faults: list[Fault] = field(default_factory=list)
-    web_sentences: dict[str, Sentence] = field(default_factory=dict)  # by text, every page's
-    web_failures: list[str] = field(default_factory=list)
-
-    def now(self) -> float:
-        return time.monotonic() - self.t0
-
-
-class Deployment:
-    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
-        self.cluster = Cluster(heartbeat_ms=500, start_timeout=60).start()
-        self.procs: dict[str, Proc] = {}
-        self.ports: dict[str, int] = {}
-        self.nginx: Nginx | None = None
-        base = {
-            "SESAME_TIERS": args.tiers,
-            "SESAME_CACHE_ENABLED": "false",
-            "SESAME_RETRY_DELAY": "0",
-            "SESAME_STATE_DIR": str(tmp),
-        }
-        try:
-            for gw, node in (("g1", "a"), ("g2", "b")):
-                self.ports[gw] = free_port()
-                env = {**base, "SESAME_GATEWAY_ID": gw, "SESAME_PORT": str(self.ports[gw])}
-                env["SESAME_MQTT_URL"] = self.cluster.urls(node)
-                self.procs[gw] = Proc(["gateway"], env, gw)
-            for gw in ("g1", "g2"):
-                self.procs[gw].wait_event("gateway_listening", 120)
-            for worker, node in (("w-a", "a"), ("w-b", "b")):
-                env = {"SESAME_WORKER_ID": worker, "SESAME_ENGINE": args.engine}
-                env |= {"SESAME_MQTT_URL": self.cluster.urls(node), "SESAME_HEARTBEAT_INTERVAL_MS": "200"}
-                self.procs[worker] = Proc(["worker"], env, worker)
-            for gw in ("g1", "g2"):
-                for worker in ("w-a", "w-b"):
-                    self.procs[gw].wait_for(
-                        lambda e, w=worker: (
-                            e.get("event") == "worker_change"  # type: ignore[misc]
-                            and e.get("worker_id") == w
-                            and e.get("up") is True
-                        ),
-                        300,
-                        f"{worker} ready on {gw}",
-                    )
-            gateways = [f"127.0.0.1:{self.ports[gw]}" for gw in ("g1", "g2")]
-            self.nginx = Nginx(tmp, upstream_of(gateways))
-        except BaseException:
-            self.close()
-            raise
-
-    @property
-    def ws_url(self) -> str:
-        assert self.nginx is not None
-        return f"ws://127.0.0.1:{self.nginx.port}/ws"
-
-    @property
-    def http_url(self) -> str:
-        assert self.nginx is not None
-        return f"http://127.0.0.1:{self.nginx.port}"
-
-    def gateway_of(self, session_id: str) -> str | None:
-        """The gateway that opened ``session_id`` (from its log)."""
-        for gw in ("g1", "g2"):
-            if any(
-                e.get("event") == "session_open" and e.get("session_id") == session_id
-                for e in self.procs[gw].events()
-            ):
-                return gw
-        return None
-
-    def node_at(self, name: str, mono: float) -> str | None:
-        """The node ``name`` was last connected to before ``mono`` (monotonic), from its log."""
-        urls = {str(n.url): key for key, n in self.cluster.nodes.items()}
-        last = None
-        for at, e in self.procs[name].timed_events():
-            if at < mono and e.get("event") == "mqtt_connected" and e.get("client_id") != f"{name}-monitor":
-                last = urls.get(str(e.get("broker")))
-        return last
-
-    def connected_to(self, name: str, node: str, since_mono: float) -> float | None:
-        """When ``name`` logged its connection to ``node`` after ``since_mono`` (monotonic)."""
-        url = str(self.cluster.nodes[node].url)
-        for at, e in self.procs[name].timed_events():
-            if (
-                at >= since_mono
-                and e.get("event") == "mqtt_connected"
-                and e.get("broker") == url
-                and e.get("client_id") != f"{name}-monitor"
-            ):
-                return at
-        return None
-
-    def keep_logs(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, proc in self.procs.items():
-            (folder / f"{name}.log").write_text("\n".join(proc.lines) + "\n")
-        for name, node in self.cluster.nodes.items():
-            (folder / f"node-{name}.log").write_text("\n".join(node.lines) + "\n")
-
-    def close(self) -> None:
-        if self.nginx is not None:
-            self.nginx.stop()
-        for proc in self.procs.values():
-            proc.stop(30)
-        self.cluster.close()
 
 
 async def words(text: str, gap_s: float) -> AsyncIterator[str]:
@@ -379,77 +229,6 @@ async def moved(dep: Deployment, fault: Fault, mono: float) -> None:
             fault.moved_s = round(max((t for t in times if t is not None), default=mono) - mono, 2)
             return
         await asyncio.sleep(0.1)
-
-
-def tally(turns: list[TurnRun]) -> dict[str, object]:
-    sentences = [s for t in turns for s in t.sentences]
-    outcomes = Counter(s.outcome for s in sentences)
-    return {
-        "turns": len(turns),
-        "sentences": len(sentences),
-        "spoken": outcomes["spoken"],
-        "texted": outcomes["texted"],
-        "lost": outcomes["lost"],
-        "doubled": sum(1 for s in sentences if len(s.heard) > 1),
-        "engines": dict(Counter(s.heard[0] for s in sentences if s.heard and s.heard[0] != "text")),
-        "reconnected_turns": sum(1 for t in turns if t.reconnects),
-        "longest_silence_s": round(max((t.silence_s for t in turns), default=0.0), 3),
-    }
-
-
-def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
-    sentences = [s for t in run.turns for s in t.sentences]
-    kinds = [kind for kind in ("VoiceClient", "web") if any(t.kind == kind for t in run.turns)]
-    return {
-        "machine": machine(),
-        "config": {
-            k: getattr(args, k) for k in ("duration", "rate", "fault_every", "engine", "tiers", "browser")
-        },
-        **tally(run.turns),  # every client
-        "by_client": {kind: tally([t for t in run.turns if t.kind == kind]) for kind in kinds},
-        "web_lost": [s.text for s in run.web_sentences.values() if not s.heard],
-        "web_doubled": {s.text: s.heard for s in run.web_sentences.values() if len(s.heard) > 1},
-        "web_failures": run.web_failures,
-        "texted_at_s": [round(s.texted_at - run.t0, 2) for s in sentences if s.texted_at is not None],
-        "faults": [
-            {
-                "kind": f.kind,
-                "at_s": round(f.at, 2),
-                "target": f.target,
-                "moved_s": f.moved_s,
-                "heal_s": f.heal_s,
-            }
-            for f in run.faults
-        ],
-        "all_healed": len(run.faults) == len(FAULTS) and all(f.heal_s is not None for f in run.faults),
-    }
-
-
-def render(rep: dict[str, object]) -> str:
-    lines = [
-        "cluster: two gateways behind nginx, two broker nodes, two workers; one of each killed",
-        f"machine: {rep['machine']}; config {rep['config']}",
-        "",
-        "client       turns  sentences  spoken  texted  lost  doubled  reconnected turns"
-        "  longest silence (s)",
-    ]
-    by_client: dict[str, dict[str, object]] = rep["by_client"]  # type: ignore[assignment]
-    for kind, row in by_client.items():
-        lines.append(
-            f"{kind:<11}  {row['turns']:>5}  {row['sentences']:>9}  {row['spoken']:>6}  {row['texted']:>6}  "
-            f"{row['lost']:>4}  {row['doubled']:>7}  {row['reconnected_turns']:>17}  "
-            f"{row['longest_silence_s']:>19}"
-        )
-    lines += [f"engines ({kind}): {row['engines']}" for kind, row in by_client.items()]
-    for key in ("web_lost", "web_doubled", "web_failures"):
-        if rep[key]:
-            lines.append(f"{key}: {rep[key]}")
-    lines += ["", "fault     at (s)  target   moved (s)  heal (s)"]
-    lines += [
-        f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<7}  {f['moved_s']!s:>9}  {f['heal_s']!s:>8}"
-        for f in rep["faults"]  # type: ignore[attr-defined]
-    ]
-    return "\n".join(lines)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -39,7 +39,8 @@ from bench._stack import machine
 from stream_server.config import GatewayConfig
 from stream_server.http.app import create_app
 from stream_server.hub.hub import Hub
-from stream_server.hub.tier_engines import build_local_engines, close_engines
+from stream_server.hub.tier_engines import build_local_engines
+from synth_worker.engines import close_engines
 from synth_worker.voices import VoiceMap
 from tests.support.memlink import MemoryLink
 

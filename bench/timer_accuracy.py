@@ -66,9 +66,9 @@ async def measure(rounds: int, ack_s: float, idle_s: float) -> tuple[list[float]
                 raise RuntimeError(f"expected an ack timeout, got {item}")
             hub.close_session(session)
         await asyncio.sleep(0.1)  # let the last close settle
-        before = hub.wakeups
+        before = hub.deadlines.wakeups
         await asyncio.sleep(idle_s)  # idle on purpose: what an idle gateway does meanwhile
-        idle_wakeups = hub.wakeups - before
+        idle_wakeups = hub.deadlines.wakeups - before
     return late, idle_wakeups, idle_s
 
 

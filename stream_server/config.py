@@ -15,6 +15,8 @@ from broker.topics import check_id
 from stream_server.core.actions import WORKERS
 from stream_server.core.failover import DEFAULTS, LOCAL_TIERS, FailoverConfig
 
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+
 # PLAN.md 4.2, preloadCommonPhrases.
 COMMON_PHRASES = (
     "Hello, I'm Maya.",
@@ -25,12 +27,12 @@ COMMON_PHRASES = (
 )
 
 
-def _phrases(env: Env) -> tuple[str, ...]:
+def _phrases(env: Env, default: tuple[str, ...]) -> tuple[str, ...]:
     if not env.bool("SESAME_CACHE_PRELOAD", True):
         return ()
     path = env.raw("SESAME_PRELOAD_PHRASES")
     if path is None:
-        return COMMON_PHRASES
+        return default
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -75,11 +77,12 @@ class MonitorConfig:
         webhook = env.raw("SESAME_ALERT_WEBHOOK")
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             raise ConfigError("SESAME_ALERT_WEBHOOK must be an http:// or https:// URL")
+        d = cls()  # each default is the field's, written once
         return cls(
-            state_dir=env.str("SESAME_STATE_DIR", default_state_dir()),
+            state_dir=env.str("SESAME_STATE_DIR", d.state_dir),
             alert_webhook=webhook or None,
-            alert_after_s=env.ms("SESAME_ALERT_AFTER", 30.0),
-            uptime_target=env.float("SESAME_UPTIME_TARGET", 99.9, lo=0.0, hi=100.0),
+            alert_after_s=env.ms("SESAME_ALERT_AFTER", d.alert_after_s),
+            uptime_target=env.float("SESAME_UPTIME_TARGET", d.uptime_target, lo=0.0, hi=100.0),
         )
 
 
@@ -104,7 +107,7 @@ class GatewayConfig:
     cache_ttl_s: float = 3600.0  # SESAME_CACHE_TTL
     cache_max_mb: float = 100.0
     # The plan's common phrases, made by the primary voice into the cache once a worker is ready.
-    preload_phrases: tuple[str, ...] = ()
+    preload_phrases: tuple[str, ...] = COMMON_PHRASES
     metrics_enabled: bool = True  # SESAME_METRICS_ENABLED
     health_check_interval_s: float = 10.0  # SESAME_HEALTH_CHECK_INTERVAL (ms in env)
     publish_session_events: bool = True
@@ -137,7 +140,9 @@ class GatewayConfig:
     log_level: str = "INFO"
     # Concurrency caps of the in-process tiers that use this machine's CPU, and how long a sentence
     # may wait for one before it moves on (stream_server/core/tier_queue.py).
-    local_tier_caps: Mapping[str, int] = field(default_factory=lambda: {"piper": 1, "espeak-ng": 2})
+    local_tier_caps: Mapping[str, int] = field(
+        default_factory=lambda: default_local_tier_caps(os.cpu_count() or 1)
+    )
     local_tier_queue_s: float = 1.0  # SESAME_LOCAL_TIER_QUEUE_MS
     # SESAME_DEBUG_STAMPS: stamp each hop of every sentence (jobs ask workers to stamp theirs) and
     # log one ``hop_stamps`` line per job (bench/ttfa_timeline.py). Off by default.
@@ -147,6 +152,7 @@ class GatewayConfig:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> GatewayConfig:
         env = Env(environ)
+        d = cls(mqtt_url=MqttNodes.parse(DEFAULT_MQTT_URL), gateway_id="defaults")  # each default, once
         tiers = tuple(t.strip() for t in env.str("SESAME_TIERS", ",".join(DEFAULTS.tiers)).split(","))
         for tier in tiers:
             if tier not in (WORKERS, *LOCAL_TIERS):
@@ -167,68 +173,76 @@ class GatewayConfig:
             probe_interval_s=env.ms("SESAME_PROBE_INTERVAL", DEFAULTS.probe_interval_s),
             worker_retention_s=env.ms("SESAME_WORKER_RETENTION", DEFAULTS.worker_retention_s),
         )
-        host = env.str("SESAME_HOST", "127.0.0.1")
-        check_exposure(host, env.raw("SESAME_AUTH_TOKEN"), env.bool("SESAME_ALLOW_OPEN", False))
+        host = env.str("SESAME_HOST", d.host)
+        check_exposure(host, env.raw("SESAME_AUTH_TOKEN"), env.bool("SESAME_ALLOW_OPEN", d.allow_open))
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")
         return cls(
-            mqtt_url=MqttNodes.parse(env.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883")),
+            mqtt_url=MqttNodes.parse(env.str("SESAME_MQTT_URL", DEFAULT_MQTT_URL)),
             gateway_id=gateway_id,
             host=host,
-            port=env.int("SESAME_PORT", 8000, lo=0, hi=65535),
+            port=env.int("SESAME_PORT", d.port, lo=0, hi=65535),
             failover=failover,
-            max_length=env.int("SESAME_MAX_LENGTH", 200, lo=20, hi=4000),
-            first_chunk_min_chars=env.int("SESAME_FIRST_CHUNK_MIN_CHARS", 20, lo=0, hi=1000),
-            lookahead=env.int("SESAME_LOOKAHEAD", 3, lo=1, hi=32),
-            default_voice=env.str("SESAME_VOICE", "maya"),
+            max_length=env.int("SESAME_MAX_LENGTH", d.max_length, lo=20, hi=4000),
+            first_chunk_min_chars=env.int(
+                "SESAME_FIRST_CHUNK_MIN_CHARS", d.first_chunk_min_chars, lo=0, hi=1000
+            ),
+            lookahead=env.int("SESAME_LOOKAHEAD", d.lookahead, lo=1, hi=32),
+            default_voice=env.str("SESAME_VOICE", d.default_voice),
             voices_path=env.raw("SESAME_VOICES"),
             elevenlabs_api_key=key,
-            elevenlabs_base_url=env.str("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io"),
+            elevenlabs_base_url=env.str("ELEVENLABS_BASE_URL", d.elevenlabs_base_url),
             edge_tts_endpoint=env.raw("SESAME_EDGE_TTS_ENDPOINT"),
-            cloud_connect_timeout_s=env.ms("SESAME_CLOUD_CONNECT_TIMEOUT", 1.5),
+            cloud_connect_timeout_s=env.ms("SESAME_CLOUD_CONNECT_TIMEOUT", d.cloud_connect_timeout_s),
             piper_voice=env.raw("SESAME_PIPER_VOICE"),
-            cache_enabled=env.bool("SESAME_CACHE_ENABLED", True),
-            cache_ttl_s=env.float("SESAME_CACHE_TTL", 3600.0, lo=0.0),
-            cache_max_mb=env.float("SESAME_CACHE_MAX_MB", 100.0, lo=0.0),
-            preload_phrases=_phrases(env),
-            metrics_enabled=env.bool("SESAME_METRICS_ENABLED", True),
-            health_check_interval_s=env.ms("SESAME_HEALTH_CHECK_INTERVAL", 10.0),
-            publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", True),
+            cache_enabled=env.bool("SESAME_CACHE_ENABLED", d.cache_enabled),
+            cache_ttl_s=env.float("SESAME_CACHE_TTL", d.cache_ttl_s, lo=0.0),
+            cache_max_mb=env.float("SESAME_CACHE_MAX_MB", d.cache_max_mb, lo=0.0),
+            preload_phrases=_phrases(env, d.preload_phrases),
+            metrics_enabled=env.bool("SESAME_METRICS_ENABLED", d.metrics_enabled),
+            health_check_interval_s=env.ms("SESAME_HEALTH_CHECK_INTERVAL", d.health_check_interval_s),
+            publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", d.publish_session_events),
             auth_token=env.raw("SESAME_AUTH_TOKEN"),
             read_token=env.raw("SESAME_READ_TOKEN"),
-            allow_open=env.bool("SESAME_ALLOW_OPEN", False),
+            allow_open=env.bool("SESAME_ALLOW_OPEN", d.allow_open),
             allowed_origins=tuple(
-                o.strip() for o in env.str("SESAME_ALLOWED_ORIGINS", "").split(",") if o.strip()
+                o.strip()
+                for o in env.str("SESAME_ALLOWED_ORIGINS", ",".join(d.allowed_origins)).split(",")
+                if o.strip()
             ),
-            max_body_bytes=env.int("SESAME_MAX_BODY_BYTES", 65_536, lo=1024),
-            header_timeout_s=env.ms("SESAME_HEADER_TIMEOUT", 10.0),
-            body_timeout_s=env.ms("SESAME_BODY_TIMEOUT", 10.0),
-            http_max_concurrent=env.int("SESAME_HTTP_MAX_CONCURRENT", 64, lo=1),
-            encode_threads=env.int("SESAME_ENCODE_THREADS", 2, lo=1, hi=64),
+            max_body_bytes=env.int("SESAME_MAX_BODY_BYTES", d.max_body_bytes, lo=1024),
+            header_timeout_s=env.ms("SESAME_HEADER_TIMEOUT", d.header_timeout_s),
+            body_timeout_s=env.ms("SESAME_BODY_TIMEOUT", d.body_timeout_s),
+            http_max_concurrent=env.int("SESAME_HTTP_MAX_CONCURRENT", d.http_max_concurrent, lo=1),
+            encode_threads=env.int("SESAME_ENCODE_THREADS", d.encode_threads, lo=1, hi=64),
             record_dir=env.raw("SESAME_RECORD_DIR"),
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
-            drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
-            max_sessions=env.int("SESAME_MAX_SESSIONS", 1000, lo=1),
-            max_detached=env.int("SESAME_MAX_DETACHED", 100, lo=0),
-            client_max_sessions=env.int("SESAME_CLIENT_MAX_SESSIONS", 16, lo=1),
-            client_max_in_flight=env.int("SESAME_CLIENT_MAX_IN_FLIGHT", 3, lo=1),
-            retry_after_s=env.ms("SESAME_RETRY_AFTER", 2.0),
-            resume_grace_s=env.ms("SESAME_RESUME_GRACE", 30.0),
-            resume_frames=env.int("SESAME_RESUME_FRAMES", 1500, lo=0, hi=4000),
-            mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", 300.0),
-            log_level=env.str("LOG_LEVEL", "INFO"),
-            local_tier_caps=_local_tier_caps(env),
-            local_tier_queue_s=env.ms("SESAME_LOCAL_TIER_QUEUE_MS", 1.0),
-            debug_stamps=env.bool("SESAME_DEBUG_STAMPS", False),
+            drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", d.drain_timeout_s),
+            max_sessions=env.int("SESAME_MAX_SESSIONS", d.max_sessions, lo=1),
+            max_detached=env.int("SESAME_MAX_DETACHED", d.max_detached, lo=0),
+            client_max_sessions=env.int("SESAME_CLIENT_MAX_SESSIONS", d.client_max_sessions, lo=1),
+            client_max_in_flight=env.int("SESAME_CLIENT_MAX_IN_FLIGHT", d.client_max_in_flight, lo=1),
+            retry_after_s=env.ms("SESAME_RETRY_AFTER", d.retry_after_s),
+            resume_grace_s=env.ms("SESAME_RESUME_GRACE", d.resume_grace_s),
+            resume_frames=env.int("SESAME_RESUME_FRAMES", d.resume_frames, lo=0, hi=4000),
+            mqtt_session_idle_s=env.ms("SESAME_MQTT_SESSION_IDLE", d.mqtt_session_idle_s),
+            log_level=env.str("LOG_LEVEL", d.log_level),
+            local_tier_caps=_local_tier_caps(env, d.local_tier_caps),
+            local_tier_queue_s=env.ms("SESAME_LOCAL_TIER_QUEUE_MS", d.local_tier_queue_s),
+            debug_stamps=env.bool("SESAME_DEBUG_STAMPS", d.debug_stamps),
             monitor=MonitorConfig.from_env(env),
         )
 
 
-def _local_tier_caps(env: Env) -> dict[str, int]:
+def default_local_tier_caps(cpus: int) -> dict[str, int]:
     """A quarter of the cores for the Piper tier (at least 1), as many for espeak-ng (at least 2):
     fallbacks never take the cores the primary voice's workers need."""
-    quarter = max(1, (os.cpu_count() or 1) // 4)
+    quarter = max(1, cpus // 4)
+    return {"piper": quarter, "espeak-ng": max(2, quarter)}
+
+
+def _local_tier_caps(env: Env, default: Mapping[str, int]) -> dict[str, int]:
     return {
-        "piper": env.int("SESAME_PIPER_TIER_CONCURRENCY", quarter, lo=1, hi=256),
-        "espeak-ng": env.int("SESAME_ESPEAK_CONCURRENCY", max(2, quarter), lo=1, hi=256),
+        "piper": env.int("SESAME_PIPER_TIER_CONCURRENCY", default["piper"], lo=1, hi=256),
+        "espeak-ng": env.int("SESAME_ESPEAK_CONCURRENCY", default["espeak-ng"], lo=1, hi=256),
     }

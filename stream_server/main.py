@@ -1,8 +1,9 @@
 """``sesame-voice gateway``: the websocket + HTTP gateway process, and its composition root.
 
-This is the one module that knows the concrete ``Hub``: it builds the hub, the monitor, the
-SIGTERM drainer and the HTTP app, and passes each what it needs (the others see the hub through
-small ports: ``hub/ports.py``, ``http/ports.py``, and the ports beside their users)."""
+This is the one module that knows the concrete ``Hub``: it builds the hub (and with it the SIGTERM
+drainer its deadline task drives), the monitor and the HTTP app, and passes each what it needs (the
+others see the hub through small ports: ``hub/ports.py``, ``http/ports.py``, and the ports beside
+their users)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ from stream_server.http.slow_headers import deadlined_h11
 from stream_server.hub.hub import Hub
 from stream_server.hub.observers import Observers
 from stream_server.hub.shutdown import Drainer
-from stream_server.hub.shutdown_target import HubDrainTarget
-from stream_server.hub.tier_engines import build_local_engines, close_engines
+from stream_server.hub.tier_engines import build_local_engines
 from stream_server.monitoring.hooks import observe
 from stream_server.monitoring.monitor import Monitor
 from stream_server.monitoring.status_view import HubView
 from synth_worker.engine import Engine
+from synth_worker.engines import close_engines
 from synth_worker.voices import VoiceMap
 
 from .config import GatewayConfig, is_loopback
@@ -66,7 +67,7 @@ async def _serve(
         Hub(config, voices, engines, observers=observers) as hub,
         monitoring(config, hub, observers) as monitor,
     ):
-        drainer = Drainer(HubDrainTarget(hub), timeout_s=config.drain_timeout_s)
+        drainer = hub.drainer  # driven by the hub's deadline task
         app = create_app(hub, monitor, drainer)
         server = _Server(
             uvicorn.Config(
@@ -123,8 +124,9 @@ async def _drain(drainer: Drainer, server: uvicorn.Server) -> None:
     for listener in getattr(server, "servers", []):
         listener.close()
     Notifier().notify("STOPPING=1")
+    drainer.start()
     try:
-        await drainer.run()
+        await drainer.over.wait()
     finally:
         server.should_exit = True
 

@@ -38,7 +38,7 @@ import os
 import secrets
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from broker.credentials import is_role
@@ -46,8 +46,10 @@ from broker.errors import ConfigError, ProtocolError
 from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
-from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, DecoderName
+from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, BarkSettings, DecoderName
+from synth_worker.engines import EngineSettings
 
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
 
@@ -103,7 +105,7 @@ class WorkerConfig:
     stuck_floor_s: float = 60.0
     health_file: str | None = None
     piper_voice: str | None = None
-    piper_threads: int = 1
+    piper_threads: int = field(default_factory=lambda: piper_threads(os.cpu_count() or 1))
     bark_decoder: DecoderName = "static"
     bark_step: StepMode = "auto"
 
@@ -129,45 +131,69 @@ class WorkerConfig:
         if self.bark_step not in STEP_MODES:
             raise ConfigError(f"SESAME_BARK_STEP={self.bark_step!r} is not one of {', '.join(STEP_MODES)}")
 
+    def engine_settings(self) -> EngineSettings:
+        """What ``synth_worker.engines`` builds this worker's engine from."""
+        bark = BarkSettings(
+            model=self.model,
+            cache_dir=self.model_cache,
+            device=self.device,
+            temperature=self.temperature,
+            semantic_max_tokens=self.semantic_max_tokens,
+            torch_threads=self.torch_threads,
+            chunk_ms=self.chunk_ms,
+            max_batch=self.max_batch,
+            seed=self.seed,
+            decoder=self.bark_decoder,
+            step_mode=self.bark_step,
+        )
+        return EngineSettings(
+            chunk_ms=self.chunk_ms,
+            piper_voice=self.piper_voice,
+            piper_threads=self.piper_threads,
+            bark=bark,
+            bark_speaker=self.speaker_id,
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> WorkerConfig:
         """Build from the environment; ``overrides`` (from flags) win where not None."""
         e = Env(os.environ if env is None else env)
-        engine = e.str("SESAME_ENGINE", "bark").lower()
+        d = cls(worker_id="defaults", mqtt_url=MqttNodes.parse(DEFAULT_MQTT_URL))  # each default, once
+        engine = e.str("SESAME_ENGINE", d.engine).lower()
         if engine not in ENGINES:
             raise ConfigError(f"SESAME_ENGINE={engine!r} is not one of {', '.join(ENGINES)}")
-        nodes = MqttNodes.parse(e.str("SESAME_MQTT_URL", "mqtt://127.0.0.1:1883"))
+        nodes = MqttNodes.parse(e.str("SESAME_MQTT_URL", DEFAULT_MQTT_URL))
         config = cls(
             worker_id=e.str("SESAME_WORKER_ID", "") or nodes.first.username or default_worker_id(),
             mqtt_url=nodes,
             engine=engine,
-            model=e.str("SESAME_MODEL", DEFAULT_MODEL),
+            model=e.str("SESAME_MODEL", d.model),
             model_cache=e.raw("SESAME_MODEL_CACHE"),
             speaker_id=parse_speaker(e.raw("SESAME_SPEAKER_ID")),
-            temperature=e.float("SESAME_TEMPERATURE", 0.7, lo=0.0, hi=5.0),
-            max_length=e.int("SESAME_MAX_LENGTH", 200, lo=1, hi=4000),
-            preload_models=e.bool("SESAME_PRELOAD_MODELS", True),
-            warmup_on_start=e.bool("SESAME_WARMUP_ON_START", True),
-            heartbeat_interval_s=e.ms("SESAME_HEARTBEAT_INTERVAL_MS", 0.5),
-            max_queue=e.int("SESAME_MAX_QUEUE", 16, lo=0, hi=100_000),
-            max_batch=e.int("SESAME_MAX_BATCH", 1, lo=1, hi=64),
+            temperature=e.float("SESAME_TEMPERATURE", d.temperature, lo=0.0, hi=5.0),
+            max_length=e.int("SESAME_MAX_LENGTH", d.max_length, lo=1, hi=4000),
+            preload_models=e.bool("SESAME_PRELOAD_MODELS", d.preload_models),
+            warmup_on_start=e.bool("SESAME_WARMUP_ON_START", d.warmup_on_start),
+            heartbeat_interval_s=e.ms("SESAME_HEARTBEAT_INTERVAL_MS", d.heartbeat_interval_s),
+            max_queue=e.int("SESAME_MAX_QUEUE", d.max_queue, lo=0, hi=100_000),
+            max_batch=e.int("SESAME_MAX_BATCH", d.max_batch, lo=1, hi=64),
             semantic_max_tokens=e.int(
-                "SESAME_SEMANTIC_MAX_TOKENS", MAX_SEMANTIC_TOKENS, lo=8, hi=MAX_SEMANTIC_TOKENS
+                "SESAME_SEMANTIC_MAX_TOKENS", d.semantic_max_tokens, lo=8, hi=MAX_SEMANTIC_TOKENS
             ),
-            device=e.str("SESAME_DEVICE", "auto").lower(),
-            torch_threads=e.int("SESAME_TORCH_THREADS", 0, lo=0, hi=1024),
-            drain_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0),
+            device=e.str("SESAME_DEVICE", d.device).lower(),
+            torch_threads=e.int("SESAME_TORCH_THREADS", d.torch_threads, lo=0, hi=1024),
+            drain_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", d.drain_timeout_s),
             voices_path=e.raw("SESAME_VOICES"),
-            log_level=e.str("LOG_LEVEL", "info").lower(),
+            log_level=e.str("LOG_LEVEL", d.log_level).lower(),
             seed=None if e.raw("SESAME_SEED") is None else e.int("SESAME_SEED", 0, lo=0, hi=2**63 - 1),
-            model_retry_s=e.ms("SESAME_MODEL_RETRY_MS", 10.0),
-            stuck_factor=e.float("SESAME_STUCK_FACTOR", 10.0, lo=1.0, hi=1000.0),
-            stuck_floor_s=e.ms("SESAME_STUCK_FLOOR_MS", 60.0),
+            model_retry_s=e.ms("SESAME_MODEL_RETRY_MS", d.model_retry_s),
+            stuck_factor=e.float("SESAME_STUCK_FACTOR", d.stuck_factor, lo=1.0, hi=1000.0),
+            stuck_floor_s=e.ms("SESAME_STUCK_FLOOR_MS", d.stuck_floor_s),
             health_file=e.raw("SESAME_HEALTH_FILE"),
             piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
-            piper_threads=e.int("SESAME_PIPER_THREADS", piper_threads(os.cpu_count() or 1), lo=0, hi=64),
-            bark_decoder=e.str("SESAME_BARK_DECODER", "static").lower(),  # type: ignore[arg-type]
-            bark_step=e.str("SESAME_BARK_STEP", "auto").lower(),  # type: ignore[arg-type]
+            piper_threads=e.int("SESAME_PIPER_THREADS", d.piper_threads, lo=0, hi=64),
+            bark_decoder=e.str("SESAME_BARK_DECODER", d.bark_decoder).lower(),  # type: ignore[arg-type]
+            bark_step=e.str("SESAME_BARK_STEP", d.bark_step).lower(),  # type: ignore[arg-type]
         )
         config = replace(config, **{k: v for k, v in overrides.items() if v is not None})
         if config.heartbeat_interval_s < 0.05:

@@ -109,11 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log_level)
     structlog.contextvars.bind_contextvars(worker_id=config.worker_id)
 
-    from .worker.engine_factory import build_engine
-    from .worker.process import EXIT_STUCK, run_worker
+    from .worker.process import EXIT_STUCK, run_worker, worker_engine
 
     try:
-        engine = build_engine(config)
+        engine = worker_engine(config)
     except ConfigError as exc:
         logs.get("sesame.worker").error("bad_config", error=str(exc))
         return 2

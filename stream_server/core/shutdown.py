@@ -6,7 +6,9 @@ told to reconnect (a ``reconnect`` message, then close code 1012 "service restar
 idle and has been quiet for ``quiet_s``, or at ``timeout_s`` at the latest. The quiet time covers a
 client that connected just before the switch and is about to send its first turn: it is served
 here rather than cut. ``DrainCore`` is fed sessions' activity with ``now`` and answers the session
-ids to close; ``next_deadline()`` says when to look again.
+ids to close; ``next_deadline()`` says when to look again. The drain is over (``over(now)``, at
+``ends_at()``) when no session is left once a just-accepted connection had ``quiet_s`` to become
+one, ``grace_s`` after the last session was told, or at ``timeout_s + grace_s`` whatever happens.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ class _Session:
 class DrainCore:
     timeout_s: float = 30.0
     quiet_s: float = 1.0
+    grace_s: float = 2.0
     started_at: float | None = None
+    last_told_at: float | None = None
     sessions: dict[str, _Session] = field(default_factory=dict)
 
     @property
@@ -63,6 +67,8 @@ class DrainCore:
             if not s.told and (overdue or (not s.busy and now >= s.last_active + self.quiet_s)):
                 s.told = True
                 out.append(sid)
+        if out:
+            self.last_told_at = now
         return out
 
     def next_deadline(self) -> float | None:
@@ -73,3 +79,18 @@ class DrainCore:
             return None
         quiet = [s.last_active + self.quiet_s for s in waiting if not s.busy]
         return min([self.started_at + self.timeout_s, *quiet])
+
+    def ends_at(self) -> float | None:
+        """When the drain is over unless a session comes or goes first (None: not draining)."""
+        if self.started_at is None:
+            return None
+        give_up = self.started_at + self.timeout_s + self.grace_s
+        if not self.sessions:
+            return min(give_up, self.started_at + self.quiet_s)
+        if self.finished and self.last_told_at is not None:
+            return min(give_up, self.last_told_at + self.grace_s)
+        return give_up
+
+    def over(self, now: float) -> bool:
+        end = self.ends_at()
+        return end is not None and now >= end

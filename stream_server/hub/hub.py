@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from broker import logs, topics
+from broker.deadlines import DeadlineLoop
 from broker.errors import ProtocolError
 from broker.link import MqttLink
 from broker.wire import Message
@@ -42,6 +43,8 @@ from stream_server.hub.local_tiers import (
 )
 from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
+from stream_server.hub.shutdown import Drainer
+from stream_server.hub.shutdown_target import HubDrainTarget
 from stream_server.hub.tier_operator import FILE_NAME as TIER_SWITCH_FILE
 from stream_server.hub.tier_operator import TierOperator
 from stream_server.monitoring.metrics import Metrics
@@ -109,7 +112,10 @@ class Hub:
             caps=config.local_tier_caps, queue_s=config.local_tier_queue_s, clock=clock,
         )  # fmt: skip
         self.observers = observers or Observers()
-        self._wake = asyncio.Event()
+        self.deadlines = DeadlineLoop(self.next_deadline, self.handle_timer, clock)
+        self.drainer = Drainer(
+            HubDrainTarget(self), config.drain_timeout_s, clock=clock, wake=self.deadline_moved
+        )
         self.interpreter = Interpreter(
             config,
             metrics=self.metrics,
@@ -129,7 +135,6 @@ class Hub:
             deadline_moved=self.deadline_moved,
         )
         self.fair = FairShare(self.interpreter)
-        self.wakeups = 0  # times the deadline task woke (bench/timer_accuracy.py counts them)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stack: contextlib.AsyncExitStack | None = None
@@ -147,7 +152,7 @@ class Hub:
                 self._tg = tg
                 self._spawn(self.out.run(self.out.control), "gateway-mqtt-control")
                 self._spawn(self.out.run(self.out.bulk), "gateway-mqtt-session-copies")
-                self._spawn(self._deadlines(), "gateway-deadlines")
+                self._spawn(self.deadlines.run(), "gateway-deadlines")
                 try:
                     yield self
                 finally:
@@ -243,7 +248,7 @@ class Hub:
 
     def deadline_moved(self) -> None:
         """A core's next deadline may be earlier now: the deadline task looks again."""
-        self._wake.set()
+        self.deadlines.wake()
 
     def receive(self, link: SessionLink, msg: Message) -> None:
         """A decoded client message. ProtocolError propagates to the caller (it answers the client)."""
@@ -298,6 +303,7 @@ class Hub:
             self.mqtt_sessions.next_deadline(),
             self.local.next_deadline(),
             self.detached.next_deadline(),
+            self.drainer.next_deadline(),
         ]
 
     def next_deadline(self) -> float | None:
@@ -311,24 +317,7 @@ class Hub:
         self.mqtt_sessions.handle_timer(now)
         self.local.handle_timer(now)
         self.detached.handle_timer(now)
-
-    async def _deadlines(self) -> None:
-        while True:
-            deadline = self.next_deadline()
-            delay = None if deadline is None else deadline - self.clock()
-            if delay is None or delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._wake.wait()
-            self._wake.clear()
-            self.wakeups += 1
-            now = self.clock()
-            if deadline is not None and now >= deadline:
-                try:
-                    self.handle_timer(now)
-                except Exception:  # a bug in one decision must not stop the clock for everyone
-                    log.exception("timer_failed")
-                self._wake.clear()  # the loop looks at the deadlines again anyway
+        self.drainer.handle_timer(now)
 
     # ---- status for HTTP ---------------------------------------------------------------------------
 

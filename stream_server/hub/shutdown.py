@@ -1,16 +1,17 @@
-"""The drain's asyncio adapter: feeds ``DrainCore`` the live sessions, carries out its answers.
+"""The drain's adapter: feeds ``DrainCore`` the live sessions, carries out its answers.
 
-``Drainer.run()`` is started when the gateway is told to stop (SIGTERM): it looks at the sessions
-whenever something changed (``poke()``: a client frame arrived, a turn ended, a session closed) or
-the core's next deadline passes, tells the sessions the core names to reconnect (a ``reconnect``
-message, then close code 1012), and returns when every session has been told and has gone, or
-``grace_s`` after the last was told. Nothing polls.
+``Drainer.start()`` is called when the gateway is told to stop (SIGTERM). From then on the hub's
+one deadline task drives it (``next_deadline()``/``handle_timer(now)``, as every core of the hub):
+it looks at the sessions whenever something changed (``poke()``: a client frame arrived, a turn
+ended, a session closed) or the core's next deadline passes, tells the sessions the core names to
+reconnect (a ``reconnect`` message, then close code 1012), and sets ``over`` when every session has
+been told and has gone, or ``grace_s`` after the last was told. It has no task or timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import Callable
 from typing import Protocol
 
 from broker import logs
@@ -31,66 +32,68 @@ class DrainTarget(Protocol):
 
 class Drainer:
     def __init__(
-        self, target: DrainTarget, timeout_s: float, quiet_s: float = 1.0, grace_s: float = 2.0
+        self,
+        target: DrainTarget,
+        timeout_s: float,
+        *,
+        clock: Callable[[], float],
+        wake: Callable[[], None],
+        quiet_s: float = 1.0,
+        grace_s: float = 2.0,
     ) -> None:
         self.target = target
-        self.core = DrainCore(timeout_s=timeout_s, quiet_s=quiet_s)
-        self.grace_s = grace_s
-        self._changed = asyncio.Event()
+        self.core = DrainCore(timeout_s=timeout_s, quiet_s=quiet_s, grace_s=grace_s)
+        self.clock = clock
+        self._wake = wake  # the deadline task looks at next_deadline() again
+        self._poked_at: float | None = None
+        self.over = asyncio.Event()  # the drain is done: the gateway may stop
 
     @property
     def draining(self) -> bool:
         return self.core.draining
 
-    def poke(self) -> None:
-        self._changed.set()
+    def start(self) -> None:
+        now = self.clock()
+        self._observe(now)
+        self._tell(self.core.start(now))
+        log.info("gateway_draining", sessions=len(self.core.sessions), timeout_s=self.core.timeout_s)
+        self._wake()
 
-    def _observe(self, now: float) -> int:
+    def poke(self) -> None:
+        """Something changed: look at the sessions at once (on the deadline task)."""
+        if self.draining and self._poked_at is None:
+            self._poked_at = self.clock()
+            self._wake()
+
+    def next_deadline(self) -> float | None:
+        if not self.draining or self.over.is_set():
+            return None
+        deadlines = (self._poked_at, self.core.next_deadline(), self.core.ends_at())
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        if not self.draining or self.over.is_set():
+            return
+        self._poked_at = None
+        self._observe(now)
+        if self._tell(self.core.tick(now)):
+            self._observe(now)  # told sessions close at once
+        if self.core.over(now):
+            log.info("gateway_drained")
+            self.over.set()
+
+    def _tell(self, session_ids: list[str]) -> bool:
+        for sid in session_ids:
+            log.info("session_told_to_reconnect", session_id=sid)
+            self.target.tell_reconnect(sid)
+        return bool(session_ids)
+
+    def _observe(self, now: float) -> None:
         live = self.target.live_sessions()
         ids = {sid for sid, _ in live}
         for sid in [sid for sid in self.core.sessions if sid not in ids]:
             self.core.closed(sid)
-        for sid, busy in live:
-            self.core.activity(sid, busy, now)
-        return len(live)
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        self._observe(now)
-        told = self.core.start(now)
-        give_up_at = now + self.core.timeout_s + self.grace_s
-        log.info("gateway_draining", sessions=len(self.core.sessions), timeout_s=self.core.timeout_s)
-        while True:
-            for sid in told:
-                log.info("session_told_to_reconnect", session_id=sid)
-                self.target.tell_reconnect(sid)
-            told = []
-            self._changed.clear()
-            live = self._observe(loop.time())
-            # A connection accepted just before the listener closed gets quiet_s to become a session.
-            settled = loop.time() >= now + self.core.quiet_s
-            if (live == 0 and settled) or loop.time() >= give_up_at:
-                break
-            if live == 0:
-                await self._wait(now + self.core.quiet_s)
-                continue
-            told = self.core.tick(loop.time())
-            if told:
-                continue
-            deadline = self.core.next_deadline()
-            if deadline is None:  # everyone told; give them grace_s to go
-                deadline = loop.time() + self.grace_s
-                if not await self._wait(min(deadline, give_up_at)):
-                    break
-                continue
-            await self._wait(min(deadline, give_up_at))
-        log.info("gateway_drained")
-
-    async def _wait(self, deadline: float) -> bool:
-        """Wait for a change or the deadline; True when something changed."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(deadline):
-                await self._changed.wait()
-                return True
-        return False
+        for sid, busy in live:  # activity: a new session, or its turn began or ended
+            known = self.core.sessions.get(sid)
+            if known is None or known.busy != busy:
+                self.core.activity(sid, busy, now)

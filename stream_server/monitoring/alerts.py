@@ -1,4 +1,4 @@
-"""Alerts that reach someone: a pure policy core and a webhook sender adapter.
+"""Alerts that reach someone: the pure policy core.
 
 ``AlertCore`` (pure: no clock, no I/O) is fed what the gateway observes and returns the ``Alert``
 notices to send:
@@ -17,28 +17,14 @@ sent only if its alert was. A token bucket (``burst`` notices, one more every ``
 everything; a notice the limiter refused is counted and named in the next one that goes out.
 ``next_deadline()`` says when ``handle_timer`` must run (a pending "down longer than" alert).
 
-``WebhookSender`` POSTs each notice as JSON with a Slack-compatible ``text`` to SESAME_ALERT_WEBHOOK,
-from its own task: ``send`` never blocks (a bounded queue; when full the oldest notice is dropped
-and counted), and failed deliveries are retried with jittered exponential backoff.
+The notices are posted by ``webhook.WebhookSender`` (its retries: ``delivery.DeliveryCore``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import random
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Literal
-
-import httpx
-
-from broker import logs
-
-log = logs.get("sesame.alerts")
 
 Kind = Literal["primary_down", "uptime_low", "breaker_open", "crash_loop"]
 State = Literal["firing", "resolved"]
@@ -250,100 +236,3 @@ class AlertCore:
             return False
         self._tokens -= 1.0
         return True
-
-
-# ---- the adapter ------------------------------------------------------------------------------
-
-Outcome = Literal["delivered", "retried", "failed", "dropped"]
-
-
-class WebhookSender:
-    """Delivers notices to one webhook URL from its own task; ``send`` never blocks."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        source: str = "sesame-voice",
-        timeout_s: float = 5.0,
-        max_attempts: int = 6,
-        backoff_s: float = 0.5,
-        max_backoff_s: float = 30.0,
-        queue_size: int = 100,
-        on_outcome: Callable[[Outcome], None] | None = None,
-    ) -> None:
-        self.url = url
-        self.source = source
-        self.timeout_s = timeout_s
-        self.max_attempts = max_attempts
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
-        self._queue: deque[Alert] = deque(maxlen=queue_size)
-        self._wake = asyncio.Event()
-        self._on_outcome = on_outcome or (lambda _o: None)
-        self._client: httpx.AsyncClient | None = None
-        self._tg: asyncio.TaskGroup | None = None
-        self._delivering: asyncio.Task[None] | None = None  # the one task it runs (no TaskGroup privates)
-        self.delivered: list[Alert] = []  # bounded record of what went out (the status page lists it)
-
-    async def __aenter__(self) -> WebhookSender:
-        self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
-        self._delivering = self._tg.create_task(self._deliver_loop(), name="alert-webhook")
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        assert self._tg is not None and self._client is not None and self._delivering is not None
-        self._delivering.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._tg.__aexit__(None, None, None)
-        await self._client.aclose()
-
-    def send(self, alert: Alert) -> None:
-        if len(self._queue) == self._queue.maxlen:
-            self._on_outcome("dropped")
-            log.warning("alert_dropped", key=self._queue[0].key, reason="queue_full")
-        self._queue.append(alert)
-        self._wake.set()
-
-    async def _deliver_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                await self._deliver(self._queue.popleft())
-
-    async def _deliver(self, alert: Alert) -> None:
-        assert self._client is not None
-        body = alert.payload(self.source)
-        delay = self.backoff_s
-        for attempt in range(1, self.max_attempts + 1):
-            error = await self._post(body)
-            if error is None:
-                self._on_outcome("delivered")
-                self.delivered = [*self.delivered[-49:], alert]
-                log.info("alert_delivered", key=alert.key, state=alert.state, attempt=attempt)
-                return
-            if error.startswith("http_4") and error != "http_429":
-                break  # the receiver refuses this request: retrying would not help
-            if attempt < self.max_attempts:
-                self._on_outcome("retried")
-                log.warning("alert_retry", key=alert.key, attempt=attempt, error=error, in_s=round(delay, 2))
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(self.max_backoff_s, delay * 2)
-        self._on_outcome("failed")
-        log.error("alert_not_delivered", key=alert.key, state=alert.state, error=error)
-
-    async def _post(self, body: dict[str, object]) -> str | None:
-        """None when delivered, else a short error code."""
-        assert self._client is not None
-        try:
-            response = await self._client.post(self.url, json=body)
-        except httpx.HTTPError as exc:
-            return type(exc).__name__
-        if 200 <= response.status_code < 300:
-            return None
-        return f"http_{response.status_code}"

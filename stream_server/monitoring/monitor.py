@@ -1,12 +1,14 @@
 """The monitoring adapter: runs the probe and alert cores, persists samples, sends alerts.
 
-``Monitor`` owns one TaskGroup (tasks ``monitor-timer``, ``monitor-store``, the alert sender's
-``alert-webhook``, one task per local-tier probe), its own MQTT link for the primary's probe jobs
-(client id ``{gateway}-monitor``, replies on ``sesame/v1/replies/{gateway}-probe/...``), and the
-``UptimeStore``. The gateway feeds it events (``sentence``, ``fell_back``, ``tier_changed``,
-``worker_changed``, ``heartbeat``, ``restart``); none of them blocks or awaits. The timer task sleeps
-until the cores' next deadline (``next_deadline()``), never on a polling tick; SQLite writes run in
-``asyncio.to_thread`` from the ``monitor-store`` task, in order.
+``Monitor`` owns one TaskGroup (tasks ``monitor-deadlines``, ``monitor-store``, one per local-tier
+probe; the alert sender's ``alert-webhook`` posts are in its own), its own MQTT link for the
+primary's probe jobs (client id ``{gateway}-monitor``, replies on
+``sesame/v1/replies/{gateway}-probe/...``), and the ``UptimeStore``. The gateway feeds it events
+(``sentence``, ``fell_back``, ``tier_changed``, ``worker_changed``, ``heartbeat``, ``restart``);
+none of them blocks or awaits. Its one deadline task (``broker.deadlines``) sleeps until the
+earliest ``next_deadline()`` of its cores (probe rounds and timeouts, pending alerts, webhook
+retries, the store's compaction), never on a polling tick; SQLite writes run in
+``asyncio.to_thread`` from the ``monitor-store`` task, in order (a queue consumer, not a timer).
 
 What the probes and alerts decide is in probes.py and alerts.py; the status page's JSON is built
 by status_view.py from ``Monitor`` and the gateway's ``GatewayView``.
@@ -22,10 +24,12 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from broker import logs
+from broker.deadlines import DeadlineLoop
 from broker.messages import Heartbeat
 from broker.settings import MqttNodes
 from stream_server.config import MonitorConfig
-from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore, WebhookSender
+from stream_server.core.expiry import ExpiryBook
+from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore
 from stream_server.monitoring.crash_watch import CrashWatch
 from stream_server.monitoring.gateway_view import Changes, GatewayView
 from stream_server.monitoring.metrics import Metrics
@@ -48,12 +52,14 @@ from stream_server.monitoring.store_writer import (
     read_figures,
 )
 from stream_server.monitoring.uptime_store import Incident, UptimeStore
+from stream_server.monitoring.webhook import WebhookSender
 from synth_worker.engine import Engine
 
 log = logs.get("sesame.monitor")
 
 SERVICE = "service"  # "some voice could speak": the any-path sample of each round
 COMPACT_EVERY_S = 300.0
+COMPACT = "compact"
 MIN_SAMPLES_FOR_UPTIME_ALERT = 60
 
 
@@ -89,24 +95,20 @@ class Monitor:
         self.primary_reason = ""
         self.changes = Changes()  # the status page's live updates wait on it
         self._up_workers: set[str] = set()
-        self._wake = asyncio.Event()
+        self.deadlines = DeadlineLoop(self.next_deadline, self.handle_timer, clock)
+        self._compaction = ExpiryBook()  # one key: when the store is compacted next
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # its own, so stopping needs no TaskGroup privates
-        self._next_compact = 0.0
+        hook, wake = config.alert_webhook, self.deadlines.wake
         self.sender = (
-            WebhookSender(config.alert_webhook, source=gateway_id, on_outcome=self._delivery)
-            if config.alert_webhook
+            WebhookSender(hook, clock=clock, wake=wake, source=gateway_id, on_outcome=self._delivery)
+            if hook
             else None
         )
         self.runner = ProbeRunner(
-            mqtt_url=mqtt_url,
-            gateway_id=gateway_id,
-            engines=engines,
-            voice=voice,
-            timeout_s=self.probes.timeout_s,
-            on_result=self._probe_result,
-            spawn=self._spawn,
-        )
+            mqtt_url=mqtt_url, gateway_id=gateway_id, engines=engines, voice=voice,
+            timeout_s=self.probes.timeout_s, on_result=self._probe_result, spawn=self._spawn,
+        )  # fmt: skip
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -122,8 +124,10 @@ class Monitor:
             await self.sender.__aenter__()
         await self.runner.prepare()
         await self.runner.link.__aenter__()
-        self.probes.start(self.clock())
-        self._spawn(self._timer(), "monitor-timer")
+        now = self.clock()
+        self.probes.start(now)
+        self._compaction.expire_at(COMPACT, now)
+        self._spawn(self.deadlines.run(), "monitor-deadlines")
         self._spawn(self.writer.run(), "monitor-store")
         return self
 
@@ -175,7 +179,7 @@ class Monitor:
             self._up_workers.add(worker_id)
             self._incident(now, "recovery", PRIMARY, f"worker {worker_id} is ready")
             self.probes.start(now)  # probe at once: a recovery is confirmed by Bark speaking
-            self._wake.set()
+            self.deadlines.wake()
 
     def heartbeat(self, hb: Heartbeat, up: bool) -> None:
         self.metrics.monitor.heartbeat(hb, up)
@@ -220,7 +224,7 @@ class Monitor:
                     self._write(functools.partial(UptimeStore.record, path=SERVICE, now=at, ok=any_ok))
                     self._write(self._read_figures, self._figures_changed)
                     self._spawn(self._watch_supervisor(), "monitor-supervisor")
-        self._wake.set()
+        self.deadlines.wake()
 
     def _sample(self, s: Sample) -> None:
         self.metrics.monitor.sample(s.path, s.ok, s.latency_s)
@@ -260,7 +264,7 @@ class Monitor:
                 (a.key, a.kind, a.since, a.summary) for a in open_alerts
             ]
             self._write(functools.partial(UptimeStore.save_open_alerts, alerts=rows))
-        self._wake.set()
+        self.deadlines.wake()
 
     def _incident(self, now: float, kind: str, path: str, text: str) -> None:
         incident = Incident(now, kind, path, text)
@@ -289,26 +293,28 @@ class Monitor:
 
     # ---- loops and the store ------------------------------------------------------------------
 
-    async def _timer(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            now = self.clock()
-            ready = self.view.ready_workers()
-            self.probes.busy(PRIMARY, bool(ready) and all(busy for _, busy in ready))
-            for tier in self.paths:
-                if tier != PRIMARY:
-                    self.probes.busy(tier, tier in self.view.busy_tiers())
-            self._apply(self.probes.handle_timer(now))
-            self._notify(self.alerts.handle_timer(now))
-            if now >= self._next_compact:
-                self._next_compact = now + COMPACT_EVERY_S
-                self._write(functools.partial(UptimeStore.compact, now=now))
-            deadlines = [d for d in (self.probes.next_deadline(), self.alerts.next_deadline()) if d]
-            deadline = min([*deadlines, self._next_compact])
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(loop.time() + max(0.0, deadline - self.clock())):
-                    await self._wake.wait()
+    def next_deadline(self) -> float | None:
+        timed = (
+            self.probes.next_deadline(),
+            self.alerts.next_deadline(),
+            self._compaction.next_deadline(),
+            None if self.sender is None else self.sender.next_deadline(),
+        )
+        return min((d for d in timed if d is not None), default=None)
+
+    def handle_timer(self, now: float) -> None:
+        ready = self.view.ready_workers()
+        self.probes.busy(PRIMARY, bool(ready) and all(busy for _, busy in ready))
+        for tier in self.paths:
+            if tier != PRIMARY:
+                self.probes.busy(tier, tier in self.view.busy_tiers())
+        self._apply(self.probes.handle_timer(now))
+        self._notify(self.alerts.handle_timer(now))
+        if self._compaction.handle_timer(now):
+            self._compaction.expire_at(COMPACT, now + COMPACT_EVERY_S)
+            self._write(functools.partial(UptimeStore.compact, now=now))
+        if self.sender is not None:
+            self.sender.handle_timer(now)
 
     def _write(self, job: Job, then: Then | None = None) -> None:
         assert self.writer is not None

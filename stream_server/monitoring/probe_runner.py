@@ -4,7 +4,10 @@
   runner's own MQTT link (client id ``{gateway}-monitor``); events and audio come back on
   ``sesame/v1/replies/{gateway}-probe/{job}/...``. Its latency runs from publish to the last chunk.
   A cancelled probe is cancelled on the worker too (broadcast ``cancel``).
-- An in-process tier: ``engine.synthesize`` in a task of its own, bounded by the probe timeout.
+- An in-process tier: ``engine.synthesize`` in a task of its own.
+
+Neither has a timer: the probe core times a probe out on the monitor's deadline task and says
+``CancelProbe``, which cancels the task (or the primary's job on its worker).
 
 A reply that arrives after its probe timed out or gave way is ignored (the core took its sample).
 """
@@ -145,13 +148,12 @@ class ProbeRunner:
         start = time.perf_counter()
         ok, reason, token = False, "no_audio", CancelToken()
         try:
-            async with asyncio.timeout(self.timeout_s):
-                async for _ in engine.synthesize(SynthesisRequest(PROBE_TEXT, self.voice), token):
-                    ok, reason = True, "probe_ok"
+            async for _ in engine.synthesize(SynthesisRequest(PROBE_TEXT, self.voice), token):
+                ok, reason = True, "probe_ok"
         except asyncio.CancelledError:
             token.cancel()
             raise
-        except (EngineError, TimeoutError) as exc:
+        except EngineError as exc:
             ok, reason = False, error_code(exc)
         except Exception as exc:  # an engine bug is a failed probe, not a dead monitor
             log.exception("probe_crashed", engine=engine.name)

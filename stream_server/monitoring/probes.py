@@ -161,6 +161,7 @@ class ProbeCore:
         actions: list[ProbeAction] = []
         for path, state in self._state.items():
             if state.in_flight is not None and now >= state.in_flight.started_at + self.timeout_s:
+                actions.append(CancelProbe(state.in_flight.probe_id, path))  # the runner has no timer
                 state.in_flight = None
                 actions += self._record(Sample(path, now, False, None, "probe_timeout", "probe"))
         if self._next_round is not None and now >= self._next_round:

@@ -7,15 +7,11 @@ print its header and a table, and not report a failed exactness check where one 
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-SCALE = float(os.environ.get("SESAME_TEST_TIMEOUT_SCALE", "1"))
+from tests.bench.smoke import run_smoke
 
 # script -> (header it prints, a line of its table's column headings)
 BENCHES = {
@@ -36,16 +32,7 @@ BENCHES = {
 
 @functools.cache
 def run(script: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "bench" / script), "--smoke"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240 * SCALE,
-        check=False,
-    )
+    return run_smoke(script, timeout_s=240)
 
 
 @pytest.mark.parametrize("script", sorted(BENCHES))

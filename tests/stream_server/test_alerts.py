@@ -1,4 +1,5 @@
-"""Alert policy (pure, table-driven) and the webhook sender against a real HTTP receiver on loopback."""
+"""Alert policy (pure, table-driven) and the webhook sender against a real HTTP receiver on loopback,
+driven by a deadline loop as the monitor drives it (its retry core: test_delivery.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from typing import Any
 
 import pytest
 
-from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore, Outcome, WebhookSender
+from broker.deadlines import DeadlineLoop
+from stream_server.monitoring.alerts import Alert, AlertConfig, AlertCore
+from stream_server.monitoring.delivery import DeliveryCore
+from stream_server.monitoring.webhook import Outcome, WebhookSender
 from tests.conftest import T
 
 
@@ -160,12 +164,35 @@ class Outcomes:
         self.event(outcome).clear()
 
 
+@contextlib.asynccontextmanager
+async def sending(url: str, outcomes: Outcomes, **core: Any) -> AsyncIterator[WebhookSender]:
+    """A running sender and the deadline loop that wakes it (the monitor's, in the gateway)."""
+
+    def next_deadline() -> float | None:
+        return sender.next_deadline()
+
+    def handle_timer(now: float) -> None:
+        sender.handle_timer(now)
+
+    loop = DeadlineLoop(next_deadline, handle_timer, time.monotonic)
+    sender = WebhookSender(
+        url, clock=time.monotonic, wake=loop.wake, core=DeliveryCore(**core), on_outcome=outcomes
+    )
+    async with sender:
+        task = asyncio.create_task(loop.run())
+        try:
+            yield sender
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_an_alert_is_delivered_with_retries_after_server_errors() -> None:
     outcomes = Outcomes()
     alert = AlertCore().breaker("edge-tts", False, "timeout", 0.0)[0]
     async with (
         receiving([500, 503]) as receiver,
-        WebhookSender(receiver.url, backoff_s=0.01, on_outcome=outcomes) as sender,
+        sending(receiver.url, outcomes, backoff_s=0.01) as sender,
     ):
         sender.send(alert)  # returns at once
         await outcomes.wait("delivered")
@@ -181,7 +208,7 @@ async def test_a_refusing_receiver_is_not_retried_and_nothing_blocks() -> None:
     core = AlertCore()
     async with (
         receiving([400]) as receiver,
-        WebhookSender(receiver.url, backoff_s=0.01, on_outcome=outcomes) as sender,
+        sending(receiver.url, outcomes, backoff_s=0.01) as sender,
     ):
         sender.send(core.breaker("a", False, "x", 0.0)[0])
         await outcomes.wait("failed")
@@ -197,21 +224,27 @@ async def test_an_unreachable_webhook_gives_up_after_its_attempts() -> None:
     server.close()
     await server.wait_closed()
     outcomes = Outcomes()
-    sender = WebhookSender(f"http://127.0.0.1:{port}/", max_attempts=3, backoff_s=0.01, on_outcome=outcomes)
-    async with sender:
+    async with sending(f"http://127.0.0.1:{port}/", outcomes, max_attempts=3, backoff_s=0.01) as sender:
         sender.send(AlertCore().breaker("a", False, "x", 0.0)[0])
         await outcomes.wait("failed")
     assert outcomes.seen == ["retried", "retried", "failed"]
 
 
-async def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
+def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
     outcomes: list[Outcome] = []
-    sender = WebhookSender("http://127.0.0.1:9/", queue_size=2, on_outcome=outcomes.append)
+    sender = WebhookSender(
+        "http://127.0.0.1:9/",
+        clock=time.monotonic,
+        wake=lambda: None,
+        core=DeliveryCore(queue_size=2),
+        on_outcome=outcomes.append,
+    )
     core = AlertCore()
     for name in "abc":  # not started: nothing drains the queue
         sender.send(core.breaker(name, False, "x", 0.0)[0])
     assert outcomes == ["dropped"]
-    assert [a.key for a in sender._queue] == ["breaker_open:b", "breaker_open:c"]
+    assert [a.key for a in sender.core.queue] == ["breaker_open:b", "breaker_open:c"]
+    assert sender.next_deadline() is None  # not started: it asks for no wake-up
 
 
 # ---- the whole path: a worker dies, the webhook hears it, and hears the recovery -------------------

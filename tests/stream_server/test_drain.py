@@ -63,3 +63,31 @@ def test_start_twice_keeps_the_first_start() -> None:
     d.start(1.0)
     d.start(4.0)
     assert d.tick(6.0) == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("sessions", "told_at", "now", "over"),
+    [
+        ([], None, 0.5, False),  # a just-accepted connection gets quiet_s to become a session
+        ([], None, 1.0, True),
+        (["a"], None, 10.0, False),  # a busy session keeps the drain going ...
+        (["a"], None, 37.0, True),  # ... until timeout_s + grace_s
+        (["a"], 5.0, 6.9, False),  # told: grace_s to go
+        (["a"], 5.0, 7.0, True),
+    ],
+)
+def test_when_the_drain_is_over(sessions: list[str], told_at: float | None, now: float, over: bool) -> None:
+    d = DrainCore(timeout_s=35.0, quiet_s=1.0, grace_s=2.0)
+    for sid in sessions:
+        d.activity(sid, busy=True, now=0.0)
+    d.start(0.0)
+    if told_at is not None:
+        for sid in sessions:
+            d.activity(sid, busy=False, now=told_at - 1.0)
+        assert d.tick(told_at) == sessions
+    assert d.over(now) is over
+
+
+def test_not_draining_is_never_over() -> None:
+    d = DrainCore()
+    assert d.ends_at() is None and not d.over(1e9)

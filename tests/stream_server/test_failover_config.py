@@ -16,3 +16,12 @@ def test_an_empty_environment_gives_the_dataclass_defaults() -> None:
     env = {"ELEVENLABS_API_KEY": "k"}  # without a key elevenlabs is not a tier at all
     assert GatewayConfig.from_env(env).failover == FailoverConfig()
     assert GatewayConfig.from_env({}).failover.tiers == (WORKERS, "edge-tts", "piper", "espeak-ng")
+
+
+def test_every_gateway_default_is_the_dataclass_field_s() -> None:
+    """``from_env`` reads its defaults from the fields (written once): an environment that sets
+    nothing gives the dataclass's own defaults, but for what is generated or needs a key."""
+    built = GatewayConfig.from_env({"ELEVENLABS_API_KEY": "k"})
+    fields = GatewayConfig(mqtt_url=built.mqtt_url, gateway_id=built.gateway_id, elevenlabs_api_key="k")
+    assert built == fields
+    assert str(built.mqtt_url) == "mqtt://127.0.0.1:1883"

@@ -40,6 +40,8 @@ def test_a_probe_that_never_answers_times_out_as_failed() -> None:
     samples = [a for a in out if isinstance(a, Sample)]
     assert {s.path for s in samples} == set(PATHS)
     assert all(not s.ok and s.reason == "probe_timeout" for s in samples)
+    cancels = {a.path: a.probe_id for a in out if isinstance(a, CancelProbe)}
+    assert cancels == probes  # the runner stops what it runs: it has no timer of its own
     assert RoundDone(100.0, any_ok=False, primary_ok=False) in out
     # the late answer changes nothing
     assert c.probe_result(probes[PRIMARY], True, 5.0, "probe_ok", 105.0) == []

@@ -265,12 +265,12 @@ def test_the_cuda_step_computes_the_eager_steps_tokens(
 def test_the_decoder_settings_come_from_the_environment() -> None:
     from broker.errors import ConfigError
     from synth_worker.config import WorkerConfig
-    from synth_worker.worker.engine_factory import build_engine
+    from synth_worker.worker.process import worker_engine
 
     default = WorkerConfig.from_env({})
     assert (default.bark_decoder, default.bark_step) == ("static", "auto")
     config = WorkerConfig.from_env({"SESAME_BARK_DECODER": "Generate", "SESAME_BARK_STEP": "cuda-graph"})
-    engine = build_engine(config)
+    engine = worker_engine(config)
     try:
         assert isinstance(engine, BarkEngine)
         settings = engine.settings

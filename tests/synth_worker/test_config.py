@@ -90,3 +90,10 @@ def test_flags_override_env() -> None:
 def test_worker_main_returns_2_on_bad_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESAME_WORKER_ID", "bad/id")
     assert main([]) == 2
+
+
+def test_every_worker_default_is_the_dataclass_field_s() -> None:
+    """``from_env`` reads its defaults from the fields (written once): an environment that sets
+    nothing gives the dataclass's own defaults, but for the generated worker id."""
+    built = WorkerConfig.from_env({})
+    assert built == WorkerConfig(worker_id=built.worker_id, mqtt_url=built.mqtt_url)

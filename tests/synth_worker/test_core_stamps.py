@@ -8,7 +8,7 @@ from broker import topics
 from broker.messages import Job, JobDone
 from synth_worker.core import WorkerCore
 from synth_worker.job_actions import Send
-from synth_worker.worker.base import with_stamps
+from synth_worker.worker.jobs import with_stamps
 
 NOW = 1_000.0
 STAMPS = (1.0, 2.0, 3.0, 4.0)

@@ -17,7 +17,7 @@ from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 from synth_worker.piper import PiperEngine
 from synth_worker.piper_process import packaged_model
 from synth_worker.voices import DEFAULT_VOICES, Voice, VoiceMap
-from synth_worker.worker.engine_factory import build_engine
+from synth_worker.worker.process import worker_engine
 from tests.conftest import T
 
 pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
@@ -130,7 +130,7 @@ async def test_sesame_piper_voice_points_at_another_model_on_disk(tmp_path: Path
     copy = tmp_path / "en_US-copy-medium.onnx"
     shutil.copy(model.onnx, copy)
     shutil.copy(model.config, tmp_path / "en_US-copy-medium.onnx.json")
-    engine = build_engine(
+    engine = worker_engine(
         WorkerConfig.from_env({"SESAME_ENGINE": "piper", "SESAME_PIPER_VOICE": str(copy)}, worker_id="w-1")
     )
     assert isinstance(engine, PiperEngine)
@@ -170,7 +170,7 @@ def test_worker_settings_select_piper() -> None:
         worker_id="w-1",
     )
     assert (config.engine, config.piper_voice, config.piper_threads) == ("piper", "/m/x.onnx", 2)
-    engine = build_engine(config)
+    engine = worker_engine(config)
     assert isinstance(engine, PiperEngine) and engine.voice_override == "/m/x.onnx" and engine.threads == 2
     with pytest.raises(ConfigError, match="SESAME_PIPER_THREADS"):
         WorkerConfig.from_env({"SESAME_ENGINE": "piper", "SESAME_PIPER_THREADS": "-1"}, worker_id="w-1")

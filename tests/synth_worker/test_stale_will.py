@@ -13,7 +13,7 @@ import pytest
 from broker import topics
 from broker.launcher import Mosquitto
 from broker.messages import WorkerStatus, worker_messages
-from synth_worker.worker.base import replayed_will
+from synth_worker.worker.process import replayed_will
 from tests.conftest import Service, T
 
 

@@ -1,0 +1,174 @@
+"""The worker's job runner: jobs and cancels in from MQTT, fed to ``WorkerCore``, its actions
+carried out (acks and replies published, a task per running job, cancel tokens set), and how the
+running jobs end when the worker stops: finished (drained) or cancelled (a job is stuck)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from broker import logs, topics
+from broker.audio import AudioFrame, to_pcm16
+from broker.errors import BrokerError, EngineCancelled, EngineError
+from broker.link import MqttLink
+from broker.messages import Job, JobAck, JobDone
+from synth_worker.core import WorkerCore
+from synth_worker.engine import CancelToken, SynthesisRequest
+from synth_worker.engines import WorkerEngine
+from synth_worker.job_actions import Action, Send, StartJob, Stop
+
+log = logs.get("sesame.worker")
+
+ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
+
+Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
+
+
+class JobRunner:
+    def __init__(
+        self,
+        core: WorkerCore,
+        engine: WorkerEngine,
+        link: MqttLink,
+        *,
+        clock: Callable[[], float],
+        spawn: Spawn,
+        changed: Callable[[], None],
+    ) -> None:
+        self.core = core
+        self.engine = engine
+        self.link = link
+        self.clock = clock
+        self._spawn = spawn
+        self._changed = changed  # jobs started or ended: the deadline task looks again
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancels: dict[str, CancelToken] = {}
+        self._arrived: dict[str, float] = {}  # accepted job -> time.monotonic() it came in
+
+    async def receive_job(self, payload: bytes) -> None:
+        arrived = time.monotonic()
+        actions = self.core.receive_job(payload, self.clock())
+        for action in actions:  # an accepted job's ack: when it came in (debug stamps)
+            if isinstance(action, Send) and isinstance(action.message, JobAck):
+                self._arrived[action.message.job_id] = arrived
+                while len(self._arrived) > ARRIVALS_KEPT:
+                    del self._arrived[next(iter(self._arrived))]
+        await self.apply(actions)
+
+    async def receive_cancel(self, payload: bytes) -> None:
+        await self.apply(self.core.receive_cancel(payload))
+
+    async def _run_job(self, job: Job, cancel: CancelToken) -> None:
+        structlog.contextvars.bind_contextvars(job_id=job.job_id, session_id=job.session_id)
+        audio_topic = topics.job_audio(job.reply_to, job.job_id)
+        start = time.perf_counter()
+        # Debug stamps (Job.stamp): received, engine started, first samples, first chunk published.
+        received = self._arrived.pop(job.job_id, None)
+        stamps = [time.monotonic() if received is None else received, time.monotonic()]
+        chunks = samples = 0
+        try:
+            request = SynthesisRequest(text=job.text, voice=job.voice, sample_rate=job.sample_rate)
+            async for chunk in self.engine.synthesize(request, cancel):
+                if chunks == 0:
+                    stamps.append(time.monotonic())
+                _check_cancel(cancel)
+                frame = AudioFrame(
+                    seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
+                )
+                await self.link.publish(audio_topic, frame.to_bytes(), qos=1)
+                if chunks == 0:
+                    stamps.append(time.monotonic())
+                chunks += 1
+                samples += len(chunk.samples)
+            _check_audio(chunks)
+            actions = self.core.job_done(
+                job.job_id,
+                chunks=chunks,
+                samples=samples,
+                sample_rate=job.sample_rate,
+                synth_s=time.perf_counter() - start,
+                now=self.clock(),
+            )
+            actions = with_stamps(actions, job, tuple(stamps))
+        except asyncio.CancelledError:
+            self.core.job_failed(job.job_id, EngineCancelled("worker stopped"), self.clock())
+            raise
+        except Exception as exc:
+            if not isinstance(exc, (EngineError, BrokerError)) and getattr(exc, "code", None) is None:
+                log.exception("job_crashed", job_id=job.job_id)
+            actions = self.core.job_failed(job.job_id, exc, self.clock())
+        finally:
+            self.tasks.pop(job.job_id, None)
+            self._cancels.pop(job.job_id, None)
+            self._changed()
+        await self.apply(actions)
+
+    async def apply(self, actions: list[Action]) -> None:
+        # Jobs start before the replies are awaited (a QoS 1 publish waits for the broker's PUBACK):
+        # an accepted job's engine does not wait a round trip behind its ack. The ack still goes
+        # out first: its packet is written before the job's task first runs.
+        for action in sorted(actions, key=lambda a: not isinstance(a, (StartJob, Stop))):
+            match action:
+                case Send(topic=topic, message=message, qos=qos):
+                    try:
+                        await self.link.publish(topic, message.to_bytes(), qos=qos)
+                    except BrokerError as exc:
+                        log.warning("publish_failed", topic=topic, type=message.type, error=str(exc))
+                case StartJob(jobs=jobs):
+                    for job in jobs:
+                        token = CancelToken()
+                        self._cancels[job.job_id] = token
+                        self.tasks[job.job_id] = self._spawn(self._run_job(job, token), f"job:{job.job_id}")
+                    self._changed()
+                case Stop(job_id=job_id):
+                    running = self._cancels.get(job_id)
+                    if running is not None:
+                        running.cancel()
+
+    # --- how the running jobs end when the worker stops ---------------------------------------------
+
+    async def cancel_running(self, wait_s: float) -> None:
+        """A job is stuck (the core has failed every job): cancel the tasks, wait ``wait_s`` at most."""
+        for task in list(self.tasks.values()):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks.values()), timeout=wait_s)
+
+    async def finish_running(self, timeout_s: float, wait_s: float) -> None:
+        """Draining: let the running jobs finish (``timeout_s``, then cancel them)."""
+        running = set(self.tasks.values())
+        if not running:
+            return
+        _, pending = await asyncio.wait(running, timeout=timeout_s)
+        if pending:
+            log.warning("drain_timeout", cancelling=len(pending))
+            for token in self._cancels.values():
+                token.cancel()
+            await asyncio.wait(pending, timeout=wait_s)
+
+
+def with_stamps(actions: list[Action], job: Job, stamps: tuple[float, ...]) -> list[Action]:
+    """A stamped job's ``done`` carries the worker's hop stamps (``Job.stamp``, a debug field)."""
+    if not job.stamp:
+        return actions
+    return [
+        replace(a, message=replace(a.message, stamps=stamps))
+        if isinstance(a, Send) and isinstance(a.message, JobDone)
+        else a
+        for a in actions
+    ]
+
+
+def _check_cancel(cancel: CancelToken) -> None:
+    if cancel.cancelled:
+        raise EngineCancelled("cancelled")
+
+
+def _check_audio(chunks: int) -> None:
+    if chunks == 0:
+        raise EngineError("the engine produced no audio")
