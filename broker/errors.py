@@ -45,6 +45,11 @@ class ConfigError(SesameError):
     code = "config_error"
 
 
+# A process's exit status for "cannot run as configured" (sysexits.h EX_CONFIG): restarting it
+# would only fail again, so a supervisor stops instead (sesame_voice/supervisor.py).
+EXIT_CONFIG = 78
+
+
 class BrokerError(SesameError):
     code = "broker_unavailable"
 

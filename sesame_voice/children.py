@@ -114,9 +114,10 @@ class Supervisor:
         self._carry_out(self.core.add(spec.name, spec.role, reason))
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Carry out the core's timers until ``stopping`` is set."""
+        """Carry out the core's timers until ``stopping`` is set or a child cannot run as
+        configured (``core.halted``)."""
         loop = asyncio.get_running_loop()
-        while not stopping.is_set():
+        while not stopping.is_set() and self.core.halted is None:
             self._carry_out(self.core.tick(loop.time()))
             self._wake.clear()
             deadline = self.core.next_deadline()
@@ -267,7 +268,9 @@ class Supervisor:
         now = loop.time()
         self._carry_out(self.core.exited(name, code, now))
         delay = self.core.restart_in(name, now)
-        if not self.core.stopping and name in self.core.children:
+        if self.core.halted is not None and self.core.halted[0] == name:
+            log.error("child_config_error", child=name, role=spec.role, code=code, restarted=False)
+        elif not self.core.stopping and name in self.core.children:
             log.warning(
                 "child_exited", child=name, role=spec.role, pid=proc.pid, code=code, restart_in_s=delay
             )

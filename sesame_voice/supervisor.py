@@ -22,6 +22,9 @@ Children have a role: ``broker``, ``gateway`` or ``worker``. The rules:
 - **A hung gateway** (``/health`` unanswered within the probe timeout ``unhealthy_after`` times in
   a row, after it has answered once or ``start_grace_s`` has passed) is killed and restarted,
   reason ``unhealthy``. It is probed every ``probe_interval_s``.
+- **A configuration error is not restarted**: a child that exits with ``EXIT_CONFIG`` (78,
+  sysexits' EX_CONFIG: it cannot run as configured, and would only fail again) halts the
+  supervisor (``halted``: the child and its code); ``up`` then stops everything and exits with it.
 - Every restart is counted by (role, reason) and kept for ``/ready``.
 - ``stop()``: nothing is restarted any more.
 
@@ -36,6 +39,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
+
+from broker.errors import EXIT_CONFIG
 
 Role = Literal["broker", "gateway", "worker"]
 ROLES: tuple[Role, ...] = ("broker", "gateway", "worker")
@@ -108,6 +113,7 @@ class SupervisorCore:
     restarts: Counter[tuple[str, str]] = field(default_factory=Counter)
     mqtt_up: bool = False
     stopping: bool = False
+    halted: tuple[str, int] | None = None  # a child that cannot run as configured, and its code
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -153,6 +159,9 @@ class SupervisorCore:
         if child is None or not child.running:
             return []
         child.running, child.pid = False, None
+        if code == EXIT_CONFIG and child.kill_reason is None:
+            self.halted, self.stopping = (name, code), True  # it would only fail again
+            return []
         reason = child.kill_reason or "exited"
         if now - child.started_at >= self.policy.stable_s:
             child.failures = 0

@@ -15,8 +15,11 @@ The local broker is configured as production is (``broker/launcher.py``): anonym
 are refused; its generated credentials live in ``{run_dir}/broker-{port}`` (0700, files 0600), each
 child gets only its own (the gateway ``gateway``, each worker a user named by its id, the supervisor
 ``monitor``), and ``up_started`` says how to listen with mosquitto_sub as ``listener``.
-The pid is written to ``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by
-role and reason) to ``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
+Configuration errors stop ``up`` with one line and exit 78 (EX_CONFIG), never a restart loop: the
+gateway's settings are checked before any child starts (e.g. ``--host 0.0.0.0`` without a token),
+and a child that exits 78 itself halts the supervisor. The pid is written to
+``{run_dir}/up-{port}.pid`` and the supervisor's state (restarts by role and reason) to
+``{run_dir}/supervisor-{port}.json``, which the gateway shows in ``/ready``.
 
 The workers' engine: SESAME_ENGINE where set; else Bark when its weights are on this machine
 (``--dev-model``, a SESAME_MODEL directory, or the model in the local Hugging Face cache); else
@@ -32,6 +35,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -39,8 +43,9 @@ from pathlib import Path
 
 from broker import logs
 from broker.credentials import private_dir
-from broker.errors import ConfigError
+from broker.errors import EXIT_CONFIG, ConfigError
 from broker.settings import Env, MqttNodes
+from stream_server.config import GatewayConfig
 
 from .capacity import default_workers, workers_setting
 from .children import Supervisor
@@ -68,7 +73,9 @@ class UpConfig:
     reload_ready_timeout_s: float
 
     @classmethod
-    def from_env(cls, env: dict[str, str], port: int | None, workers: int | None) -> UpConfig:
+    def from_env(
+        cls, env: dict[str, str], port: int | None, workers: int | None, host: str | None = None
+    ) -> UpConfig:
         e = Env(env)
         run_dir = e.raw("SESAME_RUN_DIR") or str(Path(tempfile.gettempdir()) / f"sesame-voice-{os.getuid()}")
         policy = Policy(
@@ -84,7 +91,7 @@ class UpConfig:
             raise ConfigError("SESAME_RESTART_BACKOFF_MS must be > 0 and <= SESAME_RESTART_BACKOFF_MAX_MS")
         return cls(
             port=port if port is not None else e.int("SESAME_PORT", 8000, lo=1, hi=65535),
-            host=e.str("SESAME_HOST", "127.0.0.1"),
+            host=host if host is not None else e.str("SESAME_HOST", "127.0.0.1"),
             workers=workers if workers is not None else workers_setting(e),
             run_dir=Path(run_dir),
             policy=policy,
@@ -110,6 +117,7 @@ class UpConfig:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sesame-voice up", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="gateway port (SESAME_PORT, default 8000)")
+    parser.add_argument("--host", default=None, help="gateway bind address (SESAME_HOST, default 127.0.0.1)")
     parser.add_argument(
         "--workers",
         type=int,
@@ -131,11 +139,11 @@ def main(argv: list[str]) -> int:
     logs.configure(env.get("LOG_LEVEL", "INFO"))
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per /health probe
     try:
-        config = UpConfig.from_env(env, args.port, args.workers)
+        config = UpConfig.from_env(env, args.port, args.workers, args.host)
+        env["SESAME_PORT"], env["SESAME_HOST"] = str(config.port), config.host
+        GatewayConfig.from_env(env)  # the gateway would refuse these settings: say so now, once
     except ConfigError as exc:
-        log.error("bad_config", error=str(exc))  # noqa: TRY400
-        return 2
-    env["SESAME_PORT"] = str(config.port)
+        return _config_error(str(exc))
     if args.dev_model:
         if not (DEV_MODEL_DIR / "config.json").exists():
             from synth_worker.devmodel import build_dev_model
@@ -146,15 +154,21 @@ def main(argv: list[str]) -> int:
         env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
     if config.workers is None:
         config = replace(config, workers=default_workers(env["SESAME_ENGINE"], os.cpu_count() or 1))
+    env["SESAME_WORKERS"] = str(config.workers)  # each worker's Piper threads divide the cores by it
     config.run_dir.mkdir(parents=True, exist_ok=True)
     reaper = Reaper(config.state_path())  # before any child: whatever happens to us, none outlives us
     try:
         code = asyncio.run(_up(config, env))
     except ConfigError as exc:
-        log.error("bad_config", error=str(exc))  # noqa: TRY400
-        code = 2
+        code = _config_error(str(exc))
     reaper.done()  # every child was stopped by us (an exception skips this: the reaper stops them)
     return code
+
+
+def _config_error(message: str) -> int:
+    """One line on stderr, exit 78 (EX_CONFIG): nothing to restart, something to fix."""
+    print(f"sesame-voice up: {message}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def _bark_weights_here(env: dict[str, str]) -> bool:
@@ -224,12 +238,15 @@ async def _up(config: UpConfig, env: dict[str, str]) -> int:
         notify = await NotifyListener(config.run_dir / f"notify-{config.port}.sock").start()
         env["NOTIFY_SOCKET"] = str(notify.path)
         try:
-            await _supervise(config, env, broker, notify, signals)
+            halted = await _supervise(config, env, broker, notify, signals)
         finally:
             notify.close()
             with contextlib.suppress(OSError):
                 config.pid_path().unlink()
     log.info("up_stopped")
+    if halted is not None:
+        name, code = halted
+        return _config_error(f"{name} cannot run as configured (exit {code}, its error above): not restarted")
     return 0
 
 
@@ -239,7 +256,8 @@ async def _supervise(
     broker: LocalBroker | None,
     notify: NotifyListener,
     signals: _Signals,
-) -> None:
+) -> tuple[str, int] | None:
+    """Run the children until a stop; the child that could not run as configured, if one halted it."""
     loop = asyncio.get_running_loop()
     stopping = signals.stopping
     # One broker, or a cluster's nodes; our own broker is read as `monitor`.
@@ -266,7 +284,7 @@ async def _supervise(
                 # Workers and gateway would only retry meanwhile; a stop request ends the wait.
                 await _first(sup.link.wait_connected(30.0), stopping.wait())
             if stopping.is_set():
-                return
+                return sup.core.halted
             stack.start_workers()
             stack.start_gateway()
             reloads: set[asyncio.Task[None]] = set()
@@ -296,6 +314,7 @@ async def _supervise(
         finally:
             log.info("up_stopping")
             stack.listener.close()
+    return sup.core.halted
 
 
 async def _first(*waits: Coroutine[object, object, object]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,14 +50,44 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything
 
 
-def check_exposure(host: str, token: str | None, allow_open: bool) -> None:
-    """Fail closed: serving beyond loopback needs SESAME_AUTH_TOKEN, unless SESAME_ALLOW_OPEN=1
-    says it is meant (the gateway then logs a warning at start)."""
-    if token is None and not allow_open and not is_loopback(host):
+def check_exposure(host: str, token: str | None, allow_open: bool, clients: int = 0) -> None:
+    """Fail closed: serving beyond loopback needs SESAME_AUTH_TOKEN (or clients' own tokens),
+    unless SESAME_ALLOW_OPEN=1 says it is meant (the gateway then logs a warning at start)."""
+    if token is None and not clients and not allow_open and not is_loopback(host):
         raise ConfigError(
-            f"SESAME_HOST={host} is beyond loopback and SESAME_AUTH_TOKEN is not set: anyone could "
-            "use the gateway. Set a token, bind 127.0.0.1 behind nginx, or SESAME_ALLOW_OPEN=1."
+            f"SESAME_HOST={host} is beyond loopback and no token is set: anyone could use the "
+            "gateway. Set SESAME_AUTH_TOKEN (or clients' own, SESAME_CLIENT_TOKENS), bind 127.0.0.1 "
+            "behind nginx, or SESAME_ALLOW_OPEN=1."
         )
+
+
+_CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+def client_tokens(env: Env, *others: str | None) -> tuple[tuple[str, str], ...]:
+    """Clients' own tokens, ``(name, token)``: SESAME_CLIENT_TOKENS (``name:token,...``) and
+    SESAME_CLIENT_TOKENS_FILE (a ``name:token`` a line, ``#`` comments). A request with one of them
+    is that client for its fair share (core/admission.py) and in logs, by name. Names and tokens
+    are each used once and differ from ``others`` (the shared and read-only tokens); an error
+    names the entry, never its token."""
+    entries = [("SESAME_CLIENT_TOKENS", e) for e in (env.raw("SESAME_CLIENT_TOKENS") or "").split(",")]
+    if path := env.raw("SESAME_CLIENT_TOKENS_FILE"):
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"SESAME_CLIENT_TOKENS_FILE={path}: cannot read it ({exc})") from exc
+        entries += [(f"SESAME_CLIENT_TOKENS_FILE line {i}", line) for i, line in enumerate(lines, 1)]
+    out: list[tuple[str, str]] = []
+    for where, entry in entries:
+        if not entry.strip() or entry.lstrip().startswith("#"):
+            continue
+        name, sep, token = (part.strip() for part in entry.strip().partition(":"))
+        if not sep or not token or not _CLIENT_NAME.fullmatch(name) or any(c.isspace() for c in token):
+            raise ConfigError(f"{where}: an entry is 'name:token' (name: letters, digits, _.@-)")
+        if any(name == n or token == t for n, t in out) or token in others:
+            raise ConfigError(f"{where}: client {name!r} repeats a name or a token already in use")
+        out.append((name, token))
+    return tuple(out)
 
 
 def default_state_dir() -> str:
@@ -111,8 +142,10 @@ class GatewayConfig:
     metrics_enabled: bool = True  # SESAME_METRICS_ENABLED
     health_check_interval_s: float = 10.0  # SESAME_HEALTH_CHECK_INTERVAL (ms in env)
     publish_session_events: bool = True
-    auth_token: str | None = None
-    read_token: str | None = None  # SESAME_READ_TOKEN: /metrics and the status endpoints only
+    auth_token: str | None = field(default=None, repr=False)  # SESAME_AUTH_TOKEN: identity = address
+    read_token: str | None = field(default=None, repr=False)  # SESAME_READ_TOKEN: /metrics, status only
+    # SESAME_CLIENT_TOKENS / SESAME_CLIENT_TOKENS_FILE: (name, token); a token names its client
+    client_tokens: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     allow_open: bool = False  # SESAME_ALLOW_OPEN: serve beyond loopback without a token
     allowed_origins: tuple[str, ...] = ()  # SESAME_ALLOWED_ORIGINS: for /ws; empty: any
     # HTTP limits before work (http/guard.py, http/slow_headers.py)
@@ -174,7 +207,9 @@ class GatewayConfig:
             worker_retention_s=env.ms("SESAME_WORKER_RETENTION", DEFAULTS.worker_retention_s),
         )
         host = env.str("SESAME_HOST", d.host)
-        check_exposure(host, env.raw("SESAME_AUTH_TOKEN"), env.bool("SESAME_ALLOW_OPEN", d.allow_open))
+        clients = client_tokens(env, env.raw("SESAME_AUTH_TOKEN"), env.raw("SESAME_READ_TOKEN"))
+        allow_open = env.bool("SESAME_ALLOW_OPEN", d.allow_open)
+        check_exposure(host, env.raw("SESAME_AUTH_TOKEN"), allow_open, len(clients))
         gateway_id = env.str("SESAME_GATEWAY_ID", f"gw-{uuid.uuid4().hex[:8]}")
         check_id(gateway_id, "SESAME_GATEWAY_ID")
         return cls(
@@ -204,7 +239,8 @@ class GatewayConfig:
             publish_session_events=env.bool("SESAME_PUBLISH_SESSION_EVENTS", d.publish_session_events),
             auth_token=env.raw("SESAME_AUTH_TOKEN"),
             read_token=env.raw("SESAME_READ_TOKEN"),
-            allow_open=env.bool("SESAME_ALLOW_OPEN", d.allow_open),
+            client_tokens=clients,
+            allow_open=allow_open,
             allowed_origins=tuple(
                 o.strip()
                 for o in env.str("SESAME_ALLOWED_ORIGINS", ",".join(d.allowed_origins)).split(",")

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 from collections.abc import Iterator
 
 import uvicorn
 
 from broker import logs
-from broker.errors import SesameError
+from broker.errors import EXIT_CONFIG, SesameError
 from broker.messages import Heartbeat
 from broker.sdnotify import Notifier
 from stream_server.core.actions import WORKERS, Action
@@ -176,10 +177,10 @@ def main(argv: list[str]) -> int:
     try:
         config = GatewayConfig.from_env({**os.environ, **overrides})
     except SesameError as exc:
-        print(f"sesame-voice gateway: {exc}")
-        return 2
+        print(f"sesame-voice gateway: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     logs.configure(config.log_level)
-    if config.auth_token is None and not is_loopback(config.host):
+    if config.auth_token is None and not config.client_tokens and not is_loopback(config.host):
         log.warning("auth_off_beyond_loopback", host=config.host, reason="SESAME_ALLOW_OPEN=1")
     asyncio.run(serve(config))
     return 0

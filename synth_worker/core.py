@@ -16,7 +16,8 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - ``unavailable`` (no model): [worker_unavailable]; ``draining``: [draining];
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
-- when SESAME_MAX_QUEUE jobs already wait: [overloaded] (counted, logged; never queued);
+- when SESAME_MAX_QUEUE jobs already wait, the one of them and the newcomer that would start last
+  (see below) gets [overloaded] (counted, logged): a first sentence displaces queued lookahead;
 - else it is queued and acknowledged with its place in the start order (jobs running plus the
   queued jobs that would start before it; a job arriving later may still pass it: see below).
 One batch runs at a time; then the next starts, led by the job whose listener needs it first
@@ -184,20 +185,21 @@ class WorkerCore:
             return [self._error(job, "expired", "job expired before it was queued")]
         if len(job.text) > self.max_length:
             self.counters.rejected += 1
-            return [
-                self._error(
-                    job, "text_too_long", f"text has {len(job.text)} characters; limit {self.max_length}"
-                )
-            ]
+            too_long = f"text has {len(job.text)} characters; limit {self.max_length}"
+            return [self._error(job, "text_too_long", too_long)]
         startable = self.state == "ready" and not self.running and not self.queue
-        if len(self.queue) >= self.max_queue and not startable:
-            self.counters.rejected += 1
-            log.warning(
-                "job_overloaded", job_id=job.job_id, queue_depth=len(self.queue), max_queue=self.max_queue
-            )
-            return [self._error(job, "overloaded", f"queue full ({self.max_queue} jobs waiting)")]
-        self.queue.append(job)
         self.order.queued(job, now)
+        shed: list[Action] = []
+        if len(self.queue) >= self.max_queue and not startable:
+            last = self.order.last(self.queue, job, now)  # the job that would start last goes
+            self.counters.rejected += 1
+            log.warning("job_overloaded", job_id=last.job_id, for_job=job.job_id, max_queue=self.max_queue)
+            shed = [self._error(last, "overloaded", f"queue full ({self.max_queue} jobs waiting)")]
+            self.order.forget(last.job_id)
+            if last is job:
+                return shed
+            self.queue.remove(last)
+        self.queue.append(job)
         ahead = len(self.running) + next(
             i for i, j in enumerate(self.order.order(self.queue, now)) if j is job
         )
@@ -206,7 +208,7 @@ class WorkerCore:
             "job_accepted", job_id=job.job_id, session_id=job.session_id, ahead=ahead, chars=len(job.text)
         )
         ack = JobAck(job_id=job.job_id, worker_id=self.worker_id, queue_position=ahead)
-        return [Send(topics.job_events(job.reply_to, job.job_id), ack), *self._maybe_start(now)]
+        return [*shed, Send(topics.job_events(job.reply_to, job.job_id), ack), *self._maybe_start(now)]
 
     def receive_cancel(self, payload: bytes) -> list[Action]:
         try:
@@ -229,12 +231,8 @@ class WorkerCore:
             actions.append(self._error(job, "cancelled", "cancelled while queued"))
         actions.extend(Stop(job.job_id) for job in self.running.values() if named(job))
         if actions:
-            log.info(
-                "jobs_cancelled",
-                job_ids=list(message.job_ids),
-                session_id=message.session_id,
-                actions=len(actions),
-            )
+            ids, sid = list(message.job_ids), message.session_id
+            log.info("jobs_cancelled", job_ids=ids, session_id=sid, actions=len(actions))
         return actions
 
     def job_done(

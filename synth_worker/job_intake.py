@@ -83,6 +83,12 @@ class JobOrder:
     def order(self, queue: deque[Job], now: float) -> list[Job]:
         return start_order(queue, now, self.need_at, self._served)
 
+    def last(self, queue: deque[Job], job: Job, now: float) -> Job:
+        """Of a full queue and a newcomer (already ``queued``), the one to refuse: the job that
+        would start last. A first sentence displaces another session's lookahead, never the
+        reverse; a newcomer that starts last is itself refused."""
+        return start_order(deque([*queue, job]), now, self.need_at, self._served)[-1]
+
     def started(self, job: Job, here: Iterable[Job]) -> None:
         """``job`` starts; ``here``: the jobs queued or running (sessions of no others are forgotten)."""
         self.forget(job.job_id)

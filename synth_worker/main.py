@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from broker import logs
-from broker.errors import ConfigError
+from broker.errors import EXIT_CONFIG, ConfigError
 from broker.settings import MqttNodes
 
 from .config import ENGINES, WorkerConfig, parse_speaker
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logs.configure(os.environ.get("LOG_LEVEL", "info"))
         logs.get("sesame.worker").error("bad_config", error=str(exc))
-        return 2
+        return EXIT_CONFIG
     logs.configure(config.log_level)
     structlog.contextvars.bind_contextvars(worker_id=config.worker_id)
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         engine = worker_engine(config)
     except ConfigError as exc:
         logs.get("sesame.worker").error("bad_config", error=str(exc))
-        return 2
+        return EXIT_CONFIG
     code = asyncio.run(run_worker(config, engine))
     if code == EXIT_STUCK:
         # The stuck inference thread holds the engine; nothing more can be cleaned up from here.

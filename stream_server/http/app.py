@@ -33,6 +33,7 @@ from stream_server.http import (
     routes_web,
     routes_ws,
 )
+from stream_server.http.auth import Tokens
 from stream_server.http.guard import Guard, GuardSettings
 from stream_server.http.ports import GatewayHost
 from stream_server.hub.shutdown import Drainer
@@ -93,7 +94,7 @@ def create_app(hub: GatewayHost, monitor: Monitor | None = None, drainer: Draine
     app.include_router(routes_web.router())  # the static web client's catch-all route comes last
     c = hub.config
     settings = GuardSettings(
-        auth_token=c.auth_token,
+        tokens=Tokens.of(c),
         read_token=c.read_token,
         max_body_bytes=c.max_body_bytes,
         body_timeout_s=c.body_timeout_s,

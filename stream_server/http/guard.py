@@ -3,8 +3,9 @@
 For each HTTP request, in this order, before any route runs:
 
 1. **Auth**, from the headers alone: no byte of a body is read for a request that may not be made.
-   ``/tts`` and ``/v1/*`` need ``SESAME_AUTH_TOKEN`` (``Authorization: Bearer``); ``/metrics``,
-   ``/status`` and ``/api/*`` need it or the read-only ``SESAME_READ_TOKEN`` (also as ``?token=``,
+   ``/tts`` and ``/v1/*`` need ``SESAME_AUTH_TOKEN`` or a client's own (``SESAME_CLIENT_TOKENS``)
+   (``Authorization: Bearer``); ``/metrics``, ``/status`` and ``/api/*`` need
+   ``SESAME_AUTH_TOKEN`` or the read-only ``SESAME_READ_TOKEN`` (also as ``?token=``,
    for the status page's EventSource, which cannot send headers); ``/health``, ``/ready`` and the
    static pages stay open. No token configured: all open (``main.py`` refuses that beyond
    loopback unless ``SESAME_ALLOW_OPEN=1``). 401 ``unauthorized``.
@@ -25,12 +26,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 from urllib.parse import parse_qs
 
-from stream_server.http.auth import authorized
+from stream_server.http.auth import Tokens, authorized
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -57,7 +58,7 @@ def access_of(path: str) -> Access:
 
 @dataclass(frozen=True, slots=True)
 class GuardSettings:
-    auth_token: str | None = None  # SESAME_AUTH_TOKEN
+    tokens: Tokens = field(default_factory=Tokens)  # SESAME_AUTH_TOKEN, SESAME_CLIENT_TOKENS
     read_token: str | None = None  # SESAME_READ_TOKEN
     max_body_bytes: int = 65_536  # SESAME_MAX_BODY_BYTES
     body_timeout_s: float = 10.0  # SESAME_BODY_TIMEOUT (ms in env)
@@ -119,12 +120,13 @@ class Guard:
     def _authorized(self, scope: Scope, headers: dict[str, str]) -> bool:
         s = self.settings
         access = access_of(scope["path"])
-        if access is Access.OPEN or s.auth_token is None:
+        if access is Access.OPEN or not s.tokens.required:
             return True
         if access is Access.WRITE:
-            return authorized(s.auth_token, headers)
+            return s.tokens.holder(headers) is not None
         query = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [None])[0]
-        ok = authorized(s.auth_token, headers, query)
+        # Clients' own tokens speak; they do not see the service (fail closed without a shared one).
+        ok = s.tokens.shared is not None and authorized(s.tokens.shared, headers, query)
         read = s.read_token is not None and authorized(s.read_token, headers, query)
         return ok or read
 

@@ -47,7 +47,7 @@ from stream_server.audio_out.formats import (
     stream_encoder,
 )
 from stream_server.audio_out.stretch import MAX_SPEED, MIN_SPEED, time_stretch
-from stream_server.http.auth import authorized, client_identity
+from stream_server.http.auth import Tokens, client_identity
 from stream_server.http.ports import SpeechHost
 from stream_server.http.routes_speech import check_speakable
 from stream_server.hub.live_sessions import CloseReason, SessionLink
@@ -237,7 +237,7 @@ async def speech(hub: SpeechHost, body: SpeechRequest, client: str | None = None
 def router(hub: SpeechHost) -> APIRouter:
     """The /v1 routes."""
     router = APIRouter()
-    token = hub.config.auth_token
+    tokens = Tokens.of(hub.config)
 
     @router.post(
         "/v1/audio/speech",
@@ -245,11 +245,11 @@ def router(hub: SpeechHost) -> APIRouter:
     )
     async def create_speech(request: Request) -> Response:
         """OpenAI-compatible text to speech, streamed (body: OpenAI's CreateSpeechRequest)."""
-        if not authorized(token, request.headers):
+        if (holder := tokens.holder(request.headers)) is None:
             return openai_error(401, "bad or missing bearer token", "unauthorized")
         try:
             body = parse_request(await request.body())
-            return await speech(hub, body, client_identity(request.client))
+            return await speech(hub, body, client_identity(request.client, holder))
         except Overloaded as exc:
             response = openai_error(429, str(exc), "overloaded")
             response.headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))

@@ -20,7 +20,7 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, check_text
 from stream_server.audio_out.encode import encode_audio
-from stream_server.http.auth import authorized, client_identity
+from stream_server.http.auth import Tokens, client_identity
 from stream_server.http.ports import SpeechHost
 from stream_server.hub.live_sessions import CloseReason
 
@@ -46,16 +46,16 @@ def unauthorized() -> JSONResponse:
 
 def router(hub: SpeechHost) -> APIRouter:
     r = APIRouter()
-    token = hub.config.auth_token
+    tokens = Tokens.of(hub.config)
 
     @r.post(
         "/tts", responses={200: {"content": {"audio/wav": {}}}, 503: {"description": "no voice could speak"}}
     )
     async def tts(body: TTSRequest, request: Request) -> Response:
         """Speak `text` and return the whole audio (the plan's load test calls this)."""
-        if not authorized(token, request.headers):
+        if (holder := tokens.holder(request.headers)) is None:
             return unauthorized()
-        client = client_identity(request.client)
+        client = client_identity(request.client, holder)
         return await speak_response(hub, body.text, body.voice, body.format, body.sample_rate, client=client)
 
     return r

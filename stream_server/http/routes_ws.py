@@ -15,7 +15,7 @@ from broker.errors import Overloaded, ProtocolError
 from broker.wire import MAX_JSON_BYTES, Message
 from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
-from stream_server.http.auth import authorized, client_identity
+from stream_server.http.auth import Holder, Tokens, client_identity
 from stream_server.http.ports import WebsocketHost
 from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
 from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
@@ -26,20 +26,24 @@ CLEAN_CLOSE = (1000, 1001)  # the client said goodbye: no resume
 
 def router(hub: WebsocketHost, drainer: Drainer | None = None) -> APIRouter:
     r = APIRouter()
+    tokens = Tokens.of(hub.config)
 
     @r.websocket("/ws")
     async def ws(websocket: WebSocket) -> None:
-        if not authorized(hub.config.auth_token, websocket.headers, websocket.query_params.get("token")):
+        holder = tokens.holder(websocket.headers, websocket.query_params.get("token"))
+        if holder is None:
             await websocket.close(code=1008, reason="unauthorized")
             return
         await websocket.accept()
-        await serve_websocket(hub, websocket, drainer)
+        await serve_websocket(hub, websocket, drainer, holder)
 
     return r
 
 
-async def serve_websocket(hub: WebsocketHost, websocket: WebSocket, drainer: Drainer | None) -> None:
-    link, ready = _attach(hub, websocket)
+async def serve_websocket(
+    hub: WebsocketHost, websocket: WebSocket, drainer: Drainer | None, holder: Holder | None = None
+) -> None:
+    link, ready = _attach(hub, websocket, holder)
     if link is None:
         await websocket.send_text(ready.to_json())
         throttled = isinstance(ready, Error) and ready.code == "resume_throttled"
@@ -66,7 +70,9 @@ async def serve_websocket(hub: WebsocketHost, websocket: WebSocket, drainer: Dra
                 queue.put_nowait(None)
 
 
-def _attach(hub: WebsocketHost, websocket: WebSocket) -> tuple[SessionLink | None, Ready | Error]:
+def _attach(
+    hub: WebsocketHost, websocket: WebSocket, holder: Holder | None
+) -> tuple[SessionLink | None, Ready | Error]:
     """The session for this socket: the one it resumes (``?session_id=&resume_token=&heard=``),
     else a new one. Each ready carries a new resume token."""
     query = websocket.query_params
@@ -80,7 +86,7 @@ def _attach(hub: WebsocketHost, websocket: WebSocket) -> tuple[SessionLink | Non
             ready = dataclasses.replace(resumed.core.ready_message(), resumed=True, received=resumed.received)
             return resumed, dataclasses.replace(ready, resume_token=hub.detached.issue(resumed))
     address = websocket.client
-    client = client_identity((address.host, address.port) if address else None)
+    client = client_identity((address.host, address.port) if address else None, holder)
     try:
         link = hub.open_session(resumable=True, client=client)
     except Overloaded as exc:

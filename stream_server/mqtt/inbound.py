@@ -24,7 +24,7 @@ from broker.errors import ProtocolError
 from broker.messages import Heartbeat, JobAck, JobDone, JobError, WorkerStatus, worker_messages
 from broker.topics import ReplyTopic, SessionTopic, WorkerTopic, parse
 from broker.wire import Message
-from stream_server.core.actions import Action
+from stream_server.core.actions import Action, Cause
 from stream_server.core.jobs import JobTracker, Sender
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.stamps import HopStamps
@@ -138,6 +138,10 @@ def _job_event(hub: InboundHost, job_id: str, event: Message) -> None:
             # Audio and events travel on two topics; wait until every chunk is here.
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))
+        case JobError(code="overloaded"):
+            # A full queue is busy, not broken: the job goes elsewhere, the worker is not cooled down
+            # (a cool-down would send every sentence of the next second to a fallback voice).
+            hub.feed(hub.scheduler.failed(job_id, "overloaded", now, Cause.BUSY))
         case JobError(code=code):
             hub.feed(hub.scheduler.failed(job_id, code, now))
         case msg:

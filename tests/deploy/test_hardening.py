@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from broker.errors import EXIT_CONFIG
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -42,3 +44,10 @@ def test_the_image_runs_as_a_user_of_its_own() -> None:
     assert users and users[-1] not in ("root", "0")
     cmd = max(i for i, line in enumerate(lines) if line.startswith("CMD"))
     assert max(i for i, line in enumerate(lines) if line.startswith("USER ")) < cmd
+
+
+def test_the_units_do_not_restart_a_configuration_error() -> None:
+    """Exit 78 (EX_CONFIG, broker.errors.EXIT_CONFIG) is not restarted in a loop by systemd either."""
+    for unit in ("sesame-gateway.service", "sesame-worker@.service"):
+        lines = (REPO / "deploy" / unit).read_text().splitlines()
+        assert f"RestartPreventExitStatus={EXIT_CONFIG}" in lines, unit

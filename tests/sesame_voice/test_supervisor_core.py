@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from broker.errors import EXIT_CONFIG
 from sesame_voice.supervisor import Kill, Policy, Probe, Spawn, SupervisorCore
 
 
@@ -256,3 +257,26 @@ def test_a_loading_worker_may_be_late_but_not_forever() -> None:
     c.heartbeat("w1", "warming", 0.5, 13.0)
     assert c.tick(42.9) == []
     assert c.tick(43.0) == [Kill("w", "hung")]
+
+
+@pytest.mark.parametrize("role", ["gateway", "worker"])
+def test_a_configuration_error_exit_halts_instead_of_restarting(role: str) -> None:
+    """Exit 78 (EX_CONFIG): the child would only fail again. Nothing is restarted, no deadline is
+    left, and ``halted`` names it; an ordinary exit is still restarted."""
+    c = core()
+    c.add("w1", "worker")
+    c.started("w1", 10, 0.0, worker_id="w1")
+    c.add("child", role)  # type: ignore[arg-type]
+    c.started("child", 11, 0.0, worker_id="w2" if role == "worker" else None)
+    assert c.exited("child", EXIT_CONFIG, 1.0) == []
+    assert c.halted == ("child", EXIT_CONFIG) and c.stopping
+    assert c.restart_in("child", 1.0) is None and c.next_deadline() is None
+    assert c.tick(100.0) == [] and not c.restarts
+
+
+def test_an_ordinary_exit_code_is_restarted_not_halted() -> None:
+    c = core()
+    c.add("gw", "gateway")
+    c.started("gw", 11, 0.0)
+    c.exited("gw", 2, 1.0)
+    assert c.halted is None and c.restart_in("gw", 1.0) == 0.5

@@ -23,7 +23,7 @@ from websockets.typing import Origin
 from broker.errors import ConfigError
 from stream_server.config import GatewayConfig
 from stream_server.http.app import create_app
-from stream_server.http.auth import client_identity
+from stream_server.http.auth import Tokens, client_identity
 from stream_server.http.guard import Guard, GuardSettings, Message
 from stream_server.http.slow_headers import deadlined_h11
 from stream_server.hub.hub import Hub
@@ -92,13 +92,13 @@ async def run_guard(
 
 
 async def test_no_body_byte_is_read_before_auth() -> None:
-    status, channel, reached = await run_guard([b"x" * 1000] * 100, {}, auth_token=TOKEN)
+    status, channel, reached = await run_guard([b"x" * 1000] * 100, {}, tokens=Tokens(TOKEN))
     assert (status, channel.read, reached) == (401, 0, False)
 
 
 async def test_a_declared_oversize_body_is_refused_unread() -> None:
     headers = {"authorization": f"Bearer {TOKEN}", "content-length": str(10**8)}
-    status, channel, reached = await run_guard([b"x"], headers, auth_token=TOKEN, max_body_bytes=65_536)
+    status, channel, reached = await run_guard([b"x"], headers, tokens=Tokens(TOKEN), max_body_bytes=65_536)
     assert (status, channel.read, reached) == (413, 0, False)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from broker import topics
 from broker.audio import AudioFrame
-from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, worker_messages
+from broker.messages import Cancel, Heartbeat, Job, JobAck, JobDone, JobError, worker_messages
 from broker.ws_protocol import CancelTurn, Error, SentenceEnd, Speak, TurnEnd
 from stream_server.config import GatewayConfig
 from stream_server.core.failover import FailoverConfig
@@ -308,3 +308,22 @@ async def test_an_mqtt_only_session_closes_when_its_publisher_is_silent_for_the_
         h.handle_timer(clock.now)
         assert link.closed and link.close_reason is CloseReason.MQTT_IDLE
         assert h.mqtt_sessions.idle.next_deadline() is None
+
+
+async def test_a_full_worker_queue_is_busy_not_broken_no_cool_down() -> None:
+    """A worker answering ``overloaded`` (its queue is full) is not cooled down: the next session's
+    first sentence still goes to it (before, a cool-down sent every sentence of the following
+    second to a fallback voice)."""
+    async with running_hub() as (h, mqtt, _):
+        first = h.open_session()
+        h.receive(first, Speak("Turned away."))
+        job = await first_job(mqtt)
+        await mqtt.deliver(
+            topics.job_events(job.reply_to, job.job_id),
+            JobError(job.job_id, "w1", "overloaded", "full").to_bytes(),
+        )
+        assert h.scheduler.registry.workers["w1"].cooldown_until == 0.0
+        second = h.open_session()
+        h.receive(second, Speak("Still welcome."))
+        await mqtt.wait_for(lambda _p: any(j.session_id == second.session_id for j in jobs_of(mqtt)), T)
+        assert [j.text for j in jobs_of(mqtt) if j.session_id == second.session_id] == ["Still welcome."]

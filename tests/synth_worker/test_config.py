@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.errors import ConfigError
+from broker.errors import EXIT_CONFIG, ConfigError
 from broker.settings import MqttUrl
 from broker.topics import check_id
 from synth_worker.config import WorkerConfig
@@ -87,9 +87,9 @@ def test_flags_override_env() -> None:
     assert c.mqtt_url.urls == (MqttUrl("h", 2),) and c.preload_models  # unset flags leave env/defaults
 
 
-def test_worker_main_returns_2_on_bad_config(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_main_exits_ex_config_on_bad_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SESAME_WORKER_ID", "bad/id")
-    assert main([]) == 2
+    assert main([]) == EXIT_CONFIG == 78  # a supervisor does not restart it (sesame_voice/supervisor.py)
 
 
 def test_every_worker_default_is_the_dataclass_field_s() -> None:

@@ -5,17 +5,20 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TypeVar
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from broker import topics
-from broker.messages import Job
+from broker.messages import Job, JobAck, JobError
+from broker.wire import Message
 from synth_worker.core import WorkerCore
-from synth_worker.job_actions import StartJob
+from synth_worker.job_actions import Send, StartJob
 from synth_worker.job_intake import start_order
 
 NOW = 1_000.0
+M = TypeVar("M", bound=Message)
 REPLY = topics.reply_root("gw")
 
 
@@ -100,3 +103,26 @@ def test_start_order_is_a_permutation_keeping_each_sessions_order(items: list[tu
         for j in queue:
             heads.setdefault(j.session_id, j)
         assert len(order[0].text) == min(len(j.text) for j in heads.values())
+
+
+def replies(actions: Sequence[object], kind: type[M]) -> list[M]:
+    return [m for a in actions if isinstance(a, Send) and isinstance(m := a.message, kind)]
+
+
+def test_a_first_sentence_displaces_queued_lookahead_from_a_full_queue() -> None:
+    """The queue is full of session a's lookahead (needed later): b's first sentence (needed now)
+    is queued and acked; the job that would start last, a's latest, is refused ``overloaded`` so the
+    gateway places it elsewhere. A newcomer that would itself start last is the one refused."""
+    c = WorkerCore("w1", engine="espeak-ng", model="m", pid=1, interval_s=0.5, max_queue=2)
+    c.ready(NOW)
+    c.receive_job(job("a", 0, "Running now.").to_bytes(), NOW)
+    c.receive_job(replace(job("a", 1, "Later."), need_in_s=2.0).to_bytes(), NOW)
+    c.receive_job(replace(job("a", 2, "Later still."), need_in_s=4.0).to_bytes(), NOW)
+    out = c.receive_job(job("b", 0, "Hello there.").to_bytes(), NOW)
+    assert [(e.job_id, e.code) for e in replies(out, JobError)] == [("a-2", "overloaded")]
+    assert [m.job_id for m in replies(out, JobAck)] == ["b-0"]
+    assert sorted(j.job_id for j in c.queue) == ["a-1", "b-0"]
+    late = c.receive_job(replace(job("c", 0, "Much later."), need_in_s=9.0).to_bytes(), NOW)
+    assert [(e.job_id, e.code) for e in replies(late, JobError)] == [("c-0", "overloaded")]
+    assert not replies(late, JobAck)
+    assert sorted(j.job_id for j in c.queue) == ["a-1", "b-0"] and c.counters.rejected == 2
