@@ -38,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 from . import logs
 from .errors import BrokerError
+from .publish_batch import publish_qos0
 from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
@@ -168,6 +169,13 @@ class MqttLink:
             ) from exc
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+
+    async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """QoS 0 (topic, payload) messages in one write (``publish_batch.py``); returns once written."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise BrokerError("not connected to the MQTT broker")
+        await publish_qos0(client, messages, self.publish_timeout_s)
 
     def backlog(self) -> int:
         """Messages received and not yet handed to ``on_message`` plus unread bytes in the socket

@@ -17,6 +17,7 @@ from tests.bench.smoke import run_smoke
 BENCHES = {
     "gateway_overhead.py": ("gateway overhead: time to first audio", "time to first audio (ms)"),
     "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
+    "gateway_cpu.py": ("gateway cpu: sessions per core", "sessions  gateway cores"),
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
     "bark_e2e.py": ("bark end to end: the engine's path against BarkModel.generate()", "variant: stage"),
