@@ -3,7 +3,7 @@ tokens kept (greedy), and teacher-forced checks of each stage.
 
 ``run_stages`` mirrors ``synth_worker.bark.synthesizer.BarkSynthesizer.generate_rows`` (same tokenizer call,
 same generation configs, per-row semantic caps) but returns the tokens as well as the audio, and can
-run the fine stage through ``synth_worker.bark.fast.fine_generate_rows``. The benchmark checks that
+run the fine stage through ``synth_worker.bark.fine.fine_generate_rows``. The benchmark checks that
 it gives the synthesizer's audio before using it.
 
 Teacher forcing: given a reference run's tokens, each stage's model is run once over the reference
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.models.bark import generation_configuration_bark as gcb
 
-from synth_worker.bark.fast import fine_generate_rows
+from synth_worker.bark.fine import FineDecoder, fine_generate_rows
 from synth_worker.bark.synthesizer import encode_texts as encode
 from synth_worker.devmodel import SIZES, build_dev_model, built_by_this_builder
 
@@ -110,9 +110,10 @@ def run_stages(
     *,
     device: str,
     prompt: dict[str, torch.Tensor] | None,
-    fine_rows: bool = False,
+    fine: FineDecoder | None = None,
 ) -> StageRun:
-    """Greedy semantic -> coarse -> fine -> codec, timed stage by stage."""
+    """Greedy semantic -> coarse -> fine -> codec, timed stage by stage; the fine stage through
+    ``fine`` (the engine's ``fine_generate_rows``) when given, else transformers' own."""
     cfg = greedy_configs(model, max(caps))
     enc = encode(tokenizer, texts)
     times: dict[str, float] = {}
@@ -142,9 +143,9 @@ def run_stages(
         times["coarse"] = time.perf_counter() - t0
         lengths = (out_lengths // cfg.coarse.n_coarse_codebooks).tolist()
         t0 = time.perf_counter()
-        if fine_rows:
-            fine = fine_generate_rows(
-                model,
+        if fine is not None:
+            tokens = fine_generate_rows(
+                fine,
                 coarse,
                 lengths,
                 semantic_config=cfg.semantic,
@@ -155,7 +156,7 @@ def run_stages(
                 temperature=None,
             )
         else:
-            fine = model.fine_acoustics.generate(
+            tokens = model.fine_acoustics.generate(
                 coarse,
                 history_prompt=prompt,
                 semantic_generation_config=cfg.semantic,
@@ -166,11 +167,11 @@ def run_stages(
         sync(device)
         times["fine"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        audio = model.codec_decode(fine.long(), torch.tensor(lengths, device=fine.device))
+        audio = model.codec_decode(tokens.long(), torch.tensor(lengths, device=tokens.device))
         sync(device)
         times["codec"] = time.perf_counter() - t0
     waves = [a.float().cpu().numpy().reshape(-1).astype(np.float32) for a in audio]
-    return StageRun(kept, coarse, [int(n) for n in lengths], fine, waves, times)
+    return StageRun(kept, coarse, [int(n) for n in lengths], tokens, waves, times)
 
 
 def plain_generate(

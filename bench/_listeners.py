@@ -310,7 +310,9 @@ def main(argv: list[str]) -> int:
     results: list[StepResult] = []
     with Stack(env) as stack:
         for i in range(a.workers):
-            stack.start_worker(f"piper-{i + 1}", "piper", SESAME_HEARTBEAT_INTERVAL_MS="500")
+            stack.start_worker(
+                f"piper-{i + 1}", "piper", SESAME_HEARTBEAT_INTERVAL_MS="500", SESAME_WORKERS=str(a.workers)
+            )
         if a.greedy:
             results.append(run_step(stack, a.polite, 0, seconds, a.seed))
             results.append(run_step(stack, a.polite, a.greedy, seconds, a.seed))

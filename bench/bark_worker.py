@@ -13,7 +13,7 @@ weights with bark-small's sizes, built by ``synth_worker.devmodel``), greedy dec
    a prefix of the uncapped ones.
 3. **batching** jobs that arrive together (texts of different lengths): one by one, then one batch
    with transformers' own fine stage (what the engine did before), then with
-   ``synth_worker.bark.fast.fine_generate_rows`` (what the engine does); check: every row's
+   ``synth_worker.bark.fine.fine_generate_rows`` (what the engine does); check: every row's
    semantic, coarse and fine tokens equal the one-by-one run's.
 4. **reduced precision** (bf16; on CUDA also fp16) of the three token models, codec in fp32; check:
    teacher-forced top-1 agreement of each stage with the fp32 run, tolerance >= 99% per stage
@@ -72,7 +72,8 @@ from bench._bark import (
 from bench._stack import REPO, machine
 from broker import logs
 from clients.stats import table
-from synth_worker.bark.fast import fine_generate_rows, reduced_precision
+from synth_worker.bark.fast import reduced_precision
+from synth_worker.bark.fine import FineDecoder, fine_generate_rows
 from synth_worker.bark.settings import MAX_SEMANTIC_TOKENS, BarkSettings, semantic_cap
 from synth_worker.bark.synthesizer import BarkSynthesizer
 from synth_worker.engine import CancelToken
@@ -243,7 +244,8 @@ def bench_size(size: str, path: Path, args: argparse.Namespace, rep: Report) -> 
             ("one batch, transformers' fine stage (engine before)", False),
             ("one batch, engine: bark_fast.fine_generate_rows", True),
         ):
-            run = run_stages(model, tok, texts, caps, device=device, prompt=prompt, fine_rows=fine_rows)
+            fine = synth.fine_decoder if fine_rows else None
+            run = run_stages(model, tok, texts, caps, device=device, prompt=prompt, fine=fine)
             same_rows = sum(_row_equal(run, i, one) for i, one in enumerate(singles))
             rep.row(
                 size,
@@ -553,7 +555,7 @@ def _fine_trim(
         sync(device)
         t0 = time.perf_counter()
         trimmed = fine_generate_rows(
-            model,
+            FineDecoder(model.fine_acoustics),  # type: ignore[attr-defined]
             ref.coarse,
             ref.lengths,
             semantic_config=cfg.semantic,

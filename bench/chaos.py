@@ -83,6 +83,15 @@ class Sentence:
     outcome: str = "lost"  # spoken | texted | lost
     engine: str | None = None
     start_at: float | None = None  # when its sentence_start arrived
+    # What the client saw of its turn (shared by the turn's sentences): a lost one explains itself.
+    trace: TurnTrace | None = None
+
+
+@dataclass
+class TurnTrace:
+    session: str | None = None  # the gateway's session id, from its `ready`
+    seen: list[str] = field(default_factory=list)  # "12.34 sentence_start[0] engine=piper", ...
+    ended: str = "running"  # turn_end, or how the turn broke (close code, timeout, error)
 
 
 @dataclass
@@ -141,13 +150,16 @@ class Run:
 
 async def one_turn(run: Run, url: str, turn: int, timeout_s: float) -> None:
     texts = TEXTS[turn % len(TEXTS)]
-    mine = [Sentence(turn, i, run.now()) for i in range(len(texts))]
+    trace = TurnTrace()
+    mine = [Sentence(turn, i, run.now(), trace=trace) for i in range(len(texts))]
     run.sentences.extend(mine)
     loop = asyncio.get_running_loop()
     play = Playout(prebuffer_s=0.0)
     try:
         async with asyncio.timeout(timeout_s), connect(url, open_timeout=None, close_timeout=1) as ws:
-            await ws.recv()
+            hello = json.loads(await ws.recv())
+            trace.session = hello.get("session_id")
+            trace.seen.append(f"{run.now():.2f} {hello.get('type')}")
             await ws.send(json.dumps({"type": "speak", "text": " ".join(texts)}))
             while True:
                 raw = await ws.recv()
@@ -158,6 +170,7 @@ async def one_turn(run: Run, url: str, turn: int, timeout_s: float) -> None:
                 msg = json.loads(raw)
                 seq = msg.get("seq")
                 s = mine[seq] if isinstance(seq, int) and 0 <= seq < len(mine) else None
+                trace.seen.append(_seen(run.now(), msg))
                 match msg.get("type"):
                     case "sentence_start" if s is not None:
                         s.engine, s.start_at = str(msg.get("engine")), run.now()
@@ -167,11 +180,57 @@ async def one_turn(run: Run, url: str, turn: int, timeout_s: float) -> None:
                     case "error" if s is not None and msg.get("text"):
                         s.outcome, s.engine = "texted", None
                     case "turn_end":
+                        trace.ended = "turn_end"
                         break
-    except (TimeoutError, OSError, ConnectionClosed, InvalidHandshake, ProtocolError):
-        pass  # whatever did not arrive stays lost
+    except ConnectionClosed as exc:  # whatever did not arrive stays lost
+        trace.ended = f"closed {exc.rcvd.code if exc.rcvd else 'without a close frame'}"
+        trace.ended += f" {exc.rcvd.reason}" if exc.rcvd and exc.rcvd.reason else ""
+    except TimeoutError:
+        trace.ended = f"no turn_end within {timeout_s} s"
+    except (OSError, InvalidHandshake, ProtocolError) as exc:
+        trace.ended = f"{type(exc).__name__}: {exc}"
     if play.started:
         run.silences.append(play.gap_s)
+
+
+def _seen(now: float, msg: dict[str, object]) -> str:
+    """One line of what the client saw: the message type, its seq and what tells it apart."""
+    seq = f"[{msg['seq']}]" if isinstance(msg.get("seq"), int) else ""
+    extra = " ".join(f"{k}={msg[k]}" for k in ("engine", "code", "reason") if msg.get(k) is not None)
+    return f"{now:.2f} {msg.get('type')}{seq} {extra}".rstrip()
+
+
+def unspoken_traces(run: Run, log: list[tuple[float, dict[str, object]]]) -> list[dict[str, object]]:
+    """Each sentence not spoken (lost, or only texted): its session, the fault nearest in time,
+    what the client saw, how the turn ended, and the gateway's log lines of its session (every job
+    of it carries its id)."""
+    traces = []
+    for s in run.sentences:
+        if s.outcome == "spoken" or s.trace is None:
+            continue
+        near = min(run.faults, key=lambda f: abs(f.at - s.started_at), default=None)
+        lines = [
+            f"{at - run.t0:.2f} "
+            + " ".join(f"{k}={v}" for k, v in e.items() if k not in ("session_id", "timestamp"))
+            for at, e in log
+            if s.trace.session is not None and e.get("session_id") == s.trace.session
+        ]
+        traces.append(
+            {
+                "outcome": s.outcome,
+                "turn": s.turn,
+                "seq": s.seq,
+                "started_at_s": round(s.started_at, 2),
+                "session": s.trace.session,
+                "nearest_fault": None
+                if near is None
+                else {"kind": near.kind, "at_s": round(near.at, 2), "target": near.target},
+                "client_saw": s.trace.seen,
+                "ended": s.trace.ended,
+                "gateway_log": lines[:60],
+            }
+        )
+    return traces
 
 
 class Target:
@@ -310,7 +369,9 @@ async def drive(args: argparse.Namespace, target: Target, ws_url: str, broker: M
     return run
 
 
-def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
+def report(
+    run: Run, args: argparse.Namespace, log: list[tuple[float, dict[str, object]]] | None = None
+) -> dict[str, object]:
     outcomes = Counter(s.outcome for s in run.sentences)
     engines = Counter(s.engine for s in run.sentences if s.outcome == "spoken")
     main = run.engine
@@ -332,8 +393,19 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
         }
     # the verdict: growth of every process that lived at least a minute past its warm-up
     long_lived = [r["growth_pct"] for r in rss.values() if r["lived_s"] >= 60 and r["growth_pct"] is not None]
+    steps = [(at - run.t0, str(e.get("step"))) for at, e in (log or []) if e.get("event") == "reload_step"]
     reloads = [
-        {"at_s": round(f.at, 2), "done_s": round(done - f.at, 2), "ok": ok}
+        {
+            "at_s": round(f.at, 2),
+            "done_s": round(done - f.at, 2),
+            "ok": ok,
+            # where the time went: up's own steps (a new process ready, an old one gone)
+            "steps": [f"{t - f.at:.2f} {text}" for t, text in steps if f.at <= t <= done],
+            # what listeners heard meanwhile: the workers' engine's share of the sentences begun
+            "engine_share": _share(
+                [x for x in run.sentences if x.start_at and f.at <= x.start_at <= done], main
+            ),
+        }
         for f in run.faults
         if f.kind == "reload"
         for done, ok in [next(((t, k) for t, k in run.reloads_done if t > f.at), (float("nan"), False))]
@@ -363,8 +435,13 @@ def report(run: Run, args: argparse.Namespace) -> dict[str, object]:
         "rss_max_growth_pct": max(long_lived, default=None),
         "stack_mb": [(round(t, 1), round(mb, 1)) for t, mb in run.totals],
         "reloads": reloads,
+        "unspoken_traces": unspoken_traces(run, log or []),
         "timeline": timeline(run, main),
     }
+
+
+def _share(sentences: list[Sentence], engine: str) -> float | None:
+    return round(sum(s.engine == engine for s in sentences) / len(sentences), 3) if sentences else None
 
 
 def timeline(run: Run, engine: str, window: float = 5.0) -> list[dict[str, float]]:
@@ -425,12 +502,24 @@ def render(rep: dict[str, object]) -> str:
         f"{f['kind']:<8}  {f['at_s']:>6}  {f['target']:<15}  {f['heal_s']!s:>8}"
         for f in rep["faults"]  # type: ignore[attr-defined]
     ]
-    lines += ["", "reload at (s)  done after (s)  ok"]
-    lines += [f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']}" for r in rep["reloads"]]  # type: ignore[attr-defined]
+    lines += ["", "reload at (s)  done after (s)  ok     engine share meanwhile"]
+    for r in rep["reloads"]:  # type: ignore[attr-defined]
+        lines.append(f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']!s:<5}  {r['engine_share']}")
+        lines += [f"    {step}" for step in r["steps"]]
     lines += [
         "",
         f"largest RSS growth of a process that lived >= 60 s past warm-up: {rep['rss_max_growth_pct']} %",
     ]
+    for t in rep["unspoken_traces"]:  # type: ignore[attr-defined]
+        fault = t["nearest_fault"]
+        lines += [
+            "",
+            f"{str(t['outcome']).upper()}: turn {t['turn']} sentence {t['seq']} at {t['started_at_s']} s, "
+            f"session {t['session']}, "
+            f"nearest fault {fault}; the turn ended: {t['ended']}",
+            "  client saw: " + " | ".join(t["client_saw"]),
+        ]
+        lines += [f"  gateway: {line}" for line in t["gateway_log"]]
     lines += ["", "process:pid            lived (s)  first MB  last MB  max MB  growth %"]
     for name, r in rep["rss"].items():  # type: ignore[attr-defined]
         lines.append(
@@ -522,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             run = asyncio.run(drive(args, target, ws_url, broker))
         finally:
             up.stop(60)
-    rep = report(run, args)
+    rep = report(run, args, up.timed_events())
     print(render(rep))
     if args.json:
         args.json.write_text(json.dumps(rep, indent=2))

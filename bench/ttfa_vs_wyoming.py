@@ -7,16 +7,21 @@ and the same short sentences, on this machine, in one run, alternating which goe
   under ``.bench/wyoming-venv`` (made by this script with ``pip`` the first time; ignored by git),
   driven by its own client library ``wyoming``: ``synthesize`` sent -> first ``audio-chunk``
   received, one TCP connection per session kept open across sentences;
-* **sesame-voice**: mosquitto, the gateway and one Piper worker as ``sesame-voice up`` starts them
-  (one worker, worker and gateway settings at their defaults), except that the gateway's cache is
-  off (every sentence is synthesized) and its only tier is the workers (no fallback can answer
-  instead): a ``/ws`` session with voice ``miles``, ``speak`` sent -> first binary audio frame.
+* **sesame-voice**: mosquitto, the gateway and the Piper workers as ``make up`` starts them on this
+  machine: ``up``'s default worker count (``sesame_voice.capacity.default_workers``: one per core,
+  at most 16; ``--workers`` to change it), each told that count as ``up`` tells it
+  (SESAME_WORKERS), so its onnxruntime threads follow up's default rule
+  (``synth_worker.piper_threads``: every core while no other worker speaks, the cores divided among
+  the workers while others do); worker and gateway settings otherwise at their defaults, except
+  that the gateway's cache is off (every sentence is synthesized) and its only tier is the workers
+  (no fallback can answer instead): a ``/ws`` session with voice ``miles``, ``speak`` sent -> first
+  binary audio frame.
 
 Two load levels: **idle** (one session; each sentence alternately wyoming first or sesame first)
 and **loaded** (``--sessions`` concurrent sessions, each speaking every sentence in turn; rounds
 alternate which server goes first, and each server is measured alone while the other idles).
 
-    .venv/bin/python bench/ttfa_vs_wyoming.py [--reps 3] [--sessions 10] [--rounds 2]
+    .venv/bin/python bench/ttfa_vs_wyoming.py [--reps 3] [--sessions 10] [--rounds 2] [--workers N]
                                               [--worker-env K=V ...] [--json OUT] [--smoke]
 """
 
@@ -48,6 +53,7 @@ from bench._stack import REPO, Stack, machine
 from broker.launcher import free_port
 from clients import protocol
 from clients.stats import percentile, table
+from sesame_voice.capacity import default_workers
 
 HEADER = "ttfa vs wyoming-piper: time to first audio, same voice and sentences, alternating"
 WYOMING_PIPER = "wyoming-piper==2.5.2"
@@ -302,21 +308,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=10, help="loaded: concurrent sessions per server")
     ap.add_argument("--per-session", type=int, default=6, help="loaded: sentences per session per round")
     ap.add_argument("--rounds", type=int, default=2, help="loaded: rounds (each server once per round)")
-    ap.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for the Piper worker")
+    ap.add_argument("--workers", type=int, default=default_workers("piper", os.cpu_count() or 1))
+    ap.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for the Piper workers")
     ap.add_argument("--levels", default="idle,loaded", help="comma-separated: idle, loaded")
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true", help="4 sentences, 2 sessions, 1 round")
     a = ap.parse_args(argv)
     texts = SENTENCES[:4] if a.smoke else SENTENCES
     reps, sessions, per, rounds = (1, 2, 2, 1) if a.smoke else (a.reps, a.sessions, a.per_session, a.rounds)
-    worker_env = {"SESAME_HEARTBEAT_INTERVAL_MS": "500", **parse_env(a.worker_env)}
+    worker_env = {"SESAME_HEARTBEAT_INTERVAL_MS": "500", "SESAME_WORKERS": str(a.workers)}
+    worker_env.update(parse_env(a.worker_env))
     python = ensure_venv()
     wyoming = WyomingPiper(python)
     try:
         wyoming.wait_listening()
         gateway_env = {"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false"}
         with Stack(gateway_env) as stack:
-            stack.start_worker("piper-1", "piper", **worker_env)
+            for i in range(a.workers):
+                stack.start_worker(f"piper-{i + 1}", "piper", **worker_env)
             wanted = {v.strip() for v in a.levels.split(",")}
             levels = []
             if "idle" in wanted:
@@ -361,13 +370,14 @@ def main(argv: list[str] | None = None) -> int:
     print(HEADER)
     print(
         f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; {len(texts)} sentences; "
-        f"voice {VOICE}; {WYOMING_PIPER}; sesame worker env {worker_env}"
+        f"voice {VOICE}; {WYOMING_PIPER}; {a.workers} sesame Piper worker(s), env {worker_env}"
     )
     heads = ["load", "server", "n", "errors", "TTFA p50 ms", "TTFA p90 ms", "p50 with errors"]
     print(table([*heads, "sesame/wyoming p50"], rows))
     print("p50 with errors: a request that failed counts as never heard (nearest rank; 'never' past half)")
     if a.json_out:
-        payload = {"machine": machine(), "load_avg_1m": os.getloadavg()[0], "worker_env": worker_env}
+        payload = {"machine": machine(), "load_avg_1m": os.getloadavg()[0], "workers": a.workers}
+        payload["worker_env"] = worker_env
         payload["levels"] = summaries
         a.json_out.write_text(json.dumps(payload, indent=1) + "\n")
     return 0

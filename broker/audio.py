@@ -80,6 +80,11 @@ class AudioFrame:
         return cls(seq=seq, index=index, sample_rate=rate, payload=payload, encoding=enc)
 
 
+def pcm16_frame(seq: int, index: int, sample_rate: int, pcm: bytes) -> bytes:
+    """``AudioFrame(seq, index, sample_rate, pcm).to_bytes()`` without the object (once a frame)."""
+    return HEADER.pack(MAGIC, VERSION, Encoding.PCM16, seq, index, sample_rate) + pcm
+
+
 def to_pcm16(samples: Samples) -> bytes:
     clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
     return (clipped * 32767.0).astype("<i2").tobytes()

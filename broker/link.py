@@ -38,6 +38,7 @@ from paho.mqtt.properties import Properties
 
 from . import logs
 from .errors import BrokerError
+from .publish_batch import publish_qos0
 from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
@@ -124,13 +125,21 @@ class MqttLink:
             raise BrokerError(f"no MQTT connection to {self.nodes} within {within_s}s") from exc
 
     async def close(self) -> None:
-        """Disconnect cleanly (a clean disconnect does not fire the last will)."""
+        """Disconnect cleanly (a clean disconnect does not fire the last will), within a bound:
+        aiomqtt waits for its DISCONNECT to be written without one (queued behind every publish
+        not yet sent), so after ``publish_timeout_s`` + 1 s the connection is dropped instead
+        (``mqtt_disconnect_timeout``; the broker then says the last will)."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            _, pending = await asyncio.wait([task], timeout=self.publish_timeout_s + 1.0)
+            if pending:
+                log.warning(
+                    "mqtt_disconnect_timeout", client_id=self.client_id, waited_s=self.publish_timeout_s + 1.0
+                )
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)
         self.connected.clear()
 
     async def publish(
@@ -160,6 +169,13 @@ class MqttLink:
             ) from exc
         except aiomqtt.MqttError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+
+    async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """QoS 0 (topic, payload) messages in one write (``publish_batch.py``); returns once written."""
+        client = self._client
+        if client is None or not self.connected.is_set():
+            raise BrokerError("not connected to the MQTT broker")
+        await publish_qos0(client, messages, self.publish_timeout_s)
 
     def backlog(self) -> int:
         """Messages received and not yet handed to ``on_message`` plus unread bytes in the socket

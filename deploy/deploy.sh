@@ -32,15 +32,15 @@ old=$live
 echo "deploy: $tag as $new (port $port); live now: $old"
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    SESAME_TAG=$tag $compose build gateway-$new
+    SESAME_TAG=$tag $compose build "gateway-$new"
 fi
 
-SESAME_TAG=$tag $compose up -d --no-deps gateway-$new
+SESAME_TAG=$tag $compose up -d --no-deps "gateway-$new"
 deadline=$((SECONDS + ready_timeout))
 until curl -fsS -o /dev/null "http://127.0.0.1:$port/ready"; do
     if [ $SECONDS -ge $deadline ]; then
         echo "deploy: gateway-$new not ready within ${ready_timeout}s; live stays $old" >&2
-        $compose stop gateway-$new
+        $compose stop "gateway-$new"
         exit 1
     fi
     sleep 1
@@ -51,7 +51,7 @@ echo "deploy: gateway-$new is ready"
 
 if $compose ps --status running --services | grep -qx "gateway-$old"; then
     echo "deploy: draining gateway-$old (up to ${drain_s}s)"
-    $compose stop -t "$drain_s" gateway-$old
+    $compose stop -t "$drain_s" "gateway-$old"
 fi
 
 # Workers, one at a time: each is recreated with the new image and healthy before the next.

@@ -1,10 +1,12 @@
 """How much synthesis ``sesame-voice up`` runs on this machine (issue 24).
 
 How many workers (SESAME_WORKERS or ``--workers`` where given; else ``default_workers``): a Piper
-worker speaks one sentence at a time on one core (its onnxruntime child runs SESAME_PIPER_THREADS=1
-thread: one session fast, many sessions fair), so ``up`` starts one per core, at most 16 (beyond,
-the one gateway's event loop is the limit): 2 on 2 cores, 8 on 8, 16 on 32. The gateway, mosquitto
-and the in-process tiers share those cores; the tiers are capped to a quarter of them
+worker speaks one sentence at a time, so ``up`` starts one per core, at most 16 (beyond, the one
+gateway's event loop is the limit): 2 on 2 cores, 8 on 8, 16 on 32, and passes the count to the
+workers as SESAME_WORKERS. Each worker's onnxruntime threads (``synth_worker.piper_threads``): every
+core while no other Piper worker is speaking (one session fast), the cores divided among the
+workers while others are (many sessions fair): 2 and 1 on 2 cores, 8 and 1 on 8, 32 and 2 on 32.
+The gateway, mosquitto and the in-process tiers share those cores; the tiers are capped to a quarter of them
 (SESAME_PIPER_TIER_CONCURRENCY, SESAME_ESPEAK_CONCURRENCY), and jobs start by playback deadline, so
 a core is never idle while a listener waits. A Bark worker batches sessions itself and uses every
 core (torch threads): one.
@@ -13,6 +15,7 @@ core (torch threads): one.
 from __future__ import annotations
 
 from broker.settings import Env
+from synth_worker.piper_threads import one_core_workers
 
 
 def default_workers(engine: str, cores: int) -> int:
@@ -20,7 +23,7 @@ def default_workers(engine: str, cores: int) -> int:
     (Piper, espeak-ng), at most 16; one Bark worker (it batches and uses every core itself)."""
     if engine == "bark":
         return 1
-    return max(1, min(16, cores))
+    return one_core_workers(cores)
 
 
 def workers_setting(e: Env) -> int | None:

@@ -36,6 +36,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 import httpx
 
@@ -50,6 +51,16 @@ from .notify import NotifyListener
 from .supervisor import Action, Kill, Probe, Spawn, SupervisorCore
 
 log = logs.get("sesame.supervisor")
+
+# A reload step's end: the old one exited or was SIGKILLed (the new one serves), or the new one was not ready.
+Replaced = Literal["exited", "killed", "not_ready"]
+
+
+async def _exits_within(proc: asyncio.subprocess.Process, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await proc.wait()
+    return proc.returncode is not None
 
 
 class Supervisor:
@@ -141,10 +152,10 @@ class Supervisor:
             self._ready_waiters.pop(worker_id, None)
         return True
 
-    async def replace(self, old: str, new: ChildSpec, ready_timeout_s: float) -> bool:
+    async def replace(self, old: str, new: ChildSpec, ready_timeout_s: float) -> Replaced:
         """Start ``new``; once it is ready (a worker: its ``ready`` heartbeat; a gateway: its
-        ``READY=1`` notification), drain and stop ``old``. When it is not ready in time, ``new``
-        is stopped and ``old`` keeps serving."""
+        ``READY=1`` notification), drain and stop ``old`` (``retire``: bounded). When it is not
+        ready in time, ``new`` is stopped and ``old`` keeps serving."""
         if new.worker_id is not None:
             self._ready_waiters.setdefault(new.worker_id, asyncio.Event())
         spawned = self._spawned.setdefault(new.name, asyncio.Event())
@@ -153,9 +164,8 @@ class Supervisor:
         if not await self._wait_new_ready(new, spawned, ready_timeout_s):
             log.error("reload_child_not_ready", new=new.name, timeout_s=ready_timeout_s)
             await self.retire(new.name)
-            return False
-        await self.retire(old)
-        return True
+            return "not_ready"
+        return "exited" if await self.retire(old) else "killed"
 
     async def _wait_new_ready(self, new: ChildSpec, spawned: asyncio.Event, timeout_s: float) -> bool:
         if new.worker_id is not None:
@@ -172,22 +182,33 @@ class Supervisor:
         proc = self.procs.get(new.name)
         return proc is not None and await self.notify.wait_ready(proc.pid, max(0.0, deadline - loop.time()))
 
-    async def retire(self, name: str) -> None:
-        """Stop a child for good: SIGTERM (it drains), SIGKILL after ``stop_timeout_s``."""
+    async def retire(self, name: str) -> bool:
+        """Stop a child for good: SIGTERM (it drains), SIGKILL after ``stop_timeout_s`` (the drain
+        deadline + a margin), never an open-ended wait. False when killed (``child_retire_killed``,
+        counted in ``retire_kills``; a worker first gets SIGUSR1: its threads' stacks)."""
         self.core.remove(name)
+        spec = self.specs.get(name)
         proc = self.procs.get(name)
+        exited = True
         if proc is not None:
             log.info("child_retiring", child=name, pid=proc.pid)
             signal_group(proc.pid, signal.SIGCONT)
             signal_main(proc.pid, signal.SIGTERM)  # it drains, using its own children meanwhile
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.stop_timeout_s):
-                    await proc.wait()
+            exited = await _exits_within(proc, self.stop_timeout_s)
+            if not exited:
+                log.error("child_retire_killed", child=name, pid=proc.pid, waited_s=self.stop_timeout_s)
+                if spec is not None:
+                    self.core.retire_killed(spec.role)
+                    if spec.role == "worker":
+                        signal_main(proc.pid, signal.SIGUSR1)  # its stacks, in its log
+                        await _exits_within(proc, 0.5)
             signal_group(proc.pid, signal.SIGKILL)  # whatever it left behind
+            await _exits_within(proc, 5.0)
             if self.notify is not None:
                 self.notify.forget(proc.pid)
         self.specs.pop(name, None)
         self._write_state()
+        return exited
 
     async def stop(self) -> None:
         """Stop everything: gateway, then workers, then the broker."""

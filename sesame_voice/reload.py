@@ -4,8 +4,9 @@ and follow it to the end.
 It sends SIGHUP to the ``up`` named by ``{run_dir}/up-{port}.pid`` (the same settings ``up`` reads:
 SESAME_RUN_DIR, SESAME_PORT, or ``--port``), then follows the reload's report
 (``{run_dir}/reload-{port}.json``, see ``sesame_voice.reload_report``) and prints each step as it
-happens: each worker's successor ready and the old one drained and gone, then the gateway's, then
-the result and how long it took. ``--no-wait`` only sends the signal.
+happens: each worker's successor ready and the old one drained and gone (or SIGKILLed at its
+bound), the gateway's beside them, then the result and how long it took. ``--no-wait`` only
+sends the signal.
 
 Exit status: 0 the reload completed (or, with ``--no-wait``, the signal was delivered); 1 no
 ``up`` runs for that port, or the reload failed (a new process was not ready in time: the old one

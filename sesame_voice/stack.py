@@ -1,9 +1,10 @@
 """The children of one ``sesame-voice up``: their specs, and the rolling reload.
 
-A reload replaces each worker in turn, then the gateway: the new process starts, becomes ready,
-and only then is the old one told to drain and waited on until it exits
-(``Supervisor.replace``). Each step is logged (``reload_step``) and written to the reload report
-(``sesame_voice.reload_report``) that ``sesame-voice reload`` follows and prints.
+A reload replaces each worker in turn and, beside them, the gateway: the new process starts,
+becomes ready, and only then is the old one told to drain and waited on until it exits, or killed
+at its bound (``Supervisor.replace``, ``Supervisor.retire``). Each step is logged
+(``reload_step``) and written to the reload report (``sesame_voice.reload_report``) that
+``sesame-voice reload`` follows and prints.
 """
 
 from __future__ import annotations
@@ -86,41 +87,56 @@ class Stack:
             return
         async with self._reload_lock:
             log.info("reload_started", workers=len(self.slots))
-            self.report.begin(f"reload started: {len(self.slots)} worker(s) one at a time, then the gateway")
-            ok = True
-            for slot, (name, generation) in sorted(self.slots.items()):
-                new = self.worker_spec(slot, generation + 1)
-                if not await self._replace(name, new):
-                    ok = False
-                    break
-                self.slots[slot] = (new.name, generation + 1)
-            if ok:
-                name, generation = self.gateway
-                gateway = self.gateway_spec(generation + 1)
-                ok = await self._replace(name, gateway)
-                if ok:
-                    self.gateway = (gateway.name, generation + 1)
+            self.report.begin(
+                f"reload started: {len(self.slots)} worker(s) one at a time, the gateway beside them"
+            )
+            # The gateway's successor does not depend on the workers' (it finds them by their
+            # heartbeats, old or new): replaced side by side, a reload lasts the longer of the two
+            # rather than their sum.
+            workers_ok, gateway_ok = await asyncio.gather(self._reload_workers(), self._reload_gateway())
+            ok = workers_ok and gateway_ok
             elapsed = self.report.elapsed_s
             log.info("reload_done", ok=ok, seconds=elapsed)
             self.report.finish(ok, f"reload {'done' if ok else 'FAILED'} in {elapsed} s")
+
+    async def _reload_workers(self) -> bool:
+        for slot, (name, generation) in sorted(self.slots.items()):
+            new = self.worker_spec(slot, generation + 1)
+            if not await self._replace(name, new):
+                return False
+            self.slots[slot] = (new.name, generation + 1)
+        return True
+
+    async def _reload_gateway(self) -> bool:
+        name, generation = self.gateway
+        gateway = self.gateway_spec(generation + 1)
+        if not await self._replace(name, gateway):
+            return False
+        self.gateway = (gateway.name, generation + 1)
+        return True
 
     async def _replace(self, old: str, new: ChildSpec) -> bool:
         before = self.sup.procs.get(old)
         old_pid = before.pid if before is not None else None
         began = self.report.elapsed_s
         self._step(f"{new.role} {old} (pid {old_pid}): starting {new.name}")
-        ok = await self.sup.replace(old, new, self.config.reload_ready_timeout_s)
+        result = await self.sup.replace(old, new, self.config.reload_ready_timeout_s)
         took = round(self.report.elapsed_s - began, 2)
-        if not ok:
+        if result == "not_ready":
             self._step(
                 f"{new.role} {new.name} was not ready within {self.config.reload_ready_timeout_s} s: "
                 f"stopped it, {old} keeps serving"
             )
             return False
         after = self.sup.procs.get(new.name)
+        gone = (
+            "drained and exited"
+            if result == "exited"
+            else f"did not exit within {self.sup.stop_timeout_s} s: SIGKILLed"
+        )
         self._step(
             f"{new.role} {new.name} (pid {after.pid if after else None}) ready; "
-            f"{old} (pid {old_pid}) drained and exited; {took} s"
+            f"{old} (pid {old_pid}) {gone}; {took} s"
         )
         return True
 

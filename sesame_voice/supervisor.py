@@ -25,7 +25,8 @@ Children have a role: ``broker``, ``gateway`` or ``worker``. The rules:
 - **A configuration error is not restarted**: a child that exits with ``EXIT_CONFIG`` (78,
   sysexits' EX_CONFIG: it cannot run as configured, and would only fail again) halts the
   supervisor (``halted``: the child and its code); ``up`` then stops everything and exits with it.
-- Every restart is counted by (role, reason) and kept for ``/ready``.
+- Every restart is counted by (role, reason) and kept for ``/ready``; so is every old process a
+  reload had to SIGKILL because it did not exit within its bound (``retire_killed``).
 - ``stop()``: nothing is restarted any more.
 
 ``next_deadline()`` says when the core next needs ``tick(now)``; the adapter sleeps until then or
@@ -111,6 +112,7 @@ class SupervisorCore:
     rng: Callable[[], float] = random.random
     children: dict[str, Child] = field(default_factory=dict)
     restarts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    retire_kills: Counter[str] = field(default_factory=Counter)  # role -> old processes SIGKILLed
     mqtt_up: bool = False
     stopping: bool = False
     halted: tuple[str, int] | None = None  # a child that cannot run as configured, and its code
@@ -139,6 +141,10 @@ class SupervisorCore:
 
     def stop(self) -> None:
         self.stopping = True
+
+    def retire_killed(self, role: Role) -> None:
+        """A retired (drained) process did not exit within its bound and was SIGKILLed."""
+        self.retire_kills[role] += 1
 
     # --- observations ----------------------------------------------------------------------------
 
@@ -242,6 +248,7 @@ class SupervisorCore:
                 for (role, reason), n in sorted(self.restarts.items())
             ],
             "restarts_total": sum(self.restarts.values()),
+            "retire_kills": dict(sorted(self.retire_kills.items())),
             "children": [
                 {
                     "name": c.name,

@@ -154,6 +154,7 @@ def main(argv: list[str]) -> int:
         env["SESAME_ENGINE"] = "bark" if _bark_weights_here(env) else "piper"
     if config.workers is None:
         config = replace(config, workers=default_workers(env["SESAME_ENGINE"], os.cpu_count() or 1))
+    env["SESAME_WORKERS"] = str(config.workers)  # each worker's Piper threads divide the cores by it
     config.run_dir.mkdir(parents=True, exist_ok=True)
     reaper = Reaper(config.state_path())  # before any child: whatever happens to us, none outlives us
     try:

@@ -6,7 +6,8 @@
 | SESAME_MQTT_URL                | mqtt://127.0.0.1:1883   | the broker (cluster: nodes, comma-separated)    |
 | SESAME_ENGINE                  | bark                    | bark, piper or espeak-ng                        |
 | SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
-| SESAME_PIPER_THREADS           | cores / 2 (at least 1)  | onnxruntime threads per Piper child process     |
+| SESAME_PIPER_THREADS           | auto (piper_threads.py) | onnxruntime threads per Piper child process     |
+| SESAME_WORKERS                 | auto (per core, <= 16)  | Piper workers on this machine (``up`` sets it)  |
 | SESAME_MODEL                   | suno/bark-small         | Bark checkpoint directory or cached hub id      |
 | SESAME_MODEL_CACHE             | (HF default cache)      | where cached hub ids are looked up              |
 | SESAME_SPEAKER_ID              | (voice map)             | default voice's Bark speaker: N or preset name  |
@@ -48,19 +49,23 @@ from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
 from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, BarkSettings, DecoderName
 from synth_worker.engines import EngineSettings
+from synth_worker.piper_threads import PiperThreads, machine_cores, one_core_workers, piper_threads
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 EngineName = Literal["bark", "piper", "espeak-ng"]
 ENGINES: tuple[EngineName, ...] = ("bark", "piper", "espeak-ng")
 
 
-def piper_threads(cpus: int, workers: int = 1) -> int:
-    """onnxruntime threads per Piper child when SESAME_PIPER_THREADS is not set: half the machine's
-    cores shared among the Piper workers on it (the other half is the gateway's, the broker's and
-    the other processes'), at most 4 (a Piper voice gains little past that), at least 1. On a
-    shared 2-core machine that is 1, which measured fastest there (docs/benchmarks.md). Whoever
-    starts N workers on one machine (``sesame-voice up``) passes ``piper_threads(cpus, N)``."""
-    return max(1, min(4, cpus // (2 * max(1, workers))))
+def piper_threads_setting(e: Env) -> PiperThreads:
+    """SESAME_PIPER_THREADS: N fixes the threads; ``auto`` (default): ``piper_threads`` of this
+    machine's cores and SESAME_WORKERS (the Piper workers on it; unset or auto: up's default)."""
+    raw = (e.raw("SESAME_PIPER_THREADS") or "auto").strip().lower()
+    if raw != "auto":
+        return PiperThreads.fixed(e.int("SESAME_PIPER_THREADS", 1, lo=0, hi=64))
+    cores = machine_cores()
+    workers = (e.raw("SESAME_WORKERS") or "auto").strip().lower()
+    count = one_core_workers(cores) if workers == "auto" else e.int("SESAME_WORKERS", 1, lo=0, hi=64)
+    return piper_threads(cores, count)
 
 
 def default_worker_id() -> str:
@@ -105,7 +110,7 @@ class WorkerConfig:
     stuck_floor_s: float = 60.0
     health_file: str | None = None
     piper_voice: str | None = None
-    piper_threads: int = field(default_factory=lambda: piper_threads(os.cpu_count() or 1))
+    piper_threads: PiperThreads = field(default_factory=lambda: piper_threads_setting(Env({})))
     bark_decoder: DecoderName = "static"
     bark_step: StepMode = "auto"
 
@@ -191,7 +196,7 @@ class WorkerConfig:
             stuck_floor_s=e.ms("SESAME_STUCK_FLOOR_MS", d.stuck_floor_s),
             health_file=e.raw("SESAME_HEALTH_FILE"),
             piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
-            piper_threads=e.int("SESAME_PIPER_THREADS", d.piper_threads, lo=0, hi=64),
+            piper_threads=piper_threads_setting(e),
             bark_decoder=e.str("SESAME_BARK_DECODER", d.bark_decoder).lower(),  # type: ignore[arg-type]
             bark_step=e.str("SESAME_BARK_STEP", d.bark_step).lower(),  # type: ignore[arg-type]
         )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from broker.errors import ConfigError
 from synth_worker.engine import Engine
+from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import VoiceMap
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ class EngineSettings:
 
     chunk_ms: int = 40
     piper_voice: str | None = None  # SESAME_PIPER_VOICE: a Piper .onnx model instead of the voice map's
-    piper_threads: int = 1
+    piper_threads: int | PiperThreads = 1  # a worker's: synth_worker.piper_threads
     elevenlabs_api_key: str | None = None
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     edge_tts_endpoint: str | None = None

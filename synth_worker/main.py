@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -116,10 +119,35 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logs.get("sesame.worker").error("bad_config", error=str(exc))
         return EXIT_CONFIG
+    # SIGUSR1 writes every thread's stack to stderr: what `up` asks for before it SIGKILLs a
+    # drained worker that did not exit within its bound (sesame_voice.children.Supervisor.retire).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     code = asyncio.run(run_worker(config, engine))
-    if code == EXIT_STUCK:
-        # The stuck inference thread holds the engine; nothing more can be cleaned up from here.
+    held = held_threads()
+    if code == EXIT_STUCK or held:
+        # A stuck inference thread holds the engine; any other thread still running would hold the
+        # interpreter's exit (it joins them) after the worker is done: nothing is left to clean up.
+        if held:
+            logs.get("sesame.worker").warning("worker_exit_held", threads=held)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def held_threads() -> list[str]:
+    """Threads that would hold the interpreter's exit: alive, not daemons (a ThreadPoolExecutor's
+    too), each with where it is."""
+    deadline = time.monotonic() + 1.0  # an idle executor thread ends on its own in a moment
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    frames = sys._current_frames()
+    held = []
+    for thread in threading.enumerate():
+        if thread is threading.main_thread() or thread.daemon or not thread.is_alive():
+            continue
+        frame = frames.get(thread.ident or -1)
+        where = "" if frame is None else f" at {frame.f_code.co_filename}:{frame.f_lineno}"
+        held.append(f"{thread.name}{where}")
+    return held

@@ -37,11 +37,13 @@ from broker.errors import EngineCancelled, EngineError, EngineUnavailable
 from synth_worker.engine import CancelToken, EngineChunk, SynthesisRequest
 from synth_worker.pcm_stream import StreamResampler
 from synth_worker.piper_process import INSTALL_HINT, PiperChild, resolve_model
+from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import VoiceMap
 
 
 class PiperEngine:
-    """The ``Engine`` for Piper. ``voice_override`` is SESAME_PIPER_VOICE (a ``.onnx`` path)."""
+    """The ``Engine`` for Piper. ``voice_override`` is SESAME_PIPER_VOICE (a ``.onnx`` path);
+    ``threads``: a fixed count, or alone/shared counts (``synth_worker.piper_threads``)."""
 
     name = "piper"
 
@@ -50,14 +52,14 @@ class PiperEngine:
         voices: VoiceMap | None = None,
         *,
         voice_override: str | None = None,
-        threads: int = 1,
+        threads: int | PiperThreads = 1,
         chunk_ms: int = 40,
         timeout_s: float = 30.0,
         load_timeout_s: float = 60.0,
     ) -> None:
         self.voices = voices or VoiceMap()
         self.voice_override = voice_override or None
-        self.threads = threads
+        self.threads = threads if isinstance(threads, PiperThreads) else PiperThreads.fixed(threads)
         self.chunk_ms = chunk_ms
         self.timeout_s = timeout_s
         self.load_timeout_s = load_timeout_s

@@ -2,6 +2,7 @@
 """The Piper child process: the only code of sesame-voice that imports ``piper`` (piper-tts, GPL).
 
     python -m synth_worker.piper_child --model VOICE.onnx [--config VOICE.onnx.json] [--threads N]
+                                       [--shared-threads M --busy-lock PATH]
 
 This file is distributed under the GPL-3.0-or-later, as piper-tts is. It is a program of its own:
 the worker and the gateway start it as a child process and talk to it over its stdin and stdout,
@@ -22,6 +23,11 @@ stdout: frames of a 9-byte header ``<cII`` (kind, id, payload length) and the pa
 
 Requests are spoken one at a time, in order; a cancel is read while another request speaks.
 
+Threads (``synth_worker.piper_threads``): with ``--shared-threads M`` other than N, the model is
+loaded twice, with N and with M intra-op threads, and each clause asks ``--busy-lock`` (a file all
+Piper children of the machine share) whether another child is speaking: alone, on a machine
+otherwise mostly idle (``/proc/loadavg``'s runnable count), it runs on N threads, else on M.
+
 Clauses: each sentence's phonemes are cut after a clause mark (``, ; :``) and each clause goes
 through the model alone, so the first audio of a long sentence waits only for its first clause.
 The model starts and ends every clause in silence, so clauses join without a click; left raw (not
@@ -31,12 +37,15 @@ peak-normalized per clause, as piper does per sentence), the level does not jump
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import queue
 import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct("<cII")
@@ -53,6 +62,88 @@ class Output:
         with self.lock:
             self.stream.write(HEADER.pack(kind, rid, len(payload)) + payload)
             self.stream.flush()
+
+
+def others_running(loadavg: str) -> int:
+    """Runnable threads on the machine besides the caller, from ``/proc/loadavg``'s fourth field
+    (``running/total``, counted when read, the reader included)."""
+    return max(0, int(loadavg.split()[3].partition("/")[0]) - 1)
+
+
+def machine_free(cores: int, others: int) -> bool:
+    """Whether the machine is otherwise idle enough for one clause on every core: at most half its
+    cores taken by other runnable threads (a gateway or broker waking for a moment is not load; a
+    machine shared with other work is, and there one thread per clause is the faster and fairer)."""
+    return others <= cores // 2
+
+
+def machine_free_now() -> bool:
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            others = others_running(f.read())
+    except (OSError, ValueError, IndexError):
+        return True  # no such file (not Linux): the busy lock alone decides
+    return machine_free(len(os.sched_getaffinity(0)), others)
+
+
+class BusyLock:
+    """Whether this child may speak on every core: no other Piper child of the machine speaking
+    (one shared file: a speaking child holds a shared lock on it; one that can take the exclusive
+    lock for a moment is alone; a child that dies releases its lock with its file descriptors), and
+    the machine otherwise mostly idle (``machine_free``)."""
+
+    def __init__(self, path: str, free: Callable[[], bool] = machine_free_now) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.free = free
+        self.held = False
+
+    def speak(self) -> bool:
+        """Mark this child speaking (until ``quiet``); True when it may use every core."""
+        try:  # dropping our shared lock first is how flock converts: it may not keep it on failure
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(self.fd, fcntl.LOCK_SH)  # waits only while another child holds it exclusively
+        self.held = True
+        return alone and self.free()
+
+    def quiet(self) -> None:
+        if self.held:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            self.held = False
+
+
+class Voices:
+    """The model on ``alone`` threads, and on ``shared`` threads where those differ (with the lock
+    that chooses between them per clause)."""
+
+    def __init__(self, alone: Any, shared: Any | None = None, busy: BusyLock | None = None) -> None:
+        self.alone, self.shared, self.busy = alone, shared, busy
+
+    def pick(self) -> Any:
+        if self.shared is None or self.busy is None:
+            return self.alone
+        return self.alone if self.busy.speak() else self.shared
+
+    def quiet(self) -> None:
+        if self.busy is not None:
+            self.busy.quiet()
+
+
+def load_voices(model: str, config: str | None, threads: int, shared: int | None, lock: str | None) -> Voices:
+    """The model on ``threads`` threads, and on ``shared`` beside the busy lock where asked. Without
+    the lock (a file that cannot be opened) the child keeps to its share: fair, never oversubscribed."""
+    if shared is None or shared == threads or not lock:
+        return Voices(load_voice(model, config, threads))
+    try:
+        busy = BusyLock(lock)
+    except OSError as exc:
+        print(f"busy lock {lock}: {exc}; speaking on {shared} thread(s) only", file=sys.stderr)
+        return Voices(load_voice(model, config, shared))
+    voices = Voices(load_voice(model, config, threads), load_voice(model, config, shared), busy)
+    calibrate(voices.shared)  # onnxruntime's first run of the second copy, too
+    return voices
 
 
 def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], cancelled: set[int]) -> None:
@@ -125,12 +216,15 @@ def calibrate(voice: Any) -> dict[str, float]:
     return {"rms_dbfs": 20.0 * float(np.log10(max(rms, 1e-6))), "peak": float(np.max(np.abs(audio)))}
 
 
-def speak(voice: Any, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
-    for sentence in voice.phonemize(text):
-        for clause in clauses(sentence):
-            if rid in cancelled:
-                break
-            out.frame(b"A", rid, pcm16(raw_audio(voice, clause)))
+def speak(voices: Voices, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
+    try:
+        for sentence in voices.alone.phonemize(text):
+            for clause in clauses(sentence):
+                if rid in cancelled:
+                    break
+                out.frame(b"A", rid, pcm16(raw_audio(voices.pick(), clause)))
+    finally:
+        voices.quiet()
     if rid in cancelled:
         cancelled.discard(rid)
         out.frame(b"C", rid)
@@ -143,17 +237,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--config")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shared-threads", type=int, help="threads beside another speaking child")
+    parser.add_argument("--busy-lock", help="the file the machine's Piper children share")
     args = parser.parse_args(argv)
     out = Output(sys.stdout.buffer)
     start = time.perf_counter()
     try:
-        voice = load_voice(args.model, args.config, args.threads)
+        voices = load_voices(args.model, args.config, args.threads, args.shared_threads, args.busy_lock)
     except Exception as exc:  # every load failure is reported to the parent, then the child exits
         out.frame(b"X", 0, f"{type(exc).__name__}: {exc}".encode())
         return 1
     # onnxruntime's first run is slow: take it here (with the calibration), not on a job.
-    level = calibrate(voice)
-    ready = {"sample_rate": int(voice.config.sample_rate), "load_s": time.perf_counter() - start, **level}
+    level = calibrate(voices.alone)
+    rate = int(voices.alone.config.sample_rate)
+    ready = {"sample_rate": rate, "load_s": time.perf_counter() - start, **level}
     out.frame(b"R", 0, json.dumps(ready).encode())
     work: queue.Queue[tuple[int, str] | None] = queue.Queue()
     cancelled: set[int] = set()
@@ -167,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 cancelled.discard(rid)
                 out.frame(b"C", rid)
             else:
-                speak(voice, out, rid, text, cancelled)
+                speak(voices, out, rid, text, cancelled)
         except Exception as exc:  # one bad request is reported; the child keeps serving
             out.frame(b"X", rid, f"{type(exc).__name__}: {exc}".encode())
     return 0

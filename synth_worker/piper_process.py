@@ -10,8 +10,10 @@ import contextlib
 import importlib
 import itertools
 import json
+import os
 import struct
 import sys
+import tempfile
 from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from broker import logs
 from broker.audio import TARGET_RMS_DBFS
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.engine import CancelToken
+from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import PACKAGED_PIPER_VOICE
 
 log = logs.get("sesame.piper")
@@ -30,6 +33,12 @@ INSTALL_HINT = "pip install 'sesame-voice[piper]'"
 
 Frame = tuple[bytes, bytes]  # (kind, payload)
 CANCELLED_HERE = b"K"  # not from the child: the job's cancel token was set
+
+
+def busy_lock_path() -> Path:
+    """The file every Piper child of this user on this machine shares to tell whether another one
+    is speaking (``piper_child.BusyLock``; ``synth_worker.piper_threads``)."""
+    return Path(tempfile.gettempdir()) / f"sesame-piper-{os.getuid()}.busy"
 
 
 def voice_gain(rms_dbfs: float, peak: float, max_gain_db: float = 24.0) -> float:
@@ -71,7 +80,7 @@ def resolve_model(piper_voice: str, override: str | None = None) -> PiperModel:
 class PiperChild:
     """One child process speaking one model; requests demultiplexed by id."""
 
-    def __init__(self, model: PiperModel, threads: int, load_timeout_s: float) -> None:
+    def __init__(self, model: PiperModel, threads: PiperThreads, load_timeout_s: float) -> None:
         self.model = model
         self.threads = threads
         self.load_timeout_s = load_timeout_s
@@ -124,7 +133,9 @@ class PiperChild:
 
     async def _spawn(self) -> None:
         args = ["-m", "synth_worker.piper_child", "--model", str(self.model.onnx)]
-        args += ["--config", str(self.model.config), "--threads", str(self.threads)]
+        args += ["--config", str(self.model.config), "--threads", str(self.threads.alone)]
+        if self.threads.adaptive:
+            args += ["--shared-threads", str(self.threads.shared), "--busy-lock", str(busy_lock_path())]
         try:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field, replace
 
-from broker.audio import AudioFrame
+from broker.audio import pcm16_frame
 from broker.errors import ProtocolError
 from broker.wire import Message
 from broker.ws_protocol import (
@@ -252,12 +252,12 @@ class SessionCore:
 
     # ---- engine results -------------------------------------------------------------------
 
-    def audio(self, seq: int, engine: str, pcm: bytes, cached: bool = False) -> list[Out]:
+    def audio(self, seq: int, engine: str, pcm: bytes | list[bytes], cached: bool = False) -> list[Out]:
         st = self.sentences.get(seq)
         if st is None or st.done:
             return []  # cancelled, or a late chunk
         st.engine, st.cached = engine, cached
-        st.chunks.append(pcm)
+        st.chunks += [pcm] if isinstance(pcm, bytes) else pcm  # a list: a cached sentence's frames
         return self._advance()
 
     def fell_back(self, seq: int, from_engine: str, to_engine: str, reason: str) -> list[Out]:
@@ -332,9 +332,9 @@ class SessionCore:
     def _send_chunks(self, st: SentenceState) -> list[Out]:
         outs: list[Out] = []
         for pcm in st.chunks:
-            frame = AudioFrame(st.sentence.seq, st.sent_index, self.sample_rate, pcm)
+            frame = pcm16_frame(st.sentence.seq, st.sent_index, self.sample_rate, pcm)
             seconds = len(pcm) / 2 / self.sample_rate
-            outs.append(EmitAudio(frame.to_bytes(), st.sentence.seq, seconds))
+            outs.append(EmitAudio(frame, st.sentence.seq, seconds))
             self.playback.emitting_s += seconds  # the clock hears of it once sent
             st.sent_index += 1
             st.samples += len(pcm) // 2

@@ -318,14 +318,12 @@ class Interpreter:
         self.metrics.cache.labels("hit" if hit else "miss").inc()
         if hit is None:
             return False
-        outs: list[Out] = []
         # The cached PCM16 is cut as bytes: no decode to float and encode back for every hit (that
-        # was 12% of the gateway's CPU serving 100 sessions from the cache).
+        # was 12% of the gateway's CPU serving 100 sessions from the cache), handed over at once.
         step = 2 * max(1, s.sample_rate * CHUNK_MS // 1000)
         pcm = hit.pcm
-        for i in range(0, len(pcm), step):
-            outs += link.core.audio(s.seq, hit.engine, pcm[i : i + step], cached=True)
-        outs += link.core.sentence_done(s.seq)
+        chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+        outs = [*link.core.audio(s.seq, hit.engine, chunks, cached=True), *link.core.sentence_done(s.seq)]
         self.metrics.sentence(hit.engine, True, 0.0)
         self._feed_later(link, outs)
         return True

@@ -6,7 +6,9 @@ events and audio for MQTT listeners. When a queue is full the publish is dropped
 (``on_job_unsent``) so that the scheduler fails it over. Cancels that could not be published
 (broker down) are sent again on reconnect, so a worker does not spend its time on sentences nobody
 is waiting for. When the link drops, publishes wait up to ``LINK_WAIT_S`` for it to land on a
-broker node again (the next node of a cluster takes a moment), then fail at once.
+broker node again (the next node of a cluster takes a moment), then fail at once. Plain QoS 0
+publishes that are waiting together (the copies of session audio and events) go out as one batch
+of up to ``BATCH_MAX`` in one write (``broker/publish_batch.py``), in the queue's order.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ log = logs.get("sesame.gateway")
 
 MQTT_OUT_QUEUE = 20_000
 LINK_WAIT_S = 1.0
+BATCH_MAX = 2048  # ~4 MB of 40 ms frames: a starved loop still empties the queue in few passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,11 @@ class Publish:
     cancels: tuple[str, ...] = ()  # a cancel: resent on reconnect if it fails
     expiry_s: int | None = None  # MQTT v5 message expiry, counted by the broker
     retain: bool = False  # a session claim (stream_server/core/claims.py)
+
+    @property
+    def plain(self) -> bool:
+        """A QoS 0 message with nothing to report: it may go out in a batch."""
+        return self.qos == 0 and not self.retain and self.expiry_s is None and self.job_id is None
 
 
 class MqttOut:
@@ -82,13 +90,25 @@ class MqttOut:
 
     async def run(self, queue: asyncio.Queue[Publish]) -> None:
         loop = asyncio.get_running_loop()
+        held: Publish | None = None  # taken from the queue while gathering a batch: next
         while True:
-            item = await queue.get()
+            item, held = (held if held is not None else await queue.get()), None
             left = self._grace_until - loop.time()
             if left > 0 and not self.link.connected.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(left):
                         await self.link.connected.wait()
+            if item.plain:
+                batch = [(item.topic, item.payload)]
+                while len(batch) < BATCH_MAX and not queue.empty():
+                    nxt = queue.get_nowait()
+                    if not nxt.plain:
+                        held = nxt
+                        break
+                    batch.append((nxt.topic, nxt.payload))
+                with contextlib.suppress(BrokerError):  # copies: nothing waits on them
+                    await self.link.publish_batch(batch)
+                continue
             try:
                 await self.link.publish(
                     item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s

@@ -16,7 +16,7 @@ import numpy as np
 
 from broker import logs
 from synth_worker.bark.decode import Decoder
-from synth_worker.bark.fast import fine_generate_rows
+from synth_worker.bark.fine import FineDecoder, fine_generate_rows
 from synth_worker.bark.settings import BarkSettings, Speaker
 
 if TYPE_CHECKING:
@@ -71,6 +71,7 @@ class BarkCheckpoint:
         self._reported: set[str] = set()
         self.semantic_decoder = Decoder(model.semantic, settings.step_mode)
         self.coarse_decoder = Decoder(model.coarse_acoustics, settings.step_mode)
+        self.fine_decoder = FineDecoder(model.fine_acoustics)
 
     # --- speaker prompts -------------------------------------------------------------------------
 
@@ -194,7 +195,7 @@ class BarkCheckpoint:
 
             t0 = time.perf_counter()
             fine = fine_generate_rows(
-                self.model,
+                self.fine_decoder,
                 coarse[None],
                 [WARM_UP_FRAMES],
                 semantic_config=semantic_cfg,

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from broker import logs
-from synth_worker.bark.static_cache import FullStep, StaticCache, forward
+from synth_worker.bark.static_cache import FullStep, ScoresBuffer, StaticCache, forward
 from synth_worker.bark.step_capture import compiled, graphed
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ class Decoder:
         self._full: StaticCache | None = None
         self._caches: dict[int, StaticCache] = {}
         self._steps: dict[int, tuple[FullStep, Callable[[], torch.Tensor]]] = {}
+        self._scores = ScoresBuffer()  # the prompt pass's attention scores
 
     def cache(self, batch: int) -> StaticCache:
         """The first ``batch`` rows of one buffer sized for the largest batch seen so far, so the
@@ -132,7 +133,9 @@ class Decoder:
         positions = (torch.arange(seq, device=embeds.device)[None] - pad[:, None]).clamp(min=0)
         mask = _pad_mask(pad, seq, cache.keys.dtype) if padded else None
         step = self._stepper(cache, pad, seq, padded)  # first: a CUDA graph capture writes the cache
-        logits = forward(self.model, embeds, positions=positions, cache=cache, start=0, mask=mask)
+        logits = forward(
+            self.model, embeds, positions=positions, cache=cache, start=0, mask=mask, scores=self._scores
+        )
         return _sample_loop(
             logits,
             step,

@@ -149,7 +149,12 @@ class JobRunner:
             log.warning("drain_timeout", cancelling=len(pending))
             for token in self._cancels.values():
                 token.cancel()
-            await asyncio.wait(pending, timeout=wait_s)
+            _, pending = await asyncio.wait(pending, timeout=wait_s)
+        if pending:  # deaf to its token (a publish, a pipe): the TaskGroup would wait on it for ever
+            log.warning("drain_cancelling_tasks", jobs=len(pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=1.0)
 
 
 def with_stamps(actions: list[Action], job: Job, stamps: tuple[float, ...]) -> list[Action]:

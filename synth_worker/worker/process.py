@@ -33,6 +33,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
@@ -281,6 +282,12 @@ async def run_worker(config: WorkerConfig, engine: WorkerEngine | None = None) -
 
     worker = Worker(config, engine or worker_engine(config))
     loop = asyncio.get_running_loop()
+    # asyncio.run joins its default executor's threads without a bound (Python 3.11): a
+    # ``to_thread`` call still running at the end (an import while a model loaded) would hold the
+    # worker's exit. Ours is let go at the end instead; a thread of it still busy is then seen
+    # by ``synth_worker.main.held_threads``.
+    executor = ThreadPoolExecutor(thread_name_prefix="worker-io")
+    loop.set_default_executor(executor)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
@@ -288,3 +295,5 @@ async def run_worker(config: WorkerConfig, engine: WorkerEngine | None = None) -
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))  # empty: shut down at once
+        executor.shutdown(wait=False, cancel_futures=True)

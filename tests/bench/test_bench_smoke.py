@@ -17,8 +17,10 @@ from tests.bench.smoke import run_smoke
 BENCHES = {
     "gateway_overhead.py": ("gateway overhead: time to first audio", "time to first audio (ms)"),
     "capacity.py": ("capacity: concurrent real-time websocket sessions", "POST /tts rate/s"),
+    "gateway_cpu.py": ("gateway cpu: sessions per core", "sessions  gateway cores"),
     "ready_time.py": ("worker ready time", "configuration"),
     "bark_worker.py": ("bark worker: per-stage time", "checkpoint  measurement"),
+    "bark_e2e.py": ("bark end to end: the engine's path against BarkModel.generate()", "variant: stage"),
     "local_engines.py": ("local engines: TTFA, RTF", "cpu s per s of speech"),
     "timer_accuracy.py": ("timer accuracy: how late", "measurement "),
     "segmenter.py": ("segmenter: accuracy on the Golden Rules", "EWT P  EWT R"),
@@ -26,6 +28,7 @@ BENCHES = {
     "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
     "ttfa_timeline.py": ("ttfa timeline: where the time to first audio goes", "since sent ms"),
     "piper_clauses.py": ("piper clauses: time to the first samples", "p50 ms  p90 ms"),
+    "piper_threads.py": ("piper threads: first audio and CPU per sentence", "loaded CPU ms/sentence"),
     "abuse.py": ("abuse: polite clients beside an abusive one", "1st prim. turn prim."),
 }
 
@@ -48,6 +51,15 @@ def test_bench_smoke_prints_its_table(script: str) -> None:
     assert heading is not None, f"no table in:\n{done.stdout[-2000:]}"
     assert set(lines[heading + 1].replace(" ", "")) == {"-"}, "the heading is followed by a rule"
     assert len(lines) > heading + 2 and lines[heading + 2].strip(), "the table has rows"
+
+
+def test_bark_end_to_end_smoke_finds_every_variant_exact() -> None:
+    """generate(), the engine before issue 20's fine stage and the engine now give the same audio,
+    and the kept scores buffer the same logits (the run is shared with the test above)."""
+    done = run("bark_e2e.py")
+    assert done.returncode == 0, done.stderr[-3000:]
+    checks = [line for line in done.stdout.splitlines() if line.rstrip().endswith(("PASS", "FAIL"))]
+    assert len(checks) == 4 and all(line.rstrip().endswith("PASS") for line in checks), done.stdout
 
 
 def test_bark_smoke_checks_that_must_hold() -> None:

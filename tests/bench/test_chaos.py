@@ -7,9 +7,12 @@ docs/reliability.md has the figures.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
-from tests.bench.smoke import harness_report
+from tests.bench.smoke import REPO, harness_report
 
 
 def test_chaos_smoke_loses_nothing_and_heals_every_fault(tmp_path: Path, dev_model_dir: Path) -> None:
@@ -26,3 +29,37 @@ def test_chaos_smoke_loses_nothing_and_heals_every_fault(tmp_path: Path, dev_mod
     assert {"up", "gateway"} <= {key.split(":")[0] for key in rep["rss"]}  # "name:pid"
     assert [r["done_s"] > 0 and r["ok"] for r in rep["reloads"]] == [True]
     assert svg.read_text().startswith("<svg")
+
+
+def _chaos_module() -> ModuleType:
+    """bench/chaos.py imported as a module (its own helpers beside it on the path)."""
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_chaos", REPO / "bench" / "chaos.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_chaos"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_lost_sentence_explains_itself() -> None:
+    chaos = _chaos_module()
+    run = chaos.Run(t0=100.0, workers=1, engine="piper")
+    trace = chaos.TurnTrace(session="s-1", seen=["1.00 ready", "1.50 sentence_start[0] engine=piper"])
+    trace.ended = "closed 1012 reconnect"
+    run.sentences = [
+        chaos.Sentence(0, 0, 1.0, outcome="spoken", engine="piper", start_at=1.5, trace=trace),
+        chaos.Sentence(0, 1, 1.0, trace=trace),
+    ]
+    run.faults = [chaos.Fault("broker", 0.5, "broker"), chaos.Fault("reload", 30.0, "up")]
+    log = [
+        (101.2, {"event": "job_failed", "session_id": "s-1", "job_id": "j-1"}),
+        (101.3, {"event": "job_done", "session_id": "s-2", "job_id": "j-2"}),
+    ]
+    (lost,) = chaos.unspoken_traces(run, log)
+    assert (lost["outcome"], lost["turn"], lost["seq"], lost["session"]) == ("lost", 0, 1, "s-1")
+    assert lost["nearest_fault"] == {"kind": "broker", "at_s": 0.5, "target": "broker"}
+    assert lost["client_saw"] == trace.seen
+    assert lost["ended"] == "closed 1012 reconnect"
+    assert lost["gateway_log"] == ["1.20 event=job_failed job_id=j-1"]

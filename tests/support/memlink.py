@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from broker.errors import BrokerError
@@ -61,6 +61,10 @@ class MemoryLink(MqttLink):
         data = payload.encode() if isinstance(payload, str) else payload
         self.published.append(Published(topic, data, qos, expiry_s))
         self.changed.set()
+
+    async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for topic, payload in messages:  # recorded one by one, as the broker hands them on
+            await self.publish(topic, payload, qos=0)
 
     async def deliver(self, topic: str, payload: bytes) -> None:
         assert self.on_message is not None

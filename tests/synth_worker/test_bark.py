@@ -79,10 +79,11 @@ def test_warm_up_runs_every_stage_on_a_few_positions(greedy: BarkSynthesizer) ->
         return hook
 
     handles = [
-        # the first layer's projection: both decoders (static and generate()) run it once a pass
+        # the first layer's projection: every decoder (static, generate(), the fine one) runs it
+        # once a pass
         model.semantic.layers[0].attn.att_proj.register_forward_pre_hook(record("semantic", 1)),
         model.coarse_acoustics.layers[0].attn.att_proj.register_forward_pre_hook(record("coarse", 1)),
-        model.fine_acoustics.register_forward_pre_hook(record("fine", 1)),
+        model.fine_acoustics.layers[0].attn.att_proj.register_forward_pre_hook(record("fine", 1)),
         model.codec_model.decoder.register_forward_pre_hook(record("codec", -1)),
     ]
     try:

@@ -16,8 +16,10 @@ from synth_worker.elevenlabs import ElevenLabsEngine
 from synth_worker.engines import EngineSettings, build_engine, build_worker_engine
 from synth_worker.espeak import EspeakEngine
 from synth_worker.piper import PiperEngine
+from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import VoiceMap
 
+THREE = PiperThreads.fixed(3)
 SETTINGS = EngineSettings(
     chunk_ms=20,
     piper_voice="/m/x.onnx",
@@ -33,7 +35,7 @@ SETTINGS = EngineSettings(
     ("name", "kind", "fields"),
     [
         ("espeak-ng", EspeakEngine, {"chunk_ms": 20}),
-        ("piper", PiperEngine, {"voice_override": "/m/x.onnx", "threads": 3, "chunk_ms": 20}),
+        ("piper", PiperEngine, {"voice_override": "/m/x.onnx", "threads": THREE, "chunk_ms": 20}),
         ("elevenlabs", ElevenLabsEngine, {"base_url": "http://127.0.0.1:9", "connect_timeout": 0.5}),
         ("edge-tts", EdgeTTSEngine, {"endpoint": "ws://127.0.0.1:9/edge"}),
     ],
@@ -55,7 +57,7 @@ def test_the_gateway_tiers_come_from_the_same_factory() -> None:
     config = GatewayConfig.from_env({"SESAME_TIERS": "workers,elevenlabs,edge-tts,piper,espeak-ng"})
     engines = build_local_engines(config, VoiceMap())
     assert list(engines) == ["edge-tts", "piper", "espeak-ng"]  # ElevenLabs only with its key
-    assert isinstance(engines["piper"], PiperEngine) and engines["piper"].threads == 1
+    assert isinstance(engines["piper"], PiperEngine) and engines["piper"].threads == PiperThreads.fixed(1)
 
 
 def test_building_the_gateway_s_engines_imports_no_torch() -> None:

@@ -16,6 +16,7 @@ from synth_worker.config import WorkerConfig
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
 from synth_worker.piper import PiperEngine
 from synth_worker.piper_process import packaged_model
+from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import DEFAULT_VOICES, Voice, VoiceMap
 from synth_worker.worker.process import worker_engine
 from tests.conftest import T
@@ -169,9 +170,11 @@ def test_worker_settings_select_piper() -> None:
         {"SESAME_ENGINE": "PIPER", "SESAME_PIPER_VOICE": "/m/x.onnx", "SESAME_PIPER_THREADS": "2"},
         worker_id="w-1",
     )
-    assert (config.engine, config.piper_voice, config.piper_threads) == ("piper", "/m/x.onnx", 2)
+    assert (config.engine, config.piper_voice) == ("piper", "/m/x.onnx")
+    assert config.piper_threads == PiperThreads(2, 2)
     engine = worker_engine(config)
-    assert isinstance(engine, PiperEngine) and engine.voice_override == "/m/x.onnx" and engine.threads == 2
+    assert isinstance(engine, PiperEngine) and engine.voice_override == "/m/x.onnx"
+    assert engine.threads == PiperThreads.fixed(2)
     with pytest.raises(ConfigError, match="SESAME_PIPER_THREADS"):
         WorkerConfig.from_env({"SESAME_ENGINE": "piper", "SESAME_PIPER_THREADS": "-1"}, worker_id="w-1")
     with pytest.raises(ConfigError, match="SESAME_ENGINE"):

@@ -8,13 +8,13 @@ import json
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from broker.audio import TARGET_RMS_DBFS
-from synth_worker.config import piper_threads
-from synth_worker.piper_child import clauses
+from synth_worker.piper_child import BusyLock, clauses, load_voices
 from synth_worker.piper_process import packaged_model, voice_gain
 from tests.conftest import T
 
@@ -38,23 +38,32 @@ def read_frame(stdout: object) -> tuple[bytes, int, bytes]:
 
 
 @pytest.fixture(scope="module")
-def spoken() -> tuple[dict[str, float], list[np.ndarray]]:
-    """The child's ready report and the clauses of TEXT, as the child sends them."""
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], list[np.ndarray]]:
+    """The child's ready report and the clauses of TEXT, as the child sends them. The child runs as
+    ``up`` starts it on two cores (2 threads alone, 1 beside another speaker), and speaks while this
+    test holds the busy lock as another child would: on its shared session."""
     model = packaged_model()
+    lock = str(tmp_path_factory.mktemp("piper") / "busy")
     args = ["-m", "synth_worker.piper_child", "--model", str(model.onnx), "--config", str(model.config)]
+    args += ["--threads", "2", "--shared-threads", "1", "--busy-lock", lock]
     proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
+    other = BusyLock(lock, free=lambda: True)
     try:
         kind, _, payload = read_frame(proc.stdout)
         assert kind == b"R", payload
         ready = json.loads(payload)
+        assert other.speak(), "a child that is not speaking holds no lock"
         proc.stdin.write(json.dumps({"op": "say", "id": 1, "text": TEXT}).encode() + b"\n")
         proc.stdin.flush()
         pieces = []
         while (frame := read_frame(proc.stdout))[0] == b"A":
             pieces.append(np.frombuffer(frame[2], dtype="<i2").astype(np.float32) / 32768.0)
         assert frame[:2] == (b"D", 1)
+        other.quiet()
+        assert other.speak(), "the child let go of the lock when its request was done"
     finally:
+        other.quiet()
         proc.stdin.close()
         proc.wait(30 * T)
     return ready, pieces
@@ -86,9 +95,11 @@ def test_one_gain_per_voice_brings_the_calibration_to_the_target_level_without_c
     assert voice_gain(-200.0, 0.0) == pytest.approx(10 ** (24 / 20))  # never more than +24 dB
 
 
-def test_piper_threads_follow_the_machine_and_the_workers_on_it() -> None:
-    assert piper_threads(2) == 1  # a shared 2-core machine: one thread measured fastest
-    assert piper_threads(8) == 4
-    assert piper_threads(64) == 4
-    assert piper_threads(8, workers=2) == 2
-    assert piper_threads(8, workers=16) == 1
+def test_without_its_busy_lock_a_child_keeps_to_its_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = packaged_model()
+    voices = load_voices(str(model.onnx), str(model.config), 2, 1, str(tmp_path / "missing" / "busy"))
+    assert voices.shared is None and voices.busy is None
+    assert voices.alone.session.get_session_options().intra_op_num_threads == 1
+    assert "speaking on 1 thread(s) only" in capsys.readouterr().err

@@ -1,0 +1,81 @@
+"""QoS 0 publishes written together: many MQTT v5 PUBLISH packets handed to paho as one write.
+
+paho-mqtt writes each publish with its own ``send()``, watches the socket for writing again (two
+epoll changes) and reports each one written through a callback; aiomqtt's ``publish`` adds an event,
+a timeout and a task per message. For the gateway's per-frame copies of session audio and events
+(``sessions/{id}/audio``, ``sessions/{id}/events``) that was about 40% of its CPU at 300 sessions.
+Here the packets of a batch are encoded once, joined, and queued in paho as one outgoing entry:
+paho writes it as it writes any packet (in pieces when the socket is full, in order with the rest)
+and reports it written once. On the wire nothing changes: the same PUBLISH packets, back to back.
+
+This uses paho's client internals (``_packet_queue``, ``_mid_generate``, ``_sock``: paho-mqtt is
+pinned in pyproject.toml) and aiomqtt's table of pending publishes, as aiomqtt's ``publish`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import cast
+
+import aiomqtt
+from paho.mqtt.client import PUBLISH, MQTTMessageInfo
+from paho.mqtt.enums import MQTTErrorCode
+
+from .errors import BrokerError
+
+QOS0_PUBLISH = 0x30  # PUBLISH, DUP 0, QoS 0, RETAIN 0
+NO_PROPERTIES = b"\x00"  # MQTT v5: property length 0
+
+
+def packet(topic: str, payload: bytes) -> list[bytes]:
+    """The parts of one MQTT v5 QoS 0 PUBLISH packet without properties."""
+    name = topic.encode()
+    return [
+        _varint_after(QOS0_PUBLISH, 2 + len(name) + 1 + len(payload)),
+        len(name).to_bytes(2, "big"),
+        name,
+        NO_PROPERTIES,
+        payload,
+    ]
+
+
+def _varint_after(first: int, n: int) -> bytes:
+    """``first`` and then ``n`` as MQTT's variable byte integer (the fixed header)."""
+    out = bytearray((first,))
+    while True:
+        n, digit = divmod(n, 128)
+        if n:
+            out.append(digit | 0x80)
+        else:
+            out.append(digit)
+            return bytes(out)
+
+
+async def publish_qos0(
+    client: aiomqtt.Client, messages: Sequence[tuple[str, bytes]], timeout_s: float
+) -> None:
+    """Publish ``messages`` (topic, payload) at QoS 0, in order, as one write; return once paho has
+    written them all to the socket (``BrokerError`` if not connected or not within ``timeout_s``)."""
+    paho = client._client
+    if paho._sock is None:
+        raise BrokerError("not connected to the MQTT broker")
+    parts: list[bytes] = []
+    for topic, payload in messages:
+        parts += packet(topic, payload)
+    mid = paho._mid_generate()
+    written = asyncio.Event()
+    client._pending_publishes[mid] = written  # set by aiomqtt's on_publish when paho wrote it
+    try:
+        # A memoryview: when the socket takes a batch in pieces, paho slices what is left of it
+        # (``packet[pos:]``) for each send; a bytes object would be copied each time.
+        blob = cast(bytes, memoryview(b"".join(parts)))
+        rc = paho._packet_queue(PUBLISH, blob, mid, 0, MQTTMessageInfo(mid))
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise BrokerError(f"publish of {len(messages)} messages failed: {rc}")
+        async with asyncio.timeout(timeout_s):
+            await written.wait()
+    except TimeoutError as exc:
+        raise BrokerError(f"{len(messages)} publishes not written within {timeout_s}s") from exc
+    finally:
+        client._pending_publishes.pop(mid, None)
