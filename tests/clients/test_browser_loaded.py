@@ -18,14 +18,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 from websockets.asyncio.client import connect
 
 from broker.audio import AudioFrame
 from broker.launcher import Mosquitto
 from sesame_voice.capacity import default_workers
 from tests.clients.test_browser import (
-    ARGS,
     CHROMIUM,
     PARAGRAPH,
     SENTENCES,
@@ -34,6 +33,7 @@ from tests.clients.test_browser import (
     stats,
     timeline,
     wait,
+    web_client,
 )
 from tests.conftest import Service, T
 
@@ -60,23 +60,8 @@ def piper_service() -> Iterator[Service]:
 
 @pytest.fixture
 def piper_page(piper_service: Service, tmp_path: Path) -> Iterator[Page]:
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS
-        )
-        try:
-            page = context.new_page()
-            page_errors: list[str] = []
-            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-            page.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{piper_service.http_url}/")
-            page.wait_for_function(
-                "() => window.sesame && window.sesame.stats.contextState !== 'none'", timeout=4 * T * 1000
-            )
-            yield page
-            assert page_errors == []
-        finally:
-            context.close()
+    with web_client(piper_service.http_url, tmp_path / "profile") as page:
+        yield page
 
 
 def fallbacks(service: Service) -> list[tuple[object, ...]]:
