@@ -14,6 +14,10 @@ primary (no fallback event), the stack's CPU per listener, workers declared dead
 N with no gap and all-primary, and its ratio to the engine's own limit: cores divided by the
 workers' CPU seconds (worker and its Piper child) per second of speech, measured in the same run.
 
+``--page``: one of the N listeners is the web client in headless Chromium (clients/web, Debian's
+chromium through playwright, bench/_web_pages.py), streaming its turns word by word as an LLM
+writes them (a word every 150 ms); its player's own underrun count and fallbacks count in the step.
+
 ``--greedy K``: the greedy case, one step of ``--polite`` polite listeners beside K sessions that
 speak back to back (each new turn as soon as the last one's audio arrived, never listening).
 """
@@ -26,7 +30,7 @@ import os
 import random
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from websockets.asyncio.client import connect
@@ -40,6 +44,9 @@ from sesame_voice.capacity import default_workers
 
 PREBUFFER_S = 0.1
 MIN_GAP_S = 0.02  # shorter silences are not heard as a gap (they still count in seconds of gaps)
+HEARD = (
+    "(t) => window.sesame.stats.turns > t && window.sesame.stats.playerState === 'idle'"  # a turn heard out
+)
 SENTENCES = [s for text in DEFAULT_TEXTS for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
@@ -138,10 +145,12 @@ class StepResult:
     cpu_per_listener: float  # CPU seconds per second of the whole stack, per polite listener
     worker_cpu_per_speech_s: float  # the workers' CPU seconds per second of primary speech
     workers_declared_dead: int
+    page: dict[str, int] | None = None  # --page: the web client's turns, underruns, fallbacks, errors
 
     @property
     def clean(self) -> bool:
-        return self.errors == 0 and self.underruns == 0 and self.primary_share == 1.0 and self.turns > 0
+        heard = self.errors == 0 and self.underruns == 0 and self.primary_share == 1.0 and self.turns > 0
+        return heard and (self.page is None or (self.page["turns"] > 0 and not self.page["gaps"]))
 
 
 def summarize(
@@ -171,7 +180,31 @@ def summarize(
     )
 
 
-def run_step(stack: Stack, n: int, greedy: int, seconds: float, seed: int) -> StepResult:
+async def page_listener(http_url: str, start_at: float, stop_at: float, seed: int) -> dict[str, int]:
+    """The web client as one listener until ``stop_at``: turns of 2 to 4 sentences streamed a word
+    every 150 ms, each heard out (``turn_end``, its player idle) before a think time and the next."""
+    from bench._web_pages import web_pages
+
+    loop = asyncio.get_running_loop()
+    rng = random.Random(seed)
+    turns, errors = 0, 0
+    async with web_pages(http_url, 1, 60) as [web]:
+        await asyncio.sleep(max(0.0, start_at - loop.time()))
+        while loop.time() < stop_at:
+            await web.stream(" ".join(rng.sample(SENTENCES, rng.randint(2, 4))), 0.15)
+            await web.page.wait_for_function(HEARD, arg=turns, timeout=60_000)
+            turns += 1
+            errors += len((await web.take()).failures)
+            await asyncio.sleep(rng.uniform(1.0, 3.0))
+        stats = await web.page.evaluate("() => ({...window.sesame.stats})")
+    fallbacks, underruns = int(stats["fallbacks"]), int(stats["underruns"])
+    return {"turns": turns, "underruns": underruns, "fallbacks": fallbacks, "errors": errors,
+            "gaps": underruns + fallbacks + errors}  # fmt: skip
+
+
+def run_step(
+    stack: Stack, n: int, greedy: int, seconds: float, seed: int, *, page: bool = False
+) -> StepResult:
     roots = [stack.gateway.pid, *(w.pid for w in stack.workers.values())]
     assert stack.broker.proc is not None
     roots.append(stack.broker.proc.pid)
@@ -179,16 +212,25 @@ def run_step(stack: Stack, n: int, greedy: int, seconds: float, seed: int) -> St
     dead0 = len(_dead(stack))
     stack0, workers0 = sum(map(tree_cpu, roots)), sum(map(tree_cpu, workers))
 
+    page_result: dict[str, int] | None = None
+    others = n - 1 if page else n
+
     async def go() -> tuple[list[list[TurnResult]], list[list[TurnResult]], float]:
+        nonlocal page_result
         loop = asyncio.get_running_loop()
-        t0 = loop.time() + 0.2
+        t0 = loop.time() + (8.0 if page else 0.2)  # the page's browser starts first
         ramp = min(3.0, seconds / 4)
         people = [
-            person(stack.ws_url, t0 + ramp * i / max(1, n), t0 + seconds, seed + i, False) for i in range(n)
+            person(stack.ws_url, t0 + ramp * i / max(1, n), t0 + seconds, seed + i, False)
+            for i in range(others)
         ]
         greedy_people = [person(stack.ws_url, t0, t0 + seconds, seed + 1000 + i, True) for i in range(greedy)]
-        results = await asyncio.gather(*people, *greedy_people)
-        return list(results[:n]), list(results[n:]), loop.time() - t0
+        web = [page_listener(stack.http_url, t0, t0 + seconds, seed + 500)] if page else []
+        results = await asyncio.gather(*people, *greedy_people, *web)
+        if page:
+            page_result = results[-1]  # type: ignore[assignment]
+        heard: list[list[TurnResult]] = results[: others + greedy]  # type: ignore[assignment]
+        return heard[:others], heard[others:], loop.time() - t0
 
     polite, greedy_turns, wall = asyncio.run(go())
     cpu = {
@@ -198,7 +240,7 @@ def run_step(stack: Stack, n: int, greedy: int, seconds: float, seed: int) -> St
         "dead": float(len(_dead(stack)) - dead0),
     }
     every = [t for s in (*polite, *greedy_turns) for t in s]
-    return summarize(n, greedy, polite, every, cpu)
+    return replace(summarize(n, greedy, polite, every, cpu), page=page_result)
 
 
 def _dead(stack: Stack) -> list[object]:
@@ -225,11 +267,16 @@ def report(steps: list[StepResult], workers: int, seconds: float) -> None:
             f"{s.primary_share:.1%}",
             f"{s.cpu_per_listener:.3f}",
             s.workers_declared_dead,
+            "-"
+            if s.page is None
+            else "{turns} turns, {underruns} underruns, {fallbacks} fallbacks".format(**s.page),
         ]
         for s in steps
     ]
     heads = ["N", "greedy", "turns", "sentences", "errors", "underruns", "gap s/heard s"]
-    print(table([*heads, "TTFA p50 ms", "p95 ms", "primary", "CPU/listener", "declared dead"], rows))
+    print(
+        table([*heads, "TTFA p50 ms", "p95 ms", "primary", "CPU/listener", "declared dead", "web page"], rows)
+    )
     per_speech = [s.worker_cpu_per_speech_s for s in steps if s.worker_cpu_per_speech_s > 0]
     cost = sum(per_speech) / len(per_speech) if per_speech else 0.0
     limit = cores / cost if cost else 0.0
@@ -253,6 +300,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--greedy", type=int, default=0, help="greedy sessions beside --polite listeners")
     ap.add_argument("--polite", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--page", action="store_true", help="one of the N listeners is the web client")
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args(argv)
@@ -270,7 +318,7 @@ def main(argv: list[str]) -> int:
             results.append(run_step(stack, a.polite, a.greedy, seconds, a.seed))
         else:
             for n in steps:
-                step = run_step(stack, n, 0, seconds, a.seed)
+                step = run_step(stack, n, 0, seconds, a.seed, page=a.page)
                 results.append(step)
                 sys.stderr.write(f"  N={n}: {asdict(step)}\n")
                 if not step.clean and not a.all_steps:

@@ -126,7 +126,8 @@ class GatewayConfig:
     failover: FailoverConfig = field(default_factory=FailoverConfig)
     max_length: int = 200  # SESAME_MAX_LENGTH: characters per sentence job
     first_chunk_min_chars: int = 20
-    lookahead: int = 3
+    lookahead: int = 3  # SESAME_LOOKAHEAD: sentences in synthesis per session, at most
+    lookahead_s: float = 8.0  # SESAME_LOOKAHEAD_S: seconds of audio ahead of the listener
     default_voice: str = "maya"
     voices_path: str | None = None
     elevenlabs_api_key: str | None = None
@@ -223,6 +224,7 @@ class GatewayConfig:
                 "SESAME_FIRST_CHUNK_MIN_CHARS", d.first_chunk_min_chars, lo=0, hi=1000
             ),
             lookahead=env.int("SESAME_LOOKAHEAD", d.lookahead, lo=1, hi=32),
+            lookahead_s=env.float("SESAME_LOOKAHEAD_S", d.lookahead_s, lo=0.5, hi=120.0),
             default_voice=env.str("SESAME_VOICE", d.default_voice),
             voices_path=env.raw("SESAME_VOICES"),
             elevenlabs_api_key=key,

@@ -16,7 +16,7 @@
 | SESAME_PRELOAD_MODELS          | true                    | load the model at start (else on first job)     |
 | SESAME_WARMUP_ON_START         | true                    | one warm-up inference before ``ready``          |
 | SESAME_HEARTBEAT_INTERVAL_MS   | 500                     | heartbeat period                                |
-| SESAME_MAX_QUEUE               | 16                      | queued jobs; beyond -> overloaded               |
+| SESAME_MAX_QUEUE               | 256                     | queued jobs held (memory); overload: deadlines  |
 | SESAME_MAX_BATCH               | 1                       | Bark jobs generated together (same speaker)     |
 | SESAME_SEMANTIC_MAX_TOKENS     | 767                     | upper bound of Bark's semantic tokens per job   |
 | SESAME_DEVICE                  | auto                    | auto, cpu, cuda, cuda:N                         |
@@ -95,7 +95,7 @@ class WorkerConfig:
     preload_models: bool = True
     warmup_on_start: bool = True
     heartbeat_interval_s: float = 0.5
-    max_queue: int = 16
+    max_queue: int = 256
     max_batch: int = 1
     semantic_max_tokens: int = MAX_SEMANTIC_TOKENS
     device: str = "auto"

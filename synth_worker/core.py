@@ -16,17 +16,12 @@ Rules, in the order a job meets them (each refusal is a JobError with the code i
 - ``unavailable`` (no model): [worker_unavailable]; ``draining``: [draining];
 - past its ``expires_at``: [expired] (checked again when it would start);
 - longer than SESAME_MAX_LENGTH characters: [text_too_long];
-- when SESAME_MAX_QUEUE jobs already wait, the one of them and the newcomer that would start last
-  (see below) gets [overloaded] (counted, logged): a first sentence displaces queued lookahead;
+- [overloaded] when it cannot meet its listener's need (job_deadline.py), or SESAME_MAX_QUEUE wait
+  (memory: of them and the newcomer, the one that would start last goes; first sentences stay);
 - else it is queued and acknowledged with its place in the start order (jobs running plus the
   queued jobs that would start before it; a job arriving later may still pass it: see below).
-One batch runs at a time; then the next starts, led by the job whose listener needs it first
-(``need_in_s`` after it arrived; a need already past is now), ties round robin across sessions,
-then the shortest text (``start_order``, broker/deadline_order.py's rule): a first sentence never
-waits behind other sessions' lookahead, a short first clause never behind longer jobs, and a
-session's jobs keep their order; the ack's ``queue_position`` is the job's place in that order. A
-cancel drops queued jobs ([cancelled]) and stops running ones (EngineCancelled -> [cancelled]);
-draining refuses queued jobs ([draining], placed elsewhere at once) and lets the batch finish.
+One batch at a time, led by the job whose listener needs it first (broker/deadline_order.py). A cancel
+drops queued jobs and stops running ones ([cancelled]); draining refuses queued ones ([draining]).
 
 Healing: an ``unavailable`` worker may become ``warming``/``ready`` again (the adapter retries the
 model on a schedule). A running job is **stuck** when it has run longer than
@@ -52,12 +47,11 @@ from broker.messages import (
     WorkerState,
 )
 from synth_worker.job_actions import Action, Send, StartJob, Stop
+from synth_worker.job_deadline import CHARS_PER_SECOND, Running, late_by_s, refusal
 from synth_worker.job_figures import Counters, Rtf
 from synth_worker.job_intake import JobOrder, decode_as, salvage_ids
 
 log = logs.get("sesame.worker")
-
-CHARS_PER_SECOND = 14.0  # speech rate for a job's expected audio length (as the gateway estimates)
 
 
 class WorkerCore:
@@ -69,7 +63,7 @@ class WorkerCore:
         model: str,
         pid: int,
         interval_s: float,
-        max_queue: int = 16,
+        max_queue: int = 256,
         max_length: int = 200,
         max_batch: int = 1,
         version: str = "0",
@@ -189,20 +183,22 @@ class WorkerCore:
             return [self._error(job, "text_too_long", too_long)]
         startable = self.state == "ready" and not self.running and not self.queue
         self.order.queued(job, now)
-        shed: list[Action] = []
-        if len(self.queue) >= self.max_queue and not startable:
-            last = self.order.last(self.queue, job, now)  # the job that would start last goes
+        order = self.order.order(deque([*self.queue, job]), now)
+        ahead = next(i for i, j in enumerate(order) if j is job)
+        why = None if startable else self._cannot_meet(job, order[:ahead], now)
+        last, shed = (job if why else None), list[Action]()
+        if last is None and len(self.queue) >= self.max_queue and not startable:  # bound on memory:
+            last, why = self.order.last(self.queue, job, now), f"queue full ({self.max_queue} jobs waiting)"
+        if last is not None and why is not None:  # the job that would start last goes
             self.counters.rejected += 1
-            log.warning("job_overloaded", job_id=last.job_id, for_job=job.job_id, max_queue=self.max_queue)
-            shed = [self._error(last, "overloaded", f"queue full ({self.max_queue} jobs waiting)")]
+            log.warning("job_overloaded", job_id=last.job_id, for_job=job.job_id, why=why)
+            shed = [self._error(last, "overloaded", why)]
             self.order.forget(last.job_id)
             if last is job:
                 return shed
             self.queue.remove(last)
         self.queue.append(job)
-        ahead = len(self.running) + next(
-            i for i, j in enumerate(self.order.order(self.queue, now)) if j is job
-        )
+        ahead += len(self.running)  # what was shed would have started after it
         self.counters.accepted += 1
         log.info(
             "job_accepted", job_id=job.job_id, session_id=job.session_id, ahead=ahead, chars=len(job.text)
@@ -300,6 +296,11 @@ class WorkerCore:
         )
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _cannot_meet(self, job: Job, ahead: list[Job], now: float) -> str | None:
+        running = [Running(self.started_at[j], r.text) for j, r in self.running.items()]
+        need_at, texts = self.order.need_at[job.job_id], [a.text for a in ahead]
+        return refusal(late_by_s(need_at, job.text, running, texts, self.rtf, now, self.max_batch))
 
     def _maybe_start(self, now: float) -> list[Action]:
         if self.running or self.state not in ("ready",):

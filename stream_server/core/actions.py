@@ -35,7 +35,7 @@ class Cause(Enum):
     ENGINE = "engine"  # the engine or worker failed it, or it timed out: exclude and cool down
     WORKER_GONE = "worker_gone"  # the worker died or stopped taking jobs: exclude, no cool-down
     BROKER = "broker"  # the broker could not carry the job: not the worker's fault
-    BUSY = "busy"  # a capped tier could not start it in time, a worker queue was full: no cool-down
+    BUSY = "busy"  # a capped tier could not start it in time, a worker not meet its need: no cool-down
 
 
 # Actions ---------------------------------------------------------------------------------------

@@ -24,10 +24,21 @@ def expected_audio_s(text: str) -> float:
 @dataclass(slots=True)
 class PlaybackClock:
     heard_until: float = 0.0  # when the audio sent so far has been played (the gateway's clock)
+    now: float = 0.0  # the latest time it was told of
+    emitting_s: float = 0.0  # audio the session has emitted that ``sent`` has not been told of yet
 
     def sent(self, seconds: float, now: float) -> None:
         """Audio of ``seconds`` went to the listener at ``now``."""
+        self.seen(now)
         self.heard_until = max(self.heard_until, now) + max(0.0, seconds)
+        self.emitting_s = max(0.0, self.emitting_s - seconds)
+
+    def played_by(self, now: float) -> float:
+        """When what was sent, and what is being sent now, will have played."""
+        return max(self.heard_until, now) + self.emitting_s if self.emitting_s else self.heard_until
+
+    def seen(self, now: float) -> None:
+        self.now = max(self.now, now)
 
     def buffered_s(self, now: float) -> float:
         """Audio sent and not yet played."""

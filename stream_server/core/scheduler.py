@@ -1,5 +1,4 @@
 """The failover state machine: where each sentence is spoken, and what happens when that fails. Pure.
-
 Fed events with the current time, it returns actions for the hub to carry out; ``next_deadline()``
 says when it next needs ``handle_timer``. Tiers: the worker pool, the in-process engines, then
 ``GiveUp`` (an error frame carrying the text). An attempt fails over (another ready worker, then down
@@ -28,6 +27,7 @@ from stream_server.core.actions import (
     WorkerChanged,
 )
 from stream_server.core.breaker import CircuitBreaker, Transition
+from stream_server.core.dispatch_order import needed_first
 from stream_server.core.failover import (
     Attempt,
     FailoverConfig,
@@ -142,7 +142,7 @@ class Scheduler:
         """The link dropped and came back (on another broker node): what workers published to us
         in between is lost, so each worker job in flight is sent again (the broker's fault)."""
         actions: list[Action] = []
-        for job_id, task in list(self.tasks.items()):
+        for job_id, task in needed_first(list(self.tasks.items()), lambda kv: kv[1].sentence, now):
             if task.attempt is not None and task.attempt.tier == WORKERS and task.attempt.job_id == job_id:
                 actions += self._fail(task, "broker_moved", now, Cause.BROKER)
         return actions
@@ -245,7 +245,7 @@ class Scheduler:
         for change in changes:
             if change.up:
                 continue
-            for task in list(self.tasks.values()):
+            for task in needed_first(list(self.tasks.values()), lambda t: t.sentence, now):
                 if task.attempt is not None and task.attempt.worker_id == change.worker_id:
                     dead = change.reason in ("last_will", "missed_heartbeats")
                     actions += self._fail(

@@ -8,20 +8,19 @@ messages and engine results, and carry out what it returns:
 - ``EncodeAudio``: a whole sentence to encode (mp3, ogg, flac, wav) off the event loop, then send as
   one frame, in its place among the session's messages;
 - ``Dispatch``: a sentence to synthesize (to the scheduler);
-- ``CancelJobs``: drop the session's queued and running jobs (barge-in);
-- ``TurnOver``: a turn ended (the scheduler lifts a sticky fallback).
+- ``CancelJobs``: drop the session's jobs (barge-in); ``TurnOver``: a turn ended (sticky fallback lifts).
 
-Ordering: sentences are numbered (``seq``) across the session. Several are synthesized at once
-(``lookahead``), but the client hears sentence N only after N-1 ended: audio of later sentences
-waits here. That wait is bounded because at most ``lookahead`` sentences are dispatched ahead of
-the one playing; text beyond that waits as text (cheap), up to MAX_PENDING_CHARS, after which
-``text`` frames are refused with ``text_backlog_full``.
+Ordering: sentences are numbered (``seq``) across the session. Several are synthesized at once,
+but the client hears sentence N only after N-1 ended: audio of later sentences waits here. How many
+go ahead is a budget of seconds of audio ahead of the listener (core/lookahead.py; ``dispatch_at``:
+when the buffer will have played down to it); text beyond waits as text (cheap), up to
+MAX_PENDING_CHARS, after which ``text`` frames are refused with ``text_backlog_full``.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from broker.audio import pcm16_frame
 from broker.errors import ProtocolError
@@ -42,6 +41,8 @@ from broker.ws_protocol import (
     TurnEnd,
 )
 from stream_server.core.actions import Sentence
+from stream_server.core.flood import DEFAULT_FLOOD, FloodGate, TokenBucket
+from stream_server.core.lookahead import Lookahead, next_dispatch
 from stream_server.core.playback import PlaybackClock, expected_audio_s
 from stream_server.core.segmenter import SentenceSegmenter
 
@@ -100,14 +101,6 @@ class SentenceState:
     error: Error | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TokenBucket:
-    """Flood control for client frames: ``rate`` per second, ``burst`` at once."""
-
-    rate: float = 400.0
-    burst: float = 2000.0
-
-
 class SessionCore:
     def __init__(
         self,
@@ -119,7 +112,8 @@ class SessionCore:
         max_length: int = 200,
         first_chunk_min_chars: int = 0,
         lookahead: int = 3,
-        flood: TokenBucket = TokenBucket(),
+        lookahead_s: float = 8.0,
+        flood: TokenBucket = DEFAULT_FLOOD,
     ) -> None:
         self.session_id = session_id
         self.voice = voice
@@ -127,10 +121,10 @@ class SessionCore:
         self.format = fmt
         self.max_length = max_length
         self.first_chunk_min_chars = first_chunk_min_chars
-        self.lookahead = lookahead
-        self.flood = flood
-        self._tokens = flood.burst
-        self._last_refill: float | None = None
+        self.lookahead = Lookahead(lookahead_s, lookahead)
+        self.dispatch_at: float | None = None  # when the lookahead lets the next sentence go
+        self.dispatch_moved = False  # dispatch_at changed: the hub's deadline task must look again
+        self.flood = FloodGate(flood)
         self.turn = 0
         self.next_seq = 0
         self.sentences: dict[int, SentenceState] = {}
@@ -151,7 +145,8 @@ class SessionCore:
 
     def receive(self, msg: Message, now: float) -> list[Out]:
         """A decoded client message. Raises ProtocolError for input the session refuses."""
-        self._admit(now)
+        self.flood.admit(now)
+        self.playback.seen(now)
         match msg:
             case Start(voice=voice, format=fmt, sample_rate=rate):
                 if self.next_seq > 0 or self._segmenter.pending:
@@ -168,14 +163,6 @@ class SessionCore:
             case CancelTurn():
                 return self.cancel()
         raise ProtocolError(f"unexpected message {msg.type!r}", code="unknown_type")
-
-    def _admit(self, now: float) -> None:
-        if self._last_refill is not None:
-            self._tokens = min(self.flood.burst, self._tokens + (now - self._last_refill) * self.flood.rate)
-        self._last_refill = now
-        if self._tokens < 1:
-            raise ProtocolError("too many frames: slow down", code="rate_limited")
-        self._tokens -= 1
 
     def pending_chars(self) -> int:
         queued = sum(len(st.sentence.text) for st in self.sentences.values() if not st.dispatched)
@@ -207,29 +194,40 @@ class SessionCore:
 
     def _dispatch_more(self) -> list[Out]:
         outs: list[Out] = []
-        in_flight = 0
+        in_flight, coming, now, wait = 0, 0.0, self.playback.now, None
         for seq in self.queue:
             st = self.sentences[seq]
             if not st.dispatched:
-                if in_flight >= self.lookahead:
+                at = next_dispatch(self.lookahead, in_flight, coming, self.playback.played_by(now), now)
+                if at is None or at > now:
+                    wait = at
                     break
                 st.dispatched = True
                 outs.append(Dispatch(st.sentence))
-            if not st.done:
-                in_flight += 1
+            in_flight += not st.done
+            coming += self._coming_s(st)
+        self.dispatch_moved, self.dispatch_at = self.dispatch_moved or wait != self.dispatch_at, wait
         return outs
 
+    def waiting(self, now: float) -> Sentence | None:
+        """The next sentence not dispatched yet, with its playback need (core/playback.py)."""
+        for st in (self.sentences[seq] for seq in self.queue if not self.sentences[seq].dispatched):
+            need_at = self.playback.need_at(self.audio_ahead_s(st.sentence.seq), now)
+            return replace(st.sentence, need_at=need_at)
+        return None
+
+    def wake(self, now: float) -> list[Out]:
+        """``dispatch_at`` came: dispatch what the lookahead lets go now."""
+        self.playback.seen(now)
+        return self._dispatch_more()
+
+    def _coming_s(self, st: SentenceState) -> float:  # audio it is still expected to bring
+        sent_s = st.samples / self.sample_rate if self.sample_rate else 0.0
+        return max(0.0, expected_audio_s(st.sentence.text) - sent_s)
+
     def audio_ahead_s(self, seq: int) -> float:
-        """Audio still to be sent before sentence ``seq``: the unsent part of each sentence ahead of
-        it (expected from its text; what it has sent already subtracted)."""
-        total = 0.0
-        for ahead in self.queue:
-            if ahead >= seq:
-                break
-            st = self.sentences[ahead]
-            sent_s = st.samples / self.sample_rate if self.sample_rate else 0.0
-            total += max(0.0, expected_audio_s(st.sentence.text) - sent_s)
-        return total
+        """Audio still to be sent before sentence ``seq`` (each one's expected, less what it sent)."""
+        return sum(self._coming_s(self.sentences[ahead]) for ahead in self.queue if ahead < seq)
 
     def cancel(self) -> list[Out]:
         """Barge-in: drop everything queued or playing; the session stays usable."""
@@ -240,6 +238,7 @@ class SessionCore:
         self._segmenter = self._new_segmenter()
         self.turn_of_flush = None
         self.turn += 1
+        self.dispatch_at = None
         outs.append(Emit(Cancelled(turn)))
         return outs
 
@@ -334,7 +333,9 @@ class SessionCore:
         outs: list[Out] = []
         for pcm in st.chunks:
             frame = pcm16_frame(st.sentence.seq, st.sent_index, self.sample_rate, pcm)
-            outs.append(EmitAudio(frame, st.sentence.seq, len(pcm) / 2 / self.sample_rate))
+            seconds = len(pcm) / 2 / self.sample_rate
+            outs.append(EmitAudio(frame, st.sentence.seq, seconds))
+            self.playback.emitting_s += seconds  # the clock hears of it once sent
             st.sent_index += 1
             st.samples += len(pcm) // 2
         st.chunks.clear()

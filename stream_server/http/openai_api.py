@@ -47,6 +47,7 @@ from stream_server.audio_out.formats import (
     stream_encoder,
 )
 from stream_server.audio_out.stretch import MAX_SPEED, MIN_SPEED, time_stretch
+from stream_server.core.lookahead import unpaced
 from stream_server.http.auth import Tokens, client_identity
 from stream_server.http.ports import SpeechHost
 from stream_server.http.routes_speech import check_speakable
@@ -191,6 +192,7 @@ async def _encoded(
 async def speech(hub: SpeechHost, body: SpeechRequest, client: str | None = None) -> Response:
     # unknown voice: ProtocolError; no room for this client: Overloaded
     link = hub.open_session(body.voice_name, sample_rate=RATE, client=client)
+    link.core.lookahead = unpaced(link.core.lookahead)  # an HTTP response, fetched as fast as it comes
     turn = _Turn()
     encoder = stream_encoder(body.response_format, RATE)
     pieces = _encoded(hub, link, body, encoder, turn)

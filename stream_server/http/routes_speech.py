@@ -20,6 +20,7 @@ from broker.audio import HEADER_SIZE, from_pcm16
 from broker.errors import ProtocolError
 from broker.ws_protocol import MAX_TEXT_CHARS, Error, Speak, TurnEnd, check_text
 from stream_server.audio_out.encode import encode_audio
+from stream_server.core.lookahead import unpaced
 from stream_server.http.auth import Tokens, client_identity
 from stream_server.http.ports import SpeechHost
 from stream_server.hub.live_sessions import CloseReason
@@ -74,6 +75,7 @@ async def speak_response(
 ) -> Response:
     check_speakable(text)
     link = hub.open_session(voice, sample_rate=sample_rate, client=client)
+    link.core.lookahead = unpaced(link.core.lookahead)  # the whole turn is answered at once
     errors: list[str] = []  # codes of sentences no voice could speak
     pcm: list[bytes] = []
     try:

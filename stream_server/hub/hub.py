@@ -1,5 +1,4 @@
 """The gateway's hub: events in, the pure cores decide, the ``Interpreter`` carries out their actions.
-
 One event loop drives every core (no locks); what they return is carried out in order, without
 recursion. Time: the ``deadlines`` task sleeps until the earliest ``next_deadline()`` of the cores in
 ``_timed()``, or until an event may have moved it earlier. The I/O is in ``mqtt/`` and ``local_tiers``."""
@@ -138,9 +137,8 @@ class Hub:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stack: contextlib.AsyncExitStack | None = None
-        for tier in config.failover.tiers:
-            if tier != WORKERS:
-                self.metrics.tier_available.labels(tier).set(1)
+        for tier in (t for t in config.failover.tiers if t != WORKERS):
+            self.metrics.tier_available.labels(tier).set(1)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -303,6 +301,7 @@ class Hub:
             self.mqtt_sessions.next_deadline(),
             self.local.next_deadline(),
             self.detached.next_deadline(),
+            self.sessions.next_deadline(),
             self.drainer.next_deadline(),
         ]
 
@@ -312,8 +311,9 @@ class Hub:
     def handle_timer(self, now: float) -> None:
         """Wake every core whose deadline has passed and carry out what they decide."""
         read_through = self.link.read_through(now)
-        work: list[Work] = [*self.scheduler.handle_timer(now, read_through), *self.health.handle_timer(now)]
-        self.feed(work)
+        self.feed([*self.scheduler.handle_timer(now, read_through), *self.health.handle_timer(now)])
+        for link, outs in self.sessions.wake(now):  # lookahead: a buffer played down to its budget
+            self.interpreter.feed_session(link, outs)
         self.mqtt_sessions.handle_timer(now)
         self.local.handle_timer(now)
         self.detached.handle_timer(now)

@@ -112,7 +112,8 @@ class Interpreter:
         self._run_queue()
 
     def feed_session(self, link: SessionLink, outs: Iterable[Out]) -> None:
-        """A session's outputs: no deadline moves unless one becomes a scheduler action."""
+        """A session's outputs: a deadline moves if one becomes a scheduler action, or its lookahead's."""
+        self._timers_dirty, link.core.dispatch_moved = self._timers_dirty or link.core.dispatch_moved, False
         self._queue.extend(ForSession(link, out) for out in outs)
         self._run_queue()
 
@@ -298,8 +299,7 @@ class Interpreter:
         """Held sentences their client's share lets go now (core/admission.py)."""
         for session_id, seq in released:
             link = self.sessions.get(session_id)
-            st = link.core.sentences.get(seq) if link is not None else None
-            if link is not None and st is not None:
+            if link is not None and (st := link.core.sentences.get(seq)) is not None:
                 self.feed(self._submit(link, st.sentence))
 
     def _submit(self, link: SessionLink, sentence: Sentence) -> list[Action]:

@@ -19,9 +19,11 @@ from enum import Enum
 from broker.errors import Overloaded
 from broker.wire import Message
 from stream_server.config import GatewayConfig
+from stream_server.core.actions import Sentence
 from stream_server.core.admission import Admission, AdmissionLimits, NoRoom
+from stream_server.core.dispatch_order import DispatchOrder
 from stream_server.core.resume import ReplayLog
-from stream_server.core.session import SessionCore
+from stream_server.core.session import Out, SessionCore
 
 OUT_QUEUE_FRAMES = 4000  # ~160 s of 40 ms frames per session
 
@@ -93,6 +95,7 @@ class SessionSettings:
     max_length: int
     first_chunk_min_chars: int
     lookahead: int
+    lookahead_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,9 @@ class Opened:
 class Sessions:
     @classmethod
     def from_config(cls, c: GatewayConfig) -> Sessions:
-        settings = SessionSettings(c.max_sessions, c.max_length, c.first_chunk_min_chars, c.lookahead)
+        settings = SessionSettings(
+            c.max_sessions, c.max_length, c.first_chunk_min_chars, c.lookahead, c.lookahead_s
+        )
         limits = AdmissionLimits(
             c.max_sessions, c.max_detached, c.client_max_sessions, c.client_max_in_flight, c.retry_after_s
         )
@@ -114,6 +119,7 @@ class Sessions:
         self.settings = settings
         self.admission = Admission(limits or AdmissionLimits(max_sessions=settings.max_sessions))
         self._live: dict[str, SessionLink] = {}
+        self.dispatch_order = DispatchOrder()
 
     def open(
         self,
@@ -143,6 +149,7 @@ class Sessions:
             max_length=self.settings.max_length,
             first_chunk_min_chars=self.settings.first_chunk_min_chars,
             lookahead=self.settings.lookahead,
+            lookahead_s=self.settings.lookahead_s,
         )
         link = SessionLink(core, client=client, log=ReplayLog(resume_frames))
         self._live[session_id] = link
@@ -153,9 +160,28 @@ class Sessions:
         other sessions that its share lets go now."""
         if self._live.pop(link.session_id, None) is None:
             return None
+        self.dispatch_order.forget(link.session_id)
         link.closed = True
         link.close_reason = link.close_reason or reason
         return self.admission.close(link.session_id)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time a session's lookahead lets its next sentence go (core/lookahead.py)."""
+        times = (link.core.dispatch_at for link in self._live.values())
+        return min((t for t in times if t is not None), default=None)
+
+    def wake(self, now: float) -> list[tuple[SessionLink, list[Out]]]:
+        """The sessions whose lookahead lets a sentence go by ``now``, in dispatch order (the earliest
+        need first, then round robin: core/dispatch_order.py), each with what it sends now."""
+        ready: list[tuple[SessionLink, Sentence]] = []
+        for link in self._live.values():
+            if (t := link.core.dispatch_at) is not None and t <= now:
+                if (waiting := link.core.waiting(now)) is not None:
+                    ready.append((link, waiting))
+                else:
+                    link.core.dispatch_at = None
+        ordered = self.dispatch_order.order(ready, lambda r: r[1], now)
+        return [(link, link.core.wake(now)) for link, _ in ordered]
 
     def get(self, session_id: str) -> SessionLink | None:
         return self._live.get(session_id)

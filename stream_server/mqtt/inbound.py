@@ -139,7 +139,7 @@ def _job_event(hub: InboundHost, job_id: str, event: Message) -> None:
             if hub.jobs.done(job_id, chunks):
                 hub.feed(hub.scheduler.done(job_id, now))
         case JobError(code="overloaded"):
-            # A full queue is busy, not broken: the job goes elsewhere, the worker is not cooled down
+            # It cannot meet this need: busy, not broken; the job goes elsewhere, no cool-down
             # (a cool-down would send every sentence of the next second to a fallback voice).
             hub.feed(hub.scheduler.failed(job_id, "overloaded", now, Cause.BUSY))
         case JobError(code=code):

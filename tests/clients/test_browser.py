@@ -50,18 +50,20 @@ TURN_PLAYED = """(turns) => {
 }"""
 
 
-@pytest.fixture
-def page(service: Service, tmp_path: Path) -> Iterator[Page]:
+@contextlib.contextmanager
+def web_client(http_url: str, profile: Path) -> Iterator[Page]:
+    """The web client served at ``http_url`` in headless Chromium, its audio context up; no page
+    error or console error by the end."""
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=ARGS
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=ARGS
         )
         try:
             page = context.new_page()
             page_errors: list[str] = []
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
             page.on("console", lambda m: page_errors.append(m.text) if m.type == "error" else None)
-            page.goto(f"{service.http_url}/")
+            page.goto(f"{http_url}/")
             page.wait_for_function(
                 "() => window.sesame && window.sesame.stats.contextState !== 'none'", timeout=4 * T * 1000
             )
@@ -69,6 +71,12 @@ def page(service: Service, tmp_path: Path) -> Iterator[Page]:
             assert page_errors == []
         finally:
             context.close()
+
+
+@pytest.fixture
+def page(service: Service, tmp_path: Path) -> Iterator[Page]:
+    with web_client(service.http_url, tmp_path / "profile") as page:
+        yield page
 
 
 def stats(page: Page) -> dict[str, Any]:
