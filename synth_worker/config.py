@@ -96,6 +96,7 @@ class WorkerConfig:
     warmup_on_start: bool = True
     heartbeat_interval_s: float = 0.5
     max_queue: int = 256
+    max_late_s: float = 3.0  # a job whose first audio would be later than that is refused
     max_batch: int = 1
     semantic_max_tokens: int = MAX_SEMANTIC_TOKENS
     device: str = "auto"
@@ -188,6 +189,7 @@ class WorkerConfig:
             device=e.str("SESAME_DEVICE", d.device).lower(),
             torch_threads=e.int("SESAME_TORCH_THREADS", d.torch_threads, lo=0, hi=1024),
             drain_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", d.drain_timeout_s),
+            max_late_s=e.ms("SESAME_MAX_LATE_MS", d.max_late_s),
             voices_path=e.raw("SESAME_VOICES"),
             log_level=e.str("LOG_LEVEL", d.log_level).lower(),
             seed=None if e.raw("SESAME_SEED") is None else e.int("SESAME_SEED", 0, lo=0, hi=2**63 - 1),

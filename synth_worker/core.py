@@ -47,7 +47,7 @@ from broker.messages import (
     WorkerState,
 )
 from synth_worker.job_actions import Action, Send, StartJob, Stop
-from synth_worker.job_deadline import CHARS_PER_SECOND, Running, late_by_s, refusal
+from synth_worker.job_deadline import CHARS_PER_SECOND, LATE_S, Running, late_by_s, refusal
 from synth_worker.job_figures import Counters, Rtf
 from synth_worker.job_intake import JobOrder, decode_as, salvage_ids
 
@@ -69,6 +69,7 @@ class WorkerCore:
         version: str = "0",
         stuck_factor: float = 10.0,
         stuck_floor_s: float = 60.0,
+        max_late_s: float = LATE_S,
     ) -> None:
         self.worker_id = topics.check_id(worker_id, "worker_id")
         self.engine = engine
@@ -81,6 +82,7 @@ class WorkerCore:
         self.version = version
         self.stuck_factor = stuck_factor
         self.stuck_floor_s = stuck_floor_s
+        self.max_late_s = max_late_s  # SESAME_MAX_LATE_MS: refused as overloaded when later than that
         self.started_at: dict[str, float] = {}  # running job id -> when it started
         self.state: WorkerState = "loading"
         self.reason: str | None = None
@@ -295,12 +297,11 @@ class WorkerCore:
             version=self.version,
         )
 
-    # --- internals -------------------------------------------------------------------------------
-
     def _cannot_meet(self, job: Job, ahead: list[Job], now: float) -> str | None:
         running = [Running(self.started_at[j], r.text) for j, r in self.running.items()]
         need_at, texts = self.order.need_at[job.job_id], [a.text for a in ahead]
-        return refusal(late_by_s(need_at, job.text, running, texts, self.rtf, now, self.max_batch))
+        late = late_by_s(need_at, job.text, running, texts, self.rtf, now, self.max_batch)
+        return refusal(late, self.max_late_s)
 
     def _maybe_start(self, now: float) -> list[Action]:
         if self.running or self.state not in ("ready",):

@@ -23,6 +23,7 @@ CHARS_PER_SECOND = 14.0  # speech rate for a job's expected audio (as the gatewa
 # How late a first audio may be estimated before the job is refused: the estimate's own error (a
 # pace measured over other sentences, text length as a proxy for audio) and a wait a listener
 # already waiting (a first sentence) still takes from the primary voice rather than another.
+# The default of SESAME_MAX_LATE_MS.
 LATE_S = 3.0
 
 
@@ -56,8 +57,8 @@ def late_by_s(  # noqa: PLR0917
     return first_audio_at - max(need_at, now)
 
 
-def refusal(late_s: float) -> str | None:
-    """Why a job is refused as ``overloaded`` (None: it is taken)."""
-    if late_s > LATE_S:
+def refusal(late_s: float, max_late_s: float = LATE_S) -> str | None:
+    """Why a job is refused as ``overloaded`` (None: it is taken); ``max_late_s``: SESAME_MAX_LATE_MS."""
+    if late_s > max_late_s:
         return f"its first audio would be {late_s:.1f} s late for its listener"
     return None

@@ -44,6 +44,32 @@ class Attempt:
     acked_at: float | None = None
     first_audio_at: float | None = None
     last_chunk_at: float | None = None
+    # its deadline passed while the gateway's MQTT reader was behind (its reply may be unread):
+    # judged again by the scheduler's ``caught_up``, as a worker's silence is
+    unconfirmed: bool = False
+
+
+def attempt_due(config: FailoverConfig, att: Attempt) -> float | None:
+    """When this attempt is late: its ack, its first audio, or the next chunk after the last."""
+    if att.worker_id is not None and att.acked_at is None:
+        return att.sent_at + config.ack_timeout_s
+    if att.first_audio_at is None:
+        return att.deadline
+    if att.last_chunk_at is not None:
+        return att.last_chunk_at + config.stall_timeout_s
+    return None
+
+
+def lateness(config: FailoverConfig, att: Attempt, now: float, judged: float) -> str | None:
+    """What is late about ``att`` at ``now``: None, "ack_timeout", "first_audio_timeout", "stall",
+    or "unconfirmed" (a worker's reply may be among what is unread: the reader is at ``judged``)."""
+    if (due := attempt_due(config, att)) is None or now < due:
+        return None
+    if att.worker_id is not None and judged < due:
+        return "unconfirmed"
+    if att.worker_id is not None and att.acked_at is None:
+        return "ack_timeout"
+    return "first_audio_timeout" if att.first_audio_at is None else "stall"
 
 
 @dataclass(slots=True)

@@ -33,9 +33,11 @@ from stream_server.core.failover import (
     FailoverConfig,
     Task,
     ahead_not_begun,
+    attempt_due,
     budget_again,
     first_audio_deadline,
     followers,
+    lateness,
 )
 from stream_server.core.tier_switch import carry_over
 from stream_server.core.workers import WorkerChange, WorkerRegistry
@@ -183,18 +185,12 @@ class Scheduler:
 
     def next_deadline(self) -> float | None:
         """When ``handle_timer`` must next run (None: nothing is waiting on time)."""
-        cfg = self.config
-        times: list[float] = []
-        for task in self.tasks.values():
-            att = task.attempt
-            if att is None:
-                continue
-            if att.worker_id is not None and att.acked_at is None:
-                times.append(att.sent_at + cfg.ack_timeout_s)
-            elif att.first_audio_at is None:
-                times.append(att.deadline)
-            elif att.last_chunk_at is not None:
-                times.append(att.last_chunk_at + cfg.stall_timeout_s)
+        times = [
+            due
+            for task in self.tasks.values()
+            if (att := task.attempt) is not None and not att.unconfirmed
+            if (due := attempt_due(self.config, att)) is not None
+        ]
         if (expiry := self.registry.next_deadline()) is not None:
             times.append(expiry)
         for tier, breaker in self.breakers.items():
@@ -202,33 +198,38 @@ class Scheduler:
                 times.append(due)
         return min(times, default=None)
 
+    def unconfirmed(self) -> bool:  # anything waiting for the reader to catch up to be judged?
+        late = any(t.attempt is not None and t.attempt.unconfirmed for t in self.tasks.values())
+        return late or self.registry.unconfirmed()
+
     def caught_up(self, now: float) -> list[Action]:
         """The gateway has read everything that arrived until ``now`` (silence can be judged)."""
-        return self._worker_changes(self.registry.caught_up(now), now)
+        return self._worker_changes(self.registry.caught_up(now), now) + self._late(now, now, True)
 
     def handle_timer(self, now: float, read_through: float | None = None) -> list[Action]:
-        """Act on every deadline that has passed by ``now``; a worker's silence only up to
-        ``read_through`` (what arrived before it has been read; None: everything has)."""
+        """Act on every deadline that has passed by ``now``; a worker's silence or late reply only
+        up to ``read_through`` (what arrived before it has been read; None: everything has)."""
         actions = self._worker_changes(self.registry.handle_timer(now, read_through), now)
-        cfg = self.config
-        for task in list(self.tasks.values()):
-            att = task.attempt
-            if att is None or self.tasks.get(att.job_id) is not task:
-                continue
-            if att.worker_id is not None and att.acked_at is None:
-                if now >= att.sent_at + cfg.ack_timeout_s:
-                    actions += self._fail(task, "ack_timeout", now, Cause.ENGINE)
-            elif att.first_audio_at is None and now >= att.deadline:
-                if (ahead := ahead_not_begun(self.tasks.values(), task, now)) is not None:
-                    att.deadline = ahead + cfg.first_audio_base_s  # heard after that one: not needed yet
-                else:
-                    actions += self._fail(task, "first_audio_timeout", now, Cause.ENGINE)
-            elif att.last_chunk_at is not None and now >= att.last_chunk_at + cfg.stall_timeout_s:
-                actions += self._fail(task, "stall", now, Cause.ENGINE)
+        actions += self._late(now, now if read_through is None else min(now, read_through), False)
         for tier, breaker in self.breakers.items():
             if tier not in self._probing and breaker.probe_due(now):
                 self._probing.add(tier)
                 actions.append(ProbeTier(tier))
+        return actions
+
+    def _late(self, now: float, judged: float, caught_up: bool) -> list[Action]:
+        """Attempts past their deadline (one whose reply may be unread waits for ``caught_up``)."""
+        actions: list[Action] = []
+        for task in list(self.tasks.values()):
+            att = task.attempt
+            if att is None or self.tasks.get(att.job_id) is not task or att.unconfirmed != caught_up:
+                continue
+            late = lateness(self.config, att, now, judged)
+            att.unconfirmed = late == "unconfirmed"
+            if late == "first_audio_timeout" and (ahead := ahead_not_begun(self.tasks.values(), task, now)):
+                att.deadline = ahead + self.config.first_audio_base_s  # heard after that one: not needed yet
+            elif late is not None and not att.unconfirmed:
+                actions += self._fail(task, late, now, Cause.ENGINE)
         return actions
 
     def probe_result(self, tier: str, ok: bool, now: float, reason: str = "") -> list[Action]:
@@ -237,8 +238,6 @@ class Scheduler:
         if breaker is None:
             return []
         return self._breaker_event(tier, breaker.record_probe(now, ok, reason))
-
-    # ---- internals -------------------------------------------------------------------------
 
     def _worker_changes(self, changes: list[WorkerChange], now: float) -> list[Action]:
         actions: list[Action] = [WorkerChanged(c) for c in changes]

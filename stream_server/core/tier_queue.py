@@ -9,11 +9,14 @@ broken: its circuit breaker stays closed). A sentence whose session still has an
 running or waiting on the tier is not handed back: its listener hears them in order, so its need
 moves with theirs (and the turn stays in one voice). A tier without a cap (the cloud tiers, which
 wait on the network) starts everything at once. So a burst of fallbacks never takes the cores the
-primary voice needs, and never waits unbounded behind them either.
+primary voice needs, and never waits unbounded behind them either. The one exception is the last
+resort (the last audio tier of the order, espeak-ng by default): after it comes only text, and a
+late voice beats a sentence sent as text, so a sentence there waits for its slot however long.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -43,9 +46,12 @@ class _Queued:
 
 
 class TierQueue:
-    def __init__(self, caps: Mapping[str, int], queue_timeout_s: float) -> None:
+    def __init__(
+        self, caps: Mapping[str, int], queue_timeout_s: float, last_resort: str | None = None
+    ) -> None:
         self.caps = {tier: max(1, cap) for tier, cap in caps.items()}
         self.queue_timeout_s = queue_timeout_s
+        self.last_resort = last_resort  # never handed back busy: only text comes after it
         self._running: dict[str, tuple[str, str]] = {}  # job id -> (tier, session)
         self._waiting: dict[str, list[_Queued]] = {tier: [] for tier in self.caps}
         self._served: dict[str, int] = {}  # session -> when it last started a job (a counter)
@@ -56,7 +62,7 @@ class TierQueue:
         if tier not in self.caps:
             return [TierStart(job_id, tier, sentence)]
         self._count += 1
-        due = max(now + self.queue_timeout_s, sentence.need_at)
+        due = math.inf if tier == self.last_resort else max(now + self.queue_timeout_s, sentence.need_at)
         self._waiting[tier].append(_Queued(job_id, sentence, due, self._count))
         return self._fill(tier, now)
 
@@ -87,15 +93,16 @@ class TierQueue:
         )
 
     def next_deadline(self) -> float | None:
-        return min(
+        due = min(
             (
                 q.due
                 for tier, waiting in self._waiting.items()
                 for q in waiting
                 if not self._behind_its_session(tier, q)
             ),
-            default=None,
+            default=math.inf,
         )
+        return None if due == math.inf else due
 
     def handle_timer(self, now: float) -> list[TierBusy]:
         busy: list[TierBusy] = []

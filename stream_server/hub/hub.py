@@ -108,7 +108,8 @@ class Hub:
         self.encoder = EncoderPool(config.encode_threads)
         self.local = LocalTiers(
             engines, voices.default, config.failover.timeout_s, self._spawn, self._local,
-            caps=config.local_tier_caps, queue_s=config.local_tier_queue_s, clock=clock,
+            caps=config.local_tier_caps, queue_s=config.local_tier_queue_s,
+            last_resort=config.failover.tiers[-1], clock=clock,
         )  # fmt: skip
         self.observers = observers or Observers()
         self.deadlines = DeadlineLoop(self.next_deadline, self.handle_timer, clock)
@@ -275,7 +276,7 @@ class Hub:
         self.feed(self.scheduler.broker_moved(self.clock()))
 
     def _caught_up(self) -> None:  # the MQTT reader has read all that came: judge silences
-        self.feed(self.scheduler.caught_up(self.clock())) if self.scheduler.registry.unconfirmed() else None
+        self.feed(self.scheduler.caught_up(self.clock())) if self.scheduler.unconfirmed() else None
 
     def _job_unsent(self, job_id: str, reason: str) -> None:
         self.feed(self.scheduler.failed(job_id, reason, self.clock(), Cause.BROKER))

@@ -75,12 +75,14 @@ class LocalTiers:
         *,
         caps: Mapping[str, int] | None = None,
         queue_s: float = 1.0,
+        last_resort: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engines = engines
         self.default_voice = default_voice
         self.probe_timeout_s = probe_timeout_s
-        self.queue = TierQueue(caps or {}, queue_s)  # caps per tier; queue_s: SESAME_LOCAL_TIER_QUEUE_MS
+        # caps per tier; queue_s: SESAME_LOCAL_TIER_QUEUE_MS; the last resort waits (text is after it)
+        self.queue = TierQueue(caps or {}, queue_s, last_resort)
         self.clock = clock
         self._spawn = spawn
         self._report = report

@@ -87,6 +87,7 @@ class Worker:
             pid=os.getpid(),
             interval_s=config.heartbeat_interval_s,
             max_queue=config.max_queue,
+            max_late_s=config.max_late_s,
             max_length=config.max_length,
             max_batch=config.max_batch,
             version=package_version(),

@@ -312,3 +312,23 @@ def test_background_sentences_only_go_to_workers() -> None:
     actions = s.failed(job.job_id, "engine_error", 0.1)
     assert not of(actions, RunLocal) and of(actions, GiveUp)
     assert of(sched().submit(bg, 0.0), GiveUp)  # no worker: dropped, never spoken by a fallback
+
+
+def test_an_ack_deadline_is_judged_only_up_to_what_the_gateway_has_read() -> None:
+    """The worker acked in time but the gateway's reader was behind (a greedy client's audio
+    ahead of the ack): the job is not failed over while its ack may be among the unread."""
+    s = sched("w1")
+    [job] = of(s.submit(sentence(), 0.0), SendJob)
+    assert s.next_deadline() == 1.0
+    assert s.handle_timer(1.2, read_through=0.8) == []  # read only up to 0.8: the ack may be unread
+    assert s.unconfirmed() and s.next_deadline() is not None and s.next_deadline() != 1.0
+    s.ack(job.job_id, 1.3)  # it was: read at 1.3
+    assert not of(s.caught_up(1.3), FailedOver) and not s.unconfirmed()
+
+
+def test_an_ack_that_never_came_fails_over_once_the_reader_has_caught_up() -> None:
+    s = sched("w1")
+    s.submit(sentence(), 0.0)
+    assert s.handle_timer(1.2, read_through=0.8) == []
+    [fb] = of(s.caught_up(1.4), FailedOver)
+    assert fb.reason == "ack_timeout" and not s.unconfirmed()

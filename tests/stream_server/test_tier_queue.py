@@ -82,3 +82,16 @@ def test_a_cancelled_waiting_job_leaves_the_queue() -> None:
     q.offer("j2", "piper", s("b"), 0.0)
     assert q.finished("j2", 0.1) == []  # cancelled while waiting
     assert q.finished("j1", 0.2) == [] and q.running("piper") == 0
+
+
+def test_the_last_resort_tier_keeps_a_sentence_waiting_rather_than_hand_it_to_text() -> None:
+    """After the last audio tier comes only text: a late voice beats a sentence sent as text."""
+    q = TierQueue({"piper": 1, "espeak-ng": 1}, queue_timeout_s=1.0, last_resort="espeak-ng")
+    assert started(q.offer("j1", "espeak-ng", s("a"), 0.0)) == ["j1"]
+    assert q.offer("j2", "espeak-ng", s("b"), 0.2) == []
+    assert q.next_deadline() is None and q.handle_timer(60.0) == []
+    assert started(q.finished("j1", 60.5)) == ["j2"]
+    # a tier before it still hands a sentence on when it cannot start it in time
+    q.offer("p1", "piper", s("c"), 0.0)
+    q.offer("p2", "piper", s("d"), 0.0)
+    assert q.handle_timer(1.0) == [TierBusy("p2", "piper")]

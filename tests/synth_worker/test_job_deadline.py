@@ -100,3 +100,7 @@ def test_a_job_no_one_can_speak_in_time_here_is_refused_as_overloaded() -> None:
     assert codes == ["ack", "overloaded", "overloaded", "overloaded"]
     # A sentence needed in 20 s still fits behind them.
     assert answers(c.receive_job(job("far", 0, 4, 20.0), NOW)) == ["ack"]
+
+
+def test_the_refusal_bound_is_the_setting() -> None:
+    assert refusal(5.0) is not None and refusal(5.0, max_late_s=10.0) is None
