@@ -59,7 +59,10 @@ def configure(level: str = "INFO", json: bool | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        # sys.stderr as it is when a logger is made, not as it was here: a caller that swaps it
+        # (a test's capture, closed after it) must not leave every later log line writing to a
+        # closed file
+        logger_factory=lambda *_: structlog.WriteLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
 
