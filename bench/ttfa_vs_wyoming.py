@@ -17,6 +17,11 @@ and the same short sentences, on this machine, in one run, alternating which goe
   (no fallback can answer instead): a ``/ws`` session with voice ``miles``, ``speak`` sent -> first
   binary audio frame.
 
+Each client is a listener: after a turn's last audio it waits until that audio has played (from
+its first chunk, at real time) before it speaks again, on both servers alike. sesame-voice paces a
+session by its listener's playback (core/lookahead.py), so a client that sent turn after turn
+without listening would see its later turns held until the earlier audio had played.
+
 Two load levels: **idle** (one session; each sentence alternately wyoming first or sesame first)
 and **loaded** (``--sessions`` concurrent sessions, each speaking every sentence in turn; rounds
 alternate which server goes first, and each server is measured alone while the other idles).
@@ -157,14 +162,19 @@ async def wyoming_session(port: int) -> tuple[Measure, Callable[[], Awaitable[No
     async def say(text: str) -> float | None:
         start = time.perf_counter()
         first = None
+        audio_s = 0.0
         await client.write_event(Synthesize(text=text, voice=SynthesizeVoice(name=VOICE)).event())
         while True:
             event = await client.read_event()
             if event is None:
                 raise RuntimeError("wyoming-piper closed the connection")
-            if AudioChunk.is_type(event.type) and first is None:
-                first = time.perf_counter() - start
+            if AudioChunk.is_type(event.type):
+                first = time.perf_counter() - start if first is None else first
+                chunk = AudioChunk.from_event(event)
+                audio_s += len(chunk.audio) / (chunk.width * chunk.channels * chunk.rate)
             elif AudioStop.is_type(event.type):
+                # the same listener as sesame-voice's side: the audio played out before the next
+                await asyncio.sleep(max(0.0, start + (first or 0.0) + audio_s - time.perf_counter()))
                 break
             elif WyomingError.is_type(event.type):
                 print(f"wyoming-piper error: {event.data}", file=sys.stderr)
@@ -182,12 +192,14 @@ async def wyoming_session(port: int) -> tuple[Measure, Callable[[], Awaitable[No
 async def sesame_session(ws_url: str) -> tuple[Measure, Callable[[], Awaitable[None]]]:
     ws: ClientConnection = await connect(ws_url)
     await ws.send(protocol.encode(protocol.Start(voice="miles")))
-    await ws.recv()  # ready
+    ready = protocol.decode(await ws.recv())
+    rate = ready.sample_rate if isinstance(ready, protocol.Ready) else 22050
 
     async def say(text: str) -> float | None:
         start = time.perf_counter()
         first = None
         failed = False
+        samples = 0
         await ws.send(protocol.encode(protocol.Speak(text)))
         while True:
             raw = await ws.recv()
@@ -197,8 +209,16 @@ async def sesame_session(ws_url: str) -> tuple[Measure, Callable[[], Awaitable[N
                 case protocol.Error() as error:
                     print(f"gateway error: {error}", file=sys.stderr)
                     failed = True
+                case protocol.SentenceEnd(samples=n):
+                    samples += n
                 case protocol.TurnEnd():
                     break
+        if first is not None:
+            # A listener hears the turn out before the next one: the gateway paces a session by
+            # its listener's playback (core/lookahead.py), so a next turn sent while this one's
+            # audio is still "playing" would wait for it. Play it out, as the web client would.
+            played_at = start + first + samples / rate
+            await asyncio.sleep(max(0.0, played_at - time.perf_counter()))
         if failed:
             return None
         if first is None:
