@@ -103,10 +103,15 @@ def test_status_page_shows_the_service_and_follows_a_worker_death_live(stack: Se
     stack.gateway.wait_for(
         lambda e: e.get("event") == "primary_voice" and e.get("up") is True, 4 * T, "probe"
     )
-    # the probe's job ended on bark-1; the heartbeat after it carries its batch (a heartbeat
-    # interval later): wait for that condition, within a deadline
+    # the probe's job ended on bark-1; a heartbeat after it carries its batch, pace and stage
+    # times (they come as the job starts and ends, a heartbeat interval later): wait for that
+    # condition, within a deadline
     deadline = time.monotonic() + 4 * T
-    while (figures := worker_figures(stack.http_url))["batch"] < 1 and time.monotonic() < deadline:
+    wanted = ("batch", "rtf", "semantic", "codec")
+    while (
+        min((figures := worker_figures(stack.http_url))[k] for k in wanted) <= 0
+        and time.monotonic() < deadline
+    ):
         threading.Event().wait(0.05)
     assert figures["up"] == 1 and figures["load"] > 0 and figures["batch"] >= 1
     assert figures["rtf"] > 0 and figures["semantic"] > 0 and figures["codec"] > 0
