@@ -3,7 +3,8 @@
 Three paths in one run, on the same sentences, each sentence spoken on all three in an order that
 cycles through the six orders:
 
-* **direct**: ``synth_worker.espeak.EspeakEngine`` called in this process: request -> first chunk;
+* **direct**: ``synth_worker.espeak.EspeakEngine`` called in this process, on an asyncio loop of its
+  own thread as the worker runs it: request -> first chunk;
 * **worker**: the same espeak-ng worker process driven straight over MQTT by this script
   (``bench/_worker_direct.py``: the gateway's MQTT client code and broker user, the worker's real
   job protocol, topics and payloads, the same mosquitto): job made -> first audio frame read. This
@@ -34,13 +35,16 @@ Variants: ``shipped`` (session events published on MQTT, as in production) and `
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,6 +61,7 @@ from synth_worker.espeak import EspeakEngine
 
 HEADER = "gateway overhead: time to first audio, espeak-ng direct, its worker over MQTT, through the gateway"
 PATHS = ("direct", "worker", "gateway")
+T = TypeVar("T")
 WORKER = "espeak-1"
 VOICE = "maya"
 
@@ -78,23 +83,63 @@ def sentences(n: int) -> list[str]:
     return out
 
 
-async def direct(engine: EspeakEngine, text: str) -> float:
-    start = time.monotonic()
-    first = None
-    async for _ in engine.synthesize(SynthesisRequest(text, VOICE, 24_000), CancelToken()):
-        if first is None:
-            first = time.monotonic() - start
-    assert first is not None
-    return first
+class Direct:
+    """EspeakEngine on an asyncio loop of its own thread, as the worker process runs it: uvloop
+    spawns espeak-ng ~3x slower than asyncio (libuv forks), so "direct" on this process's uvloop
+    would not be the worker's engine. Timed inside that loop: request -> first chunk."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="direct-engine", daemon=True)
+        self.thread.start()
+        self.engine = EspeakEngine()
+
+    async def load(self) -> None:
+        await self._call(self.engine.load())
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def first_audio(self, text: str) -> float:
+        return await self._call(self._first(text))
+
+    async def _first(self, text: str) -> float:
+        start = time.monotonic()
+        first = None
+        async for _ in self.engine.synthesize(SynthesisRequest(text, VOICE, 24_000), CancelToken()):
+            if first is None:
+                first = time.monotonic() - start
+        assert first is not None
+        return first
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
 
 
 async def measure(stack: Stack, texts: list[str], warmup: int, sessions: int) -> dict[str, list[float]]:
-    engine = EspeakEngine()
+    engine = Direct()
     await engine.load()
     out: dict[str, list[float]] = {p: [] for p in PATHS}
     url: MqttUrl = stack.broker.url_for("gateway")
+    try:
+        await _measure(engine, stack.ws_url, url, texts, warmup, sessions, out)
+    finally:
+        engine.close()
+    return out
+
+
+async def _measure(  # noqa: PLR0917
+    engine: Direct,
+    ws_url: str,
+    url: MqttUrl,
+    texts: list[str],
+    warmup: int,
+    sessions: int,
+    out: dict[str, list[float]],
+) -> None:
     async with (
-        ListeningSessions(stack.ws_url, sessions, VOICE) as pool,
+        ListeningSessions(ws_url, sessions, VOICE) as pool,
         WorkerDirect(url, WORKER, VOICE) as worker,
     ):
 
@@ -102,7 +147,7 @@ async def measure(stack: Stack, texts: list[str], warmup: int, sessions: int) ->
             return (await pool.speak(text)).first_audio_s
 
         run: dict[str, Callable[[str], Awaitable[float]]] = {
-            "direct": lambda t: direct(engine, t),
+            "direct": engine.first_audio,
             "worker": worker.first_audio,
             "gateway": gateway,
         }
@@ -113,7 +158,6 @@ async def measure(stack: Stack, texts: list[str], warmup: int, sessions: int) ->
         for text in texts:
             for path in next(orders):
                 out[path].append(await run[path](text))
-    return out
 
 
 VARIANTS = {
