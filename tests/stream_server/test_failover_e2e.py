@@ -51,7 +51,7 @@ def stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
 
 @pytest.fixture
 def will_stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
-    """As ``stack``, with heartbeats given 4 s of slack: a test about the last will must not be
+    """As ``stack`` (first audio bound 60 s too), with heartbeats given 4 s of slack: a test about the last will must not be
     beaten by a heartbeat that a busy CPU delayed before the kill (test files run in parallel)."""
     svc = Service(
         mosquitto,
@@ -60,6 +60,7 @@ def will_stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
             "SESAME_TIERS": "workers,espeak-ng",
             "SESAME_CACHE_ENABLED": "false",
             "SESAME_RETRY_DELAY": "0",
+            "SESAME_TIMEOUT": "60000",
             "SESAME_MISSED_HEARTBEATS": "8",
         },
     )
