@@ -8,12 +8,13 @@ import asyncio
 import os
 import selectors
 import signal
+import socket
 
 import pytest
 
 from broker import topics
 from broker.errors import BrokerError
-from broker.launcher import Mosquitto, free_port
+from broker.launcher import PRODUCTION_CONFIG, Mosquitto, free_port
 from broker.link import MqttLink
 from tests.conftest import T
 
@@ -44,6 +45,9 @@ async def test_a_publish_is_written_before_publish_now_returns_and_its_future_is
                 await subscribed.wait()
             assert link._client is not None
             paho = link._client._client
+            # no Nagle on the way: the link's socket and the broker's (the production config)
+            assert paho.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert "set_tcp_nodelay true" in PRODUCTION_CONFIG.read_text().splitlines()
             for qos in (1, 0, 1):
                 done = link.publish_now(TOPIC, f"qos {qos}".encode(), qos=qos)
                 # aiomqtt's publish left the packet in paho's queue for the loop to write later
