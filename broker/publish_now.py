@@ -84,16 +84,24 @@ def writing_here(client: aiomqtt.Client) -> Iterator[None]:
 
 def write(client: aiomqtt.Client) -> None:
     """Write what paho holds now, as aiomqtt's writer callback would a pass or two of the loop
-    later; what the socket does not take is left to that callback (paho registers it)."""
+    later. paho's packet writer, not its ``loop_write``: that one also unregisters the writer when
+    all is written, and an ``add_writer`` aiomqtt has already scheduled (for a PUBACK paho queued
+    on a read) would then come after it and stay on the always-writable socket (a busy loop).
+    Left alone, such a writer runs once, finds nothing and is unregistered by paho; what the socket
+    does not take now, paho registers a writer for."""
     paho = client._client
     if not paho.want_write():
         return
     try:
-        paho.loop_write()
-    except Exception as exc:  # a broken connection: aiomqtt's session ends with it, as from its callback
+        rc = paho._packet_write()
+        if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            paho._loop_rc_handle(rc)  # as loop_write: the connection is lost
+    except Exception as exc:  # as from aiomqtt's writer callback: its session ends with it
         if not client._disconnected.done():
             client._disconnected.set_exception(exc)
         raise BrokerError(f"write to the MQTT broker failed: {exc}") from exc
+    if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+        raise BrokerError(f"write to the MQTT broker failed: {rc}")
 
 
 class Acked(asyncio.Event):

@@ -84,3 +84,41 @@ async def test_a_publish_the_broker_never_acknowledges_fails_within_the_bound() 
                         await done
             finally:
                 os.kill(broker.proc.pid, signal.SIGCONT)
+
+
+async def test_a_publish_right_after_a_qos1_read_leaves_no_writer_behind() -> None:
+    """Reading a QoS 1 message, paho queues its PUBACK and aiomqtt schedules a writer for it; a
+    publish made by that message's handler writes both at once. The writer still comes a pass
+    later: it must find nothing, go, and not stay on the always-writable socket (a busy loop)."""
+    replies: list[asyncio.Future[None]] = []
+    subscribed, answered = asyncio.Event(), asyncio.Event()
+    link: MqttLink
+
+    async def on_message(_topic: str, payload: bytes) -> None:
+        replies.append(asyncio.ensure_future(link.publish_now(topics.worker_heartbeat(USER), payload, qos=1)))
+        if len(replies) == 5:
+            answered.set()
+
+    async def on_connect(_link: MqttLink) -> None:
+        subscribed.set()
+
+    with Mosquitto() as broker:
+        link = MqttLink(
+            broker.url_for(USER),
+            f"now-{free_port()}",
+            subscriptions=[(TOPIC, 1)],
+            on_message=on_message,
+            on_connect=on_connect,
+        )
+        async with link:
+            async with asyncio.timeout(4 * T):
+                await subscribed.wait()
+            assert link._client is not None
+            paho = link._client._client
+            for i in range(5):
+                await link.publish(TOPIC, f"{i}".encode(), qos=1)
+            async with asyncio.timeout(4 * T):
+                await answered.wait()
+                await asyncio.gather(*replies)
+                await link.publish(topics.worker_heartbeat(USER), b"last", qos=1)  # passes of the loop
+            assert not watched_for_writing(paho.socket())
