@@ -25,8 +25,8 @@ Requests are spoken one at a time, in order; a cancel is read while another requ
 
 Threads (``synth_worker.piper_threads``): with ``--shared-threads M`` other than N, the model is
 loaded twice, with N and with M intra-op threads, and each clause asks ``--busy-lock`` (a file all
-Piper children of the machine share) whether another child is speaking: alone, on a machine
-otherwise mostly idle (``/proc/loadavg``'s runnable count), it runs on N threads, else on M.
+Piper children of the machine share) whether another child is speaking right now: alone, it runs
+on N threads, else on M.
 
 Clauses: each sentence's phonemes are cut after a clause mark (``, ; :``) and each clause goes
 through the model alone, so the first audio of a long sentence waits only for its first clause.
@@ -45,7 +45,6 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct("<cII")
@@ -64,37 +63,13 @@ class Output:
             self.stream.flush()
 
 
-def others_running(loadavg: str) -> int:
-    """Runnable threads on the machine besides the caller, from ``/proc/loadavg``'s fourth field
-    (``running/total``, counted when read, the reader included)."""
-    return max(0, int(loadavg.split()[3].partition("/")[0]) - 1)
-
-
-def machine_free(cores: int, others: int) -> bool:
-    """Whether the machine is otherwise idle enough for one clause on every core: at most half its
-    cores taken by other runnable threads (a gateway or broker waking for a moment is not load; a
-    machine shared with other work is, and there one thread per clause is the faster and fairer)."""
-    return others <= cores // 2
-
-
-def machine_free_now() -> bool:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            others = others_running(f.read())
-    except (OSError, ValueError, IndexError):
-        return True  # no such file (not Linux): the busy lock alone decides
-    return machine_free(len(os.sched_getaffinity(0)), others)
-
-
 class BusyLock:
     """Whether this child may speak on every core: no other Piper child of the machine speaking
     (one shared file: a speaking child holds a shared lock on it; one that can take the exclusive
-    lock for a moment is alone; a child that dies releases its lock with its file descriptors), and
-    the machine otherwise mostly idle (``machine_free``)."""
+    lock for a moment is alone; a child that dies releases its lock with its file descriptors)."""
 
-    def __init__(self, path: str, free: Callable[[], bool] = machine_free_now) -> None:
+    def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.free = free
         self.held = False
 
     def speak(self) -> bool:
@@ -106,7 +81,7 @@ class BusyLock:
             alone = False
         fcntl.flock(self.fd, fcntl.LOCK_SH)  # waits only while another child holds it exclusively
         self.held = True
-        return alone and self.free()
+        return alone
 
     def quiet(self) -> None:
         if self.held:

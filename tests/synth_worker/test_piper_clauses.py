@@ -48,7 +48,7 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], 
     args += ["--threads", "2", "--shared-threads", "1", "--busy-lock", lock]
     proc = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
-    other = BusyLock(lock, free=lambda: True)
+    other = BusyLock(lock)
     try:
         kind, _, payload = read_frame(proc.stdout)
         assert kind == b"R", payload
