@@ -1,5 +1,6 @@
-"""The Piper child speaks clause by clause: the first clause of a long sentence comes out alone, and
-the clauses join without a seam (each starts and ends in silence; the level does not jump)."""
+"""The Piper child speaks clause by clause, each clause streamed as its decoder makes it: the first
+audio is a short piece, the pieces join without a click, and the clauses join without a seam (each
+starts and ends in silence; the level does not jump)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from broker.audio import TARGET_RMS_DBFS
-from synth_worker.piper_child import BusyLock, clauses, load_voices
+from synth_worker.piper_child import FIRST_FRAMES, BusyLock, Voices, clauses, load_voices
 from synth_worker.piper_process import packaged_model, voice_gain
 from tests.conftest import T
 
@@ -69,23 +70,48 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], 
     return ready, pieces
 
 
-def test_each_clause_is_its_own_frame_and_the_first_is_short(
+def test_the_first_audio_is_a_short_piece_and_the_rest_follows_in_pieces(
     spoken: tuple[dict[str, float], list[np.ndarray]],
 ) -> None:
     ready, pieces = spoken
-    assert len(pieces) == 3  # "Well," / "I have booked ... o'clock," / "and I will send ..."
     rate = ready["sample_rate"]
-    assert len(pieces[0]) / rate < 0.8 < len(pieces[1]) / rate
+    assert len(pieces[0]) == FIRST_FRAMES * 256, "the first 16 latent frames of the first clause"
+    assert len(pieces) >= 6, "three clauses, each a short first piece and the rest"
+    assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
     assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
 
 
-def test_clauses_join_without_a_seam(spoken: tuple[dict[str, float], list[np.ndarray]]) -> None:
+def test_the_pieces_join_without_a_click(spoken: tuple[dict[str, float], list[np.ndarray]]) -> None:
+    """At each join the step from one sample to the next is of the size of its neighbours' (a piece
+    cut or placed wrong jumps; ``test_piper_graph`` shows the pieces equal one pass)."""
     ready, pieces = spoken
-    edge = int(ready["sample_rate"] * 0.005)  # the 5 ms either side of every join
-    for before, after in itertools.pairwise(pieces):
+    near = int(ready["sample_rate"] * 0.002)
+    audio = np.concatenate(pieces)
+    steps = np.abs(np.diff(audio))
+    join = 0
+    for piece in pieces[:-1]:
+        join += len(piece)
+        around = np.concatenate([steps[join - 1 - near : join - 1], steps[join : join + near]])
+        assert steps[join - 1] <= 3 * float(np.max(around)) + 0.01, f"a click at sample {join}"
+
+
+@pytest.fixture(scope="module")
+def voices() -> Voices:
+    model = packaged_model()
+    return load_voices(str(model.onnx), str(model.config), 1, None, None)
+
+
+def test_clauses_join_without_a_seam(voices: Voices) -> None:
+    speaker = voices.alone
+    rate = speaker.voice.config.sample_rate
+    spoken = [np.concatenate(list(speaker.audio(c))) for c in clauses(speaker.voice.phonemize(TEXT)[0])]
+    assert len(spoken) == 3  # "Well," / "I have booked ... o'clock," / "and I will send ..."
+    assert len(spoken[0]) / rate < 0.8 < len(spoken[1]) / rate
+    edge = int(rate * 0.005)  # the 5 ms either side of every join
+    for before, after in itertools.pairwise(spoken):
         assert float(np.max(np.abs(before[-edge:]))) < 0.01, "a clause ends in silence"
         assert float(np.max(np.abs(after[:edge]))) < 0.01, "a clause starts in silence"
-    levels = [20 * np.log10(np.sqrt(np.mean(np.square(p[np.abs(p) > 0.01])))) for p in pieces]
+    levels = [20 * np.log10(np.sqrt(np.mean(np.square(p[np.abs(p) > 0.01])))) for p in spoken]
     assert max(levels) - min(levels) < 6.0, f"the level jumps between clauses: {levels}"
 
 
@@ -101,5 +127,6 @@ def test_without_its_busy_lock_a_child_keeps_to_its_share(
     model = packaged_model()
     voices = load_voices(str(model.onnx), str(model.config), 2, 1, str(tmp_path / "missing" / "busy"))
     assert voices.shared is None and voices.busy is None
-    assert voices.alone.session.get_session_options().intra_op_num_threads == 1
+    assert voices.alone.voice.session.get_session_options().intra_op_num_threads == 1
+    assert voices.alone.decoder.get_session_options().intra_op_num_threads == 1
     assert "speaking on 1 thread(s) only" in capsys.readouterr().err
