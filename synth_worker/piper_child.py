@@ -34,11 +34,11 @@ The model starts and ends every clause in silence, so clauses join without a cli
 peak-normalized per clause, as piper does per sentence), the level does not jump at the joins.
 
 Streaming (``synth_worker.piper_graph``): the model is cut once at load into "phoneme ids -> latent"
-and the decoder "latent -> audio"; a clause's latent is decoded in pieces (``FIRST_FRAMES`` latent
-frames first, then at most ``MOST_FRAMES``), each with the decoder's overlap of context either side,
-so the pieces join into the audio one pass would make (within float rounding) and the first audio
-waits only for the first part and a short decode. A voice whose graph has another shape is spoken
-a clause per pass, the reason written to stderr.
+and the decoder "latent -> audio"; a request's first clause is decoded in pieces (``FIRST_FRAMES``
+latent frames first, then at most ``MOST_FRAMES``), each with the decoder's overlap of context
+either side, so the pieces join into the audio one pass would make (within float rounding) and the
+first audio waits only for the first part and a short decode; later clauses in one piece. A voice
+whose graph has another shape is spoken a clause per pass, the reason written to stderr.
 """
 
 from __future__ import annotations
@@ -110,9 +110,11 @@ class Speaker:
     def __init__(self, voice: Any, decoder: Any | None = None, cut: GraphCut | None = None) -> None:
         self.voice, self.decoder, self.cut = voice, decoder, cut
 
-    def audio(self, phonemes: list[str]) -> Iterator[Any]:
-        """One clause through the model: float32 samples, not normalized; streamed, the first
-        ``FIRST_FRAMES`` latent frames' audio first, then pieces of at most ``MOST_FRAMES``."""
+    def audio(self, phonemes: list[str], streamed: bool = True) -> Iterator[Any]:
+        """One clause through the model: float32 samples, not normalized; ``streamed``, the first
+        ``FIRST_FRAMES`` latent frames' audio first, then pieces of at most ``MOST_FRAMES``, else
+        in one piece (each piece decodes the overlap again: 18 % more CPU per sentence when every
+        clause streams, ``bench/piper_clauses.py``)."""
         import numpy as np
 
         if self.cut is None or self.decoder is None:
@@ -128,7 +130,8 @@ class Speaker:
                 "scales": np.array([c.noise_scale, c.length_scale, c.noise_w_scale], dtype=np.float32),
             },
         )[0]
-        yield from decode_chunks(self.decoder, self.cut, latent, FIRST_FRAMES, MOST_FRAMES)
+        first, most = (FIRST_FRAMES, MOST_FRAMES) if streamed else (latent.shape[-1], latent.shape[-1])
+        yield from decode_chunks(self.decoder, self.cut, latent, first, most)
 
 
 class Voices:
@@ -262,13 +265,18 @@ def calibrate(speaker: Speaker) -> dict[str, float]:
 
 
 def speak(voices: Voices, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
+    """The request's clauses as the model makes them: the first streamed (its first audio early),
+    the others each in one piece (no overlap decoded twice; they only need to come before the
+    audio ahead of them has played)."""
+    first = True
     try:
         for sentence in voices.alone.voice.phonemize(text):
             for clause in clauses(sentence):
                 if rid in cancelled:
                     break
-                for audio in voices.pick().audio(clause):
+                for audio in voices.pick().audio(clause, streamed=first):
                     out.frame(b"A", rid, pcm16(audio))
+                first = False
     finally:
         voices.quiet()
     if rid in cancelled:
