@@ -34,7 +34,8 @@ The model starts and ends every clause in silence, so clauses join without a cli
 peak-normalized per clause, as piper does per sentence), the level does not jump at the joins.
 
 Streaming (``synth_worker.piper_graph``): the model is cut once at load into "phoneme ids -> latent"
-and the decoder "latent -> audio"; a request's first clause is decoded in pieces (``FIRST_FRAMES``
+and the decoder "latent -> audio"; a request's first clause, when no other child speaks (the busy
+lock), is decoded in pieces (``FIRST_FRAMES``
 latent frames first, then at most ``MOST_FRAMES``), each with the decoder's overlap of context
 either side, so the pieces join into the audio one pass would make (within float rounding) and the
 first audio waits only for the first part and a short decode; later clauses in one piece. A voice
@@ -141,10 +142,12 @@ class Voices:
     def __init__(self, alone: Speaker, shared: Speaker | None = None, busy: BusyLock | None = None) -> None:
         self.alone, self.shared, self.busy = alone, shared, busy
 
-    def pick(self) -> Speaker:
+    def pick(self) -> tuple[Speaker, bool]:
+        """The copy to speak the next clause on, and whether this child speaks alone (without a
+        lock, a fixed thread count: taken as alone)."""
         if self.shared is None or self.busy is None:
-            return self.alone
-        return self.alone if self.busy.speak() else self.shared
+            return self.alone, True
+        return (self.alone, True) if self.busy.speak() else (self.shared, False)
 
     def quiet(self) -> None:
         if self.busy is not None:
@@ -265,16 +268,19 @@ def calibrate(speaker: Speaker) -> dict[str, float]:
 
 
 def speak(voices: Voices, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
-    """The request's clauses as the model makes them: the first streamed (its first audio early),
-    the others each in one piece (no overlap decoded twice; they only need to come before the
-    audio ahead of them has played)."""
+    """The request's clauses as the model makes them. Alone, the first clause streams (its first
+    audio early); beside another speaking child, and after the first, each clause comes in one
+    piece: a piece decodes the overlap again (about 15 % more CPU per short sentence), which a
+    lone listener's first audio is worth and a loaded machine's queue is not (one session fast,
+    many sessions fair, as the threads: ``synth_worker.piper_threads``)."""
     first = True
     try:
         for sentence in voices.alone.voice.phonemize(text):
             for clause in clauses(sentence):
                 if rid in cancelled:
                     break
-                for audio in voices.pick().audio(clause, streamed=first):
+                speaker, alone = voices.pick()
+                for audio in speaker.audio(clause, streamed=first and alone):
                     out.frame(b"A", rid, pcm16(audio))
                 first = False
     finally:

@@ -39,11 +39,25 @@ def read_frame(stdout: object) -> tuple[bytes, int, bytes]:
     return kind, rid, stdout.read(size) if size else b""  # type: ignore[attr-defined]
 
 
+Spoken = tuple[dict[str, float], list[np.ndarray], list[np.ndarray]]
+
+
+def say(proc: subprocess.Popen[bytes], rid: int, text: str) -> list[np.ndarray]:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps({"op": "say", "id": rid, "text": text}).encode() + b"\n")
+    proc.stdin.flush()
+    pieces = []
+    while (frame := read_frame(proc.stdout))[0] == b"A":
+        pieces.append(np.frombuffer(frame[2], dtype="<i2").astype(np.float32) / 32768.0)
+    assert frame[:2] == (b"D", rid)
+    return pieces
+
+
 @pytest.fixture(scope="module")
-def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], list[np.ndarray]]:
-    """The child's ready report and the pieces of STREAMED, as the child sends them. The child runs as
-    ``up`` starts it on two cores (2 threads alone, 1 beside another speaker), and speaks while this
-    test holds the busy lock as another child would: on its shared session."""
+def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
+    """The child's ready report and the pieces of STREAMED, as the child sends them: alone, and
+    beside another speaker (this test holding the busy lock as another child would). The child runs
+    as ``up`` starts it on two cores (2 threads alone, 1 beside another speaker)."""
     model = packaged_model()
     lock = str(tmp_path_factory.mktemp("piper") / "busy")
     args = ["-m", "synth_worker.piper_child", "--model", str(model.onnx), "--config", str(model.config)]
@@ -55,39 +69,35 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, float], 
         kind, _, payload = read_frame(proc.stdout)
         assert kind == b"R", payload
         ready = json.loads(payload)
+        alone = say(proc, 1, STREAMED)
         assert other.speak(), "a child that is not speaking holds no lock"
-        proc.stdin.write(json.dumps({"op": "say", "id": 1, "text": STREAMED}).encode() + b"\n")
-        proc.stdin.flush()
-        pieces = []
-        while (frame := read_frame(proc.stdout))[0] == b"A":
-            pieces.append(np.frombuffer(frame[2], dtype="<i2").astype(np.float32) / 32768.0)
-        assert frame[:2] == (b"D", 1)
+        beside = say(proc, 2, STREAMED)
         other.quiet()
         assert other.speak(), "the child let go of the lock when its request was done"
     finally:
         other.quiet()
         proc.stdin.close()
         proc.wait(30 * T)
-    return ready, pieces
+    return ready, alone, beside
 
 
-def test_the_first_audio_is_a_short_piece_and_the_rest_follows_in_pieces(
-    spoken: tuple[dict[str, float], list[np.ndarray]],
-) -> None:
-    """The first clause (about 2 s) streams: its first 16 latent frames, then the rest; the second
-    clause comes in one piece."""
-    ready, pieces = spoken
+def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spoken) -> None:
+    """Alone, the first clause (about 2 s) streams: its first 16 latent frames, then the rest; the
+    second clause comes in one piece. Beside another speaker, each clause in one piece."""
+    ready, alone, beside = spoken
     rate = ready["sample_rate"]
-    assert len(pieces[0]) == FIRST_FRAMES * 256, "the first 16 latent frames of the first clause"
-    assert 3 <= len(pieces) <= 5
-    assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
+    assert len(alone[0]) == FIRST_FRAMES * 256, "the first 16 latent frames of the first clause"
+    assert 3 <= len(alone) <= 5
+    assert len(beside) == 2, "two clauses, one piece each"
+    for pieces in (alone, beside):
+        assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
     assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
 
 
-def test_the_pieces_join_without_a_click(spoken: tuple[dict[str, float], list[np.ndarray]]) -> None:
+def test_the_pieces_join_without_a_click(spoken: Spoken) -> None:
     """At each join the step from one sample to the next is of the size of its neighbours' (a piece
     cut or placed wrong jumps; ``test_piper_graph`` shows the pieces equal one pass)."""
-    ready, pieces = spoken
+    ready, pieces, _ = spoken
     near = int(ready["sample_rate"] * 0.002)
     audio = np.concatenate(pieces)
     steps = np.abs(np.diff(audio))
