@@ -10,9 +10,9 @@ core busy with one clause, the most clauses per CPU second). The lock is the one
 at the moment of the clause, from the children themselves. (A load check, ``/proc/loadavg``, was
 dropped: the gateway, the broker or a benchmark's client waking for a moment kept a lone child on
 one thread, 124 ms to first audio instead of 96, #20.) Idle threads sleep instead of spinning
-(spinning measured no faster for Piper's first audio and burns a core a clause's neighbours
-could use), so the session that is not used costs memory (about 125 MB for the packaged voice),
-no CPU.
+(spinning on 2 threads measured slower on a loaded machine, 284.5 against 68.7 ms to first
+samples, at twice the CPU: ``bench/piper_clauses.py --threads 2 [--spin]``), so the session
+that is not used costs memory (about 125 MB for the packaged voice), no CPU.
 
 SESAME_PIPER_THREADS=N fixes both to N (one session, no lock); ``auto`` (the default) is
 ``piper_threads(cores, workers)``, where ``workers`` is SESAME_WORKERS (what ``sesame-voice up``
