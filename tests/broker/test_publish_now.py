@@ -5,44 +5,55 @@ future is the broker's PUBACK, and a broker that never acknowledges fails it wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import selectors
 import signal
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 
 from broker import topics
 from broker.errors import BrokerError
 from broker.launcher import PRODUCTION_CONFIG, Mosquitto, free_port
-from broker.link import MqttLink
+from broker.link import MqttLink, OnMessage
 from tests.conftest import T
 
 USER = "w-now"
 TOPIC = topics.worker_status(USER)  # the production ACL lets a worker write and read it
 
 
+@contextlib.asynccontextmanager
+async def subscribed(broker: Mosquitto, qos: int, on_message: OnMessage) -> AsyncIterator[MqttLink]:
+    """A link of USER subscribed to TOPIC at ``qos``, once its subscription holds."""
+    ready = asyncio.Event()
+
+    async def on_connect(_link: MqttLink) -> None:
+        ready.set()
+
+    link = MqttLink(
+        broker.url_for(USER),
+        f"now-{free_port()}",
+        subscriptions=[(TOPIC, qos)],
+        on_message=on_message,
+        on_connect=on_connect,
+    )
+    async with link:
+        async with asyncio.timeout(4 * T):
+            await ready.wait()
+        yield link
+
+
 async def test_a_publish_is_written_before_publish_now_returns_and_its_future_is_the_puback() -> None:
     got: asyncio.Queue[bytes] = asyncio.Queue()
-    subscribed = asyncio.Event()
 
     async def on_message(_topic: str, payload: bytes) -> None:
         await got.put(payload)
 
-    async def on_connect(_link: MqttLink) -> None:
-        subscribed.set()
-
     with Mosquitto() as broker:
-        link = MqttLink(
-            broker.url_for(USER),
-            f"now-{free_port()}",
-            subscriptions=[(TOPIC, 0)],  # QoS 0: this client writes no PUBACK of its own
-            on_message=on_message,
-            on_connect=on_connect,
-        )
-        async with link:
-            async with asyncio.timeout(4 * T):
-                await subscribed.wait()
+        # QoS 0: this client writes no PUBACK of its own
+        async with subscribed(broker, 0, on_message) as link:
             assert link._client is not None
             paho = link._client._client
             # no Nagle on the way: the link's socket and the broker's (the production config)
@@ -91,28 +102,18 @@ async def test_a_publish_right_after_a_qos1_read_leaves_no_writer_behind() -> No
     publish made by that message's handler writes both at once. The writer still comes a pass
     later: it must find nothing, go, and not stay on the always-writable socket (a busy loop)."""
     replies: list[asyncio.Future[None]] = []
-    subscribed, answered = asyncio.Event(), asyncio.Event()
-    link: MqttLink
+    answered = asyncio.Event()
+    links: list[MqttLink] = []
 
     async def on_message(_topic: str, payload: bytes) -> None:
-        replies.append(asyncio.ensure_future(link.publish_now(topics.worker_heartbeat(USER), payload, qos=1)))
+        reply = links[0].publish_now(topics.worker_heartbeat(USER), payload, qos=1)
+        replies.append(asyncio.ensure_future(reply))
         if len(replies) == 5:
             answered.set()
 
-    async def on_connect(_link: MqttLink) -> None:
-        subscribed.set()
-
     with Mosquitto() as broker:
-        link = MqttLink(
-            broker.url_for(USER),
-            f"now-{free_port()}",
-            subscriptions=[(TOPIC, 1)],
-            on_message=on_message,
-            on_connect=on_connect,
-        )
-        async with link:
-            async with asyncio.timeout(4 * T):
-                await subscribed.wait()
+        async with subscribed(broker, 1, on_message) as link:
+            links.append(link)
             assert link._client is not None
             paho = link._client._client
             for i in range(5):
