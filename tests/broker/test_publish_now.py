@@ -57,7 +57,9 @@ async def test_a_publish_is_written_before_publish_now_returns_and_its_future_is
             assert link._client is not None
             paho = link._client._client
             # no Nagle on the way: the link's socket and the broker's (the production config)
-            assert paho.socket().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            sock = paho.socket()
+            assert isinstance(sock, socket.socket)
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             assert "set_tcp_nodelay true" in PRODUCTION_CONFIG.read_text().splitlines()
             for qos in (1, 0, 1):
                 done = link.publish_now(TOPIC, f"qos {qos}".encode(), qos=qos)
