@@ -421,6 +421,12 @@ def report(
             "last_mb": round(last, 1),
             "max_mb": round(max(mb for _, mb in warm), 1),
             "growth_pct": round(100.0 * (last - first) / first, 1) if first else None,
+            # every 10th sample of its warm life (about 10 s): whether a growth goes on or levels off
+            "series_mb": [
+                (round(t, 1), round(mb, 2))
+                for i, (t, mb) in enumerate(warm)
+                if i % 10 == 0 or i == len(warm) - 1
+            ],
         }
     # the verdict: growth of every process that lived at least a minute past its warm-up
     long_lived = [r["growth_pct"] for r in rss.values() if r["lived_s"] >= 60 and r["growth_pct"] is not None]
