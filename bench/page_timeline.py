@@ -9,7 +9,7 @@ last word sent by the page), when the gateway dispatched it (``cut``: the segmen
 the lookahead let it go), its first audio at the gateway and at the page, when the audio before it
 runs out (the listener's playback clock), and each underrun the page's player reported (the
 sentence that ran dry). Then how often the segmenter cut a sentence early for the playback
-deadline (chunks that are not whole sentences, after a turn's first chunk).
+deadline (chunks after a turn's first that do not end a sentence: a seam inside a sentence).
 
     .venv/bin/python bench/page_timeline.py [--turns 8] [--seed 501] [--word-ms 150]
 """
@@ -76,7 +76,6 @@ def report(turns: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
     # page clock -> gateway clock: the smallest (page first audio - gateway frame queued)
     offset = min(s["first"] - hops[s["seq"]]["frame_queued"] for s in sentences if s["seq"] in hops)
     underruns = {u["seq"]: u["at"] - offset for tr in turns for u in tr["underruns"]}
-    whole = set(SENTENCES)
     print(f"page_timeline: {len(turns)} turns, {len(sentences)} sentences; {machine()}")
     print("times in s from the turn's first word; dry: when the audio before it runs out")
     heads = "turn seq  complete   cut  gw-first page-first  dry    audio  text"
@@ -103,9 +102,10 @@ def report(turns: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
             times = [complete, h.get("cut"), h.get("frame_queued"), first, dry]
             cells = " ".join(_r(x, start) for x in times)
             print(f"{t:4d} {s['seq']:3d} {cells} {s['samples'] / rate:5.2f}  {s['text'][:48]!r}{mark}")
-    # A chunk that is not a whole sentence, after a turn's first chunk: a playback-deadline cut.
+    # A chunk that does not end a sentence, after a turn's first chunk: a playback-deadline cut
+    # inside a sentence (one at a sentence's end is no seam; the first chunk is the first-chunk cut).
     firsts = {min(s["seq"] for s in sentences if s["turn"] == t) for t in range(len(turns))}
-    seams = sum(s["text"] not in whole and s["seq"] not in firsts for s in sentences)
+    seams = sum(s["text"][-1] not in ".!?" and s["seq"] not in firsts for s in sentences)
     print(
         f"underruns {n_under} in {len(turns)} turns; deadline cuts inside a sentence {seams} "
         f"of {len(sentences)} chunks"

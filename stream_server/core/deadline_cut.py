@@ -3,10 +3,11 @@
 Text streamed word by word (an LLM, the web page) can arrive slower than a sentence's audio plays
 out: a short sentence ("Good morning.", 0.7 s) before a long one whose words take 1.5 s more to
 arrive leaves the listener in silence. So when the listener is playing and will have played
-everything (the audio still coming included) within ``DEADLINE_LEAD_S`` (core/playback.py,
-``runs_dry``: the time a chunk takes from its cut to its first audio, and a word's arrival to
-spare), the session has the segmenter cut the pending text (a turn's later chunks only; the first
-has ``first_chunk_min_chars``) at the best boundary reached, in this order:
+everything (the audio still coming included) before the pending text could be cut and synthesized
+(core/playback.py, ``runs_dry`` with ``deadline_lead_s``: 0.35 s for a chunk's way to its first
+audio and a word's arrival to spare, plus 0.15 s per second of its expected audio), the session
+has the segmenter cut the pending text (a turn's later chunks only; the first has
+``first_chunk_min_chars``) at the best boundary reached, in this order:
 
 1. a sentence end pysbd sees in it, the next sentence's first word maybe still growing;
 2. the text's end after a stop (and closing quotes) after a letter ("costs 3." may go on as 3.5);

@@ -45,7 +45,7 @@ from broker.ws_protocol import (
 from stream_server.core.actions import Sentence
 from stream_server.core.flood import DEFAULT_FLOOD, FloodGate, TokenBucket
 from stream_server.core.lookahead import Lookahead, next_dispatch
-from stream_server.core.playback import PlaybackClock, expected_audio_s
+from stream_server.core.playback import PlaybackClock, deadline_lead_s, expected_audio_s
 from stream_server.core.segmenter import SentenceSegmenter
 
 
@@ -180,8 +180,8 @@ class SessionCore:
     def _deadline_cut(self) -> list[Out]:
         """Streamed text: cut the pending text early if the listener would run dry before it is
         complete (core/playback.py; a real-time listener only: an HTTP response has none)."""
-        ahead_s, now = self.audio_ahead_s(self.next_seq), self.playback.now
-        if self.lookahead.seconds < math.inf and self.playback.runs_dry(ahead_s, now):
+        ahead_s, lead_s = self.audio_ahead_s(self.next_seq), deadline_lead_s(self._segmenter.pending)
+        if self.lookahead.seconds < math.inf and self.playback.runs_dry(ahead_s, self.playback.now, lead_s):
             return self._add_sentences(self._segmenter.cut_for_deadline())
         return []
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from broker.ws_protocol import Flush, Speak, Text
 from stream_server.core.lookahead import unpaced
-from stream_server.core.playback import DEADLINE_LEAD_S, PlaybackClock
+from stream_server.core.playback import DEADLINE_LEAD_S, PlaybackClock, deadline_lead_s
 from stream_server.core.segmenter import SentenceSegmenter
 from stream_server.core.session import Dispatch, Out, SessionCore
 from tests.stream_server.test_segmenter import FAST, max_lengths, split_text
@@ -110,11 +110,13 @@ def stream_words(first_audio_s: float, *, lookahead_s: float = 8.0) -> list[tupl
 
 
 def test_a_short_sentence_before_a_long_one_has_the_long_one_cut_before_the_listener_runs_dry() -> None:
-    """ "Good morning." plays 0.7 s; the next sentence's words would need 1.5 s more to arrive: at
-    0.75 s, with 0.55 s left to play, its words so far go (the last may still grow)."""
+    """The first sentence plays 0.7 s, until 1.3; the next one's words would need 1.5 s more to
+    arrive. At 0.9, with 0.4 s left to play (under the lead for its 21 characters so far, 0.575 s),
+    its words so far go (the last may still grow)."""
+    assert deadline_lead_s("Could you say it once") == pytest.approx(0.575)
     got = stream_words(0.7)
-    assert [t for _, t in got][:2] == ["Good morning.", "Could you say"]
-    assert got[1][0] == pytest.approx(0.75)
+    assert [t for _, t in got][:2] == ["Good morning.", "Could you say it"]
+    assert got[1][0] == pytest.approx(0.9)
     assert " ".join(t for _, t in got) == PARAGRAPH
 
 
