@@ -5,7 +5,8 @@ workers ``up`` starts here) with ``SESAME_DEBUG_STAMPS`` on. The web client in h
 (bench/_web_pages.py) streams the capacity bench's page turns (the same sentences, same seed: 2 to
 4 sentences, a word every 150 ms) and hears each out. Per sentence it prints, on one clock (the
 gateway's, the page's aligned by the earliest first-audio frame): when its text was complete (its
-last word sent by the page), when the gateway dispatched it (``cut``: the segmenter emitted it and
+last word sent by the page), when the gateway read the text frame that completed it (``text_in``:
+the last one before its dispatch), when the gateway dispatched it (``cut``: the segmenter emitted it and
 the lookahead let it go), its first audio at the gateway and at the page, when the audio before it
 runs out (the listener's playback clock), and each underrun the page's player reported (the
 sentence that ran dry). Then how often the segmenter cut a sentence early for the playback
@@ -78,7 +79,7 @@ def report(turns: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
     underruns = {u["seq"]: u["at"] - offset for tr in turns for u in tr["underruns"]}
     print(f"page_timeline: {len(turns)} turns, {len(sentences)} sentences; {machine()}")
     print("times in s from the turn's first word; dry: when the audio before it runs out")
-    heads = "turn seq  complete   cut  gw-first page-first  dry    audio  text"
+    heads = "turn seq complete text-in  cut  gw-first page-1st  dry   audio  text"
     print(heads)
     n_under = 0
     for t, tr in enumerate(turns):
@@ -99,7 +100,7 @@ def report(turns: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
                 n_under += 1
                 mark = f"  <- UNDERRUN at {underruns[s['seq']] - start:.2f}"
 
-            times = [complete, h.get("cut"), h.get("frame_queued"), first, dry]
+            times = [complete, h.get("text_in"), h.get("cut"), h.get("frame_queued"), first, dry]
             cells = " ".join(_r(x, start) for x in times)
             print(f"{t:4d} {s['seq']:3d} {cells} {s['samples'] / rate:5.2f}  {s['text'][:48]!r}{mark}")
     # A chunk that does not end a sentence, after a turn's first chunk: a playback-deadline cut
