@@ -79,6 +79,7 @@ class MqttLink:
         self.on_disconnect = on_disconnect  # called (synchronously) when a connection is lost
         self.on_caught_up = on_caught_up  # called (synchronously) when a message left nothing unread
         self._caught_up_at = time.monotonic()
+        self.lost_at = self._caught_up_at  # when the last connection was lost (monotonic)
         self.will = will
         self.keepalive = keepalive
         self.backoff_initial = backoff_initial
@@ -195,7 +196,10 @@ class MqttLink:
 
     def read_through(self, now: float) -> float:
         """Everything that arrived before the returned time has been read: ``now`` when nothing
-        waits unread, else when the reader last had nothing unread."""
+        waits unread, else when the reader last had nothing unread. While not connected, when the
+        connection was lost: nothing sent to us since has been heard."""
+        if not self.connected.is_set():
+            return min(now, self.lost_at)
         return now if not self.backlog() else min(now, self._caught_up_at)
 
     async def subscribe(self, topic: str, qos: int, *, instead_of: str | None = None) -> int:
@@ -249,6 +253,7 @@ class MqttLink:
                 self._client = None
                 self.node = None
                 if was_connected:
+                    self.lost_at = time.monotonic()
                     delay = self.backoff_initial  # a connection held: a drop starts the backoff anew
                     if self.on_disconnect is not None:
                         self.on_disconnect()

@@ -140,9 +140,11 @@ class Scheduler:
             self.registry.seen(task.attempt.worker_id, now)  # the worker said so itself
         return self._fail(task, reason, now, cause)
 
-    def broker_moved(self, now: float) -> list[Action]:
-        """The link dropped and came back (on another broker node): what workers published to us
-        in between is lost, so each worker job in flight is sent again (the broker's fault)."""
+    def broker_moved(self, now: float, lost_at: float) -> list[Action]:
+        """The link dropped at ``lost_at`` and came back: what workers published to us in between is
+        lost, so each worker job in flight is sent again (the broker's fault), and no worker's
+        silence counts while we could not hear."""
+        self.registry.deaf(lost_at, now)
         actions: list[Action] = []
         for job_id, task in needed_first(list(self.tasks.items()), lambda kv: kv[1].sentence, now):
             if task.attempt is not None and task.attempt.tier == WORKERS and task.attempt.job_id == job_id:
@@ -191,8 +193,7 @@ class Scheduler:
             if (att := task.attempt) is not None and not att.unconfirmed
             if (due := attempt_due(self.config, att)) is not None
         ]
-        if (expiry := self.registry.next_deadline()) is not None:
-            times.append(expiry)
+        times += [d for d in (self.registry.next_deadline(),) if d is not None]
         for tier, breaker in self.breakers.items():
             if tier not in self._probing and (due := breaker.next_deadline()) is not None:
                 times.append(due)

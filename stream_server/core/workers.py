@@ -130,6 +130,14 @@ class WorkerRegistry:
     def unconfirmed(self) -> bool:
         return any(w.unconfirmed for w in self.workers.values())
 
+    def deaf(self, lost_at: float, now: float) -> None:
+        """The gateway's own link was down from ``lost_at`` until ``now``: it heard no one, so that
+        time is nobody's silence. Each live worker's window goes on from where it stood."""
+        gap = max(0.0, now - lost_at)
+        for w in self.workers.values():
+            if w.alive:
+                w.last_seen, w.unconfirmed = min(now, w.last_seen + gap), False
+
     def caught_up(self, now: float) -> list[WorkerChange]:
         """Everything that arrived until ``now`` has been read: judge the unconfirmed workers."""
         changes: list[WorkerChange] = []

@@ -273,7 +273,7 @@ class Hub:
 
     def _moved(self) -> None:
         """The link landed on another broker node: worker jobs in flight go out again."""
-        self.feed(self.scheduler.broker_moved(self.clock()))
+        self.feed(self.scheduler.broker_moved(self.clock(), self.link.lost_at))
 
     def _caught_up(self) -> None:  # the MQTT reader has read all that came: judge silences
         self.feed(self.scheduler.caught_up(self.clock())) if self.scheduler.unconfirmed() else None

@@ -41,9 +41,9 @@ class LinkEvents:
             self.metrics.mqtt_node.labels(str(link.node)).set(1)
             self.metrics.mqtt_connects.labels(str(link.node)).inc()
         self.out.resend_cancels()
-        await self.mqtt_sessions.connected(link)
-        if link.connects > 1:
+        if link.connects > 1:  # before any await: a timer pass must not judge the deaf time
             self.moved()
+        await self.mqtt_sessions.connected(link)
 
     def lost(self) -> None:
         self._no_node()

@@ -4,6 +4,7 @@ moves on when its node dies, subscribes again there and runs ``on_connect`` agai
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -56,9 +57,14 @@ class Probe:
             subscriptions=[(TOPIC, 1)],
             on_message=self._message,
             on_connect=self._connected,
+            on_disconnect=self._lost,
             backoff_max=0.2,
         )
         self.connects = asyncio.Event()
+        self.lost = asyncio.Event()
+
+    def _lost(self) -> None:
+        self.lost.set()
 
     async def _message(self, _topic: str, payload: bytes) -> None:
         await self.messages.put(payload)
@@ -85,6 +91,24 @@ async def test_a_dead_first_node_is_skipped() -> None:
             await probe.link.publish(TOPIC, b"one")
             async with asyncio.timeout(2 * T):
                 assert await probe.messages.get() == b"one"
+
+
+async def test_while_the_link_is_down_nothing_after_the_loss_counts_as_read() -> None:
+    """A gateway judges a worker's silence only up to ``read_through``: while its own link is down
+    it hears nothing, so that time must not read as heard (the cluster test's worker was declared
+    dead for the gateway's own deafness)."""
+    with Mosquitto() as node:
+        probe = Probe(MqttNodes((node.url_for(USER),)))
+        async with probe.link:
+            await probe.landed_on(node.url_for(USER))
+            now = time.monotonic()
+            assert probe.link.read_through(now) == now  # connected, nothing unread
+            node.stop()
+            async with asyncio.timeout(4 * T):
+                await probe.lost.wait()
+            later = time.monotonic() + 5.0
+            assert probe.link.read_through(later) == probe.link.lost_at < later
+            assert probe.link.lost_at >= now
 
 
 async def test_the_link_moves_on_when_its_node_dies_and_subscribes_there_again() -> None:

@@ -21,6 +21,7 @@ def hb(worker_id: str = "w1", interval_s: float = 0.5) -> Heartbeat:
 
 # Each row: events after a heartbeat at 0 (window 3 x 0.5 s), and whether w1 is dead at the end.
 #   ("timer", now, read_through)  ("seen", now)  ("beat", now)  ("caught_up", now)
+#   ("deaf", lost_at, now): the gateway's own link was down from lost_at until now
 CASES = [
     ("silent and read through: dead", [("timer", 1.5, None)], True),
     ("silent, reader caught up at 1.5: dead", [("timer", 1.5, 1.5)], True),
@@ -35,6 +36,11 @@ CASES = [
     ("audio frames keep it alive", [("seen", 1.0), ("timer", 1.5, None)], False),
     ("frames stop: dead a window after the last", [("seen", 1.0), ("timer", 2.5, None)], True),
     ("caught up before the window ends: nothing to judge", [("caught_up", 1.0), ("timer", 1.4, None)], False),
+    # The link lost at 1.0 (read_through stays there), back at 3.0: 0.5 s of its window were left.
+    ("deaf: its own silence is not the worker's", [("timer", 2.0, 1.0), ("deaf", 1.0, 3.0)], False),
+    ("deaf, then heard in its window", [("deaf", 1.0, 3.0), ("beat", 3.4), ("timer", 3.6, None)], False),
+    ("deaf, then silent for the rest of its window: dead", [("deaf", 1.0, 3.0), ("timer", 3.5, None)], True),
+    ("silent before the link was lost: dead all the same", [("timer", 1.5, 1.5), ("deaf", 1.6, 3.0)], True),
 ]
 
 
@@ -52,6 +58,8 @@ def test_silence_is_judged_only_on_what_was_read(events: list[tuple], dead: bool
                 r.heartbeat(hb(), now)
             case ("caught_up", now):
                 r.caught_up(now)
+            case ("deaf", lost_at, now):
+                r.deaf(lost_at, now)
     assert r.workers["w1"].alive is not dead
 
 

@@ -288,13 +288,13 @@ def test_a_broker_move_sends_every_worker_job_in_flight_again_to_the_same_worker
     goes out again (not the worker's fault: the same worker, no cool-down)."""
     s = sched("w1")
     jobs = [of(s.submit(sentence(i), 0.0), SendJob)[0] for i in range(2)]
-    out = s.broker_moved(0.5)
+    out = s.broker_moved(0.5, 0.4)
     assert sorted(c.job_id for c in of(out, CancelJob)) == sorted(j.job_id for j in jobs)
     again = of(out, SendJob)
     assert [j.worker_id for j in again] == ["w1", "w1"]
     assert {j.job_id for j in again}.isdisjoint({j.job_id for j in jobs})
     assert {f.reason for f in of(out, FailedOver)} == {"broker_moved"}
-    assert s.broker_moved(0.6) != [] and of(s.submit(sentence(2, turn=1), 0.7), SendJob)
+    assert s.broker_moved(0.6, 0.55) != [] and of(s.submit(sentence(2, turn=1), 0.7), SendJob)
 
 
 def test_a_worker_that_died_and_came_back_takes_jobs_at_once() -> None:
