@@ -12,7 +12,10 @@ runs out (the listener's playback clock), and each underrun the page's player re
 sentence that ran dry). Then how often the segmenter cut a sentence early for the playback
 deadline (chunks after a turn's first that do not end a sentence: a seam inside a sentence).
 
-    .venv/bin/python bench/page_timeline.py [--turns 8] [--seed 501] [--word-ms 150]
+``--others K``: K of capacity.py's listeners (each speaks a turn of 2 to 4 sentences, hears it at
+real-time pace, thinks 1 to 3 s) talk beside the page, as in ``capacity.py --listeners --page``.
+
+    .venv/bin/python bench/page_timeline.py [--turns 8] [--seed 501] [--word-ms 150] [--others K]
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._listeners import HEARD, SENTENCES
+from bench._listeners import HEARD, SENTENCES, person
 from bench._stack import Stack, machine
 from bench._web_pages import web_pages
 from sesame_voice.capacity import default_workers
@@ -49,13 +52,18 @@ TAKE = """() => ({
     engine: s.engine, first: s.firstAudioAt / 1000, samples: s.samples})),
   underruns: window.sesame.underrunLog.map((u) => ({at: u.at / 1000, seq: u.seq})),
   rate: window.sesame.session.sample_rate,
+  session: window.sesame.session.session_id,
 })"""
 
 
-async def speak(http_url: str, turns: int, seed: int, word_s: float) -> list[dict[str, Any]]:
+async def speak(stack: Stack, turns: int, seed: int, word_s: float, others: int) -> list[dict[str, Any]]:
     rng = random.Random(seed)  # as capacity.py's page_listener draws its turns
     out: list[dict[str, Any]] = []
-    async with web_pages(http_url, 1, 60) as [web]:
+    async with web_pages(stack.http_url, 1, 60) as [web]:
+        loop = asyncio.get_running_loop()
+        start, stop = loop.time(), loop.time() + 7.0 * turns  # about the page's turns
+        beside = [person(stack.ws_url, start + 0.3 * i, stop, seed + i, False) for i in range(others)]
+        talking = asyncio.gather(*beside)
         for t in range(turns):
             words = " ".join(rng.sample(SENTENCES, rng.randint(2, 4))).split(" ")
             await web.page.evaluate(SENT, [words, round(word_s * 1000)])
@@ -63,6 +71,7 @@ async def speak(http_url: str, turns: int, seed: int, word_s: float) -> list[dic
             got: dict[str, Any] = await web.page.evaluate(TAKE)
             out.append({"words": words, **got})
             await asyncio.sleep(rng.uniform(1.0, 3.0))
+        await talking
     return out
 
 
@@ -71,7 +80,12 @@ def _r(x: float | None, start: float) -> str:
 
 
 def report(turns: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
-    hops = {int(e["seq"]): e["hops"] for e in events if e.get("event") == "hop_stamps"}
+    page = turns[-1]["session"]
+    hops = {
+        int(e["seq"]): e["hops"]
+        for e in events
+        if e.get("event") == "hop_stamps" and e.get("session_id") == page
+    }
     sentences = turns[-1]["sentences"]
     rate = turns[-1]["rate"]
     # page clock -> gateway clock: the smallest (page first audio - gateway frame queued)
@@ -118,6 +132,7 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=8)
     ap.add_argument("--seed", type=int, default=501, help="capacity.py's page seed: --seed + 500")
     ap.add_argument("--word-ms", type=float, default=150.0)
+    ap.add_argument("--others", type=int, default=0, help="capacity.py's listeners beside the page")
     ap.add_argument("--workers", type=int, default=default_workers("piper", os.cpu_count() or 1))
     a = ap.parse_args()
     env = {
@@ -130,7 +145,7 @@ def main() -> int:
             stack.start_worker(
                 f"piper-{i + 1}", "piper", SESAME_HEARTBEAT_INTERVAL_MS="500", SESAME_WORKERS=str(a.workers)
             )
-        turns = asyncio.run(speak(stack.http_url, a.turns, a.seed, a.word_ms / 1000))
+        turns = asyncio.run(speak(stack, a.turns, a.seed, a.word_ms / 1000, a.others))
         events = stack.gateway.events()
     report(turns, events)
     return 0
