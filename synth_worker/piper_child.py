@@ -15,8 +15,8 @@ stdout: frames of a 9-byte header ``<cII`` (kind, id, payload length) and the pa
 
     R  id 0   ready: JSON {"sample_rate": int, "load_s": float, "rms_dbfs": float, "peak": float}, once
               the model is loaded and warm; rms_dbfs and peak are those of a calibration sentence
-    A  id N   audio: PCM16 little-endian mono at the voice's sample rate: one clause of the text, as
-              the model makes it (no per-clause normalization: the parent applies one gain per voice)
+    A  id N   audio: PCM16 little-endian mono at the voice's sample rate: the next piece of the text,
+              as the model makes it (no per-clause normalization: the parent applies one gain per voice)
     D  id N   done: every sentence of request N was written
     C  id N   cancelled: request N stopped (before it started, or between two sentences)
     X  id N   error: UTF-8 message (id 0: the model could not be loaded; the child then exits 1)
@@ -25,13 +25,21 @@ Requests are spoken one at a time, in order; a cancel is read while another requ
 
 Threads (``synth_worker.piper_threads``): with ``--shared-threads M`` other than N, the model is
 loaded twice, with N and with M intra-op threads, and each clause asks ``--busy-lock`` (a file all
-Piper children of the machine share) whether another child is speaking: alone, on a machine
-otherwise mostly idle (``/proc/loadavg``'s runnable count), it runs on N threads, else on M.
+Piper children of the machine share) whether another child is speaking right now: alone, it runs
+on N threads, else on M.
 
 Clauses: each sentence's phonemes are cut after a clause mark (``, ; :``) and each clause goes
 through the model alone, so the first audio of a long sentence waits only for its first clause.
 The model starts and ends every clause in silence, so clauses join without a click; left raw (not
 peak-normalized per clause, as piper does per sentence), the level does not jump at the joins.
+
+Streaming (``synth_worker.piper_graph``): the model is cut once at load into "phoneme ids -> latent"
+and the decoder "latent -> audio"; a request's first clause, when no other child speaks (the busy
+lock), is decoded in pieces (``FIRST_FRAMES``
+latent frames first, then at most ``MOST_FRAMES``), each with the decoder's overlap of context
+either side, so the pieces join into the audio one pass would make (within float rounding) and the
+first audio waits only for the first part and a short decode; later clauses in one piece. A voice
+whose graph has another shape is spoken a clause per pass, the reason written to stderr.
 """
 
 from __future__ import annotations
@@ -45,11 +53,15 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any, BinaryIO
+
+from synth_worker.piper_graph import GraphCut, NoCut, SplitGraph, decode_chunks, split
 
 HEADER = struct.Struct("<cII")
 CLAUSE_MARKS = frozenset(",;:")
+FIRST_FRAMES = 16  # latent frames in a clause's first piece of audio (186 ms for 256-sample hops)
+MOST_FRAMES = 128  # ... in each later piece (few pieces: each decodes 2 x the overlap again)
 CALIBRATION = "The quick brown fox jumps over the lazy dog, and then it rests in the shade."
 
 
@@ -64,37 +76,13 @@ class Output:
             self.stream.flush()
 
 
-def others_running(loadavg: str) -> int:
-    """Runnable threads on the machine besides the caller, from ``/proc/loadavg``'s fourth field
-    (``running/total``, counted when read, the reader included)."""
-    return max(0, int(loadavg.split()[3].partition("/")[0]) - 1)
-
-
-def machine_free(cores: int, others: int) -> bool:
-    """Whether the machine is otherwise idle enough for one clause on every core: at most half its
-    cores taken by other runnable threads (a gateway or broker waking for a moment is not load; a
-    machine shared with other work is, and there one thread per clause is the faster and fairer)."""
-    return others <= cores // 2
-
-
-def machine_free_now() -> bool:
-    try:
-        with open("/proc/loadavg", encoding="ascii") as f:
-            others = others_running(f.read())
-    except (OSError, ValueError, IndexError):
-        return True  # no such file (not Linux): the busy lock alone decides
-    return machine_free(len(os.sched_getaffinity(0)), others)
-
-
 class BusyLock:
     """Whether this child may speak on every core: no other Piper child of the machine speaking
     (one shared file: a speaking child holds a shared lock on it; one that can take the exclusive
-    lock for a moment is alone; a child that dies releases its lock with its file descriptors), and
-    the machine otherwise mostly idle (``machine_free``)."""
+    lock for a moment is alone; a child that dies releases its lock with its file descriptors)."""
 
-    def __init__(self, path: str, free: Callable[[], bool] = machine_free_now) -> None:
+    def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.free = free
         self.held = False
 
     def speak(self) -> bool:
@@ -106,7 +94,7 @@ class BusyLock:
             alone = False
         fcntl.flock(self.fd, fcntl.LOCK_SH)  # waits only while another child holds it exclusively
         self.held = True
-        return alone and self.free()
+        return alone
 
     def quiet(self) -> None:
         if self.held:
@@ -114,17 +102,52 @@ class BusyLock:
             self.held = False
 
 
+class Speaker:
+    """One copy of the voice, on one thread count: piper's phonemes and ids, and the model cut in
+    two where it can be (``synth_worker.piper_graph``: the decoder's audio streams) or whole.
+    Where cut, ``voice.session`` is the first part (ids -> latent): piper's own ``synthesize`` is
+    never run on it."""
+
+    def __init__(self, voice: Any, decoder: Any | None = None, cut: GraphCut | None = None) -> None:
+        self.voice, self.decoder, self.cut = voice, decoder, cut
+
+    def audio(self, phonemes: list[str], streamed: bool = True) -> Iterator[Any]:
+        """One clause through the model: float32 samples, not normalized; ``streamed``, the first
+        ``FIRST_FRAMES`` latent frames' audio first, then pieces of at most ``MOST_FRAMES``, else
+        in one piece (each piece decodes the overlap again: 18 % more CPU per sentence when every
+        clause streams, ``bench/piper_clauses.py``)."""
+        import numpy as np
+
+        if self.cut is None or self.decoder is None:
+            yield raw_audio(self.voice, phonemes)
+            return
+        ids = self.voice.phonemes_to_ids(phonemes)
+        c = self.voice.config
+        latent = self.voice.session.run(
+            None,
+            {
+                "input": np.array([ids], dtype=np.int64),
+                "input_lengths": np.array([len(ids)], dtype=np.int64),
+                "scales": np.array([c.noise_scale, c.length_scale, c.noise_w_scale], dtype=np.float32),
+            },
+        )[0]
+        first, most = (FIRST_FRAMES, MOST_FRAMES) if streamed else (latent.shape[-1], latent.shape[-1])
+        yield from decode_chunks(self.decoder, self.cut, latent, first, most)
+
+
 class Voices:
-    """The model on ``alone`` threads, and on ``shared`` threads where those differ (with the lock
+    """The voice on ``alone`` threads, and on ``shared`` threads where those differ (with the lock
     that chooses between them per clause)."""
 
-    def __init__(self, alone: Any, shared: Any | None = None, busy: BusyLock | None = None) -> None:
+    def __init__(self, alone: Speaker, shared: Speaker | None = None, busy: BusyLock | None = None) -> None:
         self.alone, self.shared, self.busy = alone, shared, busy
 
-    def pick(self) -> Any:
+    def pick(self) -> tuple[Speaker, bool]:
+        """The copy to speak the next clause on, and whether this child speaks alone (without a
+        lock, a fixed thread count: taken as alone)."""
         if self.shared is None or self.busy is None:
-            return self.alone
-        return self.alone if self.busy.speak() else self.shared
+            return self.alone, True
+        return (self.alone, True) if self.busy.speak() else (self.shared, False)
 
     def quiet(self) -> None:
         if self.busy is not None:
@@ -134,16 +157,31 @@ class Voices:
 def load_voices(model: str, config: str | None, threads: int, shared: int | None, lock: str | None) -> Voices:
     """The model on ``threads`` threads, and on ``shared`` beside the busy lock where asked. Without
     the lock (a file that cannot be opened) the child keeps to its share: fair, never oversubscribed."""
+    graph = model_graph(model)
     if shared is None or shared == threads or not lock:
-        return Voices(load_voice(model, config, threads))
+        return Voices(load_voice(model, config, threads, graph))
     try:
         busy = BusyLock(lock)
     except OSError as exc:
         print(f"busy lock {lock}: {exc}; speaking on {shared} thread(s) only", file=sys.stderr)
-        return Voices(load_voice(model, config, shared))
-    voices = Voices(load_voice(model, config, threads), load_voice(model, config, shared), busy)
-    calibrate(voices.shared)  # onnxruntime's first run of the second copy, too
-    return voices
+        return Voices(load_voice(model, config, shared, graph))
+    beside = load_voice(model, config, shared, graph)
+    calibrate(beside)  # onnxruntime's first run of the second copy, too
+    return Voices(load_voice(model, config, threads, graph), beside, busy)
+
+
+def model_graph(model: str) -> SplitGraph | NoCut:
+    """The voice's graph cut in two (``synth_worker.piper_graph``), or why not: then said on
+    stderr (the parent logs it) and each clause is spoken in one pass."""
+    import onnx
+
+    try:
+        graph = split(onnx.load(model))
+    except Exception as exc:  # not a graph onnx can read: onnxruntime's load will say why
+        graph = NoCut(f"{type(exc).__name__}: {exc}")
+    if isinstance(graph, NoCut):
+        print(f"{model}: audio not streamed, each clause in one pass: {graph.reason}", file=sys.stderr)
+    return graph
 
 
 def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], cancelled: set[int]) -> None:
@@ -161,22 +199,34 @@ def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], ca
     work.put(None)
 
 
-def load_voice(model: str, config: str | None, threads: int) -> Any:
-    """The model with ``threads`` intra-op threads (0: onnxruntime's default, one per core). The
-    threads sleep when idle instead of spinning: a worker shares its cores with others."""
-    import onnxruntime
+def load_voice(
+    model: str, config: str | None, threads: int, graph: SplitGraph | NoCut, spin: bool = False
+) -> Speaker:
+    """The voice with ``threads`` intra-op threads: its two parts where ``graph`` is cut, else
+    the whole model (``spin``: only for ``bench/piper_clauses.py``'s comparison)."""
     from piper import PiperVoice
     from piper.config import PiperConfig
 
     with open(config or f"{model}.json", encoding="utf-8") as f:
         piper_config = PiperConfig.from_dict(json.load(f))
+    if isinstance(graph, NoCut):
+        return Speaker(PiperVoice(session=session(model, threads, spin), config=piper_config))
+    voice = PiperVoice(session=session(graph.encoder, threads, spin), config=piper_config)
+    return Speaker(voice, session(graph.decoder, threads, spin), graph.cut)
+
+
+def session(model: str | bytes, threads: int, spin: bool = False) -> Any:
+    """An onnxruntime session with ``threads`` intra-op threads (0: onnxruntime's default, one per
+    core). The threads sleep when idle instead of spinning: a worker shares its cores with others
+    (``synth_worker.piper_threads``)."""
+    import onnxruntime
+
     options = onnxruntime.SessionOptions()
     if threads > 0:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-    return PiperVoice(session=session, config=piper_config)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def clauses(phonemes: list[str]) -> list[list[str]]:
@@ -207,22 +257,32 @@ def pcm16(audio: Any) -> bytes:
     return bytes((np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes())
 
 
-def calibrate(voice: Any) -> dict[str, float]:
+def calibrate(speaker: Speaker) -> dict[str, float]:
     """RMS (dBFS) and peak of the voice's raw output on a calibration sentence."""
     import numpy as np
 
-    audio = np.concatenate([raw_audio(voice, c) for s in voice.phonemize(CALIBRATION) for c in clauses(s)])
+    sentences = speaker.voice.phonemize(CALIBRATION)
+    audio = np.concatenate([a for s in sentences for c in clauses(s) for a in speaker.audio(c)])
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return {"rms_dbfs": 20.0 * float(np.log10(max(rms, 1e-6))), "peak": float(np.max(np.abs(audio)))}
 
 
 def speak(voices: Voices, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
+    """The request's clauses as the model makes them. Alone, the first clause streams (its first
+    audio early); beside another speaking child, and after the first, each clause comes in one
+    piece: a piece decodes the overlap again (about 15 % more CPU per short sentence), which a
+    lone listener's first audio is worth and a loaded machine's queue is not (one session fast,
+    many sessions fair, as the threads: ``synth_worker.piper_threads``)."""
+    first = True
     try:
-        for sentence in voices.alone.phonemize(text):
+        for sentence in voices.alone.voice.phonemize(text):
             for clause in clauses(sentence):
                 if rid in cancelled:
                     break
-                out.frame(b"A", rid, pcm16(raw_audio(voices.pick(), clause)))
+                speaker, alone = voices.pick()
+                for audio in speaker.audio(clause, streamed=first and alone):
+                    out.frame(b"A", rid, pcm16(audio))
+                first = False
     finally:
         voices.quiet()
     if rid in cancelled:
@@ -249,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # onnxruntime's first run is slow: take it here (with the calibration), not on a job.
     level = calibrate(voices.alone)
-    rate = int(voices.alone.config.sample_rate)
+    rate = int(voices.alone.voice.config.sample_rate)
     ready = {"sample_rate": rate, "load_s": time.perf_counter() - start, **level}
     out.frame(b"R", 0, json.dumps(ready).encode())
     work: queue.Queue[tuple[int, str] | None] = queue.Queue()

@@ -3,13 +3,16 @@
 A Piper child holds its voice twice when the two counts differ: once with ``alone`` intra-op
 threads, once with ``shared``. Before each clause it asks the machine's busy lock
 (``synth_worker.piper_child.BusyLock``, a file every Piper child of this user on this machine
-shares) whether another child is speaking right now, and ``/proc/loadavg`` whether other work
-keeps more than half the cores runnable: alone on an otherwise idle machine, the clause runs on
-``alone`` threads (every core: a single listener's first audio as fast as the machine allows);
-beside another speaker or on a machine busy with other work, on
-``shared`` threads (the cores divided among the workers: no oversubscription, each core busy with
-one clause, the most clauses per CPU second). Idle threads sleep instead of spinning, so the
-session that is not used costs memory (about 125 MB for the packaged voice), no CPU.
+shares) whether another child is speaking right now: alone, the clause runs on ``alone`` threads
+(every core: a single listener's first audio as fast as the machine allows); beside another
+speaker, on ``shared`` threads (the cores divided among the workers: no oversubscription, each
+core busy with one clause, the most clauses per CPU second). The lock is the one signal: it tells
+at the moment of the clause, from the children themselves. (A load check, ``/proc/loadavg``, was
+dropped: the gateway, the broker or a benchmark's client waking for a moment kept a lone child on
+one thread, 124 ms to first audio instead of 96, #20.) Idle threads sleep instead of spinning
+(spinning on 2 threads measured slower on a loaded machine, 284.5 against 68.7 ms to first
+samples, at twice the CPU: ``bench/piper_clauses.py --threads 2 [--spin]``), so the session
+that is not used costs memory (about 125 MB for the packaged voice), no CPU.
 
 SESAME_PIPER_THREADS=N fixes both to N (one session, no lock); ``auto`` (the default) is
 ``piper_threads(cores, workers)``, where ``workers`` is SESAME_WORKERS (what ``sesame-voice up``

@@ -27,7 +27,7 @@ BENCHES = {
     "stretch.py": ("stretch: WSOLA (gateway) against Rubber Band", "pitch error cents p50"),
     "uptime_store_size.py": ("uptime store size: a simulated year of 10 s samples", "file MB"),
     "ttfa_timeline.py": ("ttfa timeline: where the time to first audio goes", "since sent ms"),
-    "piper_clauses.py": ("piper clauses: time to the first samples", "p50 ms  p90 ms"),
+    "piper_clauses.py": ("piper clauses: time to the first samples", "p50 ms  p90 ms  CPU ms/sentence"),
     "piper_threads.py": ("piper threads: first audio and CPU per sentence", "loaded CPU ms/sentence"),
     "abuse.py": ("abuse: polite clients beside an abusive one", "1st prim. turn prim."),
 }

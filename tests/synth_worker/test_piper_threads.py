@@ -9,7 +9,7 @@ import pytest
 from broker.errors import ConfigError
 from broker.settings import Env
 from synth_worker.config import piper_threads_setting
-from synth_worker.piper_child import BusyLock, machine_free, others_running
+from synth_worker.piper_child import BusyLock
 from synth_worker.piper_threads import PiperThreads, machine_cores, one_core_workers, piper_threads
 
 
@@ -53,7 +53,7 @@ def test_the_setting_fixes_the_threads_or_follows_the_machine_and_its_workers() 
 
 def test_the_busy_lock_tells_a_child_whether_another_one_is_speaking(tmp_path: Path) -> None:
     path = str(tmp_path / "busy")
-    first, second, third = (BusyLock(path, free=lambda: True) for _ in range(3))
+    first, second, third = (BusyLock(path) for _ in range(3))
     assert first.speak(), "nobody else speaks"
     assert first.speak(), "asking again between clauses: still alone"
     assert not second.speak(), "the first one is speaking"
@@ -65,38 +65,3 @@ def test_the_busy_lock_tells_a_child_whether_another_one_is_speaking(tmp_path: P
     third.quiet()
     assert first.speak()
     first.quiet()
-
-
-def test_on_a_machine_busy_with_other_work_a_lone_child_keeps_to_its_share(tmp_path: Path) -> None:
-    lock = BusyLock(str(tmp_path / "busy"), free=lambda: False)
-    assert not lock.speak(), "no other Piper child speaks, but other work keeps the cores busy"
-    lock.quiet()
-
-
-@pytest.mark.parametrize(
-    ("loadavg", "others"),
-    [
-        ("0.73 1.15 1.97 1/345 12345\n", 0),  # only the reader runs
-        ("14.3 12.0 9.1 12/980 4242\n", 11),
-        ("0.00 0.00 0.00 0/12 1\n", 0),
-    ],
-)
-def test_other_runnable_threads_are_read_from_loadavg(loadavg: str, others: int) -> None:
-    assert others_running(loadavg) == others
-
-
-@pytest.mark.parametrize(
-    ("cores", "others", "free"),
-    [
-        (2, 0, True),
-        (2, 1, True),  # the gateway or the broker waking for a moment
-        (2, 2, False),
-        (2, 11, False),  # a machine shared with other work: one thread per clause
-        (32, 16, True),
-        (32, 17, False),
-    ],
-)
-def test_every_core_only_while_at_most_half_of_them_run_other_work(
-    cores: int, others: int, free: bool
-) -> None:
-    assert machine_free(cores, others) is free
