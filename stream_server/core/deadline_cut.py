@@ -25,8 +25,8 @@ import re
 
 DEADLINE_MIN_WORDS = 3
 _STOPS = ".!?\u2026\u3002\uff01\uff1f"
-_CLOSERS = "\"'\u201d\u2019\u00bb)]}\u300d\u300f\uff09"  # as core/segmenter.py's CLOSERS
-_ENDS_WITH_STOP = re.compile(rf"[^\W\d][{_STOPS}]+[{re.escape(_CLOSERS)}]*$")
+CLOSERS = "\"'\u201d\u2019\u00bb)]}\u300d\u300f\uff09"  # closing quotes and brackets (the segmenter's too)
+_ENDS_WITH_STOP = re.compile(rf"[^\W\d][{_STOPS}]+[{re.escape(CLOSERS)}]*$")
 _CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)")
 
 

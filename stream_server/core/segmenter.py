@@ -46,7 +46,7 @@ import re
 
 import pysbd
 
-from stream_server.core.deadline_cut import deadline_boundary
+from stream_server.core.deadline_cut import CLOSERS, deadline_boundary
 from stream_server.core.list_markers import list_marker_at
 
 WIDE_TERMINATORS = frozenset("\u3002\uff01\uff1f")  # ideographic full stop, full-width ! and ?
@@ -55,7 +55,6 @@ CLAUSE_MARKS = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em dash,
 # word: it cuts nowhere else, and needs at most two words after a stop ("the U.S. How about").
 _CANDIDATE = re.compile(r"[.!?)\uff0e\u3002\uff01\uff1f]")
 LOOKBACK_WORDS = 3
-CLOSERS = "\"'\u201d\u2019\u00bb)]}\u300d\u300f\uff09"  # closing quotes and brackets
 
 DEFAULT_MAX_LENGTH = 200  # the plan's SESAME_MAX_LENGTH
 MIN_MAX_LENGTH = 8
