@@ -14,7 +14,7 @@ core (torch threads): one.
 How many workers a reload replaces at once (SESAME_RELOAD_SURGE, ``reload_surge``): each successor
 runs beside the worker it replaces until it is ready, so a reload holds that many extra models for
 a while. ``auto``: one for Bark (its checkpoint is gigabytes, and on a GPU its memory is not what
-``up`` can see), every worker at once for the small engines (a Piper worker is about 120 MB) as far
+``up`` can see), every worker at once for the small engines (a Piper worker with its child: ~375 MB) as far
 as half the memory available holds them (each counted as the largest running worker with its
 children). A worker's step is mostly its successor's start (imports, the model, a warm-up
 sentence): side by side, a reload lasts about one step instead of one per worker.
