@@ -5,8 +5,9 @@ three long-lived sessions; ``sesame-voice reload`` (which waits and prints each 
 the load goes on. The reload must complete within the bound stated here, ``BOUND`` (24 x the
 suite's time unit: 120 s unscaled): both workers' successors start at once (the surge, ``auto``:
 two more Piper workers, ~375 MB each with their children, when 1.5 GB is available) beside the
-gateway's, each old worker drains and exits once its own successor is ready, and the old gateway drains its sessions (the
-long-lived ones never idle: they are told to reconnect at SESAME_DRAIN_TIMEOUT_MS, 30 s).
+gateway's, each old worker drains and exits once its own successor is ready, and the old gateway
+drains its sessions (the long-lived ones never idle: they are told to reconnect at
+SESAME_DRAIN_TIMEOUT_MS, 30 s).
 Afterwards every worker and the gateway have new pids (the broker stays), and no turn of the load
 failed.
 """
