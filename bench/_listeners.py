@@ -16,7 +16,9 @@ workers' CPU seconds (worker and its Piper child) per second of speech, measured
 
 ``--page``: one of the N listeners is the web client in headless Chromium (clients/web, Debian's
 chromium through playwright, bench/_web_pages.py), streaming its turns word by word as an LLM
-writes them (a word every 150 ms); its player's own underrun count and fallbacks count in the step.
+writes them (a word every 150 ms); its player's own underrun count and fallbacks count in the step,
+and its seams are shown: chunks after a turn's first that do not end a sentence (the gateway cut
+them early for the playback deadline, core/deadline_cut.py).
 
 ``--greedy K``: the greedy case, one step of ``--polite`` polite listeners beside K sessions that
 speak back to back (each new turn as soon as the last one's audio arrived, never listening).
@@ -145,7 +147,7 @@ class StepResult:
     cpu_per_listener: float  # CPU seconds per second of the whole stack, per polite listener
     worker_cpu_per_speech_s: float  # the workers' CPU seconds per second of primary speech
     workers_declared_dead: int
-    page: dict[str, int] | None = None  # --page: the web client's turns, underruns, fallbacks, errors
+    page: dict[str, int] | None = None  # --page: the web client's turns, underruns, fallbacks, errors, seams
 
     @property
     def clean(self) -> bool:
@@ -197,9 +199,14 @@ async def page_listener(http_url: str, start_at: float, stop_at: float, seed: in
             errors += len((await web.take()).failures)
             await asyncio.sleep(rng.uniform(1.0, 3.0))
         stats = await web.page.evaluate("() => ({...window.sesame.stats})")
+        chunks = await web.page.evaluate("() => window.sesame.sentences.map((s) => [s.turn, s.text])")
     fallbacks, underruns = int(stats["fallbacks"]), int(stats["underruns"])
+    # A turn's later chunk that does not end a sentence: cut early for the playback deadline (the
+    # first chunk may be cut by the first-chunk rule): a seam inside a sentence, not a gap.
+    firsts = {turn: i for i, (turn, _) in reversed(list(enumerate(chunks)))}
+    seams = sum(text[-1:] not in ".!?" and firsts[turn] != i for i, (turn, text) in enumerate(chunks))
     return {"turns": turns, "underruns": underruns, "fallbacks": fallbacks, "errors": errors,
-            "gaps": underruns + fallbacks + errors}  # fmt: skip
+            "gaps": underruns + fallbacks + errors, "seams": seams}  # fmt: skip
 
 
 def run_step(
@@ -269,7 +276,9 @@ def report(steps: list[StepResult], workers: int, seconds: float) -> None:
             s.workers_declared_dead,
             "-"
             if s.page is None
-            else "{turns} turns, {underruns} underruns, {fallbacks} fallbacks".format(**s.page),
+            else "{turns} turns, {underruns} underruns, {fallbacks} fallbacks, {seams} seams".format(
+                **s.page
+            ),
         ]
         for s in steps
     ]

@@ -22,21 +22,7 @@ from typing import Any
 from playwright.async_api import BrowserContext, Page, async_playwright
 
 from clients.stats import Playout
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--autoplay-policy=no-user-gesture-required",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    # Background pages' timers are throttled by default; every page here is a listener.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-]
+from tests.support.chromium import ARGS, CHROMIUM
 
 # Installed once the page's client has its first `ready`; `window.benchTake()` hands over (and
 # clears) what was recorded since the last call.
@@ -126,7 +112,7 @@ async def web_pages(http_url: str, n: int, timeout_s: float) -> AsyncIterator[li
     with tempfile.TemporaryDirectory(prefix="sesame-cluster-chromium-") as profile:
         async with async_playwright() as p:
             context: BrowserContext = await p.chromium.launch_persistent_context(
-                profile, executable_path=CHROMIUM, headless=True, args=ARGS
+                profile, executable_path=str(CHROMIUM), headless=True, args=ARGS
             )
             try:
                 pages = []

@@ -20,13 +20,17 @@ Per sentence: ``spoken`` (by which engine), ``texted`` (an error frame carrying 
 ``lost`` (the turn ended or broke without either). Per fault: the time to heal, from the fault
 until every worker heartbeats ``ready`` again *and* the workers' engine has spoken a sentence started
 after the fault (and, for a reload, ``up`` said ``reload_done``: every worker and the gateway
-replaced). Also the time each reload took, and the RSS of each process from 20 s into its life and
+replaced); the heal is the moment the last of these held (a ``reload_done`` counts when its line
+was read, however often the run looks). Also the time each reload took and its timeline (from
+``up``'s log: each successor spawned, its imports done, its model loaded, ready; each old process
+told to drain, stopped; ``RELOAD_EVENTS``), and the RSS of each process from 20 s into its life and
 of all of them together from the first fault on (``/proc``; up's children come from its state
 file). Also: the longest silence a listener heard inside a turn (playout clock, as the load tester).
 
 Output: a table on stdout, ``--json OUT`` and ``--svg OUT`` (faults on a timeline against the workers'
 engine's share of the sentences started in each 5 s window). After the schedule, turns go on until every
-fault has healed or ``--heal-timeout`` passes.
+fault has healed or ``--heal-timeout`` passes. ``--faults`` picks the cycle (``--faults reload``: a
+reload every ``--fault-every`` seconds, to time reloads alone).
 
     .venv/bin/python bench/chaos.py --engine piper --duration 600 --rate 2 --fault-every 30 \\
         --workers 2 --json chaos.json --svg chaos.svg
@@ -65,6 +69,23 @@ from broker.settings import MqttUrl
 from clients.stats import Playout
 
 FAULTS = ("sigkill", "sigstop", "broker", "reload", "model")
+# A reload's timeline (up's log, its children's lines included): where its seconds go, step by step.
+RELOAD_EVENTS = {
+    "reload_started": "surge",
+    "child_restarted": "pid",  # a successor spawned
+    "worker_starting": "",  # its Python is up (imports done)
+    "model_loaded": "load_s",
+    "model_warmed_up": "warm_up_s",
+    "worker_ready": "",
+    "gateway_listening": "",
+    "child_retiring": "pid",  # SIGTERM to an old one: it drains
+    "worker_draining": "queue_depth",
+    "gateway_draining": "sessions",
+    "gateway_drained": "",
+    "worker_stopped": "",  # its last line; the step ends when up sees it exit
+    "reload_step": "step",
+    "reload_done": "seconds",
+}
 PROCESS_WARM_S = 20.0  # a process's RSS counts from this long after it was first seen
 # Short sentences (about a second of audio each), as a conversational assistant speaks: Bark's
 # cost per sentence then fits this machine often enough for "Bark speaks again" to be measurable.
@@ -83,6 +104,7 @@ class Sentence:
     outcome: str = "lost"  # spoken | texted | lost
     engine: str | None = None
     start_at: float | None = None  # when its sentence_start arrived
+    end_at: float | None = None  # when its sentence_end arrived (spoken)
     # What the client saw of its turn (shared by the turn's sentences): a lost one explains itself.
     trace: TurnTrace | None = None
 
@@ -119,6 +141,7 @@ class Run:
     rss: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     totals: list[tuple[float, float]] = field(default_factory=list)  # (t, MB of every process)
     reloads_done: list[tuple[float, bool]] = field(default_factory=list)  # (t, ok) of reload_done
+    up_lines_read: int = 0  # how far up's log has been searched for reload_done
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -132,16 +155,25 @@ class Run:
             if now - at <= 3 * self.interval.get(w, 0.5) and at > since + 3 * self.interval.get(w, 0.5)
         )
 
-    def check_heal(self) -> None:
-        now = self.now()
+    def check_heal(self, now: float | None = None) -> None:
+        """Mark each fault healed whose conditions all hold at ``now`` (default: this moment; up's
+        ``reload_done`` is checked at the time its line was read, not when the run next looked)."""
+        now = self.now() if now is None else now
         for fault in self.faults:
             if (
                 fault.healed_at is None
+                and fault.at < now
                 and self.ready_count(now, fault.at) >= self.workers
                 # a reload has healed when up says it is done (every process replaced)
-                and (fault.kind != "reload" or any(at > fault.at and ok for at, ok in self.reloads_done))
+                and (
+                    fault.kind != "reload" or any(fault.at < at <= now and ok for at, ok in self.reloads_done)
+                )
                 and any(
-                    s.engine == self.engine and s.start_at is not None and s.start_at > fault.at
+                    s.engine == self.engine
+                    and s.start_at is not None
+                    and s.start_at > fault.at
+                    and s.end_at is not None
+                    and s.end_at <= now
                     for s in self.sentences
                 )
             ):
@@ -175,7 +207,7 @@ async def one_turn(run: Run, url: str, turn: int, timeout_s: float) -> None:
                     case "sentence_start" if s is not None:
                         s.engine, s.start_at = str(msg.get("engine")), run.now()
                     case "sentence_end" if s is not None:
-                        s.outcome = "spoken"
+                        s.outcome, s.end_at = "spoken", run.now()
                         run.check_heal()
                     case "error" if s is not None and msg.get("text"):
                         s.outcome, s.engine = "texted", None
@@ -301,16 +333,15 @@ def sample_rss(run: Run, target: Target) -> None:
 
 
 def follow_reloads(run: Run, target: Target) -> None:
-    """up's reload_done lines, on the run's clock (its log lines are read as they come)."""
-    seen = len(run.reloads_done)
-    done = [
-        (at - run.t0, e.get("ok") is True)
-        for at, e in target.up.timed_events()
-        if e.get("event") == "reload_done"
-    ]
-    if len(done) > seen:
-        run.reloads_done[:] = done
-        run.check_heal()
+    """up's reload_done lines, on the run's clock: each at the time its line was read (the heal is
+    judged then, so how often this runs does not add to a reload's heal time)."""
+    lines, read_at = target.up.lines, target.up.read_at
+    end = min(len(lines), len(read_at))
+    for at, line in zip(read_at[run.up_lines_read : end], lines[run.up_lines_read : end], strict=True):
+        if '"reload_done"' in line and line.startswith("{"):
+            run.reloads_done.append((at - run.t0, json.loads(line).get("ok") is True))
+            run.check_heal(at - run.t0)
+    run.up_lines_read = end
 
 
 async def heartbeats(run: Run, url: MqttUrl) -> MqttLink:
@@ -349,7 +380,7 @@ async def drive(args: argparse.Namespace, target: Target, ws_url: str, broker: M
             if schedule_over and (healed or now >= args.duration + args.heal_timeout):
                 break
             if not schedule_over and now >= next_fault:
-                kind = FAULTS[len(run.faults) % len(FAULTS)]
+                kind = args.faults[len(run.faults) % len(args.faults)]
                 run.faults.append(await inject(kind, target, run, len(run.faults)))
                 print(f"  {now:7.1f}s  fault {kind} -> {run.faults[-1].target}", flush=True)
                 next_fault += args.fault_every
@@ -390,6 +421,12 @@ def report(
             "last_mb": round(last, 1),
             "max_mb": round(max(mb for _, mb in warm), 1),
             "growth_pct": round(100.0 * (last - first) / first, 1) if first else None,
+            # every 10th sample of its warm life (about 10 s): whether a growth goes on or levels off
+            "series_mb": [
+                (round(t, 1), round(mb, 2))
+                for i, (t, mb) in enumerate(warm)
+                if i % 10 == 0 or i == len(warm) - 1
+            ],
         }
     # the verdict: growth of every process that lived at least a minute past its warm-up
     long_lived = [r["growth_pct"] for r in rss.values() if r["lived_s"] >= 60 and r["growth_pct"] is not None]
@@ -405,6 +442,7 @@ def report(
             "engine_share": _share(
                 [x for x in run.sentences if x.start_at and f.at <= x.start_at <= done], main
             ),
+            "timeline": reload_timeline(log or [], run.t0, f.at, done),
         }
         for f in run.faults
         if f.kind == "reload"
@@ -415,7 +453,7 @@ def report(
         "machine": machine(),
         "config": {
             k: getattr(args, k)
-            for k in ("engine", "duration", "rate", "fault_every", "workers", "heal_timeout")
+            for k in ("engine", "duration", "rate", "fault_every", "workers", "heal_timeout", "faults")
         },
         "sentences": total,
         "spoken": spoken,
@@ -438,6 +476,28 @@ def report(
         "unspoken_traces": unspoken_traces(run, log or []),
         "timeline": timeline(run, main),
     }
+
+
+def reload_timeline(
+    log: list[tuple[float, dict[str, object]]], t0: float, at: float, done: float
+) -> list[str]:
+    """up's log from a SIGHUP to its reload_done: each successor spawned, up, loaded, ready; each
+    old one told to drain, drained, stopped; seconds after the SIGHUP."""
+    lines = []
+    for when, e in log:
+        t = when - t0 - at
+        event = str(e.get("event"))
+        if event not in RELOAD_EVENTS or not (-0.5 <= t <= done - at + 0.5):
+            continue
+        who = e.get("worker_id") or e.get("child") or ("gateway" if "gateway" in event else "")
+        key = RELOAD_EVENTS[event]
+        parts = [f"{t:6.2f}", event, str(who)]
+        if key == "step":
+            parts.append(str(e.get("step")))
+        elif key and e.get(key) is not None:
+            parts.append(f"{key}={e[key]}")
+        lines.append(" ".join(p for p in parts if p))
+    return lines
 
 
 def _share(sentences: list[Sentence], engine: str) -> float | None:
@@ -505,7 +565,7 @@ def render(rep: dict[str, object]) -> str:
     lines += ["", "reload at (s)  done after (s)  ok     engine share meanwhile"]
     for r in rep["reloads"]:  # type: ignore[attr-defined]
         lines.append(f"{r['at_s']:>13}  {r['done_s']:>14}  {r['ok']!s:<5}  {r['engine_share']}")
-        lines += [f"    {step}" for step in r["steps"]]
+        lines += [f"    {line}" for line in r["timeline"]]
     lines += [
         "",
         f"largest RSS growth of a process that lived >= 60 s past warm-up: {rep['rss_max_growth_pct']} %",
@@ -586,6 +646,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=2)
     p.add_argument(
+        "--faults",
+        type=lambda v: tuple(f.strip() for f in v.split(",") if f.strip()),
+        default=FAULTS,
+        help=f"the cycle of faults, comma-separated (default {','.join(FAULTS)})",
+    )
+    p.add_argument(
         "--heal-timeout", type=float, default=60.0, help="after the schedule, wait this long to heal"
     )
     p.add_argument("--turn-timeout", type=float, default=60.0)
@@ -598,6 +664,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--svg", type=Path)
     p.add_argument("--smoke", action="store_true", help="60 s, 0.5 turns/s, a fault every 11 s, 1 worker")
     args = p.parse_args(argv)
+    if not args.faults or set(args.faults) - set(FAULTS):
+        p.error(f"--faults: a comma-separated list of {', '.join(FAULTS)}")
     if args.smoke:
         args.duration, args.rate, args.fault_every, args.workers = 60.0, 0.5, 11.0, 1
     return args

@@ -11,7 +11,7 @@ import sys
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("sesame_voice.up", "run the whole service, supervised: broker, worker(s), gateway"),
-    "reload": ("sesame_voice.reload", "replace a running up's processes one at a time (SIGHUP)"),
+    "reload": ("sesame_voice.reload", "replace a running up's processes, each new one ready first (SIGHUP)"),
     "tiers": ("sesame_voice.tiers", "switch a running gateway's tiers: prefer, disable, enable, reset"),
     "gateway": ("stream_server.main", "run the websocket + HTTP gateway"),
     "worker": ("synth_worker.main", "run a synthesis worker"),

@@ -1,5 +1,5 @@
-"""``sesame-voice reload``: ask a running ``sesame-voice up`` to replace its processes one at a time,
-and follow it to the end.
+"""``sesame-voice reload``: ask a running ``sesame-voice up`` to replace its processes (each ready
+before the one it replaces drains; ``sesame_voice.stack``), and follow it to the end.
 
 It sends SIGHUP to the ``up`` named by ``{run_dir}/up-{port}.pid`` (the same settings ``up`` reads:
 SESAME_RUN_DIR, SESAME_PORT, or ``--port``), then follows the reload's report

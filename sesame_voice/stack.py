@@ -1,8 +1,12 @@
 """The children of one ``sesame-voice up``: their specs, and the rolling reload.
 
-A reload replaces each worker in turn and, beside them, the gateway: the new process starts,
-becomes ready, and only then is the old one told to drain and waited on until it exits, or killed
-at its bound (``Supervisor.replace``, ``Supervisor.retire``). Each step is logged
+A reload replaces the workers and, beside them, the gateway: each new process starts, becomes
+ready, and only then is the old one it replaces told to drain and waited on until it exits, or
+killed at its bound (``Supervisor.replace``, ``Supervisor.retire``), so capacity never drops. The
+workers are replaced ``surge`` at a time (``capacity.reload_surge``: SESAME_RELOAD_SURGE, or by
+default all of them for Piper when memory holds them, one for Bark); the next slot starts when
+one of those has finished (its old process gone), and a successor that is not ready in time stops
+the reload (the slots not yet begun keep their workers). Each step is logged
 (``reload_step``) and written to the reload report (``sesame_voice.reload_report``) that
 ``sesame-voice reload`` follows and prints.
 """
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 from broker import logs
 from stream_server.http.listen import listening_socket
 
+from . import host_memory
+from .capacity import reload_surge
 from .child_process import ChildSpec
 from .children import Supervisor
 from .local_broker import LocalBroker
@@ -33,6 +39,8 @@ class StackConfig:
     port: int
     workers: int
     reload_ready_timeout_s: float
+    engine: str = "piper"
+    surge: int | None = None  # workers replaced at once; None: auto (capacity.reload_surge)
 
 
 class Stack:
@@ -86,26 +94,55 @@ class Stack:
             log.warning("reload_already_running")
             return
         async with self._reload_lock:
-            log.info("reload_started", workers=len(self.slots))
+            surge = self.surge()
+            log.info("reload_started", workers=len(self.slots), surge=surge)
             self.report.begin(
-                f"reload started: {len(self.slots)} worker(s) one at a time, the gateway beside them"
+                f"reload started: {len(self.slots)} worker(s), {surge} at a time, the gateway beside them"
             )
             # The gateway's successor does not depend on the workers' (it finds them by their
             # heartbeats, old or new): replaced side by side, a reload lasts the longer of the two
             # rather than their sum.
-            workers_ok, gateway_ok = await asyncio.gather(self._reload_workers(), self._reload_gateway())
+            workers_ok, gateway_ok = await asyncio.gather(self._reload_workers(surge), self._reload_gateway())
             ok = workers_ok and gateway_ok
             elapsed = self.report.elapsed_s
             log.info("reload_done", ok=ok, seconds=elapsed)
             self.report.finish(ok, f"reload {'done' if ok else 'FAILED'} in {elapsed} s")
 
-    async def _reload_workers(self) -> bool:
-        for slot, (name, generation) in sorted(self.slots.items()):
-            new = self.worker_spec(slot, generation + 1)
-            if not await self._replace(name, new):
-                return False
-            self.slots[slot] = (new.name, generation + 1)
-        return True
+    def surge(self) -> int:
+        """Workers this reload replaces at once (``capacity.reload_surge``), sized by the memory
+        available now and the largest running worker with its children."""
+        sizes = [
+            host_memory.tree_rss_bytes(proc.pid)
+            for name, _ in self.slots.values()
+            if (proc := self.sup.procs.get(name)) is not None
+        ]
+        known = [size for size in sizes if size]
+        return reload_surge(
+            self.config.surge,
+            self.config.engine,
+            len(self.slots),
+            host_memory.available_bytes(),
+            max(known) if known else None,
+        )
+
+    async def _reload_workers(self, surge: int) -> bool:
+        gate = asyncio.Semaphore(surge)  # FIFO: the slots start in order, `surge` at a time
+        failed = False
+
+        async def one(slot: int) -> bool:
+            nonlocal failed
+            async with gate:
+                if failed:
+                    return False  # a successor was not ready: the slots not begun keep their workers
+                name, generation = self.slots[slot]
+                new = self.worker_spec(slot, generation + 1)
+                if not await self._replace(name, new):
+                    failed = True
+                    return False
+                self.slots[slot] = (new.name, generation + 1)
+                return True
+
+        return all(await asyncio.gather(*(one(slot) for slot in sorted(self.slots))))
 
     async def _reload_gateway(self) -> bool:
         name, generation = self.gateway

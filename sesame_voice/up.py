@@ -8,7 +8,9 @@ gateway whose ``/health`` does not answer are killed and replaced (``sesame_voic
 Signals: SIGTERM or Ctrl-C stop everything (gateway, workers, broker, in that order) and exit 0;
 a second one hurries the stop (every child gets SIGKILL at once) but still stops every child, and
 both hold from the first moment (a SIGTERM during start-up stops what was started). SIGHUP (what
-``sesame-voice reload`` sends) replaces the workers one at a time without dropping a job. No child
+``sesame-voice reload`` sends) replaces the workers, each successor ready before its predecessor
+drains (as many at once as SESAME_RELOAD_SURGE allows), and the gateway beside them, without
+dropping a job. No child
 outlives ``up``: each gets PR_SET_PDEATHSIG, and ``sesame_voice.reaper`` (started first, watching a
 pipe from us) SIGKILLs the rest, e.g. the broker, whose PDEATHSIG its privilege drop clears.
 The local broker is configured as production is (``broker/launcher.py``): anonymous clients
@@ -47,7 +49,7 @@ from broker.errors import EXIT_CONFIG, ConfigError
 from broker.settings import Env, MqttNodes
 from stream_server.config import GatewayConfig
 
-from .capacity import default_workers, workers_setting
+from .capacity import default_workers, surge_setting, workers_setting
 from .children import Supervisor
 from .local_broker import LocalBroker
 from .notify import NotifyListener
@@ -71,6 +73,7 @@ class UpConfig:
     probe_timeout_s: float
     stop_timeout_s: float
     reload_ready_timeout_s: float
+    reload_surge: int | None = None  # None: auto (capacity.reload_surge)
 
     @classmethod
     def from_env(
@@ -98,6 +101,7 @@ class UpConfig:
             probe_timeout_s=e.ms("SESAME_HEALTH_PROBE_TIMEOUT_MS", 2.0),
             stop_timeout_s=e.ms("SESAME_DRAIN_TIMEOUT_MS", 30.0) + 10.0,
             reload_ready_timeout_s=e.ms("SESAME_RELOAD_READY_TIMEOUT_MS", 120.0),
+            reload_surge=surge_setting(e),
         )
 
     @property
@@ -274,7 +278,12 @@ async def _supervise(
     ) as sup:
         signals.sup = sup
         stack_config = StackConfig(
-            config.host, config.port, config.worker_count, config.reload_ready_timeout_s
+            config.host,
+            config.port,
+            config.worker_count,
+            config.reload_ready_timeout_s,
+            env["SESAME_ENGINE"],
+            config.reload_surge,
         )
         stack = Stack(stack_config, env, sup, ReloadReport(config.reload_report_path()), broker)
         try:

@@ -33,6 +33,8 @@ How a cut is decided (docs/segmentation.md explains the choices):
   boundary, else hard at the limit.
 * With ``first_chunk_min_chars`` > 0 the first chunk of a turn is cut early at the first clause
   boundary at least that many characters in (before pysbd's first boundary): sooner first audio.
+* ``cut_for_deadline()`` cuts a turn's later chunk early, at the best boundary reached, when the
+  session's listener would run dry before it is complete (core/deadline_cut.py).
 
 Any split of a text gives the sentences the whole text gives (hypothesis checks it in the tests).
 Emitted sentences are whitespace-normalized; lengths are counted on that text.
@@ -44,14 +46,15 @@ import re
 
 import pysbd
 
+from stream_server.core.deadline_cut import CLOSERS, deadline_boundary
+from stream_server.core.list_markers import list_marker_at
+
 WIDE_TERMINATORS = frozenset("\u3002\uff01\uff1f")  # ideographic full stop, full-width ! and ?
 CLAUSE_MARKS = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em dash, en dash
-BULLETS = frozenset("-*\u2022\u2043")
 # pysbd is only asked about a window with one of these in the LOOKBACK_WORDS words before its last
 # word: it cuts nowhere else, and needs at most two words after a stop ("the U.S. How about").
 _CANDIDATE = re.compile(r"[.!?)\uff0e\u3002\uff01\uff1f]")
 LOOKBACK_WORDS = 3
-CLOSERS = "\"'\u201d\u2019\u00bb)]}\u300d\u300f\uff09"  # closing quotes and brackets
 # The last window (a block) is asked if a stop, quote or apostrophe not in a word precedes its end.
 _INNER_CUT = re.compile(
     r"[.!?)\uff0e\u3002\uff01\uff1f\"\u201c-\u201f\u00ab\u00bb\u300c-\u300f]|\B['\u2018\u2019]|['\u2018\u2019]\B"
@@ -71,7 +74,6 @@ _LIST_MARKER = re.compile(r"[-*\u2022\u2043]? ?\(?(?:\d{1,3}|[A-Za-z]|[ivxIVX]{1
 # with "." or ")". Only after a colon: pysbd also reads consecutive numbers that end sentences
 # ("It was 1. Then it was 2.") as a list, and those sentences are kept.
 _ENDS_WITH_MARKER = re.compile(r":\s*[-\u2022\u2043(]?(?:\d{1,2}|[a-z]|[ivx]{2,4})(?:\.\)?|\))$")
-_ROMAN = frozenset("ivxIVX")
 _CLAUSE = re.compile(r"[,;:\u2014\u2013](?=\s)")
 
 
@@ -143,6 +145,17 @@ class SentenceSegmenter:
         self._seen = 0
         self._provisional = None
 
+    def cut_for_deadline(self) -> list[str]:
+        """The playback-deadline cut (core/deadline_cut.py; a turn's later chunks only): the
+        sentence it gives, if a boundary reached is good enough."""
+        text = self._buf[: self._block(final=False)[0]].rstrip()
+        end = deadline_boundary(text, self._boundaries(text)) if text and not self._first else None
+        if not end:
+            return []
+        sentence, self._buf = _normalize(self._buf[:end]), self._buf[end:].lstrip()
+        self._seen, self._provisional = 0, None
+        return [sentence] if _speakable(sentence) else []
+
     # -- the core -------------------------------------------------------------------------------
 
     def _drain(self, *, final: bool) -> list[str]:
@@ -201,7 +214,7 @@ class SentenceSegmenter:
                 return (at, len(buf)) if final else (at, None)
             if buf[at + 1] == "\n":
                 return at, at + 2
-            marker = _list_marker(buf, at + 1)
+            marker = list_marker_at(buf, at + 1)
             if marker is None and not final:
                 return at, None
             if marker:
@@ -303,45 +316,6 @@ def _after_marker(window: str, bounds: list[int]) -> bool:
     if not _ENDS_WITH_MARKER.search(window[: bounds[0]].rstrip()):
         return False
     return all(_LIST_MARKER.fullmatch(window[b:].strip()) for b in bounds[1:])
-
-
-def _list_marker(buf: str, at: int) -> bool | None:
-    """Is there a list item marker at ``at``: a bullet ("- "), a number, letter or roman numeral
-    with "." or ")" ("12. ", "b) ", "iv. ", "1.) "), or one in parentheses ("(a) ")?
-    None: not known yet."""
-    n = len(buf)
-    if at >= n:
-        return None
-    if buf[at] in BULLETS:
-        return None if at + 1 >= n else buf[at + 1] == " "
-    paren = buf[at] == "("
-    start = end = at + 1 if paren else at
-    while end < n and end - start < 5 and buf[end].isascii() and buf[end].isalnum():
-        end += 1
-    token = buf[start:end]
-    if end >= n:
-        return None if not token or _marker_token(token) else False
-    if not _marker_token(token):
-        return False
-    if paren:
-        closers = ")"
-    elif buf[end] == "." and end + 1 < n and buf[end + 1] == ")":
-        end += 1  # "1.)"
-        closers = ")"
-    else:
-        closers = ".)"
-    if buf[end] not in closers:
-        return False
-    return None if end + 1 >= n else buf[end + 1].isspace()
-
-
-def _marker_token(token: str) -> bool:
-    """A list marker's number (up to three digits), letter, or roman numeral (up to four)."""
-    if token.isdigit():
-        return len(token) <= 3
-    if len(token) == 1:
-        return token.isalpha()
-    return len(token) <= 4 and set(token) <= _ROMAN and (token.islower() or token.isupper())
 
 
 def segment(text: str, max_length: int = DEFAULT_MAX_LENGTH, first_chunk_min_chars: int = 0) -> list[str]:

@@ -14,11 +14,13 @@ Ordering: sentences are numbered (``seq``) across the session. Several are synth
 but the client hears sentence N only after N-1 ended: audio of later sentences waits here. How many
 go ahead is a budget of seconds of audio ahead of the listener (core/lookahead.py; ``dispatch_at``:
 when the buffer will have played down to it); text beyond waits as text (cheap), up to
-MAX_PENDING_CHARS, after which ``text`` frames are refused with ``text_backlog_full``.
+MAX_PENDING_CHARS, after which ``text`` frames are refused with ``text_backlog_full``. Text of a
+sentence not yet complete is cut early when the listener would run dry first (core/playback.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -43,7 +45,7 @@ from broker.ws_protocol import (
 from stream_server.core.actions import Sentence
 from stream_server.core.flood import DEFAULT_FLOOD, FloodGate, TokenBucket
 from stream_server.core.lookahead import Lookahead, next_dispatch
-from stream_server.core.playback import PlaybackClock, expected_audio_s
+from stream_server.core.playback import PlaybackClock, deadline_lead_s, expected_audio_s
 from stream_server.core.segmenter import SentenceSegmenter
 
 
@@ -155,7 +157,7 @@ class SessionCore:
                 self.format, self.sample_rate = fmt, rate
                 return [Emit(self.ready_message())]
             case Text(text=text):
-                return self._text(text)
+                return self._text(text) + self._deadline_cut()
             case Flush():
                 return self._flush()
             case Speak(text=text):
@@ -174,6 +176,14 @@ class SessionCore:
                 f"more than {MAX_PENDING_CHARS} characters waiting to be spoken", code="text_backlog_full"
             )
         return self._add_sentences(self._segmenter.feed(text))
+
+    def _deadline_cut(self) -> list[Out]:
+        """Streamed text: cut the pending text early if the listener would run dry before it is
+        complete (core/playback.py; a real-time listener only: an HTTP response has none)."""
+        ahead_s, lead_s = self.audio_ahead_s(self.next_seq), deadline_lead_s(self._segmenter.pending)
+        if self.lookahead.seconds < math.inf and self.playback.runs_dry(ahead_s, self.playback.now, lead_s):
+            return self._add_sentences(self._segmenter.cut_for_deadline())
+        return []
 
     def _flush(self) -> list[Out]:
         outs = self._add_sentences(self._segmenter.flush())
@@ -231,7 +241,6 @@ class SessionCore:
 
     def cancel(self) -> list[Out]:
         """Barge-in: drop everything queued or playing; the session stays usable."""
-        outs: list[Out] = [CancelJobs(self.session_id)]
         turn = self.turn
         self.sentences.clear()
         self.queue.clear()
@@ -239,8 +248,7 @@ class SessionCore:
         self.turn_of_flush = None
         self.turn += 1
         self.dispatch_at = None
-        outs.append(Emit(Cancelled(turn)))
-        return outs
+        return [CancelJobs(self.session_id), Emit(Cancelled(turn))]
 
     def restart_sentences(self, seqs: tuple[int, ...]) -> None:
         """These sentences' jobs were stopped before they played (the session was detached): the
@@ -297,17 +305,9 @@ class SessionCore:
                 outs.append(Emit(st.error))
             else:
                 if st.chunks and (not st.started or st.restart_pending):
+                    s, restart = st.sentence, st.restart_pending
                     outs.append(
-                        Emit(
-                            SentenceStart(
-                                st.sentence.seq,
-                                st.sentence.turn,
-                                st.sentence.text,
-                                st.engine,
-                                st.cached,
-                                restart=st.restart_pending,
-                            )
-                        )
+                        Emit(SentenceStart(s.seq, s.turn, s.text, st.engine, st.cached, restart=restart))
                     )
                     if st.restart_pending:
                         st.sent_index, st.samples, st.restart_pending = 0, 0, False

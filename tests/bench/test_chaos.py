@@ -63,3 +63,37 @@ def test_a_lost_sentence_explains_itself() -> None:
     assert lost["client_saw"] == trace.seen
     assert lost["ended"] == "closed 1012 reconnect"
     assert lost["gateway_log"] == ["1.20 event=job_failed job_id=j-1"]
+
+
+def test_a_reload_heals_when_its_last_condition_held_and_its_timeline_says_where_time_went() -> None:
+    """A reload is healed at its reload_done line's time (however late the run looked), once a
+    worker was heard ready after it and the workers' voice had finished a sentence begun after it;
+    a sentence begun but not yet spoken does not count."""
+    chaos = _chaos_module()
+    run = chaos.Run(t0=100.0, workers=1, engine="piper")
+    run.faults = [chaos.Fault("reload", 10.0, "up")]
+    run.ready, run.interval = {"worker-1-r1": 18.0}, {"worker-1-r1": 0.5}
+    begun = chaos.Sentence(5, 0, 11.0, engine="piper", start_at=11.5)  # no sentence_end yet
+    run.sentences = [begun]
+    run.reloads_done = [(17.5, True)]
+    run.check_heal(17.5)
+    assert run.faults[0].healed_at is None
+    begun.outcome, begun.end_at = "spoken", 12.0
+    run.check_heal(17.5)
+    assert run.faults[0].heal_s == 7.5
+    log = [
+        (110.0, {"event": "reload_started", "surge": 2}),
+        (110.1, {"event": "child_restarted", "child": "worker-1-r1", "pid": 7, "reason": "reload"}),
+        (111.0, {"event": "worker_starting", "worker_id": "worker-1-r1"}),
+        (116.0, {"event": "model_loaded", "worker_id": "worker-1-r1", "load_s": 5.0}),
+        (116.2, {"event": "job_done", "worker_id": "worker-1", "job_id": "j"}),
+        (117.5, {"event": "reload_done", "ok": True, "seconds": 7.5}),
+        (130.0, {"event": "worker_starting", "worker_id": "worker-1-r2"}),  # after it: not its own
+    ]
+    assert chaos.reload_timeline(log, 100.0, 10.0, 17.5) == [
+        "  0.00 reload_started surge=2",
+        "  0.10 child_restarted worker-1-r1 pid=7",
+        "  1.00 worker_starting worker-1-r1",
+        "  6.00 model_loaded worker-1-r1 load_s=5.0",
+        "  7.50 reload_done seconds=7.5",
+    ]

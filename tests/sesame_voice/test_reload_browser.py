@@ -12,9 +12,7 @@ from playwright.sync_api import sync_playwright
 
 from tests.conftest import T
 from tests.sesame_voice.test_up_supervised import Up
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+from tests.support.chromium import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (make system-deps)")
 

@@ -51,8 +51,9 @@ def stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
 
 @pytest.fixture
 def will_stack(mosquitto: Mosquitto, dev_model_dir: Path) -> Iterator[Service]:
-    """As ``stack`` (first audio bound 60 s too), with heartbeats given 4 s of slack: a test about the last will must not be
-    beaten by a heartbeat that a busy CPU delayed before the kill (test files run in parallel)."""
+    """As ``stack`` (first audio bound 60 s too), with heartbeats given 4 s of slack: a test about
+    the last will must not be beaten by a heartbeat that a busy CPU delayed before the kill (test
+    files run in parallel)."""
     svc = Service(
         mosquitto,
         dev_model_dir,

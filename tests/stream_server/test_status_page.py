@@ -21,8 +21,8 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from broker.launcher import Mosquitto
-from tests.clients.test_browser import ARGS, CHROMIUM
 from tests.conftest import Service, T
+from tests.support.chromium import ARGS, CHROMIUM
 from tests.support.localstack import Stack
 
 MS = int(T * 1000)
