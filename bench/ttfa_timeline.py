@@ -1,11 +1,12 @@
-"""Where the time to first audio goes: a per-hop timeline of one sentence, Piper or Bark.
+"""Where the time to first audio goes: a per-hop timeline of one sentence, Piper, Bark or espeak-ng.
 
 A stack on loopback (mosquitto, the gateway with SESAME_DEBUG_STAMPS=true, cache off, only the
-worker tier; one worker) and one ``/ws`` session that speaks each sentence alone and waits for its
-end. Every process stamps its hops with ``time.monotonic()`` (one clock for all processes of one
-Linux machine); the gateway logs one ``hop_stamps`` line per job, joined by job id with the
-worker's stamps (returned in its ``done``); this script adds the client's two ends and joins by
-session and sentence number:
+worker tier; one worker) and a pool of listening ``/ws`` sessions (``bench/_listening.py``: each
+sentence is spoken alone, as the first sentence of a turn on a session whose earlier audio has played
+out, so the gateway's lookahead never holds it; one warm-up turn per session first). Every process
+stamps its hops with ``time.monotonic()`` (one clock for all processes of one Linux machine); the
+gateway logs one ``hop_stamps`` line per job, joined by job id with the worker's stamps (returned
+in its ``done``); this script adds the client's two ends and joins by session and sentence number:
 
     client_sent  text_in  cut  job_queued  worker_received  engine_started  first_samples
     first_published  audio_in  frame_queued  client_first_frame
@@ -14,27 +15,26 @@ It prints, for each hop, the median and p90 of the time since the previous hop a
 time since ``client_sent``, and writes an SVG (``--svg``, default bench/out/ttfa_timeline-ENGINE.svg)
 of the median hop times as one bar.
 
-    .venv/bin/python bench/ttfa_timeline.py [--engine piper|bark] [--sentences 20]
-                                            [--worker-env K=V ...] [--svg OUT] [--smoke]
+    .venv/bin/python bench/ttfa_timeline.py [--engine piper|bark|espeak-ng] [--sentences 20]
+                                            [--sessions 8] [--worker-env K=V ...] [--svg OUT] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import html
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from websockets.asyncio.client import connect
+import uvloop
 
+from bench._listening import ListeningSessions
 from bench._stack import REPO, Stack, machine
 from bench.ttfa_vs_wyoming import SENTENCES, parse_env
-from clients import protocol
 from clients.stats import percentile, table
+from tests.support.localstack import Event
 
 HEADER = "ttfa timeline: where the time to first audio goes, hop by hop"
 HOPS = (
@@ -78,35 +78,20 @@ COLORS = (
 Stamps = dict[str, float]
 
 
-async def speak_all(ws_url: str, voice: str, texts: list[str]) -> tuple[str, dict[int, Stamps]]:
-    """Each text alone; per sentence seq: the client's send and first-frame times."""
-    out: dict[int, Stamps] = {}
-    async with connect(ws_url) as ws:
-        await ws.send(protocol.encode(protocol.Start(voice=voice)))
-        ready = protocol.decode(await ws.recv())
-        assert isinstance(ready, protocol.Ready), ready
+async def speak_all(
+    ws_url: str, voice: str, texts: list[str], sessions: int
+) -> dict[tuple[str, int], Stamps]:
+    """Each text alone, as a first sentence on a listening session (bench/_listening.py); per
+    (session, sentence seq): the client's send and first-frame times."""
+    out: dict[tuple[str, int], Stamps] = {}
+    async with ListeningSessions(ws_url, sessions, voice) as pool:
         for text in texts:
-            sent = time.monotonic()
-            await ws.send(protocol.encode(protocol.Speak(text)))
-            first: float | None = None
-            seq: int | None = None
-            while True:
-                raw = await ws.recv()
-                if isinstance(raw, bytes) and first is None:
-                    first = time.monotonic()
-                match protocol.decode(raw):
-                    case protocol.SentenceStart(seq=s) if seq is None:
-                        seq = s
-                    case protocol.Error() as error:
-                        raise RuntimeError(f"gateway error: {error}")
-                    case protocol.TurnEnd():
-                        break
-            if seq is not None and first is not None:
-                out[seq] = {"client_sent": sent, "client_first_frame": first}
-    return ready.session_id, out
+            turn = await pool.speak(text)
+            out[(turn.session_id, turn.seq)] = {"client_sent": turn.sent, "client_first_frame": turn.first}
+    return out
 
 
-def run(engine: str, texts: list[str], worker_env: dict[str, str]) -> list[Stamps]:
+def run(engine: str, texts: list[str], worker_env: dict[str, str], sessions: int) -> list[Stamps]:
     env = {"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false", "SESAME_DEBUG_STAMPS": "true"}
     model_dir = None
     if engine == "bark":
@@ -114,20 +99,24 @@ def run(engine: str, texts: list[str], worker_env: dict[str, str]) -> list[Stamp
 
         model_dir, _ = ensure_checkpoint(REPO / ".models" / "dev", "dev")
     with Stack(env, model_dir=model_dir) as stack:
-        stack.start_worker(f"{engine}-1", engine, **{"SESAME_HEARTBEAT_INTERVAL_MS": "500", **worker_env})
+        wenv = {"SESAME_HEARTBEAT_INTERVAL_MS": "500", **worker_env}
+        stack.start_worker(f"{engine}-1", engine, **wenv)  # type: ignore[arg-type]
         voice = "miles" if engine == "piper" else "maya"
-        session_id, client = asyncio.run(speak_all(stack.ws_url, voice, [texts[0], *texts]))
-        done = len(texts) + 1
-        events = stack.gateway.wait_events("hop_stamps", done, 30)
-    rows = []
-    for event in events:
-        if event.get("session_id") != session_id or event.get("seq") == 0:
-            continue  # seq 0 warms the path up
-        seq = event["seq"]
-        hops = event["hops"]
-        assert isinstance(seq, int) and isinstance(hops, dict)
-        if seq in client:
-            rows.append({**client[seq], **{k: float(v) for k, v in hops.items()}})
+        warmup = texts[: min(len(texts), sessions)]  # each session's first turn warms the path up
+        client = uvloop.run(speak_all(stack.ws_url, voice, [*warmup, *texts], sessions))
+        for key in list(client)[: len(warmup)]:
+            del client[key]
+        rows: list[Stamps] = []
+
+        def joined(event: Event) -> bool:  # a sentence's hop_stamps line joined to its turn
+            key = (str(event.get("session_id")), event.get("seq"))
+            hops = event.get("hops")
+            turn = client.get(key) if isinstance(key[1], int) else None  # type: ignore[arg-type]
+            if event.get("event") == "hop_stamps" and isinstance(hops, dict) and turn is not None:
+                rows.append({**turn, **{k: float(v) for k, v in hops.items()}})
+            return len(rows) == len(client)
+
+        stack.gateway.wait_for(joined, 30, "hop_stamps of every turn")
     return rows
 
 
@@ -184,16 +173,17 @@ def svg(title: str, summary: list[tuple[str, float, float, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=HEADER)
-    ap.add_argument("--engine", choices=("piper", "bark"), default="piper")
+    ap.add_argument("--engine", choices=("piper", "bark", "espeak-ng"), default="piper")
     ap.add_argument("--sentences", type=int, default=20)
     ap.add_argument("--worker-env", action="append", default=[], help="KEY=VALUE for the worker")
+    ap.add_argument("--sessions", type=int, default=8, help="listening websocket sessions (default 8)")
     ap.add_argument("--svg", type=Path)
     ap.add_argument("--smoke", action="store_true", help="3 sentences")
     a = ap.parse_args(argv)
     n = 3 if a.smoke else a.sentences
     texts = [SENTENCES[i % len(SENTENCES)] for i in range(n)]
     worker_env = parse_env(a.worker_env)
-    rows = run(a.engine, texts, worker_env)
+    rows = run(a.engine, texts, worker_env, a.sessions)
     summary = summarize(rows)
     print(HEADER)
     print(f"machine: {machine()}; engine {a.engine}; {len(rows)} sentences alone; worker env {worker_env}")

@@ -39,6 +39,7 @@ from paho.mqtt.properties import Properties
 from . import logs
 from .errors import BrokerError
 from .publish_batch import publish_qos0
+from .publish_now import publish_started
 from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
@@ -152,6 +153,21 @@ class MqttLink:
         retain: bool = False,
         expiry_s: int | None = None,
     ) -> None:
+        await self.publish_now(topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
+
+    def publish_now(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> Awaitable[None]:
+        """Write the message to the socket now (``publish_now.py``); return the wait for it to be
+        done (QoS 1: the broker's PUBACK; QoS 0: written), BrokerError after ``publish_timeout_s``
+        (a QoS 1 publish caught by a dropped connection would wait for its PUBACK forever, and
+        hold up every publish queued behind it). BrokerError at once when not connected."""
         client = self._client
         if client is None or not self.connected.is_set():
             raise BrokerError("not connected to the MQTT broker")
@@ -159,17 +175,9 @@ class MqttLink:
         if expiry_s is not None:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.MessageExpiryInterval = max(1, int(expiry_s))
-        try:
-            # A QoS 1 publish caught by a dropped connection would wait for its PUBACK forever
-            # (and hold up every publish queued behind it): bound it.
-            async with asyncio.timeout(self.publish_timeout_s):
-                await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
-        except TimeoutError as exc:
-            raise BrokerError(
-                f"publish to {topic} not acknowledged within {self.publish_timeout_s}s"
-            ) from exc
-        except aiomqtt.MqttError as exc:
-            raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+        return publish_started(
+            client, topic, payload, qos=qos, retain=retain, properties=props, timeout_s=self.publish_timeout_s
+        )
 
     async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
         """QoS 0 (topic, payload) messages in one write (``publish_batch.py``); returns once written."""

@@ -8,6 +8,8 @@ Here the packets of a batch are encoded once, joined, and queued in paho as one 
 paho writes it as it writes any packet (in pieces when the socket is full, in order with the rest)
 and reports it written once. On the wire nothing changes: the same PUBLISH packets, back to back.
 
+A batch is written to the socket at once, as every publish of ours (``publish_now.py``).
+
 This uses paho's client internals (``_packet_queue``, ``_mid_generate``, ``_sock``: paho-mqtt is
 pinned in pyproject.toml) and aiomqtt's table of pending publishes, as aiomqtt's ``publish`` does.
 """
@@ -23,6 +25,7 @@ from paho.mqtt.client import PUBLISH, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 
 from .errors import BrokerError
+from .publish_now import write, writing_here
 
 QOS0_PUBLISH = 0x30  # PUBLISH, DUP 0, QoS 0, RETAIN 0
 NO_PROPERTIES = b"\x00"  # MQTT v5: property length 0
@@ -70,9 +73,11 @@ async def publish_qos0(
         # A memoryview: when the socket takes a batch in pieces, paho slices what is left of it
         # (``packet[pos:]``) for each send; a bytes object would be copied each time.
         blob = cast(bytes, memoryview(b"".join(parts)))
-        rc = paho._packet_queue(PUBLISH, blob, mid, 0, MQTTMessageInfo(mid))
+        with writing_here(client):
+            rc = paho._packet_queue(PUBLISH, blob, mid, 0, MQTTMessageInfo(mid))
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise BrokerError(f"publish of {len(messages)} messages failed: {rc}")
+        write(client)
         async with asyncio.timeout(timeout_s):
             await written.wait()
     except TimeoutError as exc:

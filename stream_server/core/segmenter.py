@@ -55,6 +55,11 @@ CLAUSE_MARKS = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em dash,
 # word: it cuts nowhere else, and needs at most two words after a stop ("the U.S. How about").
 _CANDIDATE = re.compile(r"[.!?)\uff0e\u3002\uff01\uff1f]")
 LOOKBACK_WORDS = 3
+# The last window (a block) is asked if a stop, quote or apostrophe not in a word precedes its end.
+_INNER_CUT = re.compile(
+    r"[.!?)\uff0e\u3002\uff01\uff1f\"\u201c-\u201f\u00ab\u00bb\u300c-\u300f]|\B['\u2018\u2019]|['\u2018\u2019]\B"
+)
+_CLOSING_RUN = ".!?\uff0e\u3002\uff01\uff1f" + CLOSERS + " \n"
 
 DEFAULT_MAX_LENGTH = 200  # the plan's SESAME_MAX_LENGTH
 MIN_MAX_LENGTH = 8
@@ -223,7 +228,8 @@ class SentenceSegmenter:
         """The cut the window buf[:end] gives, if it gives one."""
         window = self._buf[:end]
         early = self._early_cut(window)
-        asks = is_last or early is not None or _recent_candidate(window)
+        inner = is_last and _INNER_CUT.search(window.rstrip(_CLOSING_RUN)) is not None
+        asks = inner or early is not None or _recent_candidate(window)
         bounds = self._boundaries(window) if asks else []
         first = bounds[0] if bounds else None
         if early is not None and (first is None or early < first):

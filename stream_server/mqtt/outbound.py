@@ -1,7 +1,9 @@
 """The gateway's MQTT publishes: two bounded queues, each emptied by one named task (an adapter).
 
 Jobs and cancels go on the control queue, so they never wait behind the bulk copies of session
-events and audio for MQTT listeners. When a queue is full the publish is dropped and counted
+events and audio for MQTT listeners. One with nothing ahead of it is written to the socket where it
+is made (``send``; the control task then only awaits its PUBACK): a job no longer waits for a pass
+of the loop to wake the control task (issue 20). When a queue is full the publish is dropped and counted
 (``sesame_dropped_total{what="mqtt_publish"}``); a dropped or failed job is reported back
 (``on_job_unsent``) so that the scheduler fails it over. Cancels that could not be published
 (broker down) are sent again on reconnect, so a worker does not spend its time on sentences nobody
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from broker import logs, topics
@@ -29,6 +31,14 @@ log = logs.get("sesame.gateway")
 MQTT_OUT_QUEUE = 20_000
 LINK_WAIT_S = 1.0
 BATCH_MAX = 2048  # ~4 MB of 40 ms frames: a starved loop still empties the queue in few passes
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """A control publish already written (``MqttOut.send``); the control task awaits its ack."""
+
+    publish: Publish
+    done: Awaitable[None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,15 +68,23 @@ class MqttOut:
         self.link = link
         self.metrics = metrics
         self.on_job_unsent = on_job_unsent
-        self.control: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
-        self.bulk: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
+        self.control: asyncio.Queue[Publish | Started] = asyncio.Queue(queue_size)
+        self.bulk: asyncio.Queue[Publish | Started] = asyncio.Queue(queue_size)
+        self._taken = False  # the control task holds a publish it has not written yet
         self.unsent_cancels: set[str] = set()
         self._grace_until = 0.0  # loop time until which a publish waits for the link to come back
 
     def send(self, item: Publish, control: bool = True) -> None:
+        """Queue a publish. A job or cancel with nothing of ours ahead of it is written to the
+        socket here and now (the order on the wire is the queue's); the control task awaits its
+        ack and reports a failure, as for one it writes itself."""
         queue = self.control if control else self.bulk
+        work: Publish | Started = item
+        if control and queue.empty() and not self._taken and self.link.connected.is_set():
+            with contextlib.suppress(BrokerError):  # not written: the control task tries it
+                work = Started(item, self._publish(item))
         try:
-            queue.put_nowait(item)
+            queue.put_nowait(work)
         except asyncio.QueueFull:
             self.metrics.dropped.labels("mqtt_publish").inc()
             if item.job_id is not None:
@@ -88,11 +106,15 @@ class MqttOut:
         again (a cluster node's death is a move, not an outage), then fail at once."""
         self._grace_until = asyncio.get_running_loop().time() + LINK_WAIT_S
 
-    async def run(self, queue: asyncio.Queue[Publish]) -> None:
+    async def run(self, queue: asyncio.Queue[Publish | Started]) -> None:
         loop = asyncio.get_running_loop()
-        held: Publish | None = None  # taken from the queue while gathering a batch: next
+        held: Publish | Started | None = None  # taken from the queue while gathering a batch: next
         while True:
-            item, held = (held if held is not None else await queue.get()), None
+            taken, held = (held if held is not None else await queue.get()), None
+            if isinstance(taken, Started):
+                await self._finish(taken.publish, taken.done)
+                continue
+            item, self._taken = taken, queue is self.control
             left = self._grace_until - loop.time()
             if left > 0 and not self.link.connected.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -102,19 +124,35 @@ class MqttOut:
                 batch = [(item.topic, item.payload)]
                 while len(batch) < BATCH_MAX and not queue.empty():
                     nxt = queue.get_nowait()
-                    if not nxt.plain:
+                    if not isinstance(nxt, Publish) or not nxt.plain:
                         held = nxt
                         break
                     batch.append((nxt.topic, nxt.payload))
+                self._taken = False
                 with contextlib.suppress(BrokerError):  # copies: nothing waits on them
                     await self.link.publish_batch(batch)
                 continue
+            self._taken = False
             try:
-                await self.link.publish(
-                    item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s
-                )
+                done = self._publish(item)
             except BrokerError as exc:
-                self.unsent_cancels.update(item.cancels)
-                if item.job_id is not None:
-                    log.warning("job_publish_failed", job_id=item.job_id, error=str(exc))
-                    self.on_job_unsent(item.job_id, "broker_unavailable")
+                self._failed(item, exc)
+                continue
+            await self._finish(item, done)
+
+    def _publish(self, item: Publish) -> Awaitable[None]:
+        return self.link.publish_now(
+            item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s
+        )
+
+    async def _finish(self, item: Publish, done: Awaitable[None]) -> None:
+        try:
+            await done
+        except BrokerError as exc:
+            self._failed(item, exc)
+
+    def _failed(self, item: Publish, exc: BrokerError) -> None:
+        self.unsent_cancels.update(item.cancels)
+        if item.job_id is not None:
+            log.warning("job_publish_failed", job_id=item.job_id, error=str(exc))
+            self.on_job_unsent(item.job_id, "broker_unavailable")

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stream_server.core import segmenter as seg_module
 from stream_server.core.segmenter import SentenceSegmenter, segment
 
 CASES: list[tuple[str, list[str]]] = [
@@ -400,3 +401,36 @@ def test_a_line_break_before_any_list_marker_ends_a_sentence(marker: str) -> Non
 def test_a_line_break_before_other_words_is_a_space(line: str) -> None:
     word = line.split(maxsplit=1)[0]
     assert segment(f"Steps\n{line}")[0].startswith(f"Steps {word}")  # no cut at the line break
+
+
+# -- the last window without pysbd (issue 20: the cut of a plain sentence in microseconds) ----------
+
+WORDS = ["Mr", "Dr", "Jan", "Drum", "Inc", "U", "S", "Then", "don't", "O'Neil", "5'", "'90s", "x"]
+plain_pieces = st.one_of(
+    st.sampled_from([*PIECES, *WORDS, "\u00ab", "\u00bb", "\u201c", "\u2018", "\u2019", "-", "$", "2"]),
+    st.text(alphabet="aB -,;:'\"\u201d\u2019$1\n", max_size=6),
+)
+
+
+@FAST
+@given(st.lists(plain_pieces, min_size=1, max_size=14).map("".join))
+def test_a_block_pysbd_could_not_cut_is_not_given_to_it(text: str) -> None:
+    """The last window skips pysbd when the text ahead of its closing run has no stop, quote or
+    loose apostrophe: then pysbd finds no boundary in it either."""
+    seg = SentenceSegmenter()
+    window = " ".join(text.split())
+    if not window or seg_module._INNER_CUT.search(window.rstrip(seg_module._CLOSING_RUN)):
+        return
+    assert seg._boundaries(window) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('She said "fine-" Jan agreed', ['She said "fine-"', "Jan agreed"]),
+        ("Hello, how are you today?", ["Hello, how are you today?"]),
+        ("I don't know O'Neil", ["I don't know O'Neil"]),
+    ],
+)
+def test_pysbd_still_cuts_where_a_quote_lets_it(text: str, expected: list[str]) -> None:
+    assert segment(text) == expected

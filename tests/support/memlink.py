@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from broker.errors import BrokerError
@@ -61,6 +61,26 @@ class MemoryLink(MqttLink):
         data = payload.encode() if isinstance(payload, str) else payload
         self.published.append(Published(topic, data, qos, expiry_s))
         self.changed.set()
+
+    def publish_now(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> Awaitable[None]:
+        """Recorded in this call, as the real link writes it (``hold`` cleared or not connected: when
+        awaited, as ``publish``)."""
+        if not self.hold.is_set() or not self.connected.is_set():
+            return self.publish(topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
+        data = payload.encode() if isinstance(payload, str) else payload
+        self.published.append(Published(topic, data, qos, expiry_s))
+        self.changed.set()
+        written: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        written.set_result(None)
+        return written
 
     async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:
         for topic, payload in messages:  # recorded one by one, as the broker hands them on

@@ -270,3 +270,22 @@ async def test_sigterm_finishes_job_then_goes_offline(mosquitto: Mosquitto) -> N
         assert worker.events("worker_draining") and worker.events("worker_stopped")
     finally:
         worker.close()
+
+
+async def test_a_job_is_served_while_the_heartbeat_loop_sleeps(mosquitto: Mosquitto) -> None:
+    """Jobs come in on the MQTT link and start at once: nothing waits for the heartbeat's rhythm
+    (an hour here), a poll or a tick (issue 20)."""
+    hourly = {"SESAME_ENGINE": "espeak-ng", "SESAME_HEARTBEAT_INTERVAL_MS": "3600000"}
+    worker = WorkerProcess(mosquitto, hourly)
+    try:
+        job = make_job("Served between heartbeats.", worker=worker.worker_id)
+        async with Listener(
+            mosquitto, [reply_filter(job), topics.worker_heartbeat(worker.worker_id)]
+        ) as mqtt:
+            # the ready heartbeat is said when the state changes, not on the hour's tick
+            await mqtt.heartbeat(worker.worker_id, lambda hb: hb.state == "ready", 4 * T)
+            await mqtt.publish(topics.worker_jobs(worker.worker_id), job.to_bytes())
+            outcome = await mqtt.job(job.reply_to, job.job_id, 2 * T)
+        assert isinstance(outcome.end, JobDone) and outcome.end.chunks == len(outcome.frames) > 0
+    finally:
+        worker.close()

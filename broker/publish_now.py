@@ -1,0 +1,127 @@
+"""A publish written to the socket where it is made, its acknowledgement a future.
+
+aiomqtt's ``publish`` has paho queue the packet and watch the socket for writing: paho calls
+aiomqtt back, which schedules ``add_writer`` with ``call_soon_threadsafe`` (a write to the loop's
+self-pipe), and the packet leaves when the loop next finds the socket writable: two passes of the
+loop after the publish, each a wait behind whatever else the loop has to do. Here paho's publish is
+followed at once by paho's own ``loop_write`` (what aiomqtt's writer callback calls): the packet is
+written in this call; what the socket does not take now goes when it is writable, as any paho
+write. A job leaves the gateway, and a worker's first audio leaves the worker, without waiting for
+the loop (issue 20).
+
+The acknowledgement (QoS 1: the broker's PUBACK; QoS 0: written) is a future, set through
+aiomqtt's table of pending publishes (its ``on_publish`` calls ``set``), or failed with
+``BrokerError`` after ``timeout_s``. This uses paho's client (pinned in pyproject.toml) and aiomqtt's
+internals, as ``publish_batch.py`` does; tests/broker/test_publish_now.py runs it on a real broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import aiomqtt
+from paho.mqtt.client import MQTTMessageInfo
+from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.properties import Properties
+
+from .errors import BrokerError
+
+
+def publish_started(
+    client: aiomqtt.Client,
+    topic: str,
+    payload: bytes | str,
+    *,
+    qos: int,
+    retain: bool = False,
+    properties: Properties | None = None,
+    timeout_s: float,
+) -> asyncio.Future[None]:
+    """Publish, written now; the future of its acknowledgement. BrokerError if paho refuses it."""
+    info = write_now(client, topic, payload, qos=qos, retain=retain, properties=properties)
+    done = asyncio.get_running_loop().create_future()
+    if info.is_published():  # QoS 0, written
+        done.set_result(None)
+    else:
+        client._pending_publishes[info.mid] = Acked(client, info.mid, done, topic, timeout_s)
+    return done
+
+
+def write_now(
+    client: aiomqtt.Client,
+    topic: str,
+    payload: bytes | str,
+    *,
+    qos: int,
+    retain: bool = False,
+    properties: Properties | None = None,
+) -> MQTTMessageInfo:
+    """paho's publish, its packet written to the socket in this call."""
+    with writing_here(client):
+        info = client._client.publish(topic, payload, qos, retain, properties)
+    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        raise BrokerError(f"publish to {topic} failed: {info.rc}")
+    write(client)
+    return info
+
+
+@contextlib.contextmanager
+def writing_here(client: aiomqtt.Client) -> Iterator[None]:
+    """paho queues a packet without asking aiomqtt to watch the socket (its "writer registered"
+    flag held up meanwhile): ``write`` writes it next. Otherwise aiomqtt's ``add_writer``, already
+    scheduled, would come after the write and its unregistering: a writer on an always-writable
+    socket, called on every pass of the loop for ever (a busy loop)."""
+    paho = client._client
+    registered = paho._registered_write
+    paho._registered_write = True
+    try:
+        yield
+    finally:
+        paho._registered_write = registered
+
+
+def write(client: aiomqtt.Client) -> None:
+    """Write what paho holds now, as aiomqtt's writer callback would a pass or two of the loop
+    later. paho's packet writer, not its ``loop_write``: that one also unregisters the writer when
+    all is written, and an ``add_writer`` aiomqtt has already scheduled (for a PUBACK paho queued
+    on a read) would then come after it and stay on the always-writable socket (a busy loop).
+    Left alone, such a writer runs once, finds nothing and is unregistered by paho; what the socket
+    does not take now, paho registers a writer for."""
+    paho = client._client
+    if not paho.want_write():
+        return
+    try:
+        rc = paho._packet_write()
+        if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            paho._loop_rc_handle(rc)  # as loop_write: the connection is lost
+    except Exception as exc:  # as from aiomqtt's writer callback: its session ends with it
+        if not client._disconnected.done():
+            client._disconnected.set_exception(exc)
+        raise BrokerError(f"write to the MQTT broker failed: {exc}") from exc
+    if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+        raise BrokerError(f"write to the MQTT broker failed: {rc}")
+
+
+class Acked(asyncio.Event):
+    """A publish's acknowledgement (aiomqtt's ``on_publish`` calls ``set``), or BrokerError after
+    ``timeout_s`` (a QoS 1 publish caught by a dropped connection would wait for ever)."""
+
+    def __init__(
+        self, client: aiomqtt.Client, mid: int, done: asyncio.Future[None], topic: str, timeout_s: float
+    ) -> None:
+        super().__init__()
+        self.done = done
+        self._timer = done.get_loop().call_later(timeout_s, self._late, client, mid, topic, timeout_s)
+
+    def set(self) -> None:
+        super().set()
+        self._timer.cancel()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _late(self, client: aiomqtt.Client, mid: int, topic: str, timeout_s: float) -> None:
+        client._pending_publishes.pop(mid, None)
+        if not self.done.done():
+            self.done.set_exception(BrokerError(f"publish to {topic} not acknowledged within {timeout_s}s"))
