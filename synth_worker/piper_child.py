@@ -35,11 +35,11 @@ peak-normalized per clause, as piper does per sentence), the level does not jump
 
 Streaming (``synth_worker.piper_graph``): the model is cut once at load into "phoneme ids -> latent"
 and the decoder "latent -> audio"; a request's first clause, when no other child speaks (the busy
-lock), is decoded in pieces (``FIRST_FRAMES``
-latent frames first, then at most ``MOST_FRAMES``), each with the decoder's overlap of context
-either side, so the pieces join into the audio one pass would make (within float rounding) and the
-first audio waits only for the first part and a short decode; later clauses in one piece. A voice
-whose graph has another shape is spoken a clause per pass, the reason written to stderr.
+lock), is decoded in pieces (``FIRST_FRAMES`` latent frames first, then each piece twice the last,
+up to ``MOST_FRAMES``), each with the decoder's overlap of context either side, so the pieces join
+into the audio one pass would make (within float rounding) and the first audio waits only for the
+first part and a short decode; later clauses in one piece. A voice whose graph has another shape is
+spoken a clause per pass, the reason written to stderr.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class Speaker:
 
     def audio(self, phonemes: list[str], streamed: bool = True) -> Iterator[Any]:
         """One clause through the model: float32 samples, not normalized; ``streamed``, the first
-        ``FIRST_FRAMES`` latent frames' audio first, then pieces of at most ``MOST_FRAMES``, else
+        ``FIRST_FRAMES`` latent frames' audio first, then pieces doubling up to ``MOST_FRAMES``, else
         in one piece (each piece decodes the overlap again: 18 % more CPU per sentence when every
         clause streams, ``bench/piper_clauses.py``)."""
         import numpy as np

@@ -31,14 +31,14 @@ TOLERANCE = 1e-4  # max abs difference from one pass (samples in [-1, 1]; float 
         (16, 16, 128, [(0, 16)]),
         (30, 16, 128, [(0, 30)]),  # a 14-frame rest is shorter than the first: one span
         (40, 16, 128, [(0, 16), (16, 40)]),
-        (140, 16, 128, [(0, 16), (16, 140)]),  # 124 <= 128: one piece after the first
-        (300, 16, 128, [(0, 16), (16, 144), (144, 272), (272, 300)]),
-        (150, 16, 128, [(0, 16), (16, 150)]),  # a 6-frame tail joins the piece before it
-        (154, 16, 128, [(0, 16), (16, 154)]),
-        (170, 16, 128, [(0, 16), (16, 144), (144, 170)]),
+        (48, 16, 128, [(0, 16), (16, 48)]),  # each span twice the one before
+        (120, 16, 128, [(0, 16), (16, 48), (48, 120)]),  # an 8-frame tail joins the piece before it
+        (140, 16, 128, [(0, 16), (16, 48), (48, 112), (112, 140)]),
+        (300, 16, 128, [(0, 16), (16, 48), (48, 112), (112, 240), (240, 300)]),  # then at most 128
+        (500, 16, 128, [(0, 16), (16, 48), (48, 112), (112, 240), (240, 368), (368, 500)]),
     ],
 )
-def test_a_short_first_span_then_spans_of_at_most_most(
+def test_a_short_first_span_then_each_twice_the_last_up_to_most(
     frames: int, first: int, most: int, spans: list[tuple[int, int]]
 ) -> None:
     assert chunk_spans(frames, first, most) == spans
