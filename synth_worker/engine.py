@@ -21,6 +21,9 @@ class SynthesisRequest:
     text: str
     voice: str  # a voice name from the voice map ("maya")
     sample_rate: int = 24_000
+    # Its listener needs the first audio now (a turn's first sentence): an engine that can trade CPU
+    # for an earlier first audio does (Piper streams its first clause even beside another speaker).
+    urgent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

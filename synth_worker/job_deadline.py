@@ -62,3 +62,15 @@ def refusal(late_s: float, max_late_s: float = LATE_S) -> str | None:
     if late_s > max_late_s:
         return f"its first audio would be {late_s:.1f} s late for its listener"
     return None
+
+
+# A job whose listener needs its first audio within this many seconds of its start is urgent (the
+# engine may spend CPU for an earlier first audio: Piper streams its first clause even beside another
+# speaker); a lookahead sentence is needed seconds later and is spoken at the lowest CPU cost.
+URGENT_S = 0.5
+
+
+def urgent(arrived_at: float, need_in_s: float | None, started_at: float) -> bool:
+    """Whether a job started at ``started_at`` is needed now (``need_in_s`` after it arrived; None:
+    not said, as now)."""
+    return arrived_at + (need_in_s or 0.0) - started_at < URGENT_S

@@ -139,7 +139,8 @@ class PiperEngine:
         pending = np.zeros(0, dtype=np.float32)
         step = max(1, request.sample_rate * self.chunk_ms // 1000)
         scale = np.float32(1.0)
-        async with contextlib.aclosing(child.say(request.text, cancel, self.timeout_s)) as clauses:
+        said = child.say(request.text, cancel, self.timeout_s, request.urgent)
+        async with contextlib.aclosing(said) as clauses:
             async for pcm in clauses:
                 if resampler is None:  # the child has started (and calibrated) by its first clause
                     resampler = StreamResampler(child.sample_rate, request.sample_rate)

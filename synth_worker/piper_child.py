@@ -8,8 +8,8 @@ This file is distributed under the GPL-3.0-or-later, as piper-tts is. It is a pr
 the worker and the gateway start it as a child process and talk to it over its stdin and stdout,
 the same arm's-length boundary the project keeps with espeak-ng. Nothing else imports it.
 
-stdin: one JSON object per line, ``{"op": "say", "id": N, "text": "..."}`` or
-``{"op": "cancel", "id": N}``.
+stdin: one JSON object per line, ``{"op": "say", "id": N, "text": "...", "urgent": bool}`` or
+``{"op": "cancel", "id": N}`` (``urgent``, optional: its listener needs the first audio now).
 
 stdout: frames of a 9-byte header ``<cII`` (kind, id, payload length) and the payload:
 
@@ -184,7 +184,9 @@ def model_graph(model: str) -> SplitGraph | NoCut:
     return graph
 
 
-def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], cancelled: set[int]) -> None:
+def read_requests(
+    stdin: BinaryIO, work: queue.Queue[tuple[int, str, bool] | None], cancelled: set[int]
+) -> None:
     """Reader thread: say -> the work queue; cancel -> the cancelled set; EOF -> None (stop)."""
     for raw in stdin:
         try:
@@ -193,7 +195,7 @@ def read_requests(stdin: BinaryIO, work: queue.Queue[tuple[int, str] | None], ca
             if msg["op"] == "cancel":
                 cancelled.add(rid)
             elif msg["op"] == "say":
-                work.put((rid, str(msg["text"])))
+                work.put((rid, str(msg["text"]), msg.get("urgent") is True))
         except (ValueError, KeyError, TypeError):
             continue  # the parent writes these lines; a bad one is dropped, the next is read
     work.put(None)
@@ -267,12 +269,15 @@ def calibrate(speaker: Speaker) -> dict[str, float]:
     return {"rms_dbfs": 20.0 * float(np.log10(max(rms, 1e-6))), "peak": float(np.max(np.abs(audio)))}
 
 
-def speak(voices: Voices, out: Output, rid: int, text: str, cancelled: set[int]) -> None:
-    """The request's clauses as the model makes them. Alone, the first clause streams (its first
-    audio early); beside another speaking child, and after the first, each clause comes in one
-    piece: a piece decodes the overlap again (about 15 % more CPU per short sentence), which a
-    lone listener's first audio is worth and a loaded machine's queue is not (one session fast,
-    many sessions fair, as the threads: ``synth_worker.piper_threads``)."""
+def speak(
+    voices: Voices, out: Output, rid: int, text: str, cancelled: set[int], *, urgent: bool = False
+) -> None:
+    """The request's clauses as the model makes them. Alone, or ``urgent`` (its listener needs the
+    first audio now: a turn's first sentence), the first clause streams (its first audio early);
+    otherwise, and after the first, each clause comes in one piece: a piece decodes the overlap
+    again (about 15 % more CPU per short sentence), which a waiting listener's first audio is worth
+    and a loaded machine's lookahead is not (one session fast, many sessions fair, as the threads:
+    ``synth_worker.piper_threads``)."""
     first = True
     try:
         for sentence in voices.alone.voice.phonemize(text):
@@ -280,7 +285,7 @@ def speak(voices: Voices, out: Output, rid: int, text: str, cancelled: set[int])
                 if rid in cancelled:
                     break
                 speaker, alone = voices.pick()
-                for audio in speaker.audio(clause, streamed=first and alone):
+                for audio in speaker.audio(clause, streamed=first and (alone or urgent)):
                     out.frame(b"A", rid, pcm16(audio))
                 first = False
     finally:
@@ -312,19 +317,19 @@ def main(argv: list[str] | None = None) -> int:
     rate = int(voices.alone.voice.config.sample_rate)
     ready = {"sample_rate": rate, "load_s": time.perf_counter() - start, **level}
     out.frame(b"R", 0, json.dumps(ready).encode())
-    work: queue.Queue[tuple[int, str] | None] = queue.Queue()
+    work: queue.Queue[tuple[int, str, bool] | None] = queue.Queue()
     cancelled: set[int] = set()
     threading.Thread(
         target=read_requests, args=(sys.stdin.buffer, work, cancelled), name="requests", daemon=True
     ).start()
     while (item := work.get()) is not None:
-        rid, text = item
+        rid, text, urgent = item
         try:
             if rid in cancelled:
                 cancelled.discard(rid)
                 out.frame(b"C", rid)
             else:
-                speak(voices, out, rid, text, cancelled)
+                speak(voices, out, rid, text, cancelled, urgent=urgent)
         except Exception as exc:  # one bad request is reported; the child keeps serving
             out.frame(b"X", rid, f"{type(exc).__name__}: {exc}".encode())
     return 0

@@ -186,9 +186,12 @@ class PiperChild:
     def _why(self, payload: bytes) -> str:
         return payload.decode(errors="replace") or " | ".join(self._tail) or "no message"
 
-    async def say(self, text: str, cancel: CancelToken, timeout_s: float) -> AsyncGenerator[bytes, None]:
-        """PCM16 clauses of ``text``, as the model makes them; EngineCancelled (at once when
-        ``cancel`` is set), EngineTimeout or EngineError."""
+    async def say(
+        self, text: str, cancel: CancelToken, timeout_s: float, urgent: bool = False
+    ) -> AsyncGenerator[bytes, None]:
+        """PCM16 clauses of ``text``, as the model makes them (``urgent``: its listener needs the
+        first audio now); EngineCancelled (at once when ``cancel`` is set), EngineTimeout or
+        EngineError."""
         if not self.running:
             await self.start()
         rid = next(self._ids)
@@ -197,7 +200,7 @@ class PiperChild:
         cancel.on_cancel(lambda: frames.put_nowait((CANCELLED_HERE, b"")))
         finished = False
         try:
-            await self._send({"op": "say", "id": rid, "text": " ".join(text.split())})
+            await self._send({"op": "say", "id": rid, "text": " ".join(text.split()), "urgent": urgent})
             async with asyncio.timeout(timeout_s):
                 while True:
                     kind, payload = await frames.get()

@@ -21,6 +21,7 @@ from synth_worker.core import WorkerCore
 from synth_worker.engine import CancelToken, SynthesisRequest
 from synth_worker.engines import WorkerEngine
 from synth_worker.job_actions import Action, Send, StartJob, Stop
+from synth_worker.job_deadline import urgent
 
 log = logs.get("sesame.worker")
 
@@ -72,7 +73,8 @@ class JobRunner:
         stamps = [time.monotonic() if received is None else received, time.monotonic()]
         chunks = samples = 0
         try:
-            request = SynthesisRequest(text=job.text, voice=job.voice, sample_rate=job.sample_rate)
+            needed_now = urgent(stamps[0], job.need_in_s, stamps[1])
+            request = SynthesisRequest(job.text, job.voice, job.sample_rate, needed_now)
             async for chunk in self.engine.synthesize(request, cancel):
                 if chunks == 0:
                     stamps.append(time.monotonic())

@@ -11,7 +11,7 @@ from broker import topics
 from broker.messages import Job, JobAck, JobError
 from synth_worker.core import WorkerCore
 from synth_worker.job_actions import Send
-from synth_worker.job_deadline import LATE_S, Running, late_by_s, refusal
+from synth_worker.job_deadline import LATE_S, Running, late_by_s, refusal, urgent
 
 NOW = 1_000.0
 SECOND = "x" * 14  # one second of expected speech (14 characters a second)
@@ -104,3 +104,20 @@ def test_a_job_no_one_can_speak_in_time_here_is_refused_as_overloaded() -> None:
 
 def test_the_refusal_bound_is_the_setting() -> None:
     assert refusal(5.0) is not None and refusal(5.0, max_late_s=10.0) is None
+
+
+@pytest.mark.parametrize(
+    ("arrived", "need_in_s", "started", "expected"),
+    [
+        (10.0, 0.0, 10.0, True),  # a turn's first sentence, started at once
+        (10.0, None, 10.2, True),  # need not said: now
+        (10.0, 0.3, 10.0, True),  # needed within URGENT_S of its start
+        (10.0, 4.0, 10.0, False),  # lookahead: needed 4 s from now
+        (10.0, 4.0, 13.8, True),  # the same job, started late: now it is needed
+        (10.0, 0.6, 10.0, False),
+    ],
+)
+def test_a_job_is_urgent_when_its_listener_needs_it_now(
+    arrived: float, need_in_s: float | None, started: float, expected: bool
+) -> None:
+    assert urgent(arrived, need_in_s, started) is expected

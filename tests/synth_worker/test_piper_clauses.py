@@ -39,12 +39,12 @@ def read_frame(stdout: object) -> tuple[bytes, int, bytes]:
     return kind, rid, stdout.read(size) if size else b""  # type: ignore[attr-defined]
 
 
-Spoken = tuple[dict[str, float], list[np.ndarray], list[np.ndarray]]
+Spoken = tuple[dict[str, float], list[np.ndarray], list[np.ndarray], list[np.ndarray]]
 
 
-def say(proc: subprocess.Popen[bytes], rid: int, text: str) -> list[np.ndarray]:
+def say(proc: subprocess.Popen[bytes], rid: int, text: str, urgent: bool = False) -> list[np.ndarray]:
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps({"op": "say", "id": rid, "text": text}).encode() + b"\n")
+    proc.stdin.write(json.dumps({"op": "say", "id": rid, "text": text, "urgent": urgent}).encode() + b"\n")
     proc.stdin.flush()
     pieces = []
     while (frame := read_frame(proc.stdout))[0] == b"A":
@@ -72,24 +72,27 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
         alone = say(proc, 1, STREAMED)
         assert other.speak(), "a child that is not speaking holds no lock"
         beside = say(proc, 2, STREAMED)
+        urgent = say(proc, 3, STREAMED, urgent=True)
         other.quiet()
         assert other.speak(), "the child let go of the lock when its request was done"
     finally:
         other.quiet()
         proc.stdin.close()
         proc.wait(30 * T)
-    return ready, alone, beside
+    return ready, alone, beside, urgent
 
 
 def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spoken) -> None:
     """Alone, the first clause (about 2 s) streams: its first 16 latent frames, then the rest; the
-    second clause comes in one piece. Beside another speaker, each clause in one piece."""
-    ready, alone, beside = spoken
+    second clause comes in one piece. Beside another speaker, each clause in one piece, unless the
+    request is urgent (its listener waits): then its first clause streams as alone."""
+    ready, alone, beside, urgent = spoken
     rate = ready["sample_rate"]
     assert len(alone[0]) == FIRST_FRAMES * 256, "the first 16 latent frames of the first clause"
     assert 3 <= len(alone) <= 5
     assert len(beside) == 2, "two clauses, one piece each"
-    for pieces in (alone, beside):
+    assert len(urgent[0]) == FIRST_FRAMES * 256 and len(urgent) > len(beside)
+    for pieces in (alone, beside, urgent):
         assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
     assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
 
@@ -97,7 +100,7 @@ def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spo
 def test_the_pieces_join_without_a_click(spoken: Spoken) -> None:
     """At each join the step from one sample to the next is of the size of its neighbours' (a piece
     cut or placed wrong jumps; ``test_piper_graph`` shows the pieces equal one pass)."""
-    ready, pieces, _ = spoken
+    ready, pieces, _, _ = spoken
     near = int(ready["sample_rate"] * 0.002)
     audio = np.concatenate(pieces)
     steps = np.abs(np.diff(audio))
