@@ -272,20 +272,23 @@ def calibrate(speaker: Speaker) -> dict[str, float]:
 def speak(
     voices: Voices, out: Output, rid: int, text: str, cancelled: set[int], *, urgent: bool = False
 ) -> None:
-    """The request's clauses as the model makes them. Alone, or ``urgent`` (its listener needs the
-    first audio now: a turn's first sentence), the first clause streams (its first audio early);
-    otherwise, and after the first, each clause comes in one piece: a piece decodes the overlap
-    again (about 15 % more CPU per short sentence), which a waiting listener's first audio is worth
-    and a loaded machine's lookahead is not (one session fast, many sessions fair, as the threads:
-    ``synth_worker.piper_threads``)."""
+    """The request's clauses as the model makes them. ``urgent`` (its listener needs the first
+    audio now: a turn's first sentence): the first clause streams (its first audio early), on every
+    core while no other child speaks. A lookahead request (needed seconds later) speaks each clause
+    in one piece on the child's share of the cores: a piece decodes the overlap again (about 15 %
+    more CPU per short sentence) and a second thread buys little CPU-time efficiency, which a
+    waiting listener's first audio is worth and a loaded machine's lookahead is not (one session
+    fast, many sessions fair: ``synth_worker.piper_threads``)."""
     first = True
     try:
         for sentence in voices.alone.voice.phonemize(text):
             for clause in clauses(sentence):
                 if rid in cancelled:
                     break
-                speaker, alone = voices.pick()
-                for audio in speaker.audio(clause, streamed=first and (alone or urgent)):
+                speaker, _ = voices.pick()  # marks this child speaking either way
+                if not urgent:
+                    speaker = voices.shared or speaker
+                for audio in speaker.audio(clause, streamed=first and urgent):
                     out.frame(b"A", rid, pcm16(audio))
                 first = False
     finally:

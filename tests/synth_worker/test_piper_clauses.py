@@ -39,7 +39,7 @@ def read_frame(stdout: object) -> tuple[bytes, int, bytes]:
     return kind, rid, stdout.read(size) if size else b""  # type: ignore[attr-defined]
 
 
-Spoken = tuple[dict[str, float], list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+Spoken = tuple[dict[str, float], list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]
 
 
 def say(proc: subprocess.Popen[bytes], rid: int, text: str, urgent: bool = False) -> list[np.ndarray]:
@@ -69,7 +69,8 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
         kind, _, payload = read_frame(proc.stdout)
         assert kind == b"R", payload
         ready = json.loads(payload)
-        alone = say(proc, 1, STREAMED)
+        alone = say(proc, 1, STREAMED, urgent=True)
+        lookahead = say(proc, 4, STREAMED)
         assert other.speak(), "a child that is not speaking holds no lock"
         beside = say(proc, 2, STREAMED)
         urgent = say(proc, 3, STREAMED, urgent=True)
@@ -79,20 +80,20 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
         other.quiet()
         proc.stdin.close()
         proc.wait(30 * T)
-    return ready, alone, beside, urgent
+    return ready, alone, beside, urgent, lookahead
 
 
 def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spoken) -> None:
-    """Alone, the first clause (about 2 s) streams: its first 16 latent frames, then the rest; the
-    second clause comes in one piece. Beside another speaker, each clause in one piece, unless the
-    request is urgent (its listener waits): then its first clause streams as alone."""
-    ready, alone, beside, urgent = spoken
+    """An urgent request (its listener waits), alone or beside another speaker: the first clause
+    (about 2 s) streams: its first 16 latent frames, then the rest; the second clause comes in one
+    piece. A lookahead request, alone or beside: each clause in one piece."""
+    ready, alone, beside, urgent, lookahead = spoken
     rate = ready["sample_rate"]
     assert len(alone[0]) == FIRST_FRAMES * 256, "the first 16 latent frames of the first clause"
     assert 3 <= len(alone) <= 5
-    assert len(beside) == 2, "two clauses, one piece each"
+    assert len(beside) == len(lookahead) == 2, "two clauses, one piece each"
     assert len(urgent[0]) == FIRST_FRAMES * 256 and len(urgent) > len(beside)
-    for pieces in (alone, beside, urgent):
+    for pieces in (alone, beside, urgent, lookahead):
         assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
     assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
 
@@ -100,7 +101,7 @@ def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spo
 def test_the_pieces_join_without_a_click(spoken: Spoken) -> None:
     """At each join the step from one sample to the next is of the size of its neighbours' (a piece
     cut or placed wrong jumps; ``test_piper_graph`` shows the pieces equal one pass)."""
-    ready, pieces, _, _ = spoken
+    ready, pieces, *_ = spoken
     near = int(ready["sample_rate"] * 0.002)
     audio = np.concatenate(pieces)
     steps = np.abs(np.diff(audio))
