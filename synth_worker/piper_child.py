@@ -34,12 +34,11 @@ The model starts and ends every clause in silence, so clauses join without a cli
 peak-normalized per clause, as piper does per sentence), the level does not jump at the joins.
 
 Streaming (``synth_worker.piper_graph``): the model is cut once at load into "phoneme ids -> latent"
-and the decoder "latent -> audio"; a request's first clause, when no other child speaks (the busy
-lock), is decoded in pieces (``FIRST_FRAMES`` latent frames first, then each piece twice the last,
-up to ``MOST_FRAMES``), each with the decoder's overlap of context either side, so the pieces join
-into the audio one pass would make (within float rounding) and the first audio waits only for the
-first part and a short decode; later clauses in one piece. A voice whose graph has another shape is
-spoken a clause per pass, the reason written to stderr.
+and the decoder "latent -> audio"; an urgent request's first clause is decoded in pieces sized to
+the decoder's speed now (``synth_worker.piper_pace``), each with the decoder's overlap of context
+either side, so they join into the audio one pass would make (within float rounding); later
+clauses in one piece. A voice whose graph has another shape is spoken a clause per pass, the
+reason written to stderr.
 """
 
 from __future__ import annotations
@@ -56,12 +55,10 @@ import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from synth_worker.piper_graph import GraphCut, NoCut, SplitGraph, decode_chunks, split
+from synth_worker.piper_graph import Decoder, NoCut, SplitGraph, split
 
 HEADER = struct.Struct("<cII")
 CLAUSE_MARKS = frozenset(",;:")
-FIRST_FRAMES = 16  # latent frames in a clause's first piece of audio (186 ms for 256-sample hops)
-MOST_FRAMES = 128  # ... in each later piece (few pieces: each decodes 2 x the overlap again)
 CALIBRATION = "The quick brown fox jumps over the lazy dog, and then it rests in the shade."
 
 
@@ -108,21 +105,20 @@ class Speaker:
     Where cut, ``voice.session`` is the first part (ids -> latent): piper's own ``synthesize`` is
     never run on it."""
 
-    def __init__(self, voice: Any, decoder: Any | None = None, cut: GraphCut | None = None) -> None:
-        self.voice, self.decoder, self.cut = voice, decoder, cut
+    def __init__(self, voice: Any, decoder: Decoder | None = None) -> None:
+        self.voice, self.decoder = voice, decoder
 
     def audio(self, phonemes: list[str], streamed: bool = True) -> Iterator[Any]:
-        """One clause through the model: float32 samples, not normalized; ``streamed``, the first
-        ``FIRST_FRAMES`` latent frames' audio first, then pieces doubling up to ``MOST_FRAMES``, else
-        in one piece (each piece decodes the overlap again: 18 % more CPU per sentence when every
-        clause streams, ``bench/piper_clauses.py``)."""
+        """One clause through the model: float32 samples, not normalized; ``streamed``, in pieces
+        sized to the decoder's speed now (``synth_worker.piper_pace``), else in one piece."""
         import numpy as np
 
-        if self.cut is None or self.decoder is None:
+        if self.decoder is None:
             yield raw_audio(self.voice, phonemes)
             return
         ids = self.voice.phonemes_to_ids(phonemes)
         c = self.voice.config
+        wall, cpu = time.perf_counter(), time.process_time()
         latent = self.voice.session.run(
             None,
             {
@@ -131,8 +127,10 @@ class Speaker:
                 "scales": np.array([c.noise_scale, c.length_scale, c.noise_w_scale], dtype=np.float32),
             },
         )[0]
-        first, most = (FIRST_FRAMES, MOST_FRAMES) if streamed else (latent.shape[-1], latent.shape[-1])
-        yield from decode_chunks(self.decoder, self.cut, latent, first, most)
+        if streamed:
+            yield from self.decoder.paced(latent, time.process_time() - cpu, time.perf_counter() - wall)
+        else:
+            yield self.decoder.whole(latent)
 
 
 class Voices:
@@ -214,7 +212,8 @@ def load_voice(
     if isinstance(graph, NoCut):
         return Speaker(PiperVoice(session=session(model, threads, spin), config=piper_config))
     voice = PiperVoice(session=session(graph.encoder, threads, spin), config=piper_config)
-    return Speaker(voice, session(graph.decoder, threads, spin), graph.cut)
+    rate = int(piper_config.sample_rate)
+    return Speaker(voice, Decoder(session(graph.decoder, threads, spin), graph.cut, rate))
 
 
 def session(model: str | bytes, threads: int, spin: bool = False) -> Any:
@@ -264,7 +263,7 @@ def calibrate(speaker: Speaker) -> dict[str, float]:
     import numpy as np
 
     sentences = speaker.voice.phonemize(CALIBRATION)
-    audio = np.concatenate([a for s in sentences for c in clauses(s) for a in speaker.audio(c)])
+    audio = np.concatenate([a for s in sentences for c in clauses(s) for a in speaker.audio(c, False)])
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return {"rms_dbfs": 20.0 * float(np.log10(max(rms, 1e-6))), "peak": float(np.max(np.abs(audio)))}
 

@@ -6,7 +6,8 @@ voices), then the HiFi-GAN decoder (the ``/dec/...`` nodes, about 70 % of the ti
 into audio. The decoder is convolutional: a sample depends only on the latent frames within
 ``overlap`` of its own. So the graph is cut once at load, at the decoder's one input
 (``find_cut``), into "ids -> z" and "z -> audio" (``onnx.utils.Extractor``: about 0.25 s for the
-packaged voice, not worth a cache), and ``z`` is decoded in chunks (``chunk_spans``), each with
+packaged voice, not worth a cache), and ``z`` is decoded in pieces (``Decoder.paced``: their sizes
+from ``synth_worker.piper_pace``, the decoder's speed measured as it runs), each with
 ``overlap`` frames of context either side that are decoded and dropped (``decode_span``): every
 kept sample saw exactly the inputs it sees in one pass, so the joined chunks equal the one-pass
 audio up to float rounding (tests/synth_worker/test_piper_graph.py).
@@ -25,11 +26,14 @@ This module does not import ``piper`` (GPL): only ``onnx`` and ``onnxruntime``. 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from synth_worker.piper_pace import Pace, expected_cost
 
 DECODER = "/dec/"
 IDS_INPUTS = ("input", "input_lengths", "scales")
@@ -144,24 +148,6 @@ def split(model: Any) -> SplitGraph | NoCut:
     return SplitGraph(cut, encoder.SerializeToString(), decoder.SerializeToString())
 
 
-def chunk_spans(frames: int, first: int, most: int) -> list[tuple[int, int]]:
-    """Latent frames ``[0, frames)`` in spans: ``first`` frames (the first audio early), then each
-    span twice the one before, up to ``most`` (few runs: each decodes twice the overlap again); a
-    last piece shorter than ``first`` joins the span before it. Doubling keeps each piece's decoding
-    shorter than the audio already sent: a 16-frame first piece then 128 left the listener 186 ms
-    of audio while 152 frames decoded, and a loaded machine ran dry (test_browser_loaded)."""
-    spans: list[tuple[int, int]] = []
-    start, size = 0, max(1, first)
-    while start < frames:
-        end = min(frames, start + size)
-        if spans and end - start < first:
-            spans[-1] = (spans[-1][0], end)
-        else:
-            spans.append((start, end))
-        start, size = end, max(first, min(most, size * 2))
-    return spans
-
-
 def decode_span(decoder: Any, cut: GraphCut, z: np.ndarray, start: int, end: int) -> np.ndarray:
     """Audio of latent frames ``[start, end)``: the decoder run on them with ``cut.overlap`` frames
     of context either side (fewer at the ends of ``z``, where one pass pads with zeros too)."""
@@ -171,6 +157,50 @@ def decode_span(decoder: Any, cut: GraphCut, z: np.ndarray, start: int, end: int
     return np.asarray(audio[(start - lo) * cut.hop : (end - lo) * cut.hop], dtype=np.float32)
 
 
-def decode_chunks(decoder: Any, cut: GraphCut, z: np.ndarray, first: int, most: int) -> Iterator[np.ndarray]:
-    for start, end in chunk_spans(z.shape[-1], first, most):
+def decode_spans(
+    decoder: Any, cut: GraphCut, z: np.ndarray, spans: list[tuple[int, int]]
+) -> Iterator[np.ndarray]:
+    for start, end in spans:
         yield decode_span(decoder, cut, z, start, end)
+
+
+class Decoder:
+    """One copy of the voice's decoder (``session``: ``z -> audio``), with the speed its last runs
+    were measured at, and the pace (``synth_worker.piper_pace``) its streamed pieces keep."""
+
+    def __init__(self, session: Any, cut: GraphCut, sample_rate: int) -> None:
+        self.session, self.cut = session, cut
+        self.pace = Pace(frame_s=cut.hop / sample_rate, overlap=cut.overlap)
+        self.cpu_per_frame = 0.0  # CPU seconds a latent frame takes: a moving average of the runs
+
+    def note(self, cpu_s: float, frames: int) -> None:
+        if frames > 0 and cpu_s > 0.0:
+            now = cpu_s / frames
+            self.cpu_per_frame = now if self.cpu_per_frame <= 0.0 else 0.7 * self.cpu_per_frame + 0.3 * now
+
+    def whole(self, z: np.ndarray) -> np.ndarray:
+        cpu = time.process_time()
+        audio = decode_span(self.session, self.cut, z, 0, z.shape[-1])
+        self.note(time.process_time() - cpu, z.shape[-1])
+        return audio
+
+    def paced(self, z: np.ndarray, encoder_cpu_s: float, encoder_wall_s: float) -> Iterator[np.ndarray]:
+        """The audio of ``z`` in pieces sized by the pace: the first from the speed expected now
+        (the CPU per frame over the share of the cores the encoder just got), each later one from
+        the speed the piece before it was decoded at and the audio the listener has left, counted
+        from when each piece was handed on (the consumer writes it between two ``next`` calls)."""
+        frames, pace, overlap = z.shape[-1], self.pace, self.cut.overlap
+        cost = expected_cost(self.cpu_per_frame, encoder_cpu_s, encoder_wall_s)
+        start, played_until = 0, 0.0  # perf_counter time the audio sent so far runs out
+        while start < frames:
+            ahead = max(0.0, played_until - time.perf_counter())
+            end = start + pace.next_piece(frames - start, ahead, cost)
+            wall, cpu = time.perf_counter(), time.process_time()
+            audio = decode_span(self.session, self.cut, z, start, end)
+            decoded = min(frames, end + overlap) - max(0, start - overlap)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            cost = wall / decoded
+            self.note(cpu, decoded)
+            yield audio
+            played_until = max(played_until, time.perf_counter()) + (end - start) * pace.frame_s
+            start = end

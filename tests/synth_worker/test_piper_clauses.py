@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from broker.audio import TARGET_RMS_DBFS
-from synth_worker.piper_child import FIRST_FRAMES, BusyLock, Voices, clauses, load_voices
+from synth_worker.piper_child import BusyLock, Voices, clauses, load_voices
 from synth_worker.piper_process import packaged_model, voice_gain
 from tests.conftest import T
 
@@ -85,14 +85,15 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
 
 def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spoken) -> None:
     """An urgent request (its listener waits), alone or beside another speaker: the first clause
-    (about 2 s) streams: its first 16 latent frames, then the rest; the second clause comes in one
-    piece. A lookahead request, alone or beside: each clause in one piece."""
+    (about 2 s) streams: a first piece of at least 16 latent frames (more on a loaded machine:
+    ``synth_worker.piper_pace``), then the rest; the second clause comes in one piece. A lookahead
+    request, alone or beside: each clause in one piece."""
     ready, alone, beside, urgent, lookahead = spoken
     rate = ready["sample_rate"]
-    assert len(alone[0]) == FIRST_FRAMES * 256, "the first 16 latent frames of the first clause"
-    assert 3 <= len(alone) <= 5
+    for pieces in (alone, urgent):
+        assert len(pieces) >= 3 and len(pieces[0]) % 256 == 0, [len(p) for p in pieces]
+        assert 16 * 256 <= len(pieces[0]) < 0.5 * rate, "a short first piece of whole latent frames"
     assert len(beside) == len(lookahead) == 2, "two clauses, one piece each"
-    assert len(urgent[0]) == FIRST_FRAMES * 256 and len(urgent) > len(beside)
     for pieces in (alone, beside, urgent, lookahead):
         assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
     assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
@@ -145,5 +146,5 @@ def test_without_its_busy_lock_a_child_keeps_to_its_share(
     voices = load_voices(str(model.onnx), str(model.config), 2, 1, str(tmp_path / "missing" / "busy"))
     assert voices.shared is None and voices.busy is None
     assert voices.alone.voice.session.get_session_options().intra_op_num_threads == 1
-    assert voices.alone.decoder.get_session_options().intra_op_num_threads == 1
+    assert voices.alone.decoder.session.get_session_options().intra_op_num_threads == 1
     assert "speaking on 1 thread(s) only" in capsys.readouterr().err
