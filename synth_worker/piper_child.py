@@ -55,7 +55,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from synth_worker.piper_graph import Decoder, NoCut, SplitGraph, split
+from synth_worker.piper_graph import LatentDecoder, NoCut, SplitGraph, split
 
 HEADER = struct.Struct("<cII")
 CLAUSE_MARKS = frozenset(",;:")
@@ -105,7 +105,7 @@ class Speaker:
     Where cut, ``voice.session`` is the first part (ids -> latent): piper's own ``synthesize`` is
     never run on it."""
 
-    def __init__(self, voice: Any, decoder: Decoder | None = None) -> None:
+    def __init__(self, voice: Any, decoder: LatentDecoder | None = None) -> None:
         self.voice, self.decoder = voice, decoder
 
     def audio(self, phonemes: list[str], streamed: bool = True) -> Iterator[Any]:
@@ -213,7 +213,7 @@ def load_voice(
         return Speaker(PiperVoice(session=session(model, threads, spin), config=piper_config))
     voice = PiperVoice(session=session(graph.encoder, threads, spin), config=piper_config)
     rate = int(piper_config.sample_rate)
-    return Speaker(voice, Decoder(session(graph.decoder, threads, spin), graph.cut, rate))
+    return Speaker(voice, LatentDecoder(session(graph.decoder, threads, spin), graph.cut, rate))
 
 
 def session(model: str | bytes, threads: int, spin: bool = False) -> Any:

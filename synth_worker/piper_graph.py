@@ -6,7 +6,7 @@ voices), then the HiFi-GAN decoder (the ``/dec/...`` nodes, about 70 % of the ti
 into audio. The decoder is convolutional: a sample depends only on the latent frames within
 ``overlap`` of its own. So the graph is cut once at load, at the decoder's one input
 (``find_cut``), into "ids -> z" and "z -> audio" (``onnx.utils.Extractor``: about 0.25 s for the
-packaged voice, not worth a cache), and ``z`` is decoded in pieces (``Decoder.paced``: their sizes
+packaged voice, not worth a cache), and ``z`` is decoded in pieces (``LatentDecoder.paced``: their sizes
 from ``synth_worker.piper_pace``, the decoder's speed measured as it runs), each with
 ``overlap`` frames of context either side that are decoded and dropped (``decode_span``): every
 kept sample saw exactly the inputs it sees in one pass, so the joined chunks equal the one-pass
@@ -164,7 +164,7 @@ def decode_spans(
         yield decode_span(decoder, cut, z, start, end)
 
 
-class Decoder:
+class LatentDecoder:
     """One copy of the voice's decoder (``session``: ``z -> audio``), with the speed its last runs
     were measured at, and the pace (``synth_worker.piper_pace``) its streamed pieces keep."""
 

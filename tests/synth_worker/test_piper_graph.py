@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from synth_worker.piper_graph import Decoder, GraphCut, NoCut, SplitGraph, decode_spans, find_cut, split
+from synth_worker.piper_graph import GraphCut, LatentDecoder, NoCut, SplitGraph, decode_spans, find_cut, split
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
@@ -78,7 +78,7 @@ def test_the_chunks_join_into_the_audio_of_the_whole_model(voice: tuple[Any, Spl
         one_pass = whole.run(None, inputs)[0].reshape(-1)
         latent = encoder.run(None, inputs)[0]
         frames = latent.shape[-1]
-        paced = Decoder(decoder, graph.cut, 22050)
+        paced = LatentDecoder(decoder, graph.cut, 22050)
         paced.cpu_per_frame = 0.004  # as if measured: with all of a core, a slow decoder (several pieces)
         # As the child streams, and in fixed spans.
         ways = {"paced": list(paced.paced(latent, 0.01, 0.01))}
