@@ -61,6 +61,10 @@ class TurnResult:
     gap_s: float = 0.0
     audio_s: float = 0.0
     error: str | None = None
+    # each gap heard: (the sentence it fell in, 1 = the turn's first; seconds after the turn was
+    # sent; seconds of silence): where a gap falls tells its cause (a first sentence's stream, a
+    # later sentence late)
+    gaps: list[tuple[int, float, float]] = field(default_factory=list)
 
 
 async def person(ws_url: str, start_at: float, stop_at: float, seed: int, greedy: bool) -> list[TurnResult]:
@@ -86,7 +90,9 @@ async def person(ws_url: str, start_at: float, stop_at: float, seed: int, greedy
                         if isinstance(raw, bytes):
                             frame = AudioFrame.from_bytes(raw)
                             turn.ttfa_s = now - sent if turn.ttfa_s is None else turn.ttfa_s
-                            play.audio(now, frame.samples / frame.sample_rate)
+                            played = play.audio(now, frame.samples / frame.sample_rate)
+                            if played.gap > MIN_GAP_S:
+                                turn.gaps.append((turn.sentences, round(now - sent, 3), round(played.gap, 3)))
                             continue
                         msg = json.loads(raw)
                         if msg["type"] == "sentence_start":
@@ -148,6 +154,9 @@ class StepResult:
     worker_cpu_per_speech_s: float  # the workers' CPU seconds per second of primary speech
     workers_declared_dead: int
     page: dict[str, int] | None = None  # --page: the web client's turns, underruns, fallbacks, errors, seams
+    gaps: list[tuple[int, float, float]] = field(
+        default_factory=list
+    )  # every polite listener's, as TurnResult's
 
     @property
     def clean(self) -> bool:
@@ -179,6 +188,7 @@ def summarize(
         cpu_per_listener=round(cpu["stack"] / cpu["wall"] / max(1, n), 3),
         worker_cpu_per_speech_s=round(cpu["workers"] / primary_speech, 3) if primary_speech else 0.0,
         workers_declared_dead=int(cpu["dead"]),
+        gaps=[g for t in ok for g in t.gaps],
     )
 
 

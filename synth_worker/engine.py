@@ -24,6 +24,9 @@ class SynthesisRequest:
     # Its listener needs the first audio now (a turn's first sentence): an engine that can trade CPU
     # for an earlier first audio does (Piper streams its first clause even beside another speaker).
     urgent: bool = False
+    # Seconds from the engine's start until its listener needs the first audio (the audio before it
+    # still playing; 0: now). Piper decodes in one piece what is ready by then, else in pieces.
+    need_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,7 +70,13 @@ def refusal(late_s: float, max_late_s: float = LATE_S) -> str | None:
 URGENT_S = 0.5
 
 
+def need_s(arrived_at: float, need_in_s: float | None, started_at: float) -> float:
+    """Seconds from ``started_at`` until the job's listener needs its first audio (``need_in_s``
+    after it arrived; None: not said, as now); 0 when that is past."""
+    return max(0.0, arrived_at + (need_in_s or 0.0) - started_at)
+
+
 def urgent(arrived_at: float, need_in_s: float | None, started_at: float) -> bool:
     """Whether a job started at ``started_at`` is needed now (``need_in_s`` after it arrived; None:
     not said, as now)."""
-    return arrived_at + (need_in_s or 0.0) - started_at < URGENT_S
+    return need_s(arrived_at, need_in_s, started_at) < URGENT_S

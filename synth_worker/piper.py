@@ -139,7 +139,7 @@ class PiperEngine:
         pending = np.zeros(0, dtype=np.float32)
         step = max(1, request.sample_rate * self.chunk_ms // 1000)
         scale = np.float32(1.0)
-        said = child.say(request.text, cancel, self.timeout_s, request.urgent)
+        said = child.say(request.text, cancel, self.timeout_s, request.urgent, request.need_s)
         async with contextlib.aclosing(said) as clauses:
             async for pcm in clauses:
                 if resampler is None:  # the child has started (and calibrated) by its first clause

@@ -8,8 +8,9 @@ This file is distributed under the GPL-3.0-or-later, as piper-tts is. It is a pr
 the worker and the gateway start it as a child process and talk to it over its stdin and stdout,
 the same arm's-length boundary the project keeps with espeak-ng. Nothing else imports it.
 
-stdin: one JSON object per line, ``{"op": "say", "id": N, "text": "...", "urgent": bool}`` or
-``{"op": "cancel", "id": N}`` (``urgent``, optional: its listener needs the first audio now).
+stdin: one JSON object per line, ``{"op": "say", "id": N, "text": "...", "urgent": bool, "need_s": S}``
+or ``{"op": "cancel", "id": N}`` (optional: ``urgent``, its listener needs the first audio now, so
+every core when alone; ``need_s``, the seconds until it needs it, 0 when not said).
 
 stdout: frames of a 9-byte header ``<cII`` (kind, id, payload length) and the payload:
 
@@ -34,11 +35,11 @@ The model starts and ends every clause in silence, so clauses join without a cli
 peak-normalized per clause, as piper does per sentence), the level does not jump at the joins.
 
 Streaming (``synth_worker.piper_graph``): the model is cut once at load into "phoneme ids -> latent"
-and the decoder "latent -> audio"; an urgent request's first clause is decoded in pieces sized to
-the decoder's speed now (``synth_worker.piper_pace``), each with the decoder's overlap of context
-either side, so they join into the audio one pass would make (within float rounding); later
-clauses in one piece. A voice whose graph has another shape is spoken a clause per pass, the
-reason written to stderr.
+and the decoder "latent -> audio"; a clause that would not be decoded in one piece before its
+listener needs it (``need_s``, then the audio sent before it) is decoded in pieces sized to the
+decoder's speed now (``synth_worker.piper_pace``), each with the decoder's overlap of context
+either side, so they join into the audio one pass would make (within float rounding). A voice
+whose graph has another shape is spoken a clause per pass, the reason written to stderr.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from synth_worker.piper_graph import LatentDecoder, NoCut, SplitGraph, split
+from synth_worker.piper_graph import LatentDecoder, NoCut, Playback, SplitGraph, split
 
 HEADER = struct.Struct("<cII")
 CLAUSE_MARKS = frozenset(",;:")
+Say = tuple[int, str, bool, float]  # a say request: id, text, urgent, when (perf_counter) it is needed
 CALIBRATION = "The quick brown fox jumps over the lazy dog, and then it rests in the shade."
 
 
@@ -108,9 +110,9 @@ class Speaker:
     def __init__(self, voice: Any, decoder: LatentDecoder | None = None) -> None:
         self.voice, self.decoder = voice, decoder
 
-    def audio(self, phonemes: list[str], streamed: bool = True) -> Iterator[Any]:
-        """One clause through the model: float32 samples, not normalized; ``streamed``, in pieces
-        sized to the decoder's speed now (``synth_worker.piper_pace``), else in one piece."""
+    def audio(self, phonemes: list[str], playback: Playback | None = None) -> Iterator[Any]:
+        """One clause through the model: float32 samples, not normalized; in pieces sized to the
+        audio the listener has left (``playback``; ``synth_worker.piper_pace``), else in one."""
         import numpy as np
 
         if self.decoder is None:
@@ -127,8 +129,10 @@ class Speaker:
                 "scales": np.array([c.noise_scale, c.length_scale, c.noise_w_scale], dtype=np.float32),
             },
         )[0]
-        if streamed:
-            yield from self.decoder.paced(latent, time.process_time() - cpu, time.perf_counter() - wall)
+        if playback is not None:
+            yield from self.decoder.paced(
+                latent, time.process_time() - cpu, time.perf_counter() - wall, playback
+            )
         else:
             yield self.decoder.whole(latent)
 
@@ -182,9 +186,7 @@ def model_graph(model: str) -> SplitGraph | NoCut:
     return graph
 
 
-def read_requests(
-    stdin: BinaryIO, work: queue.Queue[tuple[int, str, bool] | None], cancelled: set[int]
-) -> None:
+def read_requests(stdin: BinaryIO, work: queue.Queue[Say | None], cancelled: set[int]) -> None:
     """Reader thread: say -> the work queue; cancel -> the cancelled set; EOF -> None (stop)."""
     for raw in stdin:
         try:
@@ -193,7 +195,8 @@ def read_requests(
             if msg["op"] == "cancel":
                 cancelled.add(rid)
             elif msg["op"] == "say":
-                work.put((rid, str(msg["text"]), msg.get("urgent") is True))
+                need = min(60.0, max(0.0, float(msg.get("need_s") or 0.0)))  # when its audio is needed
+                work.put((rid, str(msg["text"]), msg.get("urgent") is True, time.perf_counter() + need))
         except (ValueError, KeyError, TypeError):
             continue  # the parent writes these lines; a bad one is dropped, the next is read
     work.put(None)
@@ -263,22 +266,22 @@ def calibrate(speaker: Speaker) -> dict[str, float]:
     import numpy as np
 
     sentences = speaker.voice.phonemize(CALIBRATION)
-    audio = np.concatenate([a for s in sentences for c in clauses(s) for a in speaker.audio(c, False)])
+    audio = np.concatenate([a for s in sentences for c in clauses(s) for a in speaker.audio(c)])
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
     return {"rms_dbfs": 20.0 * float(np.log10(max(rms, 1e-6))), "peak": float(np.max(np.abs(audio)))}
 
 
 def speak(
-    voices: Voices, out: Output, rid: int, text: str, cancelled: set[int], *, urgent: bool = False
+    voices: Voices, out: Output, rid: int, text: str, cancelled: set[int], *, urgent: bool, need_at: float
 ) -> None:
-    """The request's clauses as the model makes them. ``urgent`` (its listener needs the first
-    audio now: a turn's first sentence): the first clause streams (its first audio early), on every
-    core while no other child speaks. A lookahead request (needed seconds later) speaks each clause
-    in one piece on the child's share of the cores: a piece decodes the overlap again (about 15 %
-    more CPU per short sentence) and a second thread buys little CPU-time efficiency, which a
-    waiting listener's first audio is worth and a loaded machine's lookahead is not (one session
-    fast, many sessions fair: ``synth_worker.piper_threads``)."""
-    first = True
+    """The request's clauses as the model makes them, each in as few pieces as reach its listener
+    in time (``need_at``, then the audio sent before: ``synth_worker.piper_pace``). ``urgent`` (its
+    listener needs the first audio now: a turn's first sentence): on every core while no other
+    child speaks. A lookahead request (needed seconds later) speaks on the child's share of the
+    cores: a second thread buys little CPU-time efficiency, which a waiting listener's first audio
+    is worth and a loaded machine's lookahead is not (one session fast, many sessions fair:
+    ``synth_worker.piper_threads``)."""
+    playback = Playback(until=need_at)
     try:
         for sentence in voices.alone.voice.phonemize(text):
             for clause in clauses(sentence):
@@ -287,9 +290,8 @@ def speak(
                 speaker, _ = voices.pick()  # marks this child speaking either way
                 if not urgent:
                     speaker = voices.shared or speaker
-                for audio in speaker.audio(clause, streamed=first and urgent):
+                for audio in speaker.audio(clause, playback):
                     out.frame(b"A", rid, pcm16(audio))
-                first = False
     finally:
         voices.quiet()
     if rid in cancelled:
@@ -319,19 +321,19 @@ def main(argv: list[str] | None = None) -> int:
     rate = int(voices.alone.voice.config.sample_rate)
     ready = {"sample_rate": rate, "load_s": time.perf_counter() - start, **level}
     out.frame(b"R", 0, json.dumps(ready).encode())
-    work: queue.Queue[tuple[int, str, bool] | None] = queue.Queue()
+    work: queue.Queue[Say | None] = queue.Queue()
     cancelled: set[int] = set()
     threading.Thread(
         target=read_requests, args=(sys.stdin.buffer, work, cancelled), name="requests", daemon=True
     ).start()
     while (item := work.get()) is not None:
-        rid, text, urgent = item
+        rid, text, urgent, need_at = item
         try:
             if rid in cancelled:
                 cancelled.discard(rid)
                 out.frame(b"C", rid)
             else:
-                speak(voices, out, rid, text, cancelled, urgent=urgent)
+                speak(voices, out, rid, text, cancelled, urgent=urgent, need_at=need_at)
         except Exception as exc:  # one bad request is reported; the child keeps serving
             out.frame(b"X", rid, f"{type(exc).__name__}: {exc}".encode())
     return 0

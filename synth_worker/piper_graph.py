@@ -164,6 +164,14 @@ def decode_spans(
         yield decode_span(decoder, cut, z, start, end)
 
 
+@dataclass(slots=True)
+class Playback:
+    """When the listener's audio runs out (``time.perf_counter``): the audio before the request
+    (its need), then each piece sent extends it."""
+
+    until: float
+
+
 class LatentDecoder:
     """One copy of the voice's decoder (``session``: ``z -> audio``), with the speed its last runs
     were measured at, and the pace (``synth_worker.piper_pace``) its streamed pieces keep."""
@@ -184,16 +192,19 @@ class LatentDecoder:
         self.note(time.process_time() - cpu, z.shape[-1])
         return audio
 
-    def paced(self, z: np.ndarray, encoder_cpu_s: float, encoder_wall_s: float) -> Iterator[np.ndarray]:
-        """The audio of ``z`` in pieces sized by the pace: the first from the speed expected now
-        (the CPU per frame over the share of the cores the encoder just got), each later one from
-        the speed the piece before it was decoded at and the audio the listener has left, counted
-        from when each piece was handed on (the consumer writes it between two ``next`` calls)."""
+    def paced(
+        self, z: np.ndarray, encoder_cpu_s: float, encoder_wall_s: float, playback: Playback
+    ) -> Iterator[np.ndarray]:
+        """The audio of ``z`` in pieces sized by the pace to the audio the listener has left
+        (``playback``, extended as each piece is handed on: the consumer writes it between two
+        ``next`` calls): the first from the speed expected now (the CPU per frame over the share
+        of the cores the encoder just got), each later one from the speed the piece before it was
+        decoded at. One piece when all of it is decoded in time (a lookahead sentence)."""
         frames, pace, overlap = z.shape[-1], self.pace, self.cut.overlap
         cost = expected_cost(self.cpu_per_frame, encoder_cpu_s, encoder_wall_s)
-        start, played_until = 0, 0.0  # perf_counter time the audio sent so far runs out
+        start = 0
         while start < frames:
-            ahead = max(0.0, played_until - time.perf_counter())
+            ahead = max(0.0, playback.until - time.perf_counter())
             end = start + pace.next_piece(frames - start, ahead, cost)
             wall, cpu = time.perf_counter(), time.process_time()
             audio = decode_span(self.session, self.cut, z, start, end)
@@ -202,5 +213,5 @@ class LatentDecoder:
             cost = wall / decoded
             self.note(cpu, decoded)
             yield audio
-            played_until = max(played_until, time.perf_counter()) + (end - start) * pace.frame_s
+            playback.until = max(playback.until, time.perf_counter()) + (end - start) * pace.frame_s
             start = end

@@ -187,11 +187,11 @@ class PiperChild:
         return payload.decode(errors="replace") or " | ".join(self._tail) or "no message"
 
     async def say(
-        self, text: str, cancel: CancelToken, timeout_s: float, urgent: bool = False
+        self, text: str, cancel: CancelToken, timeout_s: float, urgent: bool = False, need_s: float = 0.0
     ) -> AsyncGenerator[bytes, None]:
         """PCM16 clauses of ``text``, as the model makes them (``urgent``: its listener needs the
-        first audio now); EngineCancelled (at once when ``cancel`` is set), EngineTimeout or
-        EngineError."""
+        first audio now; ``need_s``: seconds until it needs it); EngineCancelled (at once when
+        ``cancel`` is set), EngineTimeout or EngineError."""
         if not self.running:
             await self.start()
         rid = next(self._ids)
@@ -200,7 +200,8 @@ class PiperChild:
         cancel.on_cancel(lambda: frames.put_nowait((CANCELLED_HERE, b"")))
         finished = False
         try:
-            await self._send({"op": "say", "id": rid, "text": " ".join(text.split()), "urgent": urgent})
+            say = {"op": "say", "id": rid, "text": " ".join(text.split()), "urgent": urgent, "need_s": need_s}
+            await self._send(say)
             async with asyncio.timeout(timeout_s):
                 while True:
                     kind, payload = await frames.get()

@@ -21,7 +21,7 @@ from synth_worker.core import WorkerCore
 from synth_worker.engine import CancelToken, SynthesisRequest
 from synth_worker.engines import WorkerEngine
 from synth_worker.job_actions import Action, Send, StartJob, Stop
-from synth_worker.job_deadline import urgent
+from synth_worker.job_deadline import need_s, urgent
 
 log = logs.get("sesame.worker")
 
@@ -74,7 +74,8 @@ class JobRunner:
         chunks = samples = 0
         try:
             needed_now = urgent(stamps[0], job.need_in_s, stamps[1])
-            request = SynthesisRequest(job.text, job.voice, job.sample_rate, needed_now)
+            need = need_s(stamps[0], job.need_in_s, stamps[1])
+            request = SynthesisRequest(job.text, job.voice, job.sample_rate, needed_now, need)
             async for chunk in self.engine.synthesize(request, cancel):
                 if chunks == 0:
                     stamps.append(time.monotonic())

@@ -11,7 +11,7 @@ from broker import topics
 from broker.messages import Job, JobAck, JobError
 from synth_worker.core import WorkerCore
 from synth_worker.job_actions import Send
-from synth_worker.job_deadline import LATE_S, Running, late_by_s, refusal, urgent
+from synth_worker.job_deadline import LATE_S, Running, late_by_s, need_s, refusal, urgent
 
 NOW = 1_000.0
 SECOND = "x" * 14  # one second of expected speech (14 characters a second)
@@ -121,3 +121,18 @@ def test_a_job_is_urgent_when_its_listener_needs_it_now(
     arrived: float, need_in_s: float | None, started: float, expected: bool
 ) -> None:
     assert urgent(arrived, need_in_s, started) is expected
+
+
+@pytest.mark.parametrize(
+    ("arrived", "need_in_s", "started", "expected"),
+    [
+        (10.0, 4.0, 10.0, 4.0),  # lookahead started at once: all of its need is left
+        (10.0, 4.0, 11.5, 2.5),  # started 1.5 s after it arrived
+        (10.0, 4.0, 15.0, 0.0),  # started after its need: needed now, never a negative time
+        (10.0, None, 10.2, 0.0),  # need not said: now
+    ],
+)
+def test_the_need_left_at_the_start_is_what_the_engine_is_told(
+    arrived: float, need_in_s: float | None, started: float, expected: float
+) -> None:
+    assert need_s(arrived, need_in_s, started) == pytest.approx(expected)

@@ -39,12 +39,18 @@ def read_frame(stdout: object) -> tuple[bytes, int, bytes]:
     return kind, rid, stdout.read(size) if size else b""  # type: ignore[attr-defined]
 
 
-Spoken = tuple[dict[str, float], list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]
+Pieces = list[np.ndarray]
+Spoken = tuple[dict[str, float], Pieces, Pieces, Pieces, Pieces, Pieces]
 
 
-def say(proc: subprocess.Popen[bytes], rid: int, text: str, urgent: bool = False) -> list[np.ndarray]:
+def say(
+    proc: subprocess.Popen[bytes], rid: int, text: str, urgent: bool = False, need_s: float | None = None
+) -> list[np.ndarray]:
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps({"op": "say", "id": rid, "text": text, "urgent": urgent}).encode() + b"\n")
+    request = {"op": "say", "id": rid, "text": text, "urgent": urgent}
+    if need_s is not None:
+        request["need_s"] = need_s
+    proc.stdin.write(json.dumps(request).encode() + b"\n")
     proc.stdin.flush()
     pieces = []
     while (frame := read_frame(proc.stdout))[0] == b"A":
@@ -70,9 +76,10 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
         assert kind == b"R", payload
         ready = json.loads(payload)
         alone = say(proc, 1, STREAMED, urgent=True)
-        lookahead = say(proc, 4, STREAMED)
+        lookahead = say(proc, 4, STREAMED, need_s=5.0)
+        needed_now = say(proc, 5, STREAMED)  # not urgent, need not said: as now (a fallback tier's)
         assert other.speak(), "a child that is not speaking holds no lock"
-        beside = say(proc, 2, STREAMED)
+        beside = say(proc, 2, STREAMED, need_s=5.0)
         urgent = say(proc, 3, STREAMED, urgent=True)
         other.quiet()
         assert other.speak(), "the child let go of the lock when its request was done"
@@ -80,21 +87,22 @@ def spoken(tmp_path_factory: pytest.TempPathFactory) -> Spoken:
         other.quiet()
         proc.stdin.close()
         proc.wait(30 * T)
-    return ready, alone, beside, urgent, lookahead
+    return ready, alone, beside, urgent, lookahead, needed_now
 
 
 def test_alone_the_first_audio_is_a_short_piece_and_the_rest_follows(spoken: Spoken) -> None:
     """An urgent request (its listener waits), alone or beside another speaker: the first clause
     (about 2 s) streams: a first piece of at least 16 latent frames (more on a loaded machine:
-    ``synth_worker.piper_pace``), then the rest; the second clause comes in one piece. A lookahead
-    request, alone or beside: each clause in one piece."""
-    ready, alone, beside, urgent, lookahead = spoken
+    ``synth_worker.piper_pace``), then the rest; the second clause comes in one piece. So does a
+    request whose need is not said (needed now). A lookahead request (needed 5 s later), alone or
+    beside: each clause in one piece (all of it is decoded in time)."""
+    ready, alone, beside, urgent, lookahead, needed_now = spoken
     rate = ready["sample_rate"]
-    for pieces in (alone, urgent):
+    for pieces in (alone, urgent, needed_now):
         assert len(pieces) >= 3 and len(pieces[0]) % 256 == 0, [len(p) for p in pieces]
         assert 16 * 256 <= len(pieces[0]) < 0.5 * rate, "a short first piece of whole latent frames"
     assert len(beside) == len(lookahead) == 2, "two clauses, one piece each"
-    for pieces in (alone, beside, urgent, lookahead):
+    for pieces in (alone, beside, urgent, lookahead, needed_now):
         assert 3.0 < sum(len(p) for p in pieces) / rate < 9.0
     assert -40.0 < ready["rms_dbfs"] < -10.0 and 0.05 < ready["peak"] <= 1.0
 

@@ -3,13 +3,23 @@ one pass makes (within float rounding); a graph of another shape is not cut, wit
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from synth_worker.piper_graph import GraphCut, LatentDecoder, NoCut, SplitGraph, decode_spans, find_cut, split
+from synth_worker.piper_graph import (
+    GraphCut,
+    LatentDecoder,
+    NoCut,
+    Playback,
+    SplitGraph,
+    decode_spans,
+    find_cut,
+    split,
+)
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
@@ -81,7 +91,9 @@ def test_the_chunks_join_into_the_audio_of_the_whole_model(voice: tuple[Any, Spl
         paced = LatentDecoder(decoder, graph.cut, 22050)
         paced.cpu_per_frame = 0.004  # as if measured: with all of a core, a slow decoder (several pieces)
         # As the child streams, and in fixed spans.
-        ways = {"paced": list(paced.paced(latent, 0.01, 0.01))}
+        ways = {"paced": list(paced.paced(latent, 0.01, 0.01, Playback(until=time.perf_counter())))}
+        lookahead = Playback(until=time.perf_counter() + 10.0)  # needed 10 s from now: one piece
+        assert len(list(paced.paced(latent, 0.01, 0.01, lookahead))) == 1
         assert len(ways["paced"]) > 1
         for first, most in ((16, 128), (4, 16), (1, 7)):
             ways[f"{first}/{most}"] = list(
