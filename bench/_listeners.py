@@ -8,8 +8,12 @@ the shipped 500 ms.
 A simulated person opens a websocket session and talks: a turn of 2 to 4 sentences, heard at
 real-time pace on a playback clock with a 100 ms prebuffer (``clients.stats.Playout``; a gap is
 audio that arrives after what came before has finished playing), then a think time of 1 to 3 s,
-then the next turn. N rises step by step until the first gap or fallback (``--all-steps``: every
-step). Per N: underruns, seconds of gaps, first-audio p50/p95, the share of sentences spoken by the
+then the next turn. The N people start one by one across ``--ramp-seconds`` (8 s: about one turn
+and its think time, so turns start at the rate they go on at; ``--ramp-seconds 3``, the ramp before
+this round, starts N first turns within 3 s: a burst about 2.7 times the steady rate at N=18, in
+which the machine is over its capacity for some seconds and second sentences wait behind the
+others' first ones: every gap of those runs fell in a step's first 5 s). N rises step by step
+until the first gap or fallback (``--all-steps``: every step). Per N: underruns, seconds of gaps, first-audio p50/p95, the share of sentences spoken by the
 primary (no fallback event), the stack's CPU per listener, workers declared dead. Then the largest
 N with no gap and all-primary, and its ratio to the engine's own limit: cores divided by the
 workers' CPU seconds (worker and its Piper child) per second of speech, measured in the same run.
@@ -220,7 +224,7 @@ async def page_listener(http_url: str, start_at: float, stop_at: float, seed: in
 
 
 def run_step(
-    stack: Stack, n: int, greedy: int, seconds: float, seed: int, *, page: bool = False
+    stack: Stack, n: int, greedy: int, seconds: float, seed: int, *, page: bool = False, ramp_s: float = 8.0
 ) -> StepResult:
     roots = [stack.gateway.pid, *(w.pid for w in stack.workers.values())]
     assert stack.broker.proc is not None
@@ -236,7 +240,7 @@ def run_step(
         nonlocal page_result
         loop = asyncio.get_running_loop()
         t0 = loop.time() + (8.0 if page else 0.2)  # the page's browser starts first
-        ramp = min(3.0, seconds / 4)
+        ramp = min(ramp_s, seconds / 4)
         people = [
             person(stack.ws_url, t0 + ramp * i / max(1, n), t0 + seconds, seed + i, False)
             for i in range(others)
@@ -264,11 +268,12 @@ def _dead(stack: Stack) -> list[object]:
     return [e for e in stack.gateway.events() if e.get("event") == "worker_change" and e.get("up") is False]
 
 
-def report(steps: list[StepResult], workers: int, seconds: float) -> None:
+def report(steps: list[StepResult], workers: int, seconds: float, ramp_s: float) -> None:
     cores = os.cpu_count() or 1
     print(
         f"capacity --listeners: {workers} Piper worker(s), tiers workers,piper,espeak-ng, cache off, "
-        f"{seconds:g} s per step, prebuffer {PREBUFFER_S * 1000:.0f} ms; {machine()}"
+        f"{seconds:g} s per step, starts across {min(ramp_s, seconds / 4):g} s, "
+        f"prebuffer {PREBUFFER_S * 1000:.0f} ms; {machine()}"
     )
     rows = [
         [
@@ -320,6 +325,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--polite", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--page", action="store_true", help="one of the N listeners is the web client")
+    ap.add_argument("--ramp-seconds", type=float, default=8.0, help="the N people start across this")
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args(argv)
@@ -337,12 +343,12 @@ def main(argv: list[str]) -> int:
             results.append(run_step(stack, a.polite, a.greedy, seconds, a.seed))
         else:
             for n in steps:
-                step = run_step(stack, n, 0, seconds, a.seed, page=a.page)
+                step = run_step(stack, n, 0, seconds, a.seed, page=a.page, ramp_s=a.ramp_seconds)
                 results.append(step)
                 sys.stderr.write(f"  N={n}: {asdict(step)}\n")
                 if not step.clean and not a.all_steps:
                     break
-    report(results, a.workers, seconds)
+    report(results, a.workers, seconds, a.ramp_seconds)
     if a.json_out:
         a.json_out.write_text(json.dumps([asdict(s) for s in results], indent=1) + "\n")
     return 0
