@@ -13,10 +13,11 @@ and its think time, so turns start at the rate they go on at; ``--ramp-seconds 3
 this round, starts N first turns within 3 s: a burst about 2.7 times the steady rate at N=18, in
 which the machine is over its capacity for some seconds and second sentences wait behind the
 others' first ones: every gap of those runs fell in a step's first 5 s). N rises step by step
-until the first gap or fallback (``--all-steps``: every step). Per N: underruns, seconds of gaps, first-audio p50/p95, the share of sentences spoken by the
-primary (no fallback event), the stack's CPU per listener, workers declared dead. Then the largest
-N with no gap and all-primary, and its ratio to the engine's own limit: cores divided by the
-workers' CPU seconds (worker and its Piper child) per second of speech, measured in the same run.
+until the first gap or fallback (``--all-steps``: every step). Per N: underruns, seconds of gaps,
+first-audio p50/p95, the share of sentences spoken by the primary (no fallback event), the stack's
+CPU per listener, workers declared dead. Then the largest N with no gap and all-primary, and its
+ratio to the engine's own limit: cores divided by the workers' CPU seconds (worker and its Piper
+child) per second of speech, measured in the same run.
 
 ``--page``: one of the N listeners is the web client in headless Chromium (clients/web, Debian's
 chromium through playwright, bench/_web_pages.py), streaming its turns word by word as an LLM
