@@ -51,8 +51,8 @@ class Attempt:
 
 def attempt_due(config: FailoverConfig, att: Attempt) -> float | None:
     """When this attempt is late: its ack, its first audio, or the next chunk after the last."""
-    if att.worker_id is not None and att.acked_at is None:
-        return att.sent_at + config.ack_timeout_s
+    if att.acked_at is None:  # a worker's ack; a local tier's start is never late (its queue bounds it)
+        return att.sent_at + config.ack_timeout_s if att.worker_id is not None else None
     if att.first_audio_at is None:
         return att.deadline
     if att.last_chunk_at is not None:

@@ -91,6 +91,7 @@ class Scheduler:
         return self._place(task, now, None, "")
 
     def ack(self, job_id: str, now: float, queue_position: int = 0) -> list[Action]:
+        """A worker took the job (``queue_position`` jobs ahead of it), or a local tier started it."""
         task = self.tasks.get(job_id)
         if task is None or task.attempt is None or task.attempt.acked_at is not None:
             return []
@@ -99,7 +100,9 @@ class Scheduler:
         self.registry.seen(att.worker_id, now)
         worker = self.registry.workers.get(att.worker_id or "")
         rtf = worker.rtf if worker is not None else 0.0
-        if rtf > 0:
+        if att.worker_id is None:  # a local tier started it (its slot came): its first audio from now
+            att.deadline = now + self.config.timeout_s
+        elif rtf > 0:
             att.deadline = first_audio_deadline(self.config, task.sentence, rtf, queue_position, now)
         return []
 
@@ -110,10 +113,8 @@ class Scheduler:
             return None
         att = task.attempt
         self.registry.seen(att.worker_id, now)
-        if att.acked_at is None:
-            att.acked_at = now
-        if att.first_audio_at is None:
-            att.first_audio_at = now
+        att.acked_at = now if att.acked_at is None else att.acked_at
+        att.first_audio_at = now if att.first_audio_at is None else att.first_audio_at
         att.last_chunk_at = now
         return task
 
@@ -274,9 +275,8 @@ class Scheduler:
         actions: list[Action] = [CancelJob(att.job_id, att.tier, att.worker_id, task.sentence.session_id)]
         if att.tier == WORKERS:
             task.worker_tries += 1
-            # A broker outage is not the worker's fault: it is neither excluded nor cooled down.
-            # A dead (or draining) worker is excluded for this sentence; liveness, not a cool-down,
-            # decides when it works again.
+            # A broker outage is not the worker's fault: neither excluded nor cooled down. A dead (or
+            # draining) worker is excluded for this sentence; liveness, not a cool-down, decides after.
             if att.worker_id is not None and cause is not Cause.BROKER:
                 task.failed_workers.add(att.worker_id)
                 if cause is Cause.ENGINE:

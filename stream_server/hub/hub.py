@@ -37,6 +37,7 @@ from stream_server.hub.local_tiers import (
     LocalDone,
     LocalEvent,
     LocalFailed,
+    LocalStarted,
     LocalTiers,
     ProbeDone,
 )
@@ -284,6 +285,8 @@ class Hub:
     def _local(self, event: LocalEvent) -> None:
         now = self.clock()
         match event:
+            case LocalStarted(job_id=job_id):
+                self.feed(self.scheduler.ack(job_id, now))
             case LocalAudio(job_id=job_id, pcm=pcm):
                 self.audio(job_id, pcm)
             case LocalDone(job_id=job_id):

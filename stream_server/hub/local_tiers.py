@@ -1,9 +1,9 @@
 """Running the in-process fallback tiers (elevenlabs, edge-tts, piper, espeak-ng) and their probes.
 
 The scheduler decides (``RunLocal``, ``CancelJob``, ``ProbeTier``); this module runs the engine as a
-named task in the hub's TaskGroup and reports what happened as typed events (``LocalAudio``,
-``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. When a tier with
-a concurrency cap is full, the pure ``TierQueue`` decides which waiting sentence starts next and
+named task in the hub's TaskGroup and reports what happened as typed events (``LocalStarted``,
+``LocalAudio``, ``LocalDone``, ``LocalFailed``, ``ProbeDone``) through one callback. When a tier
+with a concurrency cap is full, the pure ``TierQueue`` decides which waiting sentence starts next and
 which waited too long (``LocalFailed`` with ``busy``: the scheduler moves it on, its breaker
 untouched). No decisions are made here.
 The engines themselves are built in ``tiers.py``.
@@ -36,6 +36,11 @@ class LocalAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class LocalStarted:  # its slot came: the first-audio bound counts from here, not from the wait
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class LocalDone:
     job_id: str
 
@@ -54,7 +59,7 @@ class ProbeDone:
     reason: str
 
 
-LocalEvent = LocalAudio | LocalDone | LocalFailed | ProbeDone
+LocalEvent = LocalStarted | LocalAudio | LocalDone | LocalFailed | ProbeDone
 Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
 
@@ -104,6 +109,7 @@ class LocalTiers:
                 f"local:{st.tier}:{st.job_id}",
             )
             self._running[st.job_id] = _Running(task, token)
+            self._report(LocalStarted(st.job_id))
 
     def next_deadline(self) -> float | None:
         return self.queue.next_deadline()

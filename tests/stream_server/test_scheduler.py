@@ -332,3 +332,18 @@ def test_an_ack_that_never_came_fails_over_once_the_reader_has_caught_up() -> No
     assert s.handle_timer(1.2, read_through=0.8) == []
     [fb] = of(s.caught_up(1.4), FailedOver)
     assert fb.reason == "ack_timeout" and not s.unconfirmed()
+
+
+def test_a_local_tier_waiting_for_its_slot_is_never_late_and_its_first_audio_counts_from_its_start() -> None:
+    """The last resort (espeak-ng here) waits for a slot however long (a late voice beats text):
+    that wait is not its engine's lateness. Its first audio is due ``timeout_s`` after the tier
+    started it (the hub acks a local job when its slot comes), as a worker's after its ack."""
+    s = sched(cfg=replace(CFG, tiers=("espeak-ng",)))
+    [run] = of(s.submit(sentence(), 0.0), RunLocal)
+    assert s.next_deadline() is None, "waiting for its slot: nothing is due"
+    assert not of(s.handle_timer(60.0), FailedOver), "a minute in the tier's queue is not a failure"
+    s.ack(run.job_id, 60.0)  # its slot came
+    assert s.next_deadline() == pytest.approx(70.0)
+    assert not of(s.handle_timer(69.9), FailedOver)
+    [fb] = of(s.handle_timer(70.1), FailedOver)
+    assert (fb.reason, fb.to_engine) == ("first_audio_timeout", "text")
