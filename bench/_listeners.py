@@ -51,6 +51,7 @@ from sesame_voice.capacity import default_workers
 
 PREBUFFER_S = 0.1
 MIN_GAP_S = 0.02  # shorter silences are not heard as a gap (they still count in seconds of gaps)
+RAMP_S = 8.0  # the N people start across this: about one turn and its think time
 HEARD = (
     "(t) => window.sesame.stats.turns > t && window.sesame.stats.playerState === 'idle'"  # a turn heard out
 )
@@ -159,9 +160,8 @@ class StepResult:
     worker_cpu_per_speech_s: float  # the workers' CPU seconds per second of primary speech
     workers_declared_dead: int
     page: dict[str, int] | None = None  # --page: the web client's turns, underruns, fallbacks, errors, seams
-    gaps: list[tuple[int, float, float]] = field(
-        default_factory=list
-    )  # every polite listener's, as TurnResult's
+    # every polite listener's gaps, as TurnResult's
+    gaps: list[tuple[int, float, float]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -224,8 +224,20 @@ async def page_listener(http_url: str, start_at: float, stop_at: float, seed: in
             "gaps": underruns + fallbacks + errors, "seams": seams}  # fmt: skip
 
 
+def ramp_seconds(ramp_s: float, seconds: float) -> float:
+    """How long the N people take to start: ``--ramp-seconds``, at most a quarter of the step."""
+    return min(ramp_s, seconds / 4)
+
+
 def run_step(
-    stack: Stack, n: int, greedy: int, seconds: float, seed: int, *, page: bool = False, ramp_s: float = 8.0
+    stack: Stack,
+    n: int,
+    greedy: int,
+    seconds: float,
+    seed: int,
+    *,
+    page: bool = False,
+    ramp_s: float = RAMP_S,
 ) -> StepResult:
     roots = [stack.gateway.pid, *(w.pid for w in stack.workers.values())]
     assert stack.broker.proc is not None
@@ -241,7 +253,7 @@ def run_step(
         nonlocal page_result
         loop = asyncio.get_running_loop()
         t0 = loop.time() + (8.0 if page else 0.2)  # the page's browser starts first
-        ramp = min(ramp_s, seconds / 4)
+        ramp = ramp_seconds(ramp_s, seconds)
         people = [
             person(stack.ws_url, t0 + ramp * i / max(1, n), t0 + seconds, seed + i, False)
             for i in range(others)
@@ -273,7 +285,7 @@ def report(steps: list[StepResult], workers: int, seconds: float, ramp_s: float)
     cores = os.cpu_count() or 1
     print(
         f"capacity --listeners: {workers} Piper worker(s), tiers workers,piper,espeak-ng, cache off, "
-        f"{seconds:g} s per step, starts across {min(ramp_s, seconds / 4):g} s, "
+        f"{seconds:g} s per step, starts across {ramp_seconds(ramp_s, seconds):g} s, "
         f"prebuffer {PREBUFFER_S * 1000:.0f} ms; {machine()}"
     )
     rows = [
@@ -326,7 +338,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--polite", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--page", action="store_true", help="one of the N listeners is the web client")
-    ap.add_argument("--ramp-seconds", type=float, default=8.0, help="the N people start across this")
+    ap.add_argument("--ramp-seconds", type=float, default=RAMP_S, help="the N people start across this")
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true")
     a = ap.parse_args(argv)

@@ -157,13 +157,6 @@ def decode_span(decoder: Any, cut: GraphCut, z: np.ndarray, start: int, end: int
     return np.asarray(audio[(start - lo) * cut.hop : (end - lo) * cut.hop], dtype=np.float32)
 
 
-def decode_spans(
-    decoder: Any, cut: GraphCut, z: np.ndarray, spans: list[tuple[int, int]]
-) -> Iterator[np.ndarray]:
-    for start, end in spans:
-        yield decode_span(decoder, cut, z, start, end)
-
-
 @dataclass(slots=True)
 class Playback:
     """When the listener's audio runs out (``time.perf_counter``): the audio before the request

@@ -48,17 +48,20 @@ class Pace:
             return float("inf")
         return spare / cost
 
+    def fitting(self, remaining: int, ahead_s: float, cost: float) -> int | None:
+        """The largest piece decoded before ``ahead_s`` of audio has played: all ``remaining``
+        frames when they fit, else at least ``least``; None when not even that fits."""
+        budget = self.budget(ahead_s, cost)
+        if remaining + self.overlap <= budget:
+            return remaining
+        k = int(budget) - 2 * self.overlap
+        return k if k >= self.least else None
+
     def next_piece(self, remaining: int, ahead_s: float, cost: float) -> int:
         """Frames of the next piece of a clause with ``remaining`` frames left to send, while the
         listener has ``ahead_s`` seconds of it to play (0 before the first piece)."""
-        if ahead_s > 0.0:
-            budget = self.budget(ahead_s, cost)
-            if remaining + self.overlap <= budget:
-                return remaining
-            k = int(budget) - 2 * self.overlap
-            if k >= self.least:
-                return k
-        return self.first_piece(remaining, cost)
+        k = self.fitting(remaining, ahead_s, cost) if ahead_s > 0.0 else None
+        return k if k is not None else self.first_piece(remaining, cost)
 
     def first_piece(self, remaining: int, cost: float) -> int:
         """The smallest piece (``first``, then each half again as large) from which the rest of
@@ -74,11 +77,8 @@ class Pace:
         """Whether ``remaining`` frames can be sent, each piece the largest that fits, without the
         listener's ``ahead_s`` seconds of audio running out (at a steady ``cost``)."""
         while remaining > 0:
-            budget = self.budget(ahead_s, cost)
-            if remaining + self.overlap <= budget:
-                return True
-            k = int(budget) - 2 * self.overlap
-            if k < self.least:
+            k = self.fitting(remaining, ahead_s, cost)
+            if k is None:
                 return False
             ahead_s += k * self.frame_s - (k + 2 * self.overlap) * cost
             remaining -= k

@@ -16,7 +16,7 @@ from synth_worker.piper_graph import (
     NoCut,
     Playback,
     SplitGraph,
-    decode_spans,
+    decode_span,
     find_cut,
     split,
 )
@@ -31,6 +31,12 @@ SENTENCES = (
     "First, preheat the oven; then mix the flour, the sugar and the butter.",
 )
 TOLERANCE = 1e-4  # max abs difference from one pass (samples in [-1, 1]; float rounding is ~1e-6)
+
+
+def decode_spans(
+    decoder: Any, cut: GraphCut, z: np.ndarray, spans: list[tuple[int, int]]
+) -> list[np.ndarray]:
+    return [decode_span(decoder, cut, z, start, end) for start, end in spans]
 
 
 def fixed_spans(frames: int, first: int, most: int) -> list[tuple[int, int]]:
