@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from broker import cpu_slice
 from broker.errors import ConfigError
 from broker.settings import Env, MqttNodes
 from broker.topics import check_id
@@ -155,6 +156,9 @@ class GatewayConfig:
     body_timeout_s: float = 10.0  # SESAME_BODY_TIMEOUT (ms in env)
     http_max_concurrent: int = 64  # SESAME_HTTP_MAX_CONCURRENT
     encode_threads: int = 2  # SESAME_ENCODE_THREADS: mp3/ogg/flac encoding off the event loop
+    # SESAME_CPU_SLICE_US: the CPU slice the gateway asks the kernel for (broker/cpu_slice.py): a
+    # process its frames wake (nginx, a local client) waits at most this long; 0: the kernel's.
+    cpu_slice_us: int = 100
     record_dir: str | None = None  # SESAME_RECORD_DIR: record sessions' text as replay traces
     # SESAME_SUPERVISOR_STATE (set by `sesame-voice up`): its restarts, shown in /ready and /metrics
     supervisor_state: str | None = None
@@ -253,6 +257,7 @@ class GatewayConfig:
             body_timeout_s=env.ms("SESAME_BODY_TIMEOUT", d.body_timeout_s),
             http_max_concurrent=env.int("SESAME_HTTP_MAX_CONCURRENT", d.http_max_concurrent, lo=1),
             encode_threads=env.int("SESAME_ENCODE_THREADS", d.encode_threads, lo=1, hi=64),
+            cpu_slice_us=_cpu_slice(env, d.cpu_slice_us),
             record_dir=env.raw("SESAME_RECORD_DIR"),
             supervisor_state=env.raw("SESAME_SUPERVISOR_STATE"),
             drain_timeout_s=env.ms("SESAME_DRAIN_TIMEOUT_MS", d.drain_timeout_s),
@@ -284,3 +289,10 @@ def _local_tier_caps(env: Env, default: Mapping[str, int]) -> dict[str, int]:
         "piper": env.int("SESAME_PIPER_TIER_CONCURRENCY", default["piper"], lo=1, hi=256),
         "espeak-ng": env.int("SESAME_ESPEAK_CONCURRENCY", default["espeak-ng"], lo=1, hi=256),
     }
+
+
+def _cpu_slice(env: Env, default: int) -> int:
+    value = env.int("SESAME_CPU_SLICE_US", default, lo=0, hi=cpu_slice.MOST_US)
+    if 0 < value < cpu_slice.LEAST_US:
+        raise ConfigError(f"SESAME_CPU_SLICE_US: 0 or {cpu_slice.LEAST_US}-{cpu_slice.MOST_US}, not {value}")
+    return value

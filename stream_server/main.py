@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import uvicorn
 import uvloop
 
-from broker import logs
+from broker import cpu_slice, logs
 from broker.errors import EXIT_CONFIG, SesameError
 from broker.messages import Heartbeat
 from broker.sdnotify import Notifier
@@ -183,6 +183,11 @@ def main(argv: list[str]) -> int:
     logs.configure(config.log_level)
     if config.auth_token is None and not config.client_tokens and not is_loopback(config.host):
         log.warning("auth_off_beyond_loopback", host=config.host, reason="SESAME_ALLOW_OPEN=1")
+    if config.cpu_slice_us:
+        try:
+            cpu_slice.request_slice(config.cpu_slice_us)  # before any thread: they inherit it
+        except OSError as exc:  # a kernel before 6.12: its default slice, and nothing else changes
+            log.warning("cpu_slice_refused", slice_us=config.cpu_slice_us, error=str(exc))
     # uvloop: libuv's loop, and the writes a socket gets in one pass of the loop go out in one
     # system call (a cached sentence is ~75 frames at once); bench/gateway_cpu.py measures it.
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

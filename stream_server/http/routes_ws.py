@@ -17,8 +17,9 @@ from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
 from stream_server.http.auth import Holder, Tokens, client_identity
 from stream_server.http.ports import WebsocketHost
+from stream_server.http.send_now import SendNow
 from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
-from stream_server.hub.live_sessions import CloseReason, Outgoing, SessionLink
+from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.shutdown import Drainer
 
 CLEAN_CLOSE = (1000, 1001)  # the client said goodbye: no resume
@@ -53,8 +54,12 @@ async def serve_websocket(
         return
     attachment, queue = link.attachment, link.out
     await websocket.send_text(ready.to_json())
+    send_now = SendNow(websocket, queue)
+    link.send_now = send_now  # after the ready: nothing may overtake it
     async with asyncio.TaskGroup() as tg:
-        writer = _write(websocket, queue, link, drainer=drainer, detached=hub.detached, attachment=attachment)
+        writer = _write(
+            websocket, link, send_now, drainer=drainer, detached=hub.detached, attachment=attachment
+        )
         tg.create_task(writer, name=f"ws-writer:{link.session_id}")
         clean = False
         try:
@@ -63,8 +68,10 @@ async def serve_websocket(
             if link.attachment != attachment:
                 pass  # a resume on another socket has the session now
             elif clean or link.closed:
+                link.send_now = None
                 hub.close_session(link, CloseReason.CLIENT_DISCONNECTED)
             else:  # dropped without a close: kept for a resume (closed when resume is off)
+                link.send_now = None
                 hub.detached.detach(link, attachment)
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
@@ -127,16 +134,20 @@ def decode_frame(raw_text: str | None) -> Message:
 
 async def _write(
     websocket: WebSocket,
-    queue: asyncio.Queue[Outgoing],
     link: SessionLink,
+    send_now: SendNow,
     *,
     drainer: Drainer | None,
     detached: Detached,
     attachment: int,
 ) -> None:
+    """What ``send_now`` could not write at once, in order: it writes nothing while this task
+    holds an item or the queue holds one."""
+    queue = send_now.queue
     try:
         while True:
             item = await queue.get()
+            send_now.writer_holds = True
             if item is None:
                 if link.attachment != attachment and not link.closed:  # a resume took the session
                     await websocket.close(code=RESUMED_ELSEWHERE, reason="session resumed elsewhere")
@@ -156,5 +167,6 @@ async def _write(
                 await websocket.send_text(item.to_json())
                 if isinstance(item, TurnEnd) and drainer is not None and drainer.draining:
                     drainer.poke()  # this session may be idle now
+            send_now.writer_holds = False
     except (WebSocketDisconnect, RuntimeError, OSError):
         return

@@ -123,6 +123,7 @@ class Detached:
         for item in replay:
             queue.put_nowait(item)
         link.out = queue
+        link.send_now = None  # the old socket's; the new one sets its own after its ready
         link.attachment += 1
         link.detached = False
         self.grace.drop(session_id)

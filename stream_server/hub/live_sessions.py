@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -60,6 +61,9 @@ class SessionLink:
     resume_digest: bytes | None = None  # SHA-256 of the resume token of its last ready
     # Sentences being encoded off the loop (mp3, ogg, ...) and what the session sent after them.
     waiting: deque[asyncio.Future[bytes] | Message | bytes] = field(default_factory=deque)
+    # Writes an item to the socket now when nothing waits ahead of it (http/send_now.py); False:
+    # it goes to ``out`` for the writer task.
+    send_now: Callable[[Message | bytes], bool] | None = None
 
     @property
     def session_id(self) -> str:
@@ -72,6 +76,8 @@ class SessionLink:
         if self.log.limit:
             self.log.append(item)
         if self.detached:
+            return True
+        if self.send_now is not None and self.send_now(item):
             return True
         try:
             self.out.put_nowait(item)

@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from broker import logs, topics
+from broker.ack_window import AckWindow
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink
@@ -25,6 +26,7 @@ from synth_worker.job_deadline import need_s, urgent
 
 log = logs.get("sesame.worker")
 
+AUDIO_IN_FLIGHT = 16  # audio chunks published and not yet acknowledged, at most (ack_window.py)
 ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
@@ -72,6 +74,7 @@ class JobRunner:
         received = self._arrived.pop(job.job_id, None)
         stamps = [time.monotonic() if received is None else received, time.monotonic()]
         chunks = samples = 0
+        in_flight = AckWindow(AUDIO_IN_FLIGHT)
         try:
             needed_now = urgent(stamps[0], job.need_in_s, stamps[1])
             need = need_s(stamps[0], job.need_in_s, stamps[1])
@@ -83,11 +86,13 @@ class JobRunner:
                 frame = AudioFrame(
                     seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
                 )
-                await self.link.publish(audio_topic, frame.to_bytes(), qos=1)
+                await in_flight.add(self.link.publish_now(audio_topic, frame.to_bytes(), qos=1))
                 if chunks == 0:
+                    await in_flight.drain()
                     stamps.append(time.monotonic())
                 chunks += 1
                 samples += len(chunk.samples)
+            await in_flight.drain()  # the done follows the audio it counts
             _check_audio(chunks)
             actions = self.core.job_done(
                 job.job_id,
@@ -106,6 +111,7 @@ class JobRunner:
                 log.exception("job_crashed", job_id=job.job_id)
             actions = self.core.job_failed(job.job_id, exc, self.clock())
         finally:
+            in_flight.abandon()
             self.tasks.pop(job.job_id, None)
             self._cancels.pop(job.job_id, None)
             self._changed()
