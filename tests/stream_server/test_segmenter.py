@@ -288,6 +288,42 @@ def test_split_independence(case: tuple[str, list[str]], max_length: int, first:
     assert stream(SentenceSegmenter(max_length, first), parts) == whole
 
 
+class AskingEveryWindow(SentenceSegmenter):
+    """The segmenter without its two shortcuts (issue 20): every window asked, pysbd asked about
+    every first-chunk cut. The shortcuts may only save time, never move a cut."""
+
+    def _quiet_before(self, limit: int) -> bool:
+        return False
+
+    def _pysbd_could_cut_before(self, window: str, at: int) -> bool:
+        return True
+
+
+@FAST
+@given(split_text(), max_lengths, first_chunks)
+def test_the_shortcuts_cut_where_asking_every_window_cuts(
+    case: tuple[str, list[str]], max_length: int, first: int
+) -> None:
+    _, parts = case
+    slow = stream(AskingEveryWindow(max_length, first), parts)
+    assert stream(SentenceSegmenter(max_length, first), parts) == slow
+
+
+def test_a_sentence_with_its_stop_in_its_last_word_asks_no_window() -> None:
+    asked: list[int] = []
+
+    class Counting(SentenceSegmenter):
+        def _window(self, end: int, *, is_last: bool) -> tuple[int, int] | None:
+            asked.append(end)
+            return super()._window(end, is_last=is_last)
+
+    seg = Counting(200, 20)
+    assert stream(seg, ["I found three restaurants nearby that are open late."]) == [
+        "I found three restaurants nearby that are open late."
+    ]
+    assert len(asked) == 1  # the block's own window only; each of its 8 word ends was skipped
+
+
 @FAST
 @given(texts, max_lengths, first_chunks)
 def test_char_by_char_equals_whole(text: str, max_length: int, first: int) -> None:
