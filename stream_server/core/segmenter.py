@@ -185,12 +185,12 @@ class SentenceSegmenter:
         stop, block_end = self._block(final=final)
         body = len(buf[:stop].rstrip())  # the known part of the front block, without trailing space
         last = body if block_end is not None and body <= top else None  # the whole block: a window
-        quiet = self._quiet_before(min(body, top))
+        horizon = self._first_possible_cut(min(body, top))
         for match in _WINDOW_END.finditer(buf, self._seen + 1, min(stop, top + 1)):
             end = match.start() if match.group().isspace() else match.end()
             if end > min(body, top) or (end == body and last is not None) or end == len(buf):
                 break  # past the block, the whole block (below), or a full-width run that may go on
-            if not quiet:
+            if end >= horizon:
                 cut = self._window(end, is_last=False)
                 if cut is not None:
                     return cut
@@ -204,20 +204,22 @@ class SentenceSegmenter:
             return end, end
         return None
 
-    def _quiet_before(self, limit: int) -> bool:
-        """True when no window ending at or before ``limit`` can give a cut (``_window`` would say
-        None to each): no stop or bracket before the last word (``_recent_candidate`` looks only
-        there), no full-width stop (``_after_wide``), no clause for the first-chunk cut. Most
-        sentences have their one stop in their last word: their ~10 windows need not be asked
-        (issue 20: most of the cut's time in a ``speak``)."""
-        buf = self._buf
-        last_space = max(buf.rfind(" ", 0, limit), buf.rfind("\n", 0, limit))
-        if last_space > 0 and _CANDIDATE.search(buf, 0, last_space):
-            return False
-        if _WIDE.search(buf, 0, limit):
-            return False
-        early = self._first and self.first_chunk_min_chars
-        return not (early and _CLAUSE.search(buf, self.first_chunk_min_chars - 1, limit + 1))
+    def _first_possible_cut(self, limit: int) -> int:
+        """No window ending before this can give a cut (``_window`` would say None to each): it
+        has no stop or bracket before its last word (``_recent_candidate`` looks only there), no
+        full-width stop (``_after_wide``) and no clause for the first-chunk cut. Most sentences
+        have their one stop in their last word: their ~10 windows need not be asked (issue 20:
+        most of the cut's time in a ``speak``). ``limit + 1`` when none up to ``limit`` can."""
+        buf, horizon = self._buf, limit + 1
+        if (stop := _CANDIDATE.search(buf, 0, limit)) is not None:
+            horizon = stop.start() + 1  # a window's candidates lie before its last space
+        if (wide := _WIDE.search(buf, 0, limit)) is not None:
+            horizon = min(horizon, wide.start() + 1)
+        if self._first and self.first_chunk_min_chars:
+            clause = _CLAUSE.search(buf, self.first_chunk_min_chars - 1, limit + 1)
+            if clause is not None:
+                horizon = min(horizon, clause.start())
+        return horizon
 
     def _pysbd_could_cut_before(self, window: str, at: int) -> bool:
         """pysbd cuts only after a stop, a quote or an apostrophe not in a word (``_INNER_CUT``):

@@ -292,8 +292,8 @@ class AskingEveryWindow(SentenceSegmenter):
     """The segmenter without its two shortcuts (issue 20): every window asked, pysbd asked about
     every first-chunk cut. The shortcuts may only save time, never move a cut."""
 
-    def _quiet_before(self, limit: int) -> bool:
-        return False
+    def _first_possible_cut(self, limit: int) -> int:
+        return 0
 
     def _pysbd_could_cut_before(self, window: str, at: int) -> bool:
         return True
