@@ -205,11 +205,10 @@ class SentenceSegmenter:
         return None
 
     def _first_possible_cut(self, limit: int) -> int:
-        """No window ending before this can give a cut (``_window`` would say None to each): it
-        has no stop or bracket before its last word (``_recent_candidate`` looks only there), no
-        full-width stop (``_after_wide``) and no clause for the first-chunk cut. Most sentences
-        have their one stop in their last word: their ~10 windows need not be asked (issue 20:
-        most of the cut's time in a ``speak``). ``limit + 1`` when none up to ``limit`` can."""
+        """No window ending before this can cut (``_window`` would say None): it has no stop or
+        bracket before its last word, no full-width stop, no first-chunk clause. Most sentences
+        have their one stop in their last word: ~10 windows not asked (issue 20: most of a
+        ``speak``'s cut). ``limit + 1`` when none up to ``limit`` can."""
         buf, horizon = self._buf, limit + 1
         if (stop := _CANDIDATE.search(buf, 0, limit)) is not None:
             horizon = stop.start() + 1  # a window's candidates lie before its last space
