@@ -17,7 +17,7 @@ from broker.ws_protocol import Error, Ready, TurnEnd, client_messages
 from stream_server.core.resume import parse_resume
 from stream_server.http.auth import Holder, Tokens, client_identity
 from stream_server.http.ports import WebsocketHost
-from stream_server.http.send_now import SendNow
+from stream_server.http.send_now import SendNow, send_frame
 from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.shutdown import Drainer
@@ -65,14 +65,12 @@ async def serve_websocket(
         try:
             clean = await _read(hub, websocket, link, attachment, drainer)
         finally:
-            if link.attachment != attachment:
-                pass  # a resume on another socket has the session now
-            elif clean or link.closed:
+            if link.attachment == attachment:  # else a resume on another socket has the session now
                 link.send_now = None
-                hub.close_session(link, CloseReason.CLIENT_DISCONNECTED)
-            else:  # dropped without a close: kept for a resume (closed when resume is off)
-                link.send_now = None
-                hub.detached.detach(link, attachment)
+                if clean or link.closed:
+                    hub.close_session(link, CloseReason.CLIENT_DISCONNECTED)
+                else:  # dropped without a close: kept for a resume (closed when resume is off)
+                    hub.detached.detach(link, attachment)
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
 
@@ -159,14 +157,11 @@ async def _write(
                     )
                     await websocket.close(code=1008, reason="client_too_slow")
                 return
-            if isinstance(item, bytes):
-                await websocket.send_bytes(item)
-            else:
-                if isinstance(item, Ready):  # a start's ready: a new token, on this socket only
-                    item = dataclasses.replace(item, resume_token=detached.issue(link))
-                await websocket.send_text(item.to_json())
-                if isinstance(item, TurnEnd) and drainer is not None and drainer.draining:
-                    drainer.poke()  # this session may be idle now
+            if isinstance(item, Ready):  # a start's ready: a new token, on this socket only
+                item = dataclasses.replace(item, resume_token=detached.issue(link))
+            await send_frame(websocket, item)
+            if isinstance(item, TurnEnd) and drainer is not None and drainer.draining:
+                drainer.poke()  # this session may be idle now
             send_now.writer_holds = False
     except (WebSocketDisconnect, RuntimeError, OSError):
         return

@@ -38,9 +38,15 @@ class SendNow:
     def __call__(self, item: Message | bytes) -> bool:
         if self.writer_holds or not self.queue.empty() or isinstance(item, (Ready, TurnEnd)):
             return False
-        if isinstance(item, bytes):
-            return finished_now(self.websocket.send({"type": "websocket.send", "bytes": item}))
-        return finished_now(self.websocket.send({"type": "websocket.send", "text": item.to_json()}))
+        return finished_now(send_frame(self.websocket, item))
+
+
+def send_frame(websocket: WebSocket, item: Message | bytes) -> Coroutine[Any, Any, None]:
+    """The send of one queued item: audio as a binary frame, a message as JSON text (the writer
+    task awaits it; ``SendNow`` runs it up to its first wait)."""
+    if isinstance(item, bytes):
+        return websocket.send_bytes(item)
+    return websocket.send_text(item.to_json())
 
 
 def finished_now(send: Coroutine[Any, Any, None]) -> bool:
