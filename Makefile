@@ -40,9 +40,11 @@ UP_ARGS ?=
 up: system-deps venv
 	$(VENV)/bin/sesame-voice up $(UP_ARGS)
 
-# `make test` runs the static checks first (lint, format, strict types), then every test.
+# `make test` runs the static checks first (lint, format, strict types), then every test: three
+# files at a time, then the real-time ones (no gap in playback) alone, on cores no other test holds.
 test: system-deps venv node-deps check
-	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15
+	$(PY) -m pytest -q -p no:cacheprovider -n 3 --dist loadfile --durations=15 -m "not realtime"
+	$(PY) -m pytest -q -p no:cacheprovider -m realtime
 
 check: lint format-check typecheck
 
