@@ -33,8 +33,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from . import logs
 from .errors import BrokerError
@@ -171,12 +169,14 @@ class MqttLink:
         client = self._client
         if client is None or not self.connected.is_set():
             raise BrokerError("not connected to the MQTT broker")
-        props = None
-        if expiry_s is not None:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.MessageExpiryInterval = max(1, int(expiry_s))
         return publish_started(
-            client, topic, payload, qos=qos, retain=retain, properties=props, timeout_s=self.publish_timeout_s
+            client,
+            topic,
+            payload,
+            qos=qos,
+            retain=retain,
+            expiry_s=None if expiry_s is None else max(1, int(expiry_s)),
+            timeout_s=self.publish_timeout_s,
         )
 
     async def publish_batch(self, messages: Sequence[tuple[str, bytes]]) -> None:

@@ -25,34 +25,8 @@ from paho.mqtt.client import PUBLISH, MQTTMessageInfo
 from paho.mqtt.enums import MQTTErrorCode
 
 from .errors import BrokerError
+from .mqtt_packet import publish_packet
 from .publish_now import write, writing_here
-
-QOS0_PUBLISH = 0x30  # PUBLISH, DUP 0, QoS 0, RETAIN 0
-NO_PROPERTIES = b"\x00"  # MQTT v5: property length 0
-
-
-def packet(topic: str, payload: bytes) -> list[bytes]:
-    """The parts of one MQTT v5 QoS 0 PUBLISH packet without properties."""
-    name = topic.encode()
-    return [
-        _varint_after(QOS0_PUBLISH, 2 + len(name) + 1 + len(payload)),
-        len(name).to_bytes(2, "big"),
-        name,
-        NO_PROPERTIES,
-        payload,
-    ]
-
-
-def _varint_after(first: int, n: int) -> bytes:
-    """``first`` and then ``n`` as MQTT's variable byte integer (the fixed header)."""
-    out = bytearray((first,))
-    while True:
-        n, digit = divmod(n, 128)
-        if n:
-            out.append(digit | 0x80)
-        else:
-            out.append(digit)
-            return bytes(out)
 
 
 async def publish_qos0(
@@ -65,7 +39,7 @@ async def publish_qos0(
         raise BrokerError("not connected to the MQTT broker")
     parts: list[bytes] = []
     for topic, payload in messages:
-        parts += packet(topic, payload)
+        parts += publish_packet(topic.encode(), payload, qos=0)
     mid = paho._mid_generate()
     written = asyncio.Event()
     client._pending_publishes[mid] = written  # set by aiomqtt's on_publish when paho wrote it

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import aiomqtt
-from paho.mqtt.client import MQTTMessageInfo
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.client import PUBLISH, MQTTMessage, MQTTMessageInfo
+from paho.mqtt.enums import MessageState, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from .errors import BrokerError
+from .mqtt_packet import publish_packet
 
 
 def publish_started(
@@ -36,11 +40,11 @@ def publish_started(
     *,
     qos: int,
     retain: bool = False,
-    properties: Properties | None = None,
+    expiry_s: int | None = None,
     timeout_s: float,
 ) -> asyncio.Future[None]:
     """Publish, written now; the future of its acknowledgement. BrokerError if paho refuses it."""
-    info = write_now(client, topic, payload, qos=qos, retain=retain, properties=properties)
+    info = write_now(client, topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
     done = asyncio.get_running_loop().create_future()
     if info.is_published():  # QoS 0, written
         done.set_result(None)
@@ -56,15 +60,72 @@ def write_now(
     *,
     qos: int,
     retain: bool = False,
-    properties: Properties | None = None,
+    expiry_s: int | None = None,
 ) -> MQTTMessageInfo:
-    """paho's publish, its packet written to the socket in this call."""
+    """A publish, its packet written to the socket in this call: built here (``mqtt_packet.py``)
+    and queued in paho as paho's ``publish`` queues it; paho's own ``publish`` where paho would
+    hold it back (QoS 2, or as many QoS 1 messages in flight as it allows)."""
+    paho = client._client
+    data = payload.encode() if isinstance(payload, str) else payload
+    name = topic.encode()
+    if not name or b"+" in name or b"#" in name:
+        raise ValueError(f"a publish needs a topic without wildcards: {topic!r}")
     with writing_here(client):
-        info = client._client.publish(topic, payload, qos, retain, properties)
+        info = _queued_here(paho, name, data, qos=qos, retain=retain, expiry_s=expiry_s)
+        if info is None:  # paho would hold it back: its own publish queues it
+            info = paho.publish(topic, data, qos, retain, _properties(expiry_s))
     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
         raise BrokerError(f"publish to {topic} failed: {info.rc}")
     write(client)
     return info
+
+
+def _queued_here(
+    paho: Any, name: bytes, data: bytes, *, qos: int, retain: bool, expiry_s: int | None
+) -> MQTTMessageInfo | None:
+    """The packet built here and queued in paho; None where paho would not send it now."""
+    if paho._sock is None:
+        info = MQTTMessageInfo(0)
+        info.rc = MQTTErrorCode.MQTT_ERR_NO_CONN
+        return info
+    if qos == 0:
+        info = MQTTMessageInfo(paho._mid_generate())
+    elif qos == 1 and _room_in_flight(paho):
+        info = _in_flight(paho, name, data, retain)
+    else:
+        return None
+    packet = publish_packet(name, data, qos=qos, mid=info.mid, retain=retain, expiry_s=expiry_s)
+    info.rc = paho._packet_queue(PUBLISH, b"".join(packet), info.mid, qos, info)
+    return info
+
+
+def _room_in_flight(paho: Any) -> bool:
+    """paho sends a QoS 1 message at once while fewer than its limit are unacknowledged (0: no limit)."""
+    limit = paho._max_inflight_messages
+    return bool(limit == 0 or paho._inflight_messages < limit)
+
+
+def _in_flight(paho: Any, name: bytes, data: bytes, retain: bool) -> MQTTMessageInfo:
+    """A QoS 1 message entered in paho's table as its ``publish`` enters one: its PUBACK finds it
+    there (paho then calls ``on_publish``, which sets aiomqtt's pending publish). Its properties are
+    not kept: paho needs them only to send it again on the same client, and the link starts a new
+    client for each connection."""
+    message = MQTTMessage(paho._mid_generate(), name)
+    message.timestamp = time.monotonic()
+    message.payload, message.qos, message.retain, message.dup = data, 1, retain, False
+    message.state = MessageState.MQTT_MS_WAIT_FOR_PUBACK
+    with paho._out_message_mutex:
+        paho._out_messages[message.mid] = message
+        paho._inflight_messages += 1
+    return message.info
+
+
+def _properties(expiry_s: int | None) -> Properties | None:
+    if expiry_s is None:
+        return None
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.MessageExpiryInterval = expiry_s
+    return props
 
 
 @contextlib.contextmanager

@@ -37,11 +37,11 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            if f.name in self.omitted_at_default and value == f.default:
+        for name, wire_name, omitted, default in _fields_out(type(self)):
+            value = getattr(self, name)
+            if omitted and value == default:
                 continue
-            out[self.wire_names.get(f.name, f.name)] = list(value) if isinstance(value, tuple) else value
+            out[wire_name] = list(value) if isinstance(value, tuple) else value
         return out
 
     def to_json(self) -> str:
@@ -49,6 +49,21 @@ class Message:
 
     def to_bytes(self) -> bytes:
         return self.to_json().encode()
+
+
+# Per message class: (field, wire name, left off at its default, the default). Read once: asking
+# ``dataclasses.fields`` on every encode was half of encoding a job (issue 20).
+_FIELDS_OUT: dict[type[Message], tuple[tuple[str, str, bool, Any], ...]] = {}
+
+
+def _fields_out(cls: type[Message]) -> tuple[tuple[str, str, bool, Any], ...]:
+    plan = _FIELDS_OUT.get(cls)
+    if plan is None:
+        plan = _FIELDS_OUT[cls] = tuple(
+            (f.name, cls.wire_names.get(f.name, f.name), f.name in cls.omitted_at_default, f.default)
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+        )
+    return plan
 
 
 def _check(value: Any, hint: Any, name: str) -> Any:

@@ -222,7 +222,6 @@ class Interpreter:
 
     def _action(self, action: Action) -> None:
         self._timers_dirty = True  # every scheduler action starts, ends or moves an attempt
-        self.observers(action)
         match action:
             case SendJob(job_id=job_id, worker_id=worker_id, sentence=s, expires_in_s=expires):
                 self.jobs.sent(job_id, worker_id)
@@ -258,6 +257,7 @@ class Interpreter:
                 log.warning("worker_change", worker_id=change.worker_id, up=change.up, reason=change.reason)
             case ProbeTier(tier=tier):
                 self.local.probe(tier)
+        self.observers(action)  # once carried out: a job is on the wire before monitoring sees it
 
     def _sentence_outcome(self, action: FailedOver | Completed | GiveUp) -> None:
         s = action.sentence

@@ -11,18 +11,10 @@ from broker import topics
 from broker.errors import BrokerError
 from broker.launcher import Mosquitto, free_port
 from broker.link import MqttLink
-from broker.publish_batch import packet
 from tests.conftest import T
 
 USER = "w-batch"
 TOPIC = topics.worker_status(USER)  # the production ACL lets a worker write and read it
-
-
-def test_the_fixed_header_carries_the_remaining_length_as_a_varint() -> None:
-    parts = packet("a/b", b"x" * 200)
-    assert parts[0] == bytes((0x30, 0xCE, 0x01))  # 2 + 3 + 1 + 200 = 206 = 78 + 1 * 128
-    assert parts[1:] == [b"\x00\x03", b"a/b", b"\x00", b"x" * 200]
-    assert packet("t", b"")[0] == b"\x30\x04"
 
 
 async def test_a_batch_arrives_as_separate_messages_in_order() -> None:
