@@ -26,6 +26,7 @@ from stream_server.core.actions import WORKERS, Action
 from stream_server.http.app import create_app
 from stream_server.http.listen import listening_socket
 from stream_server.http.slow_headers import deadlined_h11
+from stream_server.http.ws_frames import FramesProtocol
 from stream_server.hub.hub import Hub
 from stream_server.hub.observers import Observers
 from stream_server.hub.shutdown import Drainer
@@ -77,7 +78,7 @@ async def _serve(
                 host=config.host,
                 port=config.port,
                 http=deadlined_h11(config.header_timeout_s),
-                ws="websockets-sansio",
+                ws=FramesProtocol,  # websockets-sansio, with frames written by the hub (ws_frames.py)
                 ws_max_size=1 << 20,
                 # No permessage-deflate: audio frames are PCM or already-compressed codecs, which
                 # deflate barely shrinks; compressing every frame cost the gateway CPU and time.

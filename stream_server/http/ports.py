@@ -10,6 +10,7 @@ from stream_server.config import GatewayConfig
 from stream_server.core.health import Readiness
 from stream_server.hub.detached import Detached
 from stream_server.hub.ports import SessionHost
+from stream_server.hub.send_pass import SendPass
 from stream_server.hub.tier_operator import TierOperator
 from stream_server.monitoring.metrics import Metrics
 from stream_server.monitoring.status_view import ViewedGateway
@@ -34,6 +35,9 @@ class WebsocketHost(SessionHost, Protocol):
 
     @property
     def detached(self) -> Detached: ...
+
+    @property
+    def send_pass(self) -> SendPass: ...
 
 
 class HealthHost(ViewedGateway, Protocol):

@@ -54,7 +54,7 @@ async def serve_websocket(
         return
     attachment, queue = link.attachment, link.out
     await websocket.send_text(ready.to_json())
-    send_now = SendNow(websocket, queue)
+    send_now = SendNow(websocket, queue, hub.send_pass)
     link.send_now = send_now  # after the ready: nothing may overtake it
     async with asyncio.TaskGroup() as tg:
         writer = _write(

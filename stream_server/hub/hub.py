@@ -43,6 +43,7 @@ from stream_server.hub.local_tiers import (
 )
 from stream_server.hub.observers import Observers
 from stream_server.hub.recorder import Recorder
+from stream_server.hub.send_pass import SendPass
 from stream_server.hub.shutdown import Drainer
 from stream_server.hub.shutdown_target import HubDrainTarget
 from stream_server.hub.tier_operator import FILE_NAME as TIER_SWITCH_FILE
@@ -245,6 +246,10 @@ class Hub:
 
     def audio(self, job_id: str, pcm: bytes) -> None:
         self.interpreter.audio(job_id, pcm)
+
+    @property
+    def send_pass(self) -> SendPass:
+        return self.interpreter.send_pass
 
     def deadline_moved(self) -> None:
         """A core's next deadline may be earlier now: the deadline task looks again."""

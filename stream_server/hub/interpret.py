@@ -43,6 +43,7 @@ from stream_server.core.stamps import HopStamps
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
 from stream_server.hub.observers import Observers
+from stream_server.hub.send_pass import SendPass
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.outbound import MqttOut, Publish
 
@@ -100,6 +101,7 @@ class Interpreter:
         self._deadline_moved = deadline_moved
         self._queue: deque[Work] = deque()
         self._running = False
+        self.send_pass = SendPass()  # a socket's frames of one pass leave in one write (send_pass.py)
         self._timers_dirty = False  # a deadline may have moved earlier since the deadline task last looked
 
     # ---- feeding the queue -------------------------------------------------------------------
@@ -121,6 +123,7 @@ class Interpreter:
         if self._running:
             return  # an outer run is going on: it will reach what was just queued
         self._running = True
+        self.send_pass.begin()
         try:
             while True:
                 while self._queue:
@@ -134,6 +137,7 @@ class Interpreter:
                 self._queue.extend(preload)
         finally:
             self._running = False
+            self.send_pass.end()
         if self._timers_dirty:  # a deadline may have moved earlier: the deadline task looks again
             self._timers_dirty = False
             self._deadline_moved()

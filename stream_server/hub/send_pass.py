@@ -1,0 +1,36 @@
+"""One pass of the hub over its work (``Interpreter._run_queue``): the frames a socket is sent
+during it leave in one write at its end (issue 20).
+
+A sentence's ``sentence_start`` and its first audio frame are made in one pass; written as they
+were made, they were two writes, the first one waking the client. A socket's sender
+(``http/send_now.py``) holds what it is given while a pass is open and is flushed when it ends,
+before the loop runs anything else: nothing can come between, so the order on each socket is the
+order the frames were made in.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Held(Protocol):
+    def flush(self) -> None: ...
+
+
+class SendPass:
+    def __init__(self) -> None:
+        self.open = False
+        self._held: list[Held] = []
+
+    def hold(self, sender: Held) -> None:
+        """``sender`` holds frames until the pass ends."""
+        self._held.append(sender)
+
+    def begin(self) -> None:
+        self.open = True
+
+    def end(self) -> None:
+        self.open = False
+        held, self._held = self._held, []
+        for sender in held:
+            sender.flush()
