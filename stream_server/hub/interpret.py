@@ -44,6 +44,7 @@ from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
 from stream_server.hub.observers import Observers
 from stream_server.hub.send_pass import SendPass
+from stream_server.hub.session_copies import SessionCopies
 from stream_server.monitoring.metrics import Metrics
 from stream_server.mqtt.outbound import MqttOut, Publish
 
@@ -102,6 +103,7 @@ class Interpreter:
         self._queue: deque[Work] = deque()
         self._running = False
         self.send_pass = SendPass()  # a socket's frames of one pass leave in one write (send_pass.py)
+        self.copies = SessionCopies(out, self.send_pass, enabled=config.publish_session_events)
         self._timers_dirty = False  # a deadline may have moved earlier since the deadline task last looked
 
     # ---- feeding the queue -------------------------------------------------------------------
@@ -159,15 +161,11 @@ class Interpreter:
         match out:
             case Emit(message=message):
                 self.push(link, message)
-                if self.config.publish_session_events:
-                    self.out.send(
-                        Publish(topics.session_events(link.session_id), message.to_bytes(), 0), control=False
-                    )
+                self.copies.event(link.session_id, message)
             case EmitAudio(frame=frame, seconds=seconds):
                 link.core.playback.sent(seconds, self.clock())
                 self.push(link, frame)
-                if self.config.publish_session_events:
-                    self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+                self.copies.audio(link.session_id, frame)
             case EncodeAudio(seq=seq, sample_rate=rate, fmt=fmt, pcm=pcm):
                 link.core.playback.sent(len(pcm) / 2 / rate, self.clock())
                 # Off the event loop; what the session sends next waits behind it, in order.
@@ -180,7 +178,8 @@ class Interpreter:
                 if self._from_cache(link, sentence):
                     pass
                 elif self.sessions.admission.dispatch(sentence.session_id, sentence.seq):
-                    self._queue.extend(self._submit(link, sentence))
+                    # Its job out before the sentences after it are looked at (issue 20).
+                    self._queue.extendleft(reversed(self._submit(link, sentence)))
                 else:  # held: the client's share is in use, or the session is detached
                     self.metrics.dropped.labels("sentence_held").inc()
             case CancelJobs(session_id=session_id):
@@ -210,8 +209,7 @@ class Interpreter:
                     continue
                 frame = head.result()
                 self._push_now(link, frame)
-                if self.config.publish_session_events:
-                    self.out.send(Publish(topics.session_audio(link.session_id), frame, 0), control=False)
+                self.copies.audio(link.session_id, frame)
             else:
                 self._push_now(link, link.waiting.popleft())  # type: ignore[arg-type]
 

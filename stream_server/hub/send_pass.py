@@ -5,7 +5,8 @@ A sentence's ``sentence_start`` and its first audio frame are made in one pass; 
 were made, they were two writes, the first one waking the client. A socket's sender
 (``http/send_now.py``) holds what it is given while a pass is open and is flushed when it ends,
 before the loop runs anything else: nothing can come between, so the order on each socket is the
-order the frames were made in.
+order the frames were made in. What can wait for the frames (``later``: the sessions' copies on
+MQTT, ``session_copies.py``) is flushed after them.
 """
 
 from __future__ import annotations
@@ -21,16 +22,21 @@ class SendPass:
     def __init__(self) -> None:
         self.open = False
         self._held: list[Held] = []
+        self._later: list[Held] = []
 
     def hold(self, sender: Held) -> None:
         """``sender`` holds frames until the pass ends."""
         self._held.append(sender)
+
+    def later(self, flushable: Held) -> None:
+        """``flushable`` holds what waits until the pass's frames are written."""
+        self._later.append(flushable)
 
     def begin(self) -> None:
         self.open = True
 
     def end(self) -> None:
         self.open = False
-        held, self._held = self._held, []
-        for sender in held:
-            sender.flush()
+        held, self._held, self._later = [*self._held, *self._later], [], []
+        for flushable in held:
+            flushable.flush()
