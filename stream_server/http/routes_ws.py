@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
@@ -18,6 +19,7 @@ from stream_server.core.resume import parse_resume
 from stream_server.http.auth import Holder, Tokens, client_identity
 from stream_server.http.ports import WebsocketHost
 from stream_server.http.send_now import SendNow, send_frame
+from stream_server.http.ws_frames import EXTENSION, FrameWriter
 from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.shutdown import Drainer
@@ -62,6 +64,9 @@ async def serve_websocket(
         )
         tg.create_task(writer, name=f"ws-writer:{link.session_id}")
         clean = False
+        frames: FrameWriter | None = websocket.scope["extensions"].get(EXTENSION)
+        if frames is not None:  # a message read with nothing queued ahead goes to the hub at once
+            frames.reader = functools.partial(_received, hub, link, attachment, drainer)
         try:
             clean = await _read(hub, websocket, link, attachment, drainer)
         finally:
@@ -104,22 +109,32 @@ def _attach(
 async def _read(
     hub: WebsocketHost, websocket: WebSocket, link: SessionLink, attachment: int, drainer: Drainer | None
 ) -> bool:
-    """Client frames into the hub until the socket ends; True for a clean close (1000/1001)."""
+    """Client frames queued for the app into the hub (``ws_frames.py`` hands most to ``_received``
+    as they are read) until the socket ends; True for a clean close (1000/1001)."""
     try:
         while not link.closed and link.attachment == attachment:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return message.get("code") in CLEAN_CLOSE
-            link.received += 1
-            try:
-                hub.receive(link, decode_frame(message.get("text")))
-            except ProtocolError as exc:
-                hub.refuse(link, exc)
-            if drainer is not None and drainer.draining:
-                drainer.poke()
+            _received(hub, link, attachment, drainer, message.get("text"))
     except WebSocketDisconnect as exc:
         return exc.code in CLEAN_CLOSE
     return False
+
+
+def _received(
+    hub: WebsocketHost, link: SessionLink, attachment: int, drainer: Drainer | None, text: str | None
+) -> None:
+    """One client message (None: a binary frame) into the hub."""
+    if link.closed or link.attachment != attachment:
+        return  # the session was ended, or resumed on another socket: this one is on its way out
+    link.received += 1
+    try:
+        hub.receive(link, decode_frame(text))
+    except ProtocolError as exc:
+        hub.refuse(link, exc)
+    if drainer is not None and drainer.draining:
+        drainer.poke()
 
 
 def decode_frame(raw_text: str | None) -> Message:

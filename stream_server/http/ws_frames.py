@@ -1,4 +1,5 @@
-"""Websocket data frames the gateway writes itself: several in one write (issue 20).
+"""Websocket data frames the gateway writes itself, several in one write, and reads as they come
+(issue 20).
 
 A frame sent through ASGI goes through Starlette's send, uvicorn's and then websockets' framing,
 one ``write()`` each: about 55 us for the first audio frame of a sentence on this 2-core VM, and
@@ -11,10 +12,17 @@ unmasked as a server's are; no extension is negotiated, permessage-deflate is of
 the transport at once, only while the socket is open and the transport takes data (not paused).
 Anything else (the handshake, close, pings) stays uvicorn's; frames interleave with its writes at
 frame boundaries, each write being whole frames.
+
+The other way, a client's message went from uvicorn's queue to the app's reader task on the loop's
+next pass, through uvicorn's and Starlette's ``receive``: ~0.13 ms from the frame read to the hub.
+With a ``reader`` set on the writer, a whole message is handed to it in the call that reads it,
+when nothing is queued ahead of it (else it is queued, behind what is, for the app's ``receive``:
+the order is kept). The reader must not raise: an error that escapes it closes the socket (1011).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -50,6 +58,8 @@ class FrameWriter:
 
     def __init__(self, protocol: FramesProtocol) -> None:
         self._protocol = protocol
+        # A client message (text; None for a binary one) to the app now, or None: through ASGI.
+        self.reader: Callable[[str | None], None] | None = None
 
     def writable(self) -> bool:
         p = self._protocol
@@ -72,8 +82,32 @@ class FrameWriter:
 
 
 class FramesProtocol(WebSocketsSansIOProtocol):
+    frame_writer: FrameWriter | None = None
+
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
         scope: dict[str, Any] | None = getattr(self, "scope", None)  # None: the handshake was refused
         if scope is not None:
-            scope["extensions"][EXTENSION] = FrameWriter(self)
+            self.frame_writer = scope["extensions"][EXTENSION] = FrameWriter(self)
+
+    def send_receive_event_to_app(self) -> None:
+        reader = self.frame_writer.reader if self.frame_writer is not None else None
+        if reader is None or self.close_sent or not self.queue.empty():
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        text = None
+        if self.curr_msg_data_type == "text":
+            try:
+                text = bytes(data).decode()
+            except UnicodeDecodeError:  # as uvicorn answers it
+                self.conn.send_close(1007)
+                self.handle_parser_exception()
+                return
+        try:
+            reader(text)
+        except Exception:
+            self.logger.exception("the app's reader failed on a client message")
+            self.conn.send_close(1011)
+            self.handle_parser_exception()
