@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
@@ -25,6 +22,7 @@ from websockets.streams import StreamReader
 from broker.ws_protocol import SentenceStart
 from stream_server.http.ws_frames import EXTENSION, FramesProtocol, FrameWriter, frame_parts
 from tests.conftest import T
+from tests.stream_server.test_send_now import server
 
 
 def parsed(data: bytes) -> Frame:
@@ -97,17 +95,8 @@ async def reading_server(reader: Callable[[str | None], None]) -> AsyncIterator[
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 raise AssertionError("a message reached the app's receive: nothing was queued ahead")
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    srv = uvicorn.Server(uvicorn.Config(app, ws=FramesProtocol, log_level="critical"))
-    task = asyncio.create_task(srv.serve(sockets=[sock]))
-    try:
-        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/ws"
-    finally:
-        srv.should_exit = True
-        await asyncio.wait_for(task, T)
+    async with server(endpoint, FramesProtocol) as url:
+        yield url
 
 
 async def test_on_a_real_socket_messages_reach_the_reader_in_order_and_a_failing_reader_closes_1011() -> None:
