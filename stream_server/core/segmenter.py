@@ -36,8 +36,7 @@ How a cut is decided (docs/segmentation.md explains the choices):
 * ``cut_for_deadline()`` cuts a turn's later chunk early, at the best boundary reached, when the
   session's listener would run dry before it is complete (core/deadline_cut.py).
 
-Any split of a text gives the sentences the whole text gives (hypothesis checks it in the tests).
-Emitted sentences are whitespace-normalized; lengths are counted on that text.
+Any split of a text gives the whole text's sentences (tested), whitespace-normalized (lengths too).
 """
 
 from __future__ import annotations
@@ -48,6 +47,7 @@ import pysbd
 
 from stream_server.core.deadline_cut import CLOSERS, deadline_boundary
 from stream_server.core.list_markers import list_marker_at
+from stream_server.core.plain_stop import plain_stop
 
 WIDE_TERMINATORS = frozenset("\u3002\uff01\uff1f")  # ideographic full stop, full-width ! and ?
 CLAUSE_MARKS = frozenset(",;:\u2014\u2013")  # comma, semicolon, colon, em dash, en dash
@@ -107,6 +107,8 @@ class SentenceSegmenter:
     ends the turn and returns the rest; ``reset()`` drops buffered text (barge-in). No sentence
     is longer than ``max_length`` characters, and every sentence has a letter or digit.
     """
+
+    _plain_stop = staticmethod(plain_stop)  # a window cut without asking pysbd (core/plain_stop.py)
 
     def __init__(self, max_length: int = DEFAULT_MAX_LENGTH, first_chunk_min_chars: int = 0) -> None:
         if max_length < MIN_MAX_LENGTH:
@@ -221,15 +223,12 @@ class SentenceSegmenter:
         return horizon
 
     def _pysbd_could_cut_before(self, window: str, at: int) -> bool:
-        """pysbd cuts only after a stop, a quote or an apostrophe not in a word (``_INNER_CUT``):
-        with none before the first-chunk cut, asking it (~25 us a window) cannot move the cut."""
+        """pysbd cuts only after a stop, quote or apostrophe not in a word: with none before ``at``, none."""
         return _INNER_CUT.search(window, 0, at) is not None
 
     def _block(self, *, final: bool) -> tuple[int, int | None]:
         """How far the front block is known to reach, and where the next block starts if known.
-
-        Looks no further than max_length + 2 characters: a longer block is cut by length anyway.
-        """
+        Looks no further than max_length + 2 characters: a longer block is cut by length anyway."""
         buf = self._buf
         horizon = min(len(buf), self.max_length + 2)
         at = buf.find("\n", 0, horizon)
@@ -256,7 +255,8 @@ class SentenceSegmenter:
             return early, early
         inner = is_last and _INNER_CUT.search(window.rstrip(_CLOSING_RUN)) is not None
         asks = inner or early is not None or _recent_candidate(window)
-        bounds = self._boundaries(window) if asks else []
+        plain = self._plain_stop(window) if asks else None
+        bounds = [plain] if plain else self._boundaries(window) if asks else []
         first = bounds[0] if bounds else None
         if early is not None and (first is None or early < first):
             return early, early
