@@ -3,11 +3,11 @@
 aiomqtt's ``publish`` has paho queue the packet and watch the socket for writing: paho calls
 aiomqtt back, which schedules ``add_writer`` with ``call_soon_threadsafe`` (a write to the loop's
 self-pipe), and the packet leaves when the loop next finds the socket writable: two passes of the
-loop after the publish, each a wait behind whatever else the loop has to do. Here paho's publish is
-followed at once by paho's own ``loop_write`` (what aiomqtt's writer callback calls): the packet is
-written in this call; what the socket does not take now goes when it is writable, as any paho
-write. A job leaves the gateway, and a worker's first audio leaves the worker, without waiting for
-the loop (issue 20).
+loop after the publish, each a wait behind whatever else the loop has to do. Here the packet is
+queued in paho (built by ``mqtt_packet.py``, or by paho's own ``publish`` where paho holds a message
+back) and written at once by paho's packet writer (what aiomqtt's writer callback runs): what the
+socket does not take now goes when it is writable, as any paho write. A job leaves the gateway, and
+a worker's first audio leaves the worker, without waiting for the loop (issue 20).
 
 The acknowledgement (QoS 1: the broker's PUBACK; QoS 0: written) is a future, set through
 aiomqtt's table of pending publishes (its ``on_publish`` calls ``set``), or failed with
