@@ -70,6 +70,8 @@ def write_now(
     name = topic.encode()
     if not name or b"+" in name or b"#" in name:
         raise ValueError(f"a publish needs a topic without wildcards: {topic!r}")
+    if paho._sock is None:
+        raise BrokerError(f"publish to {topic} failed: {MQTTErrorCode.MQTT_ERR_NO_CONN}")
     with writing_here(client):
         info = _queued_here(paho, name, data, qos=qos, retain=retain, expiry_s=expiry_s)
         if info is None:  # paho would hold it back: its own publish queues it
@@ -84,10 +86,6 @@ def _queued_here(
     paho: Any, name: bytes, data: bytes, *, qos: int, retain: bool, expiry_s: int | None
 ) -> MQTTMessageInfo | None:
     """The packet built here and queued in paho; None where paho would not send it now."""
-    if paho._sock is None:
-        info = MQTTMessageInfo(0)
-        info.rc = MQTTErrorCode.MQTT_ERR_NO_CONN
-        return info
     if qos == 0:
         info = MQTTMessageInfo(paho._mid_generate())
     elif qos == 1 and _room_in_flight(paho):

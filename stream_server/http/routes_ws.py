@@ -19,7 +19,6 @@ from stream_server.core.resume import parse_resume
 from stream_server.http.auth import Holder, Tokens, client_identity
 from stream_server.http.ports import WebsocketHost
 from stream_server.http.send_now import SendNow, send_frame
-from stream_server.http.ws_frames import EXTENSION, FrameWriter
 from stream_server.hub.detached import RESUMED_ELSEWHERE, Detached, Refused
 from stream_server.hub.live_sessions import CloseReason, SessionLink
 from stream_server.hub.shutdown import Drainer
@@ -64,9 +63,8 @@ async def serve_websocket(
         )
         tg.create_task(writer, name=f"ws-writer:{link.session_id}")
         clean = False
-        frames: FrameWriter | None = websocket.scope["extensions"].get(EXTENSION)
-        if frames is not None:  # a message read with nothing queued ahead goes to the hub at once
-            frames.reader = functools.partial(_received, hub, link, attachment, drainer)
+        if send_now.frames is not None:  # a message read with nothing queued ahead goes to the hub at once
+            send_now.frames.reader = functools.partial(_received, hub, link, attachment, drainer)
         try:
             clean = await _read(hub, websocket, link, attachment, drainer)
         finally:
