@@ -17,8 +17,9 @@ cycles through the six orders:
 Reported, each as medians of the paths and as the median (p90, p99) of per-sentence differences:
 **the gateway's addition** = gateway - worker (the websocket both ways and everything the gateway
 process does: read, segment, schedule, publish, read the audio, write the frame: issue 20's
-"the gateway adds at most 1 ms median"); **the whole path** = gateway - direct (the plan's "< 5 ms
-median, < 20 ms p99"); and worker - direct (the MQTT hops and the worker).
+"the gateway adds at most 1 ms median", shown met only when the upper end of the median's 95%
+interval is: espeak-ng's jitter moves a run's median by ~0.2 ms); **the whole path** = gateway -
+direct (the plan's "< 5 ms median, < 20 ms p99"); and worker - direct (the MQTT hops and the worker).
 
 The websocket turns go through a pool of listening sessions (``bench/_listening.py``): each turn is
 a first sentence on a session whose earlier audio has played out, so the gateway's lookahead
@@ -55,7 +56,7 @@ from bench._stack import Stack, machine
 from bench._worker_direct import WorkerDirect
 from broker.settings import MqttUrl
 from clients.load_requests import DEFAULT_TEXTS
-from clients.stats import percentile, table
+from clients.stats import median_interval, percentile, table
 from synth_worker.engine import CancelToken, SynthesisRequest
 from synth_worker.espeak import EspeakEngine
 
@@ -208,6 +209,18 @@ class VariantResult:
         return self.paired("gateway", "worker").p50
 
     @property
+    def gateway_added_interval(self) -> tuple[float, float]:
+        """95% interval of that median: espeak-ng's own jitter (a forked process per sentence, ~2 ms)
+        moves a 300-sentence median by ~0.2 ms from run to run."""
+        diffs = [x - y for x, y in zip(self.times["gateway"], self.times["worker"], strict=True)]
+        return median_interval(sorted(diffs))
+
+    @property
+    def gateway_target_met(self) -> bool:
+        """The median at most 1 ms, and its interval's upper end too (not one lucky run)."""
+        return self.gateway_added_interval[1] <= 0.001
+
+    @property
     def whole(self) -> Spread:
         return self.paired("gateway", "direct")
 
@@ -218,7 +231,8 @@ class VariantResult:
             "paths_ms": {p: self.path(p).ms() for p in PATHS},
             "paired_ms": {name: self.paired(a, b).ms() for name, (a, b) in DIFFERENCES.items()},
             "gateway_added_median_ms": round(self.gateway_added_median * 1000, 2),
-            "gateway_target_met": self.gateway_added_median <= 0.001,
+            "gateway_added_interval_ms": [round(v * 1000, 2) for v in self.gateway_added_interval],
+            "gateway_target_met": self.gateway_target_met,
             "whole_path_target_met": self.whole.p50 < 0.005 and self.whole.p99 < 0.020,
         }
 
@@ -271,11 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(["time to first audio (ms)", "n", "p50", "p90", "p99", "max"], rows))
     for r in results:
-        added, whole = r.gateway_added_median, r.whole
+        added, (lo, hi), whole = r.gateway_added_median, r.gateway_added_interval, r.whole
         print(
-            f"{r.variant} ({r.label}): the gateway adds {ms(added)} ms median (target <= 1 ms: "
-            f"{'met' if added <= 0.001 else 'NOT met'}); the whole serving path adds {ms(whole.p50)} ms "
-            f"median, {ms(whole.p99)} ms p99 (target < 5 ms and < 20 ms: "
+            f"{r.variant} ({r.label}): the gateway adds {ms(added)} ms median, 95% interval "
+            f"{ms(lo)}-{ms(hi)} ms (target <= 1 ms, the interval's upper end included: "
+            f"{'met' if r.gateway_target_met else 'NOT met'}); the whole serving path adds "
+            f"{ms(whole.p50)} ms median, {ms(whole.p99)} ms p99 (target < 5 ms and < 20 ms: "
             f"{'met' if whole.p50 < 0.005 and whole.p99 < 0.020 else 'NOT met'})"
         )
     if a.json_out:

@@ -33,6 +33,20 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     return float(sorted_values[lo]) + (float(sorted_values[hi]) - float(sorted_values[lo])) * frac
 
 
+def median_interval(sorted_values: Sequence[float], z: float = 1.96) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median of already sorted values: the order
+    statistics ``n/2 -+ z*sqrt(n)/2`` (the binomial count of values below the median, normal
+    approximation; z=1.96: 95%). A bench's median moves between runs by about this much: a target
+    is shown met only when the interval's far end meets it. NaN for fewer than 2 values."""
+    n = len(sorted_values)
+    if n < 2:
+        return math.nan, math.nan
+    half = z * math.sqrt(n) / 2
+    lo = max(0, math.floor(n / 2 - half) - 1)
+    hi = min(n - 1, math.ceil(n / 2 + half))
+    return float(sorted_values[lo]), float(sorted_values[hi])
+
+
 @dataclass(frozen=True, slots=True)
 class Summary:
     """count, mean, p50/p95/p99 and max of a set of values (seconds, or whatever was passed)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from clients.load_requests import DEFAULT_TEXTS, LoadConfig, Outcome, RunResult, schedule, ws_url
 from clients.loadtest import ProgressBar, main, read_texts
 from clients.report import render, report
-from clients.stats import Playout, Summary, percentile, table
+from clients.stats import Playout, Summary, median_interval, percentile, table
 
 # --- percentiles ---------------------------------------------------------------------------------------
 
@@ -35,6 +36,23 @@ from clients.stats import Playout, Summary, percentile, table
 )
 def test_percentile_table(values: list[float], q: float, expected: float) -> None:
     assert percentile(values, q) == pytest.approx(expected)
+
+
+def test_median_interval_is_the_order_statistics_around_the_middle() -> None:
+    values = [float(v) for v in range(1, 101)]  # the 40th and 61st of 100 (1-based), at 95%
+    assert median_interval(values) == (40.0, 61.0)
+    assert median_interval(values, z=0.0) == (50.0, 51.0)  # the two middle values
+    assert all(math.isnan(v) for v in median_interval([1.0]))
+
+
+def test_median_interval_covers_the_true_median_about_95_times_in_100() -> None:
+    rng = random.Random(20)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        sample = sorted(rng.expovariate(1.0) for _ in range(301))  # skewed, as latencies are
+        lo, hi = median_interval(sample)
+        covered += lo <= math.log(2) <= hi
+    assert 0.93 <= covered / trials <= 0.975
 
 
 def test_percentile_of_nothing_is_nan_and_q_is_checked() -> None:
