@@ -37,7 +37,7 @@ import aiomqtt
 from . import logs
 from .errors import BrokerError
 from .publish_batch import publish_qos0
-from .publish_now import publish_started
+from .publish_now import connection_lost, publish_started
 from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
@@ -295,6 +295,12 @@ class MqttLink:
         )
         # Bursts of audio publishes are expected; aiomqtt's warning about them would flood logs.
         client.pending_calls_threshold = 1_000_000
+        try:
+            await self._connected(client, node)
+        finally:
+            connection_lost(client)  # its PUBACKs cannot come now
+
+    async def _connected(self, client: aiomqtt.Client, node: MqttUrl) -> None:
         async with client:
             self._client = client
             self.node = node

@@ -7,7 +7,9 @@ of the loop to wake the control task (issue 20). When a queue is full the publis
 (``sesame_dropped_total{what="mqtt_publish"}``); a dropped or failed job is reported back
 (``on_job_unsent``) so that the scheduler fails it over. Cancels that could not be published
 (broker down) are sent again on reconnect, so a worker does not spend its time on sentences nobody
-is waiting for. When the link drops, publishes wait up to ``LINK_WAIT_S`` for it to land on a
+is waiting for. A job whose connection closed before its PUBACK is not reported: it is in flight,
+and the scheduler sends it again when the link lands (``broker_moved``), without waiting for that
+PUBACK's timeout behind it. When the link drops, publishes wait up to ``LINK_WAIT_S`` for it to land on a
 broker node again (the next node of a cluster takes a moment), then fail at once. Plain QoS 0
 publishes that are waiting together (the copies of session audio and events) go out as one batch
 of up to ``BATCH_MAX`` in one write (``broker/publish_batch.py``), in the queue's order.
@@ -21,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from broker import logs, topics
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConnectionLost
 from broker.link import MqttLink
 from broker.messages import Cancel
 from stream_server.monitoring.metrics import Metrics
@@ -148,6 +150,8 @@ class MqttOut:
     async def _finish(self, item: Publish, done: Awaitable[None]) -> None:
         try:
             await done
+        except ConnectionLost:  # a job in flight then is sent again where the link lands (broker_moved)
+            self.unsent_cancels.update(item.cancels)
         except BrokerError as exc:
             self._failed(item, exc)
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broker import topics
-from broker.errors import BrokerError
+from broker.errors import BrokerError, ConnectionLost
 from broker.launcher import PRODUCTION_CONFIG, Mosquitto, free_port
 from broker.link import MqttLink, OnMessage
 from tests.conftest import T
@@ -97,6 +97,20 @@ async def test_a_publish_the_broker_never_acknowledges_fails_within_the_bound() 
                         await done
             finally:
                 os.kill(broker.proc.pid, signal.SIGCONT)
+
+
+async def test_a_publish_whose_connection_closes_fails_at_once_not_at_its_timeout() -> None:
+    with Mosquitto() as broker:
+        link = MqttLink(broker.url_for(USER), f"now-{free_port()}", publish_timeout_s=600.0)
+        async with link:
+            await link.wait_connected(4 * T)
+            assert broker.proc is not None
+            os.kill(broker.proc.pid, signal.SIGSTOP)  # takes the packet into its socket, says nothing
+            done = link.publish_now(TOPIC, b"unheard", qos=1)
+            os.kill(broker.proc.pid, signal.SIGKILL)  # the node dies: the connection closes
+            with pytest.raises(ConnectionLost):
+                async with asyncio.timeout(4 * T):
+                    await done
 
 
 async def test_a_publish_right_after_a_qos1_read_leaves_no_writer_behind() -> None:

@@ -1,17 +1,21 @@
 """The gateway's MQTT publishes (stream_server/mqtt/outbound.py) in-process: a job is written where
-it is made, with no pass of the loop for the control task; one queued behind another keeps its place."""
+it is made, with no pass of the loop for the control task; one queued behind another keeps its place;
+a PUBACK lost with its connection holds nothing up and fails no job."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 from broker import topics
+from broker.errors import ConnectionLost
 from broker.messages import Heartbeat, Job, worker_messages
 from broker.ws_protocol import Speak
 from stream_server.config import GatewayConfig
 from stream_server.core.failover import FailoverConfig
 from stream_server.hub.hub import Hub
-from stream_server.mqtt.outbound import Publish
+from stream_server.monitoring.metrics import Metrics
+from stream_server.mqtt.outbound import MqttOut, Publish
 from synth_worker.voices import VoiceMap
 from tests.conftest import T
 from tests.support.memlink import MemoryLink
@@ -65,3 +69,50 @@ async def test_a_job_behind_a_queued_publish_waits_its_turn() -> None:
         await mqtt.wait_for(lambda p: p.topic.endswith("/jobs"), T)
         order = [p.topic for p in mqtt.published]
         assert order.index(topics.CANCEL) < next(i for i, t in enumerate(order) if t.endswith("/jobs"))
+
+
+class AcksByHand(MemoryLink):
+    """Each publish written at once; its acknowledgement is a future the test settles."""
+
+    def __init__(self) -> None:
+        super().__init__(GW)
+        self.connected.set()
+        self.acks: list[asyncio.Future[None]] = []
+        self.written: list[str] = []
+        self.wrote = asyncio.Event()
+
+    def publish_now(  # type: ignore[override]
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> asyncio.Future[None]:
+        self.written.append(topic)
+        self.wrote.set()
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
+
+
+async def test_a_puback_lost_with_its_connection_holds_up_nothing_and_fails_no_job() -> None:
+    """A job written just before its broker node died: its PUBACK cannot come. The jobs sent again
+    on the next node queue behind it; before, they waited for its timeout (5 s) and the worker's
+    ack deadline (1 s) failed them first (tests/stream_server/test_cluster_e2e.py, issue 20)."""
+    link = AcksByHand()
+    unsent: list[tuple[str, str]] = []
+    out = MqttOut(link, Metrics(), lambda job_id, why: unsent.append((job_id, why)))
+    control = asyncio.create_task(out.run(out.control))
+    try:
+        out.send(Publish("w/jobs", b"1", 1, job_id="j1"))  # written here; the control task awaits its ack
+        out.send(Publish("w/jobs", b"2", 1, job_id="j2"))  # queued behind it
+        assert link.written == ["w/jobs"]
+        link.wrote.clear()
+        link.acks[0].set_exception(ConnectionLost("the connection closed"))
+        async with asyncio.timeout(T):
+            await link.wrote.wait()
+        assert link.written == ["w/jobs", "w/jobs"] and unsent == []  # in flight: broker_moved resends it
+    finally:
+        control.cancel()
+        await asyncio.gather(control, return_exceptions=True)
