@@ -5,7 +5,7 @@
     │   └── Overloaded           no room now (the gateway's or this client's share); has retry_after_s
     ├── ConfigError              a setting that cannot be used
     ├── BrokerError              the MQTT link failed (translated from aiomqtt.MqttError)
-    │   └── ConnectionLost       a publish's connection closed before the broker acknowledged it
+    │   └── PubackLost           a publish's connection closed before the broker acknowledged it
     ├── BrokerStartError         the local mosquitto could not be started
     └── EngineError              an engine could not speak; has a code
         ├── EngineUnavailable    the engine cannot run here (no model, no binary, no key)
@@ -55,7 +55,7 @@ class BrokerError(SesameError):
     code = "broker_unavailable"
 
 
-class ConnectionLost(BrokerError):
+class PubackLost(BrokerError):
     """The connection a QoS 1 publish was written on closed before its PUBACK: it may or may not
     have reached the broker, and its acknowledgement can no longer come."""
 

@@ -11,7 +11,7 @@ a worker's first audio leaves the worker, without waiting for the loop (issue 20
 
 The acknowledgement (QoS 1: the broker's PUBACK; QoS 0: written) is a future, set through
 aiomqtt's table of pending publishes (its ``on_publish`` calls ``set``), or failed with
-``BrokerError`` after ``timeout_s``, or with ``ConnectionLost`` as soon as its connection closes
+``BrokerError`` after ``timeout_s``, or with ``PubackLost`` as soon as its connection closes
 (``connection_lost``: a wait for a PUBACK that cannot come held up every publish queued behind it
 in the gateway's control queue, the jobs sent again on the next broker node included). This uses
 paho's client (pinned in pyproject.toml) and aiomqtt's internals, as ``publish_batch.py`` does;
@@ -32,7 +32,7 @@ from paho.mqtt.enums import MessageState, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .errors import BrokerError, ConnectionLost
+from .errors import BrokerError, PubackLost
 from .mqtt_packet import publish_packet
 
 
@@ -186,7 +186,7 @@ class Acked(asyncio.Event):
     def lost(self) -> None:
         self._timer.cancel()
         if not self.done.done():
-            self.done.set_exception(ConnectionLost("the connection closed before the broker acknowledged"))
+            self.done.set_exception(PubackLost("the connection closed before the broker acknowledged"))
 
     def _late(self, client: aiomqtt.Client, mid: int, topic: str, timeout_s: float) -> None:
         client._pending_publishes.pop(mid, None)

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from broker import logs, topics
-from broker.errors import BrokerError, ConnectionLost
+from broker.errors import BrokerError, PubackLost
 from broker.link import MqttLink
 from broker.messages import Cancel
 from stream_server.monitoring.metrics import Metrics
@@ -150,7 +150,7 @@ class MqttOut:
     async def _finish(self, item: Publish, done: Awaitable[None]) -> None:
         try:
             await done
-        except ConnectionLost:  # a job in flight then is sent again where the link lands (broker_moved)
+        except PubackLost:  # a job in flight then is sent again where the link lands (broker_moved)
             self.unsent_cancels.update(item.cancels)
         except BrokerError as exc:
             self._failed(item, exc)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from broker import topics
-from broker.errors import BrokerError, ConnectionLost
+from broker.errors import BrokerError, PubackLost
 from broker.launcher import PRODUCTION_CONFIG, Mosquitto, free_port
 from broker.link import MqttLink, OnMessage
 from tests.conftest import T
@@ -108,7 +108,7 @@ async def test_a_publish_whose_connection_closes_fails_at_once_not_at_its_timeou
             os.kill(broker.proc.pid, signal.SIGSTOP)  # takes the packet into its socket, says nothing
             done = link.publish_now(TOPIC, b"unheard", qos=1)
             os.kill(broker.proc.pid, signal.SIGKILL)  # the node dies: the connection closes
-            with pytest.raises(ConnectionLost):
+            with pytest.raises(PubackLost):
                 async with asyncio.timeout(4 * T):
                     await done
 

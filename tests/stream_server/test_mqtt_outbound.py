@@ -8,7 +8,7 @@ import asyncio
 from dataclasses import replace
 
 from broker import topics
-from broker.errors import ConnectionLost
+from broker.errors import PubackLost
 from broker.messages import Heartbeat, Job, worker_messages
 from broker.ws_protocol import Speak
 from stream_server.config import GatewayConfig
@@ -109,7 +109,7 @@ async def test_a_puback_lost_with_its_connection_holds_up_nothing_and_fails_no_j
         out.send(Publish("w/jobs", b"2", 1, job_id="j2"))  # queued behind it
         assert link.written == ["w/jobs"]
         link.wrote.clear()
-        link.acks[0].set_exception(ConnectionLost("the connection closed"))
+        link.acks[0].set_exception(PubackLost("the connection closed"))
         async with asyncio.timeout(T):
             await link.wrote.wait()
         assert link.written == ["w/jobs", "w/jobs"] and unsent == []  # in flight: broker_moved resends it
