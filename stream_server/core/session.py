@@ -1,14 +1,7 @@
 """One client session's protocol: text in, sentences out, audio strictly in order. Pure.
 
 The websocket handler, the MQTT text topic and ``POST /tts`` all drive a ``SessionCore`` with typed
-messages and engine results, and carry out what it returns:
-
-- ``Emit``: a JSON message for the client (and the session's MQTT events topic);
-- ``EmitAudio``: a binary audio frame;
-- ``EncodeAudio``: a whole sentence to encode (mp3, ogg, flac, wav) off the event loop, then send as
-  one frame, in its place among the session's messages;
-- ``Dispatch``: a sentence to synthesize (to the scheduler);
-- ``CancelJobs``: drop the session's jobs (barge-in); ``TurnOver``: a turn ended (sticky fallback lifts).
+messages and engine results, and carry out what it returns (``Out``, core/session_outs.py).
 
 Ordering: sentences are numbered (``seq``) across the session. Several are synthesized at once,
 but the client hears sentence N only after N-1 ended: audio of later sentences waits here. How many
@@ -47,51 +40,15 @@ from stream_server.core.flood import DEFAULT_FLOOD, FloodGate, TokenBucket
 from stream_server.core.lookahead import Lookahead, next_dispatch
 from stream_server.core.playback import PlaybackClock, deadline_lead_s, expected_audio_s
 from stream_server.core.segmenter import SentenceSegmenter
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class EmitAudio:
-    frame: bytes
-    seq: int
-    seconds: float = 0.0  # of audio (the session's playback clock follows it)
-
-
-@dataclass(frozen=True, slots=True)
-class EncodeAudio:
-    seq: int
-    sample_rate: int
-    fmt: str
-    pcm: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    sentence: Sentence
-
-
-@dataclass(frozen=True, slots=True)
-class CancelJobs:
-    session_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class TurnOver:
-    session_id: str
-    turn: int
-
-
-Out = Emit | EmitAudio | EncodeAudio | Dispatch | CancelJobs | TurnOver
+from stream_server.core.session_outs import CancelJobs, Dispatch, Emit, EmitAudio, EncodeAudio, Out, TurnOver
 
 
 @dataclass(slots=True)
 class SentenceState:
     sentence: Sentence
     dispatched: bool = False
+    dispatched_at: float = 0.0
+    heard_from: bool = False  # some of its audio has arrived (sent or not)
     engine: str = ""
     cached: bool = False
     chunks: list[bytes] = field(default_factory=list)  # pcm16 not yet sent (not playing yet)
@@ -205,16 +162,20 @@ class SessionCore:
     def _dispatch_more(self) -> list[Out]:
         outs: list[Out] = []
         in_flight, coming, now, wait = 0, 0.0, self.playback.now, None
+        silent_since: float | None = None  # the earliest sentence in synthesis with no audio yet
         for seq in self.queue:
             st = self.sentences[seq]
             if not st.dispatched:
-                at = next_dispatch(self.lookahead, in_flight, coming, self.playback.played_by(now), now)
+                heard_until = self.playback.played_by(now)
+                at = next_dispatch(self.lookahead, in_flight, coming, heard_until, now, silent_since)
                 if at is None or at > now:
                     wait = at
                     break
-                st.dispatched = True
+                st.dispatched, st.dispatched_at = True, now
                 outs.append(Dispatch(st.sentence))
             in_flight += not st.done
+            if silent_since is None and not st.done and not st.heard_from:
+                silent_since = st.dispatched_at
             coming += self._coming_s(st)
         self.dispatch_moved, self.dispatch_at = self.dispatch_moved or wait != self.dispatch_at, wait
         return outs
@@ -264,7 +225,7 @@ class SessionCore:
         st = self.sentences.get(seq)
         if st is None or st.done:
             return []  # cancelled, or a late chunk
-        st.engine, st.cached = engine, cached
+        st.engine, st.cached, st.heard_from = engine, cached, True
         st.chunks += [pcm] if isinstance(pcm, bytes) else pcm  # a list: a cached sentence's frames
         return self._advance()
 

@@ -38,7 +38,7 @@ from stream_server.core.health import SampleHealth
 from stream_server.core.jobs import JobTracker
 from stream_server.core.preload import Preload, Preloader
 from stream_server.core.scheduler import Scheduler
-from stream_server.core.session import CancelJobs, Dispatch, Emit, EmitAudio, EncodeAudio, Out, TurnOver
+from stream_server.core.session_outs import CancelJobs, Dispatch, Emit, EmitAudio, EncodeAudio, Out, TurnOver
 from stream_server.core.stamps import HopStamps
 from stream_server.hub.live_sessions import CloseReason, SessionLink, Sessions
 from stream_server.hub.local_tiers import LocalTiers
@@ -83,9 +83,7 @@ class Interpreter:
         sample_health: Callable[[SampleHealth], None],
         deadline_moved: Callable[[], None],
     ) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.clock = clock
+        self.config, self.metrics, self.clock = config, metrics, clock
         self.scheduler = scheduler
         self.sessions = sessions
         self.cache = cache
@@ -173,6 +171,7 @@ class Interpreter:
                 link.waiting.append(encoding)
                 encoding.add_done_callback(lambda _: self._pump(link))
             case Dispatch(sentence=sentence):
+                self.send_pass.frames_now()  # a first audio that released it goes first (issue 20)
                 if self.stamps is not None:
                     self.stamps.cut(sentence.session_id, sentence.seq, self.clock())
                 if self._from_cache(link, sentence):

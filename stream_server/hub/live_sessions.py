@@ -24,7 +24,8 @@ from stream_server.core.actions import Sentence
 from stream_server.core.admission import Admission, AdmissionLimits, NoRoom
 from stream_server.core.dispatch_order import DispatchOrder
 from stream_server.core.resume import ReplayLog
-from stream_server.core.session import Out, SessionCore
+from stream_server.core.session import SessionCore
+from stream_server.core.session_outs import Out
 
 OUT_QUEUE_FRAMES = 4000  # ~160 s of 40 ms frames per session
 

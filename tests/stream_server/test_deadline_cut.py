@@ -12,7 +12,8 @@ from broker.ws_protocol import Flush, Speak, Text
 from stream_server.core.lookahead import unpaced
 from stream_server.core.playback import DEADLINE_LEAD_S, PlaybackClock, deadline_lead_s
 from stream_server.core.segmenter import SentenceSegmenter
-from stream_server.core.session import Dispatch, Out, SessionCore
+from stream_server.core.session import SessionCore
+from stream_server.core.session_outs import Dispatch, Out
 from tests.stream_server.test_segmenter import FAST, max_lengths, split_text
 
 
@@ -128,7 +129,8 @@ def test_text_faster_than_speech_is_not_cut() -> None:
 
 def test_a_whole_text_at_once_and_an_http_response_are_never_cut_for_the_deadline() -> None:
     c = SessionCore("s", voice="maya", lookahead=8)
-    assert dispatched(c.receive(Speak("Hi. " + PARAGRAPH), 0.0))[-1] == PARAGRAPH.split(". ")[1]
+    assert dispatched(c.receive(Speak("Hi. " + PARAGRAPH), 0.0)) == ["Hi."]  # first audio first
+    assert dispatched(c.audio(0, "piper", b"\x00\x00" * 2400))[-1] == PARAGRAPH.split(". ")[1]
     h = SessionCore("h", voice="maya", lookahead=8)
     h.lookahead = unpaced(h.lookahead)
     for core in (paced(), h):

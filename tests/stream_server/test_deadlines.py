@@ -11,7 +11,8 @@ from stream_server.core.actions import WORKERS, FailedOver, SendJob, Sentence
 from stream_server.core.failover import FailoverConfig
 from stream_server.core.playback import PlaybackClock, expected_audio_s
 from stream_server.core.scheduler import Scheduler
-from stream_server.core.session import Dispatch, EmitAudio, SessionCore
+from stream_server.core.session import SessionCore
+from stream_server.core.session_outs import Dispatch, EmitAudio
 
 # (frames sent as (at, seconds), ahead_s, now) -> need_at
 CASES = [
@@ -37,7 +38,8 @@ def test_audio_ahead_of_a_sentence_is_what_its_predecessors_have_not_sent() -> N
     core = SessionCore("s1", voice="maya", sample_rate=1000)
     texts = ["One two three four five six.", "Seven eight nine ten.", "Eleven twelve."]
     outs = core.receive(Speak(" ".join(texts)), 0.0)
-    seqs = [o.sentence.seq for o in outs if isinstance(o, Dispatch)]
+    assert [o.sentence.seq for o in outs if isinstance(o, Dispatch)] == [0]  # first audio first
+    seqs = list(core.queue)
     assert len(seqs) == 3
     first, second = (core.sentences[s].sentence.text for s in seqs[:2])
     assert core.audio_ahead_s(seqs[0]) == 0.0

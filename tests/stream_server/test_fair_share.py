@@ -83,13 +83,16 @@ async def test_a_detached_session_makes_no_audio_beyond_the_sentence_in_flight()
     async with hub(client_max_in_flight=8) as (h, mqtt):
         link = h.open_session(resumable=True, client="addr:x")
         h.receive(link, Speak(THREE))
+        await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 1, T)
+        (first,) = jobs_for(mqtt, link.session_id)
+        # The first sentence's audio is being made: it goes on; the lookahead's jobs (sent at its
+        # first audio) are stopped.
+        await mqtt.deliver(
+            topics.job_events(first.reply_to, first.job_id), JobAck(first.job_id, "w1").to_bytes()
+        )
+        await mqtt.deliver(topics.job_audio(first.reply_to, first.job_id), frame(0, 0))
         await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 3, T)
         jobs = jobs_for(mqtt, link.session_id)
-        # The first sentence's audio is being made: it goes on; the lookahead's jobs are stopped.
-        await mqtt.deliver(
-            topics.job_events(jobs[0].reply_to, jobs[0].job_id), JobAck(jobs[0].job_id, "w1").to_bytes()
-        )
-        await mqtt.deliver(topics.job_audio(jobs[0].reply_to, jobs[0].job_id), frame(0, 0))
         token = h.detached.issue(link)  # the resume token of the session's ready
         h.detached.detach(link, link.attachment)
         later = {j.job_id for j in jobs if j.seq > 0}
@@ -121,8 +124,9 @@ async def test_an_mp3_session_is_encoded_off_the_loop_and_stays_in_order() -> No
     async with hub() as (h, mqtt):
         link = h.open_session(fmt="mp3", client="addr:x")
         h.receive(link, Speak("First one is here. Second one is here."))
-        await mqtt.wait_until(lambda: len(jobs_for(mqtt, link.session_id)) == 2, T)
-        for job in jobs_for(mqtt, link.session_id):
+        for n in (1, 2):  # the second sentence goes at the first one's first audio
+            await mqtt.wait_until(lambda n=n: len(jobs_for(mqtt, link.session_id)) == n, T)
+            job = jobs_for(mqtt, link.session_id)[-1]
             audio, events = (
                 topics.job_audio(job.reply_to, job.job_id),
                 topics.job_events(job.reply_to, job.job_id),

@@ -14,7 +14,8 @@ from stream_server.core.dispatch_order import DispatchOrder, in_need_order, need
 from stream_server.core.failover import FailoverConfig
 from stream_server.core.lookahead import Lookahead, next_dispatch, unpaced
 from stream_server.core.scheduler import Scheduler
-from stream_server.core.session import Dispatch, Out, SessionCore
+from stream_server.core.session import SessionCore
+from stream_server.core.session_outs import Dispatch, Out
 from stream_server.hub.live_sessions import Sessions, SessionSettings
 
 BUDGET = Lookahead(seconds=6.0, max_sentences=4)
@@ -38,6 +39,32 @@ def test_next_dispatch(  # noqa: PLR0917
     assert next_dispatch(BUDGET, in_flight, coming_s, heard_until, now) == expected, why
 
 
+@pytest.mark.parametrize(
+    ("why", "heard_until", "silent_since", "expected"),
+    [
+        ("the listener waits on a silent sentence: its first audio, or 0.3 s after it went", 10.0, 9.9, 10.2),
+        ("0.3 s passed: now", 10.0, 9.0, 9.3),
+        ("audio buffered: the silent one holds nothing up", 12.0, 9.9, 8.0),
+        ("every one in synthesis has spoken: the budget alone", 10.0, None, 6.0),
+    ],
+)
+def test_first_audio_first(why: str, heard_until: float, silent_since: float | None, expected: float) -> None:
+    assert next_dispatch(BUDGET, 1, 2.0, heard_until, 10.0, silent_since) == pytest.approx(expected), why
+
+
+def test_a_turns_second_sentence_goes_at_the_first_ones_first_audio_or_its_bound() -> None:
+    """The first-chunk rule makes most turns two sentences at once: the second's job no longer
+    takes the CPU and the worker's intake from the first's first audio (issue 20)."""
+    c = SessionCore("s", voice="maya", lookahead=8, lookahead_s=5.0)
+    assert dispatched(c.receive(speak([1, 1]), 100.0)) == [0]
+    assert c.dispatch_at == pytest.approx(100.3)
+    assert dispatched(c.audio(0, "piper", PCM_1S[:4800])) == [1]
+    silent = SessionCore("t", voice="maya", lookahead=8, lookahead_s=5.0)
+    assert dispatched(silent.receive(speak([1, 1]), 100.0)) == [0]
+    assert dispatched(silent.wake(100.2)) == []
+    assert dispatched(silent.wake(100.3)) == [1]  # a slow or dead voice holds the next one no longer
+
+
 def test_a_session_without_a_real_time_listener_is_bounded_by_the_count_only() -> None:
     """POST /tts and the OpenAI route: an HTTP response is fetched as fast as audio comes."""
     assert next_dispatch(unpaced(BUDGET), 3, 60.0, 100.0, 10.0) == float("-inf")
@@ -58,12 +85,11 @@ def speak(seconds: list[int]) -> Speak:
 
 def test_a_session_dispatches_while_its_audio_ahead_is_under_the_budget() -> None:
     c = SessionCore("s", voice="maya", lookahead=8, lookahead_s=5.0)
-    # 2 s go now, then 2 s (2 s coming) and 2 s (4 s coming); the fourth would make 6 s.
-    assert dispatched(c.receive(speak([2, 2, 2, 2, 2]), 100.0)) == [0, 1, 2]
-    assert c.dispatch_at is None  # 6 s coming and nothing played yet: waits on an event
-    # The first sentence's 2 s go to the listener at 100: 2 s buffered and 4 s still coming, so the
-    # fourth may go once 1 s has played, at 101 (counted as soon as the audio is emitted).
-    assert dispatched(c.audio(0, "piper", PCM_1S * 2)) == []
+    # 2 s go now; the rest wait for its first audio (first audio first). Its 2 s arrive at 100: then
+    # 2 s (2 s coming) and 2 s (4 s coming); the fourth would make 6 s.
+    assert dispatched(c.receive(speak([2, 2, 2, 2, 2]), 100.0)) == [0]
+    assert dispatched(c.audio(0, "piper", PCM_1S * 2)) == [1, 2]
+    # 2 s buffered and 4 s still coming, so the fourth may go once 1 s has played, at 101.
     c.playback.sent(2.0, 100.0)  # as the interpreter does once it has sent the frame
     assert dispatched(c.sentence_done(0)) == []
     assert c.dispatch_at == pytest.approx(101.0)

@@ -98,7 +98,7 @@ class AcksByHand(MemoryLink):
 
 async def test_a_puback_lost_with_its_connection_holds_up_nothing_and_fails_no_job() -> None:
     """A job written just before its broker node died: its PUBACK cannot come. The jobs sent again
-    on the next node queue behind it; before, they waited for its timeout (5 s) and the worker's
+    on the next node queue behind it; before, they waited for its timeout (2 s) and the worker's
     ack deadline (1 s) failed them first (tests/stream_server/test_cluster_e2e.py, issue 20)."""
     link = AcksByHand()
     unsent: list[tuple[str, str]] = []

@@ -21,16 +21,8 @@ from broker.ws_protocol import (
     TurnEnd,
 )
 from stream_server.audio_out.encode import encoded_frame
-from stream_server.core.session import (
-    CancelJobs,
-    Dispatch,
-    Emit,
-    EmitAudio,
-    EncodeAudio,
-    SessionCore,
-    TokenBucket,
-    TurnOver,
-)
+from stream_server.core.session import SessionCore, TokenBucket
+from stream_server.core.session_outs import CancelJobs, Dispatch, Emit, EmitAudio, EncodeAudio, TurnOver
 
 PCM = b"\x01\x00" * 480  # 20 ms at 24 kHz
 
@@ -54,6 +46,8 @@ def frames(outs: list[object]) -> list[AudioFrame]:
 def test_sentences_are_dispatched_as_they_become_certain() -> None:
     c = core()
     assert dispatched(c.receive(Text("Hello there. How "), 0.0)) == [0]  # a whole word after the stop
+    c.audio(0, "bark", PCM)  # its first audio, sent: the next go as they come (first audio first)
+    c.playback.sent(0.02, 0.0)
     assert dispatched(c.receive(Text("are you? Fine "), 0.0)) == [1]
     assert dispatched(c.receive(Flush(), 0.0)) == [2]
 
@@ -87,8 +81,8 @@ def test_sentence_end_counts_samples_and_frames_are_numbered() -> None:
 def test_lookahead_bounds_the_sentences_in_flight() -> None:
     c = core(lookahead=2)
     outs = c.receive(Speak("A one. B two. C three. D four."), 0.0)
-    assert dispatched(outs) == [0, 1]
-    c.audio(0, "bark", PCM)
+    assert dispatched(outs) == [0]  # the next waits for its first audio (first audio first)
+    assert dispatched(c.audio(0, "bark", PCM)) == [1]  # two in flight: the bound
     assert dispatched(c.sentence_done(0)) == [2]
 
 
