@@ -83,34 +83,36 @@ def watched_for_writing(sock: object) -> bool:
     return key is not None and bool(key.events & selectors.EVENT_WRITE)
 
 
-async def test_a_publish_the_broker_never_acknowledges_fails_within_the_bound() -> None:
+@contextlib.asynccontextmanager
+async def unanswered(timeout_s: float) -> AsyncIterator[tuple[Mosquitto, asyncio.Future[None]]]:
+    """A QoS 1 publish written to a broker that takes it into its socket and says nothing (stopped),
+    with ``timeout_s`` for its PUBACK; the broker and the publish's future."""
     with Mosquitto() as broker:
-        link = MqttLink(broker.url_for(USER), f"now-{free_port()}", publish_timeout_s=0.3)
+        link = MqttLink(broker.url_for(USER), f"now-{free_port()}", publish_timeout_s=timeout_s)
         async with link:
             await link.wait_connected(4 * T)
             assert broker.proc is not None
-            os.kill(broker.proc.pid, signal.SIGSTOP)  # takes the packet into its socket, says nothing
+            os.kill(broker.proc.pid, signal.SIGSTOP)
             try:
-                done = link.publish_now(TOPIC, b"unheard", qos=1)
-                with pytest.raises(BrokerError, match=r"not acknowledged within 0\.3s"):
-                    async with asyncio.timeout(4 * T):
-                        await done
+                yield broker, asyncio.ensure_future(link.publish_now(TOPIC, b"unheard", qos=1))
             finally:
                 os.kill(broker.proc.pid, signal.SIGCONT)
 
 
+async def test_a_publish_the_broker_never_acknowledges_fails_within_the_bound() -> None:
+    async with unanswered(0.3) as (_broker, done):
+        with pytest.raises(BrokerError, match=r"not acknowledged within 0\.3s"):
+            async with asyncio.timeout(4 * T):
+                await done
+
+
 async def test_a_publish_whose_connection_closes_fails_at_once_not_at_its_timeout() -> None:
-    with Mosquitto() as broker:
-        link = MqttLink(broker.url_for(USER), f"now-{free_port()}", publish_timeout_s=600.0)
-        async with link:
-            await link.wait_connected(4 * T)
-            assert broker.proc is not None
-            os.kill(broker.proc.pid, signal.SIGSTOP)  # takes the packet into its socket, says nothing
-            done = link.publish_now(TOPIC, b"unheard", qos=1)
-            os.kill(broker.proc.pid, signal.SIGKILL)  # the node dies: the connection closes
-            with pytest.raises(PubackLost):
-                async with asyncio.timeout(4 * T):
-                    await done
+    async with unanswered(600.0) as (broker, done):
+        assert broker.proc is not None
+        os.kill(broker.proc.pid, signal.SIGKILL)  # the node dies: the connection closes
+        with pytest.raises(PubackLost):
+            async with asyncio.timeout(4 * T):
+                await done
 
 
 async def test_a_publish_right_after_a_qos1_read_leaves_no_writer_behind() -> None:
