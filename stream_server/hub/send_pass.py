@@ -46,6 +46,7 @@ class SendPass:
 
     def end(self) -> None:
         self.open = False
-        held, self._held, self._later = [*self._held, *self._later], [], []
-        for flushable in held:
+        self.frames_now()
+        later, self._later = self._later, []
+        for flushable in later:
             flushable.flush()
