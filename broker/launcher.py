@@ -24,10 +24,14 @@ from pathlib import Path
 from .credentials import Credentials, is_role
 from .errors import BrokerStartError
 from .settings import MqttUrl
+from .user_probe import confirm_user
 
 PRODUCTION_CONFIG = Path(__file__).with_name("mosquitto.conf")  # deploy/mosquitto.conf links here
 ACL = Path(__file__).with_name("mosquitto.acl")  # deploy/mosquitto.acl links here
 RELOADED = "Reloading config."  # what mosquitto logs when SIGHUP makes it read its files again
+# mosquitto takes a signal when its 100 ms poll ends; a SIGHUP without its line after this long
+# was lost or the broker starved, and the probe that follows decides (user_probe.py).
+RELOAD_WAIT_S = 1.0
 
 # Added to the production file for a local broker: its log on stderr, and never a user switch (as
 # root, mosquitto would become "mosquitto" and could not read the 0600 password file).
@@ -94,22 +98,23 @@ class Mosquitto:
 
     def url_for(self, user: str, timeout: float = 10.0) -> MqttUrl:
         """The address with ``user``'s credentials: a role (``credentials.ROLES``), or a worker id,
-        whose user is made on first use (the running broker reloads its password file)."""
-        if not is_role(user) and self.credentials.add_worker(user):
-            self._reload(timeout)
-        return self.credentials.url(user, "127.0.0.1", self.port)
+        whose user is made on first use; the running broker rereads its users, and the user is
+        confirmed by connecting as it before this returns (``user_probe.py``: a SIGHUP can be lost)."""
+        made = not is_role(user) and self.credentials.add_worker(user)
+        url = self.credentials.url(user, "127.0.0.1", self.port)
+        if made:
+            proc = self.proc
+            if proc is not None and proc.poll() is None:  # else the next start reads the file anyway
+                with self._reloaded:  # one confirmation at a time: no SIGHUP lands in a reload
+                    confirm_user(url, lambda left: self._reload(proc, left), timeout)
+        return url
 
-    def _reload(self, timeout: float) -> None:
-        """SIGHUP, then wait for mosquitto's log line: it rereads its files before it serves any
-        client again (one thread), so a client that connects after the line finds the new user."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return  # the next start reads the file anyway
-        with self._reloaded:
-            seen = self._reloads
-            proc.send_signal(signal.SIGHUP)
-            if not self._reloaded.wait_for(lambda: self._reloads > seen, timeout):
-                raise BrokerStartError(f"mosquitto did not reload its users within {timeout}s")
+    def _reload(self, proc: subprocess.Popen[str], timeout: float) -> None:
+        """SIGHUP, then wait (at most ``timeout`` s) for mosquitto's log line; it logs the line before
+        it rereads its files but serves no client until it has, so a CONNECT sent now finds them."""
+        seen = self._reloads
+        proc.send_signal(signal.SIGHUP)
+        self._reloaded.wait_for(lambda: self._reloads > seen, min(timeout, RELOAD_WAIT_S))
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"

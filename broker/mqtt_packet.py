@@ -1,4 +1,5 @@
-"""MQTT v5 PUBLISH packets built here, byte for byte as paho-mqtt builds them.
+"""MQTT v5 PUBLISH packets built here, byte for byte as paho-mqtt builds them; and the CONNECT
+and CONNACK of the broker-user probe (``user_probe.py``).
 
 paho's ``publish`` checks the topic, wraps the payload, logs, packs a ``Properties`` object and
 copies the payload into a bytearray: about 130 us of the gateway's path from a client's text frame
@@ -45,3 +46,43 @@ def varint_after(first: int, n: int) -> bytes:
         else:
             out.append(digit)
             return bytes(out)
+
+
+CONNECT = 0x10
+CONNACK = 0x20
+CONNECT_FLAGS = 0x80 | 0x40 | 0x02  # user name, password, clean start
+PROBE_KEEPALIVE_S = 10
+
+
+def connect_packet(username: str, password: str) -> bytes:
+    """An MQTT v5 CONNECT with an empty client id (the broker names it: it never takes over a
+    session of the user's real client) and ``username``/``password``."""
+
+    def field(text: str) -> bytes:
+        raw = text.encode()
+        return len(raw).to_bytes(2, "big") + raw
+
+    body = (
+        field("MQTT")
+        + bytes((5, CONNECT_FLAGS))
+        + PROBE_KEEPALIVE_S.to_bytes(2, "big")
+        + NO_PROPERTIES
+        + field("")
+        + field(username)
+        + field(password)
+    )
+    return varint_after(CONNECT, len(body)) + body
+
+
+def connack_reason(data: bytes) -> int | None:
+    """The reason code of the CONNACK that ``data`` begins with (0: accepted), or None while
+    ``data`` is too short to hold it. ValueError when ``data`` is not a CONNACK."""
+    if not data:
+        return None
+    if data[0] != CONNACK:
+        raise ValueError(f"not a CONNACK: first byte {data[0]:#04x}")
+    at = 1
+    while at < len(data) and data[at] & 0x80:  # the remaining length's variable byte integer
+        at += 1
+    reason_at = at + 2  # after the length's last byte: the acknowledge flags, then the reason
+    return data[reason_at] if reason_at < len(data) else None

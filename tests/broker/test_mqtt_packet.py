@@ -19,7 +19,7 @@ from paho.mqtt.properties import Properties
 from broker import topics
 from broker.launcher import Mosquitto, free_port
 from broker.link import MqttLink
-from broker.mqtt_packet import publish_packet
+from broker.mqtt_packet import connack_reason, connect_packet, publish_packet
 from tests.conftest import T
 
 USER = "w-packet"
@@ -88,3 +88,30 @@ async def test_published_now_the_expiry_arrives_each_puback_settles_and_paho_que
         # the broker hands on what is left of each expiry: at most what was sent, not none
         expiries = [getattr(m.properties, "MessageExpiryInterval", None) for m in got]
         assert all(e is not None and 60 + i - 5 <= e <= 60 + i for i, e in enumerate(expiries)), expiries
+
+
+def test_connack_reason_waits_for_its_byte_and_reads_accepted_and_refused() -> None:
+    accepted = bytes((0x20, 3, 0, 0, 0))  # CONNACK, flags 0, reason 0, no properties
+    refused = bytes((0x20, 3, 0, 0x86, 0))  # bad user name or password
+    assert [connack_reason(accepted[:n]) for n in range(4)] == [None, None, None, None]
+    assert connack_reason(accepted) == 0
+    assert connack_reason(refused) == 0x86
+    assert connack_reason(bytes((0x20, 0x80, 0x01, 0, 0x87))) == 0x87  # a two-byte length
+    with pytest.raises(ValueError, match="not a CONNACK"):
+        connack_reason(bytes((0x30, 0)))
+
+
+def test_connect_packet_parses_as_a_v5_connect_with_user_and_password() -> None:
+    packet = connect_packet("w-1", "pässword")
+    assert packet[0] == 0x10 and packet[1] == len(packet) - 2
+    body = packet[2:]
+    assert body[:6] == b"\x00\x04MQTT" and body[6] == 5  # protocol name and level 5
+    assert body[7] == 0xC2  # user name, password, clean start
+    assert body[10] == 0  # no properties
+    rest = body[11:]
+    fields = []
+    while rest:
+        n = int.from_bytes(rest[:2], "big")
+        fields.append(rest[2 : 2 + n].decode())
+        rest = rest[2 + n :]
+    assert fields == ["", "w-1", "pässword"]  # the broker names the client
