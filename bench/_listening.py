@@ -46,6 +46,7 @@ class ListeningSessions:
         self._ids: list[str] = []
         self._rates: list[int] = []
         self._free_at: list[float] = []
+        self.waits = 0  # turns that waited for a listener to hear its last turn out
 
     async def __aenter__(self) -> ListeningSessions:
         for _ in range(self.size):
@@ -69,6 +70,7 @@ class ListeningSessions:
         i = min(range(self.size), key=self._free_at.__getitem__)
         wait = self._free_at[i] - time.monotonic()
         if wait > 0:
+            self.waits += 1
             await asyncio.sleep(wait)  # every listener is still hearing its last turn
         ws = self._ws[i]
         sent = time.monotonic()

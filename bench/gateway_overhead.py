@@ -132,16 +132,27 @@ class Direct:
         self.thread.join(5)
 
 
-async def measure(stack: Stack, texts: list[str], warmup: int, sessions: int) -> dict[str, list[float]]:
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How the turns are spaced: ``gap_s`` of idle before every measured turn of every path, and
+    ``sessions`` listening websocket sessions (enough that the gateway's turns never wait for one)."""
+
+    warmup: int
+    sessions: int
+    gap_s: float
+
+
+async def measure(stack: Stack, texts: list[str], pace: Pace) -> tuple[dict[str, list[float]], int]:
+    """Each path's first-audio seconds, and how many gateway turns waited for a listening session."""
     engine = Direct()
     await engine.load()
     out: dict[str, list[float]] = {p: [] for p in PATHS}
     url: MqttUrl = stack.broker.url_for("gateway")
     try:
-        await _measure(engine, stack.ws_url, url, texts, warmup, sessions, out)
+        waits = await _measure(engine, stack.ws_url, url, texts, pace, out)
     finally:
         engine.close()
-    return out
+    return out, waits
 
 
 async def _measure(  # noqa: PLR0917
@@ -149,10 +160,10 @@ async def _measure(  # noqa: PLR0917
     ws_url: str,
     url: MqttUrl,
     texts: list[str],
-    warmup: int,
-    sessions: int,
+    pace: Pace,
     out: dict[str, list[float]],
-) -> None:
+) -> int:
+    warmup, sessions = pace.warmup, pace.sessions
     async with (
         ListeningSessions(ws_url, sessions, VOICE) as pool,
         WorkerDirect(url, WORKER, VOICE) as worker,
@@ -178,9 +189,15 @@ async def _measure(  # noqa: PLR0917
             for path in PATHS:
                 await run[path](text)
         orders = itertools.cycle(itertools.permutations(PATHS))
+        waits_before = pool.waits
         for text in texts:
             for path in next(orders):
+                # Every path's turn starts from the same idle machine. Until 2026-12-05 only the
+                # gateway's did (its turns waited for a listening session; the others ran right
+                # after a turn, on warm caches and awake cores) and read ~1.2 ms slower for it.
+                await asyncio.sleep(pace.gap_s)
                 out[path].append(await run[path](text))
+        return pool.waits - waits_before
 
 
 VARIANTS = {
@@ -219,6 +236,7 @@ class VariantResult:
     variant: str
     label: str
     times: dict[str, list[float]]
+    pool_waits: int  # gateway turns that waited for a listening session (a longer idle than the gap)
 
     def path(self, name: str) -> Spread:
         return Spread.of(self.times[name])
@@ -258,16 +276,17 @@ class VariantResult:
             "gateway_added_median_ms": round(self.gateway_added_median * 1000, 2),
             "gateway_added_interval_ms": [round(v * 1000, 2) for v in self.gateway_added_interval],
             "gateway_target_met": self.gateway_target_met,
+            "pool_waits": self.pool_waits,
             "whole_path_target_met": self.whole.p50 < 0.005 and self.whole.p99 < 0.020,
         }
 
 
-def run_variant(name: str, texts: list[str], warmup: int, sessions: int) -> VariantResult:
+def run_variant(name: str, texts: list[str], pace: Pace) -> VariantResult:
     label, env = VARIANTS[name]
     with Stack({"SESAME_TIERS": "workers", "SESAME_CACHE_ENABLED": "false", **env}) as stack:
         stack.start_worker(WORKER, "espeak-ng")
-        times = uvloop.run(measure(stack, texts, warmup, sessions))
-    return VariantResult(name, label, times)
+        times, waits = uvloop.run(measure(stack, texts, pace))
+    return VariantResult(name, label, times, waits)
 
 
 def ms(v: float) -> str:
@@ -282,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(VARIANTS),
         help=f"comma-separated, from {', '.join(VARIANTS)} (default: all)",
     )
-    ap.add_argument("--sessions", type=int, default=16, help="listening websocket sessions (default 16)")
+    ap.add_argument("--sessions", type=int, default=32, help="listening websocket sessions (default 32)")
+    ap.add_argument(
+        "--gap-ms", type=float, default=50.0, help="idle before each measured turn of any path (default 50)"
+    )
     ap.add_argument("--json", type=Path, dest="json_out")
     ap.add_argument("--smoke", action="store_true", help="10 sentences, as shipped only (for the test suite)")
     a = ap.parse_args(argv)
@@ -292,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown variant(s): {', '.join(unknown)}")
     texts = sentences(n)
-    results = [run_variant(name, texts, 2 if a.smoke else 5, a.sessions) for name in names]
+    pace = Pace(2 if a.smoke else 5, a.sessions, a.gap_ms / 1000)
+    results = [run_variant(name, texts, pace) for name in names]
     rows: list[list[object]] = []
     for r in results:
         for p in PATHS:
@@ -306,7 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"machine: {machine()}; {n} sentences per variant, each on the three paths in cycling order; "
         f"gateway SESAME_TIERS=workers, SESAME_CACHE_ENABLED=false, one espeak-ng worker; "
-        f"{a.sessions} listening websocket sessions; this process on uvloop"
+        f"{a.sessions} listening websocket sessions; {a.gap_ms:g} ms idle before every turn; "
+        f"gateway turns that waited longer for a session: "
+        f"{', '.join(f'{r.variant} {r.pool_waits}' for r in results)}; this process on uvloop"
     )
     print(table(["time to first audio (ms)", "n", "p50", "p90", "p99", "max"], rows))
     for r in results:
