@@ -2,8 +2,9 @@
 
 ``MqttLink`` is an async context manager owning one named task, in its own TaskGroup. Inside, it
 connects, subscribes, runs ``on_connect`` (a worker republishes its retained status there, a
-gateway its claims), and hands every incoming message to ``on_message``. A handler that raises is
-logged and the loop goes on: one bad payload never stops the link.
+gateway its claims), and hands every incoming message to ``on_message`` (``on_message_now``: in
+the read that brings it, read_now.py). A handler that raises is logged: one bad payload never
+stops the link.
 
 Broker nodes (``SESAME_MQTT_URL=mqtt://a:1883,mqtt://b:1883``) are tried in order: a node that
 refuses the connection, or whose connection drops, is left for the next one, with jittered
@@ -31,6 +32,7 @@ import termios
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Any
 
 import aiomqtt
 
@@ -38,9 +40,11 @@ from . import logs
 from .errors import BrokerError
 from .publish_batch import publish_qos0
 from .publish_now import connection_lost, publish_started
+from .read_now import payload_bytes, read_here, until_disconnected
 from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
+OnMessageNow = Callable[[str, bytes], None]
 OnConnect = Callable[["MqttLink"], Awaitable[None]]
 OnDisconnect = Callable[[], None]
 OnCaughtUp = Callable[[], None]
@@ -74,6 +78,7 @@ class MqttLink:
         self.client_id = client_id
         self.subscriptions = list(subscriptions)
         self.on_message = on_message
+        self.on_message_now: OnMessageNow | None = None  # or this, in the read itself (read_now.py)
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect  # called (synchronously) when a connection is lost
         self.on_caught_up = on_caught_up  # called (synchronously) when a message left nothing unread
@@ -142,16 +147,9 @@ class MqttLink:
                 await asyncio.wait([task], timeout=1.0)
         self.connected.clear()
 
-    async def publish(
-        self,
-        topic: str,
-        payload: bytes | str,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        expiry_s: int | None = None,
-    ) -> None:
-        await self.publish_now(topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
+    async def publish(self, topic: str, payload: bytes | str, **kw: Any) -> None:
+        """``publish_now``, awaited (its keywords: qos, retain, expiry_s)."""
+        await self.publish_now(topic, payload, **kw)
 
     def publish_now(
         self,
@@ -312,21 +310,32 @@ class MqttLink:
             log.info("mqtt_connected", client_id=self.client_id, broker=str(node), connects=self.connects)
             if self.on_connect is not None:
                 await self.on_connect(self)
+            if (now := self.on_message_now) is not None:  # handed over in the read (read_now.py)
+                read_here(client, lambda message: self._hand_over(now, message))
+                await until_disconnected(client)
             async for message in client.messages:
                 if self.on_message is None:
                     continue
-                payload = message.payload
-                data = payload if isinstance(payload, bytes) else str(payload).encode()
                 try:
-                    await self.on_message(message.topic.value, data)
+                    await self.on_message(message.topic.value, payload_bytes(message))
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # one bad message never stops the link
                     log.exception("mqtt_handler_failed", topic=message.topic.value)
-                if not self.backlog():
-                    self._caught_up_at = time.monotonic()
-                    if self.on_caught_up is not None:
-                        self.on_caught_up()
+                self._handled()
+
+    def _hand_over(self, handle: OnMessageNow, message: aiomqtt.Message) -> None:
+        try:
+            handle(message.topic.value, payload_bytes(message))
+        except Exception:  # one bad message never stops the link
+            log.exception("mqtt_handler_failed", topic=message.topic.value)
+        self._handled()
+
+    def _handled(self) -> None:
+        if not self.backlog():
+            self._caught_up_at = time.monotonic()
+            if self.on_caught_up is not None:
+                self.on_caught_up()
 
 
 def _suback_code(granted: Sequence[object]) -> int:

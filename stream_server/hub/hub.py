@@ -101,7 +101,7 @@ class Hub:
                 *MqttSessions.subscriptions(),
             ],
         )
-        self.link.on_message = self._on_mqtt
+        self.link.on_message_now = self._on_mqtt  # in the read that brings it (broker/read_now.py)
         self.link.on_caught_up = self._caught_up
         self.out = MqttOut(self.link, self.metrics, self._job_unsent)
         self.mqtt_sessions = MqttSessions(self)
@@ -269,7 +269,7 @@ class Hub:
 
     # ---- events from the edges -------------------------------------------------------------------
 
-    async def _on_mqtt(self, topic: str, payload: bytes) -> None:
+    def _on_mqtt(self, topic: str, payload: bytes) -> None:
         try:
             route(self, topic, payload)
         except ProtocolError as exc:

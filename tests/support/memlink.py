@@ -2,7 +2,8 @@
 
 It is the real ``MqttLink`` with the network taken out: ``publish`` records (or fails with
 ``BrokerError`` while "disconnected", as the real one does), ``deliver`` hands a message to the
-owner's ``on_message``, ``reconnect`` runs ``on_connect``. Waits are on an event, never a sleep.
+owner's ``on_message_now`` or ``on_message``, ``reconnect`` runs ``on_connect``. Waits are on an
+event, never a sleep.
 """
 
 from __future__ import annotations
@@ -87,6 +88,9 @@ class MemoryLink(MqttLink):
             await self.publish(topic, payload, qos=0)
 
     async def deliver(self, topic: str, payload: bytes) -> None:
+        if self.on_message_now is not None:  # the gateway's: handled in the read
+            self.on_message_now(topic, payload)
+            return
         assert self.on_message is not None
         await self.on_message(topic, payload)
 

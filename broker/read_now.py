@@ -1,0 +1,68 @@
+"""Incoming MQTT messages handed over in the read that brings them (issue 20).
+
+aiomqtt's reader callback has paho read the socket, and paho's ``on_message`` puts each message in
+an ``asyncio.Queue``. Its iterator then makes a task for ``queue.get()`` and waits on it with
+``asyncio.wait`` beside the disconnect future, per message: the handler runs two passes of the loop
+after the read, behind a task made and a wait set up and torn down each time. For the gateway that
+was every worker's audio chunk and reply, and the first audio of every sentence.
+
+``read_here`` replaces aiomqtt's reader with one that reads as aiomqtt's does and then hands what
+paho queued to a synchronous handler, in order, before it returns. Not from inside paho's
+``on_message``: paho holds its callback lock there, and a publish the handler makes would call
+paho's ``on_publish`` under the same lock (a deadlock). Messages queued before it is installed are
+handed over first, so the order is the order of arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import aiomqtt
+
+
+def read_here(client: aiomqtt.Client, handle: Callable[[aiomqtt.Message], None]) -> None:
+    """From now on, ``handle`` each message of ``client`` in the socket read that brings it.
+    ``handle`` must not raise (an error would end the connection, as a broken read does)."""
+    paho = client._client
+    sock = paho.socket()
+    if sock is None:
+        return  # not connected: the caller's wait for the disconnect ends at once
+    queue = client._queue
+    loop = asyncio.get_running_loop()
+
+    def hand_over() -> None:
+        while not queue.empty():
+            handle(queue.get_nowait())
+
+    def read() -> None:  # aiomqtt's reader, then the hand-over
+        try:
+            while True:
+                paho.loop_read()
+                # paho does not always take all decoded bytes of an SSL socket in one read
+                pending = getattr(paho._sock, "pending", None)
+                if pending is not None and pending() > 0:
+                    continue
+                break
+            hand_over()
+        except Exception as exc:  # as aiomqtt's: a broken read ends the connection
+            if not client._disconnected.done():
+                client._disconnected.set_exception(exc)
+
+    hand_over()
+    loop.remove_reader(sock.fileno())
+    loop.add_reader(sock.fileno(), read)
+
+
+async def until_disconnected(client: aiomqtt.Client) -> None:
+    """Wait as aiomqtt's message iterator waits, and end as it ends: ``MqttError`` on a disconnect."""
+    disconnected = client._disconnected
+    await asyncio.wait([disconnected])  # never cancels the future it waits on
+    raise aiomqtt.MqttError("Disconnected during message iteration") from (
+        None if disconnected.cancelled() else disconnected.exception()
+    )
+
+
+def payload_bytes(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    return payload if isinstance(payload, bytes) else str(payload).encode()
