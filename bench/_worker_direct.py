@@ -28,9 +28,8 @@ class WorkerDirect:
     def __init__(self, url: MqttUrl, worker_id: str, voice: str, sample_rate: int = 24_000) -> None:
         self.worker_id, self.voice, self.sample_rate = worker_id, voice, sample_rate
         self.reply_to = topics.reply_to(BENCH_ID, worker_id)
-        self.link = MqttLink(
-            url, BENCH_ID, subscriptions=[(topics.all_replies(BENCH_ID), 1)], on_message=self._on_message
-        )
+        self.link = MqttLink(url, BENCH_ID, subscriptions=[(topics.all_replies(BENCH_ID), 1)])
+        self.link.on_message_now = self._on_message  # as the gateway reads (broker/read_now.py)
         self._expiry_s = max(1, round(FailoverConfig().timeout_s))  # as the gateway's SendJob
         self._n = 0
         self._first: asyncio.Future[float] | None = None
@@ -64,7 +63,7 @@ class WorkerDirect:
             raise RuntimeError(f"no audio for {text!r}")
         return self._first.result() - start
 
-    async def _on_message(self, topic: str, payload: bytes) -> None:
+    def _on_message(self, topic: str, payload: bytes) -> None:
         if not topic.startswith(f"{self.reply_to}/{self._job_id}/"):
             return  # a late reply of an earlier job
         if topic.endswith("/audio"):
