@@ -26,14 +26,18 @@ direct (the plan's "< 5 ms median, < 20 ms p99"); and worker - direct (the MQTT 
 
 The websocket turns go through a pool of listening sessions (``bench/_listening.py``): each turn is
 a first sentence on a session whose earlier audio has played out, so the gateway's lookahead
-(issue 24) never holds it. This process runs on uvloop, as the gateway does: the bench's MQTT
-client is then the gateway's own client code on the gateway's loop.
+(issue 24) never holds it. Every measured turn of every path starts after ``--gap-ms`` of idle, and
+the pool is large enough that no gateway turn waits longer for a session (the count is printed): a
+process woken after idle on a small VM is far slower than one woken back to back, and until
+2026-12-05 only the gateway's turns (waiting for a session) started idle, ~0.9 ms of its reading.
+This process runs on uvloop, as the gateway does: the bench's MQTT client is then the gateway's
+own client code on the gateway's loop.
 
 Variants: ``shipped`` (session events published on MQTT, as in production) and ``noevents``
 (``SESAME_PUBLISH_SESSION_EVENTS=false``: what publishing those copies costs).
 
     .venv/bin/python bench/gateway_overhead.py [--sentences 120] [--variants shipped,noevents]
-                                               [--sessions 16] [--json OUT] [--smoke]
+                                               [--sessions 32] [--gap-ms 50] [--json OUT] [--smoke]
 """
 
 from __future__ import annotations
