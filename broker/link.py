@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import random
 import socket
-import struct
-import termios
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
@@ -40,7 +37,7 @@ from . import logs
 from .errors import BrokerError
 from .publish_batch import publish_qos0
 from .publish_now import connection_lost, publish_started
-from .read_now import payload_bytes, read_here, until_disconnected
+from .read_now import payload_bytes, read_here, unread_bytes, until_disconnected
 from .settings import MqttNodes, MqttUrl
 
 OnMessage = Callable[[str, bytes], Awaitable[None]]
@@ -188,17 +185,7 @@ class MqttLink:
         """Messages received and not yet handed to ``on_message`` plus unread bytes in the socket
         (0 when not connected)."""
         client = self._client
-        if client is None:
-            return 0
-        waiting = len(client.messages)
-        sock = client._client.socket()  # paho's socket: what the kernel holds for us
-        if sock is None or waiting:
-            return waiting
-        try:
-            raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        except (OSError, ValueError):
-            return 0
-        return int(struct.unpack("i", raw)[0])
+        return 0 if client is None else (len(client.messages) or unread_bytes(client))
 
     def read_through(self, now: float) -> float:
         """Everything that arrived before the returned time has been read: ``now`` when nothing
@@ -235,6 +222,7 @@ class MqttLink:
         delay = self.backoff_initial
         while not self._closing:
             node = self.nodes.urls[self._next % len(self.nodes)]
+            connects = self.connects
             try:
                 await self._session(node)
                 delay = self.backoff_initial
@@ -254,15 +242,11 @@ class MqttLink:
                     retry_in_s=round(delay, 3),
                 )
             finally:
-                was_connected = self.connected.is_set()
-                self.connected.clear()
+                self._lost(self._client)
                 self._client = None
                 self.node = None
-                if was_connected:
-                    self.lost_at = time.monotonic()
+                if self.connects > connects:
                     delay = self.backoff_initial  # a connection held: a drop starts the backoff anew
-                    if self.on_disconnect is not None:
-                        self.on_disconnect()
             if self._closing:
                 return
             # A node that failed or dropped us is left for the next one (a dead cluster node).
@@ -298,9 +282,20 @@ class MqttLink:
         finally:
             connection_lost(client)  # its PUBACKs cannot come now
 
+    def _lost(self, client: aiomqtt.Client | None) -> None:
+        """``client``'s connection is gone: said once, as soon as it is known (its disconnect
+        future, or the read that met it: read_now.py), so that nothing is published into it meanwhile
+        and the publishers' wait for the next node starts then (the gateway's ``MqttOut``)."""
+        if client is self._client and self.connected.is_set():
+            self.connected.clear()
+            self.lost_at = time.monotonic()
+            if self.on_disconnect is not None:
+                self.on_disconnect()
+
     async def _connected(self, client: aiomqtt.Client, node: MqttUrl) -> None:
         async with client:
             self._client = client
+            client._disconnected.add_done_callback(lambda _: self._lost(client))
             self.node = node
             self.refused = {}
             for topic, qos in list(self.subscriptions):
@@ -311,7 +306,7 @@ class MqttLink:
             if self.on_connect is not None:
                 await self.on_connect(self)
             if (now := self.on_message_now) is not None:  # handed over in the read (read_now.py)
-                read_here(client, lambda message: self._hand_over(now, message))
+                read_here(client, lambda message: self._hand_over(now, message), lambda: self._lost(client))
                 await until_disconnected(client)
             async for message in client.messages:
                 if self.on_message is None:

@@ -16,14 +16,21 @@ handed over first, so the order is the order of arrival.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
+import termios
 from collections.abc import Callable
 
 import aiomqtt
 
 
-def read_here(client: aiomqtt.Client, handle: Callable[[aiomqtt.Message], None]) -> None:
-    """From now on, ``handle`` each message of ``client`` in the socket read that brings it.
-    ``handle`` must not raise (an error would end the connection, as a broken read does)."""
+def read_here(
+    client: aiomqtt.Client, handle: Callable[[aiomqtt.Message], None], lost: Callable[[], None]
+) -> None:
+    """From now on, ``handle`` each message of ``client`` in the socket read that brings it; a read
+    that meets the end of the connection calls ``lost`` first (what the messages before the end set
+    off must not be published into it). ``handle`` must not raise (an error would end the
+    connection, as a broken read does)."""
     paho = client._client
     sock = paho.socket()
     if sock is None:
@@ -44,6 +51,8 @@ def read_here(client: aiomqtt.Client, handle: Callable[[aiomqtt.Message], None])
                 if pending is not None and pending() > 0:
                     continue
                 break
+            if client._disconnected.done():
+                lost()
             hand_over()
         except Exception as exc:  # as aiomqtt's: a broken read ends the connection
             if not client._disconnected.done():
@@ -66,3 +75,15 @@ async def until_disconnected(client: aiomqtt.Client) -> None:
 def payload_bytes(message: aiomqtt.Message) -> bytes:
     payload = message.payload
     return payload if isinstance(payload, bytes) else str(payload).encode()
+
+
+def unread_bytes(client: aiomqtt.Client) -> int:
+    """Bytes the kernel holds for ``client``'s socket, not read yet (0 when it has none)."""
+    sock = client._client.socket()
+    if sock is None:
+        return 0
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])

@@ -6,10 +6,16 @@ then), one that raises costs only its message, and after the broker restarts it 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+
+import pytest
 
 from broker import topics
+from broker.errors import BrokerError
 from broker.launcher import Mosquitto
 from broker.link import MqttLink
+from broker.settings import MqttUrl
 from tests.conftest import T
 
 USER = "w-read-now"  # the production ACL lets a worker write and read its own status topic
@@ -89,3 +95,59 @@ async def test_a_handler_publishes_from_inside_and_the_link_comes_back_after_a_b
                     broker.restart()  # the same port: the link reconnects and reads in place again
                     async with asyncio.timeout(2 * T):
                         await reconnected.wait()
+
+
+async def read_packet(reader: asyncio.StreamReader) -> bytes:
+    """One MQTT packet: its first byte, its remaining length, its body."""
+    first = await reader.readexactly(1)
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return first + await reader.readexactly(length)
+
+
+async def test_a_connection_found_dead_by_a_write_is_said_lost_before_any_task_runs_again() -> None:
+    """A broker node killed mid-burst: the gateway's next job write meets the reset. The link used
+    to say so (``connected`` cleared, ``on_disconnect``) only when its own task next ran, a pass or
+    two later; the publisher's task, woken first, still saw the link connected, wrote again into the
+    closed client at once and failed the job as ``broker_unavailable`` instead of waiting for the
+    next node (test_cluster_e2e, once). Now it is said before any task runs again."""
+    go, reset = asyncio.Event(), asyncio.Event()
+
+    async def broker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert (await read_packet(reader))[0] == 0x10  # CONNECT
+        writer.write(bytes((0x20, 3, 0, 0, 0)))  # CONNACK: accepted, no properties
+        subscribe = await read_packet(reader)
+        assert subscribe[0] == 0x82
+        packet_id = subscribe[1:3]  # read_packet leaves out the remaining length
+        writer.write(bytes((0x90, 4)) + packet_id + bytes((0, 1)))  # SUBACK: granted QoS 1
+        await go.wait()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # a reset, as from a killed process's socket
+        reset.set()
+
+    server = await asyncio.start_server(broker, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lost: list[bool] = []
+    link = MqttLink(
+        MqttUrl("127.0.0.1", port),
+        "read-now-3",
+        subscriptions=[(TOPIC, 1)],
+        on_disconnect=lambda: lost.append(True),
+        backoff_initial=5.0,  # no reconnect within the test
+    )
+    link.on_message_now = lambda _topic, _payload: None
+    async with server, link:
+        await link.wait_connected(T)
+        go.set()
+        async with asyncio.timeout(T):
+            await reset.wait()
+        with pytest.raises(BrokerError):
+            link.publish_now(TOPIC, b"a job", qos=1)  # the write meets the reset
+        await asyncio.sleep(0)  # one pass: what was scheduled when the client saw it dead
+        assert (link.connected.is_set(), lost) == (False, [True])
