@@ -29,7 +29,6 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
 
 import aiomqtt
 
@@ -144,9 +143,16 @@ class MqttLink:
                 await asyncio.wait([task], timeout=1.0)
         self.connected.clear()
 
-    async def publish(self, topic: str, payload: bytes | str, **kw: Any) -> None:
-        """``publish_now``, awaited (its keywords: qos, retain, expiry_s)."""
-        await self.publish_now(topic, payload, **kw)
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        expiry_s: int | None = None,
+    ) -> None:
+        await self.publish_now(topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
 
     def publish_now(
         self,

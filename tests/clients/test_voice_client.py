@@ -226,7 +226,7 @@ async def test_close_1012_from_a_restarting_gateway_goes_on_in_a_new_session(tmp
                         if isinstance(event, SentenceAudio) and len(sentences(events)) == 2:
                             svc.gateway.signal(signal.SIGTERM)  # uvicorn closes websockets with 1012
                             svc.gateway.proc.wait(4 * T)
-                            svc.gateway = Proc(["gateway"], {**svc.env, **env}, "gateway-2")
+                            svc.gateway = Proc(["gateway"], {**svc.own_gateway_env, **env}, "gateway-2")
                             await asyncio.to_thread(svc.gateway.wait_event, "gateway_listening", 6 * T)
                         if isinstance(event, Connected) and len(events) > 1:
                             await voice.send_text(" is here.")

@@ -20,7 +20,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
-from broker.launcher import Mosquitto, free_port, stop_process
+from broker.launcher import Mosquitto, stop_process
+from stream_server.http.listen import listening_socket
 
 REPO = Path(__file__).resolve().parents[2]
 Event = dict[str, object]
@@ -40,6 +41,7 @@ class Proc:
         self.read_at: list[float] = []  # monotonic time each line was read
         self._cond = threading.Condition()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO", **env}
+        listen_fd = full_env.get("SESAME_LISTEN_FD")  # a gateway's socket, made by its Stack
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "sesame_voice.cli", *args],
             cwd=REPO,
@@ -47,6 +49,7 @@ class Proc:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            pass_fds=(int(listen_fd),) if listen_fd else (),
         )
         threading.Thread(target=self._pump, daemon=True, name=f"log:{name}").start()
 
@@ -151,7 +154,11 @@ class Stack:
         self.broker = broker if broker is not None else Mosquitto().start()
         self.model_dir = model_dir
         self.start_timeout = start_timeout
-        self.port = free_port()
+        # The gateway's listening socket is made here and inherited, as `up` does (SESAME_LISTEN_FD):
+        # a port picked free and bound later by the gateway could be taken meanwhile by any
+        # connection's ephemeral port (make test saw "Address already in use" once).
+        self._listener = listening_socket("127.0.0.1", 0, {})
+        self.port = self._listener.getsockname()[1]
         # Each process gets its own broker user (broker/launcher.py): the gateway its role's.
         self.env = {
             "SESAME_MQTT_URL": self.broker.url_for("gateway").env_value(),
@@ -165,11 +172,17 @@ class Stack:
         self.workers: dict[str, Proc] = {}
         self.gateway: Proc
         try:
-            self.gateway = Proc(["gateway"], {**self.env, **(gateway_env or {})}, "gateway")
+            self.gateway = Proc(["gateway"], {**self.own_gateway_env, **(gateway_env or {})}, "gateway")
             self.gateway.wait_event("gateway_listening", start_timeout)
         except BaseException:
             self.close()
             raise
+
+    @property
+    def own_gateway_env(self) -> dict[str, str]:
+        """The environment of this stack's gateway: ``env`` and the listening socket to inherit
+        (a gateway started again on the stack's port passes it too)."""
+        return {**self.env, "SESAME_LISTEN_FD": str(self._listener.fileno())}
 
     @property
     def http_url(self) -> str:
@@ -220,6 +233,7 @@ class Stack:
             gateway.stop()
         if self._own_broker:
             self.broker.close()
+        self._listener.close()
         if getattr(self, "_state", None) is not None:
             assert self._state is not None
             self._state.cleanup()
