@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Event
 
 from clients import protocol
 
@@ -37,12 +39,26 @@ class Turn:
         return self.first - self.sent
 
 
+class ReadStamped(ClientConnection):
+    """A client connection that notes when it read its first binary frame since ``arm()``."""
+
+    binary_read_at: float | None = None
+
+    def arm(self) -> None:
+        self.binary_read_at = None
+
+    def process_event(self, event: Event) -> None:
+        if self.binary_read_at is None and isinstance(event, Frame) and event.opcode is Opcode.BINARY:
+            self.binary_read_at = time.monotonic()
+        super().process_event(event)
+
+
 class ListeningSessions:
     """``size`` websocket sessions on one gateway; ``speak`` uses one that has heard its audio out."""
 
     def __init__(self, ws_url: str, size: int, voice: str | None = None) -> None:
         self.ws_url, self.size, self.voice = ws_url, size, voice
-        self._ws: list[ClientConnection] = []
+        self._ws: list[ReadStamped] = []
         self._ids: list[str] = []
         self._rates: list[int] = []
         self._free_at: list[float] = []
@@ -50,12 +66,12 @@ class ListeningSessions:
 
     async def __aenter__(self) -> ListeningSessions:
         for _ in range(self.size):
-            ws = await connect(self.ws_url)
+            ws = await connect(self.ws_url, create_connection=ReadStamped)
             await ws.send(protocol.encode(protocol.Start(voice=self.voice)))
             ready = protocol.decode(await ws.recv())
             if not isinstance(ready, protocol.Ready):
                 raise TypeError(f"expected ready, got {ready}")
-            self._ws.append(ws)
+            self._ws.append(ws)  # type: ignore[arg-type]  # create_connection made it
             self._ids.append(ready.session_id)
             self._rates.append(ready.sample_rate)
             self._free_at.append(0.0)
@@ -73,6 +89,7 @@ class ListeningSessions:
             self.waits += 1
             await asyncio.sleep(wait)  # every listener is still hearing its last turn
         ws = self._ws[i]
+        ws.arm()
         sent = time.monotonic()
         await ws.send(protocol.encode(protocol.Speak(text)))
         first: float | None = None
@@ -81,7 +98,7 @@ class ListeningSessions:
         while True:
             raw = await ws.recv()
             if isinstance(raw, bytes) and first is None:
-                first = time.monotonic()  # before decoding, as a player would start
+                first = ws.binary_read_at  # as read, before decoding, as a player would start
             match protocol.decode(raw):
                 case protocol.SentenceStart(seq=s) if seq is None:
                     seq = s

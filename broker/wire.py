@@ -12,7 +12,7 @@ import dataclasses
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from .errors import ProtocolError
@@ -66,44 +66,115 @@ def _fields_out(cls: type[Message]) -> tuple[tuple[str, str, bool, Any], ...]:
     return plan
 
 
-def _check(value: Any, hint: Any, name: str) -> Any:
+Check = Callable[[Any], Any]  # a field's value as decoded -> the value to keep; ProtocolError
+
+
+def checker(hint: Any, name: str) -> Check:
+    """The check of one field of type ``hint`` (wire name ``name``), built once per message class:
+    asking ``typing`` about the hint on every decode was most of decoding a client's ``speak``
+    (issue 20)."""
     origin = get_origin(hint)
     if origin in (Union, types.UnionType):
-        errors = []
-        for arm in get_args(hint):
-            try:
-                return _check(value, arm, name)
-            except ProtocolError as exc:
-                errors.append(str(exc))
-        raise ProtocolError(f"field {name!r} has the wrong type", code="bad_field")
+        arms = tuple(checker(arm, name) for arm in get_args(hint))
+
+        def union(value: Any) -> Any:
+            for arm in arms:
+                try:
+                    return arm(value)
+                except ProtocolError:
+                    continue
+            raise ProtocolError(f"field {name!r} has the wrong type", code="bad_field")
+
+        return union
     if hint is type(None):
-        if value is None:
-            return None
-        raise ProtocolError(f"field {name!r} must be null", code="bad_field")
+
+        def null(value: Any) -> None:
+            if value is None:
+                return None
+            raise ProtocolError(f"field {name!r} must be null", code="bad_field")
+
+        return null
     if hint is Any:
-        return value
+        return _any
     if origin is tuple:
-        if not isinstance(value, list):
-            raise ProtocolError(f"field {name!r} must be a list", code="bad_field")
-        (item,) = [a for a in get_args(hint) if a is not Ellipsis]
-        return tuple(_check(v, item, name) for v in value)
+        (item_hint,) = [a for a in get_args(hint) if a is not Ellipsis]
+        item = checker(item_hint, name)
+
+        def items(value: Any) -> tuple[Any, ...]:
+            if not isinstance(value, list):
+                raise ProtocolError(f"field {name!r} must be a list", code="bad_field")
+            return tuple(item(v) for v in value)
+
+        return items
     if origin is typing.Literal:
-        if value in get_args(hint) and type(value) is type(get_args(hint)[0]):
-            return value
-        raise ProtocolError(f"field {name!r} must be one of {list(get_args(hint))}", code="bad_field")
+        allowed = get_args(hint)
+        kind = type(allowed[0])
+
+        def literal(value: Any) -> Any:
+            if value in allowed and type(value) is kind:
+                return value
+            raise ProtocolError(f"field {name!r} must be one of {list(allowed)}", code="bad_field")
+
+        return literal
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise ProtocolError(f"field {name!r} must be a number", code="bad_field")
+
+        def number(value: Any) -> float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            raise ProtocolError(f"field {name!r} must be a number", code="bad_field")
+
+        return number
     if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise ProtocolError(f"field {name!r} must be an integer", code="bad_field")
+
+        def integer(value: Any) -> int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+            raise ProtocolError(f"field {name!r} must be an integer", code="bad_field")
+
+        return integer
     if hint in (str, bool):
-        if type(value) is hint:
-            return value
-        raise ProtocolError(f"field {name!r} must be a {hint.__name__}", code="bad_field")
+
+        def exact(value: Any) -> Any:
+            if type(value) is hint:
+                return value
+            raise ProtocolError(f"field {name!r} must be a {hint.__name__}", code="bad_field")
+
+        return exact
     raise TypeError(f"unsupported field type {hint!r}")  # a programming error, not bad input
+
+
+def _any(value: Any) -> Any:
+    return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FieldIn:
+    name: str  # the dataclass field
+    wire: str  # its name on the wire
+    check: Check
+    required: bool  # no default
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecodePlan:
+    """How one message class is read from a JSON object: its fields in order, and the keys allowed."""
+
+    fields: tuple[FieldIn, ...]
+    allowed: frozenset[str]
+
+    @classmethod
+    def of(cls, message: type[Message]) -> DecodePlan:
+        hints = typing.get_type_hints(message)
+        fields = tuple(
+            FieldIn(
+                f.name,
+                wire := message.wire_names.get(f.name, f.name),
+                checker(hints[f.name], wire),
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING,
+            )
+            for f in dataclasses.fields(message)  # type: ignore[arg-type]
+        )
+        return cls(fields, frozenset(f.wire for f in fields) | {"type"})
 
 
 class Registry:
@@ -112,13 +183,13 @@ class Registry:
     def __init__(self, name: str) -> None:
         self.name = name
         self._classes: dict[str, type[Message]] = {}
-        self._hints: dict[type[Message], dict[str, Any]] = {}
+        self._plans: dict[type[Message], DecodePlan] = {}
 
     def register(self, cls: type[M]) -> type[M]:
         if cls.type in self._classes:
             raise ValueError(f"duplicate message type {cls.type!r}")
         self._classes[cls.type] = cls
-        self._hints[cls] = typing.get_type_hints(cls)
+        self._plans[cls] = DecodePlan.of(cls)
         return cls
 
     @property
@@ -150,18 +221,16 @@ class Registry:
         cls = self._classes.get(tag)
         if cls is None:
             raise ProtocolError(f"unknown {self.name} message type {tag!r}", code="unknown_type")
-        hints = self._hints[cls]
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        wire = {name: cls.wire_names.get(name, name) for name in fields}
-        unknown = set(data) - set(wire.values()) - {"type"}
-        if unknown:
+        plan = self._plans[cls]
+        if not plan.allowed.issuperset(data):
+            unknown = set(data) - plan.allowed
             raise ProtocolError(f"unknown field(s) {sorted(unknown)} in {tag!r}", code="bad_field")
         kwargs: dict[str, Any] = {}
-        for name, f in fields.items():
-            if wire[name] in data:
-                kwargs[name] = _check(data[wire[name]], hints[name], wire[name])
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"missing field {wire[name]!r} in {tag!r}", code="bad_field")
+        for f in plan.fields:
+            if f.wire in data:
+                kwargs[f.name] = f.check(data[f.wire])
+            elif f.required:
+                raise ProtocolError(f"missing field {f.wire!r} in {tag!r}", code="bad_field")
         msg = cls(**kwargs)
         msg.validate()
         return msg

@@ -61,11 +61,11 @@ _INNER_CUT = re.compile(
 )
 _WIDE = re.compile("[" + "".join(sorted(WIDE_TERMINATORS)) + "]")
 _CLOSING_RUN = ".!?\uff0e\u3002\uff01\uff1f" + CLOSERS + " \n"
-
 DEFAULT_MAX_LENGTH = 200  # the plan's SESAME_MAX_LENGTH
 MIN_MAX_LENGTH = 8
 
 _WHITESPACE = re.compile(r"\s+")
+_NOT_CANONICAL = re.compile(r"[^\S ]| \s")  # whitespace other than lone spaces
 # A window ends at whitespace, or after a run of full-width stops (and closing quotes).
 _WINDOW_END = re.compile(rf"\s|[\u3002\uff01\uff1f]+[{re.escape(CLOSERS)}]*")
 # A list item's marker alone ("a.", "• 9.", "2)", "(b)") is not a sentence: it joins the item.
@@ -84,11 +84,11 @@ def _canonical_space(match: re.Match[str]) -> str:
 
 
 def _canonical(text: str) -> str:
-    """Collapse each whitespace run to " ", "\\n" or "\\n\\n" (a paragraph break).
-
-    Idempotent and compatible with concatenation (canon(canon(a) + b) == canon(a + b)), so the
-    buffer reads the same however the text was split.
-    """
+    """Collapse each whitespace run to " ", "\\n" or "\\n\\n" (a paragraph break). Idempotent and
+    compatible with concatenation (canon(canon(a) + b) == canon(a + b)): the buffer reads the same
+    however the text was split."""
+    if _NOT_CANONICAL.search(text) is None:
+        return text  # lone spaces only, as most text is: no call back per space (issue 20)
     return _WHITESPACE.sub(_canonical_space, text)
 
 
@@ -188,14 +188,13 @@ class SentenceSegmenter:
         body = len(buf[:stop].rstrip())  # the known part of the front block, without trailing space
         last = body if block_end is not None and body <= top else None  # the whole block: a window
         horizon = self._first_possible_cut(min(body, top))
-        for match in _WINDOW_END.finditer(buf, self._seen + 1, min(stop, top + 1)):
+        # Windows ending before the horizon are not looked at: none can cut, none ends the block.
+        for match in _WINDOW_END.finditer(buf, max(self._seen + 1, horizon - 1), min(stop, top + 1)):
             end = match.start() if match.group().isspace() else match.end()
             if end > min(body, top) or (end == body and last is not None) or end == len(buf):
                 break  # past the block, the whole block (below), or a full-width run that may go on
-            if end >= horizon:
-                cut = self._window(end, is_last=False)
-                if cut is not None:
-                    return cut
+            if end >= horizon and (cut := self._window(end, is_last=False)) is not None:
+                return cut
             self._seen = end
         if last is not None:
             assert block_end is not None

@@ -18,6 +18,11 @@ next pass, through uvicorn's and Starlette's ``receive``: ~0.13 ms from the fram
 With a ``reader`` set on the writer, a whole message is handed to it in the call that reads it,
 when nothing is queued ahead of it (else it is queued, behind what is, for the app's ``receive``:
 the order is kept). The reader must not raise: an error that escapes it closes the socket (1011).
+
+From the first read after the handshake that finds websockets' parser between frames, the frames
+are split here (``ws_read.py``): a plain text frame goes to the app as uvicorn's ``handle_text``
+sends it, without websockets' parser; every other frame goes to websockets whole, as read. Once
+the connection is no longer open (a close read or sent, a parser error), websockets reads all.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from websockets.http11 import Request
 from websockets.protocol import State
 
 from broker.wire import Message
+from stream_server.http.ws_read import TooLarge, at_frame_boundary, message_limit, next_frame
 
 EXTENSION = "sesame.frames"
 TEXT, BINARY = 0x1, 0x2
@@ -83,6 +89,33 @@ class FrameWriter:
 
 class FramesProtocol(WebSocketsSansIOProtocol):
     frame_writer: FrameWriter | None = None
+    split_here: bool | None = None  # frames split by ws_read.py; None: not decided yet
+    _unsplit = b""  # the start of a frame not all read yet
+    _limit: int | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.split_here is None and self.conn.state is State.OPEN:
+            self.split_here = at_frame_boundary(self.conn)
+            self._limit = message_limit(self.conn)
+        if not self.split_here:
+            super().data_received(data)
+            return
+        buf = self._unsplit + data if self._unsplit else data
+        at = 0
+        while self.split_here and (frame := next_frame(buf, at, self._limit)) is not None:
+            if isinstance(frame, TooLarge):
+                self.split_here = False  # websockets reads it, and what follows, and closes
+                break
+            if frame.text is not None and self.conn.current_size is None:
+                self.curr_msg_data_type, self.frames = "text", [frame.text]
+                self.send_receive_event_to_app()
+            else:
+                super().data_received(buf[at : frame.end])
+            at = frame.end
+            self.split_here = self.conn.state is State.OPEN and not self.transport.is_closing()
+        self._unsplit = buf[at:] if self.split_here else b""
+        if not self.split_here and at < len(buf):
+            super().data_received(buf[at:])  # from a frame boundary: websockets reads on from there
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

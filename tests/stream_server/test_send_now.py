@@ -76,14 +76,17 @@ def sender(
 
 
 @contextlib.asynccontextmanager
-async def server(endpoint: Callable[[WebSocket], Awaitable[None]], ws: Any) -> AsyncIterator[str]:
+async def server(
+    endpoint: Callable[[WebSocket], Awaitable[None]], ws: Any, **config: Any
+) -> AsyncIterator[str]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()  # a client may connect at once: the kernel holds it until uvicorn accepts
     port = sock.getsockname()[1]
     app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
-    config = uvicorn.Config(app, ws=ws, ws_per_message_deflate=False, log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(
+        uvicorn.Config(app, ws=ws, ws_per_message_deflate=False, log_level="warning", **config)
+    )
     task = asyncio.create_task(srv.serve(sockets=[sock]))
     try:
         yield f"ws://127.0.0.1:{port}/ws"
