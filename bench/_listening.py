@@ -67,11 +67,12 @@ class ListeningSessions:
     async def __aenter__(self) -> ListeningSessions:
         for _ in range(self.size):
             ws = await connect(self.ws_url, create_connection=ReadStamped)
+            assert isinstance(ws, ReadStamped)
             await ws.send(protocol.encode(protocol.Start(voice=self.voice)))
             ready = protocol.decode(await ws.recv())
             if not isinstance(ready, protocol.Ready):
                 raise TypeError(f"expected ready, got {ready}")
-            self._ws.append(ws)  # type: ignore[arg-type]  # create_connection made it
+            self._ws.append(ws)
             self._ids.append(ready.session_id)
             self._rates.append(ready.sample_rate)
             self._free_at.append(0.0)

@@ -76,13 +76,12 @@ def test_every_frame_but_a_plain_masked_text_is_left_to_websockets_whole() -> No
     frames = sent(c)
     unmasked = bytes((0x81, 2)) + b"hi"
     reserved = bytes((0xC1, 0x80 | 2)) + b"\x00\x00\x00\x00hi"  # RSV1: an extension nobody agreed
-    at, ends = 0, []
-    for data in (frames + unmasked + reserved,):
-        while (frame := next_frame(data, at, None)) is not None:
-            assert isinstance(frame, Split) and frame.text is None
-            ends.append(frame.end - at)
-            at = frame.end
-    assert at == len(frames) + len(unmasked) + len(reserved)
+    data, at, ends = frames + unmasked + reserved, 0, []
+    while (frame := next_frame(data, at, None)) is not None:
+        assert isinstance(frame, Split) and frame.text is None
+        ends.append(frame.end - at)
+        at = frame.end
+    assert at == len(data)
     assert ends == [2 + 4 + 2, 2 + 4 + 4, 2 + 4 + 4, 2 + 4 + 1, 2 + 4 + 2, 2 + 2, 2 + 4 + 2]
 
 
