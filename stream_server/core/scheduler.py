@@ -7,7 +7,6 @@ the tiers whose breaker allows) when its worker dies, no ack comes in time, firs
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 from broker.messages import Heartbeat, WorkerStatus
@@ -39,6 +38,7 @@ from stream_server.core.failover import (
     followers,
     lateness,
 )
+from stream_server.core.job_tokens import job_token
 from stream_server.core.tier_switch import carry_over
 from stream_server.core.workers import WorkerChange, WorkerRegistry
 
@@ -48,11 +48,11 @@ class Scheduler:
         self,
         config: FailoverConfig,
         job_prefix: str = "j",
-        token: Callable[[], str] = lambda: secrets.token_urlsafe(16),
+        token: Callable[[], str] = job_token,
     ) -> None:
         self.config = config
         self.job_prefix = job_prefix[:24]
-        self._token = token  # 128 random bits: a job id cannot be guessed (docs/security.md)
+        self._token = token  # 144 random bits: a job id cannot be guessed (docs/security.md)
         self.registry = WorkerRegistry(
             config.missed_heartbeats, config.retry_delay_s, config.worker_retention_s
         )

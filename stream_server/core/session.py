@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from broker.audio import pcm16_frame
@@ -104,6 +105,12 @@ class SessionCore:
 
     def receive(self, msg: Message, now: float) -> list[Out]:
         """A decoded client message. Raises ProtocolError for input the session refuses."""
+        return [out for step in self.steps(msg, now) for out in step]
+
+    def steps(self, msg: Message, now: float) -> Iterator[list[Out]]:
+        """``receive`` in steps, each to be carried out before the next is made: a ``speak``'s first
+        sentences are dispatched before the rest of its text is cut, so that its first job leaves
+        ~35 us sooner after an idle spell (issue 20). ProtocolError from the first step only."""
         self.flood.admit(now)
         self.playback.seen(now)
         match msg:
@@ -112,16 +119,18 @@ class SessionCore:
                     raise ProtocolError("start is only allowed before the first text", code="bad_state")
                 self.voice = voice or self.voice
                 self.format, self.sample_rate = fmt, rate
-                return [Emit(self.ready_message())]
+                yield [Emit(self.ready_message())]
             case Text(text=text):
-                return self._text(text) + self._deadline_cut()
+                yield self._text(text) + self._deadline_cut()
             case Flush():
-                return self._flush()
+                yield self._flush()
             case Speak(text=text):
-                return self._text(text) + self._flush()
+                yield self._text(text)
+                yield self._flush()
             case CancelTurn():
-                return self.cancel()
-        raise ProtocolError(f"unexpected message {msg.type!r}", code="unknown_type")
+                yield self.cancel()
+            case _:
+                raise ProtocolError(f"unexpected message {msg.type!r}", code="unknown_type")
 
     def pending_chars(self) -> int:
         queued = sum(len(st.sentence.text) for st in self.sentences.values() if not st.dispatched)

@@ -262,10 +262,13 @@ class Hub:
         now = self.clock()
         if self.stamps is not None:
             self.stamps.text_in(link.session_id, now)
-        outs = link.core.receive(msg, now)
+        steps = link.core.steps(msg, now)
+        outs = next(steps)  # a refused message raises here, before anything is recorded or done
         if self.recorder is not None:
             self.recorder.record_message(link.session_id, now, msg)
         self.interpreter.feed_session(link, outs)
+        for outs in steps:  # a speak's rest of the text, cut once its first job is out
+            self.interpreter.feed_session(link, outs)
 
     # ---- events from the edges -------------------------------------------------------------------
 
