@@ -11,6 +11,8 @@ paho as paho queues its own packets; tests/broker/test_mqtt_packet.py compares i
 
 from __future__ import annotations
 
+import struct
+
 PUBLISH = 0x30  # the packet type in the fixed header's first byte; DUP 0
 NO_PROPERTIES = b"\x00"  # property length 0
 MESSAGE_EXPIRY = 0x02  # property identifier: a four-byte integer of seconds
@@ -20,15 +22,14 @@ def publish_packet(
     topic: bytes, payload: bytes, *, qos: int, mid: int = 0, retain: bool = False, expiry_s: int | None = None
 ) -> list[bytes]:
     """The parts of one PUBLISH packet (``mid``: the packet identifier, QoS 1 and 2 only)."""
-    if expiry_s is None:
-        properties = NO_PROPERTIES
-    else:
-        properties = bytes((5, MESSAGE_EXPIRY)) + expiry_s.to_bytes(4, "big")
-    packet_id = mid.to_bytes(2, "big") if qos else b""
+    # struct, not int.to_bytes per field: fewer calls, ~10 us less of a job's path after an idle
+    # spell (issue 20).
+    properties = NO_PROPERTIES if expiry_s is None else _EXPIRY.pack(5, MESSAGE_EXPIRY, expiry_s)
+    packet_id = _U16.pack(mid) if qos else b""
     length = 2 + len(topic) + len(packet_id) + len(properties) + len(payload)
     return [
         varint_after(PUBLISH | qos << 1 | retain, length),
-        len(topic).to_bytes(2, "big"),
+        _U16.pack(len(topic)),
         topic,
         packet_id,
         properties,
@@ -36,8 +37,16 @@ def publish_packet(
     ]
 
 
+_U16 = struct.Struct(">H")
+_EXPIRY = struct.Struct(">BBI")  # property length 5, the identifier, four bytes of seconds
+
+
 def varint_after(first: int, n: int) -> bytes:
     """``first`` and then ``n`` as MQTT's variable byte integer (the fixed header)."""
+    if n < 0x80:
+        return bytes((first, n))
+    if n < 0x4000:
+        return bytes((first, n & 0x7F | 0x80, n >> 7))
     out = bytearray((first,))
     while True:
         n, digit = divmod(n, 128)

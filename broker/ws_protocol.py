@@ -23,6 +23,8 @@ server_messages = Registry("server")
 def check_text(text: str) -> None:
     if len(text) > MAX_TEXT_CHARS:
         raise ProtocolError(f"text longer than {MAX_TEXT_CHARS} characters", code="text_too_long")
+    if text.isascii():  # O(1): no surrogate, and no copy made to find out
+        return
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone UTF-16 surrogate ("\ud800" in JSON)

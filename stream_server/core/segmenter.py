@@ -128,11 +128,16 @@ class SentenceSegmenter:
         """Text received but not yet emitted, whitespace-normalized."""
         return _normalize(self._buf)
 
-    def feed(self, fragment: str) -> list[str]:
-        """Append a fragment; return the sentences that are now complete and certain."""
+    def feed(self, fragment: str, *, most: int | None = None) -> list[str]:
+        """Append a fragment; return the sentences that are now complete and certain, at most
+        ``most`` of them (the others are cut by ``more``, or by the next call)."""
         if not fragment:
             return []
         self._buf = _canonical(self._buf + fragment)
+        return self._drain(final=False, most=most)
+
+    def more(self) -> list[str]:
+        """The complete and certain sentences a ``feed`` with ``most`` left uncut."""
         return self._drain(final=False)
 
     def flush(self) -> list[str]:
@@ -161,9 +166,9 @@ class SentenceSegmenter:
 
     # -- the core -------------------------------------------------------------------------------
 
-    def _drain(self, *, final: bool) -> list[str]:
+    def _drain(self, *, final: bool, most: int | None = None) -> list[str]:
         out: list[str] = []
-        while True:
+        while most is None or len(out) < most:
             self._buf = self._buf.lstrip()
             if not self._buf:
                 break

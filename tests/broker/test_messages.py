@@ -23,7 +23,7 @@ from broker.messages import (
     decode_worker_message,
     worker_messages,
 )
-from broker.wire import MAX_JSON_BYTES
+from broker.wire import MAX_JSON_BYTES, _loads
 
 ids = st.from_regex(r"\A[A-Za-z0-9_.-]{1,64}\Z", fullmatch=True)
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -95,6 +95,40 @@ statuses = st.builds(
 def test_every_message_round_trips_through_json_and_bytes(message: Any) -> None:
     assert decode_worker_message(message.to_json()) == message
     assert decode_worker_message(message.to_bytes()) == message
+
+
+@settings(max_examples=150, deadline=None)
+@given(jobs | cancels | acks | dones | errors | heartbeats | statuses)
+def test_a_message_is_written_as_json_dumps_writes_its_dict(message: Any) -> None:
+    """wire.py's one C encoder writes what ``json.dumps`` with the same arguments writes."""
+    assert message.to_json() == json.dumps(message.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+_JSON_PIECES = st.sampled_from(
+    ["{", "}", "[", "]", '"a"', ":", ",", "1", "-0.5e3", "NaN", "true", "null", " ", "\n", '"\\ud800"', "x"]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_JSON_PIECES, max_size=14).map("".join) | st.text(max_size=40))
+def test_reading_json_agrees_with_json_loads(raw: str) -> None:
+    """wire.py's straight call of the C scanner reads what ``json.loads`` reads, and fails where it fails."""
+    try:
+        expected: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        with pytest.raises(json.JSONDecodeError):
+            _loads(raw)
+        return
+    got = _loads(raw)
+    assert json.dumps(got) == json.dumps(expected)  # NaN != NaN: compared as written
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ['{"a":1}', ' {"a":1}', '{"a":1} ', '{"a":1}x', '{"a":1}}', '{"a":[1,{"b":2}]}', "{}", '{"a" 1}', "{"],
+)
+def test_reading_json_agrees_with_json_loads_at_the_edges(raw: str) -> None:
+    test_reading_json_agrees_with_json_loads.hypothesis.inner_test(raw)  # type: ignore[attr-defined]
 
 
 def test_registry_knows_every_type() -> None:

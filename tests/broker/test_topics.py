@@ -60,6 +60,12 @@ def test_everything_is_under_the_versioned_root() -> None:
         "sesame/v1/sessions/s1",
         "sesame/v1/unknown/x/y",
         "",
+        "sesame/v1/replies/gw/w+1/j1/audio",
+        "sesame/v1/replies/gw/w1//audio",
+        "sesame/v1/replies/gw/w1/" + "j" * 65 + "/audio",
+        "sesame/v1/replies/gw/w1/j1\n/audio",
+        "sesame/v1/replies/gw/w1/j1/audio\n",
+        "sesame/v1/workers/w1\n/heartbeat",
     ],
 )
 def test_parse_refuses_what_is_not_a_sesame_topic(topic: str) -> None:
