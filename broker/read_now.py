@@ -11,6 +11,11 @@ paho queued to a synchronous handler, in order, before it returns. Not from insi
 ``on_message``: paho holds its callback lock there, and a publish the handler makes would call
 paho's ``on_publish`` under the same lock (a deadlock). Messages queued before it is installed are
 handed over first, so the order is the order of arrival.
+
+The PUBACKs of the QoS 1 messages a read brings are written at its end, after their handlers (a
+gateway's frame for the client first): paho would have asked aiomqtt to watch the socket for
+writing, which wakes the loop through its self-pipe (a system call in the read, before the
+handler) and writes them a pass later, behind two changes of the loop's watch (issue 20).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import termios
 from collections.abc import Callable
 
 import aiomqtt
+
+from .publish_now import write, writing_here
 
 
 def read_here(
@@ -42,18 +49,21 @@ def read_here(
         while not queue.empty():
             handle(queue.get_nowait())
 
-    def read() -> None:  # aiomqtt's reader, then the hand-over
+    def read() -> None:  # aiomqtt's reader, then the hand-over, then the acknowledgements
         try:
-            while True:
-                paho.loop_read()
-                # paho does not always take all decoded bytes of an SSL socket in one read
-                pending = getattr(paho._sock, "pending", None)
-                if pending is not None and pending() > 0:
-                    continue
-                break
+            with writing_here(client):  # the PUBACKs paho queues are written below, not by a writer
+                while True:
+                    paho.loop_read()
+                    # paho does not always take all decoded bytes of an SSL socket in one read
+                    pending = getattr(paho._sock, "pending", None)
+                    if pending is not None and pending() > 0:
+                        continue
+                    break
             if client._disconnected.done():
                 lost()
             hand_over()
+            if not client._disconnected.done():
+                write(client)
         except Exception as exc:  # as aiomqtt's: a broken read ends the connection
             if not client._disconnected.done():
                 client._disconnected.set_exception(exc)

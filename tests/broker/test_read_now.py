@@ -151,3 +151,25 @@ async def test_a_connection_found_dead_by_a_write_is_said_lost_before_any_task_r
             link.publish_now(TOPIC, b"a job", qos=1)  # the write meets the reset
         await asyncio.sleep(0)  # one pass: what was scheduled when the client saw it dead
         assert (link.connected.is_set(), lost) == (False, [True])
+
+
+async def test_a_qos1_message_is_acknowledged_in_the_read_that_brings_it(shared_mosquitto: Mosquitto) -> None:
+    """Its PUBACK is written at the end of that read, after the handler: paho never asks for a
+    writer on the loop for it (aiomqtt's would wake the loop through its self-pipe and write the
+    PUBACK a pass or two later)."""
+    sent = [str(i).encode() for i in range(40)]
+    rec = Recorder(len(sent))
+    link = MqttLink(shared_mosquitto.url_for(USER), "read-now-ack", subscriptions=[(TOPIC, 1)])
+    link.on_message_now = rec.handle
+    async with link:
+        await link.wait_connected(T)
+        assert link._client is not None
+        paho = link._client._client
+        writers: list[object] = []
+        paho.on_socket_register_write = lambda *args: writers.append(args)
+        for payload in sent:
+            await link.publish(TOPIC, payload, qos=1)
+        async with asyncio.timeout(T):
+            await rec.all_in.wait()
+        assert rec.payloads == sent
+        assert writers == [] and not paho.want_write()  # every PUBACK written, no writer asked for
