@@ -128,17 +128,12 @@ class SentenceSegmenter:
         """Text received but not yet emitted, whitespace-normalized."""
         return _normalize(self._buf)
 
-    def feed(self, fragment: str, *, most: int | None = None) -> list[str]:
+    def feed(self, fragment: str = "", *, most: int | None = None) -> list[str]:
         """Append a fragment; return the sentences that are now complete and certain, at most
-        ``most`` of them (the others are cut by ``more``, or by the next call)."""
-        if not fragment:
-            return []
-        self._buf = _canonical(self._buf + fragment)
+        ``most`` of them (``feed()`` cuts the rest)."""
+        if fragment:
+            self._buf = _canonical(self._buf + fragment)
         return self._drain(final=False, most=most)
-
-    def more(self) -> list[str]:
-        """The complete and certain sentences a ``feed`` with ``most`` left uncut."""
-        return self._drain(final=False)
 
     def flush(self) -> list[str]:
         """End the turn: return everything still buffered, as sentences. The next feed starts a turn."""

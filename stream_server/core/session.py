@@ -126,7 +126,7 @@ class SessionCore:
                 yield self._flush()
             case Speak(text=text):
                 yield self._text(text, most=1)
-                yield self._add_sentences(self._segmenter.more()) + self._flush()
+                yield self._add_sentences(self._segmenter.feed()) + self._flush()
             case CancelTurn():
                 yield self.cancel()
             case _:

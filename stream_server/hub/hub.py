@@ -1,12 +1,12 @@
-"""The gateway's hub: events in, the pure cores decide, the ``Interpreter`` carries out their actions.
-One event loop drives every core (no locks); what they return is carried out in order, without
-recursion. Time: the ``deadlines`` task sleeps until the earliest ``next_deadline()`` of the cores in
-``_timed()``, or until an event may have moved it earlier. The I/O is in ``mqtt/`` and ``local_tiers``."""
+"""The gateway's hub: events in, the pure cores decide, the ``Interpreter`` carries out their actions,
+in order, without recursion, on one event loop (no locks). The ``deadlines`` task sleeps until the
+earliest ``next_deadline()`` of ``_timed()``'s cores, or an event moves it. I/O: ``mqtt/``, local_tiers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from pathlib import Path
@@ -263,11 +263,10 @@ class Hub:
         if self.stamps is not None:
             self.stamps.text_in(link.session_id, now)
         steps = link.core.steps(msg, now)
-        outs = next(steps)  # a refused message raises here, before anything is recorded or done
+        first = next(steps)  # a refused message raises here, before anything is recorded or done
         if self.recorder is not None:
             self.recorder.record_message(link.session_id, now, msg)
-        self.interpreter.feed_session(link, outs)
-        for outs in steps:  # a speak's rest of the text, cut once its first job is out
+        for outs in itertools.chain((first,), steps):  # a speak's rest is cut once its first job is out
             self.interpreter.feed_session(link, outs)
 
     # ---- events from the edges -------------------------------------------------------------------
