@@ -101,8 +101,11 @@ async def test_heartbeats_keep_rhythm_while_bark_generates(
 
     assert isinstance(outcome.end, JobDone)
     busy = [b for b in beats if isinstance(b, Heartbeat) and b.jobs_in_flight == 1]
-    # The job ran for a while (several intervals) and heartbeats kept coming throughout.
-    assert len(busy) >= 5, f"only {len(busy)} heartbeats while the job ran"
+    # Heartbeats kept coming while the job ran: one per interval of its synthesis, less the first and
+    # last part intervals. (Not a fixed count: a fast machine runs this job in under four intervals.)
+    intervals = int(outcome.end.synth_ms / 1000 / INTERVAL_S)
+    assert intervals >= 2, f"the job ran {outcome.end.synth_ms} ms: too short to see a rhythm"
+    assert len(busy) >= intervals - 1, f"only {len(busy)} heartbeats while the job ran {intervals} intervals"
     sent = [b.sent_at for b in beats if isinstance(b, Heartbeat)]
     gaps = np.diff(sent)
     assert gaps.max() <= 3 * INTERVAL_S, f"heartbeat gap {gaps.max():.3f}s (interval {INTERVAL_S}s)"
