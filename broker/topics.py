@@ -15,13 +15,14 @@ from .errors import ProtocolError
 
 ROOT = "sesame/v1"
 
-_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # whole: fullmatch ("$" would let a final newline by)
+_ID_PATTERN = r"[A-Za-z0-9_.-]{1,64}"
+_ID = re.compile(_ID_PATTERN)  # whole: fullmatch ("$" would let a final newline by)
 
 
 def check_id(value: str, what: str = "id") -> str:
     """Ids become topic levels, so they must not carry '/', '+', '#' or be empty."""
     if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise ProtocolError(f"invalid {what}: must match [A-Za-z0-9_.-]{{1,64}}", code="bad_id")
+        raise ProtocolError(f"invalid {what}: must match {_ID_PATTERN}", code="bad_id")
     return value
 
 
@@ -161,7 +162,7 @@ _SESSION_KINDS: dict[str, SessionKind] = {
 # A worker's reply, every audio chunk included, in one match: the split and a check per level
 # were ~10 us of the first audio's path after an idle spell (issue 20). The same ids as check_id.
 _REPLY_TOPIC = re.compile(
-    rf"{re.escape(ROOT)}/replies/([A-Za-z0-9_.-]{{1,64}})/([A-Za-z0-9_.-]{{1,64}})/([A-Za-z0-9_.-]{{1,64}})/(events|audio)"
+    rf"{re.escape(ROOT)}/replies/({_ID_PATTERN})/({_ID_PATTERN})/({_ID_PATTERN})/({'|'.join(_REPLY_KINDS)})"
 )
 
 

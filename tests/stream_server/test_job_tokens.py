@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+import pytest
+
 from stream_server.core import job_tokens
 from stream_server.core.job_tokens import TOKEN_CHARS, TokenBlock
 
@@ -16,7 +18,7 @@ def test_ids_are_url_safe_and_distinct_across_blocks() -> None:
     assert len(set(ids)) == len(ids)
 
 
-def test_one_draw_from_the_os_per_block(monkeypatch: object) -> None:
+def test_one_draw_from_the_os_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
     draws: list[int] = []
     real = os.urandom
 
@@ -24,7 +26,7 @@ def test_one_draw_from_the_os_per_block(monkeypatch: object) -> None:
         draws.append(n)
         return real(n)
 
-    monkeypatch.setattr(job_tokens.os, "urandom", urandom)  # type: ignore[attr-defined]
+    monkeypatch.setattr(job_tokens.os, "urandom", urandom)
     tokens = TokenBlock(per_block=8)
     for _ in range(16):
         tokens()
