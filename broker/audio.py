@@ -127,6 +127,15 @@ def normalize_loudness(
     return y / np.float32(peak / 0.99) if peak > 0.99 else y
 
 
+def voice_gain(rms_dbfs: float, peak: float, max_gain_db: float = 24.0) -> float:
+    """One gain for all of a voice's audio (Piper, espeak-ng): the one that brings the raw output of
+    its calibration sentence (RMS in dBFS, peak) to the project's loudness (``TARGET_RMS_DBFS``, as
+    ``normalize_loudness``), lowered if that would push its peak past 0.95. A constant gain, so the
+    level never jumps within a sentence."""
+    gain = 10 ** (min(max_gain_db, TARGET_RMS_DBFS - rms_dbfs) / 20)
+    return min(gain, 0.95 / peak) if peak > 0 else gain
+
+
 def rms_dbfs(samples: Samples) -> float:
     x = np.asarray(samples, dtype=np.float64)
     rms = float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0

@@ -3,8 +3,15 @@
 One ``espeak-ng --stdout`` process per request; the text goes in on stdin (never as an argument, so
 text that starts with '-' is spoken, not parsed as a flag). espeak-ng writes a WAV whose RIFF and
 data sizes are placeholders when it streams, so the parser reads the fmt chunk and takes every
-byte after the data chunk header. The audio (22 050 Hz) is resampled to the request's rate,
-brought to the project's loudness and cut into chunks. Cancelling kills the process.
+byte after the data chunk header.
+
+The audio is streamed as espeak-ng writes it (issue 20): it writes a sentence's audio in pieces as
+it makes them, and waiting for the whole WAV put a sentence's whole synthesis and a resampling of
+all of it (~3 ms on a core) before its first audio. Each piece is resampled to the request's rate
+without seams (``pcm_stream.StreamResampler``: the same samples as one resampling of the whole) and
+cut into chunks. Loudness: one gain per espeak-ng voice, measured once on a calibration sentence
+(as Piper's, ``broker.audio.voice_gain``), so the level is the project's from the first chunk on and
+never moves within a sentence. Cancelling kills the process.
 """
 
 from __future__ import annotations
@@ -19,15 +26,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from broker import logs
-from broker.audio import Samples, chunk_samples, normalize_loudness, resample
+from broker.audio import Samples, rms_dbfs, voice_gain
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable, ProtocolError
 
 from .engine import CancelToken, EngineChunk, SynthesisRequest
+from .pcm_stream import PcmShaper
 from .voices import VoiceMap
 
 log = logs.get("sesame.espeak")
 
 BINARY = "espeak-ng"
+CALIBRATION = "The quick brown fox jumps over the lazy dog, and then it rests in the shade."
+READ_BYTES = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class WavFormat:
+    sample_rate: int
+    channels: int
+    data_at: int  # where the samples start
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +54,10 @@ class Wav:
     samples: Samples  # mono float32
 
 
-def parse_wav(data: bytes) -> Wav:
-    """Parse a PCM16 WAV, trusting no size field after the fmt chunk (streamed WAVs lie about them)."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+def wav_format(data: bytes) -> WavFormat | None:
+    """The format of a PCM16 WAV's first bytes and where its samples start; None while its header
+    is not all there. No size field after the fmt chunk is trusted (streamed WAVs lie about them)."""
+    if data[:4] != b"RIFF"[: len(data)] or (len(data) >= 12 and data[8:12] != b"WAVE"):
         raise EngineError("espeak-ng did not write a WAV", code="engine_error")
     pos = 12
     fmt: tuple[int, int, int, int] | None = None
@@ -47,8 +65,10 @@ def parse_wav(data: bytes) -> Wav:
         chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         body = pos + 8
         if chunk_id == b"fmt ":
-            if size < 16 or body + 16 > len(data):
+            if size < 16:
                 raise EngineError("espeak-ng WAV has a short fmt chunk")
+            if body + 16 > len(data):
+                return None
             tag, channels, rate, _, _, bits = struct.unpack_from("<HHIIHH", data, body)
             fmt = (tag, channels, rate, bits)
         elif chunk_id == b"data":
@@ -57,12 +77,27 @@ def parse_wav(data: bytes) -> Wav:
             tag, channels, rate, bits = fmt
             if tag != 1 or bits != 16 or channels < 1 or rate <= 0:
                 raise EngineError(f"espeak-ng WAV is not PCM16 (format {tag}, {bits} bits)")
-            payload = data[body:]
-            usable = len(payload) - len(payload) % (2 * channels)
-            pcm = np.frombuffer(payload[:usable], dtype="<i2").reshape(-1, channels)[:, 0]
-            return Wav(rate, channels, pcm.astype(np.float32) / 32768.0)
+            return WavFormat(rate, channels, body)
         pos = body + size + (size & 1)
-    raise EngineError("espeak-ng WAV has no data chunk")
+    return None
+
+
+def parse_wav(data: bytes) -> Wav:
+    """A whole PCM16 WAV (``wav_format``'s rules)."""
+    fmt = wav_format(data)
+    if fmt is None:
+        raise EngineError(
+            "espeak-ng WAV has no data chunk" if len(data) >= 12 else "espeak-ng did not write a WAV"
+        )
+    return Wav(fmt.sample_rate, fmt.channels, _samples(data[fmt.data_at :], fmt.channels))
+
+
+def _samples(pcm: bytes, channels: int, gain: float = 1.0) -> Samples:
+    """PCM16 (whole frames) -> the first channel as float32, times ``gain``, within [-0.99, 0.99]."""
+    usable = len(pcm) - len(pcm) % (2 * channels)
+    first = np.frombuffer(pcm[:usable], dtype="<i2").reshape(-1, channels)[:, 0].astype(np.float32)
+    first *= np.float32(gain / 32768.0)
+    return np.clip(first, -0.99, 0.99, out=first) if gain != 1.0 else first
 
 
 class EspeakEngine:
@@ -83,6 +118,7 @@ class EspeakEngine:
         self.chunk_ms = chunk_ms
         self.timeout_s = timeout_s
         self.version = ""
+        self._gains: dict[str, float] = {}  # espeak-ng voice -> its one gain (``_gain``)
 
     @property
     def model(self) -> str:
@@ -116,6 +152,7 @@ class EspeakEngine:
         return loop.time() - start
 
     async def warm_up(self) -> float:
+        """A first sentence in the default voice (which measures that voice's gain)."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         async for _ in self.synthesize(SynthesisRequest("Ready.", self.voices.default), CancelToken()):
@@ -132,15 +169,56 @@ class EspeakEngine:
         voice = self.voices.get(request.voice).espeak_voice
         if cancel.cancelled:
             raise EngineCancelled("cancelled before synthesis started")
-        wav = await self._run(request.text, voice, cancel)
-        if wav.samples.size == 0:
+        gain = self._gains.get(voice) or await self._gain(voice, cancel)
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        proc = await self._start(request.text, voice)
+        cancel.on_cancel(lambda: _kill(proc))
+        head, rest, channels, shaper, spoken = b"", b"", 1, None, 0
+        try:
+            while block := await self._read(proc, deadline):
+                if shaper is None:  # the header first: the samples start after it
+                    head += block
+                    if (fmt := wav_format(head)) is None:
+                        continue
+                    block, channels = head[fmt.data_at :], fmt.channels
+                    shaper = PcmShaper(fmt.sample_rate, request.sample_rate, self.chunk_ms, loudness=False)
+                pcm = rest + block
+                whole = len(pcm) - len(pcm) % (2 * channels)  # a sample may be split between reads
+                pcm, rest = pcm[:whole], pcm[whole:]
+                for chunk in shaper.feed(_samples(pcm, channels, gain)):
+                    _check(cancel)
+                    spoken += 1
+                    yield chunk
+            await self._exited(proc, voice, cancel, deadline)
+        finally:
+            await _reap(proc)
+        if shaper is None:
+            raise EngineError("espeak-ng did not write a WAV", code="engine_error")
+        for chunk in shaper.flush():
+            _check(cancel)
+            spoken += 1
+            yield chunk
+        if not spoken:
             raise EngineError("espeak-ng produced no audio")
-        # Off the event loop: resampling a long sentence to 48 kHz takes tens of ms (bench/loop_lag.py).
-        out = await asyncio.to_thread(_to_rate, wav.samples, wav.sample_rate, request.sample_rate)
-        for piece in chunk_samples(out, request.sample_rate, self.chunk_ms):
-            yield EngineChunk(piece, request.sample_rate)
 
-    async def _run(self, text: str, voice: str, cancel: CancelToken) -> Wav:
+    async def _gain(self, voice: str, cancel: CancelToken) -> float:
+        """The gain that brings ``voice``'s calibration sentence to the project's loudness."""
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        proc = await self._start(CALIBRATION, voice)
+        cancel.on_cancel(lambda: _kill(proc))
+        try:
+            out = bytearray()
+            while block := await self._read(proc, deadline):
+                out += block
+            await self._exited(proc, voice, cancel, deadline)
+        finally:
+            await _reap(proc)
+        wav = parse_wav(bytes(out))
+        gain = self._gains[voice] = voice_gain(rms_dbfs(wav.samples), float(np.max(np.abs(wav.samples))))
+        return gain
+
+    async def _start(self, text: str, voice: str) -> asyncio.subprocess.Process:
+        """espeak-ng speaking ``text``, given all at once on stdin (a job's text fits in the pipe)."""
         if voice.startswith("-") or not voice.strip():
             raise ProtocolError(f"bad espeak-ng voice {voice!r}", code="unknown_voice")
         try:
@@ -158,25 +236,31 @@ class EspeakEngine:
             )
         except OSError as exc:
             raise EngineUnavailable(f"{self.binary} cannot run: {exc}") from exc
-        # No extra task: the synthesis runs in the caller's task; the cancel token kills the
-        # process when the job is cancelled (no polling), which ends communicate().
+        assert proc.stdin is not None
+        proc.stdin.write(text.encode("utf-8"))
+        proc.stdin.close()
+        return proc
 
-        def kill_on_cancel() -> None:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-
-        cancel.on_cancel(kill_on_cancel)
+    async def _read(self, proc: asyncio.subprocess.Process, deadline: float) -> bytes:
+        """What espeak-ng has written since the last read (b"": it closed its output)."""
+        assert proc.stdout is not None
         try:
-            async with asyncio.timeout(self.timeout_s):
-                out, err = await proc.communicate(text.encode("utf-8"))
+            async with asyncio.timeout_at(deadline):
+                return await proc.stdout.read(READ_BYTES)
         except TimeoutError as exc:
             raise EngineTimeout(f"espeak-ng took longer than {self.timeout_s}s") from exc
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+
+    async def _exited(
+        self, proc: asyncio.subprocess.Process, voice: str, cancel: CancelToken, deadline: float
+    ) -> None:
+        """Its output read to the end: wait for the exit. EngineError (typed) if it failed."""
+        assert proc.stderr is not None
+        try:
+            async with asyncio.timeout_at(deadline):
+                err = await proc.stderr.read()
                 await proc.wait()
+        except TimeoutError as exc:
+            raise EngineTimeout(f"espeak-ng took longer than {self.timeout_s}s") from exc
         if cancel.cancelled:
             raise EngineCancelled("cancelled")
         if proc.returncode != 0:
@@ -184,8 +268,20 @@ class EspeakEngine:
             if "voice does not exist" in message:
                 raise EngineError(f"espeak-ng has no voice {voice!r}", code="unknown_voice")
             raise EngineError(f"espeak-ng failed: {message}")
-        return parse_wav(out)
 
 
-def _to_rate(samples: Samples, src_rate: int, dst_rate: int) -> Samples:
-    return normalize_loudness(resample(samples, src_rate, dst_rate))
+def _check(cancel: CancelToken) -> None:
+    if cancel.cancelled:
+        raise EngineCancelled("cancelled")
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """No process left behind, whatever ended the request (an error, a cancel, a consumer gone)."""
+    _kill(proc)
+    await proc.wait()

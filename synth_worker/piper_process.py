@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from broker import logs
-from broker.audio import TARGET_RMS_DBFS
+from broker.audio import voice_gain
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
 from synth_worker.engine import CancelToken
 from synth_worker.piper_threads import PiperThreads
@@ -39,14 +39,6 @@ def busy_lock_path() -> Path:
     """The file every Piper child of this user on this machine shares to tell whether another one
     is speaking (``piper_child.BusyLock``; ``synth_worker.piper_threads``)."""
     return Path(tempfile.gettempdir()) / f"sesame-piper-{os.getuid()}.busy"
-
-
-def voice_gain(rms_dbfs: float, peak: float, max_gain_db: float = 24.0) -> float:
-    """One gain for all of a voice's clauses: its calibration sentence at the project's loudness
-    (``TARGET_RMS_DBFS``, as ``normalize_loudness``), lowered if that would push its peak past 0.95.
-    A constant gain, so the level never jumps between clauses of a sentence."""
-    gain = 10 ** (min(max_gain_db, TARGET_RMS_DBFS - rms_dbfs) / 20)
-    return min(gain, 0.95 / peak) if peak > 0 else gain
 
 
 @dataclass(frozen=True, slots=True)

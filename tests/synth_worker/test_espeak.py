@@ -1,4 +1,5 @@
-"""espeak-ng engine: real speech from the real binary; WAV parsing of streamed output."""
+"""espeak-ng engine: real speech from the real binary, streamed as it is made; WAV parsing of
+streamed output."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy.signal import resample_poly
 
 from broker.audio import rms_dbfs
 from broker.errors import EngineCancelled, EngineError, EngineUnavailable
 from synth_worker.engine import CancelToken, Engine, SynthesisRequest
-from synth_worker.espeak import EspeakEngine, parse_wav
+from synth_worker.espeak import EspeakEngine, WavFormat, parse_wav, wav_format
 from synth_worker.voices import Voice, VoiceMap
 from tests.conftest import T
 
@@ -32,6 +36,53 @@ async def test_speaks_non_silent_audio_of_plausible_length() -> None:
     assert 0.2 < len(short) / 24_000 < 1.5
     assert 2.5 < len(long) / 24_000 < 8.0
     assert rms_dbfs(long) == pytest.approx(-20.0, abs=1.5)  # loudness-normalized
+
+
+class Watched(EspeakEngine):
+    """The real engine, keeping each espeak-ng process it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[asyncio.subprocess.Process] = []
+
+    async def _start(self, text: str, voice: str) -> asyncio.subprocess.Process:
+        proc = await super()._start(text, voice)
+        self.started.append(proc)
+        return proc
+
+
+async def test_the_first_audio_comes_while_espeak_is_still_speaking() -> None:
+    """Streamed as espeak-ng writes it: this text's audio (minutes) cannot fit the pipe and the
+    reader's buffer, so espeak-ng cannot have ended when the first chunk comes (it did, before:
+    the whole WAV was read first)."""
+    engine = Watched()
+    stream = engine.synthesize(SynthesisRequest("A sentence that goes on. " * 120, "maya"), CancelToken())
+    first = await anext(stream)
+    assert len(first.samples) == 960
+    assert engine.started[-1].returncode is None
+    await stream.aclose()  # a consumer that stops: the process is killed and reaped
+    assert engine.started[-1].returncode is not None
+
+
+async def test_the_stream_is_the_whole_wav_at_one_gain_resampled_without_seams() -> None:
+    """What the chunks add up to is espeak-ng's whole WAV times the voice's one gain, resampled in
+    one piece: no sample lost or doubled where reads and chunks meet, no level moving."""
+    engine = Watched()
+    text = "Streaming keeps every sample, and the level stays where it was put. " * 3
+    streamed = await speak(engine, text, 24_000, "maya")
+    assert len(engine.started) == 2  # the voice's calibration, then the sentence
+    voice = engine.voices.get("maya").espeak_voice
+    proc = await asyncio.create_subprocess_exec(
+        "espeak-ng", "--stdout", "-v", voice, text, stdout=asyncio.subprocess.PIPE
+    )  # fmt: skip
+    wav = parse_wav((await proc.communicate())[0])
+    expected = resample_poly(
+        np.clip(wav.samples * engine._gains[voice], -0.99, 0.99), 160, 147
+    )  # 22.05k -> 24k
+    assert len(streamed) == len(expected)
+    assert np.allclose(streamed, expected, atol=1e-4)
+    await speak(engine, "Once more.", 24_000, "maya")
+    assert len(engine.started) == 3  # the gain is measured once a voice
 
 
 async def test_resamples_to_the_requested_rate_in_40ms_chunks() -> None:
@@ -97,6 +148,14 @@ def test_parse_wav_ignores_placeholder_sizes(placeholder: bool, extra_chunk: boo
     assert wav.sample_rate == 22_050 and wav.channels == 1
     assert len(wav.samples) == 1001
     assert np.allclose(wav.samples, samples, atol=1e-4)
+
+
+@given(st.integers(0, 200), st.booleans())
+def test_a_wav_header_read_in_pieces_is_known_once_it_is_all_there(cut: int, extra_chunk: bool) -> None:
+    data = _wav(np.zeros(40, dtype=np.float32), extra_chunk=extra_chunk)
+    header_end = 44 + (12 if extra_chunk else 0)
+    found = wav_format(data[:cut])
+    assert found == (WavFormat(22_050, 1, header_end) if cut >= header_end else None)
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from broker.audio import TARGET_RMS_DBFS
+from broker.audio import TARGET_RMS_DBFS, voice_gain
 from synth_worker.piper_child import BusyLock, Voices, clauses, load_voices
-from synth_worker.piper_process import packaged_model, voice_gain
+from synth_worker.piper_process import packaged_model
 from tests.conftest import T
 
 pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
