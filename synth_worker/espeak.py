@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import shutil
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,11 +152,18 @@ class EspeakEngine:
         return loop.time() - start
 
     async def warm_up(self) -> float:
-        """A first sentence in the default voice (which measures that voice's gain)."""
+        """A first sentence in the default voice, and the gain of every voice in the map measured
+        (``_gain``), so that no listener's first audio waits for it. A voice espeak-ng cannot speak
+        fails its own requests, as before: only the default voice's failure fails the warm-up."""
         loop = asyncio.get_running_loop()
         start = loop.time()
         async for _ in self.synthesize(SynthesisRequest("Ready.", self.voices.default), CancelToken()):
             pass
+        for voice in sorted({v.espeak_voice for v in self.voices.voices.values()} - self._gains.keys()):
+            try:
+                await self._gain(voice, CancelToken())
+            except (EngineError, ProtocolError) as exc:
+                log.warning("espeak_voice_unavailable", voice=voice, error=str(exc))
         return loop.time() - start
 
     def close(self) -> None:
@@ -165,7 +172,9 @@ class EspeakEngine:
     def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         return self._synthesize(request, cancel)
 
-    async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
+    async def _synthesize(
+        self, request: SynthesisRequest, cancel: CancelToken
+    ) -> AsyncGenerator[EngineChunk, None]:
         voice = self.voices.get(request.voice).espeak_voice
         if cancel.cancelled:
             raise EngineCancelled("cancelled before synthesis started")

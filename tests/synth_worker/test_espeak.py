@@ -41,8 +41,8 @@ async def test_speaks_non_silent_audio_of_plausible_length() -> None:
 class Watched(EspeakEngine):
     """The real engine, keeping each espeak-ng process it starts."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, voices: VoiceMap | None = None) -> None:
+        super().__init__(voices)
         self.started: list[asyncio.subprocess.Process] = []
 
     async def _start(self, text: str, voice: str) -> asyncio.subprocess.Process:
@@ -56,7 +56,7 @@ async def test_the_first_audio_comes_while_espeak_is_still_speaking() -> None:
     reader's buffer, so espeak-ng cannot have ended when the first chunk comes (it did, before:
     the whole WAV was read first)."""
     engine = Watched()
-    stream = engine.synthesize(SynthesisRequest("A sentence that goes on. " * 120, "maya"), CancelToken())
+    stream = engine._synthesize(SynthesisRequest("A sentence that goes on. " * 120, "maya"), CancelToken())
     first = await anext(stream)
     assert len(first.samples) == 960
     assert engine.started[-1].returncode is None
@@ -83,6 +83,18 @@ async def test_the_stream_is_the_whole_wav_at_one_gain_resampled_without_seams()
     assert np.allclose(streamed, expected, atol=1e-4)
     await speak(engine, "Once more.", 24_000, "maya")
     assert len(engine.started) == 3  # the gain is measured once a voice
+
+
+async def test_the_warm_up_measures_every_voice_of_the_map() -> None:
+    voices = VoiceMap(
+        {**VoiceMap().voices, "odd": Voice("odd", None, "x", "x", "zz-nonexistent")}, default="maya"
+    )
+    engine = Watched(voices)
+    await engine.warm_up()  # the odd voice fails its own requests only
+    assert set(engine._gains) == {"en-us+f3", "en-us+m3"}
+    started = len(engine.started)
+    await speak(engine, "Hello.", voice="miles")
+    assert len(engine.started) == started + 1  # no calibration on the way to its first audio
 
 
 async def test_resamples_to_the_requested_rate_in_40ms_chunks() -> None:
