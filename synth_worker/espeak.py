@@ -1,7 +1,9 @@
 """espeak-ng: the offline voice that is always there (Debian package ``espeak-ng``).
 
 One ``espeak-ng --stdout`` process per request; the text goes in on stdin (never as an argument, so
-text that starts with '-' is spoken, not parsed as a flag). espeak-ng writes a WAV whose RIFF and
+text that starts with '-' is spoken, not parsed as a flag). Starting one (the exec, its data, the
+voice) is ~6 ms, most of a short sentence's first audio: after each request the voice's next process
+is started and waits for its text (a spare per voice; ``close`` ends them). espeak-ng writes a WAV whose RIFF and
 data sizes are placeholders when it streams, so the parser reads the fmt chunk and takes every
 byte after the data chunk header.
 
@@ -119,6 +121,8 @@ class EspeakEngine:
         self.timeout_s = timeout_s
         self.version = ""
         self._gains: dict[str, float] = {}  # espeak-ng voice -> its one gain (``_gain``)
+        self._spares: dict[str, asyncio.subprocess.Process] = {}  # voice -> espeak-ng started, waiting
+        self._spawning: set[str] = set()
 
     @property
     def model(self) -> str:
@@ -167,7 +171,10 @@ class EspeakEngine:
         return loop.time() - start
 
     def close(self) -> None:
-        """Nothing held between requests."""
+        """The spare processes go (one left behind would end at its stdin's end anyway)."""
+        spares, self._spares = self._spares, {}
+        for proc in spares.values():
+            _kill(proc)
 
     def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         return self._synthesize(request, cancel)
@@ -201,6 +208,7 @@ class EspeakEngine:
             await self._exited(proc, voice, cancel, deadline)
         finally:
             await _reap(proc)
+        await self._keep_spare(voice)
         if shaper is None:
             raise EngineError("espeak-ng did not write a WAV", code="engine_error")
         for chunk in shaper.flush():
@@ -222,16 +230,39 @@ class EspeakEngine:
             await self._exited(proc, voice, cancel, deadline)
         finally:
             await _reap(proc)
+        await self._keep_spare(voice)
         wav = parse_wav(bytes(out))
         gain = self._gains[voice] = voice_gain(rms_dbfs(wav.samples), float(np.max(np.abs(wav.samples))))
         return gain
 
     async def _start(self, text: str, voice: str) -> asyncio.subprocess.Process:
-        """espeak-ng speaking ``text``, given all at once on stdin (a job's text fits in the pipe)."""
+        """espeak-ng speaking ``text``, given all at once on stdin (a job's text fits in the pipe):
+        the voice's spare process if one waits (started and loaded: ~6 ms of a first audio)."""
+        proc = self._spares.pop(voice, None)
+        if proc is None or proc.returncode is not None:
+            proc = await self._spawn(voice)
+        assert proc.stdin is not None
+        proc.stdin.write(text.encode("utf-8"))
+        proc.stdin.close()
+        return proc
+
+    async def _keep_spare(self, voice: str) -> None:
+        """After a request: espeak-ng started for the voice's next one, waiting for its text."""
+        if voice in self._spares or voice in self._spawning:
+            return
+        self._spawning.add(voice)
+        try:
+            self._spares[voice] = await self._spawn(voice)
+        except EngineUnavailable:
+            pass  # the next request starts its own, and says why
+        finally:
+            self._spawning.discard(voice)
+
+    async def _spawn(self, voice: str) -> asyncio.subprocess.Process:
         if voice.startswith("-") or not voice.strip():
             raise ProtocolError(f"bad espeak-ng voice {voice!r}", code="unknown_voice")
         try:
-            proc = await asyncio.create_subprocess_exec(
+            return await asyncio.create_subprocess_exec(
                 self.path(),
                 "--stdout",
                 "--stdin",
@@ -245,10 +276,6 @@ class EspeakEngine:
             )
         except OSError as exc:
             raise EngineUnavailable(f"{self.binary} cannot run: {exc}") from exc
-        assert proc.stdin is not None
-        proc.stdin.write(text.encode("utf-8"))
-        proc.stdin.close()
-        return proc
 
     async def _read(self, proc: asyncio.subprocess.Process, deadline: float) -> bytes:
         """What espeak-ng has written since the last read (b"": it closed its output)."""

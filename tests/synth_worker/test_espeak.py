@@ -43,11 +43,17 @@ class Watched(EspeakEngine):
 
     def __init__(self, voices: VoiceMap | None = None) -> None:
         super().__init__(voices)
-        self.started: list[asyncio.subprocess.Process] = []
+        self.started: list[asyncio.subprocess.Process] = []  # given a text
+        self.spawned: list[asyncio.subprocess.Process] = []
 
     async def _start(self, text: str, voice: str) -> asyncio.subprocess.Process:
         proc = await super()._start(text, voice)
         self.started.append(proc)
+        return proc
+
+    async def _spawn(self, voice: str) -> asyncio.subprocess.Process:
+        proc = await super()._spawn(voice)
+        self.spawned.append(proc)
         return proc
 
 
@@ -95,6 +101,27 @@ async def test_the_warm_up_measures_every_voice_of_the_map() -> None:
     started = len(engine.started)
     await speak(engine, "Hello.", voice="miles")
     assert len(engine.started) == started + 1  # no calibration on the way to its first audio
+
+
+async def test_a_voice_s_next_request_finds_espeak_started() -> None:
+    """Starting espeak-ng (exec, its data, the voice) is ~6 ms of a first audio: after a request the
+    voice's next process is started, waiting for its text (before: one started per request)."""
+    engine = Watched()
+    await speak(engine, "Hello.")
+    spare = engine.spawned[-1]
+    stream = engine._synthesize(SynthesisRequest("Hello again.", "maya"), CancelToken())
+    await anext(stream)
+    assert engine.started[-1] is spare and engine.spawned[-1] is spare  # none started for it
+    await stream.aclose()
+    await speak(engine, "And again.")
+    spare = engine.spawned[-1]
+    spare.kill()  # a spare that died is not used: the next request starts its own
+    await spare.wait()
+    assert len(await speak(engine, "Still here.")) > 0
+    assert engine.started[-1] is not spare
+    engine.close()  # the spares go with the engine
+    async with asyncio.timeout(T):
+        await engine.spawned[-1].wait()
 
 
 async def test_resamples_to_the_requested_rate_in_40ms_chunks() -> None:
