@@ -2,10 +2,10 @@
 
 One ``espeak-ng --stdout`` process per request; the text goes in on stdin (never as an argument, so
 text that starts with '-' is spoken, not parsed as a flag). Starting one (the exec, its data, the
-voice) is ~6 ms, most of a short sentence's first audio: after each request the voice's next process
-is started and waits for its text (a spare per voice; ``close`` ends them). espeak-ng writes a WAV whose RIFF and
-data sizes are placeholders when it streams, so the parser reads the fmt chunk and takes every
-byte after the data chunk header.
+voice) is ~6 ms, most of a short sentence's first audio: after each request the voice's next
+process is started and waits for its text (a spare per voice; ``close`` ends them). espeak-ng
+writes a WAV whose RIFF and data sizes are placeholders when it streams, so the parser reads the
+fmt chunk and takes every byte after the data chunk header.
 
 The audio is streamed as espeak-ng writes it (issue 20): it writes a sentence's audio in pieces as
 it makes them, and waiting for the whole WAV put a sentence's whole synthesis and a resampling of
