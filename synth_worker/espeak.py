@@ -186,29 +186,23 @@ class EspeakEngine:
         if cancel.cancelled:
             raise EngineCancelled("cancelled before synthesis started")
         gain = self._gains.get(voice) or await self._gain(voice, cancel)
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
-        proc = await self._start(request.text, voice)
-        cancel.on_cancel(lambda: _kill(proc))
         head, rest, channels, shaper, spoken = b"", b"", 1, None, 0
-        try:
-            while block := await self._read(proc, deadline):
+        async with contextlib.aclosing(self._output(request.text, voice, cancel)) as output:
+            async for block in output:
                 if shaper is None:  # the header first: the samples start after it
                     head += block
                     if (fmt := wav_format(head)) is None:
                         continue
-                    block, channels = head[fmt.data_at :], fmt.channels
+                    pcm, channels = head[fmt.data_at :], fmt.channels
                     shaper = PcmShaper(fmt.sample_rate, request.sample_rate, self.chunk_ms, loudness=False)
-                pcm = rest + block
+                else:
+                    pcm = rest + block
                 whole = len(pcm) - len(pcm) % (2 * channels)  # a sample may be split between reads
                 pcm, rest = pcm[:whole], pcm[whole:]
                 for chunk in shaper.feed(_samples(pcm, channels, gain)):
                     _check(cancel)
                     spoken += 1
                     yield chunk
-            await self._exited(proc, voice, cancel, deadline)
-        finally:
-            await _reap(proc)
-        await self._keep_spare(voice)
         if shaper is None:
             raise EngineError("espeak-ng did not write a WAV", code="engine_error")
         for chunk in shaper.flush():
@@ -220,20 +214,24 @@ class EspeakEngine:
 
     async def _gain(self, voice: str, cancel: CancelToken) -> float:
         """The gain that brings ``voice``'s calibration sentence to the project's loudness."""
+        async with contextlib.aclosing(self._output(CALIBRATION, voice, cancel)) as output:
+            wav = parse_wav(b"".join([block async for block in output]))
+        gain = self._gains[voice] = voice_gain(rms_dbfs(wav.samples), float(np.max(np.abs(wav.samples))))
+        return gain
+
+    async def _output(self, text: str, voice: str, cancel: CancelToken) -> AsyncGenerator[bytes, None]:
+        """espeak-ng's output for ``text`` as it writes it, its exit checked at the end (a typed
+        error); the process never outlives it, and the voice's spare is started after it."""
         deadline = asyncio.get_running_loop().time() + self.timeout_s
-        proc = await self._start(CALIBRATION, voice)
+        proc = await self._start(text, voice)
         cancel.on_cancel(lambda: _kill(proc))
         try:
-            out = bytearray()
             while block := await self._read(proc, deadline):
-                out += block
+                yield block
             await self._exited(proc, voice, cancel, deadline)
         finally:
             await _reap(proc)
         await self._keep_spare(voice)
-        wav = parse_wav(bytes(out))
-        gain = self._gains[voice] = voice_gain(rms_dbfs(wav.samples), float(np.max(np.abs(wav.samples))))
-        return gain
 
     async def _start(self, text: str, voice: str) -> asyncio.subprocess.Process:
         """espeak-ng speaking ``text``, given all at once on stdin (a job's text fits in the pipe):
