@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from broker.audio import Samples
+from broker.errors import EngineCancelled
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,11 @@ class CancelToken:
     @property
     def cancelled(self) -> bool:
         return self.event.is_set()
+
+    def check(self) -> None:
+        """EngineCancelled if the job was cancelled: what an engine calls between its chunks."""
+        if self.cancelled:
+            raise EngineCancelled("cancelled")
 
 
 @runtime_checkable

@@ -200,13 +200,13 @@ class EspeakEngine:
                 whole = len(pcm) - len(pcm) % (2 * channels)  # a sample may be split between reads
                 pcm, rest = pcm[:whole], pcm[whole:]
                 for chunk in shaper.feed(_samples(pcm, channels, gain)):
-                    _check(cancel)
+                    cancel.check()
                     spoken += 1
                     yield chunk
         if shaper is None:
             raise EngineError("espeak-ng did not write a WAV", code="engine_error")
         for chunk in shaper.flush():
-            _check(cancel)
+            cancel.check()
             spoken += 1
             yield chunk
         if not spoken:
@@ -302,11 +302,6 @@ class EspeakEngine:
             if "voice does not exist" in message:
                 raise EngineError(f"espeak-ng has no voice {voice!r}", code="unknown_voice")
             raise EngineError(f"espeak-ng failed: {message}")
-
-
-def _check(cancel: CancelToken) -> None:
-    if cancel.cancelled:
-        raise EngineCancelled("cancelled")
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:

@@ -151,7 +151,7 @@ class PiperEngine:
                 pending = np.concatenate([pending, resampler.feed(clause)])
                 whole = len(pending) // step * step
                 for piece in chunk_samples(pending[:whole], request.sample_rate, self.chunk_ms):
-                    _check(cancel)
+                    cancel.check()
                     yield EngineChunk(piece, request.sample_rate)
                 pending = pending[whole:]
         if resampler is None:
@@ -159,10 +159,5 @@ class PiperEngine:
         for piece in chunk_samples(
             np.concatenate([pending, resampler.flush()]), request.sample_rate, self.chunk_ms
         ):
-            _check(cancel)
+            cancel.check()
             yield EngineChunk(piece, request.sample_rate)
-
-
-def _check(cancel: CancelToken) -> None:
-    if cancel.cancelled:
-        raise EngineCancelled("cancelled")

@@ -82,7 +82,7 @@ class JobRunner:
             async for chunk in self.engine.synthesize(request, cancel):
                 if chunks == 0:
                     stamps.append(time.monotonic())
-                _check_cancel(cancel)
+                cancel.check()
                 frame = AudioFrame(
                     seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
                 )
@@ -176,11 +176,6 @@ def with_stamps(actions: list[Action], job: Job, stamps: tuple[float, ...]) -> l
         else a
         for a in actions
     ]
-
-
-def _check_cancel(cancel: CancelToken) -> None:
-    if cancel.cancelled:
-        raise EngineCancelled("cancelled")
 
 
 def _check_audio(chunks: int) -> None:
