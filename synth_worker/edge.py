@@ -61,7 +61,6 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from broker.audio import Samples
 from broker.errors import (
     ConfigError,
-    EngineCancelled,
     EngineError,
     EngineTimeout,
     EngineUnavailable,
@@ -136,8 +135,7 @@ class EdgeTTSEngine:
         return f"EdgeTTSEngine(endpoint={urlsplit(self.endpoint).netloc!r})"
 
     async def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
-        if cancel.cancelled:
-            raise EngineCancelled("synthesis cancelled")
+        cancel.check("synthesis cancelled")
         try:
             voice = self.voices.get(request.voice).edge_voice
             config = TTSConfig(voice, self.rate, self.volume, self.pitch, "SentenceBoundary")
@@ -170,8 +168,7 @@ class EdgeTTSEngine:
             decoder.push(data)
             if decoder.due:
                 for chunk in shape(await asyncio.to_thread(decoder.decode), final=False):
-                    if cancel.cancelled:
-                        raise EngineCancelled("synthesis cancelled")
+                    cancel.check("synthesis cancelled")
                     produced += 1
                     yield chunk
         tail = await asyncio.to_thread(decoder.finish)

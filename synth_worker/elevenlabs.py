@@ -47,7 +47,6 @@ import httpx
 from broker.audio import from_pcm16
 from broker.errors import (
     ConfigError,
-    EngineCancelled,
     EngineError,
     EngineTimeout,
     EngineUnavailable,
@@ -150,8 +149,7 @@ class ElevenLabsEngine:
         await self.aclose()
 
     async def synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
-        if cancel.cancelled:
-            raise EngineCancelled("synthesis cancelled")
+        cancel.check("synthesis cancelled")
         if not request.text.strip():
             raise EngineError("nothing to say: empty text", code="empty_text")
         try:
@@ -168,8 +166,7 @@ class ElevenLabsEngine:
             even = len(data) - len(data) % 2  # a network chunk may split a sample
             carry = data[even:]
             for chunk in shaper.feed(from_pcm16(data[:even])):
-                if cancel.cancelled:
-                    raise EngineCancelled("synthesis cancelled")
+                cancel.check("synthesis cancelled")
                 yield chunk
         for chunk in shaper.flush():
             yield chunk

@@ -61,10 +61,11 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self.event.is_set()
 
-    def check(self) -> None:
-        """EngineCancelled if the job was cancelled: what an engine calls between its chunks."""
+    def check(self, message: str = "cancelled") -> None:
+        """EngineCancelled if the job was cancelled: what an engine calls before it starts and
+        between its chunks."""
         if self.cancelled:
-            raise EngineCancelled("cancelled")
+            raise EngineCancelled(message)
 
 
 @runtime_checkable

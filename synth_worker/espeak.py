@@ -29,7 +29,7 @@ import numpy as np
 
 from broker import logs
 from broker.audio import Samples, rms_dbfs, voice_gain
-from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable, ProtocolError
+from broker.errors import EngineError, EngineTimeout, EngineUnavailable, ProtocolError
 
 from .engine import CancelToken, EngineChunk, SynthesisRequest
 from .pcm_stream import PcmShaper
@@ -183,8 +183,7 @@ class EspeakEngine:
         self, request: SynthesisRequest, cancel: CancelToken
     ) -> AsyncGenerator[EngineChunk, None]:
         voice = self.voices.get(request.voice).espeak_voice
-        if cancel.cancelled:
-            raise EngineCancelled("cancelled before synthesis started")
+        cancel.check("cancelled before synthesis started")
         gain = self._gains.get(voice) or await self._gain(voice, cancel)
         head, rest, channels, shaper, spoken = b"", b"", 1, None, 0
         async with contextlib.aclosing(self._output(request.text, voice, cancel)) as output:
@@ -295,8 +294,7 @@ class EspeakEngine:
                 await proc.wait()
         except TimeoutError as exc:
             raise EngineTimeout(f"espeak-ng took longer than {self.timeout_s}s") from exc
-        if cancel.cancelled:
-            raise EngineCancelled("cancelled")
+        cancel.check("cancelled")
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
             if "voice does not exist" in message:

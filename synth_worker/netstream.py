@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import AsyncGenerator
 from typing import Final, TypeVar
 
-from broker.errors import ConfigError, EngineCancelled
+from broker.errors import ConfigError
 
 from .engine import CancelToken
 
@@ -78,8 +78,7 @@ async def relay(
 async def _take(queue: asyncio.Queue[T | _End | Exception], cancel: CancelToken, poll_s: float) -> T | _End:
     """The next item, in short waits that check the cancel token; the source's error is raised."""
     while True:
-        if cancel.cancelled:
-            raise EngineCancelled("synthesis cancelled")
+        cancel.check("synthesis cancelled")
         try:
             async with asyncio.timeout(poll_s):
                 item = await queue.get()

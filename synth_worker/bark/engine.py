@@ -109,8 +109,7 @@ class BarkEngine:
 
     async def _synthesize(self, request: SynthesisRequest, cancel: CancelToken) -> AsyncIterator[EngineChunk]:
         speaker = self.speaker_for(request.voice)
-        if cancel.cancelled:
-            raise EngineCancelled("cancelled before synthesis started")
+        cancel.check("cancelled before synthesis started")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Samples] = loop.create_future()
         self._queue.pending.append(_Pending(request.text, speaker, request.sample_rate, cancel, future))
