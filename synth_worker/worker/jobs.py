@@ -1,6 +1,12 @@
 """The worker's job runner: jobs and cancels in from MQTT, fed to ``WorkerCore``, its actions
 carried out (acks and replies published, a task per running job, cancel tokens set), and how the
-running jobs end when the worker stops: finished (drained) or cancelled (a job is stuck)."""
+running jobs end when the worker stops: finished (drained) or cancelled (a job is stuck).
+
+A job started at once is acknowledged by its first audio frame (the gateway takes the first audio
+of a job as its ack): its ``ack`` is held, and published only if no audio has gone out within
+``ACK_HOLD_S``. The ack went out just before the engine started, and the broker's and the gateway's
+handling of it took the machine's CPUs while the engine made the first audio (issue 20,
+docs/benchmarks.md). A job that waits in the queue is acknowledged at once, with its place."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ log = logs.get("sesame.worker")
 
 AUDIO_IN_FLIGHT = 16  # audio chunks published and not yet acknowledged, at most (ack_window.py)
 ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
+ACK_HOLD_S = 0.05  # a job started at once: its ack goes only if its first audio is not out by then
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
@@ -42,6 +49,7 @@ class JobRunner:
         clock: Callable[[], float],
         spawn: Spawn,
         changed: Callable[[], None],
+        ack_hold_s: float = ACK_HOLD_S,
     ) -> None:
         self.core = core
         self.engine = engine
@@ -52,16 +60,38 @@ class JobRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._cancels: dict[str, CancelToken] = {}
         self._arrived: dict[str, float] = {}  # accepted job -> time.monotonic() it came in
+        self.ack_hold_s = ack_hold_s
+        self.held_acks: dict[str, asyncio.TimerHandle] = {}  # job started at once -> its held ack's timer
 
     async def receive_job(self, payload: bytes) -> None:
         arrived = time.monotonic()
         actions = self.core.receive_job(payload, self.clock())
+        started = {job.job_id for a in actions if isinstance(a, StartJob) for job in a.jobs}
+        now: list[Action] = []
         for action in actions:  # an accepted job's ack: when it came in (debug stamps)
             if isinstance(action, Send) and isinstance(action.message, JobAck):
-                self._arrived[action.message.job_id] = arrived
+                job_id = action.message.job_id
+                self._arrived[job_id] = arrived
                 while len(self._arrived) > ARRIVALS_KEPT:
                     del self._arrived[next(iter(self._arrived))]
-        await self.apply(actions)
+                if job_id in started:
+                    self._hold_ack(job_id, action)
+                    continue
+            now.append(action)
+        await self.apply(now)
+
+    def _hold_ack(self, job_id: str, ack: Send) -> None:
+        def due() -> None:  # no audio yet: the ack goes now, if the job is still running
+            task = self.tasks.get(job_id)
+            if self.held_acks.pop(job_id, None) is not None and task is not None and not task.done():
+                self._spawn(self.apply([ack]), f"ack:{job_id}")
+
+        self.held_acks[job_id] = asyncio.get_running_loop().call_later(self.ack_hold_s, due)
+
+    def _release_ack(self, job_id: str) -> None:
+        """The job's first audio (or its end: done or an error) answers for its held ack."""
+        if (timer := self.held_acks.pop(job_id, None)) is not None:
+            timer.cancel()
 
     async def receive_cancel(self, payload: bytes) -> None:
         await self.apply(self.core.receive_cancel(payload))
@@ -86,6 +116,8 @@ class JobRunner:
                 frame = AudioFrame(
                     seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
                 )
+                if chunks == 0:
+                    self._release_ack(job.job_id)
                 await in_flight.add(self.link.publish_now(audio_topic, frame.to_bytes(), qos=1))
                 if chunks == 0:
                     await in_flight.drain()
@@ -112,6 +144,7 @@ class JobRunner:
             actions = self.core.job_failed(job.job_id, exc, self.clock())
         finally:
             in_flight.abandon()
+            self._release_ack(job.job_id)
             self.tasks.pop(job.job_id, None)
             self._cancels.pop(job.job_id, None)
             self._changed()
