@@ -26,15 +26,31 @@ def run_smoke(script: str, *args: str, timeout_s: float) -> subprocess.Completed
     )
 
 
-def harness_report(script: str, banner: str, json_out: Path, *args: str) -> dict[str, Any]:
+def harness_report(
+    script: str, banner: str, json_out: Path, *args: str, logs: Path | None = None
+) -> dict[str, Any]:
     """Run a fault harness with ``--json json_out``; it exits 0, prints its banner, and its report
-    says: sentences were spoken, none lost, each spoken or sent as text, every fault healed."""
-    done = run_smoke(script, "--json", str(json_out), *args, timeout_s=400)
+    says: sentences were spoken, none lost, each spoken or sent as text, every fault healed. With
+    ``logs`` (a harness that takes ``--logs``), a fault that did not heal shows each process's last
+    log lines."""
+    done = run_smoke(
+        script, "--json", str(json_out), *args, *(("--logs", str(logs)) if logs else ()), timeout_s=400
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert banner in done.stdout
     rep: dict[str, Any] = json.loads(json_out.read_text())
     assert rep["sentences"] > 0
     assert rep["lost"] == 0, rep
     assert rep["spoken"] + rep["texted"] == rep["sentences"]
-    assert rep["all_healed"], rep["faults"]
+    assert rep["all_healed"], f"{rep['faults']}\n{log_tails(logs)}"
     return rep
+
+
+def log_tails(folder: Path | None, lines: int = 15) -> str:
+    """The last ``lines`` lines of each log a harness kept (a failure's evidence)."""
+    if folder is None or not folder.is_dir():
+        return ""
+    return "\n".join(
+        f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+        for log in sorted(folder.glob("*.log"))
+    )

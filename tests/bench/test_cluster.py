@@ -14,7 +14,9 @@ from tests.bench.smoke import harness_report
 
 
 def test_cluster_smoke_loses_nothing_doubles_nothing_and_heals(tmp_path: Path) -> None:
-    rep = harness_report("cluster.py", "cluster: two gateways behind nginx", tmp_path / "cluster.json")
+    rep = harness_report(
+        "cluster.py", "cluster: two gateways behind nginx", tmp_path / "cluster.json", logs=tmp_path / "logs"
+    )
     assert rep["doubled"] == 0, rep
     assert [f["kind"] for f in rep["faults"]] == ["broker", "gateway", "worker"]
     [broker] = [f for f in rep["faults"] if f["kind"] == "broker"]
