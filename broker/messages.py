@@ -11,7 +11,7 @@ Topics and direction (see docs/asyncapi.yaml):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from .errors import ProtocolError
 from .topics import check_id
@@ -84,6 +84,12 @@ class Cancel(Message):
             check_id(self.session_id, "session_id")
         if not self.job_ids and self.session_id is None:
             raise ProtocolError("cancel names no job and no session", code="bad_field")
+
+
+# A job a worker starts at once is acknowledged by its first audio frame: its ``ack`` goes only if no
+# audio is out this long after the job came (synth_worker/worker/jobs.py). A gateway's ack timeout
+# must leave room for it (stream_server/config.py refuses one under twice this).
+ACK_HOLD_S: Final = 0.05
 
 
 @worker_messages.register

@@ -120,9 +120,9 @@ class Env:
             return False
         raise ConfigError(f"{self.label(name)}={raw!r} is not a boolean (use true/false)")
 
-    def ms(self, name: builtins.str, default_s: builtins.float) -> builtins.float:
+    def ms(self, name: builtins.str, default_s: builtins.float, lo_s: builtins.float = 0.0) -> builtins.float:
         """The plan gives durations in milliseconds (SESAME_TIMEOUT=10000); we keep seconds inside."""
-        return self.float(name, default_s * 1000.0, lo=0.0) / 1000.0
+        return self.float(name, default_s * 1000.0, lo=lo_s * 1000.0) / 1000.0
 
 
 def _bounded(name: str, value: _N, lo: _N | None, hi: _N | None) -> _N:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from broker import cpu_slice
 from broker.errors import ConfigError
+from broker.messages import ACK_HOLD_S
 from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from stream_server.core.actions import WORKERS
@@ -202,7 +203,8 @@ class GatewayConfig:
             tiers = tuple(t for t in tiers if t != "elevenlabs")  # not configured: not a tier at all
         failover = FailoverConfig(
             tiers=tiers,
-            ack_timeout_s=env.ms("SESAME_ACK_TIMEOUT", DEFAULTS.ack_timeout_s),
+            # a worker holds a started job's ack for its first audio (broker/messages.py)
+            ack_timeout_s=env.ms("SESAME_ACK_TIMEOUT", DEFAULTS.ack_timeout_s, lo_s=2 * ACK_HOLD_S),
             timeout_s=env.ms("SESAME_TIMEOUT", DEFAULTS.timeout_s),
             stall_timeout_s=env.ms("SESAME_STALL_TIMEOUT", DEFAULTS.stall_timeout_s),
             max_retries=env.int("SESAME_MAX_RETRIES", DEFAULTS.max_retries, lo=0, hi=100),

@@ -4,9 +4,10 @@ running jobs end when the worker stops: finished (drained) or cancelled (a job i
 
 A job started at once is acknowledged by its first audio frame (the gateway takes the first audio
 of a job as its ack): its ``ack`` is held, and published only if no audio has gone out within
-``ACK_HOLD_S``. The ack went out just before the engine started, and the broker's and the gateway's
-handling of it took the machine's CPUs while the engine made the first audio (issue 20,
-docs/benchmarks.md). A job that waits in the queue is acknowledged at once, with its place."""
+``ACK_HOLD_S`` (broker/messages.py). The ack went out just before the engine started, and the
+broker's and the gateway's handling of it took the machine's CPUs while the engine made the first
+audio (issue 20, docs/benchmarks.md). A job that waits in the queue is acknowledged at once, with
+its place."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from broker.ack_window import AckWindow
 from broker.audio import AudioFrame, to_pcm16
 from broker.errors import BrokerError, EngineCancelled, EngineError
 from broker.link import MqttLink
-from broker.messages import Job, JobAck, JobDone
+from broker.messages import ACK_HOLD_S, Job, JobAck, JobDone
 from synth_worker.core import WorkerCore
 from synth_worker.engine import CancelToken, SynthesisRequest
 from synth_worker.engines import WorkerEngine
@@ -34,7 +35,6 @@ log = logs.get("sesame.worker")
 
 AUDIO_IN_FLIGHT = 16  # audio chunks published and not yet acknowledged, at most (ack_window.py)
 ARRIVALS_KEPT = 1024  # arrival times held for jobs not started yet (cancelled ones age out)
-ACK_HOLD_S = 0.05  # a job started at once: its ack goes only if its first audio is not out by then
 
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 

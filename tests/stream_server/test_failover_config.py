@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
+from broker.errors import ConfigError
+from broker.messages import ACK_HOLD_S
 from stream_server.config import GatewayConfig
 from stream_server.core.actions import WORKERS
 from stream_server.core.failover import DEFAULTS, LOCAL_TIERS, FailoverConfig
@@ -25,3 +29,14 @@ def test_every_gateway_default_is_the_dataclass_field_s() -> None:
     fields = GatewayConfig(mqtt_url=built.mqtt_url, gateway_id=built.gateway_id, elevenlabs_api_key="k")
     assert built == fields
     assert str(built.mqtt_url) == "mqtt://127.0.0.1:1883"
+
+
+def test_an_ack_timeout_a_held_ack_would_miss_is_refused() -> None:
+    """A worker holds a started job's ack up to ``ACK_HOLD_S`` for its first audio: an ack timeout
+    that leaves it no room would fail over every job whose first audio takes longer."""
+    with pytest.raises(ConfigError, match="SESAME_ACK_TIMEOUT"):
+        GatewayConfig.from_env({"SESAME_ACK_TIMEOUT": str(ACK_HOLD_S * 1000)})
+    assert (
+        GatewayConfig.from_env({"SESAME_ACK_TIMEOUT": str(2 * ACK_HOLD_S * 1000)}).failover.ack_timeout_s
+        == 2 * ACK_HOLD_S
+    )
