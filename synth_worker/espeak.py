@@ -294,7 +294,7 @@ class EspeakEngine:
                 await proc.wait()
         except TimeoutError as exc:
             raise EngineTimeout(f"espeak-ng took longer than {self.timeout_s}s") from exc
-        cancel.check("cancelled")
+        cancel.check()
         if proc.returncode != 0:
             message = err.decode(errors="replace").strip() or f"exit status {proc.returncode}"
             if "voice does not exist" in message:

@@ -112,12 +112,11 @@ class JobRunner:
             async for chunk in self.engine.synthesize(request, cancel):
                 if chunks == 0:
                     stamps.append(time.monotonic())
+                    self._release_ack(job.job_id)  # this audio answers for it
                 cancel.check()
                 frame = AudioFrame(
                     seq=job.seq, index=chunks, sample_rate=chunk.sample_rate, payload=to_pcm16(chunk.samples)
                 )
-                if chunks == 0:
-                    self._release_ack(job.job_id)
                 await in_flight.add(self.link.publish_now(audio_topic, frame.to_bytes(), qos=1))
                 if chunks == 0:
                     await in_flight.drain()
