@@ -37,6 +37,11 @@ class DeadlineLoop:
         """A deadline may be earlier now: look again."""
         self._wake.set()
 
+    @property
+    def woken(self) -> bool:
+        """Woken, and not run since."""
+        return self._wake.is_set()
+
     async def run(self) -> None:
         while True:
             deadline = self._next_deadline()

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from broker.errors import ProtocolError
 from broker.topics import check_id
 from broker.wire import Message, Registry
+from stream_server.core.expiry import ExpiryBook
 
 claim_messages = Registry("claim")
 
@@ -105,8 +106,9 @@ class ClaimBook:
         self.lease_s = lease_s
         self.skew_s = skew_s
         self.owners: dict[str, Claim] = {}
-        self._until: dict[str, float] = {}  # session -> when the claim lapses (others') / is renewed (ours)
-        self._orphans: dict[str, float] = {}  # session -> when its unclaimed text counts as unknown
+        self._renewals = ExpiryBook()  # our session -> when we publish its claim again
+        self._lapses: dict[str, float] = {}  # another's session -> when its claim lapses unless seen again
+        self._orphans = ExpiryBook()  # session -> when its unclaimed text counts as unknown
 
     def _mine(self, session_id: str) -> bool:
         claim = self.owners.get(session_id)
@@ -116,8 +118,9 @@ class ClaimBook:
         """We hold this session now."""
         mine = Claim(self.gateway_id, wall_now, self.lease_s)
         self.owners[session_id] = mine
-        self._until[session_id] = now + self.lease_s / 2
-        self._orphans.pop(session_id, None)
+        self._lapses.pop(session_id, None)
+        self._renewals.expire_at(session_id, now + self.lease_s / 2)
+        self._orphans.drop(session_id)
         return [PublishClaim(session_id, mine)]
 
     def release(self, session_id: str) -> list[ClaimAction]:
@@ -125,7 +128,7 @@ class ClaimBook:
         if not self._mine(session_id):
             return []
         del self.owners[session_id]
-        self._until.pop(session_id, None)
+        self._renewals.drop(session_id)
         return [ClearClaim(session_id)]
 
     def seen(self, session_id: str, claim: Claim | None, now: float, wall_now: float) -> list[ClaimAction]:
@@ -141,17 +144,19 @@ class ClaimBook:
                 and claim.claimed_at < current.claimed_at - self.skew_s
             ):
                 return [ImpossibleClaim(session_id, claim.gateway_id, "before_ours")]
-        self._orphans.pop(session_id, None)
+        self._orphans.drop(session_id)
         if claim is None:
             if current is not None and not self._mine(session_id):
                 del self.owners[session_id]
-                self._until.pop(session_id, None)
+                self._lapses.pop(session_id, None)
             return []
         if claim.gateway_id != self.gateway_id and (current is None or claim.rank <= current.rank):
-            self._until[session_id] = now + claim.lease_s  # another's claim, seen (again) now
+            self._lapses[session_id] = now + claim.lease_s  # another's claim, seen (again) now
         if current is None or claim.rank < current.rank:
             lost = self._mine(session_id)
             self.owners[session_id] = claim
+            if claim.gateway_id != self.gateway_id:
+                self._renewals.drop(session_id)
             return [DropSession(session_id)] if lost and claim.gateway_id != self.gateway_id else []
         if claim.rank > current.rank and self._mine(session_id):
             return [PublishClaim(session_id, current)]  # the retained claim must be the winner's
@@ -161,9 +166,9 @@ class ClaimBook:
         claim = self.owners.get(session_id)
         if claim is None or claim.gateway_id == self.gateway_id:
             return False
-        if now >= self._until.get(session_id, 0.0):  # its holder stopped renewing it: lapsed
+        if now >= self._lapses.get(session_id, 0.0):  # its holder stopped renewing it: lapsed
             del self.owners[session_id]
-            self._until.pop(session_id, None)
+            self._lapses.pop(session_id, None)
             return False
         return True
 
@@ -173,16 +178,13 @@ class ClaimBook:
 
     def next_deadline(self) -> float | None:
         """The next unclaimed text to call unknown, or the next of our claims to renew."""
-        renewals = (at for sid, at in self._until.items() if self._mine(sid))
-        return min((*self._orphans.values(), *renewals), default=None)
+        times = (self._orphans.next_deadline(), self._renewals.next_deadline())
+        return min((t for t in times if t is not None), default=None)
 
     def handle_timer(self, now: float) -> list[ClaimAction]:
-        actions: list[ClaimAction] = []
-        for sid in [sid for sid, at in self._orphans.items() if at <= now]:
-            del self._orphans[sid]
-            actions.append(CountUnknown(sid))
-        for sid, at in list(self._until.items()):
-            if at <= now and self._mine(sid):
-                self._until[sid] = now + self.lease_s / 2
+        actions: list[ClaimAction] = [CountUnknown(sid) for sid in self._orphans.handle_timer(now)]
+        for sid in self._renewals.handle_timer(now):
+            if self._mine(sid):
+                self._renewals.expire_at(sid, now + self.lease_s / 2)
                 actions.append(PublishClaim(sid, self.owners[sid]))
         return actions

@@ -37,6 +37,7 @@ from broker.ws_protocol import (
     TurnEnd,
 )
 from stream_server.core.actions import Sentence
+from stream_server.core.expiry import ExpiryBook
 from stream_server.core.flood import DEFAULT_FLOOD, FloodGate, TokenBucket
 from stream_server.core.lookahead import Lookahead, next_dispatch
 from stream_server.core.playback import PlaybackClock, deadline_lead_s, expected_audio_s
@@ -74,6 +75,7 @@ class SessionCore:
         lookahead: int = 3,
         lookahead_s: float = 8.0,
         flood: TokenBucket = DEFAULT_FLOOD,
+        dispatch_times: ExpiryBook | None = None,
     ) -> None:
         self.session_id = session_id
         self.voice = voice
@@ -84,6 +86,7 @@ class SessionCore:
         self.lookahead = Lookahead(lookahead_s, lookahead)
         self.dispatch_at: float | None = None  # when the lookahead lets the next sentence go
         self.dispatch_moved = False  # dispatch_at changed: the hub's deadline task must look again
+        self.dispatch_times = dispatch_times  # all sessions' dispatch_at (live_sessions.py)
         self.flood = FloodGate(flood)
         self.turn = 0
         self.next_seq = 0
@@ -186,8 +189,19 @@ class SessionCore:
             if silent_since is None and not st.done and not st.heard_from:
                 silent_since = st.dispatched_at
             coming += self._coming_s(st)
-        self.dispatch_moved, self.dispatch_at = self.dispatch_moved or wait != self.dispatch_at, wait
+        if wait != self.dispatch_at:
+            self.dispatch_moved = True
+            self._dispatch_at(wait)
         return outs
+
+    def _dispatch_at(self, at: float | None) -> None:
+        self.dispatch_at = at
+        if self.dispatch_times is None:
+            return
+        if at is None:
+            self.dispatch_times.drop(self.session_id)
+        else:
+            self.dispatch_times.expire_at(self.session_id, at)
 
     def waiting(self, now: float) -> Sentence | None:
         """The next sentence not dispatched yet, with its playback need (core/playback.py)."""
@@ -217,7 +231,7 @@ class SessionCore:
         self._segmenter = self._new_segmenter()
         self.turn_of_flush = None
         self.turn += 1
-        self.dispatch_at = None
+        self._dispatch_at(None)
         return [CancelJobs(self.session_id), Emit(Cancelled(turn))]
 
     def restart_sentences(self, seqs: tuple[int, ...]) -> None:

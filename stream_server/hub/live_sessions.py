@@ -23,6 +23,7 @@ from stream_server.config import GatewayConfig
 from stream_server.core.actions import Sentence
 from stream_server.core.admission import Admission, AdmissionLimits, NoRoom
 from stream_server.core.dispatch_order import DispatchOrder
+from stream_server.core.expiry import ExpiryBook
 from stream_server.core.resume import ReplayLog
 from stream_server.core.session import SessionCore
 from stream_server.core.session_outs import Out
@@ -127,6 +128,9 @@ class Sessions:
         self.admission = Admission(limits or AdmissionLimits(max_sessions=settings.max_sessions))
         self._live: dict[str, SessionLink] = {}
         self.dispatch_order = DispatchOrder()
+        # Each session's dispatch_at, kept by its core: the deadline task's every look is then not a
+        # scan of all sessions (issue 20).
+        self.dispatch_times = ExpiryBook()
 
     def open(
         self,
@@ -157,6 +161,7 @@ class Sessions:
             first_chunk_min_chars=self.settings.first_chunk_min_chars,
             lookahead=self.settings.lookahead,
             lookahead_s=self.settings.lookahead_s,
+            dispatch_times=self.dispatch_times,
         )
         link = SessionLink(core, client=client, log=ReplayLog(resume_frames))
         self._live[session_id] = link
@@ -168,25 +173,26 @@ class Sessions:
         if self._live.pop(link.session_id, None) is None:
             return None
         self.dispatch_order.forget(link.session_id)
+        self.dispatch_times.drop(link.session_id)
         link.closed = True
         link.close_reason = link.close_reason or reason
         return self.admission.close(link.session_id)
 
     def next_deadline(self) -> float | None:
         """The earliest time a session's lookahead lets its next sentence go (core/lookahead.py)."""
-        times = (link.core.dispatch_at for link in self._live.values())
-        return min((t for t in times if t is not None), default=None)
+        return self.dispatch_times.next_deadline()
 
     def wake(self, now: float) -> list[tuple[SessionLink, list[Out]]]:
         """The sessions whose lookahead lets a sentence go by ``now``, in dispatch order (the earliest
         need first, then round robin: core/dispatch_order.py), each with what it sends now."""
         ready: list[tuple[SessionLink, Sentence]] = []
-        for link in self._live.values():
-            if (t := link.core.dispatch_at) is not None and t <= now:
-                if (waiting := link.core.waiting(now)) is not None:
-                    ready.append((link, waiting))
-                else:
-                    link.core.dispatch_at = None
+        for session_id in self.dispatch_times.handle_timer(now):
+            if (link := self._live.get(session_id)) is None:
+                continue
+            if (waiting := link.core.waiting(now)) is not None:
+                ready.append((link, waiting))
+            else:
+                link.core.dispatch_at = None
         ordered = self.dispatch_order.order(ready, lambda r: r[1], now)
         return [(link, link.core.wake(now)) for link, _ in ordered]
 

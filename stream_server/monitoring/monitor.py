@@ -224,7 +224,8 @@ class Monitor:
                     self._write(functools.partial(UptimeStore.record, path=SERVICE, now=at, ok=any_ok))
                     self._write(self._read_figures, self._figures_changed)
                     self._spawn(self._watch_supervisor(), "monitor-supervisor")
-        self.deadlines.wake()
+        if actions:  # none: no probe started or ended, no deadline moved (every job of a listener
+            self.deadlines.wake()  # asks for a preempt: waking the task then cost its first audio)
 
     def _sample(self, s: Sample) -> None:
         self.metrics.monitor.sample(s.path, s.ok, s.latency_s)

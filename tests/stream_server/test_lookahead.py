@@ -16,7 +16,7 @@ from stream_server.core.lookahead import Lookahead, next_dispatch, unpaced
 from stream_server.core.scheduler import Scheduler
 from stream_server.core.session import SessionCore
 from stream_server.core.session_outs import Dispatch, Out
-from stream_server.hub.live_sessions import Sessions, SessionSettings
+from stream_server.hub.live_sessions import CloseReason, Sessions, SessionSettings
 
 BUDGET = Lookahead(seconds=6.0, max_sentences=4)
 
@@ -205,3 +205,21 @@ def test_a_dead_workers_sentences_fail_over_in_deadline_order() -> None:
         assert of(sched.submit(s(session, 0, need_at), 10.0), SendJob)
     actions = sched.heartbeat(Heartbeat("w1", 1, "unavailable", "piper", "m", 2, 0.0, 0.5, reason="x"), 10.5)
     assert [a.sentence.session_id for a in actions if isinstance(a, RunLocal)] == ["now", "soon", "later"]
+
+
+def test_a_cancelled_or_closed_sessions_dispatch_time_wakes_nobody() -> None:
+    sessions = Sessions(SessionSettings(8, 200, 0, 3, 4.0))
+    links = [sessions.open("maya", 24_000, "pcm16", session_id=name).link for name in ("a", "b", "c")]
+    for link, buffered in zip(links, (12.0, 10.0, 14.0), strict=True):
+        link.core.receive(speak([1]), 0.0)
+        link.core.audio(0, "piper", PCM_1S)
+        link.core.playback.sent(buffered, 0.0)
+        link.core.sentence_done(0)
+        link.core.receive(speak([1]), 0.5)  # waits until 4 s before its listener runs dry
+    assert sessions.next_deadline() == pytest.approx(6.0)  # b
+    links[1].core.cancel()  # barge-in: b has nothing waiting any more
+    assert sessions.next_deadline() == pytest.approx(8.0)  # a
+    sessions.close(links[0], CloseReason.CLOSED)
+    assert sessions.next_deadline() == pytest.approx(10.0)  # c
+    assert [link.session_id for link, _ in sessions.wake(20.0)] == ["c"]
+    assert sessions.next_deadline() is None and sessions.wake(30.0) == []

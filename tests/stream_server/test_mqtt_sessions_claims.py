@@ -115,3 +115,16 @@ def test_a_claim_with_an_impossible_time_takes_no_session() -> None:
     assert book.owners["s1"].gateway_id == "gw-a" and not book.held_elsewhere("s1", 1.0)
     # A real rival, a moment earlier than us, still wins the race.
     assert book.seen("s1", Claim("gw-b", 99.5), 0.5, WALL) == [DropSession("s1")]
+
+
+def test_only_our_own_claims_are_renewed_the_earliest_first() -> None:
+    book = ClaimBook("gw-a", lease_s=60.0)
+    for i in range(50):
+        book.claim(f"s{i}", 100.0, now=float(i))  # renewals at 30, 31, ... 79
+    book.seen("x1", Claim("gw-b", 99.0), 0.0, WALL)  # another's: it lapses, we never renew it
+    for lost in ("s0", "s1"):  # a rival claimed these first (within the clock skew)
+        assert book.seen(lost, Claim("gw-b", 95.0), 5.0, WALL) == [DropSession(lost)]
+    assert book.next_deadline() == 32.0
+    renewed = book.handle_timer(40.0)
+    assert [a.session_id for a in renewed if isinstance(a, PublishClaim)] == [f"s{i}" for i in range(2, 11)]
+    assert book.next_deadline() == 41.0
