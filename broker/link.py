@@ -162,7 +162,7 @@ class MqttLink:
         qos: int = 1,
         retain: bool = False,
         expiry_s: int | None = None,
-    ) -> Awaitable[None]:
+    ) -> asyncio.Future[None]:
         """Write the message to the socket now (``publish_now.py``); return the wait for it to be
         done (QoS 1: the broker's PUBACK; QoS 0: written), BrokerError after ``publish_timeout_s``
         (a QoS 1 publish caught by a dropped connection would wait for its PUBACK forever, and

@@ -1,25 +1,27 @@
 """The gateway's MQTT publishes: two bounded queues, each emptied by one named task (an adapter).
 
 Jobs and cancels go on the control queue, so they never wait behind the bulk copies of session
-events and audio for MQTT listeners. One with nothing ahead of it is written to the socket where it
-is made (``send``; the control task then only awaits its PUBACK): a job no longer waits for a pass
-of the loop to wake the control task (issue 20). When a queue is full the publish is dropped and counted
-(``sesame_dropped_total{what="mqtt_publish"}``); a dropped or failed job is reported back
-(``on_job_unsent``) so that the scheduler fails it over. Cancels that could not be published
-(broker down) are sent again on reconnect, so a worker does not spend its time on sentences nobody
-is waiting for. A job whose connection closed before its PUBACK is not reported: it is in flight,
-and the scheduler sends it again when the link lands (``broker_moved``), without waiting for that
-PUBACK's timeout behind it. When the link drops, publishes wait up to ``LINK_WAIT_S`` for it to land on a
-broker node again (the next node of a cluster takes a moment), then fail at once. Plain QoS 0
-publishes that are waiting together (the copies of session audio and events) go out as one batch
-of up to ``BATCH_MAX`` in one write (``broker/publish_batch.py``), in the queue's order.
+events and audio for MQTT listeners. One with nothing queued ahead of it is written to the socket
+where it is made (``send``), and its PUBACK settles it through a callback: a job waits for no pass
+of the loop, no task wakes for it, and jobs made in one pass (two sessions' first sentences) all
+leave at once, not each after the PUBACK of the one before (issue 20). When a queue is full the
+publish is dropped and counted (``sesame_dropped_total{what="mqtt_publish"}``); a dropped or failed
+job is reported back (``on_job_unsent``) so that the scheduler fails it over. Cancels that could not
+be published (broker down) are sent again on reconnect, so a worker does not spend its time on
+sentences nobody is waiting for. A job whose connection closed before its PUBACK is not reported: it
+is in flight, and the scheduler sends it again when the link lands (``broker_moved``). When the link
+drops, publishes wait up to ``LINK_WAIT_S`` for it to land on a broker node again (the next node of
+a cluster takes a moment), then fail at once. Plain QoS 0 publishes that are waiting together (the
+copies of session audio and events) go out as one batch of up to ``BATCH_MAX`` in one write
+(``broker/publish_batch.py``), in the queue's order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from broker import logs, topics
@@ -33,14 +35,6 @@ log = logs.get("sesame.gateway")
 MQTT_OUT_QUEUE = 20_000
 LINK_WAIT_S = 1.0
 BATCH_MAX = 2048  # ~4 MB of 40 ms frames: a starved loop still empties the queue in few passes
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """A control publish already written (``MqttOut.send``); the control task awaits its ack."""
-
-    publish: Publish
-    done: Awaitable[None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +64,27 @@ class MqttOut:
         self.link = link
         self.metrics = metrics
         self.on_job_unsent = on_job_unsent
-        self.control: asyncio.Queue[Publish | Started] = asyncio.Queue(queue_size)
-        self.bulk: asyncio.Queue[Publish | Started] = asyncio.Queue(queue_size)
+        self.control: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
+        self.bulk: asyncio.Queue[Publish] = asyncio.Queue(queue_size)
         self._taken = False  # the control task holds a publish it has not written yet
         self.unsent_cancels: set[str] = set()
         self._grace_until = 0.0  # loop time until which a publish waits for the link to come back
 
     def send(self, item: Publish, control: bool = True) -> None:
-        """Queue a publish. A job or cancel with nothing of ours ahead of it is written to the
-        socket here and now (the order on the wire is the queue's); the control task awaits its
-        ack and reports a failure, as for one it writes itself."""
+        """Queue a publish. A job or cancel with nothing of ours queued ahead of it is written to
+        the socket here and now (the order on the wire is the queue's); a failure of its ack is
+        reported as for one the control task writes."""
         queue = self.control if control else self.bulk
-        work: Publish | Started = item
         if control and queue.empty() and not self._taken and self.link.connected.is_set():
-            with contextlib.suppress(BrokerError):  # not written: the control task tries it
-                work = Started(item, self._publish(item))
+            try:
+                done = self._publish(item)
+            except BrokerError:
+                pass  # not written: the control task tries it
+            else:
+                done.add_done_callback(functools.partial(self._settled, item))
+                return
         try:
-            queue.put_nowait(work)
+            queue.put_nowait(item)
         except asyncio.QueueFull:
             self.metrics.dropped.labels("mqtt_publish").inc()
             if item.job_id is not None:
@@ -108,15 +106,12 @@ class MqttOut:
         again (a cluster node's death is a move, not an outage), then fail at once."""
         self._grace_until = asyncio.get_running_loop().time() + LINK_WAIT_S
 
-    async def run(self, queue: asyncio.Queue[Publish | Started]) -> None:
+    async def run(self, queue: asyncio.Queue[Publish]) -> None:
         loop = asyncio.get_running_loop()
-        held: Publish | Started | None = None  # taken from the queue while gathering a batch: next
+        held: Publish | None = None  # taken from the queue while gathering a batch: next
         while True:
-            taken, held = (held if held is not None else await queue.get()), None
-            if isinstance(taken, Started):
-                await self._finish(taken.publish, taken.done)
-                continue
-            item, self._taken = taken, queue is self.control
+            item, held = (held if held is not None else await queue.get()), None
+            self._taken = queue is self.control
             left = self._grace_until - loop.time()
             if left > 0 and not self.link.connected.is_set():
                 with contextlib.suppress(TimeoutError):
@@ -126,7 +121,7 @@ class MqttOut:
                 batch = [(item.topic, item.payload)]
                 while len(batch) < BATCH_MAX and not queue.empty():
                     nxt = queue.get_nowait()
-                    if not isinstance(nxt, Publish) or not nxt.plain:
+                    if not nxt.plain:
                         held = nxt
                         break
                     batch.append((nxt.topic, nxt.payload))
@@ -142,17 +137,25 @@ class MqttOut:
                 continue
             await self._finish(item, done)
 
-    def _publish(self, item: Publish) -> Awaitable[None]:
+    def _publish(self, item: Publish) -> asyncio.Future[None]:
         return self.link.publish_now(
             item.topic, item.payload, qos=item.qos, retain=item.retain, expiry_s=item.expiry_s
         )
 
-    async def _finish(self, item: Publish, done: Awaitable[None]) -> None:
-        try:
+    async def _finish(self, item: Publish, done: asyncio.Future[None]) -> None:
+        with contextlib.suppress(BrokerError):
             await done
-        except PubackLost:  # a job in flight then is sent again where the link lands (broker_moved)
+        self._settled(item, done)
+
+    def _settled(self, item: Publish, done: asyncio.Future[None]) -> None:
+        """A control publish's ack came, or its failure: a job in flight when its connection closed
+        (``PubackLost``) is sent again where the link lands (``broker_moved``); any other failure
+        fails it over."""
+        if done.cancelled() or (exc := done.exception()) is None:
+            return
+        if isinstance(exc, PubackLost):
             self.unsent_cancels.update(item.cancels)
-        except BrokerError as exc:
+        elif isinstance(exc, BrokerError):
             self._failed(item, exc)
 
     def _failed(self, item: Publish, exc: BrokerError) -> None:

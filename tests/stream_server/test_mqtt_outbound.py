@@ -1,6 +1,6 @@
 """The gateway's MQTT publishes (stream_server/mqtt/outbound.py) in-process: a job is written where
 it is made, with no pass of the loop for the control task; one queued behind another keeps its place;
-a PUBACK lost with its connection holds nothing up and fails no job."""
+jobs made together all leave at once; a PUBACK lost with its connection fails no job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from broker import topics
-from broker.errors import PubackLost
+from broker.errors import BrokerError, PubackLost
 from broker.messages import Heartbeat, Job, worker_messages
 from broker.ws_protocol import Speak
 from stream_server.config import GatewayConfig
@@ -48,8 +48,8 @@ async def test_a_job_is_published_in_the_call_that_makes_it() -> None:
         # no await since the speak: the control task has not run
         assert [j.text for j in jobs(mqtt)] == ["Written at once."]
         assert mqtt.published[-1].qos == 1 and mqtt.published[-1].expiry_s is not None
-        # the control task only awaits its acknowledgement: a publish queued after it comes next,
-        # and the job is not published again
+        # its acknowledgement settles it: a publish made after it comes next, and the job is not
+        # published again
         mqtt.hold.clear()
         hub.out.send(Publish(topics.CANCEL, b"after", 1))
         mqtt.hold.set()
@@ -89,23 +89,27 @@ class AcksByHand(MemoryLink):
         return self.acks[-1]
 
 
-async def test_a_puback_lost_with_its_connection_holds_up_nothing_and_fails_no_job() -> None:
-    """A job written just before its broker node died: its PUBACK cannot come. The jobs sent again
-    on the next node queue behind it; before, they waited for its timeout (2 s) and the worker's
-    ack deadline (1 s) failed them first (tests/stream_server/test_cluster_e2e.py, issue 20)."""
+async def test_jobs_made_in_one_pass_all_leave_at_once_and_a_lost_puback_fails_none() -> None:
+    """Two sessions' first jobs made in one pass of the loop: both are written in the call that
+    makes them. Before, the second was queued behind the first until its PUBACK came (or, for a job
+    written just before its broker node died, until that PUBACK's timeout: the jobs sent again on the
+    next node waited 2 s and the worker's ack deadline, 1 s, failed them first). A PUBACK lost with
+    its connection fails no job (``broker_moved`` sends it again); one that never comes does."""
     link = AcksByHand()
     unsent: list[tuple[str, str]] = []
-    out = MqttOut(link, Metrics(), lambda job_id, why: unsent.append((job_id, why)))
+    reported = asyncio.Event()
+    out = MqttOut(link, Metrics(), lambda job_id, why: (unsent.append((job_id, why)), reported.set()))
     control = asyncio.create_task(out.run(out.control))
     try:
-        out.send(Publish("w/jobs", b"1", 1, job_id="j1"))  # written here; the control task awaits its ack
-        out.send(Publish("w/jobs", b"2", 1, job_id="j2"))  # queued behind it
-        assert link.written == ["w/jobs"]
-        link.wrote.clear()
+        for n in range(3):
+            out.send(Publish("w/jobs", str(n).encode(), 1, job_id=f"j{n}"))
+        assert link.written == ["w/jobs"] * 3  # no await since: all three written here
         link.acks[0].set_exception(PubackLost("the connection closed"))
-        async with asyncio.timeout(T):
-            await link.wrote.wait()
-        assert link.written == ["w/jobs", "w/jobs"] and unsent == []  # in flight: broker_moved resends it
+        link.acks[1].set_result(None)
+        link.acks[2].set_exception(BrokerError("publish to w/jobs not acknowledged within 2.0s"))
+        async with asyncio.timeout(T):  # the acks' callbacks run in order, in the next pass
+            await reported.wait()
+        assert unsent == [("j2", "broker_unavailable")]
     finally:
         control.cancel()
         await asyncio.gather(control, return_exceptions=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from broker.errors import BrokerError
@@ -71,11 +71,16 @@ class MemoryLink(MqttLink):
         qos: int = 1,
         retain: bool = False,
         expiry_s: int | None = None,
-    ) -> Awaitable[None]:
-        """Recorded in this call, as the real link writes it (``hold`` cleared or not connected: when
-        awaited, as ``publish``)."""
-        if not self.hold.is_set() or not self.connected.is_set():
-            return self.publish(topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
+    ) -> asyncio.Future[None]:
+        """Recorded in this call, as the real link writes it (``hold`` cleared: once it is set, as
+        ``publish``); BrokerError at once when not connected, as the real link."""
+        if not self.connected.is_set():
+            self.failures += 1
+            self.changed.set()
+            raise BrokerError("not connected to the MQTT broker")
+        if not self.hold.is_set():
+            held = self.publish(topic, payload, qos=qos, retain=retain, expiry_s=expiry_s)
+            return asyncio.ensure_future(held)
         data = payload.encode() if isinstance(payload, str) else payload
         self.published.append(Published(topic, data, qos, expiry_s))
         self.changed.set()
