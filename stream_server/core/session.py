@@ -191,10 +191,10 @@ class SessionCore:
             coming += self._coming_s(st)
         if wait != self.dispatch_at:
             self.dispatch_moved = True
-            self._dispatch_at(wait)
+            self._set_dispatch_at(wait)
         return outs
 
-    def _dispatch_at(self, at: float | None) -> None:
+    def _set_dispatch_at(self, at: float | None) -> None:
         self.dispatch_at = at
         if self.dispatch_times is None:
             return
@@ -231,7 +231,7 @@ class SessionCore:
         self._segmenter = self._new_segmenter()
         self.turn_of_flush = None
         self.turn += 1
-        self._dispatch_at(None)
+        self._set_dispatch_at(None)
         return [CancelJobs(self.session_id), Emit(Cancelled(turn))]
 
     def restart_sentences(self, seqs: tuple[int, ...]) -> None:
