@@ -17,6 +17,7 @@ from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from stream_server.core.actions import WORKERS
 from stream_server.core.failover import DEFAULTS, LOCAL_TIERS, FailoverConfig
+from synth_worker.child_priority import DEFAULT_NICE
 
 DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
 
@@ -137,6 +138,7 @@ class GatewayConfig:
     edge_tts_endpoint: str | None = None
     cloud_connect_timeout_s: float = 1.5
     piper_voice: str | None = None  # SESAME_PIPER_VOICE: a Piper .onnx model for the piper tier
+    engine_nice: int = DEFAULT_NICE  # SESAME_ENGINE_NICE: the tiers' child processes (child_priority.py)
     cache_enabled: bool = True  # SESAME_CACHE_ENABLED
     cache_ttl_s: float = 3600.0  # SESAME_CACHE_TTL
     cache_max_mb: float = 100.0
@@ -238,6 +240,7 @@ class GatewayConfig:
             edge_tts_endpoint=env.raw("SESAME_EDGE_TTS_ENDPOINT"),
             cloud_connect_timeout_s=env.ms("SESAME_CLOUD_CONNECT_TIMEOUT", d.cloud_connect_timeout_s),
             piper_voice=env.raw("SESAME_PIPER_VOICE"),
+            engine_nice=env.int("SESAME_ENGINE_NICE", d.engine_nice, lo=0, hi=19),
             cache_enabled=env.bool("SESAME_CACHE_ENABLED", d.cache_enabled),
             cache_ttl_s=env.float("SESAME_CACHE_TTL", d.cache_ttl_s, lo=0.0),
             cache_max_mb=env.float("SESAME_CACHE_MAX_MB", d.cache_max_mb, lo=0.0),

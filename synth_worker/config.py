@@ -8,6 +8,7 @@
 | SESAME_PIPER_VOICE             | (packaged Joe voice)    | a Piper .onnx model (its .onnx.json beside it)  |
 | SESAME_PIPER_THREADS           | auto (piper_threads.py) | onnxruntime threads per Piper child process     |
 | SESAME_WORKERS                 | auto (per core, <= 16)  | Piper workers on this machine (``up`` sets it)  |
+| SESAME_ENGINE_NICE             | 19                      | espeak-ng's, Piper's child: 0-19 (0: as worker) |
 | SESAME_MODEL                   | suno/bark-small         | Bark checkpoint directory or cached hub id      |
 | SESAME_MODEL_CACHE             | (HF default cache)      | where cached hub ids are looked up              |
 | SESAME_SPEAKER_ID              | (voice map)             | default voice's Bark speaker: N or preset name  |
@@ -48,6 +49,7 @@ from broker.settings import Env, MqttNodes
 from broker.topics import check_id
 from synth_worker.bark.decode import STEP_MODES, StepMode
 from synth_worker.bark.settings import DECODERS, DEFAULT_MODEL, MAX_SEMANTIC_TOKENS, BarkSettings, DecoderName
+from synth_worker.child_priority import DEFAULT_NICE
 from synth_worker.engines import EngineSettings
 from synth_worker.piper_threads import PiperThreads, machine_cores, one_core_workers, piper_threads
 
@@ -112,6 +114,7 @@ class WorkerConfig:
     health_file: str | None = None
     piper_voice: str | None = None
     piper_threads: PiperThreads = field(default_factory=lambda: piper_threads_setting(Env({})))
+    engine_nice: int = DEFAULT_NICE  # synth_worker/child_priority.py
     bark_decoder: DecoderName = "static"
     bark_step: StepMode = "auto"
 
@@ -156,6 +159,7 @@ class WorkerConfig:
             chunk_ms=self.chunk_ms,
             piper_voice=self.piper_voice,
             piper_threads=self.piper_threads,
+            child_nice=self.engine_nice,
             bark=bark,
             bark_speaker=self.speaker_id,
         )
@@ -199,6 +203,7 @@ class WorkerConfig:
             health_file=e.raw("SESAME_HEALTH_FILE"),
             piper_voice=e.raw("SESAME_PIPER_VOICE") or None,
             piper_threads=piper_threads_setting(e),
+            engine_nice=e.int("SESAME_ENGINE_NICE", d.engine_nice, lo=0, hi=19),
             bark_decoder=e.str("SESAME_BARK_DECODER", d.bark_decoder).lower(),  # type: ignore[arg-type]
             bark_step=e.str("SESAME_BARK_STEP", d.bark_step).lower(),  # type: ignore[arg-type]
         )

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from broker.errors import ConfigError
+from synth_worker.child_priority import DEFAULT_NICE
 from synth_worker.engine import Engine
 from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import VoiceMap
@@ -43,6 +44,7 @@ class EngineSettings:
     chunk_ms: int = 40
     piper_voice: str | None = None  # SESAME_PIPER_VOICE: a Piper .onnx model instead of the voice map's
     piper_threads: int | PiperThreads = 1  # a worker's: synth_worker.piper_threads
+    child_nice: int = DEFAULT_NICE  # SESAME_ENGINE_NICE: espeak-ng's and Piper's child processes
     elevenlabs_api_key: str | None = None
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     edge_tts_endpoint: str | None = None
@@ -58,7 +60,7 @@ def build_worker_engine(name: str, voices: VoiceMap, settings: EngineSettings) -
     if name == "espeak-ng":
         from synth_worker.espeak import EspeakEngine
 
-        return EspeakEngine(voices, chunk_ms=settings.chunk_ms)
+        return EspeakEngine(voices, chunk_ms=settings.chunk_ms, child_nice=settings.child_nice)
     if name == "piper":
         from synth_worker.piper import PiperEngine
 
@@ -67,6 +69,7 @@ def build_worker_engine(name: str, voices: VoiceMap, settings: EngineSettings) -
             voice_override=settings.piper_voice,
             threads=settings.piper_threads,
             chunk_ms=settings.chunk_ms,
+            child_nice=settings.child_nice,
         )
     if name == "bark":
         from synth_worker.bark.engine import BarkEngine

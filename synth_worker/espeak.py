@@ -31,6 +31,7 @@ from broker import logs
 from broker.audio import Samples, rms_dbfs, voice_gain
 from broker.errors import EngineError, EngineTimeout, EngineUnavailable, ProtocolError
 
+from .child_priority import DEFAULT_NICE, run_below_forwarding
 from .engine import CancelToken, EngineChunk, SynthesisRequest
 from .pcm_stream import PcmShaper
 from .voices import VoiceMap
@@ -114,8 +115,10 @@ class EspeakEngine:
         binary: str = BINARY,
         chunk_ms: int = 40,
         timeout_s: float = 30.0,
+        child_nice: int = DEFAULT_NICE,
     ) -> None:
         self.voices = voices or VoiceMap()
+        self.child_nice = child_nice
         self.binary = binary
         self.chunk_ms = chunk_ms
         self.timeout_s = timeout_s
@@ -259,7 +262,7 @@ class EspeakEngine:
         if voice.startswith("-") or not voice.strip():
             raise ProtocolError(f"bad espeak-ng voice {voice!r}", code="unknown_voice")
         try:
-            return await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 self.path(),
                 "--stdout",
                 "--stdin",
@@ -270,9 +273,12 @@ class EspeakEngine:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # its own autogroup: below the hops that carry its audio
             )
         except OSError as exc:
             raise EngineUnavailable(f"{self.binary} cannot run: {exc}") from exc
+        run_below_forwarding(proc.pid, self.child_nice)
+        return proc
 
     async def _read(self, proc: asyncio.subprocess.Process, deadline: float) -> bytes:
         """What espeak-ng has written since the last read (b"": it closed its output)."""

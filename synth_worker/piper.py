@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from broker.errors import EngineError, EngineUnavailable
+from synth_worker.child_priority import DEFAULT_NICE
 from synth_worker.engine import CancelToken, EngineChunk, SynthesisRequest
 from synth_worker.pcm_stream import PcmShaper
 from synth_worker.piper_process import INSTALL_HINT, PiperChild, resolve_model
@@ -56,8 +57,10 @@ class PiperEngine:
         chunk_ms: int = 40,
         timeout_s: float = 30.0,
         load_timeout_s: float = 60.0,
+        child_nice: int = DEFAULT_NICE,
     ) -> None:
         self.voices = voices or VoiceMap()
+        self.child_nice = child_nice
         self.voice_override = voice_override or None
         self.threads = threads if isinstance(threads, PiperThreads) else PiperThreads.fixed(threads)
         self.chunk_ms = chunk_ms
@@ -91,7 +94,9 @@ class PiperEngine:
         model = resolve_model(piper_voice, self.voice_override)
         child = self._children.get(model.onnx)
         if child is None:
-            child = self._children[model.onnx] = PiperChild(model, self.threads, self.load_timeout_s)
+            child = self._children[model.onnx] = PiperChild(
+                model, self.threads, self.load_timeout_s, self.child_nice
+            )
         return child
 
     async def load(self) -> float:

@@ -22,6 +22,7 @@ from pathlib import Path
 from broker import logs
 from broker.audio import voice_gain
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
+from synth_worker.child_priority import DEFAULT_NICE, run_below_forwarding
 from synth_worker.engine import CancelToken
 from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import PACKAGED_PIPER_VOICE
@@ -72,10 +73,13 @@ def resolve_model(piper_voice: str, override: str | None = None) -> PiperModel:
 class PiperChild:
     """One child process speaking one model; requests demultiplexed by id."""
 
-    def __init__(self, model: PiperModel, threads: PiperThreads, load_timeout_s: float) -> None:
+    def __init__(
+        self, model: PiperModel, threads: PiperThreads, load_timeout_s: float, nice: int = DEFAULT_NICE
+    ) -> None:
         self.model = model
         self.threads = threads
         self.load_timeout_s = load_timeout_s
+        self.nice = nice
         self.sample_rate = 0
         self.gain = 1.0  # one gain for every clause of this voice (from the child's calibration)
         self._proc: asyncio.subprocess.Process | None = None
@@ -137,10 +141,12 @@ class PiperChild:
                 stderr=asyncio.subprocess.PIPE,
                 # Its own session: a terminal's Ctrl-C reaches the worker, which drains its jobs and
                 # then stops the child; a parent that dies closes the child's stdin, and it exits.
+                # Its own autogroup too, below the hops that carry its audio.
                 start_new_session=True,
             )
         except OSError as exc:
             raise EngineUnavailable(f"Piper cannot run: {exc}") from exc
+        run_below_forwarding(proc.pid, self.nice)  # before onnxruntime's threads: they inherit it
         self._proc, self._alive = proc, True
         self._tail.clear()
         assert proc.stdout is not None and proc.stderr is not None

@@ -13,6 +13,7 @@ from synth_worker.voices import VoiceMap
 def tier_settings(config: GatewayConfig) -> EngineSettings:
     return EngineSettings(
         piper_voice=config.piper_voice,
+        child_nice=config.engine_nice,
         elevenlabs_api_key=config.elevenlabs_api_key,
         elevenlabs_base_url=config.elevenlabs_base_url,
         edge_tts_endpoint=config.edge_tts_endpoint,

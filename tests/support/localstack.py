@@ -50,6 +50,9 @@ class Proc:
             stderr=subprocess.STDOUT,
             text=True,
             pass_fds=(int(listen_fd),) if listen_fd else (),
+            # A session of its own, as ``up`` starts each child (sesame_voice/children.py): the
+            # kernel's autogroups then schedule the stack's processes as in production.
+            start_new_session=True,
         )
         threading.Thread(target=self._pump, daemon=True, name=f"log:{name}").start()
 

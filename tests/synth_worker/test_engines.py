@@ -11,6 +11,7 @@ import pytest
 from broker.errors import ConfigError
 from stream_server.config import GatewayConfig
 from stream_server.hub.tier_engines import build_local_engines
+from synth_worker.config import WorkerConfig
 from synth_worker.edge import EdgeTTSEngine
 from synth_worker.elevenlabs import ElevenLabsEngine
 from synth_worker.engines import EngineSettings, build_engine, build_worker_engine
@@ -58,6 +59,22 @@ def test_the_gateway_tiers_come_from_the_same_factory() -> None:
     engines = build_local_engines(config, VoiceMap())
     assert list(engines) == ["edge-tts", "piper", "espeak-ng"]  # ElevenLabs only with its key
     assert isinstance(engines["piper"], PiperEngine) and engines["piper"].threads == PiperThreads.fixed(1)
+
+
+def test_the_engine_nice_reaches_the_children_of_worker_and_gateway_engines() -> None:
+    """SESAME_ENGINE_NICE (synth_worker/child_priority.py): 19 unless set, 0-19."""
+    for env, nice in (({}, 19), ({"SESAME_ENGINE_NICE": "7"}, 7), ({"SESAME_ENGINE_NICE": "0"}, 0)):
+        worker = WorkerConfig.from_env(env, worker_id="w-1").engine_settings()
+        tiers = GatewayConfig.from_env({"SESAME_TIERS": "workers,piper,espeak-ng", **env})
+        gateway = build_local_engines(tiers, VoiceMap())
+        built = (build_worker_engine("espeak-ng", VoiceMap(), worker), *gateway.values())
+        children = [e.child_nice for e in built if isinstance(e, EspeakEngine | PiperEngine)]
+        assert children == [nice] * 3
+    for bad in ("20", "-1", "low"):
+        with pytest.raises(ConfigError, match="SESAME_ENGINE_NICE"):
+            WorkerConfig.from_env({"SESAME_ENGINE_NICE": bad})
+        with pytest.raises(ConfigError, match="SESAME_ENGINE_NICE"):
+            GatewayConfig.from_env({"SESAME_ENGINE_NICE": bad})
 
 
 def test_building_the_gateway_s_engines_imports_no_torch() -> None:

@@ -1,0 +1,105 @@
+"""An engine's child process runs below the hops that carry its audio (synth_worker/child_priority.py):
+a session of its own, its nice and its autogroup's raised (every thread of it); 0 leaves both as the
+worker's. Real espeak-ng and Piper children."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synth_worker.child_priority import DEFAULT_NICE, run_below_forwarding
+from synth_worker.engine import CancelToken, SynthesisRequest
+from synth_worker.engines import EngineSettings, build_worker_engine
+from synth_worker.espeak import EspeakEngine
+from synth_worker.voices import VoiceMap
+from tests.conftest import T
+
+OURS = os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def autogroup_nice(pid: int) -> int | None:
+    """The nice of ``pid``'s autogroup ("/autogroup-42 nice 19"); None: this kernel has none."""
+    path = Path(f"/proc/{pid}/autogroup")
+    return int(path.read_text().split()[-1]) if path.exists() else None
+
+
+def thread_nices(pid: int) -> list[int]:
+    """The nice of each thread of ``pid`` (field 19 of each task's stat, after the command)."""
+    stats = Path(f"/proc/{pid}/task").glob("*/stat")
+    return [int(stat.read_text().rsplit(")", 1)[1].split()[16]) for stat in stats]
+
+
+def assert_below(pid: int, nice: int) -> None:
+    assert os.getsid(pid) == pid  # its own session: its own autogroup
+    assert set(thread_nices(pid)) == {nice}
+    assert autogroup_nice(pid) in (nice, None)
+    assert autogroup_nice(os.getpid()) in (0, None)  # ours (the worker's) is untouched
+
+
+async def test_espeak_ng_runs_below_the_worker() -> None:
+    engine = EspeakEngine()
+    chunks = [c async for c in engine.synthesize(SynthesisRequest("Hello.", "maya"), CancelToken())]
+    assert chunks
+    (spare,) = engine._spares.values()  # the next request's process, started and waiting
+    try:
+        assert DEFAULT_NICE == 19
+        assert_below(spare.pid, DEFAULT_NICE)
+    finally:
+        engine.close()
+        async with asyncio.timeout(T):
+            await spare.wait()
+
+
+async def test_espeak_ng_at_nice_0_stays_at_the_worker_s_priority() -> None:
+    engine = build_worker_engine("espeak-ng", VoiceMap(), EngineSettings(child_nice=0))
+    assert isinstance(engine, EspeakEngine)
+    [c async for c in engine.synthesize(SynthesisRequest("Hello.", "maya"), CancelToken())]
+    (spare,) = engine._spares.values()
+    try:
+        assert os.getsid(spare.pid) == spare.pid
+        assert set(thread_nices(spare.pid)) == {OURS}
+        assert autogroup_nice(spare.pid) in (0, None)
+    finally:
+        engine.close()
+        async with asyncio.timeout(T):
+            await spare.wait()
+
+
+async def test_every_thread_of_the_piper_child_runs_below_the_worker() -> None:
+    pytest.importorskip("piper", reason="piper-tts is the 'piper' extra")
+    from synth_worker.piper import PiperEngine
+
+    engine = PiperEngine(threads=2, child_nice=12)
+    try:
+        await engine.load()  # onnxruntime's threads start with the model: after the nice is set
+        (child,) = engine._children.values()
+        assert child._proc is not None
+        pid = child._proc.pid
+        assert len(thread_nices(pid)) > 1  # onnxruntime's threads, too
+        assert_below(pid, 12)
+    finally:
+        await engine.aclose()
+
+
+def test_a_child_in_the_parent_s_session_is_refused_and_the_parent_s_group_kept() -> None:
+    """Raising the autogroup's nice of a child that shares ours would lower the worker itself."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        with pytest.raises(ValueError, match="not a session leader"):
+            run_below_forwarding(child.pid, 19)
+        assert set(thread_nices(child.pid)) == {OURS}
+        assert autogroup_nice(os.getpid()) in (0, None)
+    finally:
+        child.communicate(b"", timeout=T)
+
+
+def test_a_child_already_gone_is_left_to_its_engine() -> None:
+    child = subprocess.Popen(["true"], start_new_session=True)
+    child.wait(timeout=T)
+    assert not Path(f"/proc/{child.pid}").exists()
+    run_below_forwarding(child.pid, 19)  # reaped: no such process, and nothing raised
