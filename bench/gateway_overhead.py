@@ -31,7 +31,9 @@ the pool is large enough that no gateway turn waits longer for a session (the co
 process woken after idle on a small VM is far slower than one woken back to back, and until
 2026-12-05 only the gateway's turns (waiting for a session) started idle, ~0.9 ms of its reading.
 This process runs on uvloop, as the gateway does: the bench's MQTT client is then the gateway's
-own client code on the gateway's loop.
+own client code on the gateway's loop. The stack's processes each run in a session of their own,
+as ``up`` starts them (``tests/support/localstack.py``): Linux's autogroups then schedule them as in
+production; until 2026-12-06 they shared this process's session, and the addition read ~0.45 ms high.
 
 Variants: ``shipped`` (session events published on MQTT, as in production) and ``noevents``
 (``SESAME_PUBLISH_SESSION_EVENTS=false``: what publishing those copies costs).
