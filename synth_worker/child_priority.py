@@ -9,13 +9,13 @@ preempted. Linux schedules each session's processes as one group ("autogroup", w
 their autogroup nice. So the child runs in a session of its own (``start_new_session``) and both
 its own nice and its group's are raised: a hop that wakes preempts it at once. Making audio is
 throughput, carrying it is latency; the hops' CPU is small, so the child keeps nearly all of a
-CPU it shares with them (docs/benchmarks.md, issue 20: first audio through the gateway ~0.3 ms
-sooner, its p90 ~1.5 ms).
+CPU it shares with them (docs/benchmarks.md, issue 20's thirteenth round: first audio through the
+gateway ~0.3 ms sooner at p50 and p90 on 2 cores, the gateway's addition 0.75-0.80 -> 0.64 ms).
 
 A process may always lower its children's priority; a kernel without autogroups lacks the file and
 only the process nice is set. Where the processes are in cgroups of their own (systemd's cpu
-controller), the group's weight is the unit's ``CPUWeight``, and the nice orders the child below
-its worker only.
+controller, a container), the cgroup's weight orders them and the nice orders the child below its
+worker only.
 """
 
 from __future__ import annotations
