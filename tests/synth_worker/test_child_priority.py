@@ -19,13 +19,16 @@ from synth_worker.espeak import EspeakEngine
 from synth_worker.voices import VoiceMap
 from tests.conftest import T
 
-OURS = os.getpriority(os.PRIO_PROCESS, 0)
+OURS = os.getpriority(os.PRIO_PROCESS, 0)  # this process plays the worker
 
 
 def autogroup_nice(pid: int) -> int | None:
     """The nice of ``pid``'s autogroup ("/autogroup-42 nice 19"); None: this kernel has none."""
     path = Path(f"/proc/{pid}/autogroup")
     return int(path.read_text().split()[-1]) if path.exists() else None
+
+
+OUR_GROUP = autogroup_nice(os.getpid())
 
 
 def thread_nices(pid: int) -> list[int]:
@@ -38,7 +41,7 @@ def assert_below(pid: int, nice: int) -> None:
     assert os.getsid(pid) == pid  # its own session: its own autogroup
     assert set(thread_nices(pid)) == {nice}
     assert autogroup_nice(pid) in (nice, None)
-    assert autogroup_nice(os.getpid()) in (0, None)  # ours (the worker's) is untouched
+    assert autogroup_nice(os.getpid()) == OUR_GROUP  # the worker's group is untouched
 
 
 async def test_espeak_ng_runs_below_the_worker() -> None:
@@ -93,7 +96,7 @@ def test_a_child_in_the_parent_s_session_is_refused_and_the_parent_s_group_kept(
         with pytest.raises(ValueError, match="not a session leader"):
             run_below_forwarding(child.pid, 19)
         assert set(thread_nices(child.pid)) == {OURS}
-        assert autogroup_nice(os.getpid()) in (0, None)
+        assert autogroup_nice(os.getpid()) == OUR_GROUP
     finally:
         child.communicate(b"", timeout=T)
 
