@@ -12,16 +12,17 @@ throughput, carrying it is latency; the hops' CPU is small, so the child keeps n
 CPU it shares with them (docs/benchmarks.md, issue 20's thirteenth round: first audio through the
 gateway ~0.3 ms sooner at p50 and p90 on 2 cores, the gateway's addition 0.75-0.80 -> 0.64 ms).
 
-A process may always lower its children's priority; a kernel without autogroups lacks the file and
-only the process nice is set. Where the processes are in cgroups of their own (systemd's cpu
-controller, a container), the cgroup's weight orders them and the nice orders the child below its
-worker only.
+So the child runs under ``niced`` and, once spawned, ``lower_group``. A process may always lower
+its children's priority; a kernel without autogroups lacks the file and only the process nice is
+set. Where the processes are in cgroups of their own (systemd's cpu controller, a container), the
+cgroup's weight orders them and the nice orders the child below its worker only.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
 
 from broker import logs
 
@@ -30,20 +31,31 @@ log = logs.get("sesame.child_priority")
 DEFAULT_NICE = 19
 
 
-def run_below_forwarding(pid: int, nice: int) -> None:
-    """Give child ``pid`` (a session leader: ``start_new_session=True``) ``nice`` and its session's
-    autogroup the same; 0 leaves both as inherited. A child already gone is left to its engine."""
+def niced(argv: list[str], nice: int) -> list[str]:
+    """``argv`` to run at ``nice`` from its first instruction: coreutils' ``nice`` sets it before it
+    execs the program, so every thread the program starts has it (set from the parent after the
+    spawn, a thread espeak-ng had already started kept the worker's). 0, or a worker already at or
+    past it: ``argv`` as it is."""
+    step = nice - os.getpriority(os.PRIO_PROCESS, 0)
+    tool = shutil.which("nice") if step > 0 else None
+    if step > 0 and tool is None:
+        _refused("no nice command on PATH (coreutils)")
+    return [tool, "-n", str(step), *argv] if tool else argv
+
+
+def lower_group(pid: int, nice: int) -> None:
+    """Give the autogroup of child ``pid`` (a session leader: ``start_new_session=True``) ``nice``;
+    0 leaves it as the kernel made it. A child already gone is left to its engine."""
     if nice == 0:
         return
     try:
         if os.getsid(pid) != pid:
             # Its autogroup is its parent's: raising that nice would lower the worker's hops too.
             raise ValueError(f"process {pid} is not a session leader: start it with start_new_session")
-        os.setpriority(os.PRIO_PROCESS, pid, nice)
         with open(f"/proc/{pid}/autogroup", "w", encoding="ascii") as group:
             group.write(str(nice))
     except (ProcessLookupError, FileNotFoundError):
-        return  # the child is gone, or this kernel has no autogroups (its nice is set)
+        return  # the child is gone, or this kernel has no autogroups (its own nice is set)
     except PermissionError as exc:
         _refused(exc.strerror or str(exc))
 

@@ -31,7 +31,7 @@ from broker import logs
 from broker.audio import Samples, rms_dbfs, voice_gain
 from broker.errors import EngineError, EngineTimeout, EngineUnavailable, ProtocolError
 
-from .child_priority import DEFAULT_NICE, run_below_forwarding
+from .child_priority import DEFAULT_NICE, lower_group, niced
 from .engine import CancelToken, EngineChunk, SynthesisRequest
 from .pcm_stream import PcmShaper
 from .voices import VoiceMap
@@ -262,14 +262,9 @@ class EspeakEngine:
         if voice.startswith("-") or not voice.strip():
             raise ProtocolError(f"bad espeak-ng voice {voice!r}", code="unknown_voice")
         try:
+            argv = [self.path(), "--stdout", "--stdin", "-b", "1", "-v", voice]  # -b 1: UTF-8 input
             proc = await asyncio.create_subprocess_exec(
-                self.path(),
-                "--stdout",
-                "--stdin",
-                "-b",
-                "1",  # input is UTF-8
-                "-v",
-                voice,
+                *niced(argv, self.child_nice),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -277,7 +272,7 @@ class EspeakEngine:
             )
         except OSError as exc:
             raise EngineUnavailable(f"{self.binary} cannot run: {exc}") from exc
-        run_below_forwarding(proc.pid, self.child_nice)
+        lower_group(proc.pid, self.child_nice)
         return proc
 
     async def _read(self, proc: asyncio.subprocess.Process, deadline: float) -> bytes:

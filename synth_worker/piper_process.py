@@ -22,7 +22,7 @@ from pathlib import Path
 from broker import logs
 from broker.audio import voice_gain
 from broker.errors import EngineCancelled, EngineError, EngineTimeout, EngineUnavailable
-from synth_worker.child_priority import DEFAULT_NICE, run_below_forwarding
+from synth_worker.child_priority import DEFAULT_NICE, lower_group, niced
 from synth_worker.engine import CancelToken
 from synth_worker.piper_threads import PiperThreads
 from synth_worker.voices import PACKAGED_PIPER_VOICE
@@ -134,8 +134,7 @@ class PiperChild:
             args += ["--shared-threads", str(self.threads.shared), "--busy-lock", str(busy_lock_path())]
         try:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                *args,
+                *niced([sys.executable, *args], self.nice),  # onnxruntime's threads inherit it
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
@@ -146,7 +145,7 @@ class PiperChild:
             )
         except OSError as exc:
             raise EngineUnavailable(f"Piper cannot run: {exc}") from exc
-        run_below_forwarding(proc.pid, self.nice)  # before onnxruntime's threads: they inherit it
+        lower_group(proc.pid, self.nice)
         self._proc, self._alive = proc, True
         self._tail.clear()
         assert proc.stdout is not None and proc.stderr is not None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from synth_worker.child_priority import DEFAULT_NICE, run_below_forwarding
+from synth_worker.child_priority import DEFAULT_NICE, lower_group, niced
 from synth_worker.engine import CancelToken, SynthesisRequest
 from synth_worker.engines import EngineSettings, build_worker_engine
 from synth_worker.espeak import EspeakEngine
@@ -94,7 +94,7 @@ def test_a_child_in_the_parent_s_session_is_refused_and_the_parent_s_group_kept(
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         with pytest.raises(ValueError, match="not a session leader"):
-            run_below_forwarding(child.pid, 19)
+            lower_group(child.pid, 19)
         assert set(thread_nices(child.pid)) == {OURS}
         assert autogroup_nice(os.getpid()) == OUR_GROUP
     finally:
@@ -105,4 +105,15 @@ def test_a_child_already_gone_is_left_to_its_engine() -> None:
     child = subprocess.Popen(["true"], start_new_session=True)
     child.wait(timeout=T)
     assert not Path(f"/proc/{child.pid}").exists()
-    run_below_forwarding(child.pid, 19)  # reaped: no such process, and nothing raised
+    lower_group(child.pid, 19)  # reaped: no such process, and nothing raised
+
+
+def test_the_nice_is_absolute_and_never_asks_to_go_above_the_worker() -> None:
+    """coreutils' ``nice -n`` adds to the caller's nice: the step is what reaches the target."""
+    assert niced(["espeak-ng"], 0) == ["espeak-ng"]
+    code = (
+        "import os; from synth_worker.child_priority import niced; os.nice(15); "
+        "print(niced(['x'], 19)[1:], niced(['x'], 10))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=T)
+    assert out.stdout.split("\n")[0] == "['-n', '4', 'x'] ['x']"
