@@ -56,7 +56,7 @@ def lower_group(pid: int, nice: int) -> None:
             group.write(str(nice))
     except (ProcessLookupError, FileNotFoundError):
         return  # the child is gone, or this kernel has no autogroups (its own nice is set)
-    except PermissionError as exc:
+    except OSError as exc:  # not ours to change, or the kernel's default group (EINVAL)
         _refused(exc.strerror or str(exc))
 
 

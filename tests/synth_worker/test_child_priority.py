@@ -23,9 +23,12 @@ OURS = os.getpriority(os.PRIO_PROCESS, 0)  # this process plays the worker
 
 
 def autogroup_nice(pid: int) -> int | None:
-    """The nice of ``pid``'s autogroup ("/autogroup-42 nice 19"); None: this kernel has none."""
+    """The nice of ``pid``'s autogroup ("/autogroup-42 nice 19"); None: this kernel has none, or
+    ``pid`` is in the kernel's default group (the file is empty: no process on its way from init
+    called ``setsid``, as under a CI runner started by init)."""
     path = Path(f"/proc/{pid}/autogroup")
-    return int(path.read_text().split()[-1]) if path.exists() else None
+    fields = path.read_text().split() if path.exists() else []
+    return int(fields[-1]) if fields else None
 
 
 OUR_GROUP = autogroup_nice(os.getpid())
