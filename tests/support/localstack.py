@@ -140,6 +140,34 @@ def _parse(line: str) -> Event | None:
     return event if isinstance(event, dict) else None
 
 
+class _SigtermAsInterrupt:
+    """While a stack is up, SIGTERM to its owner acts as Ctrl-C: the stack's processes run in
+    sessions of their own (as ``up``'s do), so neither reaches them, and an interrupt unwinds the
+    ``with`` blocks and fixtures that close them. Python's default for SIGTERM ends the process
+    with no unwinding: a bench killed so left its broker, gateway and workers running. Only the
+    main thread may set a handler, and one the caller set is left alone."""
+
+    def __init__(self) -> None:
+        self._stacks = 0
+        self._installed = False
+
+    def enter(self) -> None:
+        self._stacks += 1
+        first = self._stacks == 1 and threading.current_thread() is threading.main_thread()
+        if first and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            self._installed = True
+
+    def leave(self) -> None:
+        self._stacks -= 1
+        if self._stacks == 0 and self._installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            self._installed = False
+
+
+_sigterm = _SigtermAsInterrupt()
+
+
 class Stack:
     """mosquitto + gateway (+ workers via ``start_worker``) on free loopback ports, configured as
     shipped. ``broker``: use this one (and leave it running) instead of starting one.
@@ -153,28 +181,30 @@ class Stack:
         model_dir: Path | None = None,
         start_timeout: float = 60.0,
     ) -> None:
+        _sigterm.enter()  # left by close(), which every way out of here calls
+        self._closed = False
         self._own_broker = broker is None
-        self.broker = broker if broker is not None else Mosquitto().start()
         self.model_dir = model_dir
         self.start_timeout = start_timeout
-        # The gateway's listening socket is made here and inherited, as `up` does (SESAME_LISTEN_FD):
-        # a port picked free and bound later by the gateway could be taken meanwhile by any
-        # connection's ephemeral port (make test saw "Address already in use" once).
-        self._listener = listening_socket("127.0.0.1", 0, {})
-        self.port = self._listener.getsockname()[1]
-        # Each process gets its own broker user (broker/launcher.py): the gateway its role's.
-        self.env = {
-            "SESAME_MQTT_URL": self.broker.url_for("gateway").env_value(),
-            "SESAME_PORT": str(self.port),
-        }
-        # A stack keeps its uptime history (SESAME_STATE_DIR) to itself unless told where to keep it.
-        self._state: tempfile.TemporaryDirectory[str] | None = None
-        if "SESAME_STATE_DIR" not in (gateway_env or {}):
-            self._state = tempfile.TemporaryDirectory(prefix="sesame-state-")
-            self.env["SESAME_STATE_DIR"] = self._state.name
         self.workers: dict[str, Proc] = {}
+        self._state: tempfile.TemporaryDirectory[str] | None = None
         self.gateway: Proc
         try:
+            self.broker = broker if broker is not None else Mosquitto().start()
+            # The gateway's listening socket is made here and inherited, as `up` does
+            # (SESAME_LISTEN_FD): a port picked free and bound later by the gateway could be taken
+            # meanwhile by any connection's ephemeral port (make test saw "Address already in use").
+            self._listener = listening_socket("127.0.0.1", 0, {})
+            self.port = self._listener.getsockname()[1]
+            # Each process gets its own broker user (broker/launcher.py): the gateway its role's.
+            self.env = {
+                "SESAME_MQTT_URL": self.broker.url_for("gateway").env_value(),
+                "SESAME_PORT": str(self.port),
+            }
+            # A stack keeps its uptime history (SESAME_STATE_DIR) to itself unless told where.
+            if "SESAME_STATE_DIR" not in (gateway_env or {}):
+                self._state = tempfile.TemporaryDirectory(prefix="sesame-state-")
+                self.env["SESAME_STATE_DIR"] = self._state.name
             self.gateway = Proc(["gateway"], {**self.own_gateway_env, **(gateway_env or {})}, "gateway")
             self.gateway.wait_event("gateway_listening", start_timeout)
         except BaseException:
@@ -229,16 +259,25 @@ class Stack:
         return proc
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop_all()
+        finally:
+            _sigterm.leave()
+
+    def _stop_all(self) -> None:
         for proc in self.workers.values():
             proc.stop()
         gateway = getattr(self, "gateway", None)
         if gateway is not None:
             gateway.stop()
-        if self._own_broker:
+        if self._own_broker and hasattr(self, "broker"):
             self.broker.close()
-        self._listener.close()
-        if getattr(self, "_state", None) is not None:
-            assert self._state is not None
+        if hasattr(self, "_listener"):
+            self._listener.close()
+        if self._state is not None:
             self._state.cleanup()
 
     def __enter__(self) -> Stack:
