@@ -48,6 +48,7 @@ from broker.audio import AudioFrame
 from clients.loadtest import DEFAULT_TEXTS
 from clients.stats import Playout, Summary, table
 from sesame_voice.capacity import default_workers
+from tests.support.procfs import PARENT, every_process, ticks_to_seconds
 
 PREBUFFER_S = 0.1
 MIN_GAP_S = 0.02  # shorter silences are not heard as a gap (they still count in seconds of gaps)
@@ -122,19 +123,9 @@ async def person(ws_url: str, start_at: float, stop_at: float, seed: int, greedy
 
 def tree_cpu(root: int) -> float:
     """CPU seconds of a process and all its descendants (from /proc)."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    now = every_process()
+    parents = {pid: int(fields[PARENT]) for pid, fields in now.items()}
+    cpu = {pid: ticks_to_seconds(fields) for pid, fields in now.items()}
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 import time
@@ -44,6 +43,7 @@ from clients.load_requests import DEFAULT_TEXTS, LoadConfig
 from clients.loadtest import run as run_load
 from clients.report import report
 from clients.stats import Playout, Summary, table
+from tests.support.procfs import cpu_seconds
 
 HEADER = (
     "capacity: concurrent real-time websocket sessions and POST /tts rate of one gateway (audio from cache)"
@@ -134,11 +134,6 @@ class Step:
             and p99 is not None
             and p99 < self.ttfa_limit_ms
         )
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def dropped_copies(http_url: str) -> int:

@@ -40,10 +40,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import Stack, machine
-from bench.capacity import PAUSE_S, cpu_seconds, dropped_copies, warm_cache
+from bench.capacity import PAUSE_S, dropped_copies, warm_cache
 from broker.audio import HEADER_SIZE
 from clients.load_requests import DEFAULT_TEXTS
 from clients.stats import Summary, table
+from tests.support.procfs import cpu_seconds
 
 HEADER = "gateway cpu: sessions per core, the gateway process's CPU streaming real-time sessions from cache"
 TURN_END = '"type":"turn_end"'

@@ -33,9 +33,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._stack import REPO, Stack, machine
-from bench.capacity import Step, cpu_seconds, run_step, summarize_step
+from bench.capacity import Step, run_step, summarize_step
 from clients.stats import table
 from synth_worker.engine import CancelToken, SynthesisRequest
+from tests.support.procfs import children_of, cpu_seconds
 
 HEADER = "local engines: TTFA, RTF and CPU per second of speech; capacity of Piper workers"
 TEXTS = (
@@ -145,16 +146,7 @@ def capacity(
 
 def _grandchildren(pids: list[int]) -> list[int]:
     """The Piper child processes of the workers (their CPU is the workers' synthesis)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[1]) in pids:
-                found.append(int(entry.name))
-    return found
+    return list(children_of(pids))
 
 
 def _real_time(step: Step) -> bool:

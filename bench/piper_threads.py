@@ -36,6 +36,7 @@ from clients.stats import percentile, table
 from synth_worker.engine import CancelToken
 from synth_worker.piper_process import PiperChild, packaged_model
 from synth_worker.piper_threads import PiperThreads, machine_cores, one_core_workers, piper_threads
+from tests.support.procfs import cpu_seconds
 
 HEADER = "piper threads: first audio and CPU per sentence, idle and loaded, by thread configuration"
 
@@ -57,13 +58,12 @@ def threads_of(config: str, workers: int) -> PiperThreads:
 
 def children_cpu_s(children: list[PiperChild]) -> float:
     """User + system CPU seconds of the running children (from /proc: they are not reaped yet)."""
-    ticks = 0
+    total = 0.0
     for child in children:
         proc = child._proc  # a bench reading the child's pid
         assert proc is not None
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        total += cpu_seconds(proc.pid)
+    return total
 
 
 async def first_audio_s(child: PiperChild, text: str) -> float:

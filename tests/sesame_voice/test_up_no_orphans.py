@@ -18,6 +18,7 @@ from websockets.asyncio.client import connect
 from broker.launcher import free_port
 from tests.conftest import T
 from tests.support.localstack import Event, Proc
+from tests.support.procfs import STATE, children_of, stat_fields
 
 
 def _up(tmp: Path) -> Proc:
@@ -42,7 +43,7 @@ def _started(proc: Proc) -> dict[str, int]:
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        state = stat_fields(Path(f"/proc/{pid}/stat"))[STATE]
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")  # a zombie has exited (init reaps it when it gets to it)
@@ -59,14 +60,8 @@ def _wait_gone(pids: dict[str, int], timeout: float) -> dict[str, int]:
 
 def _their_children(pids: dict[str, int]) -> dict[str, int]:
     """The processes whose parent is one of ``pids`` (espeak-ng's, in sessions of their own)."""
-    parents = {pid: name for name, pid in pids.items()}
-    found = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            if parent in parents:
-                found[f"{parents[parent]}/{int(entry.name)}"] = int(entry.name)
-    return found
+    names = {pid: name for name, pid in pids.items()}
+    return {f"{names[parent]}/{pid}": pid for pid, parent in children_of(names).items()}
 
 
 def _ready(proc: Proc) -> None:

@@ -18,6 +18,7 @@ from synth_worker.engines import EngineSettings, build_worker_engine
 from synth_worker.espeak import EspeakEngine
 from synth_worker.voices import VoiceMap
 from tests.conftest import T
+from tests.support.procfs import thread_nices
 
 OURS = os.getpriority(os.PRIO_PROCESS, 0)  # this process plays the worker
 
@@ -32,12 +33,6 @@ def autogroup_nice(pid: int) -> int | None:
 
 
 OUR_GROUP = autogroup_nice(os.getpid())
-
-
-def thread_nices(pid: int) -> list[int]:
-    """The nice of each thread of ``pid`` (field 19 of each task's stat, after the command)."""
-    stats = Path(f"/proc/{pid}/task").glob("*/stat")
-    return [int(stat.read_text().rsplit(")", 1)[1].split()[16]) for stat in stats]
 
 
 def assert_below(pid: int, nice: int) -> None:
